@@ -1,0 +1,1 @@
+"""kernelwright.agents (see README for the architecture)."""

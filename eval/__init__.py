@@ -1,0 +1,1 @@
+"""kernelwright.eval (see README for the architecture)."""

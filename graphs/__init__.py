@@ -1,0 +1,1 @@
+"""kernelwright.graphs (see README for the architecture)."""

@@ -1,0 +1,3 @@
+"""kernelwright: agents that write, verify, profile and evolve CUDA kernels for PyTorch code."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""kernelwright.memory (see README for the architecture)."""

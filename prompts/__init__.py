@@ -1,0 +1,1 @@
+"""kernelwright.prompts (see README for the architecture)."""

@@ -1,0 +1,90 @@
+"""The harness on a real GPU: every cheating fixture rejected for its named reason,
+every honest fixture accepted, and timing repeatable."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kernelwright.tools.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.sandbox.pool import WorkerOptions
+from kernelwright.tools.timing import BenchSettings
+
+pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
+FIXTURES = Path(__file__).parent / "fixtures"
+FAST = EvalSettings(call_timeout_s=20.0, fast_inline=False, compile_baseline=False,
+                    bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
+
+
+def _expectations(path: Path) -> tuple[str, set[str]]:
+    text = path.read_text()
+    problem = re.search(r"^# problem: (\S+)", text, re.M)
+    expect = re.search(r"^# expect: (\S+)", text, re.M)
+    assert problem and expect, f"{path.name} must declare '# problem:' and '# expect:'"
+    return problem.group(1), set(expect.group(1).split("|"))
+
+
+CHEATS = sorted((FIXTURES / "cheats").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def evaluators(build_cache: Path):
+    made: dict[str, Evaluator] = {}
+    options = WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})
+
+    def get(problem: str) -> Evaluator:
+        if problem not in made:
+            made[problem] = Evaluator(FIXTURES / "problems" / f"{problem}.py", FAST, options)
+        return made[problem]
+
+    yield get
+    for ev in made.values():
+        ev.close()
+
+
+@pytest.mark.parametrize("cheat", CHEATS, ids=[p.stem for p in CHEATS])
+def test_cheating_kernel_is_rejected_for_its_reason(cheat: Path, evaluators) -> None:
+    problem, expected = _expectations(cheat)
+    report = evaluators(problem).evaluate(cheat)
+    assert report.status == "rejected", report.to_dict()
+    assert report.reason in expected, (report.reason, report.message)
+    assert report.speedup_vs_eager is None
+
+
+@pytest.mark.parametrize("problem,candidate", [
+    ("relu_affine", "relu_affine_raw.py"),
+    ("softmax_rows", "softmax_raw.py"),
+])
+def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluators) -> None:
+    report = evaluators(problem).evaluate(FIXTURES / "honest" / candidate)
+    assert report.status == "passed", (report.reason, report.message)
+    assert report.kernel_usage and report.kernel_usage["custom"], report.kernel_usage
+    assert report.timing["candidate"]["median_ms"] > 0
+    assert report.speedup_vs_eager is not None and report.speedup_vs_eager > 0
+    assert all(o["passed"] for t in report.trials for o in t["outputs"])
+
+
+def test_timing_is_repeatable(evaluators) -> None:
+    ev = evaluators("relu_affine")
+    first = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
+    second = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
+    a, b = first.timing["candidate"]["median_ms"], second.timing["candidate"]["median_ms"]
+    assert abs(a - b) / min(a, b) < 0.03, (a, b)
+
+
+def test_worker_survives_crash_then_is_replaced(evaluators) -> None:
+    ev = evaluators("relu_affine")
+    crashed = ev.evaluate(FIXTURES / "cheats" / "illegal_address.py")
+    assert crashed.reason == "crash"
+    again = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
+    assert again.status == "passed", again.message
+
+
+def test_healthy_candidate_worker_is_reused(evaluators) -> None:
+    ev = evaluators("softmax_rows")
+    ev.evaluate(FIXTURES / "honest" / "softmax_raw.py")
+    starts = ev.cand_slot.starts
+    ev.evaluate(FIXTURES / "honest" / "softmax_raw.py")
+    assert ev.cand_slot.starts == starts

@@ -1,0 +1,90 @@
+"""Sandbox workers on a machine without a GPU: loading, crash and hang containment, secrets.
+
+These run the real worker processes; only the GPU phases are out of reach here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kernelwright.tools.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
+
+FIX = Path(__file__).parent / "fixtures"
+PROBLEM = FIX / "problems" / "relu_affine.py"
+QUICK = EvalSettings(load_timeout_s=20.0, call_timeout_s=10.0)
+
+
+@pytest.fixture()
+def options(build_cache: Path) -> WorkerOptions:
+    return WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a",
+                              "CUDA_VISIBLE_DEVICES": ""})
+
+
+def test_get_inputs_raising_is_a_load_error_naming_the_line(options: WorkerOptions) -> None:
+    with Evaluator(FIX / "broken" / "get_inputs_raises.py", QUICK, options) as ev:
+        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+    assert report.status == "rejected" and report.reason == "load_error"
+    assert "get_inputs()" in report.message and "get_inputs_raises.py:11" in report.message
+
+
+def test_wrong_arity_is_reported(options: WorkerOptions) -> None:
+    with Evaluator(FIX / "broken" / "wrong_arity.py", QUICK, options) as ev:
+        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+    assert report.status == "rejected" and "takes 2 inputs but get_inputs() returns 1" in report.message
+
+
+@pytest.mark.timeout(120)
+def test_hang_is_killed_by_the_watchdog_and_the_next_candidate_runs(options: WorkerOptions) -> None:
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        hung = ev.evaluate(FIX / "broken" / "candidate_hangs_on_import.py")
+        assert hung.status == "rejected" and hung.reason == "timeout"
+        assert "killed" in hung.message
+        after = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+    assert after.status == "needs_gpu", after.message
+
+
+def test_segfault_is_contained_as_a_crash(options: WorkerOptions) -> None:
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        crashed = ev.evaluate(FIX / "broken" / "candidate_segfaults_on_import.py")
+        assert crashed.status == "rejected" and crashed.reason == "crash"
+        assert "SIGSEGV" in crashed.message
+        after = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+    assert after.status == "needs_gpu"
+
+
+def test_workers_get_no_secrets(options: WorkerOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-should-not-leak")
+    monkeypatch.setenv("HF_TOKEN", "hf-should-not-leak")
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        report = ev.evaluate(FIX / "broken" / "candidate_reads_secrets.py")
+    assert report.reason == "load_error"
+    assert "visible secrets: []" in report.message
+
+
+@pytest.mark.nvcc
+def test_compile_error_comes_back_with_diagnostics(options: WorkerOptions) -> None:
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        report = ev.evaluate(FIX / "broken" / "candidate_compile_error.py")
+    assert report.status == "rejected" and report.reason == "compile_error"
+    diags = report.error["diagnostics"]
+    assert any(d["severity"] == "error" and "undefined_symbol" in d["message"] and d["line"] == 4 for d in diags)
+
+
+@pytest.mark.nvcc
+def test_without_gpu_a_candidate_compiles_then_needs_gpu(options: WorkerOptions) -> None:
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+    assert report.status == "needs_gpu" and report.reason == "no_gpu"
+    assert report.candidate_libs and report.candidate_libs[0].endswith(".so")
+    assert "need a CUDA GPU" in report.message
+
+
+def test_worker_start_and_clean_shutdown(options: WorkerOptions) -> None:
+    worker = SandboxWorker("candidate", options)
+    info = worker.start()
+    assert info["ok"] and info["cuda"] is False and worker.alive
+    worker.close()
+    assert not worker.alive

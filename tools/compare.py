@@ -1,0 +1,131 @@
+"""Judge candidate outputs against reference outputs (runs in the harness, never in a worker)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from kernelwright.tools.gpu_memory import POISON_BYTE
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    rel_l2: float  # ||out - ref|| / ||ref||: catches outputs that pass only because |ref| is tiny
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(1e-4, 1e-4, 1e-3),
+    "float64": Tolerance(1e-7, 1e-7, 1e-6),
+    "float16": Tolerance(1e-2, 1e-2, 2e-2),
+    "bfloat16": Tolerance(1e-2, 1e-2, 3e-2),
+}
+
+
+def tolerance_for(dtype: torch.dtype, overrides: dict[str, Tolerance] | None = None) -> Tolerance:
+    name = str(dtype).removeprefix("torch.")
+    table = {**DEFAULT_TOLERANCES, **(overrides or {})}
+    return table.get(name, Tolerance(0.0, 0.0, 0.0))  # integers and bools: exact
+
+
+@dataclass(frozen=True, slots=True)
+class OutputComparison:
+    index: int
+    passed: bool
+    failure: str | None  # shape_mismatch | dtype_mismatch | unwritten_output | nan_output | wrong_output | degenerate_output
+    message: str
+    max_abs_err: float
+    max_rel_err: float
+    mismatch_fraction: float
+    first_bad_index: tuple[int, ...] | None
+    rel_l2: float | None
+    rel_l2_checked: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["first_bad_index"] = list(self.first_bad_index) if self.first_bad_index is not None else None
+        return out
+
+
+def compare_output(index: int, out: torch.Tensor, ref: torch.Tensor, tol: Tolerance, *,
+                   check_rel_l2: bool = True) -> OutputComparison:
+    def fail(kind: str, message: str, **stats: Any) -> OutputComparison:
+        base = dict(max_abs_err=float("inf"), max_rel_err=float("inf"), mismatch_fraction=1.0,
+                    first_bad_index=None, rel_l2=None, rel_l2_checked=False)
+        base.update(stats)
+        return OutputComparison(index, False, kind, message, **base)
+
+    if tuple(out.shape) != tuple(ref.shape):
+        return fail("shape_mismatch", f"output {index}: shape {tuple(out.shape)} != reference {tuple(ref.shape)}")
+    if out.dtype != ref.dtype:
+        return fail("dtype_mismatch", f"output {index}: dtype {out.dtype} != reference {ref.dtype}")
+    if out.numel() == 0:
+        return OutputComparison(index, True, None, "empty output", 0.0, 0.0, 0.0, None, None, False)
+    poisoned = _poison_mask(out)
+    o, r = out.to(torch.float64), ref.to(torch.float64)
+    both_equal = (o == r) | (torch.isnan(o) & torch.isnan(r))
+    diff = (o - r).abs()
+    diff = torch.where(both_equal, torch.zeros_like(diff), diff)
+    bad = ~both_equal & ~(diff <= tol.atol + tol.rtol * r.abs())  # NaN diff counts as bad
+    n_bad = int(bad.sum())
+    finite = torch.isfinite(diff)
+    max_abs = float(diff[finite].max()) if bool(finite.any()) else float("inf")
+    if not bool(finite.all()):
+        max_abs = float("inf")
+    rel = diff / r.abs().clamp_min(1e-12)
+    max_rel = float(rel[torch.isfinite(rel)].max()) if bool(torch.isfinite(rel).any()) else float("inf")
+    first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist()) if n_bad else None
+    rel_l2 = None
+    if o.is_floating_point() and out.is_floating_point() and bool(torch.isfinite(o).all()):
+        denom = float(torch.linalg.vector_norm(r))
+        num = float(torch.linalg.vector_norm(o - r))
+        rel_l2 = num / denom if denom > 0 else (0.0 if num == 0 else float("inf"))
+    stats = dict(max_abs_err=max_abs, max_rel_err=max_rel, mismatch_fraction=n_bad / out.numel(),
+                 first_bad_index=first, rel_l2=rel_l2, rel_l2_checked=check_rel_l2 and rel_l2 is not None)
+    if n_bad:
+        n_poison = int((poisoned & bad).sum()) if poisoned is not None else 0
+        if n_poison:
+            return fail("unwritten_output", f"output {index}: {n_poison} of {out.numel()} elements were never written "
+                        "(they still hold the harness's poison bytes: partial write or reliance on stale memory)", **stats)
+        if bool(torch.isnan(o[bad]).any()):
+            return fail("nan_output", f"output {index}: NaN where the reference is finite, first at {first}", **stats)
+        return fail("wrong_output", f"output {index}: {n_bad} of {out.numel()} elements outside tolerance "
+                    f"(atol={tol.atol}, rtol={tol.rtol}); max abs err {max_abs:.3g}, first at {first}", **stats)
+    if check_rel_l2 and rel_l2 is not None and rel_l2 > tol.rel_l2:
+        return fail("degenerate_output", f"output {index}: passes the elementwise tolerance only because the reference "
+                    f"is small; relative L2 error {rel_l2:.3g} > {tol.rel_l2}", **stats)
+    return OutputComparison(index, True, None, "ok", **stats)
+
+
+def _poison_mask(out: torch.Tensor) -> torch.Tensor | None:
+    """Elements whose bytes are all the poison byte (never written by the candidate)."""
+    size = out.element_size()
+    if out.dtype == torch.bool:
+        return None
+    raw = out.contiguous().reshape(-1).view(torch.uint8).reshape(-1, size)
+    return (raw == POISON_BYTE).all(dim=1).reshape(out.shape)
+
+
+def outputs_identical(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(
+        x.shape == y.shape and x.dtype == y.dtype and torch.equal(x.reshape(-1).view(torch.uint8), y.reshape(-1).view(torch.uint8))
+        for x, y in zip(a, b))
+
+
+def outputs_close(a: list[torch.Tensor], b: list[torch.Tensor], overrides: dict[str, Tolerance] | None = None) -> bool:
+    """Would `a` pass as `b` under the tolerance? (used to spot input-insensitive problems)"""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.shape != y.shape:
+            return False
+        tol = tolerance_for(x.dtype, overrides)
+        if not torch.allclose(x.to(torch.float64), y.to(torch.float64), atol=tol.atol, rtol=tol.rtol, equal_nan=True):
+            return False
+    return True

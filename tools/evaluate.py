@@ -1,0 +1,311 @@
+"""Evaluate a candidate against a problem: load, verify, check integrity, time.
+
+Process layout (why): the reference Model runs in a clean reference worker that
+never imports candidate code; the candidate runs in its own worker; outputs come
+back as bytes and are judged here. So the candidate can neither see the
+reference's outputs in its memory, nor patch the comparison, nor slow down the
+baselines. Only its own timing happens in its process, guarded by HarnessGuard.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, outputs_identical, tolerance_for
+from kernelwright.tools.errors import CompileError, IntegrityError, KernelwrightError, ToolTimeout, WorkerCrash
+from kernelwright.tools.inputs import InputSpec
+from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
+from kernelwright.tools.kernel_trace import CallTrace, library_symbols
+from kernelwright.tools.problem import check_source
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.sandbox.pool import WorkerOptions, WorkerSlot
+from kernelwright.tools.sandbox.protocol import Message
+from kernelwright.tools.tensor_wire import decode_tensor
+from kernelwright.tools.timing import BenchSettings
+
+log = structlog.get_logger(__name__)
+SENSITISING_SCALES = (8.0, 64.0)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    n_trials: int = 5
+    base_seed: int = 1000
+    init_seed: int = 42
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    bench: BenchSettings = BenchSettings()
+    time_candidate: bool = True
+    eager_baseline: bool = True
+    compile_baseline: bool = True
+    compile_mode: str | None = None
+    n_timing_sets: int = 3
+    load_timeout_s: float = 600.0
+    call_timeout_s: float = 120.0
+    timing_timeout_s: float = 300.0
+    compile_baseline_timeout_s: float = 900.0
+    fast_inline: bool = True
+
+
+@dataclass
+class ReferenceData:
+    specs: list[InputSpec]
+    outputs: list[list[torch.Tensor]]
+    traces: list[CallTrace]
+    mutated: list[list[int]]
+    fp64_rel_l2: list[Any]
+    post_timing: tuple[InputSpec, list[torch.Tensor]]
+    weak_checks: list[str]
+
+
+class Evaluator:
+    """One problem, many candidates. Keeps a warm reference worker and a reusable candidate worker."""
+
+    def __init__(self, problem: str | Path, settings: EvalSettings = EvalSettings(),
+                 worker_options: WorkerOptions | None = None):
+        self.problem = check_source(problem, "problem")
+        self.settings = settings
+        self.options = worker_options or WorkerOptions()
+        self.ref_slot = WorkerSlot("reference", self.options, standby=False)
+        self.cand_slot = WorkerSlot("candidate", self.options)
+        self.cand_slot.warm()  # its start-up overlaps the reference's
+        self._reference: ReferenceData | None = None
+        self._baselines: dict[str, Any] | None = None
+        self.log = log.bind(problem=self.problem.path.name)
+
+    # -- reference side (cached) -------------------------------------------------
+    def reference(self) -> ReferenceData:
+        if self._reference is None:
+            self._reference = self._compute_reference()
+        return self._reference
+
+    def _compute_reference(self) -> ReferenceData:
+        s = self.settings
+        worker = self.ref_slot.get()
+        worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path), init_seed=s.init_seed)
+        specs = [InputSpec(s.base_seed + 7919 * i) for i in range(s.n_trials)]
+        reply = self._outputs(worker, specs, fp64_check=True)
+        outputs = _decode_outputs(reply)
+        weak: list[str] = []
+        if all(outputs_close(outputs[0], o, s.tolerances) for o in outputs[1:]):
+            # Output barely depends on inputs: add larger inputs that do change it.
+            extra = [InputSpec(s.base_seed + 31 + i, scale) for i, scale in enumerate(SENSITISING_SCALES)]
+            more = self._outputs(worker, extra, fp64_check=False)
+            specs += extra
+            outputs += _decode_outputs(more)
+            reply.header["calls"] += more.header["calls"]
+            if all(outputs_close(outputs[0], o, s.tolerances) for o in outputs[1:]):
+                weak.append("reference output barely depends on its inputs: a constant output could pass the tolerance")
+        post_spec = InputSpec(s.base_seed + 104729)
+        post = _decode_outputs(self._outputs(worker, [post_spec], fp64_check=False))[0]
+        calls = reply.header["calls"]
+        return ReferenceData(specs, outputs, [CallTrace.from_dict(c["trace"]) for c in calls],
+                             [c["mutated_inputs"] for c in calls], [c.get("fp64_rel_l2") for c in calls],
+                             (post_spec, post), weak)
+
+    def baselines(self) -> dict[str, Any]:
+        """Eager and torch.compile timings, measured once in the clean reference worker."""
+        if self._baselines is None:
+            self.reference()
+            s, worker, out = self.settings, self.ref_slot.get(), {}
+            for target, enabled, timeout in (("eager", s.eager_baseline, s.timing_timeout_s),
+                                             ("compiled", s.compile_baseline, s.compile_baseline_timeout_s)):
+                if not enabled:
+                    continue
+                try:
+                    reply = worker.request("time", timeout_s=timeout, target="model" if target == "eager" else "compiled",
+                                           input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets,
+                                           settings=s.bench.to_dict(), compile_mode=s.compile_mode)
+                    out[target] = reply.header["stats"]
+                except KernelwrightError as exc:
+                    out[target] = {"error": exc.to_dict()}
+                    if not worker.alive:
+                        self.ref_slot.discard()
+                        self._reference = None
+            self._baselines = out
+        return self._baselines
+
+    # -- candidate ---------------------------------------------------------------
+    def evaluate(self, candidate: str | Path) -> EvalReport:
+        started = time.perf_counter()
+        report = EvalReport(problem=str(self.problem.path), candidate=str(candidate))
+        try:
+            self._evaluate(Path(candidate), report)
+        except KernelwrightError as exc:
+            report.status = "rejected" if report.stage != "timing" or isinstance(exc, (IntegrityError, ToolTimeout, WorkerCrash)) else "error"
+            report.reason = report.reason or _reason_for(exc)
+            report.message = str(exc)
+            report.error = exc.to_dict()
+            if isinstance(exc, (ToolTimeout, WorkerCrash, IntegrityError)) or self.cand_slot.worker is None:
+                self.cand_slot.discard()
+        finally:
+            report.durations_s["total"] = round(time.perf_counter() - started, 3)
+            worker = self.cand_slot.worker
+            if worker is not None and worker.alive:
+                if report.status != "passed":
+                    self.cand_slot.discard()  # failed candidate code never shares a process with the next one
+                else:
+                    try:
+                        worker.request("unload", timeout_s=30)
+                    except KernelwrightError:
+                        self.cand_slot.discard()
+        self.log.info("candidate_evaluated", candidate=Path(candidate).name, status=report.status,
+                      reason=report.reason, speedup_vs_eager=report.speedup_vs_eager, seconds=report.durations_s["total"])
+        return report
+
+    def _evaluate(self, candidate: Path, report: EvalReport) -> None:
+        s = self.settings
+        check_source(candidate, "candidate")
+        t0 = time.perf_counter()
+        worker = self.cand_slot.get()
+        loaded = worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
+                                candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.fast_inline).header
+        report.candidate_libs = loaded.get("candidate_libs", [])
+        report.durations_s["load"] = round(time.perf_counter() - t0, 3)
+        if not loaded.get("instantiated"):
+            report.status, report.stage, report.reason = "needs_gpu", "correctness", "no_gpu"
+            report.message = "compiled and loaded; verification and timing need a CUDA GPU, and none is visible"
+            return
+        report.stage = "correctness"
+        t1 = time.perf_counter()
+        ref = self.reference()
+        self._verify(worker, candidate, ref, report)
+        report.durations_s["verify"] = round(time.perf_counter() - t1, 3)
+        if report.status == "rejected" or not s.time_candidate:
+            report.status = report.status if report.status == "rejected" else "passed"
+            return
+        report.stage = "timing"
+        t2 = time.perf_counter()
+        report.timing.update({k: v for k, v in self.baselines().items()})
+        reply = worker.request("time", timeout_s=s.timing_timeout_s, target="model",
+                               input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict())
+        report.timing["candidate"] = reply.header["stats"]
+        # Re-check on fresh inputs after timing: results cached across calls show up here.
+        post_spec, post_ref = ref.post_timing
+        after = self._outputs(worker, [post_spec], fp64_check=False)
+        self._judge_trial(report, 0, _decode_outputs(after)[0], post_ref, "after_timing", ref)
+        report.durations_s["timing"] = round(time.perf_counter() - t2, 3)
+        if report.status == "rejected":
+            return
+        cand_ms = report.timing["candidate"]["median_ms"]
+        for key, attr in (("eager", "speedup_vs_eager"), ("compiled", "speedup_vs_compile")):
+            base = report.timing.get(key, {})
+            if "median_ms" in base and cand_ms > 0:
+                setattr(report, attr, base["median_ms"] / cand_ms)
+        report.status, report.stage, report.message = "passed", "done", "verified"
+
+    def _verify(self, worker: Any, candidate: Path, ref: ReferenceData, report: EvalReport) -> None:
+        reply = self._outputs(worker, ref.specs, fp64_check=False)
+        outs = _decode_outputs(reply)
+        calls = reply.header["calls"]
+        report.weak_checks += ref.weak_checks
+        for i, (out, ref_out) in enumerate(zip(outs, ref.outputs)):
+            self._judge_trial(report, i, out, ref_out, "trial", ref, previous=outs[:i])
+            if report.status == "rejected":
+                return
+        self._check_constant(report, outs, ref)
+        if report.status == "rejected":
+            return
+        report.stage = "integrity"
+        traces = [CallTrace.from_dict(c["trace"]) for c in calls]
+        if not any(t.available for t in traces):
+            report.weak_checks.append("kernel trace unavailable: " + (traces[0].reason if traces else "no calls"))
+        custom = library_symbols(report.candidate_libs)
+        rejections = check_traces(traces, ref.traces, custom) + check_mutation([c["mutated_inputs"] for c in calls], ref.mutated)
+        usable = [t for t in traces if t.available]
+        if usable:
+            ref_names = {k.name for t in ref.traces if t.available for k in t.kernels}
+            report.kernel_usage = kernel_usage(usable[0], custom, ref_names).to_dict()
+        if rejections:
+            first = rejections[0]
+            report.status, report.reason, report.message = "rejected", first.reason, first.message
+            report.error = first.to_dict()
+
+    def _judge_trial(self, report: EvalReport, i: int, out: list[torch.Tensor], ref_out: list[torch.Tensor],
+                     phase: str, ref: ReferenceData, previous: list[list[torch.Tensor]] = ()) -> None:
+        if len(out) != len(ref_out):
+            report.status, report.reason = "rejected", "output_count"
+            report.message = f"{phase} {i}: {len(out)} outputs, reference has {len(ref_out)}"
+            return
+        noise = ref.fp64_rel_l2[i] if phase == "trial" and i < len(ref.fp64_rel_l2) and ref.fp64_rel_l2[i] else None
+        results = []
+        for j, (o, r) in enumerate(zip(out, ref_out)):
+            tol = tolerance_for(r.dtype, self.settings.tolerances)
+            # The relative-L2 check only where the reference itself is well above its own rounding noise.
+            well_conditioned = noise is None or noise[j] is None or noise[j] < tol.rel_l2 / 4
+            results.append(compare_output(j, o, r, tol, check_rel_l2=well_conditioned))
+        report.trials.append({"phase": phase, "index": i, "outputs": [c.to_dict() for c in results]})
+        failed = next((c for c in results if not c.passed), None)
+        if failed is None:
+            return
+        reason, message = str(failed.failure), f"{phase} {i}: {failed.message}"
+        stale = any(outputs_identical(out, p) for p in previous)
+        if failed.failure == "wrong_output" and (stale or phase == "after_timing"):
+            reason = "result_caching"
+            message += (" — the output repeats an earlier call's result" if stale else
+                        " — correct before timing, wrong after it: results cached across calls")
+        report.status, report.reason, report.message = "rejected", reason, message
+
+    def _check_constant(self, report: EvalReport, outs: list[list[torch.Tensor]], ref: ReferenceData) -> None:
+        """Inputs that change the reference must change the candidate's output too."""
+        for i in range(1, len(outs)):
+            if outputs_identical(outs[0], outs[i]) and not outputs_identical(ref.outputs[0], ref.outputs[i]):
+                report.status, report.reason = "rejected", "constant_output"
+                report.message = (f"trials 0 and {i} got different inputs (and different reference outputs) but the "
+                                  "candidate returned bit-identical outputs: it does not depend on its inputs")
+                return
+
+    def _outputs(self, worker: Any, specs: list[InputSpec], *, fp64_check: bool) -> Message:
+        """One request per input set, each under the call timeout (a hang costs one timeout, not N)."""
+        merged: Message | None = None
+        reserve = 2 * self._reference_output_bytes() + (1 << 20)
+        for spec in specs:
+            reply = worker.request("outputs", timeout_s=self.settings.call_timeout_s, inputs=[spec.to_dict()],
+                                   fp64_check=fp64_check, trace=True, reserve_bytes=reserve)
+            if merged is None:
+                merged = reply
+                continue
+            offset = len(merged.blobs)
+            for call in reply.header["calls"]:
+                for meta in call["outputs"]:
+                    meta["blob"] += offset
+                merged.header["calls"].append(call)
+            merged.blobs.extend(reply.blobs)
+        assert merged is not None
+        return merged
+
+    def _reference_output_bytes(self) -> int:
+        if self._reference is None or not self._reference.outputs:
+            return 64 << 20
+        return sum(t.numel() * t.element_size() for t in self._reference.outputs[0])
+
+    def close(self) -> None:
+        self.ref_slot.close()
+        self.cand_slot.close()
+
+    def __enter__(self) -> "Evaluator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _decode_outputs(reply: Message) -> list[list[torch.Tensor]]:
+    return [[decode_tensor(m, reply.blobs[m["blob"]]) for m in call["outputs"]] for call in reply.header["calls"]]
+
+
+def _reason_for(exc: KernelwrightError) -> str:
+    if isinstance(exc, IntegrityError):
+        return exc.reason
+    if isinstance(exc, CompileError):
+        return "compile_error"
+    if isinstance(exc, ToolTimeout):
+        return "timeout"
+    if isinstance(exc, WorkerCrash):
+        return "crash"
+    return {"load": "load_error"}.get(exc.kind, exc.kind)

@@ -1,0 +1,89 @@
+"""Seeded problem inputs: generation, transforms, perturbation, mutation checks."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """How to make one input set: the seed, and a scale for floating inputs (sensitising tests)."""
+
+    seed: int
+    scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+        return cls(int(data["seed"]), float(data.get("scale", 1.0)))
+
+
+def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device: torch.device) -> list[Any]:
+    """get_inputs() under a fixed seed (CPU and CUDA RNGs), moved to `device`, then scaled."""
+    torch.manual_seed(spec.seed)
+    raw = get_inputs()
+    if not isinstance(raw, (list, tuple)):
+        raise TypeError(f"get_inputs() must return a list or tuple, got {type(raw).__name__}")
+    out = []
+    for value in raw:
+        if isinstance(value, torch.Tensor):
+            value = value.to(device)
+            if spec.scale != 1.0 and value.is_floating_point():
+                value = value * spec.scale
+        out.append(value)
+    return out
+
+
+def snapshot(inputs: Sequence[Any]) -> list[Any]:
+    return [v.clone() if isinstance(v, torch.Tensor) else v for v in inputs]
+
+
+def mutated_positions(before: Sequence[Any], after: Sequence[Any]) -> list[int]:
+    """Indices of tensor inputs whose contents changed (bitwise; NaN-safe)."""
+    changed = []
+    for i, (b, a) in enumerate(zip(before, after)):
+        if isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
+            if b.shape != a.shape or b.dtype != a.dtype:
+                changed.append(i)
+            elif not torch.equal(_bytes_of(b), _bytes_of(a)):
+                changed.append(i)
+    return changed
+
+
+def _bytes_of(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().contiguous().reshape(-1).view(torch.uint8)
+
+
+class Perturber:
+    """Before each timed trial, copy one element of each input over another.
+
+    Cheap (one tiny kernel per input, outside the timed region) and enough to make
+    results cached by pointer, shape or a sample of the contents stale.
+    """
+
+    def __init__(self, seed: int):
+        self._rng = random.Random(seed)
+
+    def __call__(self, inputs: Sequence[Any]) -> None:
+        for value in inputs:
+            if isinstance(value, torch.Tensor) and value.numel() > 1 and value.is_contiguous():
+                flat = value.view(-1)
+                i, j = self._rng.randrange(flat.numel()), self._rng.randrange(flat.numel())
+                flat[i] = flat[j]
+
+
+def input_bytes(inputs: Sequence[Any]) -> int:
+    return sum(v.numel() * v.element_size() for v in inputs if isinstance(v, torch.Tensor))
+
+
+def as_output_list(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]

@@ -1,0 +1,27 @@
+"""Explicit environments for child processes (compilers, sandbox workers, ncu).
+
+The harness never edits its own os.environ; it builds the environment each child
+gets. Secrets are stripped so candidate code cannot read API keys or tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+_SECRET_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
+# Variables a child may need even though their names look secret-ish.
+_ALLOWED = {"XAUTHORITY"}
+
+
+def is_secret_name(name: str) -> bool:
+    return name not in _ALLOWED and bool(_SECRET_RE.search(name))
+
+
+def scrubbed_env(base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:
+    """A copy of `base` (default: this process's environment) without secrets, plus overrides."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if not is_secret_name(k)}
+    env.update(overrides)
+    return env

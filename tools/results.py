@@ -1,0 +1,36 @@
+"""The evaluation report: one record per candidate, JSON-safe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Status = Literal["passed", "rejected", "needs_gpu", "error"]
+Stage = Literal["load", "correctness", "integrity", "timing", "done"]
+
+
+@dataclass
+class EvalReport:
+    problem: str
+    candidate: str
+    status: Status = "error"
+    stage: Stage = "load"
+    reason: str | None = None  # a stable name: compile_error, wrong_output, side_stream_escape, ...
+    message: str = ""
+    error: dict[str, Any] | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    kernel_usage: dict[str, Any] | None = None
+    weak_checks: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)  # candidate / eager / compiled TimingStats dicts
+    speedup_vs_eager: float | None = None
+    speedup_vs_compile: float | None = None
+    gpu: dict[str, Any] = field(default_factory=dict)
+    durations_s: dict[str, float] = field(default_factory=dict)
+    candidate_libs: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}

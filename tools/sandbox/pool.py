@@ -1,0 +1,228 @@
+"""Start, talk to, time out and kill sandbox workers.
+
+Each worker is a separate Python process with a scrubbed environment (no API
+keys), its own process group (a timeout kills everything it started), a log
+file for whatever it prints, and a socket for framed requests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from kernelwright.tools.errors import KernelwrightError, ToolTimeout, WorkerCrash, error_from_dict
+from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.sandbox.protocol import Message, ProtocolError, recv_message, send_message
+
+log = structlog.get_logger(__name__)
+Role = Literal["reference", "candidate"]
+
+
+@dataclass
+class WorkerOptions:
+    start_timeout_s: float = 120.0
+    env: dict[str, str] = field(default_factory=dict)  # extra variables (e.g. KERNELWRIGHT_ARCH)
+    log_dir: Path | None = None
+    python: str = sys.executable
+
+
+class SandboxWorker:
+    """One worker process. `request()` raises ToolTimeout / WorkerCrash / the worker's typed error."""
+
+    def __init__(self, role: Role, options: WorkerOptions | None = None):
+        self.role = role
+        self.options = options or WorkerOptions()
+        self.proc: subprocess.Popen | None = None
+        self.sock: socket.socket | None = None
+        self.log_path: Path | None = None
+        self.info: dict[str, Any] = {}
+        self.tainted = False  # ran candidate code that failed: not reused
+        self.requests = 0
+        self._launched_at = 0.0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> dict[str, Any]:
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process and send 'hello'; `wait_ready()` collects the answer (start-up overlaps other work)."""
+        parent_sock, child_sock = socket.socketpair()
+        log_dir = self.options.log_dir or Path(tempfile.gettempdir())
+        log_dir.mkdir(parents=True, exist_ok=True)
+        fd, log_path = tempfile.mkstemp(prefix=f"kw-{self.role}-", suffix=".log", dir=log_dir)
+        self.log_path = Path(log_path)
+        env = scrubbed_env(**self.options.env)
+        env["PYTHONUNBUFFERED"] = "1"
+        cmd = [self.options.python, "-m", "kernelwright.tools.sandbox.worker", "--fd", str(child_sock.fileno()),
+               "--role", self.role]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
+                                     pass_fds=(child_sock.fileno(),), start_new_session=True, close_fds=True)
+        os.close(fd)
+        child_sock.close()
+        self.sock = parent_sock
+        self._launched_at = time.monotonic()
+        send_message(self.sock, {"op": "hello"})
+
+    def wait_ready(self) -> dict[str, Any]:
+        if self.info:
+            return self.info
+        reply = self._receive("hello", self.options.start_timeout_s)
+        self.info = reply.header
+        log.debug("worker_started", role=self.role, pid=self.proc.pid if self.proc else None,
+                  cuda=self.info.get("cuda"), seconds=round(time.monotonic() - self._launched_at, 3))
+        return self.info
+
+    def request(self, op: str, *, timeout_s: float, **payload: Any) -> Message:
+        if not self.alive or self.sock is None:
+            raise WorkerCrash(f"{self.role} worker is not running", exitcode=self._exitcode())
+        self.wait_ready()
+        self.requests += 1
+        try:
+            send_message(self.sock, {"op": op, **payload})
+        except OSError:
+            pass  # a dead peer shows up in _receive with its exit code and log
+        return self._receive(op, timeout_s)
+
+    def _receive(self, op: str, timeout_s: float) -> Message:
+        started = time.monotonic()
+        if self.sock is None:
+            raise WorkerCrash(f"{self.role} worker is not running", exitcode=self._exitcode())
+        try:
+            reply = recv_message(self.sock, timeout_s=timeout_s)
+        except TimeoutError:
+            self.kill()
+            raise ToolTimeout(f"{self.role} worker did not answer '{op}' within {timeout_s:.0f} s "
+                              "(a hang or an infinite loop); it was killed", timeout_s=timeout_s, where=op) from None
+        except (ProtocolError, OSError):
+            code = self._wait_exit()
+            tail = self.log_tail()
+            self.kill()
+            raise WorkerCrash(f"{self.role} worker died during '{op}' (exit code {code}){_signal_name(code)}",
+                              exitcode=code, log_tail=tail, where=op) from None
+        log.debug("worker_reply", op=op, ok=reply.header.get("ok"), seconds=round(time.monotonic() - started, 3))
+        if not reply.header.get("ok"):
+            self.tainted = self.tainted or bool(reply.header.get("tainted"))
+            error = error_from_dict(reply.header.get("error") or {})
+            if reply.header.get("fatal"):
+                self._wait_exit()
+                self.kill()
+                if not isinstance(error, WorkerCrash):
+                    error = WorkerCrash(error.message, exitcode=self._exitcode(), log_tail=self.log_tail(), where=op)
+            raise error
+        return reply
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:] if self.log_path else ""
+        except OSError:
+            return ""
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        if self.alive and self.sock is not None:
+            try:
+                send_message(self.sock, {"op": "shutdown"})
+                self.proc.wait(timeout=timeout_s)  # type: ignore[union-attr]
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def _exitcode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def _wait_exit(self, timeout_s: float = 5.0) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def _signal_name(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f" ({signal.Signals(-code).name})"
+        except ValueError:
+            return ""
+    return ""
+
+
+class WorkerSlot:
+    """One warm worker of a role, plus a standby already starting up to replace it.
+
+    A faulted, tainted or discarded worker is replaced by the standby (whose
+    Python, torch and CUDA start-up overlapped the previous evaluation).
+    """
+
+    def __init__(self, role: Role, options: WorkerOptions | None = None, *, standby: bool = True):
+        self.role = role
+        self.options = options or WorkerOptions()
+        self.standby_enabled = standby
+        self.worker: SandboxWorker | None = None
+        self.standby: SandboxWorker | None = None
+        self.starts = 0
+
+    def get(self) -> SandboxWorker:
+        if self.worker is not None and (not self.worker.alive or self.worker.tainted):
+            self.discard()
+        if self.worker is None:
+            self.worker = self.standby if self.standby is not None and self.standby.alive else self._launch()
+            self.standby = None
+            try:
+                self.worker.wait_ready()
+            except KernelwrightError:
+                self.worker.kill()
+                self.worker = None
+                raise
+        return self.worker
+
+    def warm(self) -> None:
+        """Start a worker in the background now, so the first get() does not wait for start-up."""
+        if self.worker is None and self.standby is None:
+            self.standby = self._launch()
+
+    def discard(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+        if self.standby_enabled and self.standby is None:
+            self.standby = self._launch()
+
+    def _launch(self) -> SandboxWorker:
+        worker = SandboxWorker(self.role, self.options)
+        self.starts += 1
+        worker.launch()
+        return worker
+
+    def close(self) -> None:
+        for worker in (self.worker, self.standby):
+            if worker is not None:
+                worker.close()
+        self.worker = self.standby = None
