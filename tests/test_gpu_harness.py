@@ -56,6 +56,7 @@ def test_cheating_kernel_is_rejected_for_its_reason(cheat: Path, evaluators) -> 
 @pytest.mark.parametrize("problem,candidate", [
     ("relu_affine", "relu_affine_raw.py"),
     ("softmax_rows", "softmax_raw.py"),
+    ("relu_affine_shapes", "relu_affine_raw.py"),
 ])
 def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluators) -> None:
     report = evaluators(problem).evaluate(FIXTURES / "honest" / candidate)
@@ -88,3 +89,13 @@ def test_healthy_candidate_worker_is_reused(evaluators) -> None:
     starts = ev.cand_slot.starts
     ev.evaluate(FIXTURES / "honest" / "softmax_raw.py")
     assert ev.cand_slot.starts == starts
+
+
+def test_sanitizer_flags_out_of_bounds_write_and_passes_honest_kernel() -> None:
+    from kernelwright.tools.sanitizer import sanitize
+
+    problem = str(FIXTURES / "problems" / "small_relu_affine.py")
+    bad = sanitize(problem, str(FIXTURES / "sanitizer" / "out_of_bounds_write.py"), timeout_s=300)
+    assert not bad.clean and bad.errors > 0, bad.output_tail
+    good = sanitize(problem, str(FIXTURES / "honest" / "relu_affine_raw.py"), timeout_s=300)
+    assert good.clean, good.output_tail

@@ -9,6 +9,7 @@ baselines. Only its own timing happens in its process, guarded by HarnessGuard.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,8 @@ import structlog
 import torch
 
 from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, outputs_identical, tolerance_for
-from kernelwright.tools.errors import CompileError, IntegrityError, KernelwrightError, ToolTimeout, WorkerCrash
+from kernelwright.tools.errors import (CompileError, IntegrityError, KernelwrightError, ToolTimeout, ToolUnavailable,
+                                       WorkerCrash)
 from kernelwright.tools.inputs import InputSpec
 from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
 from kernelwright.tools.kernel_trace import CallTrace, library_symbols
@@ -50,6 +52,8 @@ class EvalSettings:
     timing_timeout_s: float = 300.0
     compile_baseline_timeout_s: float = 900.0
     fast_inline: bool = True
+    sanitize: bool = False  # compute-sanitizer memcheck pass (slow; catches out-of-bounds accesses)
+    sanitize_timeout_s: float = 600.0
 
 
 @dataclass
@@ -87,8 +91,11 @@ class Evaluator:
     def _compute_reference(self) -> ReferenceData:
         s = self.settings
         worker = self.ref_slot.get()
-        worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path), init_seed=s.init_seed)
+        loaded = worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
+                                init_seed=s.init_seed).header
         specs = [InputSpec(s.base_seed + 7919 * i) for i in range(s.n_trials)]
+        # Other shapes the problem declares (get_input_variants) catch kernels that hard-code sizes.
+        specs += [InputSpec(s.base_seed + 13 * (v + 1), variant=v) for v in range(int(loaded.get("n_variants", 0)))]
         reply = self._outputs(worker, specs, fp64_check=True)
         outputs = _decode_outputs(reply)
         weak: list[str] = []
@@ -169,22 +176,27 @@ class Evaluator:
         report.durations_s["load"] = round(time.perf_counter() - t0, 3)
         if not loaded.get("instantiated"):
             report.status, report.stage, report.reason = "needs_gpu", "correctness", "no_gpu"
-            report.message = "compiled and loaded; verification and timing need a CUDA GPU, and none is visible"
+            report.message = ("compiled and loaded; verification and timing need a CUDA GPU and none is visible "
+                              "here, so this kernel is NOT verified")
             return
         report.stage = "correctness"
         t1 = time.perf_counter()
         ref = self.reference()
         self._verify(worker, candidate, ref, report)
         report.durations_s["verify"] = round(time.perf_counter() - t1, 3)
+        if report.status != "rejected" and s.sanitize:
+            self._sanitize(candidate, report)
         if report.status == "rejected" or not s.time_candidate:
             report.status = report.status if report.status == "rejected" else "passed"
             return
         report.stage = "timing"
         t2 = time.perf_counter()
         report.timing.update({k: v for k, v in self.baselines().items()})
+        before = _clocks()
         reply = worker.request("time", timeout_s=s.timing_timeout_s, target="model",
                                input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict())
         report.timing["candidate"] = reply.header["stats"]
+        self._record_gpu(report, before, _clocks())
         # Re-check on fresh inputs after timing: results cached across calls show up here.
         post_spec, post_ref = ref.post_timing
         after = self._outputs(worker, [post_spec], fp64_check=False)
@@ -225,6 +237,36 @@ class Evaluator:
             first = rejections[0]
             report.status, report.reason, report.message = "rejected", first.reason, first.message
             report.error = first.to_dict()
+
+    def _record_gpu(self, report: EvalReport, before: Any, after: Any) -> None:
+        """GPU identity and clocks around the candidate's timing (NVML); a throttle is a warning."""
+        from kernelwright.tools.gpu_info import gpu_facts, throttle_warning
+
+        try:
+            facts = gpu_facts(use_torch=False)  # the harness process itself never initialises CUDA
+            report.gpu.update({"name": facts.name, "driver": facts.driver_version,
+                               "compute_capability": list(facts.compute_capability)})
+        except ToolUnavailable as exc:
+            report.gpu["nvml"] = str(exc)
+        if before is not None and after is not None:
+            report.gpu["clocks_before"], report.gpu["clocks_after"] = before.to_dict(), after.to_dict()
+            if warning := throttle_warning(before, after):
+                report.weak_checks.append(f"clocks changed during timing: {warning}")
+
+    def _sanitize(self, candidate: Path, report: EvalReport) -> None:
+        from kernelwright.tools.sanitizer import sanitize
+
+        try:
+            result = sanitize(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
+                              env={**os.environ, **self.options.env})
+        except ToolUnavailable as exc:
+            report.weak_checks.append(f"sanitizer unavailable: {exc}")
+            return
+        report.sanitizer = result.to_dict()
+        if not result.clean:
+            report.status, report.reason = "rejected", "out_of_bounds"
+            report.message = (f"compute-sanitizer found {result.errors} memory error(s): "
+                              + "; ".join(result.first_errors[:2]))
 
     def _judge_trial(self, report: EvalReport, i: int, out: list[torch.Tensor], ref_out: list[torch.Tensor],
                      phase: str, ref: ReferenceData, previous: list[list[torch.Tensor]] = ()) -> None:
@@ -293,6 +335,15 @@ class Evaluator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _clocks() -> Any:
+    from kernelwright.tools.gpu_info import clock_snapshot
+
+    try:
+        return clock_snapshot()
+    except ToolUnavailable:
+        return None
 
 
 def _decode_outputs(reply: Message) -> list[list[torch.Tensor]]:

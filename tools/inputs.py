@@ -16,19 +16,26 @@ class InputSpec:
 
     seed: int
     scale: float = 1.0
+    variant: int = -1  # >= 0: the problem's get_input_variants()[variant] (other shapes) instead of get_inputs()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "scale": self.scale}
+        return {"seed": self.seed, "scale": self.scale, "variant": self.variant}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
-        return cls(int(data["seed"]), float(data.get("scale", 1.0)))
+        return cls(int(data["seed"]), float(data.get("scale", 1.0)), int(data.get("variant", -1)))
 
 
-def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device: torch.device) -> list[Any]:
-    """get_inputs() under a fixed seed (CPU and CUDA RNGs), moved to `device`, then scaled."""
+def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device: torch.device,
+                get_variants: Callable[[], Sequence[Sequence[Any]]] | None = None) -> list[Any]:
+    """get_inputs() (or one of the problem's other-shape variants) under a fixed seed, on `device`, scaled."""
     torch.manual_seed(spec.seed)
-    raw = get_inputs()
+    if spec.variant >= 0:
+        if get_variants is None:
+            raise TypeError("input variant requested but the problem defines no get_input_variants()")
+        raw = list(get_variants())[spec.variant]
+    else:
+        raw = get_inputs()
     if not isinstance(raw, (list, tuple)):
         raise TypeError(f"get_inputs() must return a list or tuple, got {type(raw).__name__}")
     out = []

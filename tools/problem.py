@@ -68,7 +68,8 @@ def check_source(path: str | Path, role: FileRole) -> SourceFile:
     cls_name = "Model" if role == "problem" else "ModelNew"
     cls = top.get(cls_name)
     params = _forward_params(cls) if isinstance(cls, ast.ClassDef) else None
-    if role == "problem" and isinstance(cls, ast.ClassDef) and params is None and not _has_method(cls, "forward"):
+    if (role == "problem" and isinstance(cls, ast.ClassDef) and params is None and not _has_method(cls, "forward")
+            and all(ast.unparse(b) in ("nn.Module", "torch.nn.Module", "Module") for b in cls.bases)):
         raise ProblemError("class Model has no forward method", where=f"{path}:{cls.lineno}")
     return SourceFile(path.resolve(), role, text, hashlib.sha256(text.encode()).hexdigest(), params)
 

@@ -27,6 +27,8 @@ class EvalReport:
     gpu: dict[str, Any] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
     candidate_libs: list[str] = field(default_factory=list)
+    sanitizer: dict[str, Any] | None = None
+    profile: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:

@@ -71,8 +71,10 @@ class WorkerState:
                             where=str(self.problem.path))
         sample = call_user(lambda: make_inputs(self.problem_module.get_inputs, InputSpec(0), torch.device("cpu")),
                            "get_inputs()", self.problem)
+        variants = getattr(self.problem_module, "get_input_variants", None)
+        n_variants = len(call_user(variants, "get_input_variants()", self.problem)) if callable(variants) else 0
         reply: dict[str, Any] = {"n_inputs": len(sample), "input_bytes": input_bytes(sample),
-                                 "input_meta": [_meta(v) for v in sample]}
+                                 "input_meta": [_meta(v) for v in sample], "n_variants": n_variants}
         check_arity(self.problem_module.Model, len(sample), self.problem, "Model")
         if req.get("candidate"):
             reply.update(self._load_candidate(req, init_inputs, len(sample)))
@@ -110,7 +112,9 @@ class WorkerState:
         calls, blobs = [], []
         for spec_data in req["inputs"]:
             spec = InputSpec.from_dict(spec_data)
-            inputs = make_inputs(self.problem_module.get_inputs, spec, self.device)
+            inputs = call_user(lambda: make_inputs(self.problem_module.get_inputs, spec, self.device,
+                                                   getattr(self.problem_module, "get_input_variants", None)),
+                               "get_inputs()" if spec.variant < 0 else "get_input_variants()", self.problem)
             before = snapshot(inputs)
             poison = poison_free_memory(self.device, int(req.get("reserve_bytes", 0)))
             with torch.no_grad():

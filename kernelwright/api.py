@@ -1,0 +1,57 @@
+"""The public Python API: evaluate a candidate kernel against a problem."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from kernelwright.config import KernelwrightConfig, load_config
+from kernelwright.tools.evaluate import Evaluator
+from kernelwright.tools.module_problem import write_problem_from_module
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.sandbox.pool import WorkerOptions
+
+log = structlog.get_logger(__name__)
+
+
+def problem_from_module(module: Any, example_inputs: Sequence[Any], *, init_args: Sequence[Any] = (),
+                        init_kwargs: dict[str, Any] | None = None, directory: str | Path | None = None) -> Path:
+    """Write a KernelBench-style problem file for an nn.Module (class or instance) and example inputs."""
+    directory = Path(directory or tempfile.mkdtemp(prefix="kw-problem-"))
+    return write_problem_from_module(module, example_inputs, directory, init_args=init_args, init_kwargs=init_kwargs)
+
+
+def evaluate(problem: str | Path, candidate: str | Path, *, config: KernelwrightConfig | None = None,
+             profile: bool | None = None) -> EvalReport:
+    """Verify and time one candidate file against one problem file (see `kernelwright eval`)."""
+    config = config or load_config()
+    options = WorkerOptions(env=config.worker_env())
+    with Evaluator(problem, config.eval_settings(), options) as evaluator:
+        report = evaluator.evaluate(candidate)
+    if report.passed and (config.harness.profile if profile is None else profile):
+        report.profile = profile_candidate(problem, candidate, config)
+    return report
+
+
+def profile_candidate(problem: str | Path, candidate: str | Path, config: KernelwrightConfig) -> dict[str, Any]:
+    """Nsight Compute metrics of the candidate's kernels, or why they could not be read."""
+    import sys
+
+    from kernelwright.tools.gpu_info import gpu_facts
+    from kernelwright.tools.ncu import profile_command
+    from kernelwright.tools.procenv import scrubbed_env
+
+    try:
+        facts = gpu_facts(use_torch=False)  # keep CUDA out of the harness process
+    except Exception:  # noqa: BLE001 - facts only sharpen the roofline; profiling goes on without them
+        facts = None
+    cmd = [sys.executable, "-m", "kernelwright.tools.run_once", str(problem), str(candidate), "--calls", "2"]
+    result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**config.worker_env()),
+                             launch_count=20, facts=facts)
+    out = result.to_dict()
+    out["summary"] = result.summary()
+    return out

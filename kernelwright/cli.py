@@ -1,0 +1,119 @@
+"""The `kernelwright` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kernelwright.config import ConfigError, load_config
+from kernelwright.logging_setup import configure_logging
+from kernelwright.tools.errors import KernelwrightError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
+
+# Exit codes: distinct so scripts can tell a rejected kernel from a missing GPU.
+EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR = 0, 1, 2, 3, 4
+
+
+@app.command("eval")
+def eval_command(
+    problem: Path = typer.Argument(..., help="KernelBench-style problem file (class Model, get_inputs, get_init_inputs)"),
+    candidate: Path = typer.Argument(..., help="candidate file defining class ModelNew"),
+    as_json: bool = typer.Option(False, "--json", help="print the full report as JSON"),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML config file"),
+    trials: int | None = typer.Option(None, help="correctness trials (fresh inputs each)"),
+    compile_baseline: bool | None = typer.Option(None, "--compile-baseline/--no-compile-baseline",
+                                                 help="also time torch.compile"),
+    profile: bool | None = typer.Option(None, "--profile/--no-profile", help="Nsight Compute metrics"),
+    sanitize: bool | None = typer.Option(None, "--sanitize/--no-sanitize", help="compute-sanitizer memcheck pass"),
+    arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)"),
+    log_level: str = typer.Option("warning", help="console log level"),
+) -> None:
+    """Verify a candidate kernel against its problem, time it against eager and torch.compile, profile it."""
+    from kernelwright.api import evaluate
+
+    console = Console(stderr=as_json)  # the report goes to stdout; with --json only JSON does
+    configure_logging(level=log_level)
+    try:
+        config = load_config(config_file, overrides={
+            "harness.n_trials": trials, "harness.compile_baseline": compile_baseline,
+            "harness.sanitize": sanitize, "harness.profile": profile, "compile.arch": arch})
+        report = evaluate(problem, candidate, config=config)
+    except (ConfigError, KernelwrightError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        _print_report(console, report.to_dict())
+    code = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}.get(report.status, EXIT_ERROR)
+    raise typer.Exit(code)
+
+
+@app.command("env")
+def env_command(as_json: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+    """GPU, driver, clocks, CUDA and torch versions, nvcc and ncu availability."""
+    from kernelwright.tools.gpu_info import environment_report
+
+    report = environment_report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+        return
+    table = Table(title="kernelwright environment", show_header=False)
+    for key, value in _flatten(report):
+        table.add_row(key, str(value))
+    Console().print(table)
+
+
+def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(data, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, value in data.items():
+            rows += _flatten(value, f"{prefix}{key}.")
+        return rows
+    return [(prefix.rstrip("."), data)]
+
+
+def _print_report(console: Console, r: dict[str, Any]) -> None:
+    status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
+    console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}")
+    if r["reason"]:
+        console.print(f"  reason: [bold]{r['reason']}[/]  {r['message']}")
+    if r.get("error") and r["error"].get("diagnostics"):
+        for diag in r["error"]["diagnostics"][:5]:
+            console.print(f"  {diag.get('file')}:{diag.get('line')}: {diag['severity']}: {diag['message']}")
+    if r["trials"]:
+        worst = max((o["max_abs_err"] for t in r["trials"] for o in t["outputs"]), default=0.0)
+        console.print(f"  correctness: {len(r['trials'])} trials, max abs err {worst:.3g}")
+    timing = r.get("timing") or {}
+    if timing:
+        table = Table("what", "median ms", "p20", "p80", "trials")
+        for name in ("candidate", "eager", "compiled"):
+            stats = timing.get(name)
+            if stats and "median_ms" in stats:
+                table.add_row(name, f"{stats['median_ms']:.4f}", f"{stats['p20_ms']:.4f}", f"{stats['p80_ms']:.4f}",
+                              str(stats["n_trials"]))
+            elif stats:
+                table.add_row(name, "failed: " + str(stats.get("error", {}).get("message", ""))[:60], "", "", "")
+        console.print(table)
+    for label, key in (("speedup vs eager", "speedup_vs_eager"), ("speedup vs torch.compile", "speedup_vs_compile")):
+        if r.get(key):
+            console.print(f"  {label}: [bold]{r[key]:.2f}x[/]")
+    for note in r.get("weak_checks", []):
+        console.print(f"  [yellow]note:[/] {note}")
+    if r.get("profile"):
+        console.print("  profile: " + str(r["profile"].get("summary", "")))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""configure_logging: called once by the CLI and the public API, never by library code.
+
+JSON lines go to a run's log file (machine-readable, for traces and reports);
+readable lines go to the console (stderr), coloured on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+
+class _TeeRenderer:
+    """Final processor: write the event as JSON to the file, return the console rendering."""
+
+    def __init__(self, json_file: TextIO | None, console: structlog.dev.ConsoleRenderer):
+        self.json_file = json_file
+        self.console = console
+
+    def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
+        if self.json_file is not None:
+            self.json_file.write(json.dumps(event, default=str) + "\n")
+            self.json_file.flush()
+        return self.console(logger, method, dict(event))
+
+
+def configure_logging(*, level: str = "info", json_path: Path | None = None, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    json_file = None
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_file = open(json_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process logs
+    console = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            _TeeRenderer(json_file, console),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv and install kernelwright into it (editable, with test tools). Idempotent.
+# torch: reuses a system torch if one is importable (GPU boxes ship a CUDA build);
+# otherwise installs the CPU wheel on machines without an NVIDIA GPU and the default
+# (CUDA) build where nvidia-smi sees one. A bare `torch` requirement would pull GBs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv --system-site-packages .venv
+fi
+VPY=.venv/bin/python
+if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    "$VPY" -m pip install -q torch
+  else
+    "$VPY" -m pip install -q torch==2.13.0
+  fi
+fi
+if ! "$VPY" -c "import kernelwright.tools, pytest, structlog, typer, pydantic" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.kernelwright-installed ]; then
+  "$VPY" -m pip install -q -e '.[dev]'
+  touch .venv/.kernelwright-installed
+fi

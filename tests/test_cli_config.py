@@ -1,0 +1,93 @@
+"""The front door: CLI exit codes and output, configuration precedence, logging sinks."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+from typer.testing import CliRunner
+
+from kernelwright.cli import EXIT_BAD_INPUT, EXIT_NEEDS_GPU, app
+from kernelwright.config import ConfigError, load_config
+from kernelwright.logging_setup import configure_logging
+
+FIX = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+def _no_gpu_env(build_cache: Path) -> dict[str, str]:
+    return {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}
+
+
+@pytest.mark.nvcc
+def test_eval_without_gpu_compiles_then_says_verification_needs_a_gpu(build_cache: Path) -> None:
+    result = runner.invoke(app, ["eval", str(FIX / "problems" / "relu_affine.py"), str(FIX / "honest" / "relu_affine_raw.py")],
+                           env=_no_gpu_env(build_cache))
+    assert result.exit_code == EXIT_NEEDS_GPU, result.output
+    assert "NEEDS_GPU" in result.output and "CUDA GPU" in result.output
+
+
+@pytest.mark.nvcc
+def test_eval_json_is_machine_readable(build_cache: Path) -> None:
+    result = runner.invoke(app, ["eval", "--json", str(FIX / "problems" / "relu_affine.py"),
+                                 str(FIX / "broken" / "candidate_compile_error.py")], env=_no_gpu_env(build_cache))
+    report = json.loads(result.stdout)
+    assert result.exit_code == 1 and report["reason"] == "compile_error"
+    assert report["error"]["diagnostics"][0]["line"] == 4
+
+
+def test_eval_with_malformed_problem_names_file_and_line(build_cache: Path) -> None:
+    result = runner.invoke(app, ["eval", str(FIX / "broken" / "syntax_error.py"), str(FIX / "honest" / "relu_affine_raw.py")],
+                           env=_no_gpu_env(build_cache))
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert "syntax_error.py:5" in result.output
+
+
+def test_env_reports_without_a_gpu() -> None:
+    result = runner.invoke(app, ["env", "--json"], env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "torch" in json.dumps(data)
+
+
+def test_config_precedence_defaults_file_env_explicit(tmp_path: Path) -> None:
+    assert load_config(env={}).harness.n_trials == 5
+    cfg_file = tmp_path / "kw.toml"
+    cfg_file.write_text("[harness]\nn_trials = 7\ncall_timeout_s = 30\n[compile]\narch = 'sm_80'\n")
+    assert load_config(cfg_file, env={}).harness.n_trials == 7
+    env = {"KERNELWRIGHT_HARNESS__N_TRIALS": "9"}
+    from_env = load_config(cfg_file, env=env)
+    assert from_env.harness.n_trials == 9 and from_env.harness.call_timeout_s == 30.0
+    explicit = load_config(cfg_file, env=env, overrides={"harness.n_trials": 11, "compile.arch": None})
+    assert explicit.harness.n_trials == 11 and explicit.compile.arch == "sm_80"
+    settings = explicit.eval_settings()
+    assert settings.n_trials == 11 and settings.call_timeout_s == 30.0
+
+
+def test_bad_config_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[harness]\nn_trials = 0\nbogus = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, env={})
+    assert "harness.n_trials" in str(info.value) and "harness.bogus" in str(info.value)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[harness\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(broken, env={})
+
+
+def test_logging_writes_json_lines_and_console(tmp_path: Path) -> None:
+    console = io.StringIO()
+    path = tmp_path / "run" / "events.jsonl"
+    configure_logging(level="info", json_path=path, stream=console)
+    try:
+        structlog.get_logger("t").bind(run_id="r1").info("candidate_done", speedup=1.5)
+        structlog.get_logger("t").debug("hidden")
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [{**lines[0], "event": "candidate_done", "run_id": "r1", "speedup": 1.5, "level": "info"}]
+    assert "timestamp" in lines[0] and "candidate_done" in console.getvalue() and "hidden" not in console.getvalue()
