@@ -14,7 +14,7 @@ from kernelwright.tools.timing import BenchSettings
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 FIXTURES = Path(__file__).parent / "fixtures"
-FAST = EvalSettings(call_timeout_s=20.0, fast_inline=False, compile_baseline=False,
+FAST = EvalSettings(call_timeout_s=20.0, compile_baseline=False,
                     bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
 
 
@@ -57,6 +57,7 @@ def test_cheating_kernel_is_rejected_for_its_reason(cheat: Path, evaluators) -> 
     ("relu_affine", "relu_affine_raw.py"),
     ("softmax_rows", "softmax_raw.py"),
     ("relu_affine_shapes", "relu_affine_raw.py"),
+    ("softmax_rows", "softmax_inline.py"),
 ])
 def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluators) -> None:
     report = evaluators(problem).evaluate(FIXTURES / "honest" / candidate)

@@ -80,6 +80,7 @@ class Evaluator:
         self.cand_slot.warm()  # its start-up overlaps the reference's
         self._reference: ReferenceData | None = None
         self._baselines: dict[str, Any] | None = None
+        self._gpu_identity: dict[str, Any] | None = None
         self.log = log.bind(problem=self.problem.path.name)
 
     # -- reference side (cached) -------------------------------------------------
@@ -212,8 +213,10 @@ class Evaluator:
         report.status, report.stage, report.message = "passed", "done", "verified"
 
     def _verify(self, worker: Any, candidate: Path, ref: ReferenceData, report: EvalReport) -> None:
+        t0 = time.perf_counter()
         reply = self._outputs(worker, ref.specs, fp64_check=False)
         outs = _decode_outputs(reply)
+        report.durations_s["run_trials"] = round(time.perf_counter() - t0, 3)
         calls = reply.header["calls"]
         report.weak_checks += ref.weak_checks
         for i, (out, ref_out) in enumerate(zip(outs, ref.outputs)):
@@ -221,6 +224,7 @@ class Evaluator:
             if report.status == "rejected":
                 return
         self._check_constant(report, outs, ref)
+        report.durations_s["judge"] = round(time.perf_counter() - t0 - report.durations_s["run_trials"], 3)
         if report.status == "rejected":
             return
         report.stage = "integrity"
@@ -242,12 +246,14 @@ class Evaluator:
         """GPU identity and clocks around the candidate's timing (NVML); a throttle is a warning."""
         from kernelwright.tools.gpu_info import gpu_facts, throttle_warning
 
-        try:
-            facts = gpu_facts(use_torch=False)  # the harness process itself never initialises CUDA
-            report.gpu.update({"name": facts.name, "driver": facts.driver_version,
-                               "compute_capability": list(facts.compute_capability)})
-        except ToolUnavailable as exc:
-            report.gpu["nvml"] = str(exc)
+        if self._gpu_identity is None:
+            try:
+                facts = gpu_facts(use_torch=False)  # the harness process itself never initialises CUDA
+                self._gpu_identity = {"name": facts.name, "driver": facts.driver_version,
+                                      "compute_capability": list(facts.compute_capability)}
+            except ToolUnavailable as exc:
+                self._gpu_identity = {"nvml": str(exc)}
+        report.gpu.update(self._gpu_identity)
         if before is not None and after is not None:
             report.gpu["clocks_before"], report.gpu["clocks_after"] = before.to_dict(), after.to_dict()
             if warning := throttle_warning(before, after):

@@ -45,7 +45,6 @@ class WorkerState:
         self.flush: torch.Tensor | None = None
         self.guard: HarnessGuard | None = None
         self.candidate_loaded = False
-        self.baseline_libs = _loaded_libraries()  # what the harness itself loaded before any candidate
 
     # -- requests -----------------------------------------------------------
     def op_hello(self, req: dict) -> dict:
@@ -86,18 +85,20 @@ class WorkerState:
 
     def _load_candidate(self, req: dict, init_inputs: Any, n_inputs: int) -> dict:
         candidate = check_source(req["candidate"], "candidate")
+        before = _loaded_libraries()
+        # load_inline calls at import or in __init__ go to the fast builder.
         with _fast_inline(bool(req.get("fast_inline", True))):
             module = import_file(candidate, f"kw_candidate_{candidate.sha256[:12]}")
-        self.candidate_loaded = True
-        self.candidate_libs = _candidate_libraries(self.baseline_libs)
-        self._check_guard("while importing the candidate")
-        cls = getattr(module, "ModelNew", None)
-        if cls is None:
-            raise LoadError("candidate file defines no `ModelNew`", where=str(candidate.path))
-        check_arity(cls, n_inputs, candidate, "ModelNew")
-        if self.device is not None:
-            self.model = self._instantiate(cls, init_inputs, req, candidate, "ModelNew")
-            self._check_guard("while constructing ModelNew")
+            self.candidate_loaded = True
+            self._check_guard("while importing the candidate")
+            cls = getattr(module, "ModelNew", None)
+            if cls is None:
+                raise LoadError("candidate file defines no `ModelNew`", where=str(candidate.path))
+            check_arity(cls, n_inputs, candidate, "ModelNew")
+            if self.device is not None:
+                self.model = self._instantiate(cls, init_inputs, req, candidate, "ModelNew")
+                self._check_guard("while constructing ModelNew")
+        self.candidate_libs = _candidate_libraries(before)
         return {"candidate_libs": sorted(self.candidate_libs)}
 
     def _instantiate(self, cls: Any, init_inputs: Any, req: dict, source: SourceFile, what: str) -> Any:
@@ -245,10 +246,17 @@ def _loaded_libraries() -> set[str]:
     return {line.split()[-1] for line in text.splitlines() if ".so" in line and line.split()[-1].startswith("/")}
 
 
-def _candidate_libraries(baseline: set[str]) -> set[str]:
-    """Shared libraries candidates brought in: loaded now, not by the harness, not torch's or CUDA's own."""
-    skip = tuple(p for p in (os.path.dirname(torch.__file__), "/usr/local/cuda", "/usr/lib", "/lib") if p)
-    return {lib for lib in _loaded_libraries() - baseline if not lib.startswith(skip) and "/nvidia/" not in lib}
+def _candidate_libraries(before: set[str]) -> set[str]:
+    """Shared libraries the candidate brought in: new since its import began, or built into a kernel cache
+    (a reused worker has a repeated candidate's library loaded already)."""
+    from kernelwright.tools.nvcc import default_cache_dir
+
+    caches = (str(default_cache_dir()), os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions"),
+              os.environ.get("TORCH_EXTENSIONS_DIR") or "//none")
+    skip = (os.path.dirname(torch.__file__), "/usr/local/cuda", "/usr/lib", "/lib")
+    loaded = _loaded_libraries()
+    new = {lib for lib in loaded - before if not lib.startswith(skip) and "/nvidia/" not in lib}
+    return new | {lib for lib in loaded if lib.startswith(caches)}
 
 
 def _is_fatal(exc: BaseException) -> bool:
