@@ -19,7 +19,7 @@ from kernelwright.tools.evaluate import EvalSettings, Evaluator
 
 HERE = Path(__file__).resolve().parent
 PROBLEM = HERE / "problems" / "tiny_relu.py"
-CANDIDATE = HERE.parent / "examples" / "relu" / "candidate_raw.py"
+CANDIDATE = HERE.parent / "examples" / "relu" / "candidate_raw.py"  # in a source checkout; else pass --candidate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# The bundled example doubles as the honest raw-form fixture for the relu_affine problems.
+RELU_CANDIDATE = Path(__file__).resolve().parents[1] / "examples" / "relu" / "candidate_raw.py"
 
 
 def _has_gpu() -> bool:

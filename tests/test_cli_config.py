@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from conftest import RELU_CANDIDATE
 import structlog
 from typer.testing import CliRunner
 
@@ -24,7 +26,7 @@ def _no_gpu_env(build_cache: Path) -> dict[str, str]:
 
 @pytest.mark.nvcc
 def test_eval_without_gpu_compiles_then_says_verification_needs_a_gpu(build_cache: Path) -> None:
-    result = runner.invoke(app, ["eval", str(FIX / "problems" / "relu_affine.py"), str(FIX / "honest" / "relu_affine_raw.py")],
+    result = runner.invoke(app, ["eval", str(FIX / "problems" / "relu_affine.py"), str(RELU_CANDIDATE)],
                            env=_no_gpu_env(build_cache))
     assert result.exit_code == EXIT_NEEDS_GPU, result.output
     assert "NEEDS_GPU" in result.output and "CUDA GPU" in result.output
@@ -40,7 +42,7 @@ def test_eval_json_is_machine_readable(build_cache: Path) -> None:
 
 
 def test_eval_with_malformed_problem_names_file_and_line(build_cache: Path) -> None:
-    result = runner.invoke(app, ["eval", str(FIX / "broken" / "syntax_error.py"), str(FIX / "honest" / "relu_affine_raw.py")],
+    result = runner.invoke(app, ["eval", str(FIX / "broken" / "syntax_error.py"), str(RELU_CANDIDATE)],
                            env=_no_gpu_env(build_cache))
     assert result.exit_code == EXIT_BAD_INPUT
     assert "syntax_error.py:5" in result.output

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import RELU_CANDIDATE
+
 from kernelwright.tools.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import WorkerOptions
 from kernelwright.tools.timing import BenchSettings
@@ -60,7 +62,8 @@ def test_cheating_kernel_is_rejected_for_its_reason(cheat: Path, evaluators) -> 
     ("softmax_rows", "softmax_inline.py"),
 ])
 def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluators) -> None:
-    report = evaluators(problem).evaluate(FIXTURES / "honest" / candidate)
+    path = RELU_CANDIDATE if candidate == "relu_affine_raw.py" else FIXTURES / "honest" / candidate
+    report = evaluators(problem).evaluate(path)
     assert report.status == "passed", (report.reason, report.message)
     assert report.kernel_usage and report.kernel_usage["custom"], report.kernel_usage
     assert report.timing["candidate"]["median_ms"] > 0
@@ -70,8 +73,8 @@ def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluat
 
 def test_timing_is_repeatable(evaluators) -> None:
     ev = evaluators("relu_affine")
-    first = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
-    second = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
+    first = ev.evaluate(RELU_CANDIDATE)
+    second = ev.evaluate(RELU_CANDIDATE)
     a, b = first.timing["candidate"]["median_ms"], second.timing["candidate"]["median_ms"]
     assert abs(a - b) / min(a, b) < 0.03, (a, b)
 
@@ -80,7 +83,7 @@ def test_worker_survives_crash_then_is_replaced(evaluators) -> None:
     ev = evaluators("relu_affine")
     crashed = ev.evaluate(FIXTURES / "cheats" / "illegal_address.py")
     assert crashed.reason == "crash"
-    again = ev.evaluate(FIXTURES / "honest" / "relu_affine_raw.py")
+    again = ev.evaluate(RELU_CANDIDATE)
     assert again.status == "passed", again.message
 
 
@@ -98,5 +101,5 @@ def test_sanitizer_flags_out_of_bounds_write_and_passes_honest_kernel() -> None:
     problem = str(FIXTURES / "problems" / "small_relu_affine.py")
     bad = sanitize(problem, str(FIXTURES / "sanitizer" / "out_of_bounds_write.py"), timeout_s=300)
     assert not bad.clean and bad.errors > 0, bad.output_tail
-    good = sanitize(problem, str(FIXTURES / "honest" / "relu_affine_raw.py"), timeout_s=300)
+    good = sanitize(problem, str(RELU_CANDIDATE), timeout_s=300)
     assert good.clean, good.output_tail

@@ -35,6 +35,7 @@ def test_wheel_has_the_data_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     data = [p for sub in ("prompts", "tools/inline") for p in (ROOT / sub).rglob("*")
             if p.is_file() and p.suffix in (".md", ".txt", ".h", ".cpp") and "__pycache__" not in p.parts]
+    data += list((ROOT / "eval" / "problems").glob("*.py"))  # benchmark problems ship with the package
     assert data, "expected prompt templates / inline-build headers in the source tree"
     for path in data:
         assert "kernelwright/" + str(path.relative_to(ROOT)) in names, path

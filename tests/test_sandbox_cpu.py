@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import RELU_CANDIDATE
+
 from kernelwright.tools.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 
@@ -25,14 +27,14 @@ def options(build_cache: Path) -> WorkerOptions:
 
 def test_get_inputs_raising_is_a_load_error_naming_the_line(options: WorkerOptions) -> None:
     with Evaluator(FIX / "broken" / "get_inputs_raises.py", QUICK, options) as ev:
-        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+        report = ev.evaluate(RELU_CANDIDATE)
     assert report.status == "rejected" and report.reason == "load_error"
     assert "get_inputs()" in report.message and "get_inputs_raises.py:11" in report.message
 
 
 def test_wrong_arity_is_reported(options: WorkerOptions) -> None:
     with Evaluator(FIX / "broken" / "wrong_arity.py", QUICK, options) as ev:
-        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+        report = ev.evaluate(RELU_CANDIDATE)
     assert report.status == "rejected" and "takes 2 inputs but get_inputs() returns 1" in report.message
 
 
@@ -42,7 +44,7 @@ def test_hang_is_killed_by_the_watchdog_and_the_next_candidate_runs(options: Wor
         hung = ev.evaluate(FIX / "broken" / "candidate_hangs_on_import.py")
         assert hung.status == "rejected" and hung.reason == "timeout"
         assert "killed" in hung.message
-        after = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+        after = ev.evaluate(RELU_CANDIDATE)
     assert after.status == "needs_gpu", after.message
 
 
@@ -51,7 +53,7 @@ def test_segfault_is_contained_as_a_crash(options: WorkerOptions) -> None:
         crashed = ev.evaluate(FIX / "broken" / "candidate_segfaults_on_import.py")
         assert crashed.status == "rejected" and crashed.reason == "crash"
         assert "SIGSEGV" in crashed.message
-        after = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+        after = ev.evaluate(RELU_CANDIDATE)
     assert after.status == "needs_gpu"
 
 
@@ -76,7 +78,7 @@ def test_compile_error_comes_back_with_diagnostics(options: WorkerOptions) -> No
 @pytest.mark.nvcc
 def test_without_gpu_a_candidate_compiles_then_needs_gpu(options: WorkerOptions) -> None:
     with Evaluator(PROBLEM, QUICK, options) as ev:
-        report = ev.evaluate(FIX / "honest" / "relu_affine_raw.py")
+        report = ev.evaluate(RELU_CANDIDATE)
     assert report.status == "needs_gpu" and report.reason == "no_gpu"
     assert report.candidate_libs and report.candidate_libs[0].endswith(".so")
     assert "need a CUDA GPU" in report.message
