@@ -11,6 +11,7 @@ import pytest
 
 from conftest import RELU_CANDIDATE
 
+from kernelwright.tools.errors import ReferenceFailure
 from kernelwright.tools.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 
@@ -25,17 +26,25 @@ def options(build_cache: Path) -> WorkerOptions:
                               "CUDA_VISIBLE_DEVICES": ""})
 
 
-def test_get_inputs_raising_is_a_load_error_naming_the_line(options: WorkerOptions) -> None:
+def test_get_inputs_raising_is_a_problem_failure_naming_the_line(options: WorkerOptions) -> None:
     with Evaluator(FIX / "broken" / "get_inputs_raises.py", QUICK, options) as ev:
-        report = ev.evaluate(RELU_CANDIDATE)
-    assert report.status == "rejected" and report.reason == "load_error"
-    assert "get_inputs()" in report.message and "get_inputs_raises.py:11" in report.message
+        with pytest.raises(ReferenceFailure) as info:
+            ev.evaluate(RELU_CANDIDATE)
+    assert "get_inputs()" in str(info.value) and "get_inputs_raises.py:11" in str(info.value)
 
 
-def test_wrong_arity_is_reported(options: WorkerOptions) -> None:
+def test_wrong_arity_is_a_problem_failure(options: WorkerOptions) -> None:
     with Evaluator(FIX / "broken" / "wrong_arity.py", QUICK, options) as ev:
-        report = ev.evaluate(RELU_CANDIDATE)
-    assert report.status == "rejected" and "takes 2 inputs but get_inputs() returns 1" in report.message
+        with pytest.raises(ReferenceFailure, match="takes 2 inputs but get_inputs\\(\\) returns 1"):
+            ev.evaluate(RELU_CANDIDATE)
+
+
+def test_candidate_with_wrong_arity_is_rejected(options: WorkerOptions, tmp_path: Path) -> None:
+    bad = tmp_path / "two_inputs.py"
+    bad.write_text("import torch.nn as nn\n\n\nclass ModelNew(nn.Module):\n    def forward(self, x, y):\n        return x\n")
+    with Evaluator(PROBLEM, QUICK, options) as ev:
+        report = ev.evaluate(bad)
+    assert report.status == "rejected" and "ModelNew.forward takes 2 inputs" in report.message
 
 
 @pytest.mark.timeout(120)

@@ -7,7 +7,6 @@ None. Each carries what a user (or an LLM) needs to act: what failed and where.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -42,6 +41,10 @@ class ProblemError(KernelwrightError):
 
 class LoadError(ProblemError):
     """A candidate or problem could not be imported or instantiated."""
+
+
+class ReferenceFailure(ProblemError):
+    """The problem itself is broken at run time (get_inputs raises, Model fails): no candidate is to blame."""
 
 
 class CompileError(KernelwrightError):
@@ -119,7 +122,7 @@ class WorkerCrash(KernelwrightError):
 ERROR_TYPES: dict[str, type[KernelwrightError]] = {
     cls.__name__: cls
     for cls in (
-        KernelwrightError, ProblemError, LoadError, CompileError, CorrectnessError, IntegrityError,
+        KernelwrightError, ProblemError, LoadError, ReferenceFailure, CompileError, CorrectnessError, IntegrityError,
         BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash,
     )
 }
@@ -144,17 +147,6 @@ def error_from_dict(data: dict[str, Any]) -> KernelwrightError:
     if cls is WorkerCrash:
         return WorkerCrash(message, exitcode=details.get("exitcode"), log_tail=str(details.get("log_tail", "")), where=where)
     return cls(message, where=where, details=details)
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRecord:
-    """An error as plain data, for results and state."""
-
-    kind: str
-    type: str
-    message: str
-    where: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _json_safe(value: Any) -> Any:

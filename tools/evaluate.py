@@ -19,8 +19,8 @@ import structlog
 import torch
 
 from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, outputs_identical, tolerance_for
-from kernelwright.tools.errors import (CompileError, IntegrityError, KernelwrightError, ToolTimeout, ToolUnavailable,
-                                       WorkerCrash)
+from kernelwright.tools.errors import (CompileError, IntegrityError, KernelwrightError, ReferenceFailure, ToolTimeout,
+                                       ToolUnavailable, WorkerCrash)
 from kernelwright.tools.inputs import InputSpec
 from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
 from kernelwright.tools.kernel_trace import CallTrace, library_symbols
@@ -81,6 +81,7 @@ class Evaluator:
         self._reference: ReferenceData | None = None
         self._baselines: dict[str, Any] | None = None
         self._gpu_identity: dict[str, Any] | None = None
+        self._problem_info: dict[str, Any] | None = None
         self.log = log.bind(problem=self.problem.path.name)
 
     # -- reference side (cached) -------------------------------------------------
@@ -89,11 +90,23 @@ class Evaluator:
             self._reference = self._compute_reference()
         return self._reference
 
+    def check_problem(self) -> dict[str, Any]:
+        """Load the problem in the reference worker (works without a GPU); ReferenceFailure if it is broken."""
+        if self._problem_info is None:
+            worker = self.ref_slot.get()
+            try:
+                self._problem_info = worker.request("load", timeout_s=self.settings.load_timeout_s,
+                                                    problem=str(self.problem.path), init_seed=self.settings.init_seed).header
+            except KernelwrightError as exc:
+                self.ref_slot.discard()
+                raise ReferenceFailure(f"the problem itself fails, so no candidate can be judged: {exc.message}",
+                                       where=exc.where or str(self.problem.path), details=exc.to_dict()) from None
+        return self._problem_info
+
     def _compute_reference(self) -> ReferenceData:
         s = self.settings
+        loaded = self.check_problem()
         worker = self.ref_slot.get()
-        loaded = worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
-                                init_seed=s.init_seed).header
         specs = [InputSpec(s.base_seed + 7919 * i) for i in range(s.n_trials)]
         # Other shapes the problem declares (get_input_variants) catch kernels that hard-code sizes.
         specs += [InputSpec(s.base_seed + 13 * (v + 1), variant=v) for v in range(int(loaded.get("n_variants", 0)))]
@@ -134,7 +147,7 @@ class Evaluator:
                     out[target] = {"error": exc.to_dict()}
                     if not worker.alive:
                         self.ref_slot.discard()
-                        self._reference = None
+                        self._reference = self._problem_info = None
             self._baselines = out
         return self._baselines
 
@@ -144,6 +157,9 @@ class Evaluator:
         report = EvalReport(problem=str(self.problem.path), candidate=str(candidate))
         try:
             self._evaluate(Path(candidate), report)
+        except ReferenceFailure:
+            self.cand_slot.discard()
+            raise
         except KernelwrightError as exc:
             report.status = "rejected" if report.stage != "timing" or isinstance(exc, (IntegrityError, ToolTimeout, WorkerCrash)) else "error"
             report.reason = report.reason or _reason_for(exc)
@@ -170,6 +186,7 @@ class Evaluator:
         s = self.settings
         check_source(candidate, "candidate")
         t0 = time.perf_counter()
+        self.check_problem()
         worker = self.cand_slot.get()
         loaded = worker.request("load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
                                 candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.fast_inline).header
@@ -182,7 +199,15 @@ class Evaluator:
             return
         report.stage = "correctness"
         t1 = time.perf_counter()
-        ref = self.reference()
+        try:
+            ref = self.reference()
+        except ReferenceFailure:
+            raise
+        except KernelwrightError as exc:
+            self.ref_slot.discard()
+            self._problem_info = None
+            raise ReferenceFailure(f"the reference Model failed: {exc.message}", where=exc.where or str(self.problem.path),
+                                   details=exc.to_dict()) from None
         self._verify(worker, candidate, ref, report)
         report.durations_s["verify"] = round(time.perf_counter() - t1, 3)
         if report.status != "rejected" and s.sanitize:

@@ -9,7 +9,6 @@ separately (kernel trace) that no work escapes that stream.
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -146,13 +145,3 @@ def _as_graph(fn: Callable[[], object], prepare: Callable[[], None]) -> Callable
     except Exception as exc:  # candidate code that cannot be captured
         raise BenchmarkError(f"CUDA graph capture failed: {type(exc).__name__}: {exc}") from None
     return graph.replay
-
-
-def wall_clock_ms(fn: Callable[[], object], n: int = 5) -> float:
-    """Host-measured time per call including a device-wide sync (a plausibility bound)."""
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) * 1000.0 / n
