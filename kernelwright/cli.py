@@ -34,12 +34,13 @@ def eval_command(
     sanitize: bool | None = typer.Option(None, "--sanitize/--no-sanitize", help="compute-sanitizer memcheck pass"),
     arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)"),
     log_level: str = typer.Option("warning", help="console log level"),
+    log_file: Path | None = typer.Option(None, help="also write every event as JSON lines to this file"),
 ) -> None:
     """Verify a candidate kernel against its problem, time it against eager and torch.compile, profile it."""
     from kernelwright.api import evaluate
 
     console = Console(stderr=as_json)  # the report goes to stdout; with --json only JSON does
-    configure_logging(level=log_level)
+    configure_logging(level=log_level, json_path=log_file)
     try:
         config = load_config(config_file, overrides={
             "harness.n_trials": trials, "harness.compile_baseline": compile_baseline,

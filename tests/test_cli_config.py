@@ -33,12 +33,15 @@ def test_eval_without_gpu_compiles_then_says_verification_needs_a_gpu(build_cach
 
 
 @pytest.mark.nvcc
-def test_eval_json_is_machine_readable(build_cache: Path) -> None:
-    result = runner.invoke(app, ["eval", "--json", str(FIX / "problems" / "relu_affine.py"),
+def test_eval_json_is_machine_readable(build_cache: Path, tmp_path: Path) -> None:
+    log_file = tmp_path / "events.jsonl"
+    result = runner.invoke(app, ["eval", "--json", "--log-file", str(log_file), str(FIX / "problems" / "relu_affine.py"),
                                  str(FIX / "broken" / "candidate_compile_error.py")], env=_no_gpu_env(build_cache))
     report = json.loads(result.stdout)
     assert result.exit_code == 1 and report["reason"] == "compile_error"
     assert report["error"]["diagnostics"][0]["line"] == 4
+    events = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(e["event"] == "candidate_evaluated" and e["reason"] == "compile_error" for e in events)
 
 
 def test_eval_with_malformed_problem_names_file_and_line(build_cache: Path) -> None:
