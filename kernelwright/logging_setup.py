@@ -16,34 +16,43 @@ import structlog
 
 
 class _TeeRenderer:
-    """Final processor: write the event as JSON to the file, return the console rendering."""
+    """Final processor: write the event as JSON to the file, return the console rendering.
 
-    def __init__(self, json_file: TextIO | None, console: structlog.dev.ConsoleRenderer):
+    The file keeps everything from `file_level` up; the console only from its own level.
+    """
+
+    def __init__(self, json_file: TextIO | None, console: structlog.dev.ConsoleRenderer, console_level: int):
         self.json_file = json_file
         self.console = console
+        self.console_level = console_level
 
     def __call__(self, logger: Any, method: str, event: dict[str, Any]) -> str:
         if self.json_file is not None:
             self.json_file.write(json.dumps(event, default=str) + "\n")
             self.json_file.flush()
+        if logging.getLevelName(str(event.get("level", "info")).upper()) < self.console_level:
+            raise structlog.DropEvent
         return self.console(logger, method, dict(event))
 
 
-def configure_logging(*, level: str = "info", json_path: Path | None = None, stream: TextIO | None = None) -> None:
+def configure_logging(*, level: str = "info", json_path: Path | None = None, stream: TextIO | None = None,
+                      file_level: str = "info") -> None:
     stream = stream or sys.stderr
     json_file = None
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_file = open(json_path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process logs
     console = structlog.dev.ConsoleRenderer(colors=stream.isatty())
+    console_level = logging.getLevelName(level.upper())
+    floor = min(console_level, logging.getLevelName(file_level.upper())) if json_file is not None else console_level
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso"),
-            _TeeRenderer(json_file, console),
+            _TeeRenderer(json_file, console, console_level),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
