@@ -103,6 +103,14 @@ class Evaluator:
                                        where=exc.where or str(self.problem.path), details=exc.to_dict()) from None
         return self._problem_info
 
+    def functional_form(self) -> dict[str, Any]:
+        """The problem's functional form (generated source, op list, lifted parameters), traced in the
+        reference worker; falls back to the module source with the reason when tracing fails."""
+        self.check_problem()
+        reply = self.ref_slot.get().request("functional", timeout_s=self.settings.load_timeout_s,
+                                            init_seed=self.settings.init_seed)
+        return reply.header["form"]
+
     def _compute_reference(self) -> ReferenceData:
         s = self.settings
         loaded = self.check_problem()

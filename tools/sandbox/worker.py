@@ -196,6 +196,20 @@ class WorkerState:
         self._check_guard("during timing")
         return {"stats": stats.to_dict(), "n_input_sets": len(sets)}
 
+    def op_functional(self, req: dict) -> dict:
+        """The problem's functional form, traced on CPU (needs no GPU)."""
+        from kernelwright.tools.functional import functional_form
+
+        if self.problem is None or self.problem_module is None:
+            raise KernelwrightError("load a problem before asking for its functional form")
+        problem, module = self.problem, self.problem_module
+        init_inputs = call_user(module.get_init_inputs, "get_init_inputs()", problem)
+        torch.manual_seed(int(req.get("init_seed", 42)))
+        model = call_user(lambda: module.Model(*init_inputs), "Model(*get_init_inputs())", problem)
+        inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), torch.device("cpu")), "get_inputs()", problem)
+        form = functional_form(model.eval(), inputs, module_source=problem.text)
+        return {"form": form.to_dict()}
+
     def op_unload(self, _: dict) -> dict:
         self._unload()
         return {}
