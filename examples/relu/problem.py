@@ -1,4 +1,4 @@
-"""Example problem (KernelBench format): a GELU-gated activation on a large activation tensor."""
+"""Example problem (KernelBench format): relu, scale and shift over a large activation tensor."""
 
 import torch
 import torch.nn as nn
