@@ -1,0 +1,80 @@
+"""The state of an optimisation run, as LangGraph sees it.
+
+Nodes return partial updates; keys that accumulate declare their reducer with
+`Annotated[...]`. Reducers are pure module-level functions. A reset goes through
+the typed `Replace` marker. TypedDict fields get no defaults (Python ignores them):
+initial values come from `make_initial_state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypedDict, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Replace(Generic[T]):
+    """Return `Replace(value)` from a node to overwrite an accumulating key instead of extending it."""
+
+    value: T
+
+
+class CandidateRecord(TypedDict, total=False):
+    id: str  # kernelwright.tools.source_hash.candidate_id of its source
+    generation: int
+    parent_ids: list[str]
+    agent: str  # translator | mutator | crossover | offline | a plugin's name
+    model: str
+    temperature: float
+    prompt: str  # template tag, e.g. translator@v1
+    source_path: str
+    status: str  # pending | passed | rejected | needs_gpu | error
+    reason: str | None
+    speedup_vs_eager: float | None
+    speedup_vs_compile: float | None
+    report_path: str
+
+
+def merge_candidates(current: dict[str, CandidateRecord] | None,
+                     update: dict[str, CandidateRecord] | Replace[dict[str, CandidateRecord]]) -> dict[str, CandidateRecord]:
+    """Candidates by id; an update for a known id overrides only the fields it names."""
+    if isinstance(update, Replace):
+        return dict(update.value)
+    merged = dict(current or {})
+    for cid, record in update.items():
+        merged[cid] = {**merged.get(cid, {}), **record}  # type: ignore[typeddict-item]
+    return merged
+
+
+def extend_list(current: list[Any] | None, update: list[Any] | Replace[list[Any]]) -> list[Any]:
+    if isinstance(update, Replace):
+        return list(update.value)
+    return [*(current or []), *update]
+
+
+class Budget(TypedDict):
+    generations: int
+    candidates: int
+    wall_s: float
+    tokens: int
+
+
+class KState(TypedDict, total=False):
+    run_id: str
+    problem_path: str
+    functional: dict[str, Any]
+    generation: int
+    candidates: Annotated[dict[str, CandidateRecord], merge_candidates]
+    population: list[str]  # ids of the current elite, replaced each generation
+    errors: Annotated[list[dict[str, Any]], extend_list]
+    budget: Budget
+    spent: Budget
+    best_id: str | None
+
+
+def make_initial_state(run_id: str, problem_path: str, budget: Budget) -> KState:
+    return KState(run_id=run_id, problem_path=problem_path, functional={}, generation=0, candidates={},
+                  population=[], errors=[], budget=budget,
+                  spent=Budget(generations=0, candidates=0, wall_s=0.0, tokens=0), best_id=None)

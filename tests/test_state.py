@@ -1,0 +1,35 @@
+"""Run state: reducers are pure and typed; ids ignore comments and layout."""
+
+from __future__ import annotations
+
+from kernelwright.graphs.state import Budget, Replace, extend_list, make_initial_state, merge_candidates
+from kernelwright.tools.source_hash import candidate_id
+
+
+def test_merge_candidates_updates_fields_and_keeps_others() -> None:
+    state = merge_candidates(None, {"a": {"id": "a", "status": "pending", "generation": 0}})
+    state = merge_candidates(state, {"a": {"status": "passed", "speedup_vs_eager": 1.4}, "b": {"id": "b"}})
+    assert state["a"] == {"id": "a", "status": "passed", "generation": 0, "speedup_vs_eager": 1.4}
+    assert set(state) == {"a", "b"}
+    assert merge_candidates(state, Replace({})) == {}
+
+
+def test_extend_list_and_replace() -> None:
+    assert extend_list([1], [2, 3]) == [1, 2, 3]
+    assert extend_list(None, [1]) == [1]
+    assert extend_list([1, 2], Replace([9])) == [9]
+
+
+def test_initial_state_has_every_key() -> None:
+    state = make_initial_state("r1", "p.py", Budget(generations=3, candidates=20, wall_s=600.0, tokens=10**6))
+    assert state["candidates"] == {} and state["errors"] == [] and state["spent"]["candidates"] == 0
+    assert state["best_id"] is None and state["generation"] == 0
+
+
+def test_candidate_id_ignores_comments_and_layout_not_code() -> None:
+    a = 'import torch\nSRC = r"""\n__global__ void k(float* x) { x[0] = 1; }  // set\n"""\nclass ModelNew:  # model\n    pass\n'
+    b = 'import torch\n\n\nSRC = r"""\n/* a kernel */\n__global__   void k(float* x) { x[0] = 1; }\n"""\n\nclass ModelNew:\n    pass\n'
+    c = a.replace("x[0] = 1", "x[0] = 2")
+    assert candidate_id(a) == candidate_id(b)
+    assert candidate_id(a) != candidate_id(c)
+    assert len(candidate_id("not python (((")) == 64
