@@ -267,7 +267,10 @@ def _candidate_libraries(before: set[str]) -> set[str]:
 
     caches = (str(default_cache_dir()), os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions"),
               os.environ.get("TORCH_EXTENSIONS_DIR") or "//none")
-    skip = (os.path.dirname(torch.__file__), "/usr/local/cuda", "/usr/lib", "/lib")
+    import sysconfig
+
+    python_dirs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
+    skip = (os.path.dirname(torch.__file__), "/usr/local/cuda", "/usr/lib", "/lib", *python_dirs)
     loaded = _loaded_libraries()
     new = {lib for lib in loaded - before if not lib.startswith(skip) and "/nvidia/" not in lib}
     return new | {lib for lib in loaded if lib.startswith(caches)}
