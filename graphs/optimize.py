@@ -1,0 +1,66 @@
+"""The optimisation graph: propose (translate, then mutate) -> evaluate -> select, by generation.
+
+Evaluation is sequential for now; the Send fan-out, critic, profiler and
+crossover nodes of issue 4 attach here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from kernelwright.agents.translator import mutate, translate
+from kernelwright.graphs.context import KContext
+from kernelwright.graphs.state import KState
+
+
+def evaluate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Run the harness on every pending candidate; its verdict becomes the record's status."""
+    updates: dict[str, Any] = {}
+    spent = dict(state.get("spent") or {})
+    for cid, record in (state.get("candidates") or {}).items():
+        if record.get("status") != "pending":
+            continue
+        report = runtime.context.evaluator.evaluate(record["source_path"])  # type: ignore[arg-type]
+        updates[cid] = {"status": report.get("status", "error"), "reason": report.get("reason"),
+                        "speedup_vs_eager": report.get("speedup_vs_eager"),
+                        "speedup_vs_compile": report.get("speedup_vs_compile")}
+        spent["candidates"] = int(spent.get("candidates", 0)) + 1
+    return {"candidates": updates, "spent": spent}
+
+
+def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Keep the fastest verified candidates (distinct by id); advance the generation."""
+    passed = [r for r in (state.get("candidates") or {}).values()
+              if r.get("status") == "passed" and r.get("speedup_vs_eager")]
+    passed.sort(key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
+    elite = [r["id"] for r in passed[: runtime.context.settings.population]]
+    spent = dict(state.get("spent") or {})
+    spent["generations"] = int(spent.get("generations", 0)) + 1
+    return {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
+            "generation": state.get("generation", 0) + 1, "spent": spent}
+
+
+def next_step(state: KState) -> Literal["mutate", "__end__"]:
+    budget, spent = state.get("budget") or {}, state.get("spent") or {}
+    if spent.get("generations", 0) >= budget.get("generations", 1):
+        return END
+    if budget.get("candidates") and spent.get("candidates", 0) >= budget["candidates"]:
+        return END
+    return "mutate"
+
+
+def build_optimize_graph(checkpointer: Any = None) -> Any:
+    builder = StateGraph(KState, context_schema=KContext)
+    builder.add_node("translate", translate)
+    builder.add_node("mutate", mutate)
+    builder.add_node("evaluate", evaluate)
+    builder.add_node("select", select)
+    builder.add_edge(START, "translate")
+    builder.add_edge("translate", "evaluate")
+    builder.add_edge("mutate", "evaluate")
+    builder.add_edge("evaluate", "select")
+    builder.add_conditional_edges("select", next_step)
+    return builder.compile(checkpointer=checkpointer)
