@@ -6,6 +6,9 @@ crossover nodes of issue 4 attach here.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -17,17 +20,29 @@ from kernelwright.graphs.state import KState
 
 
 def evaluate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
-    """Run the harness on every pending candidate; its verdict becomes the record's status."""
+    """Run the harness on every pending candidate; its verdict becomes the record's status.
+
+    Each report is written next to its candidate as soon as it exists, so a run
+    killed mid-node and resumed from its checkpoint evaluates no candidate twice.
+    """
     updates: dict[str, Any] = {}
     spent = dict(state.get("spent") or {})
     for cid, record in (state.get("candidates") or {}).items():
         if record.get("status") != "pending":
             continue
-        report = runtime.context.evaluator.evaluate(record["source_path"])  # type: ignore[arg-type]
+        report_path = Path(record["source_path"]).with_name("report.json")
+        if report_path.exists():
+            report = json.loads(report_path.read_text())
+        else:
+            report = runtime.context.evaluator.evaluate(Path(record["source_path"]))
+            tmp = report_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(report, default=str))
+            os.replace(tmp, report_path)  # atomic: a half-written report never counts
         updates[cid] = {"status": report.get("status", "error"), "reason": report.get("reason"),
                         "speedup_vs_eager": report.get("speedup_vs_eager"),
                         "speedup_vs_compile": report.get("speedup_vs_compile")}
         spent["candidates"] = int(spent.get("candidates", 0)) + 1
+        updates[cid]["report_path"] = str(report_path)
     return {"candidates": updates, "spent": spent}
 
 

@@ -18,7 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
 
 # Exit codes: distinct so scripts can tell a rejected kernel from a missing GPU.
-EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR, EXIT_NO_LLM = 0, 1, 2, 3, 4, 5
 
 
 @app.command("eval")
@@ -55,6 +55,65 @@ def eval_command(
         _print_report(console, report.to_dict())
     code = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}.get(report.status, EXIT_ERROR)
     raise typer.Exit(code)
+
+
+@app.command("run")
+def run_command(
+    problem: Path = typer.Argument(..., help="KernelBench-style problem file"),
+    model: str | None = typer.Option(None, help="chat model (OpenAI-compatible name, or provider:model)"),
+    generations: int = typer.Option(3, min=1, help="generations of translate/mutate -> evaluate -> select"),
+    population: int = typer.Option(4, min=1, help="elite kept between generations"),
+    candidates: int = typer.Option(4, min=1, help="candidates proposed per generation"),
+    resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint"),
+    runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
+    log_level: str = typer.Option("warning", help="console log level"),
+) -> None:
+    """Optimise a problem with the agent graph (needs an LLM until the offline proposer lands)."""
+    from kernelwright.agents.llm import ModelSettings
+    from kernelwright.graphs.context import RunSettings
+    from kernelwright.run import optimize
+    from kernelwright.tools.errors import ToolUnavailable
+
+    console = Console()
+    configure_logging(level=log_level)
+    settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates)
+    tally = {"evaluated": 0, "passed": 0}
+
+    def on_update(node: str, update: dict[str, Any]) -> None:
+        if node == "evaluate":
+            done = list((update.get("candidates") or {}).values())
+            tally["evaluated"] += len(done)
+            tally["passed"] += sum(r.get("status") == "passed" for r in done)
+        elif node == "select":
+            spent = update.get("spent") or {}
+            console.print(f"generation {update.get('generation')}: {tally['evaluated']} evaluated, "
+                          f"{tally['passed']} verified, tokens {spent.get('tokens', 0)}")
+        elif node in ("translate", "mutate"):
+            console.print(f"{node}: {len(update.get('candidates') or {})} new candidates, "
+                          f"{len(update.get('errors') or [])} malformed answers")
+
+    try:
+        result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings,
+                          model=ModelSettings(model=model), on_update=on_update)
+    except ToolUnavailable as exc:
+        console.print(f"[yellow]{exc}[/]\nThe offline proposer (no LLM needed) is not available yet; until then "
+                      "`kernelwright run` needs an LLM. `kernelwright eval PROBLEM CANDIDATE` works without one.")
+        raise typer.Exit(EXIT_NO_LLM) from None
+    except KernelwrightError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    best = result.best
+    console.print(f"run {result.run_id} in {result.run_dir}")
+    if best:
+        console.print(f"best: {best['source_path']}  {best.get('speedup_vs_eager') or 0:.2f}x vs eager, "
+                      f"{best.get('speedup_vs_compile') or 0:.2f}x vs torch.compile")
+    else:
+        statuses = [r.get("status") for r in result.state.get("candidates", {}).values()]
+        if "needs_gpu" in statuses:
+            console.print(f"{statuses.count('needs_gpu')} candidate(s) compiled; verification and timing need a CUDA "
+                          "GPU and none is visible here, so nothing is verified")
+            raise typer.Exit(EXIT_NEEDS_GPU)
+        console.print("no verified kernel yet")
 
 
 @app.command("env")

@@ -17,7 +17,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     "$VPY" -m pip install -q torch==2.13.0
   fi
 fi
-if ! "$VPY" -c "import kernelwright.tools, pytest, structlog, typer, pydantic, langchain_openai, langgraph" >/dev/null 2>&1 \
+if ! "$VPY" -c "import kernelwright.tools, pytest, structlog, typer, pydantic, langchain_openai, langgraph, langgraph.checkpoint.sqlite" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.kernelwright-installed ]; then
   "$VPY" -m pip install -q -e '.[dev]'
   touch .venv/.kernelwright-installed

@@ -96,3 +96,30 @@ def test_logging_writes_json_lines_and_console(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert lines == [{**lines[0], "event": "candidate_done", "run_id": "r1", "speedup": 1.5, "level": "info"}]
     assert "timestamp" in lines[0] and "candidate_done" in console.getvalue() and "hidden" not in console.getvalue()
+
+
+def test_run_without_an_llm_says_so_plainly(tmp_path: Path) -> None:
+    from kernelwright.cli import EXIT_NO_LLM
+
+    result = runner.invoke(app, ["run", str(FIX / "problems" / "relu_affine.py"), "--runs-dir", str(tmp_path)],
+                           env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "CUDA_VISIBLE_DEVICES": ""})
+    assert result.exit_code == EXIT_NO_LLM, result.output
+    assert "no LLM configured" in result.output and "offline proposer" in result.output
+
+
+@pytest.mark.nvcc
+def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, build_cache: Path) -> None:
+    from conftest import RELU_CANDIDATE
+    from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+
+    answer = "```python\n" + RELU_CANDIDATE.read_text() + "```"
+    with ReplayServer([ReplayRule(answer, repeat=True)]) as server:
+        result = runner.invoke(app, ["run", str(FIX / "problems" / "relu_affine.py"), "--runs-dir", str(tmp_path),
+                                     "--generations", "1", "--candidates", "1", "--model", "replay"],
+                               env={**_no_gpu_env(build_cache), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "t"})
+    assert result.exit_code == EXIT_NEEDS_GPU, result.output
+    assert "translate: 1 new candidates" in result.output and "nothing is verified" in result.output
+    (run_dir,) = tmp_path.iterdir()
+    reports = list(run_dir.glob("candidates/*/report.json"))
+    assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "needs_gpu"
+    assert (run_dir / "checkpoints.sqlite").exists() and (run_dir / "run.json").exists()
