@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -16,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from kernelwright.agents.translator import mutate, translate
 from kernelwright.graphs.context import KContext
+from kernelwright.graphs.plugins import AgentPlugin, chains
 from kernelwright.graphs.state import KState
 
 
@@ -67,15 +69,26 @@ def next_step(state: KState) -> Literal["mutate", "__end__"]:
     return "mutate"
 
 
-def build_optimize_graph(checkpointer: Any = None) -> Any:
+def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin] = ()) -> Any:
+    """The compiled graph; `plugins` are inserted at their attach points, in order."""
+    grouped = chains(plugins)
     builder = StateGraph(KState, context_schema=KContext)
     builder.add_node("translate", translate)
     builder.add_node("mutate", mutate)
     builder.add_node("evaluate", evaluate)
     builder.add_node("select", select)
+    for plugin in plugins:
+        builder.add_node(plugin.name, plugin.node)
     builder.add_edge(START, "translate")
-    builder.add_edge("translate", "evaluate")
-    builder.add_edge("mutate", "evaluate")
-    builder.add_edge("evaluate", "select")
+    after_propose = [p.name for p in grouped["after_propose"]] + ["evaluate"]
+    for source in ("translate", "mutate"):
+        builder.add_edge(source, after_propose[0])
+    _chain(builder, after_propose)
+    _chain(builder, ["evaluate", *[p.name for p in grouped["after_evaluate"]], "select"])
     builder.add_conditional_edges("select", next_step)
     return builder.compile(checkpointer=checkpointer)
+
+
+def _chain(builder: StateGraph, names: list[str]) -> None:
+    for a, b in zip(names, names[1:]):
+        builder.add_edge(a, b)

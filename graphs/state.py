@@ -35,6 +35,7 @@ class CandidateRecord(TypedDict, total=False):
     speedup_vs_eager: float | None
     speedup_vs_compile: float | None
     report_path: str
+    lint: str  # written by plugins that look at sources before evaluation
 
 
 def merge_candidates(current: dict[str, CandidateRecord] | None,

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.graphs.context import CandidateEvaluator, KContext, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
+from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.problem import check_source
@@ -67,8 +68,12 @@ def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
 def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str | None = None, run_id: str | None = None,
              settings: RunSettings = RunSettings(), model: ModelSettings = ModelSettings(), llm: Any = None,
              evaluator: CandidateEvaluator | None = None, candidates_budget: int = 200,
-             on_update: Callable[[str, dict[str, Any]], None] | None = None) -> RunResult:
-    """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint."""
+             on_update: Callable[[str, dict[str, Any]], None] | None = None,
+             plugins: Sequence[AgentPlugin] | None = None) -> RunResult:
+    """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
+
+    `plugins` default to those installed under the `kernelwright.agents` entry-point group.
+    """
     problem = check_source(problem, "problem").path
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = Path(runs_dir) / run_id
@@ -83,7 +88,8 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10 * settings.generations + 20}
     try:
         with _checkpointer(run_dir) as saver:
-            graph = build_optimize_graph(checkpointer=saver)
+            graph = build_optimize_graph(checkpointer=saver,
+                                         plugins=discover_plugins() if plugins is None else plugins)
             start = None if resume else make_initial_state(
                 run_id, str(problem), Budget(generations=settings.generations, candidates=candidates_budget,
                                              wall_s=0.0, tokens=0))
