@@ -36,7 +36,8 @@ def mutate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
         gpu=ctx.settings.gpu_description, problem_source=_read(state["problem_path"]),
         parent_source=_read(parent["source_path"]),
         parent_result=f"verified, {parent.get('speedup_vs_eager') or 0:.2f}x vs eager",
-        direction="make it faster without changing what it computes", examples="")
+        direction="; ".join(parent.get("directions") or []) or "make it faster without changing what it computes",
+        examples="")
     return _propose(state, ctx, prompt, agent="mutator", parents=[best])
 
 

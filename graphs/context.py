@@ -23,6 +23,7 @@ class RunSettings:
     temperatures: tuple[float, ...] = (0.2, 0.7, 1.0)
     max_repairs: int = 2  # re-asks per candidate for malformed answers
     gpu_description: str = "an NVIDIA GPU"
+    critic: bool = True  # critique the best candidate before each mutation
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,4 @@ class KContext:
     settings: RunSettings = field(default_factory=RunSettings)
     prompts: PromptLibrary = field(default_factory=PromptLibrary)
     model_name: str = "unknown"
+    critic_llm: Any = None  # defaults to llm

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.critic import critique
 from kernelwright.agents.translator import mutate, translate
 from kernelwright.graphs.context import KContext
 from kernelwright.graphs.plugins import AgentPlugin, chains
@@ -60,13 +61,13 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
             "generation": state.get("generation", 0) + 1, "spent": spent}
 
 
-def next_step(state: KState) -> Literal["mutate", "__end__"]:
+def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:
     budget, spent = state.get("budget") or {}, state.get("spent") or {}
     if spent.get("generations", 0) >= budget.get("generations", 1):
         return END
     if budget.get("candidates") and spent.get("candidates", 0) >= budget["candidates"]:
         return END
-    return "mutate"
+    return "critique" if runtime.context.settings.critic and state.get("best_id") else "mutate"
 
 
 def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin] = ()) -> Any:
@@ -77,6 +78,7 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     builder.add_node("mutate", mutate)
     builder.add_node("evaluate", evaluate)
     builder.add_node("select", select)
+    builder.add_node("critique", critique)
     for plugin in plugins:
         builder.add_node(plugin.name, plugin.node)
     builder.add_edge(START, "translate")
@@ -85,7 +87,8 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
         builder.add_edge(source, after_propose[0])
     _chain(builder, after_propose)
     _chain(builder, ["evaluate", *[p.name for p in grouped["after_evaluate"]], "select"])
-    builder.add_conditional_edges("select", next_step)
+    builder.add_conditional_edges("select", next_step, ["critique", "mutate", END])
+    builder.add_edge("critique", "mutate")
     return builder.compile(checkpointer=checkpointer)
 
 

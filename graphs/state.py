@@ -36,6 +36,8 @@ class CandidateRecord(TypedDict, total=False):
     speedup_vs_compile: float | None
     report_path: str
     lint: str  # written by plugins that look at sources before evaluation
+    critique: str  # the critic's verdict
+    directions: list[str]  # the critic's proposals, used by the mutator
 
 
 def merge_candidates(current: dict[str, CandidateRecord] | None,

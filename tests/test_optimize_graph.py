@@ -19,6 +19,9 @@ from kernelwright.graphs.state import Budget, make_initial_state
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 
 
+CRITIC = "VERDICT: memory-bound at 40% of DRAM bandwidth\nDIRECTIONS:\n- vectorize loads to float4\n- fuse the two passes"
+
+
 def answer(speed: float) -> str:
     return (f"```python\nimport torch.nn as nn\nSPEED = {speed}\n\n\nclass ModelNew(nn.Module):\n"
             f"    def forward(self, x):\n        return x\n```")
@@ -51,19 +54,23 @@ def run_graph(llm: Any, tmp_path: Path, *, generations: int = 2, per_gen: int = 
 
 def test_generations_of_translate_then_mutate_keep_the_fastest(tmp_path: Path) -> None:
     script = [AIMessage(answer(1.2)), AIMessage("sorry, no code"), AIMessage(answer(0)),  # gen 0 (one repaired)
+              AIMessage(CRITIC),  # the critic on gen 0's best
               AIMessage(answer(1.9)), AIMessage(answer(1.9))]  # gen 1: the same kernel twice
     final, evaluator = run_graph(GenericFakeChatModel(messages=iter(script)), tmp_path)
     records = final["candidates"]
     assert sorted(r["status"] for r in records.values()) == ["passed", "passed", "rejected"]
     best = records[final["best_id"]]
     assert best["speedup_vs_eager"] == 1.9 and best["agent"] == "mutator" and best["parent_ids"]
-    assert records[best["parent_ids"][0]]["speedup_vs_eager"] == 1.2
+    parent = records[best["parent_ids"][0]]
+    assert parent["speedup_vs_eager"] == 1.2
+    assert parent["directions"] == ["vectorize loads to float4", "fuse the two passes"]
+    assert parent["critique"].startswith("memory-bound")
     assert final["generation"] == 2 and final["spent"]["candidates"] == 3 == len(evaluator.seen)
     assert all(Path(r["source_path"]).exists() for r in records.values())
 
 
 def test_unrepairable_answers_become_errors_not_crashes(tmp_path: Path) -> None:
-    script = [AIMessage("no code"), AIMessage("still none"), AIMessage(answer(1.1)),
+    script = [AIMessage("no code"), AIMessage("still none"), AIMessage(answer(1.1)), AIMessage(CRITIC),
               AIMessage(answer(1.3)), AIMessage(answer(1.4))]
     final, _ = run_graph(GenericFakeChatModel(messages=iter(script)), tmp_path, generations=2, per_gen=2)
     assert any(e["details"]["problem"] == "no_code" for e in final["errors"])
@@ -86,3 +93,14 @@ def test_graph_shape() -> None:
     for edge in ("__start__ --> translate", "translate --> evaluate", "mutate --> evaluate", "evaluate --> select"):
         assert edge in mermaid, mermaid
     assert "select -.-> mutate" in mermaid and "select -.-> __end__" in mermaid
+    assert "select -.-> critique" in mermaid and "critique --> mutate" in mermaid
+
+
+def test_critique_parsing() -> None:
+    from kernelwright.agents.critic import parse_critique
+
+    assert parse_critique(CRITIC) == ("memory-bound at 40% of DRAM bandwidth",
+                                      ["vectorize loads to float4", "fuse the two passes"])
+    assert parse_critique("no structure at all") == ("", [])
+    many = "DIRECTIONS:\n- a\n- b\n* c\n- d"
+    assert parse_critique(many)[1] == ["a", "b", "c"]

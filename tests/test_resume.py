@@ -32,7 +32,8 @@ def test_kill_mid_generation_then_resume(tmp_path: Path) -> None:
     finally:
         conn.close()
     # Resume in this process: generation 1's answers come from a new scripted model.
-    llm = GenericFakeChatModel(messages=iter([AIMessage(answer(s)) for s in (1.5, 1.6, 1.7)]))
+    critic = AIMessage("VERDICT: fine\nDIRECTIONS:\n- unroll")
+    llm = GenericFakeChatModel(messages=iter([critic] + [AIMessage(answer(s)) for s in (1.5, 1.6, 1.7)]))
     result = run(runs, "r1", log, None, True, llm)
     evaluated = log.read_text().splitlines()
     assert len(evaluated) == len(set(evaluated)) == 6, evaluated  # each candidate exactly once, none lost
