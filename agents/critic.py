@@ -11,6 +11,7 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.proposals import reply_tokens
 from kernelwright.graphs.context import KContext
 from kernelwright.graphs.state import KState
 
@@ -42,7 +43,5 @@ def critique(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     llm = ctx.critic_llm or ctx.llm
     reply = llm.invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
     verdict, directions = parse_critique(str(reply.content))
-    tokens = int((getattr(reply, "usage_metadata", None) or {}).get("total_tokens", 0))
-    spent = dict(state.get("spent") or {})
-    spent["tokens"] = int(spent.get("tokens", 0)) + tokens
-    return {"candidates": {best_id: {"critique": verdict, "directions": directions}}, "spent": spent}
+    return {"candidates": {best_id: {"critique": verdict, "directions": directions}},
+            "spent": {"tokens": reply_tokens(reply)}}

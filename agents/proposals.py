@@ -8,7 +8,6 @@ exception out of the node.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from kernelwright.prompts.library import RenderedPrompt
 from kernelwright.tools.source_hash import candidate_id
 
 
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    candidate_id: str
-    path: Path
-    temperature: float
-    repairs: int
-    tokens: int
-
-
 def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_repairs: int) -> tuple[str, int, int]:
     """(candidate source, repairs used, tokens spent); raises AnswerError after max_repairs."""
     model = llm.bind(temperature=temperature) if hasattr(llm, "bind") and _accepts_temperature(llm) else llm
@@ -35,7 +25,7 @@ def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_
     tokens = 0
     for attempt in range(max_repairs + 1):
         reply = model.invoke(messages)
-        tokens += int((getattr(reply, "usage_metadata", None) or {}).get("total_tokens", 0))
+        tokens += reply_tokens(reply)
         try:
             return parse_candidate(str(reply.content)).source, attempt, tokens
         except AnswerError as exc:
@@ -44,6 +34,11 @@ def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_
                 raise
             messages += [AIMessage(str(reply.content)), HumanMessage(exc.repair)]
     raise AssertionError("unreachable")
+
+
+def reply_tokens(reply: Any) -> int:
+    """Tokens a chat reply reports spending (0 when the model reports none)."""
+    return int((getattr(reply, "usage_metadata", None) or {}).get("total_tokens", 0))
 
 
 def _accepts_temperature(llm: Any) -> bool:

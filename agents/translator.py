@@ -64,9 +64,7 @@ def _propose(state: KState, ctx: KContext, prompt: RenderedPrompt, *, agent: str
         records[cid] = CandidateRecord(id=cid, generation=generation, parent_ids=parents, agent=agent,
                                        model=ctx.model_name, temperature=temperature, prompt=prompt.tag,
                                        source_path=str(path), status="pending")
-    spent_state = dict(state.get("spent") or {})
-    spent_state["tokens"] = int(spent_state.get("tokens", 0)) + tokens
-    return {"candidates": records, "errors": errors, "spent": spent_state}
+    return {"candidates": records, "errors": errors, "spent": {"tokens": tokens}}
 
 
 def _read(path: str) -> str:

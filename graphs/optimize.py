@@ -1,15 +1,15 @@
-"""The optimisation graph: propose (translate, then mutate) -> evaluate -> select, by generation.
+"""The optimisation graph: translate -> evaluate -> select -> critique -> mutate, by generation.
 
-Evaluation is sequential for now; the Send fan-out, critic, profiler and
-crossover nodes of issue 4 attach here.
+Evaluation is sequential for now; the Send fan-out, profiler and crossover
+nodes of issue 4 attach here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from langgraph.graph import END, START, StateGraph
@@ -29,7 +29,6 @@ def evaluate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     killed mid-node and resumed from its checkpoint evaluates no candidate twice.
     """
     updates: dict[str, Any] = {}
-    spent = dict(state.get("spent") or {})
     for cid, record in (state.get("candidates") or {}).items():
         if record.get("status") != "pending":
             continue
@@ -43,10 +42,8 @@ def evaluate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
             os.replace(tmp, report_path)  # atomic: a half-written report never counts
         updates[cid] = {"status": report.get("status", "error"), "reason": report.get("reason"),
                         "speedup_vs_eager": report.get("speedup_vs_eager"),
-                        "speedup_vs_compile": report.get("speedup_vs_compile")}
-        spent["candidates"] = int(spent.get("candidates", 0)) + 1
-        updates[cid]["report_path"] = str(report_path)
-    return {"candidates": updates, "spent": spent}
+                        "speedup_vs_compile": report.get("speedup_vs_compile"), "report_path": str(report_path)}
+    return {"candidates": updates, "spent": {"candidates": len(updates)}}
 
 
 def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
@@ -55,10 +52,8 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
               if r.get("status") == "passed" and r.get("speedup_vs_eager")]
     passed.sort(key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
     elite = [r["id"] for r in passed[: runtime.context.settings.population]]
-    spent = dict(state.get("spent") or {})
-    spent["generations"] = int(spent.get("generations", 0)) + 1
     return {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
-            "generation": state.get("generation", 0) + 1, "spent": spent}
+            "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
 
 
 def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:

@@ -57,6 +57,16 @@ def extend_list(current: list[Any] | None, update: list[Any] | Replace[list[Any]
     return [*(current or []), *update]
 
 
+def add_counts(current: dict[str, Any] | None, update: dict[str, Any] | Replace[dict[str, Any]]) -> dict[str, Any]:
+    """Nodes report what they spent ({"tokens": 812}); the state keeps the running totals."""
+    if isinstance(update, Replace):
+        return dict(update.value)
+    totals = dict(current or {})
+    for key, value in update.items():
+        totals[key] = totals.get(key, 0) + value
+    return totals
+
+
 class Budget(TypedDict):
     generations: int
     candidates: int
@@ -73,7 +83,7 @@ class KState(TypedDict, total=False):
     population: list[str]  # ids of the current elite, replaced each generation
     errors: Annotated[list[dict[str, Any]], extend_list]
     budget: Budget
-    spent: Budget
+    spent: Annotated[Budget, add_counts]  # nodes return increments
     best_id: str | None
 
 

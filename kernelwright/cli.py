@@ -77,17 +77,17 @@ def run_command(
     console = Console()
     configure_logging(level=log_level)
     settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates)
-    tally = {"evaluated": 0, "passed": 0}
+    tally = {"evaluated": 0, "passed": 0, "tokens": 0}
 
     def on_update(node: str, update: dict[str, Any]) -> None:
+        tally["tokens"] += int((update.get("spent") or {}).get("tokens", 0))  # nodes report increments
         if node == "evaluate":
             done = list((update.get("candidates") or {}).values())
             tally["evaluated"] += len(done)
             tally["passed"] += sum(r.get("status") == "passed" for r in done)
         elif node == "select":
-            spent = update.get("spent") or {}
             console.print(f"generation {update.get('generation')}: {tally['evaluated']} evaluated, "
-                          f"{tally['passed']} verified, tokens {spent.get('tokens', 0)}")
+                          f"{tally['passed']} verified, tokens {tally['tokens']}")
         elif node in ("translate", "mutate"):
             console.print(f"{node}: {len(update.get('candidates') or {})} new candidates, "
                           f"{len(update.get('errors') or [])} malformed answers")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernelwright.graphs.state import Budget, Replace, extend_list, make_initial_state, merge_candidates
+from kernelwright.graphs.state import Budget, Replace, add_counts, extend_list, make_initial_state, merge_candidates
 from kernelwright.tools.source_hash import candidate_id
 
 
@@ -18,6 +18,12 @@ def test_extend_list_and_replace() -> None:
     assert extend_list([1], [2, 3]) == [1, 2, 3]
     assert extend_list(None, [1]) == [1]
     assert extend_list([1, 2], Replace([9])) == [9]
+
+
+def test_spent_counters_add_up() -> None:
+    totals = add_counts({"tokens": 10, "candidates": 1}, {"tokens": 5})
+    assert add_counts(totals, {"generations": 1}) == {"tokens": 15, "candidates": 1, "generations": 1}
+    assert add_counts(totals, Replace({"tokens": 0})) == {"tokens": 0}
 
 
 def test_initial_state_has_every_key() -> None:

@@ -98,10 +98,15 @@ class Evaluator:
                 self._problem_info = worker.request("load", timeout_s=self.settings.load_timeout_s,
                                                     problem=str(self.problem.path), init_seed=self.settings.init_seed).header
             except KernelwrightError as exc:
-                self.ref_slot.discard()
-                raise ReferenceFailure(f"the problem itself fails, so no candidate can be judged: {exc.message}",
-                                       where=exc.where or str(self.problem.path), details=exc.to_dict()) from None
+                raise self._reference_failure("the problem itself fails, so no candidate can be judged", exc) from None
         return self._problem_info
+
+    def _reference_failure(self, what: str, exc: KernelwrightError) -> ReferenceFailure:
+        """Drop the (possibly broken) reference worker and blame the problem, not the candidate."""
+        self.ref_slot.discard()
+        self._problem_info = self._reference = None
+        return ReferenceFailure(f"{what}: {exc.message}", where=exc.where or str(self.problem.path),
+                                details=exc.to_dict())
 
     def functional_form(self) -> dict[str, Any]:
         """The problem's functional form (generated source, op list, lifted parameters), traced in the
@@ -212,10 +217,7 @@ class Evaluator:
         except ReferenceFailure:
             raise
         except KernelwrightError as exc:
-            self.ref_slot.discard()
-            self._problem_info = None
-            raise ReferenceFailure(f"the reference Model failed: {exc.message}", where=exc.where or str(self.problem.path),
-                                   details=exc.to_dict()) from None
+            raise self._reference_failure("the reference Model failed", exc) from None
         self._verify(worker, candidate, ref, report)
         report.durations_s["verify"] = round(time.perf_counter() - t1, 3)
         if report.status != "rejected" and s.sanitize:

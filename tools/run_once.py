@@ -15,7 +15,7 @@ import torch
 
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.inputs import InputSpec, make_inputs
-from kernelwright.tools.problem import call_user, check_source, import_file
+from kernelwright.tools.problem import build_model, call_user, check_source, import_file
 
 
 def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed: int) -> None:
@@ -30,10 +30,7 @@ def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed
     with fast_load_inline_installed():
         cmod = import_file(candidate, "kw_candidate")
     init_inputs = call_user(pmod.get_init_inputs, "get_init_inputs()", problem)
-    torch.manual_seed(init_seed)
-    model = call_user(lambda: cmod.ModelNew(*init_inputs), "ModelNew(*get_init_inputs())", candidate)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(device).eval()
+    model = build_model(cmod.ModelNew, init_inputs, candidate, "ModelNew", seed=init_seed, device=device)
     inputs = make_inputs(pmod.get_inputs, InputSpec(seed), device)
     with torch.no_grad():
         for _ in range(calls):

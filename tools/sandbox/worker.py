@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import sys
+import sysconfig
 import traceback
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ import torch
 from kernelwright.tools.errors import IntegrityError, KernelwrightError, LoadError
 from kernelwright.tools.gpu_memory import poison_free_memory
 from kernelwright.tools.inputs import InputSpec, Perturber, as_output_list, input_bytes, make_inputs, mutated_positions, snapshot
-from kernelwright.tools.kernel_trace import CallTrace, library_symbols, trace_call
-from kernelwright.tools.problem import SourceFile, call_user, check_arity, check_source, import_file
+from kernelwright.tools.kernel_trace import CallTrace, trace_call
+from kernelwright.tools.nvcc import default_cache_dir
+from kernelwright.tools.problem import SourceFile, build_model, call_user, check_arity, check_source, import_file
 from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
 from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
 from kernelwright.tools.tensor_wire import encode_tensor
@@ -79,7 +81,8 @@ class WorkerState:
             reply.update(self._load_candidate(req, init_inputs, len(sample)))
         else:
             if self.device is not None:
-                self.model = self._instantiate(self.problem_module.Model, init_inputs, req, self.problem, "Model")
+                self.model = build_model(self.problem_module.Model, init_inputs, self.problem, "Model",
+                                         seed=int(req.get("init_seed", 42)), device=self.device)
         reply["instantiated"] = self.model is not None
         return reply
 
@@ -96,17 +99,11 @@ class WorkerState:
                 raise LoadError("candidate file defines no `ModelNew`", where=str(candidate.path))
             check_arity(cls, n_inputs, candidate, "ModelNew")
             if self.device is not None:
-                self.model = self._instantiate(cls, init_inputs, req, candidate, "ModelNew")
+                self.model = build_model(cls, init_inputs, candidate, "ModelNew", seed=int(req.get("init_seed", 42)),
+                                         device=self.device)
                 self._check_guard("while constructing ModelNew")
         self.candidate_libs = _candidate_libraries(before)
         return {"candidate_libs": sorted(self.candidate_libs)}
-
-    def _instantiate(self, cls: Any, init_inputs: Any, req: dict, source: SourceFile, what: str) -> Any:
-        torch.manual_seed(int(req.get("init_seed", 42)))
-        model = call_user(lambda: cls(*init_inputs), f"{what}(*get_init_inputs())", source)
-        if isinstance(model, torch.nn.Module):
-            model = model.to(self.device).eval()
-        return model
 
     def op_outputs(self, req: dict) -> tuple[dict, list[bytes]]:
         model = self._require_model()
@@ -204,10 +201,10 @@ class WorkerState:
             raise KernelwrightError("load a problem before asking for its functional form")
         problem, module = self.problem, self.problem_module
         init_inputs = call_user(module.get_init_inputs, "get_init_inputs()", problem)
-        torch.manual_seed(int(req.get("init_seed", 42)))
-        model = call_user(lambda: module.Model(*init_inputs), "Model(*get_init_inputs())", problem)
-        inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), torch.device("cpu")), "get_inputs()", problem)
-        form = functional_form(model.eval(), inputs, module_source=problem.text)
+        cpu = torch.device("cpu")
+        model = build_model(module.Model, init_inputs, problem, "Model", seed=int(req.get("init_seed", 42)), device=cpu)
+        inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), cpu), "get_inputs()", problem)
+        form = functional_form(model, inputs, module_source=problem.text)
         return {"form": form.to_dict()}
 
     def op_unload(self, _: dict) -> dict:
@@ -263,12 +260,8 @@ def _loaded_libraries() -> set[str]:
 def _candidate_libraries(before: set[str]) -> set[str]:
     """Shared libraries the candidate brought in: new since its import began, or built into a kernel cache
     (a reused worker has a repeated candidate's library loaded already)."""
-    from kernelwright.tools.nvcc import default_cache_dir
-
     caches = (str(default_cache_dir()), os.path.join(os.path.expanduser("~"), ".cache", "torch_extensions"),
               os.environ.get("TORCH_EXTENSIONS_DIR") or "//none")
-    import sysconfig
-
     python_dirs = tuple({sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")})
     skip = (os.path.dirname(torch.__file__), "/usr/local/cuda", "/usr/lib", "/lib", *python_dirs)
     loaded = _loaded_libraries()
