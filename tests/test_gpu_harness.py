@@ -76,7 +76,10 @@ def test_timing_is_repeatable(evaluators) -> None:
     first = ev.evaluate(RELU_CANDIDATE)
     second = ev.evaluate(RELU_CANDIDATE)
     a, b = first.timing["candidate"]["median_ms"], second.timing["candidate"]["median_ms"]
-    assert abs(a - b) / min(a, b) < 0.03, (a, b)
+    # A ~30 us kernel drifts a few percent between runs with GPU clocks (seen: 3.3% on
+    # an H100); a timer that counted compile, allocation or cold caches would be off
+    # by far more than 8%.
+    assert abs(a - b) / min(a, b) < 0.08, (a, b)
 
 
 def test_worker_survives_crash_then_is_replaced(evaluators) -> None:
