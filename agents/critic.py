@@ -1,5 +1,12 @@
-"""Critic node: reads the best candidate's evaluation (and profile, when there is one) and proposes
-concrete directions for the mutator. A reply that cannot be parsed leaves no directions, never a crash."""
+"""Critic nodes.
+
+- critique: reads the best candidate's evaluation and profile and proposes concrete directions for the mutator.
+- screen: a cheap soft pre-verification of each new candidate before it is compiled. It catches obvious
+  defects and cheating patterns; its verdict is recorded, and a failed screen skips evaluation when
+  `screen_blocks` is on. Passing the screen proves nothing: only the harness verifies.
+
+Replies that cannot be parsed leave no directions (critique) or pass (screen), never a crash.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +18,14 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
-from kernelwright.agents.proposals import reply_tokens
+from kernelwright.agents.proposals import Spend, reply_spend
+from kernelwright.graphs.budget import exhausted
 from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import KState
+from kernelwright.graphs.state import CandidateRecord, KState
 
 _DIRECTION_RE = re.compile(r"^\s*[-*]\s+(.+?)\s*$", re.M)
+_SCREEN_RE = re.compile(r"SCREEN:\s*(PASS|FAIL)\b\s*[-:—]?\s*(.*)", re.I)
+_KERNEL_MARKERS = ("__global__", "load_cuda", "load_inline", "cpp_extension", "triton.jit", "cupy")
 
 
 def parse_critique(text: str) -> tuple[str, list[str]]:
@@ -24,6 +34,14 @@ def parse_critique(text: str) -> tuple[str, list[str]]:
                     if line.strip().upper().startswith("VERDICT:")), "")
     tail = text.split("DIRECTIONS:", 1)[1] if "DIRECTIONS:" in text else text
     return verdict, [d for d in _DIRECTION_RE.findall(tail)][:3]
+
+
+def parse_screen(text: str) -> tuple[bool, str]:
+    """(passed, reason); an answer without a SCREEN line passes (the harness decides)."""
+    match = _SCREEN_RE.search(text)
+    if match is None:
+        return True, "unparsed screen reply: passed to the harness"
+    return match.group(1).upper() == "PASS", match.group(2).strip() or match.group(1).upper()
 
 
 def critique(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
@@ -39,9 +57,42 @@ def critique(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     prompt = ctx.prompts.get("critic").render(
         gpu=ctx.settings.gpu_description, problem_source=Path(state["problem_path"]).read_text(),
         candidate_source=Path(record["source_path"]).read_text(), evaluation=json.dumps(evaluation, default=str),
-        profile_summary=(report.get("profile") or {}).get("summary", "no profile"))
-    llm = ctx.critic_llm or ctx.llm
-    reply = llm.invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
+        profile_summary=record.get("profile_summary") or (report.get("profile") or {}).get("summary", "no profile"))
+    reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
     verdict, directions = parse_critique(str(reply.content))
     return {"candidates": {best_id: {"critique": verdict, "directions": directions}},
-            "spent": {"tokens": reply_tokens(reply)}}
+            "spent": reply_spend(reply).as_counts()}
+
+
+def static_screen(source: str) -> str | None:
+    """A defect visible without a model: no kernel code of any kind."""
+    if not any(marker in source for marker in _KERNEL_MARKERS):
+        return "no custom kernel code (no __global__, load_cuda or load_inline): it can only call PyTorch ops"
+    return None
+
+
+def screen(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Screen every pending, unscreened candidate; record the verdict on each."""
+    ctx = runtime.context
+    updates: dict[str, CandidateRecord] = {}
+    spend = Spend()
+    problem_source = Path(state["problem_path"]).read_text()
+    for cid, record in (state.get("candidates") or {}).items():
+        if record.get("status") != "pending" or record.get("screen"):
+            continue
+        source = Path(record["source_path"]).read_text()
+        defect = static_screen(source)
+        if defect is None and ctx.settings.screen and not exhausted(state.get("budget"), state.get("spent"), spend.as_counts()):
+            prompt = ctx.prompts.get("screen").render(problem_source=problem_source, candidate_source=source)
+            reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
+            spend.add(reply_spend(reply))
+            passed, reason = parse_screen(str(reply.content))
+            defect = None if passed else reason
+            verdict = "PASS" if passed else f"FAIL: {reason}"
+        else:
+            verdict = "PASS (static)" if defect is None else f"FAIL (static): {defect}"
+        update: CandidateRecord = {"screen": verdict}
+        if defect is not None and ctx.settings.screen_blocks:
+            update.update(status="screened_out", reason="screened_out")
+        updates[cid] = update
+    return {"candidates": updates, "spent": spend.as_counts()}

@@ -27,6 +27,8 @@ class ModelSettings:
     max_retries: int = 2
     base_url: str | None = None
     api_key: str | None = None
+    price_in_per_mtok: float = 0.0  # USD per million prompt tokens, for the cost budget (0: not counted)
+    price_out_per_mtok: float = 0.0
 
 
 def llm_configured(settings: ModelSettings, env: Mapping[str, str] | None = None) -> bool:

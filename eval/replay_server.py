@@ -32,6 +32,7 @@ class ReplayRule:
     when: str | None = None  # substring of the last user message that selects this rule
     repeat: bool = False  # keep the rule after it is used
     delay_s: float = 0.0  # simulated latency
+    status: int = 200  # an HTTP error status simulates an outage (the answer becomes the error message)
 
 
 @dataclass
@@ -96,6 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         answer = rule.answer if rule is not None else self.script.fallback
         if rule is not None and rule.delay_s:
             time.sleep(rule.delay_s)
+        if rule is not None and rule.status != 200:
+            self._send_json(rule.status, {"error": {"message": answer or "simulated outage", "type": "server_error"}})
+            return
         model = request.get("model", "replay")
         if request.get("stream"):
             self._stream(answer, model)

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from kernelwright.prompts.library import PromptLibrary
 
 
 class CandidateEvaluator(Protocol):
-    """Verify and time one candidate file; returns EvalReport.to_dict()-shaped data."""
+    """Verify and time one candidate file; returns EvalReport.to_dict()-shaped data.
+
+    Optional methods the graph uses when present: `prepare(candidate) -> dict | None`
+    (compile only, safe to call from several threads; a dict is a failed build's report),
+    `profile(candidate) -> dict` (profiler metrics with a "summary", or why none) and
+    `functional_form() -> dict`.
+    """
 
     def evaluate(self, candidate: Path) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """One chat model of the proposal ensemble; prices are USD per million tokens (0: not billed)."""
+
+    name: str
+    llm: Any
+    price_in_per_mtok: float = 0.0
+    price_out_per_mtok: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -21,17 +37,33 @@ class RunSettings:
     candidates_per_generation: int = 4
     population: int = 4  # elite kept between generations
     temperatures: tuple[float, ...] = (0.2, 0.7, 1.0)
+    temperature_schedule: Literal["fixed", "anneal"] = "anneal"  # anneal: later generations sample cooler
     max_repairs: int = 2  # re-asks per candidate for malformed answers
+    repair_rounds: int = 2  # K: diagnostic repairs of a candidate that failed to compile or verify
+    crossover_rate: float = 0.3  # share of mutations that combine two parents (when two exist)
     gpu_description: str = "an NVIDIA GPU"
     critic: bool = True  # critique the best candidate before each mutation
+    screen: bool = True  # the critic screens each candidate before it is compiled
+    screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
+    profile: bool = True  # profile the generation's best verified candidate
+    eval_concurrency: int = 2  # evaluations in flight (compiles overlap; the evaluator bounds GPU use)
+    seed: int = 0
 
 
 @dataclass(frozen=True)
 class KContext:
-    llm: Any  # a langchain chat model (translator and mutator)
+    llm: Any  # a langchain chat model (translator and mutator), unless `ensemble` is given
     evaluator: CandidateEvaluator
     run_dir: Path
     settings: RunSettings = field(default_factory=RunSettings)
     prompts: PromptLibrary = field(default_factory=PromptLibrary)
     model_name: str = "unknown"
     critic_llm: Any = None  # defaults to llm
+    ensemble: tuple[NamedModel, ...] = ()  # several models take turns proposing candidates
+    archive: Any = None  # a kernelwright.memory archive, for examples in prompts and storing winners
+
+    def proposal_models(self) -> tuple[NamedModel, ...]:
+        return self.ensemble or (NamedModel(self.model_name, self.llm),)
+
+    def critic_model(self) -> Any:
+        return self.critic_llm or (self.ensemble[0].llm if self.ensemble else self.llm)

@@ -1,87 +1,76 @@
-"""The optimisation graph: translate -> evaluate -> select -> critique -> mutate, by generation.
+"""The optimisation graph, generation by generation:
 
-Evaluation is sequential for now; the Send fan-out, profiler and crossover
-nodes of issue 4 attach here.
+    describe -> translate -> [plugins] -> screen -> dispatch =Send=> evaluate_one* -> collect
+      collect -> repair (rejected candidates, up to K rounds, with diagnostics) -> [plugins] -> screen -> ...
+      collect -> [plugins] -> profile -> select -> critique -> mutate (mutation | crossover) -> [plugins] -> screen ...
+      select -> END when a budget (generations, candidates, wall time, tokens, cost) is reached
+
+Agent nodes are timed into the run's wall-time budget; the evaluation phase is
+timed from dispatch to collect, since its tasks overlap.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from kernelwright.agents.critic import critique
-from kernelwright.agents.translator import mutate, translate
+from kernelwright.agents.critic import critique, screen
+from kernelwright.agents.mutator import mutate, repair
+from kernelwright.agents.profiler import profile
+from kernelwright.agents.translator import translate
 from kernelwright.graphs.context import KContext
+from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
 from kernelwright.graphs.plugins import AgentPlugin, chains
+from kernelwright.graphs.selection import after_collect, next_step, select
 from kernelwright.graphs.state import KState
 
-
-def evaluate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
-    """Run the harness on every pending candidate; its verdict becomes the record's status.
-
-    Each report is written next to its candidate as soon as it exists, so a run
-    killed mid-node and resumed from its checkpoint evaluates no candidate twice.
-    """
-    updates: dict[str, Any] = {}
-    for cid, record in (state.get("candidates") or {}).items():
-        if record.get("status") != "pending":
-            continue
-        report_path = Path(record["source_path"]).with_name("report.json")
-        if report_path.exists():
-            report = json.loads(report_path.read_text())
-        else:
-            report = runtime.context.evaluator.evaluate(Path(record["source_path"]))
-            tmp = report_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report, default=str))
-            os.replace(tmp, report_path)  # atomic: a half-written report never counts
-        updates[cid] = {"status": report.get("status", "error"), "reason": report.get("reason"),
-                        "speedup_vs_eager": report.get("speedup_vs_eager"),
-                        "speedup_vs_compile": report.get("speedup_vs_compile"), "report_path": str(report_path)}
-    return {"candidates": updates, "spent": {"candidates": len(updates)}}
+Node = Callable[[KState, Runtime[KContext]], dict[str, Any]]
 
 
-def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
-    """Keep the fastest verified candidates (distinct by id); advance the generation."""
-    passed = [r for r in (state.get("candidates") or {}).values()
-              if r.get("status") == "passed" and r.get("speedup_vs_eager")]
-    passed.sort(key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
-    elite = [r["id"] for r in passed[: runtime.context.settings.population]]
-    return {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
-            "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
+def timed(node: Node) -> Node:
+    """The node's own duration joins the run's spent wall time."""
 
+    @functools.wraps(node)
+    def run(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+        started = time.perf_counter()
+        update = dict(node(state, runtime) or {})
+        spent = dict(update.get("spent") or {})
+        spent["wall_s"] = round(spent.get("wall_s", 0.0) + time.perf_counter() - started, 3)
+        update["spent"] = spent
+        return update
 
-def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:
-    budget, spent = state.get("budget") or {}, state.get("spent") or {}
-    if spent.get("generations", 0) >= budget.get("generations", 1):
-        return END
-    if budget.get("candidates") and spent.get("candidates", 0) >= budget["candidates"]:
-        return END
-    return "critique" if runtime.context.settings.critic and state.get("best_id") else "mutate"
+    return run
 
 
 def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin] = ()) -> Any:
     """The compiled graph; `plugins` are inserted at their attach points, in order."""
     grouped = chains(plugins)
     builder = StateGraph(KState, context_schema=KContext)
-    builder.add_node("translate", translate)
-    builder.add_node("mutate", mutate)
-    builder.add_node("evaluate", evaluate)
-    builder.add_node("select", select)
-    builder.add_node("critique", critique)
+    for name, node in (("describe", describe), ("translate", translate), ("mutate", mutate), ("repair", repair),
+                       ("screen", screen), ("critique", critique), ("profile", profile), ("select", select)):
+        builder.add_node(name, timed(node))
+    builder.add_node("dispatch", dispatch)
+    builder.add_node("evaluate_one", evaluate_one)
+    builder.add_node("collect", collect)
     for plugin in plugins:
         builder.add_node(plugin.name, plugin.node)
-    builder.add_edge(START, "translate")
-    after_propose = [p.name for p in grouped["after_propose"]] + ["evaluate"]
-    for source in ("translate", "mutate"):
+
+    builder.add_edge(START, "describe")
+    builder.add_edge("describe", "translate")
+    after_propose = [p.name for p in grouped["after_propose"]] + ["screen", "dispatch"]
+    for source in ("translate", "mutate", "repair"):
         builder.add_edge(source, after_propose[0])
     _chain(builder, after_propose)
-    _chain(builder, ["evaluate", *[p.name for p in grouped["after_evaluate"]], "select"])
+    builder.add_conditional_edges("dispatch", fan_out, ["evaluate_one", "collect"])
+    builder.add_edge("evaluate_one", "collect")
+    after_evaluate = [p.name for p in grouped["after_evaluate"]] + ["profile", "select"]
+    builder.add_conditional_edges("collect", after_collect, {"repair": "repair", "after_evaluate": after_evaluate[0]})
+    _chain(builder, after_evaluate)
     builder.add_conditional_edges("select", next_step, ["critique", "mutate", END])
     builder.add_edge("critique", "mutate")
     return builder.compile(checkpointer=checkpointer)

@@ -3,10 +3,10 @@
 A plugin is a node (`def node(state, runtime) -> dict`, like every agent) plus
 where it attaches:
 
-- "after_propose": between translate/mutate and evaluate (e.g. a static linter or
-  a soft pre-verification that marks candidates),
-- "after_evaluate": between evaluate and select (e.g. an autotuner or a sanitizer
-  pass over the verified candidates).
+- "after_propose": between translate/mutate/repair and the screen + evaluation
+  (e.g. a static linter that marks candidates),
+- "after_evaluate": between evaluation and profile/select (e.g. an autotuner or a
+  sanitizer pass over the verified candidates).
 
 Plugins at the same point run in the order given. Installed packages register
 plugins under the entry-point group `kernelwright.agents`; each entry point
@@ -25,7 +25,8 @@ from kernelwright.tools.errors import KernelwrightError
 ENTRY_POINT_GROUP = "kernelwright.agents"
 AttachPoint = Literal["after_propose", "after_evaluate"]
 ATTACH_POINTS: tuple[str, ...] = ("after_propose", "after_evaluate")
-RESERVED = {"translate", "mutate", "evaluate", "select"}
+RESERVED = {"describe", "translate", "mutate", "repair", "screen", "dispatch", "evaluate_one", "collect", "profile",
+            "select", "critique", "archive"}
 
 
 class PluginError(KernelwrightError):

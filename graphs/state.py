@@ -30,14 +30,19 @@ class CandidateRecord(TypedDict, total=False):
     temperature: float
     prompt: str  # template tag, e.g. translator@v1
     source_path: str
-    status: str  # pending | passed | rejected | needs_gpu | error
+    status: str  # pending | passed | rejected | needs_gpu | error | screened_out
     reason: str | None
     speedup_vs_eager: float | None
     speedup_vs_compile: float | None
     report_path: str
     lint: str  # written by plugins that look at sources before evaluation
+    screen: str  # the critic's soft pre-verification verdict (never a substitute for the harness)
     critique: str  # the critic's verdict
     directions: list[str]  # the critic's proposals, used by the mutator
+    profile_summary: str  # the profiler's bottleneck summary
+    repair_depth: int  # how many diagnostic repairs led here (0 for a fresh proposal)
+    repair_tried: bool  # a repair of this failed candidate was already proposed
+    seconds: float  # evaluation wall time
 
 
 def merge_candidates(current: dict[str, CandidateRecord] | None,
@@ -67,11 +72,14 @@ def add_counts(current: dict[str, Any] | None, update: dict[str, Any] | Replace[
     return totals
 
 
-class Budget(TypedDict):
+class Budget(TypedDict, total=False):
+    """Limits (state["budget"]) and what was spent (state["spent"]); 0 or absent means no limit."""
+
     generations: int
     candidates: int
     wall_s: float
     tokens: int
+    cost_usd: float
 
 
 class KState(TypedDict, total=False):
@@ -85,9 +93,12 @@ class KState(TypedDict, total=False):
     budget: Budget
     spent: Annotated[Budget, add_counts]  # nodes return increments
     best_id: str | None
+    eval_started_at: float  # when the current evaluation fan-out began (wall-time accounting)
+    stop_reason: str | None  # which budget ended the run, when one did
 
 
 def make_initial_state(run_id: str, problem_path: str, budget: Budget) -> KState:
     return KState(run_id=run_id, problem_path=problem_path, functional={}, generation=0, candidates={},
                   population=[], errors=[], budget=budget,
-                  spent=Budget(generations=0, candidates=0, wall_s=0.0, tokens=0), best_id=None)
+                  spent=Budget(generations=0, candidates=0, wall_s=0.0, tokens=0, cost_usd=0.0), best_id=None,
+                  eval_started_at=0.0, stop_reason=None)

@@ -60,60 +60,81 @@ def eval_command(
 @app.command("run")
 def run_command(
     problem: Path = typer.Argument(..., help="KernelBench-style problem file"),
-    model: str | None = typer.Option(None, help="chat model (OpenAI-compatible name, or provider:model)"),
-    generations: int = typer.Option(3, min=1, help="generations of translate/mutate -> evaluate -> select"),
+    model: list[str] = typer.Option([], help="chat model (OpenAI-compatible name, or provider:model); repeat for an "
+                                             "ensemble that takes turns proposing"),
+    critic_model: str | None = typer.Option(None, help="chat model for the critic (default: the first model)"),
+    generations: int = typer.Option(3, min=1, help="generations of propose -> evaluate -> select"),
     population: int = typer.Option(4, min=1, help="elite kept between generations"),
     candidates: int = typer.Option(4, min=1, help="candidates proposed per generation"),
+    max_candidates: int = typer.Option(200, min=0, help="stop after this many evaluated candidates (0: no limit)"),
+    max_tokens: int = typer.Option(0, min=0, help="stop after this many LLM tokens (0: no limit)"),
+    max_cost: float = typer.Option(0.0, min=0.0, help="stop after this much LLM cost in USD (0: no limit; needs prices)"),
+    max_minutes: float = typer.Option(0.0, min=0.0, help="stop after this much agent and evaluation time (0: no limit)"),
+    repairs: int = typer.Option(2, min=0, help="diagnostic repairs of a rejected candidate"),
+    screen: bool = typer.Option(True, "--screen/--no-screen", help="the critic screens candidates before compiling"),
     resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
-    """Optimise a problem with the agent graph (needs an LLM until the offline proposer lands)."""
+    """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
+    from rich.live import Live
+
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.graphs.context import RunSettings
-    from kernelwright.run import optimize
+    from kernelwright.progress import RunProgress
+    from kernelwright.run import RunBudget, optimize
     from kernelwright.tools.errors import ToolUnavailable
 
     console = Console()
     configure_logging(level=log_level)
-    settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates)
-    tally = {"evaluated": 0, "passed": 0, "tokens": 0}
+    settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates,
+                           repair_rounds=repairs, screen=screen)
+    budget = RunBudget(candidates=max_candidates, tokens=max_tokens, cost_usd=max_cost, wall_s=max_minutes * 60)
+    progress = RunProgress()
+    live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
+                transient=False) if console.is_terminal else None
 
     def on_update(node: str, update: dict[str, Any]) -> None:
-        tally["tokens"] += int((update.get("spent") or {}).get("tokens", 0))  # nodes report increments
-        if node == "evaluate":
-            done = list((update.get("candidates") or {}).values())
-            tally["evaluated"] += len(done)
-            tally["passed"] += sum(r.get("status") == "passed" for r in done)
+        progress.apply(node, update)
+        if live is not None:
+            live.update(progress.table(f"kernelwright run {problem.name}"))
         elif node == "select":
-            console.print(f"generation {update.get('generation')}: {tally['evaluated']} evaluated, "
-                          f"{tally['passed']} verified, tokens {tally['tokens']}")
-        elif node in ("translate", "mutate"):
-            console.print(f"{node}: {len(update.get('candidates') or {})} new candidates, "
-                          f"{len(update.get('errors') or [])} malformed answers")
+            console.print(progress.line())
 
     try:
-        result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings,
-                          model=ModelSettings(model=model), on_update=on_update)
+        if live is not None:
+            live.start()
+        result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
+                          models=[ModelSettings(model=m) for m in model] or [ModelSettings()],
+                          critic_model=ModelSettings(model=critic_model) if critic_model else None, on_update=on_update)
     except ToolUnavailable as exc:
         console.print(f"[yellow]{exc}[/]\nThe offline proposer (no LLM needed) is not available yet; until then "
                       "`kernelwright run` needs an LLM. `kernelwright eval PROBLEM CANDIDATE` works without one.")
         raise typer.Exit(EXIT_NO_LLM) from None
     except KernelwrightError as exc:
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        raise typer.Exit(EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference") else EXIT_ERROR) from None
+    finally:
+        if live is not None:
+            live.stop()
+    _print_run_result(console, result)
+
+
+def _print_run_result(console: Console, result: Any) -> None:
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
+    if result.state.get("stop_reason"):
+        console.print(f"stopped: budget reached ({result.state['stop_reason']})")
     if best:
         console.print(f"best: {best['source_path']}  {best.get('speedup_vs_eager') or 0:.2f}x vs eager, "
-                      f"{best.get('speedup_vs_compile') or 0:.2f}x vs torch.compile")
-    else:
-        statuses = [r.get("status") for r in result.state.get("candidates", {}).values()]
-        if "needs_gpu" in statuses:
-            console.print(f"{statuses.count('needs_gpu')} candidate(s) compiled; verification and timing need a CUDA "
-                          "GPU and none is visible here, so nothing is verified")
-            raise typer.Exit(EXIT_NEEDS_GPU)
-        console.print("no verified kernel yet")
+                      f"{best.get('speedup_vs_compile') or 0:.2f}x vs torch.compile (verified on the GPU)")
+        return
+    statuses = [r.get("status") for r in result.state.get("candidates", {}).values()]
+    if "needs_gpu" in statuses:
+        console.print(f"{statuses.count('needs_gpu')} candidate(s) compiled; verification and timing need a CUDA "
+                      "GPU and none is visible here, so nothing is verified")
+        raise typer.Exit(EXIT_NEEDS_GPU)
+    console.print("no verified kernel yet")
 
 
 @app.command("env")

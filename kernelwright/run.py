@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,12 @@ import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
-from kernelwright.graphs.context import CandidateEvaluator, KContext, RunSettings
+from kernelwright.graphs.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
-from kernelwright.tools.errors import KernelwrightError
+from kernelwright.harness_evaluator import HarnessEvaluator
+from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
 
 log = structlog.get_logger(__name__)
@@ -38,24 +39,6 @@ class RunResult:
     state: dict[str, Any]
 
 
-class HarnessEvaluator:
-    """The graph's evaluator on a GPU: tools.evaluate.Evaluator, one per run (warm workers)."""
-
-    def __init__(self, problem: Path, config: Any = None):
-        from kernelwright.config import load_config
-        from kernelwright.tools.evaluate import Evaluator
-        from kernelwright.tools.sandbox.pool import WorkerOptions
-
-        config = config or load_config()
-        self._evaluator = Evaluator(problem, config.eval_settings(), WorkerOptions(env=config.worker_env()))
-
-    def evaluate(self, candidate: Path) -> dict[str, Any]:
-        return self._evaluator.evaluate(candidate).to_dict()
-
-    def close(self) -> None:
-        self._evaluator.close()
-
-
 @contextmanager
 def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
     conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
@@ -65,37 +48,55 @@ def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
         conn.close()
 
 
+@dataclass(frozen=True)
+class RunBudget:
+    """Limits beyond the generation count; 0 means no limit. The run stops cleanly at any of them."""
+
+    candidates: int = 200
+    wall_s: float = 0.0
+    tokens: int = 0
+    cost_usd: float = 0.0
+
+
 def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str | None = None, run_id: str | None = None,
-             settings: RunSettings = RunSettings(), model: ModelSettings = ModelSettings(), llm: Any = None,
-             evaluator: CandidateEvaluator | None = None, candidates_budget: int = 200,
+             settings: RunSettings = RunSettings(), model: ModelSettings = ModelSettings(),
+             models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
+             evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
              plugins: Sequence[AgentPlugin] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
-    `plugins` default to those installed under the `kernelwright.agents` entry-point group.
+    `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
+    or an explicit langchain `llm`. `plugins` default to those installed under the
+    `kernelwright.agents` entry-point group. A failure inside the run raises RunError
+    naming the run; everything evaluated so far is checkpointed and `resume` continues.
     """
     problem = check_source(problem, "problem").path
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = Path(runs_dir) / run_id
     if resume and not (run_dir / "checkpoints.sqlite").exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
+    ensemble = tuple(_named(m) for m in models) if llm is None else ()
+    if llm is None and not ensemble:
+        ensemble = (_named(model),)  # ToolUnavailable without an LLM: the caller falls back to the offline proposer
+    critic_llm = make_chat_model(critic_model) if critic_model is not None else None
     run_dir.mkdir(parents=True, exist_ok=True)
-    if llm is None:
-        llm = make_chat_model(model)  # ToolUnavailable without an LLM: the offline proposer is issue 5
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem)
-    ctx = KContext(llm=llm, evaluator=evaluator, run_dir=run_dir, settings=settings, model_name=model.model or "default")
-    config = {"configurable": {"thread_id": run_id}, "recursion_limit": 10 * settings.generations + 20}
+    ctx = KContext(llm=llm, evaluator=evaluator, run_dir=run_dir, settings=settings, ensemble=ensemble,
+                   model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm)
+    config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
+              "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30}
+    node = "start"
     try:
         with _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,
                                          plugins=discover_plugins() if plugins is None else plugins)
             start = None if resume else make_initial_state(
-                run_id, str(problem), Budget(generations=settings.generations, candidates=candidates_budget,
-                                             wall_s=0.0, tokens=0))
+                run_id, str(problem), Budget(generations=settings.generations, candidates=budget.candidates,
+                                             wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
-                (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "problem": str(problem),
-                                                              "settings": settings.__dict__}, default=str, indent=2))
+                _write_run_json(run_dir, run_id, problem, settings, budget, ctx)
             # durability="sync": a step's checkpoint is on disk before the next step starts, so a kill loses no step.
             for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
                 for node, update in chunk.items():
@@ -103,8 +104,36 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                     if on_update is not None:
                         on_update(node, update or {})
             state = graph.get_state(config).values
+    except (ReferenceFailure, ProblemError):
+        raise  # the problem itself is bad input, whatever node found out
+    except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
+        raise RunError(f"run {run_id} stopped after node {node!r}: {type(exc).__name__}: {exc}. Everything "
+                       f"evaluated so far is saved; continue with `kernelwright run {problem} --resume {run_id}`",
+                       where=str(run_dir), details={"run_id": run_id, "node": node}) from exc
     finally:
         if owned and hasattr(evaluator, "close"):
             evaluator.close()
     best = state.get("candidates", {}).get(state.get("best_id") or "")
     return RunResult(run_id, run_dir, best, state)
+
+
+def _named(settings: ModelSettings) -> NamedModel:
+    return NamedModel(settings.model or "default", make_chat_model(settings), settings.price_in_per_mtok,
+                      settings.price_out_per_mtok)
+
+
+def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget,
+                    ctx: KContext) -> None:
+    data = {"run_id": run_id, "problem": str(problem), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "settings": asdict(settings), "budget": asdict(budget),
+            "models": [m.name for m in ctx.proposal_models()], "kernelwright": _version()}
+    (run_dir / "run.json").write_text(json.dumps(data, default=str, indent=2))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kernelwright")
+    except PackageNotFoundError:
+        return "unknown"

@@ -40,3 +40,12 @@ def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog():
+    """CLI tests configure logging onto CliRunner's stream, which closes after the call; start each test clean."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()

@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from graph_fakes import answer, scripted
 
 from kernelwright.graphs.context import RunSettings
 from kernelwright.run import optimize
@@ -25,13 +24,8 @@ from kernelwright.run import optimize
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 
 
-def answer(speed: float) -> str:
-    return f"```python\nimport torch.nn as nn\nSPEED = {speed}\n\n\nclass ModelNew(nn.Module):\n    pass\n```"
-
-
-def scripted_model() -> GenericFakeChatModel:
-    speeds = [1.1, 1.2, 1.3, 1.5, 1.6, 1.7]
-    return GenericFakeChatModel(messages=iter([AIMessage(answer(s)) for s in speeds]))
+def scripted_model() -> Any:
+    return scripted(*(answer(s) for s in (1.1, 1.2, 1.3, 1.5, 1.6, 1.7)))
 
 
 class LoggingEvaluator:
@@ -49,7 +43,9 @@ class LoggingEvaluator:
 
 
 def run(runs_dir: Path, run_id: str, log: Path, crash_after: int | None, resume: bool, llm: Any) -> Any:
-    settings = RunSettings(generations=2, candidates_per_generation=3, max_repairs=0)
+    # one evaluation at a time, so "killed at evaluation N+1" is well defined
+    settings = RunSettings(generations=2, candidates_per_generation=3, max_repairs=0, screen=False, profile=False,
+                           eval_concurrency=1)
     return optimize(PROBLEM, runs_dir=runs_dir, run_id=None if resume else run_id, resume=run_id if resume else None,
                     settings=settings, llm=llm, evaluator=LoggingEvaluator(log, crash_after))
 

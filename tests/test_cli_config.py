@@ -118,7 +118,8 @@ def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, buil
                                      "--generations", "1", "--candidates", "1", "--model", "replay"],
                                env={**_no_gpu_env(build_cache), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "t"})
     assert result.exit_code == EXIT_NEEDS_GPU, result.output
-    assert "translate: 1 new candidates" in result.output and "nothing is verified" in result.output
+    assert "proposed 1" in result.output and "unverified (no GPU) 1" in result.output
+    assert "nothing is verified" in result.output
     (run_dir,) = tmp_path.iterdir()
     reports = list(run_dir.glob("candidates/*/report.json"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "needs_gpu"

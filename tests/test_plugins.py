@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage
 
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, PluginError, discover_plugins
-from test_optimize_graph import FakeEvaluator, PROBLEM, answer
+from graph_fakes import PROBLEM, FakeEvaluator, answer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_example_plugin_runs_inside_the_graph(tmp_path: Path) -> None:
     suspicious = answer(1.3).replace("return x", "return torch.softmax(x, -1)")
     llm = GenericFakeChatModel(messages=iter([AIMessage(answer(1.1)), AIMessage(suspicious)]))
     ctx = KContext(llm=llm, evaluator=FakeEvaluator(), run_dir=tmp_path,
-                   settings=RunSettings(generations=1, candidates_per_generation=2))
+                   settings=RunSettings(generations=1, candidates_per_generation=2, screen=False, profile=False))
     graph = build_optimize_graph(checkpointer=InMemorySaver(), plugins=[plugin])
     assert "translate --> static_lint" in graph.get_graph().draw_mermaid(with_styles=False)
     final = graph.invoke(make_initial_state("p", str(PROBLEM), Budget(generations=1, candidates=10, wall_s=0, tokens=0)),
@@ -50,7 +50,8 @@ def test_plugins_chain_in_order_at_their_points() -> None:
     graph = build_optimize_graph(plugins=[AgentPlugin("tune", noop, "after_evaluate"),
                                           AgentPlugin("sanitize", noop, "after_evaluate")])
     mermaid = graph.get_graph().draw_mermaid(with_styles=False)
-    assert "evaluate --> tune" in mermaid and "tune --> sanitize" in mermaid and "sanitize --> select" in mermaid
+    assert "after_evaluate&nbsp; .-> tune" in mermaid and "tune --> sanitize" in mermaid
+    assert "sanitize --> profile" in mermaid and "profile --> select" in mermaid
 
 
 def test_entry_point_discovery_and_errors() -> None:
@@ -67,6 +68,6 @@ def test_entry_point_discovery_and_errors() -> None:
     finally:
         sys.modules.pop("static_lint", None)
     with pytest.raises(PluginError, match="reserved"):
-        build_optimize_graph(plugins=[AgentPlugin("evaluate", lambda s, r: {}, "after_propose")])
+        build_optimize_graph(plugins=[AgentPlugin("screen", lambda s, r: {}, "after_propose")])
     with pytest.raises(PluginError, match="attach must be"):
         build_optimize_graph(plugins=[AgentPlugin("x", lambda s, r: {}, "before_everything")])  # type: ignore[arg-type]

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph_run_helper import answer, run
+from graph_fakes import answer, scripted
+from graph_run_helper import run
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.run import RunError, optimize
 
@@ -26,14 +25,13 @@ def test_kill_mid_generation_then_resume(tmp_path: Path) -> None:
     assert killed.returncode == 9, killed.stderr[-2000:]
     assert len(log.read_text().splitlines()) == 2  # two of generation 0's three candidates were evaluated
     conn = sqlite3.connect(runs / "r1" / "checkpoints.sqlite")
-    try:  # the kill came mid-"evaluate": translate's checkpoint must already be on disk
+    try:  # the kill came mid-evaluation: the proposals' checkpoint must already be on disk
         saved = build_optimize_graph(checkpointer=SqliteSaver(conn)).get_state({"configurable": {"thread_id": "r1"}})
-        assert saved.next == ("evaluate",) and len(saved.values["candidates"]) == 3
+        assert set(saved.next) == {"evaluate_one"} and len(saved.values["candidates"]) == 3
     finally:
         conn.close()
     # Resume in this process: generation 1's answers come from a new scripted model.
-    critic = AIMessage("VERDICT: fine\nDIRECTIONS:\n- unroll")
-    llm = GenericFakeChatModel(messages=iter([critic] + [AIMessage(answer(s)) for s in (1.5, 1.6, 1.7)]))
+    llm = scripted("VERDICT: fine\nDIRECTIONS:\n- unroll", *(answer(s) for s in (1.5, 1.6, 1.7)))
     result = run(runs, "r1", log, None, True, llm)
     evaluated = log.read_text().splitlines()
     assert len(evaluated) == len(set(evaluated)) == 6, evaluated  # each candidate exactly once, none lost
@@ -45,3 +43,27 @@ def test_resume_of_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="no run 'nope'"):
         optimize(HERE / "fixtures" / "problems" / "relu_affine.py", runs_dir=tmp_path, resume="nope", llm=object(),
                  evaluator=object())
+
+
+def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Path) -> None:
+    from graph_run_helper import LoggingEvaluator
+
+    from kernelwright.agents.llm import ModelSettings
+    from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+    from kernelwright.graphs.context import RunSettings
+
+    problem = HERE / "fixtures" / "problems" / "relu_affine.py"
+    settings = RunSettings(generations=2, candidates_per_generation=1, screen=False, profile=False, critic=False)
+    log = tmp_path / "evaluated.log"
+    outage = ReplayRule("service unavailable", repeat=True, status=503)
+    with ReplayServer([ReplayRule(answer(1.3)), outage]) as server:  # one answer, then HTTP 503 for good
+        model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
+        with pytest.raises(RunError, match=r"run r9 stopped after node .*--resume r9") as info:
+            optimize(problem, runs_dir=tmp_path, run_id="r9", settings=settings, model=model,
+                     evaluator=LoggingEvaluator(log, None))
+    assert info.value.details["run_id"] == "r9" and len(log.read_text().splitlines()) == 1
+    with ReplayServer([ReplayRule(answer(1.8))]) as server:
+        model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
+        result = optimize(problem, runs_dir=tmp_path, resume="r9", settings=settings, model=model,
+                          evaluator=LoggingEvaluator(log, None))
+    assert result.best["speedup_vs_eager"] == 1.8 and len(log.read_text().splitlines()) == 2

@@ -1,0 +1,88 @@
+"""Evaluation nodes: the problem's functional form, and the parallel fan-out of candidate evaluations.
+
+dispatch marks the start of an evaluation phase; `fan_out` sends one
+`evaluate_one` task per pending candidate (LangGraph `Send`), which run
+concurrently up to the run's `max_concurrency`: builds overlap, and the
+evaluator bounds how many use a GPU at once. `collect` joins them and
+accounts the phase's wall time. Each report is written next to its candidate
+before the task returns, so a run killed mid-phase and resumed from its
+checkpoint evaluates no candidate twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import structlog
+from langgraph.runtime import Runtime
+from langgraph.types import Send
+
+from kernelwright.graphs.context import KContext
+from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
+
+log = structlog.get_logger(__name__)
+
+
+class EvalTask(TypedDict):
+    candidate_id: str
+    source_path: str
+
+
+def describe(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Stage 1: the problem's functional form (traced op list), or the module source with the reason."""
+    if (state.get("functional") or {}).get("method"):
+        return {}
+    trace = getattr(runtime.context.evaluator, "functional_form", None)
+    if trace is None:
+        return {"functional": {"method": "source", "fallback_reason": "the evaluator traces no functional form"}}
+    try:
+        form = trace()
+    except ReferenceFailure:
+        raise  # the problem itself is broken: bad input, reported by the caller
+    except KernelwrightError as exc:
+        log.warning("functional_form_failed", error=str(exc))
+        form = {"method": "source", "fallback_reason": f"{exc.kind}: {exc}"}
+    return {"functional": form}
+
+
+def dispatch(state: KState) -> dict[str, Any]:
+    return {"eval_started_at": time.time()}
+
+
+def fan_out(state: KState) -> list[Send] | Literal["collect"]:
+    tasks = [Send("evaluate_one", EvalTask(candidate_id=cid, source_path=r["source_path"]))
+             for cid, r in (state.get("candidates") or {}).items() if r.get("status") == "pending"]
+    return tasks or "collect"
+
+
+def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Build (may overlap with others), then verify and time one candidate; its verdict becomes the record's status."""
+    evaluator = runtime.context.evaluator
+    source = Path(task["source_path"])
+    report_path = source.with_name("report.json")
+    started = time.perf_counter()
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+    else:
+        prepare = getattr(evaluator, "prepare", None)
+        failed_build = prepare(source) if prepare is not None else None
+        report = failed_build or evaluator.evaluate(source)
+        tmp = report_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, default=str))
+        os.replace(tmp, report_path)  # atomic: a half-written report never counts
+    record = CandidateRecord(status=report.get("status", "error"), reason=report.get("reason"),
+                             speedup_vs_eager=report.get("speedup_vs_eager"),
+                             speedup_vs_compile=report.get("speedup_vs_compile"), report_path=str(report_path),
+                             seconds=round(time.perf_counter() - started, 3))
+    return {"candidates": {task["candidate_id"]: record}, "spent": {"candidates": 1}}
+
+
+def collect(state: KState) -> dict[str, Any]:
+    """Join point of the fan-out: the evaluation phase's wall time."""
+    started = state.get("eval_started_at") or time.time()
+    return {"spent": {"wall_s": round(max(0.0, time.time() - started), 3)}}

@@ -1,0 +1,43 @@
+"""Selection and routing: the elite by verified speedup, repairs of rejected candidates, and when to stop."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from langgraph.graph import END
+from langgraph.runtime import Runtime
+
+from kernelwright.agents.mutator import repairable
+from kernelwright.graphs.budget import exhausted
+from kernelwright.graphs.context import KContext
+from kernelwright.graphs.state import KState
+
+
+def after_collect(state: KState, runtime: Runtime[KContext]) -> Literal["repair", "after_evaluate"]:
+    """Back to the repairer with diagnostics while rejected candidates have repairs left and budget remains."""
+    settings = runtime.context.settings
+    if exhausted(state.get("budget"), state.get("spent")):
+        return "after_evaluate"
+    if any(repairable(r, settings.repair_rounds) for r in (state.get("candidates") or {}).values()):
+        return "repair"
+    return "after_evaluate"
+
+
+def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """Keep the fastest verified candidates (distinct kernels: ids are normalised-source hashes); next generation."""
+    passed = [r for r in (state.get("candidates") or {}).values()
+              if r.get("status") == "passed" and r.get("speedup_vs_eager")]
+    passed.sort(key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
+    elite = [r["id"] for r in passed[: runtime.context.settings.population]]
+    update: dict[str, Any] = {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
+                              "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
+    spent = dict(state.get("spent") or {})
+    spent["generations"] = spent.get("generations", 0) + 1
+    update["stop_reason"] = exhausted(state.get("budget"), spent)
+    return update
+
+
+def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:
+    if state.get("stop_reason") or exhausted(state.get("budget"), state.get("spent")):
+        return END
+    return "critique" if runtime.context.settings.critic and state.get("best_id") else "mutate"

@@ -1,0 +1,39 @@
+"""The graph's real evaluator without a GPU: parallel CPU builds report compile errors; good builds go on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kernelwright.config import load_config
+from kernelwright.harness_evaluator import HarnessEvaluator, visible_gpus
+
+FIX = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.nvcc
+def test_prepare_reports_compile_errors_and_passes_good_builds(build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import RELU_CANDIDATE
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    config = load_config(overrides={"compile.cache_dir": str(build_cache), "compile.arch": "sm_90a"})
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", config)
+    try:
+        assert evaluator.gpus == []
+        broken = evaluator.prepare(FIX / "broken" / "candidate_compile_error.py")
+        assert broken is not None and broken["status"] == "rejected" and broken["reason"] == "compile_error"
+        assert "undefined_symbol" in str(broken["error"])
+        assert evaluator.prepare(RELU_CANDIDATE) is None
+        report = evaluator.evaluate(RELU_CANDIDATE)  # builds are cached: this only loads, then says needs_gpu
+        assert report["status"] == "needs_gpu"
+        assert evaluator.profile(RELU_CANDIDATE)["summary"].startswith("profiler unavailable")
+    finally:
+        evaluator.close()
+
+
+def test_visible_gpus_follows_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []

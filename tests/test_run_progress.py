@@ -1,0 +1,21 @@
+"""Live progress folds node updates into the numbers the CLI shows."""
+
+from __future__ import annotations
+
+from kernelwright.progress import RunProgress
+
+
+def test_progress_counts_outcomes_best_and_spend() -> None:
+    p = RunProgress()
+    p.apply("translate", {"candidates": {"a": {"status": "pending"}, "b": {"status": "pending"}},
+                          "errors": [{"kind": "answer"}], "spent": {"tokens": 100, "wall_s": 1.5}})
+    p.apply("evaluate_one", {"candidates": {"a": {"status": "passed", "speedup_vs_eager": 1.7}}, "spent": {"candidates": 1}})
+    p.apply("evaluate_one", {"candidates": {"b": {"status": "rejected", "reason": "wrong_output"}}})
+    p.apply("screen", {"candidates": {"a": {"screen": "PASS"}}, "spent": {"tokens": 20, "cost_usd": 0.5}})
+    p.apply("select", {"generation": 1, "stop_reason": "LLM tokens: 120 of 100"})
+    assert (p.proposed, p.outcomes["passed"], p.outcomes["rejected"], p.malformed) == (2, 1, 1, 1)
+    assert p.best_speedup == 1.7 and p.best_id == "a" and p.reasons == {"wrong_output": 1}
+    assert p.tokens == 120 and p.cost_usd == 0.5 and p.generation == 1 and p.stop_reason.startswith("LLM tokens")
+    line = p.line()
+    assert "best 1.70x" in line and "verified 1" in line and "failed 1" in line and "$0.50" in line
+    assert p.table("t").row_count >= 6
