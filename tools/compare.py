@@ -24,7 +24,9 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "float32": Tolerance(1e-4, 1e-4, 1e-3),
     "float64": Tolerance(1e-7, 1e-7, 1e-6),
     "float16": Tolerance(1e-2, 1e-2, 2e-2),
-    "bfloat16": Tolerance(1e-2, 1e-2, 3e-2),
+    # bf16 ulp is 2^-7: a fused kernel that rounds once and eager that rounds after every op can differ by
+    # two roundings (~1.6%), so 1e-2 would reject correct fusions; 2e-2 still fails any real error.
+    "bfloat16": Tolerance(2e-2, 2e-2, 3e-2),
 }
 
 
