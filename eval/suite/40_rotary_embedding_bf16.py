@@ -1,4 +1,8 @@
-"""Rotary position embedding (rotate-half form) applied to bfloat16 queries and keys; returns both."""
+"""Rotary position embedding (rotate-half form) applied to bfloat16 queries and keys; returns both.
+
+Computed in fp32 and rounded once (as LLM code usually does): three bf16 roundings would differ from
+any fused kernel by more than the bf16 tolerance.
+"""
 
 import torch
 import torch.nn as nn
@@ -10,8 +14,8 @@ class Model(nn.Module):
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
         angles = torch.outer(torch.arange(seq, dtype=torch.float32), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # (seq, head_dim)
-        self.register_buffer("cos", angles.cos().to(torch.bfloat16))
-        self.register_buffer("sin", angles.sin().to(torch.bfloat16))
+        self.register_buffer("cos", angles.cos())
+        self.register_buffer("sin", angles.sin())
 
     @staticmethod
     def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -19,9 +23,10 @@ class Model(nn.Module):
         return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q_rot = q * self.cos + self._rotate_half(q) * self.sin
-        k_rot = k * self.cos + self._rotate_half(k) * self.sin
-        return q_rot, k_rot
+        qf, kf = q.float(), k.float()
+        q_rot = qf * self.cos + self._rotate_half(qf) * self.sin
+        k_rot = kf * self.cos + self._rotate_half(kf) * self.sin
+        return q_rot.to(q.dtype), k_rot.to(k.dtype)
 
 
 batch, heads, seq, head_dim = 8, 32, 2048, 128

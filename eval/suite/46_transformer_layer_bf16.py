@@ -16,11 +16,13 @@ class Model(nn.Module):
         self.fc1 = nn.Linear(dim, hidden)
         self.fc2 = nn.Linear(hidden, dim)
         with torch.no_grad():
-            # Unit-variance attention projections with sharper q, k: with the default init the attention
-            # branch adds ~0.01 to the residual, and a layer that skipped it would pass the tolerance.
+            # Sharper q, k than the default init: otherwise the attention branch adds ~0.01 to the residual
+            # and a layer that skipped it would pass the tolerance. Branch outputs are kept at ~0.15-0.3 so
+            # the residual stream stays below 2, where a bf16 ulp is under the absolute tolerance.
             self.qkv.weight.normal_(0.0, dim ** -0.5)
             self.qkv.weight[: 2 * dim].mul_(1.5)
-            self.proj.weight.normal_(0.0, dim ** -0.5)
+            self.proj.weight.normal_(0.0, 0.5 * dim ** -0.5)
+            self.fc2.weight.mul_(0.5)
         self.to(torch.bfloat16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -35,7 +37,7 @@ batch, seq, dim, heads, hidden = 8, 1024, 1024, 16, 4096
 
 
 def get_inputs():
-    return [torch.randn(batch, seq, dim, dtype=torch.bfloat16)]
+    return [(torch.randn(batch, seq, dim) * 0.5).to(torch.bfloat16)]
 
 
 def get_init_inputs():
