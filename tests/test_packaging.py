@@ -36,6 +36,7 @@ def test_wheel_has_the_data_files(wheel: Path) -> None:
     data = [p for sub in ("prompts", "tools/inline") for p in (ROOT / sub).rglob("*")
             if p.is_file() and p.suffix in (".md", ".txt", ".h", ".cpp") and "__pycache__" not in p.parts]
     data += list((ROOT / "eval" / "problems").glob("*.py"))  # benchmark problems ship with the package
+    data += [*(ROOT / "eval" / "suite").glob("*.py"), ROOT / "eval" / "suite" / "manifest.json"]  # the suite too
     assert data, "expected prompt templates / inline-build headers in the source tree"
     for path in data:
         assert "kernelwright/" + str(path.relative_to(ROOT)) in names, path
