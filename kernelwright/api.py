@@ -1,4 +1,4 @@
-"""The public Python API: evaluate a candidate kernel against a problem."""
+"""The public Python API: optimise a problem or module, evaluate a candidate kernel against a problem."""
 
 from __future__ import annotations
 
@@ -55,3 +55,21 @@ def profile_candidate(problem: str | Path, candidate: str | Path, config: Kernel
     out = result.to_dict()
     out["summary"] = result.summary()
     return out
+
+
+def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = None, init_args: Sequence[Any] = (),
+             **options: Any) -> Any:
+    """Optimise a problem file, or an nn.Module (class or instance) with `example_inputs`; see kernelwright.run.optimize.
+
+    Returns a RunResult: `best_kernel` (the verified file), `speedup_vs_eager`,
+    `speedup_vs_compile`, `run_dir`, and the full final `state`.
+    """
+    from kernelwright.run import optimize as run_optimize
+
+    if isinstance(problem_or_module, (str, Path)):
+        problem = Path(problem_or_module)
+    else:
+        if example_inputs is None:
+            raise TypeError("optimize(module) needs example_inputs: the inputs its forward takes")
+        problem = problem_from_module(problem_or_module, example_inputs, init_args=init_args)
+    return run_optimize(problem, **options)

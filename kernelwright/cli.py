@@ -70,10 +70,11 @@ def run_command(
     max_tokens: int = typer.Option(0, min=0, help="stop after this many LLM tokens (0: no limit)"),
     max_cost: float = typer.Option(0.0, min=0.0, help="stop after this much LLM cost in USD (0: no limit; needs prices)"),
     max_minutes: float = typer.Option(0.0, min=0.0, help="stop after this much agent and evaluation time (0: no limit)"),
-    repairs: int = typer.Option(2, min=0, help="diagnostic repairs of a rejected candidate"),
-    screen: bool = typer.Option(True, "--screen/--no-screen", help="the critic screens candidates before compiling"),
+    repairs: int | None = typer.Option(None, min=0, help="diagnostic repairs of a rejected candidate (default 2)"),
+    screen: bool | None = typer.Option(None, "--screen/--no-screen", help="the critic screens candidates before compiling"),
     resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents] models, prices, ...)"),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
@@ -87,8 +88,17 @@ def run_command(
 
     console = Console()
     configure_logging(level=log_level)
+    try:
+        config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen})
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    agents = config.agents
     settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates,
-                           repair_rounds=repairs, screen=screen)
+                           repair_rounds=agents.repair_rounds, screen=agents.screen, temperatures=agents.temperatures,
+                           temperature_schedule=agents.temperature_schedule, crossover_rate=agents.crossover_rate)
+    proposers = [ModelSettings(model=m) for m in model] or [_model_settings(m) for m in agents.proposers] or [ModelSettings()]
+    critic = ModelSettings(model=critic_model) if critic_model else (_model_settings(agents.critic) if agents.critic else None)
     budget = RunBudget(candidates=max_candidates, tokens=max_tokens, cost_usd=max_cost, wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
@@ -105,8 +115,7 @@ def run_command(
         if live is not None:
             live.start()
         result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
-                          models=[ModelSettings(model=m) for m in model] or [ModelSettings()],
-                          critic_model=ModelSettings(model=critic_model) if critic_model else None, on_update=on_update)
+                          models=proposers, critic_model=critic, on_update=on_update)
     except ToolUnavailable as exc:
         console.print(f"[yellow]{exc}[/]\nThe offline proposer (no LLM needed) is not available yet; until then "
                       "`kernelwright run` needs an LLM. `kernelwright eval PROBLEM CANDIDATE` works without one.")
@@ -118,6 +127,13 @@ def run_command(
         if live is not None:
             live.stop()
     _print_run_result(console, result)
+
+
+def _model_settings(m: Any) -> Any:
+    from kernelwright.agents.llm import ModelSettings
+
+    return ModelSettings(model=m.model, temperature=m.temperature, base_url=m.base_url,
+                         price_in_per_mtok=m.price_in_per_mtok, price_out_per_mtok=m.price_out_per_mtok)
 
 
 def _print_run_result(console: Console, result: Any) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -70,7 +70,30 @@ class HarnessConfig(_Section):
     profile: bool = True
 
 
+class ModelConfig(_Section):
+    """One chat model: an OpenAI-compatible name (OPENAI_BASE_URL / OPENAI_API_KEY) or provider:model."""
+
+    model: str
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    base_url: str | None = None
+    price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens, for the cost budget")
+    price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million completion tokens")
+
+
+class AgentsConfig(_Section):
+    """Models per agent. `proposers` (translator, mutator, repairer) form an ensemble that takes turns."""
+
+    proposers: list[ModelConfig] = Field(default_factory=list)
+    critic: ModelConfig | None = None
+    temperatures: tuple[float, ...] = (0.2, 0.7, 1.0)  # the proposers' temperature steps, annealed by generation
+    temperature_schedule: Literal["fixed", "anneal"] = "anneal"
+    screen: bool = True
+    crossover_rate: float = Field(0.3, ge=0.0, le=1.0)
+    repair_rounds: int = Field(2, ge=0)
+
+
 class KernelwrightConfig(_Section):
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)

@@ -35,8 +35,21 @@ class RunError(KernelwrightError):
 class RunResult:
     run_id: str
     run_dir: Path
-    best: dict[str, Any] | None
+    best: dict[str, Any] | None  # the best verified candidate's record (None: nothing verified)
     state: dict[str, Any]
+
+    @property
+    def best_kernel(self) -> Path | None:
+        """The best verified candidate file (a drop-in `ModelNew`)."""
+        return Path(self.best["source_path"]) if self.best else None
+
+    @property
+    def speedup_vs_eager(self) -> float | None:
+        return (self.best or {}).get("speedup_vs_eager")
+
+    @property
+    def speedup_vs_compile(self) -> float | None:
+        return (self.best or {}).get("speedup_vs_compile")
 
 
 @contextmanager

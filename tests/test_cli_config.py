@@ -124,3 +124,16 @@ def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, buil
     reports = list(run_dir.glob("candidates/*/report.json"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "needs_gpu"
     assert (run_dir / "checkpoints.sqlite").exists() and (run_dir / "run.json").exists()
+
+
+def test_agents_config_section_validates_models_and_prices(tmp_path: Path) -> None:
+    cfg = tmp_path / "kw.toml"
+    cfg.write_text('[agents]\ntemperatures = [0.1, 0.9]\n[[agents.proposers]]\nmodel = "a"\nprice_in_per_mtok = 2.5\n'
+                   '[[agents.proposers]]\nmodel = "openai:b"\n[agents.critic]\nmodel = "c"\ntemperature = 0.0\n')
+    config = load_config(cfg)
+    assert [m.model for m in config.agents.proposers] == ["a", "openai:b"]
+    assert config.agents.proposers[0].price_in_per_mtok == 2.5 and config.agents.critic.temperature == 0.0
+    assert config.agents.temperatures == (0.1, 0.9)
+    cfg.write_text('[agents]\ncrossover_rate = 3\n')
+    with pytest.raises(ConfigError, match="agents.crossover_rate"):
+        load_config(cfg)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch.nn as nn
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from graph_fakes import answer, scripted
@@ -67,3 +68,24 @@ def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Pat
         result = optimize(problem, runs_dir=tmp_path, resume="r9", settings=settings, model=model,
                           evaluator=LoggingEvaluator(log, None))
     assert result.best["speedup_vs_eager"] == 1.8 and len(log.read_text().splitlines()) == 2
+
+
+class Scale(nn.Module):
+    def forward(self, x):
+        return x * 3.0
+
+
+def test_public_optimize_takes_a_module_and_reports_the_best_kernel(tmp_path: Path) -> None:
+    import torch
+
+    import kernelwright
+    from graph_fakes import FakeEvaluator
+    from kernelwright.graphs.context import RunSettings
+
+    result = kernelwright.optimize(Scale, example_inputs=[torch.randn(8, 8)], runs_dir=tmp_path,
+                                   llm=scripted(answer(1.6)), evaluator=FakeEvaluator(),
+                                   settings=RunSettings(generations=1, candidates_per_generation=1, screen=False,
+                                                        profile=False))
+    assert result.speedup_vs_eager == 1.6 and result.best_kernel.exists() and result.run_dir.is_dir()
+    with pytest.raises(TypeError, match="example_inputs"):
+        kernelwright.optimize(Scale)
