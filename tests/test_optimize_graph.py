@@ -182,3 +182,15 @@ def test_evaluations_fan_out_in_parallel(tmp_path: Path) -> None:
     final, _ = run_graph(llm, tmp_path, generations=1, candidates_per_generation=4, evaluator=evaluator, concurrency=4)
     assert evaluator.max_in_flight >= 2 and len(evaluator.seen) == 4
     assert final["spent"]["candidates"] == 4 and final["candidates"][final["best_id"]]["speedup_vs_eager"] == 1.3
+
+
+def test_a_kernel_that_never_compiles_costs_at_most_k_repairs(tmp_path: Path) -> None:
+    rules = [ReplayRule(answer(1.0, "compile_error", "v0"), when="Operations to implement")]
+    rules += [ReplayRule(answer(1.0, "compile_error", f"v{i}"), when="flaot") for i in range(1, 6)]
+    with ReplayServer(rules) as server:
+        llm = make_chat_model(ModelSettings(model="replay", base_url=server.base_url), env={})
+        final, evaluator = run_graph(llm, tmp_path, generations=1, candidates_per_generation=1, repair_rounds=3)
+        asked = len(server.requests)
+    depths = sorted(r["repair_depth"] for r in final["candidates"].values())
+    assert depths == [0, 1, 2, 3] and asked == 4 == len(evaluator.seen)
+    assert all(r["reason"] == "compile_error" for r in final["candidates"].values()) and final["best_id"] is None
