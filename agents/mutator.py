@@ -14,6 +14,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.examples import examples_block
+from kernelwright.agents.offline_proposer import offline_tune
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.translator import read_text, translate
 from kernelwright.graphs.context import KContext
@@ -28,6 +29,8 @@ DEFAULT_DIRECTION = "make it faster without changing what it computes"
 def mutate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """New candidates from the elite: mostly single-parent rewrites, some crossovers; with no elite, translate again."""
     ctx = runtime.context
+    if not ctx.has_llm:
+        return offline_tune(state, ctx) if ctx.offline is not None else {}
     population = [pid for pid in state.get("population") or [] if pid in (state.get("candidates") or {})]
     if not population:
         return translate(state, runtime)

@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.examples import examples_block
+from kernelwright.agents.offline_proposer import offline_candidates
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.graphs.context import KContext
 from kernelwright.graphs.state import KState
@@ -23,9 +24,18 @@ def translator_prompt(state: KState, ctx: KContext) -> RenderedPrompt:
 
 
 def translate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+    """First candidates: the LLM's (with the offline translator's as seeds), or the offline translator's alone."""
     ctx = runtime.context
+    seeds: dict[str, Any] = {}
+    if ctx.offline is not None and (not ctx.has_llm or ctx.settings.offline_seeds):
+        seeds = offline_candidates(state, ctx)
+    if not ctx.has_llm:
+        return seeds
     prompt = translator_prompt(state, ctx)
-    return propose(state, ctx, [ProposalRequest(prompt, "translator")] * ctx.settings.candidates_per_generation)
+    update = propose(state, ctx, [ProposalRequest(prompt, "translator")] * ctx.settings.candidates_per_generation)
+    update["candidates"] = {**(seeds.get("candidates") or {}), **update["candidates"]}
+    update["errors"] = [*(seeds.get("errors") or []), *update["errors"]]
+    return update
 
 
 def read_text(path: str) -> str:

@@ -42,7 +42,8 @@ class RunSettings:
     repair_rounds: int = 2  # K: diagnostic repairs of a candidate that failed to compile or verify
     crossover_rate: float = 0.3  # share of mutations that combine two parents (when two exist)
     gpu_description: str = "an NVIDIA GPU"
-    critic: bool = True  # critique the best candidate before each mutation
+    critic: bool = True  # critique the best candidate before each mutation (needs an LLM)
+    offline_seeds: bool = True  # with an LLM, the offline translator's kernels join the first generation
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate
@@ -61,8 +62,16 @@ class KContext:
     critic_llm: Any = None  # defaults to llm
     ensemble: tuple[NamedModel, ...] = ()  # several models take turns proposing candidates
     archive: Any = None  # a kernelwright.memory archive, for examples in prompts and storing winners
+    offline: Any = None  # agents.offline_proposer.OfflineSession: the rule-based translator's per-run cache
+
+    @property
+    def has_llm(self) -> bool:
+        """False: no chat model at all, the run proposes with the offline translator and tuner only."""
+        return self.llm is not None or bool(self.ensemble)
 
     def proposal_models(self) -> tuple[NamedModel, ...]:
+        if not self.has_llm:
+            return ()
         return self.ensemble or (NamedModel(self.model_name, self.llm),)
 
     def critic_model(self) -> Any:

@@ -16,8 +16,8 @@ from kernelwright.graphs.state import KState
 def after_collect(state: KState, runtime: Runtime[KContext]) -> Literal["repair", "after_evaluate"]:
     """Back to the repairer with diagnostics while rejected candidates have repairs left and budget remains."""
     settings = runtime.context.settings
-    if exhausted(state.get("budget"), state.get("spent")):
-        return "after_evaluate"
+    if not runtime.context.has_llm or exhausted(state.get("budget"), state.get("spent")):
+        return "after_evaluate"  # the offline translator does not repair: its tuner moves on
     if any(repairable(r, settings.repair_rounds) for r in (state.get("candidates") or {}).values()):
         return "repair"
     return "after_evaluate"
@@ -40,4 +40,5 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
 def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:
     if state.get("stop_reason") or exhausted(state.get("budget"), state.get("spent")):
         return END
-    return "critique" if runtime.context.settings.critic and state.get("best_id") else "mutate"
+    ctx = runtime.context
+    return "critique" if ctx.settings.critic and ctx.has_llm and state.get("best_id") else "mutate"

@@ -43,6 +43,8 @@ class CandidateRecord(TypedDict, total=False):
     repair_depth: int  # how many diagnostic repairs led here (0 for a fresh proposal)
     repair_tried: bool  # a repair of this failed candidate was already proposed
     seconds: float  # evaluation wall time
+    variant: str  # the offline translator's variant (fused, fused_scalar, aten_reductions, *_tuned)
+    params: dict[str, Any]  # the offline translator's tunables for this candidate
 
 
 def merge_candidates(current: dict[str, CandidateRecord] | None,

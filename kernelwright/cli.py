@@ -80,7 +80,7 @@ def run_command(
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
     from rich.live import Live
 
-    from kernelwright.agents.llm import ModelSettings
+    from kernelwright.agents.llm import ModelSettings, llm_configured
     from kernelwright.graphs.context import RunSettings
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
@@ -111,14 +111,16 @@ def run_command(
         elif node == "select":
             console.print(progress.line())
 
+    if not model and not agents.proposers and not llm_configured(ModelSettings()):
+        console.print("No LLM configured (set OPENAI_API_KEY / OPENAI_BASE_URL, or --model provider:model): "
+                      "proposing with the offline translator and tuner.")
     try:
         if live is not None:
             live.start()
         result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
                           models=proposers, critic_model=critic, on_update=on_update)
     except ToolUnavailable as exc:
-        console.print(f"[yellow]{exc}[/]\nThe offline proposer (no LLM needed) is not available yet; until then "
-                      "`kernelwright run` needs an LLM. `kernelwright eval PROBLEM CANDIDATE` works without one.")
+        console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(EXIT_NO_LLM) from None
     except KernelwrightError as exc:
         console.print(f"[red]error:[/red] {exc}")

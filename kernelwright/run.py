@@ -16,12 +16,13 @@ import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
+from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.graphs.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
-from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
+from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure, ToolUnavailable
 from kernelwright.tools.problem import check_source
 
 log = structlog.get_logger(__name__)
@@ -76,28 +77,36 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
-             plugins: Sequence[AgentPlugin] | None = None) -> RunResult:
+             plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
     or an explicit langchain `llm`. `plugins` default to those installed under the
     `kernelwright.agents` entry-point group. A failure inside the run raises RunError
     naming the run; everything evaluated so far is checkpointed and `resume` continues.
+    `offline`: None uses the offline translator and tuner when no LLM is configured (and
+    its kernels as seeds when one is); True uses it alone; False requires an LLM.
     """
     problem = check_source(problem, "problem").path
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = Path(runs_dir) / run_id
     if resume and not (run_dir / "checkpoints.sqlite").exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    ensemble = tuple(_named(m) for m in models) if llm is None else ()
-    if llm is None and not ensemble:
-        ensemble = (_named(model),)  # ToolUnavailable without an LLM: the caller falls back to the offline proposer
-    critic_llm = make_chat_model(critic_model) if critic_model is not None else None
+    ensemble: tuple[NamedModel, ...] = ()
+    if llm is None and offline is not True:
+        try:
+            ensemble = tuple(_named(m) for m in (models or [model]))
+        except ToolUnavailable as exc:
+            if offline is False:
+                raise
+            log.warning("no_llm_using_offline_proposer", reason=str(exc))
+    critic_llm = make_chat_model(critic_model) if critic_model is not None and (llm or ensemble) else None
     run_dir.mkdir(parents=True, exist_ok=True)
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem)
     ctx = KContext(llm=llm, evaluator=evaluator, run_dir=run_dir, settings=settings, ensemble=ensemble,
-                   model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm)
+                   model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
+                   offline=OfflineSession() if offline is not False else None)
     config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
               "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30}
     node = "start"
@@ -139,7 +148,8 @@ def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSett
                     ctx: KContext) -> None:
     data = {"run_id": run_id, "problem": str(problem), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "settings": asdict(settings), "budget": asdict(budget),
-            "models": [m.name for m in ctx.proposal_models()], "kernelwright": _version()}
+            "models": [m.name for m in ctx.proposal_models()] or ["offline translator + tuner"],
+            "kernelwright": _version()}
     (run_dir / "run.json").write_text(json.dumps(data, default=str, indent=2))
 
 

@@ -47,7 +47,7 @@ def run(runs_dir: Path, run_id: str, log: Path, crash_after: int | None, resume:
     settings = RunSettings(generations=2, candidates_per_generation=3, max_repairs=0, screen=False, profile=False,
                            eval_concurrency=1)
     return optimize(PROBLEM, runs_dir=runs_dir, run_id=None if resume else run_id, resume=run_id if resume else None,
-                    settings=settings, llm=llm, evaluator=LoggingEvaluator(log, crash_after))
+                    settings=settings, llm=llm, evaluator=LoggingEvaluator(log, crash_after), offline=False)
 
 
 if __name__ == "__main__":

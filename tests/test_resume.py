@@ -61,12 +61,12 @@ def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Pat
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
         with pytest.raises(RunError, match=r"run r9 stopped after node .*--resume r9") as info:
             optimize(problem, runs_dir=tmp_path, run_id="r9", settings=settings, model=model,
-                     evaluator=LoggingEvaluator(log, None))
+                     evaluator=LoggingEvaluator(log, None), offline=False)
     assert info.value.details["run_id"] == "r9" and len(log.read_text().splitlines()) == 1
     with ReplayServer([ReplayRule(answer(1.8))]) as server:
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
         result = optimize(problem, runs_dir=tmp_path, resume="r9", settings=settings, model=model,
-                          evaluator=LoggingEvaluator(log, None))
+                          evaluator=LoggingEvaluator(log, None), offline=False)
     assert result.best["speedup_vs_eager"] == 1.8 and len(log.read_text().splitlines()) == 2
 
 
@@ -83,7 +83,7 @@ def test_public_optimize_takes_a_module_and_reports_the_best_kernel(tmp_path: Pa
     from kernelwright.graphs.context import RunSettings
 
     result = kernelwright.optimize(Scale, example_inputs=[torch.randn(8, 8)], runs_dir=tmp_path,
-                                   llm=scripted(answer(1.6)), evaluator=FakeEvaluator(),
+                                   llm=scripted(answer(1.6)), evaluator=FakeEvaluator(), offline=False,
                                    settings=RunSettings(generations=1, candidates_per_generation=1, screen=False,
                                                         profile=False))
     assert result.speedup_vs_eager == 1.6 and result.best_kernel.exists() and result.run_dir.is_dir()

@@ -1,0 +1,107 @@
+"""The offline proposer as graph nodes: kernels without any LLM.
+
+- offline_translate: the rule-based translator's variants (fused, scalar, ATen reductions) for the problem.
+- offline_tune: the next generation's settings of the best verified variant's tunables: neighbours of the
+  best setting first (local search), then random samples, never a setting already tried.
+
+With an LLM configured, `offline_seeds` adds the translator's variants to the LLM's first population.
+Tracing the problem happens once per run process (the session cache in the run context).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from kernelwright.agents.proposals import store_candidate
+from kernelwright.graphs.context import KContext
+from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.tools.source_hash import candidate_id
+
+log = structlog.get_logger(__name__)
+AGENT = "offline"
+
+
+@dataclass
+class OfflineSession:
+    """Per-run cache of the traced problem and its plans (tracing exports the model: seconds, not free)."""
+
+    traced: dict[str, Any] = field(default_factory=dict)
+
+    def traced_problem(self, problem_path: str) -> list[Any]:
+        from kernelwright.agents.offline.propose import trace_all
+
+        if problem_path not in self.traced:
+            self.traced[problem_path] = trace_all(problem_path)
+        return self.traced[problem_path]
+
+
+def offline_candidates(state: KState, ctx: KContext) -> dict[str, Any]:
+    """The translator's variants as pending candidates; an unsupported problem becomes an error record."""
+    from kernelwright.agents.offline import OfflineUnsupported, propose
+
+    generation = state.get("generation", 0)
+    known = state.get("candidates") or {}
+    try:
+        generated = propose(state["problem_path"], traced=ctx.offline.traced_problem(state["problem_path"]))
+    except OfflineUnsupported as exc:
+        log.warning("offline_unsupported", problem=state["problem_path"], error=exc.message)
+        return {"errors": [{"node": AGENT, "generation": generation, **exc.to_dict()}]}
+    records: dict[str, CandidateRecord] = {}
+    for cand in generated:
+        record = _store(ctx, cand.source, generation, cand.variant, cand.params, list(cand.kept_aten_ops), parents=[])
+        if record["id"] not in known and record["id"] not in records:
+            records[record["id"]] = record
+    return {"candidates": records}
+
+
+def offline_tune(state: KState, ctx: KContext) -> dict[str, Any]:
+    """New settings of the best verified offline candidate's tunables (local search, then random samples)."""
+    from kernelwright.agents.offline.propose import plans_for, render
+    from kernelwright.agents.offline.space import plan_space
+
+    known = state.get("candidates") or {}
+    passed = [r for r in known.values() if r.get("status") == "passed" and r.get("agent") == AGENT
+              and r.get("speedup_vs_eager") and r.get("variant")]
+    if not passed:
+        return offline_candidates(state, ctx) if not known else {}
+    best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
+    plan_key = "aten_reductions" if best["variant"].startswith("aten_reductions") else "fused"
+    traced = ctx.offline.traced_problem(state["problem_path"])
+    shape_plans = plans_for(traced).get(plan_key)
+    if not shape_plans:
+        return {}
+    space = plan_space(shape_plans[0])
+    if space.size() <= 1:
+        return {}
+    generation = state.get("generation", 0)
+    rng = random.Random(f"{ctx.settings.seed}:{state.get('run_id')}:{generation}")
+    start = {**space.defaults(), **{k: v for k, v in (best.get("params") or {}).items() if k in space.to_dict()}}
+    neighbours = space.neighbours(start)
+    rng.shuffle(neighbours)
+    settings = neighbours + [space.sample(rng) for _ in range(4 * ctx.settings.candidates_per_generation)]
+    variant = f"{plan_key}_tuned"
+    records: dict[str, CandidateRecord] = {}
+    for params in settings:
+        if len(records) >= ctx.settings.candidates_per_generation:
+            break
+        source = render(traced, shape_plans, params, variant)
+        cid = candidate_id(source)
+        if cid in known or cid in records:
+            continue  # this setting (or one that writes the same code) was tried
+        records[cid] = _store(ctx, source, generation, variant, params, list(shape_plans[0].kept_aten_ops),
+                              parents=[best["id"]])
+    return {"candidates": records}
+
+
+def _store(ctx: KContext, source: str, generation: int, variant: str, params: dict[str, Any], kept: list[str],
+           parents: list[str]) -> CandidateRecord:
+    meta = {"agent": AGENT, "generation": generation, "model": AGENT, "temperature": 0.0, "prompt": "offline",
+            "parents": parents, "variant": variant, "params": params, "kept_aten_ops": kept}
+    cid, path = store_candidate(ctx.run_dir, source, meta)
+    return CandidateRecord(id=cid, generation=generation, parent_ids=parents, agent=AGENT, model=AGENT,
+                           temperature=0.0, prompt="offline", source_path=str(path), status="pending",
+                           variant=variant, params=params)
