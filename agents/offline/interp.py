@@ -58,6 +58,8 @@ def eval_dag(dag: Dag, mem: Mapping[str, torch.Tensor], specials: Mapping[str, t
             arg_dtypes = [dtypes[a] for a in expr.args]
             args = [values[a].to(compute_dtype(operand_dtype(prim, expr, arg_dtypes, i))) for i, a in enumerate(expr.args)]
             out = prim.torch(args, expr)
+            if expr.dtype in ("float16", "bfloat16") and expr.op != "cast":
+                out = out.to(TORCH_DTYPE[expr.dtype])  # eager rounds each half-precision result
             values.append(out if expr.op == "cast" else out.to(compute_dtype(expr.dtype)))
             dtypes.append(expr.dtype)
     return values

@@ -201,6 +201,7 @@ class Plan:
     outputs: tuple[Layout | Const, ...]
     kept_aten_ops: tuple[str, ...] = ()  # non-library ATen ops the candidate still calls
     notes: tuple[str, ...] = field(default_factory=tuple)
+    output_kind: Literal["single", "tuple", "list"] = "single"  # how forward returns its outputs
 
     @property
     def custom_steps(self) -> tuple[Step, ...]:

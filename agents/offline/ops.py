@@ -143,10 +143,8 @@ def _round_t(x: torch.Tensor, op: Op) -> torch.Tensor:
 
 
 def _cast_c(a: list[str], op: Op, t: str) -> str:
-    if op.dtype == "float16":
-        return f"__half2float(__float2half_rn({a[0]}))"
-    if op.dtype == "bfloat16":
-        return f"__bfloat162float(__float2bfloat16_rn({a[0]}))"
+    if op.dtype in ("float16", "bfloat16"):
+        return f"kw_round_{op.dtype}({a[0]})"
     return a[0]  # the conversion to the math type already happened
 
 

@@ -27,7 +27,7 @@ from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
 
 LIBRARY_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "einsum",
                "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
-               "conv_transpose3d", "tensordot")
+               "conv_transpose3d", "tensordot", "scaled_dot_product_attention")
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,9 @@ def _target_name(target: Any) -> str:
 
 
 class Planner:
-    def __init__(self, program: Any, *, fuse_reductions: bool = True):
+    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = ""):
         self.program = program
+        self.prefix = prefix  # step names are <prefix>k<n> (one plan per input shape in a candidate)
         self.fuse_reductions = fuse_reductions
         self.buffers: dict[str, Buffer] = {}
         self.producer: dict[str, int] = {}  # buffer -> index of the step that writes it (-1: given)
@@ -181,7 +182,15 @@ class Planner:
                 outputs = tuple(self.output_of(self.env[o.name]) if isinstance(o, torch.fx.Node) else Const(o, "float32")
                                 for o in outs)
         return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
-                    tuple(self.notes))
+                    tuple(self.notes), self.output_kind())
+
+    def output_kind(self) -> str:
+        spec = self.program.call_spec.out_spec
+        if spec is None or spec.is_leaf():
+            return "single"
+        if spec.type in (tuple, list) and all(c.is_leaf() for c in spec.children_specs):
+            return "tuple" if spec.type is tuple else "list"
+        raise PlanningError(f"nested forward outputs ({spec.type.__name__} of containers) are not supported")
 
     def output_of(self, val: Any) -> Layout | Const:
         if isinstance(val, Scalar):
@@ -348,7 +357,7 @@ class Planner:
         library = name.partition(".")[0] in LIBRARY_OPS
         if not library:
             self.kept.append(f"aten.{name}")
-        self.slots.append(HostStep(f"h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
+        self.slots.append(HostStep(f"{self.prefix}h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
         results = tuple(self.real_for(b) if b is not None else None for b in outs)
         return Tup(results) if isinstance(val, (tuple, list)) else results[0]
 
@@ -365,11 +374,11 @@ class Planner:
             outputs = tuple(StepOutput(remap[n], b) for n, b in sorted(slot.outputs.items()))
             dag = Dag(slot.shape, nodes)
             if slot.reduction is None:
-                steps.append(ElementwiseStep(f"k{slot.index}", dag, outputs))
+                steps.append(ElementwiseStep(f"{self.prefix}k{slot.index}", dag, outputs))
             else:
                 r = slot.reduction
                 pro_nodes, _ = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])
-                steps.append(ReductionStep(f"k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
+                steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
                                            Dag(slot.prologue.shape, pro_nodes), dag, outputs, r.attrs))
         return tuple(steps)
 
@@ -441,5 +450,5 @@ def _map(fn: Any, x: Any) -> Any:
     return fn(x)
 
 
-def build_plan(program: Any, *, fuse_reductions: bool = True) -> Plan:
-    return Planner(program, fuse_reductions=fuse_reductions).run()
+def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "") -> Plan:
+    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix).run()

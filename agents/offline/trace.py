@@ -37,6 +37,7 @@ KEEP_WHOLE = (
     _aten.max_pool1d.default, _aten.max_pool2d.default, _aten.max_pool3d.default,
     _aten.avg_pool1d.default, _aten.avg_pool2d.default, _aten.avg_pool3d.default,
     _aten.adaptive_avg_pool2d.default, _aten.adaptive_avg_pool1d.default,
+    _aten.scaled_dot_product_attention.default,  # flash / cuDNN attention: far faster than its decomposition
 )
 
 
@@ -56,6 +57,7 @@ class TracedProblem:
     init_inputs: list[Any]
     program: Any  # torch.export.ExportedProgram
     forward_params: tuple[str, ...]
+    variant: int = -1
 
     @property
     def graph(self) -> torch.fx.Graph:
@@ -72,12 +74,21 @@ def load_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = None
     return source, module
 
 
-def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> TracedProblem:
-    """Load, build (eval mode, the harness's init seed) and export the problem's Model; TraceFailure on failure."""
+def n_variants(module: ModuleType) -> int:
+    variants = getattr(module, "get_input_variants", None)
+    return len(variants()) if callable(variants) else 0
+
+
+def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = None, seed: int = 0,
+                  variant: int = -1) -> TracedProblem:
+    """Load, build (eval mode, the harness's init seed) and export the problem's Model on get_inputs() (or on
+    get_input_variants()[variant]); TraceFailure on failure."""
     try:
         source, module = load_problem(path, overrides=overrides)
         init_inputs = list(call_user(module.get_init_inputs, "get_init_inputs()", source))
-        inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(seed), torch.device("cpu")), "get_inputs()", source)
+        spec = InputSpec(seed, variant=variant)
+        inputs = call_user(lambda: make_inputs(module.get_inputs, spec, torch.device("cpu"),
+                                               getattr(module, "get_input_variants", None)), "get_inputs()", source)
         model = build_model(module.Model, init_inputs, source, "Model", seed=INIT_SEED, device=torch.device("cpu"))
     except KernelwrightError as exc:
         raise TraceFailure(f"cannot load the problem: {exc.message}", where=exc.where or str(path)) from None
@@ -92,4 +103,4 @@ def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = Non
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TraceFailure(f"torch.export failed: {type(exc).__name__}: {first}", where=str(path)) from None
     params = source.forward_params or tuple(f"in{i}" for i in range(len(inputs)))
-    return TracedProblem(Path(path).resolve(), source, module, model, list(inputs), init_inputs, program, params)
+    return TracedProblem(Path(path).resolve(), source, module, model, list(inputs), init_inputs, program, params, variant)
