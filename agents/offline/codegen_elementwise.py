@@ -73,6 +73,7 @@ __global__ void __launch_bounds__(KW_{tag}_BLOCK) kw_{tag}_vec(P_{tag} p) {{
 #pragma unroll
         for (int j = 0; j < {V}; ++j) {{
             const {it} l = base + j;
+            (void)l;
 {_indent(vec_body, 12)}
         }}
 {_indent(vec_out_store, 8)}

@@ -29,7 +29,7 @@ __device__ __forceinline__ float kw_round_float16(float x) { return __half2float
 __device__ __forceinline__ float kw_round_bfloat16(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 template <typename T, int N> struct alignas(sizeof(T) * N) KwVec { T v[N]; };
 
-static int kw_sm_count() {
+static inline int kw_sm_count() {
     static int count = 0;
     if (count == 0) {
         int dev = 0;
@@ -38,7 +38,7 @@ static int kw_sm_count() {
     }
     return count;
 }
-static bool kw_aligned(const void* p, int bytes) { return bytes <= 1 || ((uintptr_t)p % (uintptr_t)bytes) == 0; }
+static inline bool kw_aligned(const void* p, int bytes) { return bytes <= 1 || ((uintptr_t)p % (uintptr_t)bytes) == 0; }
 
 // Accumulators: init / push(value, index) / merge / shfl(offset). Plain structs (usable in __shared__).
 template <typename T> struct KwSum {

@@ -188,7 +188,7 @@ class Planner:
         spec = self.program.call_spec.out_spec
         if spec is None or spec.is_leaf():
             return "single"
-        if spec.type in (tuple, list) and all(c.is_leaf() for c in spec.children_specs):
+        if spec.type in (tuple, list) and all(c.is_leaf() for c in spec.children()):
             return "tuple" if spec.type is tuple else "list"
         raise PlanningError(f"nested forward outputs ({spec.type.__name__} of containers) are not supported")
 
