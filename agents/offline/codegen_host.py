@@ -1,0 +1,215 @@
+"""The candidate file: the problem's Model (renamed, so ModelNew owns identical parameters), the CUDA
+source with its launcher specs, and ModelNew.forward, which runs the plan's steps on the host:
+library/ATen calls, output allocation, and one launcher call per custom kernel."""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from kernelwright.agents.offline.codegen_elementwise import StepKernel
+from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+
+REFERENCE_CLASS = "_KwReferenceModel"
+_PROBLEM_FUNCTIONS = {"get_inputs", "get_init_inputs", "get_input_variants"}
+
+
+class HostEmitError(Exception):
+    """The plan can't be written as a candidate (e.g. a huge lifted constant)."""
+
+
+class _Rename(ast.NodeTransformer):
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        if node.id == "Model":
+            node.id = REFERENCE_CLASS
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        if node.name == "Model":
+            node.name = REFERENCE_CLASS
+        self.generic_visit(node)
+        return node
+
+
+def reference_module_source(problem_source: str) -> str:
+    """The problem's source without its input functions or __main__ block, Model renamed."""
+    tree = ast.parse(problem_source)
+    body = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in _PROBLEM_FUNCTIONS:
+            continue
+        if isinstance(node, ast.If) and "__name__" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue  # must be a file's first statement; the candidate has its own header
+        body.append(node)
+    tree.body = body
+    return ast.unparse(_Rename().visit(tree))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, Layout):
+        return _layout_expr(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, torch.dtype):
+        return str(value)
+    if isinstance(value, torch.device):
+        return "_kw_dev"
+    if isinstance(value, (torch.memory_format, torch.layout)):
+        return str(value)
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        return f"float({str(value)!r})"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise HostEmitError(f"cannot write a host argument of type {type(value).__name__}")
+
+
+def _layout_expr(layout: Layout, buffers: dict[str, Buffer] | None = None) -> str:
+    if layout.offset == 0 and layout.is_contiguous() and (buffers is None or layout.shape == buffers[layout.buffer].shape):
+        if buffers is not None:
+            return layout.buffer
+    return f"torch.as_strided({layout.buffer}, {tuple(layout.shape)}, {tuple(layout.strides)}, {layout.offset})"
+
+
+def _host_call(step: HostStep, buffers: dict[str, Buffer]) -> list[str]:
+    def lit(v: Any) -> str:
+        if isinstance(v, Layout):
+            return _layout_expr(v, buffers)
+        if isinstance(v, (list, tuple)) and any(isinstance(x, Layout) for x in v):
+            inner = ", ".join(lit(x) for x in v)
+            return f"[{inner}]" if isinstance(v, list) else f"({inner},)"
+        return _literal(v)
+
+    args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
+    call = f"torch.ops.{step.target}({', '.join(args)})"
+    outs = [b for b in step.outputs]
+    if len(outs) == 1:
+        return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
+    names = [b or "_" for b in outs]
+    lines = [f"_kw_r = {call}"]
+    lines += [f"{b} = _kw_r[{i}].contiguous()" for i, b in enumerate(outs) if b]
+    return lines
+
+
+def _constant_init(attr: str, value: torch.Tensor) -> str:
+    if value.numel() > 4096:
+        raise HostEmitError(f"a lifted constant has {value.numel()} elements (too big to embed)")
+    return (f"        self.register_buffer('{attr}', torch.tensor({value.tolist()!r}, "
+            f"dtype={value.dtype}).reshape({tuple(value.shape)}))")
+
+
+def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], index: int,
+                  constant_attr: dict[str, str]) -> list[str]:
+    buffers = dict(plan.buffers)
+    by_step = {k.step: k for k in kernels}
+    fetch: list[str] = []
+    for name, buf in buffers.items():
+        if buf.origin == "parameter":
+            fetch.append(f"self.kw_ref.get_parameter({buf.target!r})")
+        elif buf.origin == "buffer":
+            fetch.append(f"self.kw_ref.get_buffer({buf.target!r})")
+        elif buf.origin == "constant":
+            fetch.append(f"self.{constant_attr[buf.target]}")
+    state_names = [n for n, b in buffers.items() if b.origin in ("parameter", "buffer", "constant")]
+    body: list[str] = []
+    for pname, buf_name in zip(params, plan.user_inputs):
+        if buf_name is not None:
+            body.append(f"{buf_name} = {pname}.contiguous()")
+    if state_names:
+        body.append(f"if {index} not in self._kw_state:")
+        body.append(f"    self._kw_state[{index}] = [t.contiguous() for t in ({', '.join(fetch)},)]")
+        body.append(f"{', '.join(state_names)}, = self._kw_state[{index}]")
+    device_of = next((b for b in plan.user_inputs if b is not None), None) or (state_names[0] if state_names else None)
+    if device_of is None:
+        raise HostEmitError("forward has neither tensor inputs nor parameters")
+    body.append(f"_kw_dev = {device_of}.device")
+    for step in plan.steps:
+        if isinstance(step, HostStep):
+            body.extend(_host_call(step, buffers))
+            continue
+        kernel = by_step[step.name]
+        for out in step.outputs:
+            buf = buffers[out.buffer]
+            body.append(f"{buf.name} = torch.empty({tuple(buf.shape)}, dtype=torch.{buf.dtype}, device=_kw_dev)")
+        args = list(kernel.args)
+        if kernel.scratch_bytes:
+            body.append(f"_kw_scratch = torch.empty({kernel.scratch_bytes}, dtype=torch.uint8, device=_kw_dev)")
+            args.append("_kw_scratch")
+        body.append(f"_kw_lib.{kernel.launcher}({', '.join(args)})")
+    outs = [_layout_expr(o, buffers) if isinstance(o, Layout) else f"torch.tensor({o.value!r}, device=_kw_dev)"
+            for o in plan.outputs]
+    if plan.output_kind == "single":
+        body.append(f"return {outs[0]}")
+    elif plan.output_kind == "list":
+        body.append(f"return [{', '.join(outs)}]")
+    else:
+        body.append(f"return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")
+    return body
+
+
+def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, problem_source: str,
+                     forward_params: Sequence[str], constants: dict[str, torch.Tensor], header: str,
+                     cuda_source: str) -> str:
+    """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
+    dispatches on the input shapes to the plan specialised for them."""
+    main = shapes[0][0]
+    params = list(forward_params)
+    if len(params) != len(main.user_inputs):
+        params = [f"in{i}" for i in range(len(main.user_inputs))]
+    launchers = {k.launcher: k.spec for _, kernels in shapes for k in kernels}
+    init_lines = [f"        self.kw_ref = {REFERENCE_CLASS}(*args, **kwargs)"]
+    constant_attr: dict[str, str] = {}
+    for plan, _ in shapes:
+        for buf in plan.buffers.values():
+            if buf.origin == "constant" and buf.target not in constant_attr:
+                constant_attr[buf.target] = f"_kw_const{len(constant_attr)}"
+                init_lines.append(_constant_init(constant_attr[buf.target], constants[buf.target]))
+    tensor_params = [p for p, b in zip(params, main.user_inputs) if b is not None]
+    key = "(" + "".join(f"tuple({p}.shape), " for p in tensor_params) + ")"
+    dispatch = [f"_kw_key = {key}"]
+    methods = []
+    for index, (plan, kernels) in enumerate(shapes):
+        shapes_key = tuple(plan.buffers[b].shape for b in plan.user_inputs if b is not None)
+        dispatch.append(f"if _kw_key == {shapes_key!r}:")
+        dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
+        body = _forward_body(plan, kernels, params, index, constant_attr)
+        methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + l for l in body))
+    dispatch.append("raise RuntimeError(f'input shapes {_kw_key} were not traced; this candidate is specialised for "
+                    + ", ".join(repr(tuple(p.buffers[b].shape for b in p.user_inputs if b is not None)) for p, _ in shapes)
+                    + "')")
+    launcher_text = ",\n".join(f"    {name!r}: {spec!r}" for name, spec in launchers.items())
+    forward = "\n".join("        " + line for line in dispatch)
+    return f'''{header}
+import torch
+import torch.nn as nn
+
+from kernelwright.tools.raw_kernel import load_cuda
+
+# ---- the problem's module with Model renamed: ModelNew builds one to own identical parameters and
+# buffers (same constructor, same seed); its forward is never called.
+{reference_module_source(problem_source)}
+
+_KW_CUDA_SRC = r"""{cuda_source}"""
+
+_kw_lib = load_cuda(_KW_CUDA_SRC, {{
+{launcher_text}
+}})
+
+
+class ModelNew(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+{chr(10).join(init_lines)}
+        self._kw_state = {{}}
+
+    def forward(self, {', '.join(params)}):
+{forward}
+
+{(chr(10) + chr(10)).join(methods)}
+'''

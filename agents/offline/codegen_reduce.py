@@ -1,0 +1,295 @@
+"""CUDA for a reduction step over [outer, reduce, inner].
+
+Three kernel shapes, chosen from the static geometry:
+- rows (inner == 1): a warp or a block per row; warp-shuffle then shared-memory combine; for
+  normalisations the row stays in registers when it fits (one read of the input, one write);
+- columns (inner > 1): a 32-wide tile of inner positions per block, threadIdx.y splits the reduced
+  dim, combined through shared memory; coalesced along inner;
+- split (few long rows, plain reductions): partial accumulators from many blocks into a scratch
+  buffer, then one block per row merges them.
+Accumulators are single-pass where one exists: online max/sum-of-exp (softmax, log-softmax,
+logsumexp), Welford (layer norm, var, std).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
+from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launcher_signature, params_for, struct_text
+from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
+from kernelwright.agents.offline.ops import CTYPE, STORAGE_CTYPE, lit
+
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 8, "SPLIT": 0, "CACHE": 1}  # TPR 0: chosen from the row length
+MAX_CACHED_ITEMS = 32
+SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
+
+
+def default_tpr(reduce: int) -> int:
+    for tpr in (32, 64, 128, 256, 512):
+        if reduce <= tpr * 8:
+            return tpr
+    return 1024
+
+
+def default_split(step: ReductionStep) -> int:
+    """Split long rows across blocks when there are too few rows to fill the GPU (plain reductions only)."""
+    if step.is_normalisation or step.inner != 1 or step.outer >= 264 or step.reduce < 16384:
+        return 0
+    return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
+
+
+def _acc(step: ReductionStep, at: str) -> str:
+    kind = step.reduction
+    if kind in ("sum", "mean", "norm", "rms_norm"):
+        return f"KwSum<{at}>"
+    if kind == "prod":
+        return f"KwProd<{at}>"
+    if kind in ("max", "argmax", "max_with_index"):
+        return f"KwExt<{at}, true>"
+    if kind in ("min", "argmin", "min_with_index"):
+        return f"KwExt<{at}, false>"
+    if kind in ("var", "std", "layer_norm"):
+        return f"KwWelford<{at}>"
+    return f"KwLse<{at}>"  # logsumexp, softmax, log_softmax
+
+
+def _push_value(step: ReductionStep, v: str, at: str) -> str:
+    if step.reduction == "rms_norm":
+        return f"{v} * {v}"
+    if step.reduction == "norm":
+        order = step.attr("ord", 2.0)
+        if order == 1.0:
+            return f"({v} < 0 ? -{v} : {v})"
+        if order == 2.0:
+            return f"{v} * {v}"
+        return f"pow(({v} < 0 ? -{v} : {v}), {lit(order, at)})"
+    return v
+
+
+def _final(step: ReductionStep, at: str) -> tuple[str, str]:
+    """(value, index) expressions from the merged accumulator `a`."""
+    kind, r = step.reduction, step.reduce
+    if kind in ("sum", "prod"):
+        return "a.s", "0"
+    if kind == "mean":
+        return f"a.s / ({at}){r}", "0"
+    if kind in ("max", "min", "argmax", "argmin", "max_with_index", "min_with_index"):
+        return "a.m", "a.i"
+    if kind in ("var", "std"):
+        denom = f"({at}){max(r - step.attr('correction', 1.0), 0.0)!r}"
+        var = f"(a.m2 / {denom})"
+        return (var if kind == "var" else f"sqrt({var})"), "0"
+    if kind == "logsumexp":
+        return f"(a.m == -INFINITY ? a.m : a.m + log(a.s))", "0"
+    if kind == "norm":
+        order = step.attr("ord", 2.0)
+        if order == 1.0:
+            return "a.s", "0"
+        if order == 2.0:
+            return "sqrt(a.s)", "0"
+        return f"pow(a.s, {lit(1.0 / order, at)})", "0"
+    raise ValueError(kind)
+
+
+def _stats_and_z(step: ReductionStep, at: str) -> tuple[list[str], str]:
+    """Statements after the merge, and z as an expression of the prologue value `v`."""
+    kind, r = step.reduction, step.reduce
+    if kind == "softmax":
+        return [f"const {at} mx = a.m, inv = ({at})1 / a.s;"], "kw_exp(v - mx) * inv"
+    if kind == "log_softmax":
+        return [f"const {at} lse = a.m + log(a.s);"], "v - lse"
+    eps = lit(step.attr("eps", 1e-5), at)
+    if kind == "layer_norm":
+        return [f"const {at} mu = a.mean, rstd = ({at})1 / sqrt(a.m2 / ({at}){r} + {eps});"], "(v - mu) * rstd"
+    if kind == "rms_norm":
+        return [f"const {at} rstd = ({at})1 / sqrt(a.s / ({at}){r} + {eps});"], "v * rstd"
+    raise ValueError(kind)
+
+
+def reduction_kernel(step: ReductionStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any]) -> StepKernel:
+    p = {**REDUCTION_DEFAULTS, **params}
+    tag, O, R, I = step.name, step.outer, step.reduce, step.inner
+    in_dtype = next((e.dtype for e in step.prologue.nodes[-1:]), "float32")
+    at = "double" if in_dtype == "float64" or step.prologue.nodes[-1].dtype == "float64" else "float"
+    loads = [e for e in (*step.prologue.nodes, *step.epilogue.nodes) if isinstance(e, Load)]
+    outputs = [(o.buffer, buffers[o.buffer].dtype) for o in step.outputs]
+    plist = params_for(loads, outputs)
+    it = index_type(O * R * I, *(buffers[e.layout.buffer].numel for e in loads))
+    pro_lines, pro_names = emit_dag(step.prologue, "l", it, prefix="x")
+    epi_lines, epi_names = emit_dag(step.epilogue, "q", it, specials={"value": "value", "index": "index", "z": "z"},
+                                    prefix="y")
+    stores = [f"p.{o.buffer}[q] = KwStore<{STORAGE_CTYPE[buffers[o.buffer].dtype]}>::of({epi_names[o.node]});"
+              for o in step.outputs]
+    acc = _acc(step, at)
+    helpers = f"""
+// ---- {tag}: {step.reduction} over [outer={O}, reduce={R}, inner={I}]
+{struct_text(f"P_{tag}", plist)}
+__device__ __forceinline__ {at} kw_{tag}_pro(const P_{tag}& p, {it} l) {{
+{_indent(pro_lines, 4)}
+    return ({at}){pro_names[-1]};
+}}
+__device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} value, long long index, {at} z) {{
+{_indent(epi_lines, 4)}
+{_indent(stores, 4)}
+}}
+"""
+    split = int(p["SPLIT"]) if p["SPLIT"] else default_split(step)
+    if step.is_normalisation or I != 1:
+        split = 0
+    c_params, spec = launcher_signature(plist)
+    assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
+    if I != 1:
+        body, launch = _columns(step, p, it, at, acc, tag)
+    elif split:
+        body, launch = _split(step, p, it, at, acc, tag, split)
+        c_params += (", " if c_params else "") + "unsigned char* scratch"
+        spec += (", " if spec else "") + "u8*"
+        assign += "\n    p.scratch = scratch;"
+        helpers = helpers.replace(f"struct P_{tag} {{", f"struct P_{tag} {{\n    unsigned char* scratch;", 1)
+    else:
+        body, launch = _rows(step, p, it, at, acc, tag)
+    source = f"""{helpers}{body}
+extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t stream) {{
+    P_{tag} p;
+{assign}
+{launch}
+    return (int)cudaGetLastError();
+}}
+"""
+    return StepKernel(tag, source, f"kw_launch_{tag}", spec, tuple(q.buffer for q in plist),
+                      scratch_bytes=O * split * SCRATCH_PER_ACC if split else 0)
+
+
+def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
+    O, R = step.outer, step.reduce
+    tpr = int(p["TPR"]) or default_tpr(R)
+    rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
+    items = -(-R // tpr)
+    cached = step.is_normalisation and items <= MAX_CACHED_ITEMS and bool(int(p["CACHE"]))
+    push = _push_value(step, "v", at)
+    if cached:
+        gather = f"""    {at} vals[KW_{tag}_ITEMS];
+#pragma unroll
+    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+        const int r = lane + k * KW_{tag}_TPR;
+        if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
+    }}"""
+    else:
+        gather = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        a.push({push}, r);
+    }}"""
+    if step.is_normalisation:
+        stats, z = _stats_and_z(step, at)
+        if cached:
+            write = f"""#pragma unroll
+    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+        const int r = lane + k * KW_{tag}_TPR;
+        if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
+    }}"""
+        else:
+            write = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
+    }}"""
+        finish = _indent(stats, 4) + "\n" + write
+    else:
+        value, index = _final(step, at)
+        finish = f"    if (lane == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);"
+    body = f"""#define KW_{tag}_TPR {tpr}
+#define KW_{tag}_RPB {rpb}
+#define KW_{tag}_ITEMS {items}
+__global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} p) {{
+    const int lane = threadIdx.x;
+    const {it} row = ({it})blockIdx.x * KW_{tag}_RPB + threadIdx.y;
+    if (row >= ({it}){O}) return;  // uniform per block when TPR > 32 (RPB is 1 then)
+    {acc} a; a.init();
+{gather}
+    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);
+{finish}
+}}"""
+    launch = f"""    dim3 block(KW_{tag}_TPR, KW_{tag}_RPB);
+    kw_{tag}<<<(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block, 0, stream>>>(p);"""
+    return body, launch
+
+
+def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
+    O, R, I = step.outer, step.reduce, step.inner
+    cy = max(1, min(int(p["CY"]), 32))
+    push = _push_value(step, "v", at)
+    if step.is_normalisation:
+        stats, z = _stats_and_z(step, at)
+        finish = _indent(stats, 4) + f"""
+    if (live) for (int r = threadIdx.y; r < {R}; r += KW_{tag}_CY) {{
+        const {it} l = (o * ({it}){R} + r) * ({it}){I} + i;
+        const {at} v = kw_{tag}_pro(p, l);
+        kw_{tag}_epi(p, l, 0, 0, {z});
+    }}"""
+    else:
+        value, index = _final(step, at)
+        finish = f"    if (live && threadIdx.y == 0) kw_{tag}_epi(p, o * ({it}){I} + i, {value}, {index}, 0);"
+    tiles = -(-I // 32)
+    body = f"""#define KW_{tag}_CY {cy}
+__global__ void __launch_bounds__(32 * KW_{tag}_CY) kw_{tag}(P_{tag} p) {{
+    const {it} o = ({it})blockIdx.x / {tiles};
+    const {it} i = ({it})(blockIdx.x % {tiles}) * 32 + threadIdx.x;
+    const bool live = i < ({it}){I};
+    {acc} a; a.init();
+    if (live) for (int r = threadIdx.y; r < {R}; r += KW_{tag}_CY) {{
+        const {at} v = kw_{tag}_pro(p, (o * ({it}){R} + r) * ({it}){I} + i);
+        a.push({push}, r);
+    }}
+    __shared__ {acc} part[KW_{tag}_CY][32];
+    part[threadIdx.y][threadIdx.x] = a;
+    __syncthreads();
+    a.init();
+#pragma unroll
+    for (int y = 0; y < KW_{tag}_CY; ++y) a.merge(part[y][threadIdx.x]);
+{finish}
+}}"""
+    launch = f"""    dim3 block(32, KW_{tag}_CY);
+    kw_{tag}<<<(unsigned)({O}LL * {tiles}LL), block, 0, stream>>>(p);"""
+    return body, launch
+
+
+def _split(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str, split: int) -> tuple[str, str]:
+    O, R = step.outer, step.reduce
+    tpr = 256
+    chunk = -(-R // split)
+    push = _push_value(step, "v", at)
+    value, index = _final(step, at)
+    body = f"""#define KW_{tag}_SPLIT {split}
+#define KW_{tag}_CHUNK {chunk}
+__global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
+    const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
+    const {it} part = ({it})blockIdx.x % KW_{tag}_SPLIT;
+    const {it} start = part * ({it})KW_{tag}_CHUNK;
+    {it} stop = start + ({it})KW_{tag}_CHUNK;
+    if (stop > ({it}){R}) stop = ({it}){R};
+    {acc} a; a.init();
+    for ({it} r = start + threadIdx.x; r < stop; r += {tpr}) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        a.push({push}, (long long)r);
+    }}
+    a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
+    if (threadIdx.x == 0) reinterpret_cast<{acc}*>(p.scratch)[blockIdx.x] = a;
+}}
+__global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
+    const {it} row = blockIdx.x;
+    {acc} a; a.init();
+    for (int s = threadIdx.x; s < KW_{tag}_SPLIT; s += 256) a.merge(reinterpret_cast<const {acc}*>(p.scratch)[row * KW_{tag}_SPLIT + s]);
+    a = kw_block_reduce_x<{acc}, 256, 1>(a);
+    if (threadIdx.x == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);
+}}"""
+    launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
+    kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"""
+    return body, launch
+
+
+def uses_loads(step: ReductionStep) -> list[Load]:
+    return [e for e in (*step.prologue.nodes, *step.epilogue.nodes) if isinstance(e, Load)]
+
+
+_ = CTYPE  # re-exported types used by callers that build specs

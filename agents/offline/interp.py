@@ -1,0 +1,151 @@
+"""Run a Plan with plain torch ops (CPU): the same steps, layouts, broadcasting and formulas the CUDA
+is generated from. Agreement with the problem's Model on real inputs validates the translation
+logic without a GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Op, Plan, ReductionStep,
+                                            Special)
+from kernelwright.agents.offline.ops import PRIMITIVES, TORCH_DTYPE, compute_dtype, operand_dtype
+
+
+def resolve_op(target: str) -> Any:
+    """'aten.conv2d.default' -> torch.ops.aten.conv2d.default"""
+    namespace, name, overload = target.split(".")
+    return getattr(getattr(getattr(torch.ops, namespace), name), overload)
+
+
+def initial_memory(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
+                   constants: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    mem: dict[str, torch.Tensor] = {}
+    positions = {b: i for i, b in enumerate(plan.user_inputs) if b is not None}
+    for name, buf in plan.buffers.items():
+        if buf.origin == "input":
+            mem[name] = inputs[positions[name]].contiguous()
+        elif buf.origin == "parameter":
+            mem[name] = model.get_parameter(buf.target).detach().contiguous()
+        elif buf.origin == "buffer":
+            mem[name] = model.get_buffer(buf.target).contiguous()
+        elif buf.origin == "constant":
+            mem[name] = (constants or {})[buf.target].contiguous()
+    return mem
+
+
+def view(mem: Mapping[str, torch.Tensor], layout: Layout) -> torch.Tensor:
+    return torch.as_strided(mem[layout.buffer], layout.shape, layout.strides, layout.offset)
+
+
+def eval_dag(dag: Dag, mem: Mapping[str, torch.Tensor], specials: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    values: list[torch.Tensor] = []
+    dtypes: list[str] = []
+    for expr in dag.nodes:
+        if isinstance(expr, Load):
+            values.append(view(mem, expr.layout).to(compute_dtype(expr.dtype)))
+            dtypes.append(expr.dtype)
+        elif isinstance(expr, Const):
+            values.append(torch.tensor(expr.value))
+            dtypes.append(expr.dtype)
+        elif isinstance(expr, Special):
+            values.append((specials or {})[expr.name].to(compute_dtype(expr.dtype)))
+            dtypes.append(expr.dtype)
+        else:
+            prim = PRIMITIVES[expr.op]
+            arg_dtypes = [dtypes[a] for a in expr.args]
+            args = [values[a].to(compute_dtype(operand_dtype(prim, expr, arg_dtypes, i))) for i, a in enumerate(expr.args)]
+            out = prim.torch(args, expr)
+            if expr.dtype in ("float16", "bfloat16") and expr.op != "cast":
+                out = out.to(TORCH_DTYPE[expr.dtype])  # eager rounds each half-precision result
+            values.append(out if expr.op == "cast" else out.to(compute_dtype(expr.dtype)))
+            dtypes.append(expr.dtype)
+    return values
+
+
+def _store(mem: dict[str, torch.Tensor], plan: Plan, buffer: str, value: torch.Tensor) -> None:
+    buf = plan.buffers[buffer]
+    mem[buffer] = value.expand(buf.shape).to(TORCH_DTYPE[buf.dtype]).contiguous()
+
+
+def reduce_values(step: ReductionStep, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reduction's Special values from its prologue value x of shape [outer, reduce, inner]."""
+    kind = step.reduction
+    if kind in ("sum", "mean", "prod"):
+        return {"value": getattr(torch, kind)(x, 1)}
+    if kind in ("max", "min"):
+        return {"value": torch.amax(x, 1) if kind == "max" else torch.amin(x, 1)}
+    if kind in ("argmax", "argmin"):
+        return {"index": torch.argmax(x, 1) if kind == "argmax" else torch.argmin(x, 1)}
+    if kind in ("max_with_index", "min_with_index"):
+        values, index = torch.max(x, 1) if kind == "max_with_index" else torch.min(x, 1)
+        return {"value": values, "index": index}
+    if kind in ("var", "std"):
+        mean = x.mean(1, keepdim=True)
+        var = ((x - mean) ** 2).sum(1) / max(step.reduce - step.attr("correction", 1.0), 0)
+        return {"value": var if kind == "var" else torch.sqrt(var)}
+    if kind == "logsumexp":
+        m = torch.amax(x, 1, keepdim=True)
+        m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+        return {"value": (torch.log(torch.exp(x - m).sum(1, keepdim=True)) + m).squeeze(1)}
+    if kind == "norm":
+        p = step.attr("ord", 2.0)
+        if p == 1.0:
+            return {"value": x.abs().sum(1)}
+        if p == 2.0:
+            return {"value": torch.sqrt((x * x).sum(1))}
+        return {"value": torch.pow(torch.pow(x.abs(), p).sum(1), 1.0 / p)}
+    if kind in ("softmax", "log_softmax"):
+        m = torch.amax(x, 1, keepdim=True)
+        e = torch.exp(x - m)
+        s = e.sum(1, keepdim=True)
+        return {"z": e / s if kind == "softmax" else x - m - torch.log(s)}
+    if kind == "layer_norm":
+        mean = x.mean(1, keepdim=True)
+        var = ((x - mean) ** 2).mean(1, keepdim=True)
+        return {"z": (x - mean) * torch.rsqrt(var + step.attr("eps"))}
+    if kind == "rms_norm":
+        return {"z": x * torch.rsqrt((x * x).mean(1, keepdim=True) + step.attr("eps"))}
+    raise ValueError(f"unknown reduction {kind}")
+
+
+def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
+    if isinstance(step, ElementwiseStep):
+        values = eval_dag(step.dag, mem)
+        for out in step.outputs:
+            _store(mem, plan, out.buffer, values[out.node])
+    elif isinstance(step, ReductionStep):
+        x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape)
+        x = x.reshape(step.outer, step.reduce, step.inner)
+        specials = {k: v.reshape(step.epilogue.shape) for k, v in reduce_values(step, x).items()}
+        values = eval_dag(step.epilogue, mem, specials)
+        for out in step.outputs:
+            _store(mem, plan, out.buffer, values[out.node])
+    elif isinstance(step, HostStep):
+        conv = lambda v: view(mem, v) if isinstance(v, Layout) else v  # noqa: E731
+        args = _map(conv, step.args)
+        kwargs = {k: _map(conv, v) for k, v in step.kwargs}
+        result = resolve_op(step.target)(*args, **kwargs)
+        results = list(result) if isinstance(result, (tuple, list)) else [result]
+        for buf, value in zip(step.outputs, results):
+            if buf is not None:
+                mem[buf] = value.contiguous()
+    else:
+        raise TypeError(f"unknown step {type(step).__name__}")
+
+
+def interpret(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
+              constants: Mapping[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+    mem = initial_memory(plan, model, inputs, constants)
+    with torch.no_grad():
+        for step in plan.steps:
+            run_step(plan, step, mem)
+    return [view(mem, o) if isinstance(o, Layout) else torch.tensor(o.value) for o in plan.outputs]
+
+
+def _map(fn: Any, x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map(fn, v) for v in x)
+    return fn(x)

@@ -1,0 +1,249 @@
+"""The offline translator's plan: realised buffers, strided views of them, and steps.
+
+A plan is what the traced op graph becomes before any CUDA is written. Every
+tensor that lives in memory is a *buffer* (contiguous, one dtype); every value a
+kernel reads is a `Layout` over a buffer (shape, strides, offset), so views,
+permutes and broadcasting are all the same thing: strides (0 for a broadcast
+dim). Steps run in order: a fused elementwise kernel, a reduction kernel (with
+an elementwise prologue feeding it and an epilogue after it), or a host call
+(a library GEMM/conv, or an op kept as ATen).
+
+Codegen (CUDA) and the interpreter (torch, CPU) both walk this same structure,
+so the interpreter's agreement with the problem's Model validates the
+decomposition, broadcasting, dims and op order that the CUDA is written from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from math import prod
+from typing import Any, Literal, Union
+
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+
+
+@dataclass(frozen=True, slots=True)
+class Buffer:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # torch dtype name without the prefix: float32, int64, bool, ...
+    origin: Literal["input", "parameter", "buffer", "constant", "step"]
+    target: str = ""  # the module attribute (conv.weight) or the input position (input[0])
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """A strided view of a buffer: element (i0, i1, ...) lives at offset + sum(i_d * strides[d])."""
+
+    buffer: str
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+    offset: int = 0
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+    def is_contiguous(self) -> bool:
+        return self.strides == contiguous_strides(self.shape) or self.numel <= 1
+
+    def is_identity_of(self, buf: Buffer) -> bool:
+        return self.offset == 0 and self.shape == buf.shape and self.is_contiguous()
+
+
+def contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out, acc = [], 1
+    for size in reversed(shape):
+        out.append(acc)
+        acc *= size
+    return tuple(reversed(out))
+
+
+def expand_layout(layout: Layout, shape: tuple[int, ...]) -> Layout:
+    """Broadcast a layout to `shape` (numpy rules): new leading dims and size-1 dims get stride 0."""
+    lead = len(shape) - len(layout.shape)
+    if lead < 0:
+        raise ValueError(f"cannot broadcast {layout.shape} to {shape}")
+    strides = []
+    for d, size in enumerate(shape):
+        if d < lead:
+            strides.append(0)
+            continue
+        own = layout.shape[d - lead]
+        if own == size:
+            strides.append(layout.strides[d - lead] if size != 1 else 0)
+        elif own == 1:
+            strides.append(0)
+        else:
+            raise ValueError(f"cannot broadcast {layout.shape} to {shape}")
+    return Layout(layout.buffer, tuple(shape), tuple(strides), layout.offset)
+
+
+# ---------------------------------------------------------------- expressions (one DAG per kernel)
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Read a buffer through a layout whose shape is the DAG's iteration shape."""
+
+    layout: Layout
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    value: float | int | bool
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class Special:
+    """A value the enclosing reduction supplies: 'value' (the reduced value), 'index' (arg index),
+    or 'z' (a normalisation's output before its epilogue)."""
+
+    name: Literal["value", "index", "z"]
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    op: str  # a primitive of ops.PRIMITIVES
+    args: tuple[int, ...]  # indices of earlier nodes of the same DAG
+    dtype: str  # the result's dtype
+    attrs: tuple[tuple[str, Any], ...] = ()
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return dict(self.attrs).get(name, default)
+
+
+Expr = Union[Load, Const, Special, Op]
+
+
+@dataclass(frozen=True, slots=True)
+class Dag:
+    shape: tuple[int, ...]  # the iteration shape every node is evaluated over
+    nodes: tuple[Expr, ...]
+
+    @property
+    def numel(self) -> int:
+        return prod(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    node: int  # the DAG node whose value is stored
+    buffer: str
+
+
+# ---------------------------------------------------------------- steps
+
+@dataclass(frozen=True, slots=True)
+class ElementwiseStep:
+    name: str
+    dag: Dag
+    outputs: tuple[StepOutput, ...]
+    kind: Literal["elementwise"] = "elementwise"
+
+
+ReductionKind = Literal["sum", "mean", "max", "min", "argmax", "argmin", "max_with_index", "min_with_index",
+                        "prod", "var", "std", "logsumexp", "norm", "softmax", "log_softmax", "layer_norm", "rms_norm"]
+NORMALISATIONS = ("softmax", "log_softmax", "layer_norm", "rms_norm")
+
+
+@dataclass(frozen=True, slots=True)
+class ReductionStep:
+    """Reduce the prologue's value over the middle of [outer, reduce, inner] (the logical input's linear index
+    is (o * reduce + r) * inner + i). Normalisations write a value per input element; the others one per (o, i)."""
+
+    name: str
+    reduction: ReductionKind
+    outer: int
+    reduce: int
+    inner: int
+    prologue: Dag  # over the logical input shape; its last node is the reduced value
+    epilogue: Dag  # over the output shape; Special nodes stand for the reduction's results
+    outputs: tuple[StepOutput, ...]
+    attrs: tuple[tuple[str, Any], ...] = ()  # eps, correction, ord
+    kind: Literal["reduction"] = "reduction"
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        return dict(self.attrs).get(name, default)
+
+    @property
+    def is_normalisation(self) -> bool:
+        return self.reduction in NORMALISATIONS
+
+
+@dataclass(frozen=True, slots=True)
+class HostStep:
+    """A host-side ATen call: a library op (cuBLAS/cuDNN GEMM or conv) or an op kept as ATen."""
+
+    name: str
+    target: str  # aten.conv2d.default
+    args: tuple[Any, ...]  # literals, Layout (a tensor argument), lists/tuples of those
+    kwargs: tuple[tuple[str, Any], ...]
+    outputs: tuple[str | None, ...]  # buffers for tensor outputs, in the op's output order (None: not a tensor)
+    library: bool
+    kind: Literal["host"] = "host"
+
+
+Step = Union[ElementwiseStep, ReductionStep, HostStep]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    buffers: dict[str, Buffer]
+    user_inputs: tuple[str | None, ...]  # buffer per forward argument (None: a non-tensor argument)
+    steps: tuple[Step, ...]
+    outputs: tuple[Layout | Const, ...]
+    kept_aten_ops: tuple[str, ...] = ()  # non-library ATen ops the candidate still calls
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    output_kind: Literal["single", "tuple", "list"] = "single"  # how forward returns its outputs
+
+    @property
+    def custom_steps(self) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.kind != "host")
+
+    def summary(self) -> dict[str, Any]:
+        kinds: dict[str, int] = {}
+        for s in self.steps:
+            key = s.kind if s.kind != "host" else ("library" if s.library else "aten")
+            kinds[key] = kinds.get(key, 0) + 1
+        return {"steps": kinds, "kept_aten_ops": list(self.kept_aten_ops), "notes": list(self.notes)}
+
+
+def describe(plan: Plan) -> str:
+    """A readable listing of the plan (for notes, logs and debugging)."""
+    lines = []
+    for name, buf in plan.buffers.items():
+        if buf.origin != "step":
+            lines.append(f"{name}: {buf.origin} {buf.target} {buf.dtype}{list(buf.shape)}")
+    for step in plan.steps:
+        if isinstance(step, HostStep):
+            lines.append(f"{step.name}: {'library' if step.library else 'aten'} {step.target} -> {list(step.outputs)}")
+            continue
+        if isinstance(step, ReductionStep):
+            lines.append(f"{step.name}: {step.reduction}[{step.outer}, {step.reduce}, {step.inner}] {dict(step.attrs)}")
+            lines.extend("    pro " + _expr(i, e) for i, e in enumerate(step.prologue.nodes))
+            dag = step.epilogue
+        else:
+            lines.append(f"{step.name}: elementwise {list(step.dag.shape)}")
+            dag = step.dag
+        lines.extend("    " + _expr(i, e) for i, e in enumerate(dag.nodes))
+        lines.append("    -> " + ", ".join(f"%{o.node}:{o.buffer}" for o in step.outputs))
+    lines.append("outputs: " + ", ".join(o.buffer if isinstance(o, Layout) else repr(o.value) for o in plan.outputs))
+    return "\n".join(lines)
+
+
+def _expr(i: int, e: Expr) -> str:
+    if isinstance(e, Load):
+        return f"%{i} = load {e.layout.buffer} strides={list(e.layout.strides)} off={e.layout.offset} {e.dtype}"
+    if isinstance(e, Const):
+        return f"%{i} = const {e.value!r}"
+    if isinstance(e, Special):
+        return f"%{i} = {e.name} {e.dtype}"
+    attrs = f" {dict(e.attrs)}" if e.attrs else ""
+    return f"%{i} = {e.op}({', '.join(f'%{a}' for a in e.args)}){attrs} {e.dtype}"

@@ -1,0 +1,454 @@
+"""Traced FX graph -> Plan: which ops fuse into which kernel, what stays a host call.
+
+Walks the graph in order. An elementwise op joins the open kernel ("group") of
+an operand of the same shape when everything else it reads is ready before that
+kernel runs (so groups stay in a valid order); otherwise it opens a new one.
+Values stay inside a kernel ("lazy") until something outside needs them in
+memory, then the kernel gets an extra output. A reduction absorbs the kernel
+that computes its input when nothing else uses that kernel's values (prologue),
+and later elementwise ops on its result join it (epilogue). Library ops (GEMM,
+conv) and ops without a kernel here become host ATen calls.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kernelwright.agents.offline.ir import (Buffer, Const, Dag, ElementwiseStep, Expr, HostStep, Layout, Load, Op,
+                                            Plan, ReductionStep, Special, StepOutput, contiguous_strides, expand_layout)
+from kernelwright.agents.offline.lowering import IDENTITY, LOWERINGS
+from kernelwright.agents.offline.ops import PRIMITIVES
+from kernelwright.agents.offline.reductions import NotReducible, ReductionSpec, is_reduction, reduction_spec
+from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
+
+LIBRARY_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "einsum",
+               "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
+               "conv_transpose3d", "tensordot", "scaled_dot_product_attention")
+
+
+@dataclass(frozen=True)
+class Real:
+    layout: Layout
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Lazy:
+    group: "Group"
+    node: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Scalar:
+    value: float | int | bool
+    dtype: str
+
+
+@dataclass(frozen=True)
+class Tup:
+    items: tuple[Any, ...]
+
+
+@dataclass(eq=False)
+class Group:
+    index: int
+    shape: tuple[int, ...]
+    nodes: list[Expr] = field(default_factory=list)
+    outputs: dict[int, str] = field(default_factory=dict)
+    fx_names: set[str] = field(default_factory=set)
+    memo: dict[Any, int] = field(default_factory=dict)
+    reduction: ReductionSpec | None = None
+    prologue: Dag | None = None
+    dead: bool = False
+
+    def add(self, expr: Expr) -> int:
+        key = expr if isinstance(expr, (Load, Const, Special)) else None
+        if key is not None and key in self.memo:
+            return self.memo[key]
+        self.nodes.append(expr)
+        if key is not None:
+            self.memo[key] = len(self.nodes) - 1
+        return len(self.nodes) - 1
+
+
+class PlanningError(Exception):
+    """An op that can't be planned at all (not even kept as ATen)."""
+
+
+def _dtype(t: Any) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, torch._ops.OpOverload):
+        return f"{target._opname}.{target._overloadname}"
+    return getattr(target, "__name__", str(target))
+
+
+class Planner:
+    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = ""):
+        self.program = program
+        self.prefix = prefix  # step names are <prefix>k<n> (one plan per input shape in a candidate)
+        self.fuse_reductions = fuse_reductions
+        self.buffers: dict[str, Buffer] = {}
+        self.producer: dict[str, int] = {}  # buffer -> index of the step that writes it (-1: given)
+        self.slots: list[Group | HostStep] = []
+        self.env: dict[str, Any] = {}
+        self.kept: list[str] = []
+        self.notes: list[str] = []
+        self.users: dict[str, set[str]] = {}
+
+    # ---------------------------------------------------------------- buffers and values
+    def new_buffer(self, shape: tuple[int, ...], dtype: str, producer: int, origin: str = "step", target: str = "") -> str:
+        name = f"b{len(self.buffers)}"
+        self.buffers[name] = Buffer(name, tuple(shape), dtype, origin, target)  # type: ignore[arg-type]
+        self.producer[name] = producer
+        return name
+
+    def real_for(self, buffer: str) -> Real:
+        buf = self.buffers[buffer]
+        return Real(Layout(buffer, buf.shape, contiguous_strides(buf.shape), 0), buf.dtype)
+
+    def materialise(self, val: Any) -> Real:
+        if isinstance(val, Real):
+            return val
+        if isinstance(val, Lazy):
+            g = val.group
+            if val.node not in g.outputs:
+                g.outputs[val.node] = self.new_buffer(g.shape, val.dtype, g.index)
+            return self.real_for(g.outputs[val.node])
+        if isinstance(val, Scalar):
+            g = self.new_group(())
+            return self.materialise(Lazy(g, g.add(Const(val.value, val.dtype)), val.dtype))
+        raise PlanningError(f"cannot materialise {type(val).__name__}")
+
+    def ready_before(self, val: Any, index: int) -> bool:
+        if isinstance(val, Real):
+            return self.producer[val.layout.buffer] < index
+        if isinstance(val, Lazy):
+            return val.group.index <= index  # same group: computed in it; earlier: gets an output
+        if isinstance(val, Tup):
+            return all(self.ready_before(v, index) for v in val.items if v is not None)
+        return True
+
+    def new_group(self, shape: tuple[int, ...]) -> Group:
+        g = Group(len(self.slots), tuple(shape))
+        self.slots.append(g)
+        return g
+
+    def operand(self, g: Group, val: Any) -> int:
+        if isinstance(val, Lazy) and val.group is g:
+            return val.node
+        if isinstance(val, (int, float, bool)):
+            return g.add(Const(val, "bool" if isinstance(val, bool) else ("int64" if isinstance(val, int) else "float32")))
+        if isinstance(val, Scalar):
+            return g.add(Const(val.value, val.dtype))
+        real = self.materialise(val)
+        return g.add(Load(expand_layout(real.layout, g.shape), real.dtype))
+
+    # ---------------------------------------------------------------- graph walk
+    def run(self) -> Plan:
+        sig = self.program.graph_signature
+        kinds = {s.arg.name: (s.kind.name.lower(), s.target) for s in sig.input_specs}
+        user_inputs: list[str | None] = []
+        graph = self.program.graph
+        for node in graph.nodes:
+            self.users[node.name] = {u.name for u in node.users}
+        for node in graph.nodes:
+            if node.op == "placeholder":
+                kind, target = kinds.get(node.name, ("user_input", None))
+                val = node.meta.get("val")
+                if not isinstance(val, torch.Tensor):
+                    self.env[node.name] = val
+                    if kind == "user_input":
+                        user_inputs.append(None)
+                    continue
+                origin = {"user_input": "input", "parameter": "parameter", "buffer": "buffer",
+                          "constant_tensor": "constant"}.get(kind, "input")
+                name = self.new_buffer(tuple(val.shape), _dtype(val), -1, origin,
+                                       target or f"input[{len(user_inputs)}]")
+                self.env[node.name] = self.real_for(name)
+                if origin == "input":
+                    user_inputs.append(name)
+            elif node.op == "call_function":
+                self.env[node.name] = self.call(node)
+            elif node.op == "output":
+                outs = node.args[0]
+                outputs = tuple(self.output_of(self.env[o.name]) if isinstance(o, torch.fx.Node) else Const(o, "float32")
+                                for o in outs)
+        return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
+                    tuple(self.notes), self.output_kind())
+
+    def output_kind(self) -> str:
+        spec = self.program.call_spec.out_spec
+        if spec is None or spec.is_leaf():
+            return "single"
+        if spec.type in (tuple, list) and all(c.is_leaf() for c in spec.children()):
+            return "tuple" if spec.type is tuple else "list"
+        raise PlanningError(f"nested forward outputs ({spec.type.__name__} of containers) are not supported")
+
+    def output_of(self, val: Any) -> Layout | Const:
+        if isinstance(val, Scalar):
+            return self.materialise(val).layout
+        return self.materialise(val).layout
+
+    def call(self, node: torch.fx.Node) -> Any:
+        target = node.target
+        if target is operator.getitem:
+            item = self.env[node.args[0].name].items[node.args[1]]
+            self.pass_through(node, item)
+            return item
+        name = _target_name(target)
+        args = tuple(self.resolve(a) for a in node.args)
+        kwargs = {k: self.resolve(v) for k, v in node.kwargs.items()}
+        val = node.meta.get("val")
+        if name in IDENTITY:
+            self.pass_through(node, args[0])
+            return args[0]
+        if name == "scalar_tensor.default":
+            return Scalar(args[0], _dtype(val))
+        if name.partition(".")[0] in VIEW_OPS and isinstance(args[0], (Real, Lazy)):
+            return self.view(node, name, args, kwargs)
+        if name == "_native_batch_norm_legit_no_training.default" and isinstance(val, (tuple, list)):
+            x, weight, bias, mean, var, momentum, eps = args
+            try:
+                out = self.elementwise(node, "batch_norm.default", (x, weight, bias, mean, var, False, momentum, eps),
+                                       {"ndim": len(val[0].shape)}, meta=val[0])
+                return Tup((out, None, None))
+            except NotImplementedError as exc:
+                self.notes.append(f"{name}: {exc}; kept as ATen")
+        elif name in LOWERINGS and isinstance(val, torch.Tensor):
+            try:
+                return self.elementwise(node, name, args, kwargs)
+            except NotImplementedError as exc:
+                self.notes.append(f"{name}: {exc}; kept as ATen")
+        elif is_reduction(name) and isinstance(val, (torch.Tensor, tuple, list)) and self.fuse_reductions:
+            try:
+                return self.reduce(node, name, args, kwargs)
+            except NotReducible as exc:
+                self.notes.append(f"{name}: {exc}; kept as ATen")
+        return self.host(node, name, args, kwargs)
+
+    @staticmethod
+    def pass_through(node: torch.fx.Node, val: Any) -> None:
+        """A no-op node on a lazy value counts as part of its group (so prologue absorption sees through it)."""
+        if isinstance(val, Lazy):
+            val.group.fx_names.add(node.name)
+
+    def resolve(self, a: Any) -> Any:
+        if isinstance(a, torch.fx.Node):
+            return self.env[a.name]
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.resolve(x) for x in a)
+        return a
+
+    # ---------------------------------------------------------------- elementwise
+    def elementwise(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict, meta: Any = None) -> Lazy:
+        val = node.meta["val"] if meta is None else meta
+        shape, dtype = tuple(val.shape), _dtype(val)
+        vals = [v for v in _flatten((args, kwargs)) if isinstance(v, (Real, Lazy, Scalar))]
+        g = self.pick_group(shape, vals)
+        emitter = _Emitter(self, g, dtype)
+        out = LOWERINGS[name](emitter, *args, **kwargs)
+        g.fx_names.add(node.name)
+        return Lazy(g, out, dtype)
+
+    def pick_group(self, shape: tuple[int, ...], vals: list[Any]) -> Group:
+        candidates = sorted({id(v.group): v.group for v in vals if isinstance(v, Lazy) and v.group.shape == shape
+                             and not v.group.dead}.values(), key=lambda g: -g.index)
+        for g in candidates:
+            if all(self.ready_before(v, g.index) for v in vals):
+                return g
+        # Siblings: the latest elementwise group of this shape that already reads one of our inputs.
+        buffers = {v.layout.buffer for v in vals if isinstance(v, Real)}
+        for slot in reversed(self.slots):
+            if (isinstance(slot, Group) and not slot.dead and slot.reduction is None and slot.shape == shape
+                    and any(isinstance(e, Load) and e.layout.buffer in buffers for e in slot.nodes)
+                    and all(self.ready_before(v, slot.index) for v in vals)):
+                return slot
+        return self.new_group(shape)
+
+    # ---------------------------------------------------------------- reductions
+    def reduce(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
+        src = args[0]
+        if not isinstance(src, (Real, Lazy)):
+            raise NotReducible("reduction of a non-tensor")
+        in_meta = node.args[0].meta["val"]
+        in_shape, in_dtype = tuple(in_meta.shape), _dtype(in_meta)
+        if in_dtype not in ("float32", "float16", "bfloat16", "float64"):
+            raise NotReducible(f"reduction over {in_dtype}")
+        spec = reduction_spec(name, args, kwargs, in_shape, in_dtype)
+        val = node.meta["val"]
+        metas = list(val) if isinstance(val, (tuple, list)) else [val]
+        out_shape = tuple(metas[0].shape)
+        affine_vals = [v for _, v in spec.affine]
+        absorbed = self.absorbable(src, node.name, affine_vals)
+        if absorbed is not None:
+            prologue = Dag(in_shape, tuple(absorbed.nodes[: src.node + 1]))
+            absorbed.dead = True
+            g = Group(absorbed.index, out_shape)
+            self.slots[absorbed.index] = g
+        else:
+            g = self.new_group(out_shape)
+            pro = Group(-1, in_shape)
+            self.operand(pro, src)
+            prologue = Dag(in_shape, tuple(pro.nodes))
+        g.reduction, g.prologue = spec, prologue
+        g.fx_names.add(node.name)
+        results = []
+        for role, meta in zip(spec.results, metas):
+            results.append(Lazy(g, g.add(Special(role, _dtype(meta))), _dtype(meta)))  # type: ignore[arg-type]
+        if spec.affine:
+            emitter = _Emitter(self, g, _dtype(metas[0]))
+            z = results[0].node
+            for role, v in spec.affine:
+                operand = emitter.channel(v, len(in_shape)) if role.startswith("channel") else emitter.v(v)
+                z = emitter.op("mul" if role.endswith("weight") else "add", [z, operand])
+            results[0] = Lazy(g, z, results[0].dtype)
+        return Tup(tuple(results)) if isinstance(val, (tuple, list)) else results[0]
+
+    def absorbable(self, src: Any, consumer: str, extra: list[Any]) -> Group | None:
+        """The elementwise group computing `src`, when the reduction can take it over as its prologue."""
+        if not isinstance(src, Lazy):
+            return None
+        g = src.group
+        if g.reduction is not None or g.dead or g.outputs or src.node != len(g.nodes) - 1:
+            return None
+        if any(u not in g.fx_names and u != consumer for n in g.fx_names for u in self.users.get(n, ())):
+            return None
+        if not all(self.ready_before(v, g.index) and not (isinstance(v, Lazy) and v.group is g) for v in extra):
+            return None
+        return g
+
+    # ---------------------------------------------------------------- views and host calls
+    def view(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
+        src = args[0]
+        val = node.meta["val"]
+        if isinstance(src, Lazy) and isinstance(val, torch.Tensor) and tuple(val.shape) == src.group.shape:
+            self.pass_through(node, src)
+            return src  # a view that changes nothing (e.g. view to the same shape)
+        real = self.materialise(src)
+        layouts = view_layouts(node.target, real.layout, self.buffers[real.layout.buffer], args[1:], kwargs)
+        if layouts is None:  # not expressible as a view of this layout: copy to contiguous, then view
+            g = self.new_group(real.layout.shape)
+            copied = self.materialise(Lazy(g, self.operand(g, real), real.dtype))
+            layouts = view_layouts(node.target, copied.layout, self.buffers[copied.layout.buffer], args[1:], kwargs)
+            if layouts is None:
+                return self.host(node, name, args, kwargs)
+        if isinstance(layouts, list):
+            return Tup(tuple(Real(l, real.dtype) for l in layouts))
+        return Real(layouts, real.dtype)
+
+    def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
+        conv = lambda v: self.materialise(v).layout if isinstance(v, (Real, Lazy)) else (  # noqa: E731
+            self.materialise(v).layout if isinstance(v, Scalar) else v)
+        host_args = _map(conv, args)
+        host_kwargs = tuple((k, _map(conv, v)) for k, v in kwargs.items())
+        index = len(self.slots)
+        val = node.meta.get("val")
+        metas = list(val) if isinstance(val, (tuple, list)) else [val]
+        outs = tuple(self.new_buffer(tuple(m.shape), _dtype(m), index) if isinstance(m, torch.Tensor) else None
+                     for m in metas)
+        library = name.partition(".")[0] in LIBRARY_OPS
+        if not library:
+            self.kept.append(f"aten.{name}")
+        self.slots.append(HostStep(f"{self.prefix}h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
+        results = tuple(self.real_for(b) if b is not None else None for b in outs)
+        return Tup(results) if isinstance(val, (tuple, list)) else results[0]
+
+    # ---------------------------------------------------------------- finishing
+    def finish(self) -> tuple:
+        steps: list = []
+        for slot in self.slots:
+            if isinstance(slot, HostStep):
+                steps.append(slot)
+                continue
+            if slot.dead or not slot.outputs:
+                continue
+            nodes, remap = _prune(slot.nodes, sorted(slot.outputs))
+            outputs = tuple(StepOutput(remap[n], b) for n, b in sorted(slot.outputs.items()))
+            dag = Dag(slot.shape, nodes)
+            if slot.reduction is None:
+                steps.append(ElementwiseStep(f"{self.prefix}k{slot.index}", dag, outputs))
+            else:
+                r = slot.reduction
+                pro_nodes, _ = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])
+                steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
+                                           Dag(slot.prologue.shape, pro_nodes), dag, outputs, r.attrs))
+        return tuple(steps)
+
+
+class _Emitter:
+    """Adds a lowering's nodes to one group."""
+
+    def __init__(self, planner: Planner, group: Group, out_dtype: str):
+        self.planner, self.group, self.out_dtype = planner, group, out_dtype
+
+    def v(self, value: Any) -> int:
+        return self.planner.operand(self.group, value)
+
+    def const(self, value: float | int | bool, dtype: str | None = None) -> int:
+        return self.group.add(Const(value, dtype or self.out_dtype))
+
+    def op(self, name: str, args: list[int], dtype: str | None = None, **attrs: Any) -> int:
+        if name not in PRIMITIVES:
+            raise NotImplementedError(f"no primitive {name}")
+        if dtype is None:
+            dtype = "bool" if name in ("eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_not",
+                                       "isnan", "isinf") else self.out_dtype
+        return self.group.add(Op(name, tuple(args), dtype, tuple(sorted(attrs.items()))))
+
+    def channel(self, value: Any, ndim: int) -> int:
+        """A (C,) vector broadcast along dim 1 of an ndim tensor."""
+        real = self.planner.materialise(value)
+        lay = real.layout
+        if len(lay.shape) != 1:
+            raise NotImplementedError("per-channel operand is not a vector")
+        shaped = Layout(lay.buffer, (lay.shape[0],) + (1,) * max(ndim - 2, 0), (lay.strides[0],) + (0,) * max(ndim - 2, 0),
+                        lay.offset)
+        return self.group.add(Load(expand_layout(shaped, self.group.shape), real.dtype))
+
+
+def _prune(nodes: list[Expr] | tuple[Expr, ...], roots: list[int]) -> tuple[tuple[Expr, ...], dict[int, int]]:
+    """Keep the nodes the roots need, renumbered in order."""
+    need: set[int] = set()
+    stack = list(roots)
+    while stack:
+        n = stack.pop()
+        if n in need:
+            continue
+        need.add(n)
+        expr = nodes[n]
+        if isinstance(expr, Op):
+            stack.extend(expr.args)
+    remap = {old: new for new, old in enumerate(sorted(need))}
+    out = []
+    for old in sorted(need):
+        expr = nodes[old]
+        if isinstance(expr, Op):
+            expr = Op(expr.op, tuple(remap[a] for a in expr.args), expr.dtype, expr.attrs)
+        out.append(expr)
+    return tuple(out), remap
+
+
+def _flatten(x: Any) -> list[Any]:
+    if isinstance(x, dict):
+        return [y for v in x.values() for y in _flatten(v)]
+    if isinstance(x, (list, tuple)):
+        return [y for v in x for y in _flatten(v)]
+    return [x]
+
+
+def _map(fn: Any, x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return type(x)(_map(fn, v) for v in x)
+    return fn(x)
+
+
+def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "") -> Plan:
+    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix).run()

@@ -1,0 +1,104 @@
+"""Tunables of a generated candidate: each step's #define'd constants, as a searchable space.
+
+Parameters are named "<step>.<NAME>" (k3.TPR, k1.VEC); a candidate's source is regenerated
+from the plan for each setting, so every point of the space is a complete candidate file.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kernelwright.agents.offline.codegen_reduce import default_split, default_tpr
+from kernelwright.agents.offline.cuda_common import is_linear
+from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load, Plan, ReductionStep
+
+_ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class TuneDim:
+    name: str
+    choices: tuple[Any, ...]
+    default: Any
+
+
+@dataclass(frozen=True, slots=True)
+class TuneSpace:
+    dims: tuple[TuneDim, ...]
+
+    def defaults(self) -> dict[str, Any]:
+        return {d.name: d.default for d in self.dims}
+
+    def size(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= len(d.choices)
+        return n
+
+    def sample(self, rng: random.Random) -> dict[str, Any]:
+        return {d.name: rng.choice(d.choices) for d in self.dims}
+
+    def neighbours(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Settings one step away: one dim moved to an adjacent choice."""
+        out = []
+        for d in self.dims:
+            current = params.get(d.name, d.default)
+            pos = d.choices.index(current) if current in d.choices else d.choices.index(d.default)
+            for step in (-1, 1):
+                if 0 <= pos + step < len(d.choices):
+                    out.append({**params, d.name: d.choices[pos + step]})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {d.name: {"choices": list(d.choices), "default": d.default} for d in self.dims}
+
+
+def _vec_choices(step: ElementwiseStep, buffers: Mapping[str, Buffer]) -> tuple[int, ...]:
+    sizes = [_ELEMENT_BYTES.get(e.dtype, 1) for e in step.dag.nodes if isinstance(e, Load) and is_linear(e.layout)]
+    sizes += [_ELEMENT_BYTES.get(buffers[o.buffer].dtype, 1) for o in step.outputs]
+    widest = max(sizes, default=4)
+    return tuple(v for v in (1, 2, 4, 8) if v * widest <= 16)
+
+
+def plan_space(plan: Plan) -> TuneSpace:
+    dims: list[TuneDim] = []
+    for step in plan.steps:
+        if isinstance(step, ElementwiseStep):
+            vecs = _vec_choices(step, plan.buffers)
+            dims += [TuneDim(f"{step.name}.BLOCK", (128, 256, 512, 1024), 256),
+                     TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
+                     TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
+        elif isinstance(step, ReductionStep):
+            if step.inner != 1:
+                dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), 8))
+            elif default_split(step):
+                base = default_split(step)
+                choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
+                dims.append(TuneDim(f"{step.name}.SPLIT", choices, base))
+            else:
+                limit = max(32, 1 << max(0, (step.reduce - 1).bit_length()))
+                tprs = tuple(t for t in (32, 64, 128, 256, 512, 1024) if t <= limit) or (32,)
+                dims.append(TuneDim(f"{step.name}.TPR", tprs, min(default_tpr(step.reduce), tprs[-1])))
+                dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
+                if step.is_normalisation:
+                    dims.append(TuneDim(f"{step.name}.CACHE", (1, 0), 1))
+    return TuneSpace(tuple(dims))
+
+
+def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
+    prefix = f"{step}."
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+def conservative(space: TuneSpace) -> dict[str, Any]:
+    """The simplest code paths: scalar loads, no register caching, block-per-row reductions."""
+    out = space.defaults()
+    for d in space.dims:
+        if d.name.endswith(".VEC"):
+            out[d.name] = 1
+        elif d.name.endswith(".CACHE"):
+            out[d.name] = 0
+    return out

@@ -1,0 +1,168 @@
+"""Benchmark the offline translator on the suite: propose, tune briefly, verify and time with the harness.
+
+    python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 4]
+           [--suite-dir eval/suite] [--no-compile-baseline] [--time-budget-s 480]
+
+Per problem: every proposed variant is evaluated by the harness (tools/evaluate.Evaluator: correctness
+trials, integrity checks, timing against eager and torch.compile), then the tuner spends what is left of
+the budget. A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
+verified kernel is reported, never claimed. Results go to <out>/results/<problem>.json (a problem whose
+file exists is skipped, so a stopped run resumes) and a summary to <out>/summary.{json,md}. A problem that
+crashes is recorded and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+SUCCESS_THRESHOLD = 0.95
+HERE = Path(__file__).resolve().parent
+
+
+def _categories(suite_dir: Path) -> dict[str, str]:
+    try:
+        data = json.loads((suite_dir / "manifest.json").read_text())
+        return {Path(e["file"]).stem: e.get("category", "") for e in data.get("problems", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _median_ms(stats: Any) -> float | None:
+    return stats.get("median_ms") if isinstance(stats, dict) else None
+
+
+def run_problem(problem: Path, out: Path, *, tune_budget: int, compile_baseline: bool, jobs: int) -> dict[str, Any]:
+    from kernelwright.agents.offline import OfflineUnsupported, propose
+    from kernelwright.agents.offline.propose import trace_all
+    from kernelwright.agents.offline.tune import tune
+    from kernelwright.tools.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.precompile import build_candidates
+    from kernelwright.tools.timing import BenchSettings
+
+    started = time.perf_counter()
+    row: dict[str, Any] = {"problem": problem.stem, "verified": False, "success": False}
+    try:
+        traced = trace_all(problem)
+        candidates = propose(problem, traced=traced)
+    except OfflineUnsupported as exc:
+        row.update(status="unsupported", message=exc.message, error=exc.to_dict())
+        return row
+    row["variants"] = [c.variant for c in candidates]
+    row["kept_aten_ops"] = list(candidates[0].kept_aten_ops)
+    cand_dir = out / "candidates" / problem.stem
+    paths = [c.write(cand_dir / f"{c.variant}.py") for c in candidates]
+    builds = build_candidates(problem, paths, jobs=jobs)  # warm the compile cache in parallel
+    row["build_s"] = round(max((b.seconds for b in builds), default=0.0), 2)
+    settings = EvalSettings(compile_baseline=compile_baseline,
+                            bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
+    with Evaluator(problem, settings) as ev:
+        result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
+                      out_dir=cand_dir / "tuned", traced=traced, candidates=candidates)
+        baselines = ev.baselines() if result.best is not None else {}
+    best = result.best
+    row.update(status="verified" if best else "not_verified", evaluations=result.evaluations,
+               trials=[{"variant": t.variant, "phase": t.phase, "status": t.status, "reason": t.reason,
+                        "speedup_vs_eager": t.speedup_vs_eager} for t in result.history],
+               eager_ms=_median_ms(baselines.get("eager")), compiled_ms=_median_ms(baselines.get("compiled")))
+    if best is not None:
+        row.update(verified=True, best_variant=best.variant, best_params=best.params, best_ms=best.median_ms,
+                   speedup_vs_eager=best.speedup_vs_eager, speedup_vs_compile=best.speedup_vs_compile,
+                   best_path=best.path,
+                   success=best.speedup_vs_eager is not None and best.speedup_vs_eager >= SUCCESS_THRESHOLD)
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def summarise(rows: list[dict[str, Any]], categories: dict[str, str]) -> dict[str, Any]:
+    def med(values: list[float]) -> float | None:
+        return round(statistics.median(values), 3) if values else None
+
+    verified = [r for r in rows if r.get("verified")]
+    success = [r for r in rows if r.get("success")]
+    fused = [r for r in rows if categories.get(r["problem"]) == "fused_chain"]
+    # What a user gets: the offline kernel where it succeeded, eager (1.0x) elsewhere.
+    effective = [r["speedup_vs_eager"] if r.get("success") else 1.0 for r in rows]
+    return {
+        "n": len(rows), "verified": len(verified), "success": len(success),
+        "median_speedup_vs_eager_verified": med([r["speedup_vs_eager"] for r in verified if r.get("speedup_vs_eager")]),
+        "median_speedup_vs_eager_success": med([r["speedup_vs_eager"] for r in success]),
+        "median_speedup_vs_eager_effective_all": med(effective),
+        "median_speedup_vs_compile_verified": med([r["speedup_vs_compile"] for r in verified if r.get("speedup_vs_compile")]),
+        "median_speedup_vs_compile_success": med([r["speedup_vs_compile"] for r in success if r.get("speedup_vs_compile")]),
+        "fused_chain_n": len(fused),
+        "median_speedup_vs_eager_fused_chain_verified": med([r["speedup_vs_eager"] for r in fused
+                                                             if r.get("verified") and r.get("speedup_vs_eager")]),
+        "slower_than_threshold": [r["problem"] for r in verified if not r.get("success")],
+        "not_verified": [r["problem"] for r in rows if not r.get("verified")],
+    }
+
+
+def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
+    def f(x: Any) -> str:
+        return f"{x:.2f}x" if isinstance(x, (int, float)) else "-"
+
+    lines = ["| problem | category | status | success | vs eager | vs compile | variant | kept ATen ops |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['problem']} | {categories.get(r['problem'], '')} | {r.get('status', '?')} | "
+                     f"{'yes' if r.get('success') else 'no'} | {f(r.get('speedup_vs_eager'))} | "
+                     f"{f(r.get('speedup_vs_compile'))} | {r.get('best_variant', '-')} | "
+                     f"{', '.join(r.get('kept_aten_ops', [])) or '-'} |")
+    lines += ["", "```json", json.dumps(summary, indent=2), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("offline_bench"))
+    parser.add_argument("--suite-dir", type=Path, default=HERE / "suite")
+    parser.add_argument("--problems", default="", help="comma-separated name fragments (e.g. 07,softmax)")
+    parser.add_argument("--tune-budget", type=int, default=5, help="evaluations per problem (variants included)")
+    parser.add_argument("--no-compile-baseline", action="store_true")
+    parser.add_argument("--time-budget-s", type=float, default=480.0,
+                        help="after this much wall time, problems get only their proposed variants (no tuning)")
+    parser.add_argument("--jobs", type=int, default=4, help="parallel candidate builds")
+    args = parser.parse_args(argv)
+    problems = sorted(p for p in args.suite_dir.glob("*.py") if p.name[:1].isdigit())
+    if args.problems:
+        wanted = [w.strip() for w in args.problems.split(",") if w.strip()]
+        problems = [p for p in problems if any(w in p.stem for w in wanted)]
+    categories = _categories(args.suite_dir)
+    results_dir = args.out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows = []
+    for i, problem in enumerate(problems):
+        path = results_dir / f"{problem.stem}.json"
+        if path.exists():
+            rows.append(json.loads(path.read_text()))
+            print(f"[{i + 1}/{len(problems)}] {problem.stem}: done before, skipped", flush=True)
+            continue
+        budget = args.tune_budget if time.perf_counter() - started < args.time_budget_s else 0
+        try:
+            row = run_problem(problem, args.out, tune_budget=budget, compile_baseline=not args.no_compile_baseline,
+                              jobs=args.jobs)
+        except Exception as exc:  # one broken problem never stops the run
+            row = {"problem": problem.stem, "status": "crash", "verified": False, "success": False,
+                   "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+        path.write_text(json.dumps(row, indent=2, default=str))
+        rows.append(row)
+        print(f"[{i + 1}/{len(problems)}] {problem.stem}: {row.get('status')} "
+              f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}) "
+              f"in {row.get('seconds', 0)} s; total {time.perf_counter() - started:.0f} s", flush=True)
+    summary = summarise(rows, categories)
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    (args.out / "summary.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, default=str))
+    (args.out / "summary.md").write_text(markdown(rows, summary, categories))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
