@@ -11,6 +11,7 @@ Tracing the problem happens once per run process (the session cache in the run c
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +36,9 @@ class OfflineSession:
         from kernelwright.agents.offline.propose import trace_all
 
         if problem_path not in self.traced:
-            self.traced[problem_path] = trace_all(problem_path)
+            with warnings.catch_warnings():  # torch.export's own deprecation chatter is not the user's concern
+                warnings.simplefilter("ignore", FutureWarning)
+                self.traced[problem_path] = trace_all(problem_path)
         return self.traced[problem_path]
 
 

@@ -141,8 +141,11 @@ def _model_settings(m: Any) -> Any:
 def _print_run_result(console: Console, result: Any) -> None:
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
-    if result.state.get("stop_reason"):
-        console.print(f"stopped: budget reached ({result.state['stop_reason']})")
+    reason = result.state.get("stop_reason") or ""
+    if reason.startswith("generations"):
+        console.print(f"finished: {reason.split(':')[1].split(' of ')[0].strip()} generation(s)")
+    elif reason:
+        console.print(f"stopped early: budget reached ({reason})")
     if best:
         console.print(f"best: {best['source_path']}  {best.get('speedup_vs_eager') or 0:.2f}x vs eager, "
                       f"{best.get('speedup_vs_compile') or 0:.2f}x vs torch.compile (verified on the GPU)")

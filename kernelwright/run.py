@@ -99,7 +99,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
         except ToolUnavailable as exc:
             if offline is False:
                 raise
-            log.warning("no_llm_using_offline_proposer", reason=str(exc))
+            log.info("no_llm_using_offline_proposer", reason=str(exc))
     critic_llm = make_chat_model(critic_model) if critic_model is not None and (llm or ensemble) else None
     run_dir.mkdir(parents=True, exist_ok=True)
     owned = evaluator is None

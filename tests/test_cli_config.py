@@ -98,13 +98,19 @@ def test_logging_writes_json_lines_and_console(tmp_path: Path) -> None:
     assert "timestamp" in lines[0] and "candidate_done" in console.getvalue() and "hidden" not in console.getvalue()
 
 
-def test_run_without_an_llm_says_so_plainly(tmp_path: Path) -> None:
-    from kernelwright.cli import EXIT_NO_LLM
-
-    result = runner.invoke(app, ["run", str(FIX / "problems" / "relu_affine.py"), "--runs-dir", str(tmp_path)],
-                           env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "CUDA_VISIBLE_DEVICES": ""})
-    assert result.exit_code == EXIT_NO_LLM, result.output
-    assert "no LLM configured" in result.output and "offline proposer" in result.output
+@pytest.mark.nvcc
+def test_run_without_an_llm_goes_offline_compiles_then_needs_a_gpu(tmp_path: Path, build_cache: Path) -> None:
+    result = runner.invoke(app, ["run", str(FIX / "problems" / "relu_affine.py"), "--runs-dir", str(tmp_path),
+                                 "--generations", "1"],
+                           env={**_no_gpu_env(build_cache), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert result.exit_code == EXIT_NEEDS_GPU, result.output
+    assert "No LLM configured" in result.output and "offline translator" in result.output
+    assert "nothing is verified" in result.output
+    (run_dir,) = tmp_path.iterdir()
+    metas = [json.loads(p.read_text()) for p in run_dir.glob("candidates/*/meta.json")]
+    assert metas and all(m["agent"] == "offline" and m["variant"] for m in metas)
+    reports = [json.loads(p.read_text()) for p in run_dir.glob("candidates/*/report.json")]
+    assert len(reports) == len(metas) and {r["status"] for r in reports} == {"needs_gpu"}
 
 
 @pytest.mark.nvcc
@@ -115,14 +121,16 @@ def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, buil
     answer = "```python\n" + RELU_CANDIDATE.read_text() + "```"
     with ReplayServer([ReplayRule(answer, repeat=True)]) as server:
         result = runner.invoke(app, ["run", str(FIX / "problems" / "relu_affine.py"), "--runs-dir", str(tmp_path),
-                                     "--generations", "1", "--candidates", "1", "--model", "replay"],
+                                     "--generations", "1", "--candidates", "1", "--model", "replay", "--no-screen"],
                                env={**_no_gpu_env(build_cache), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "t"})
     assert result.exit_code == EXIT_NEEDS_GPU, result.output
-    assert "proposed 1" in result.output and "unverified (no GPU) 1" in result.output
     assert "nothing is verified" in result.output
     (run_dir,) = tmp_path.iterdir()
+    agents = sorted(json.loads(p.read_text())["agent"] for p in run_dir.glob("candidates/*/meta.json"))
+    assert agents[-1] == "translator" and set(agents[:-1]) == {"offline"}  # the LLM's kernel + offline seeds
+    assert f"proposed {len(agents)}" in result.output and f"unverified (no GPU) {len(agents)}" in result.output
     reports = list(run_dir.glob("candidates/*/report.json"))
-    assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "needs_gpu"
+    assert len(reports) == len(agents) and {json.loads(r.read_text())["status"] for r in reports} == {"needs_gpu"}
     assert (run_dir / "checkpoints.sqlite").exists() and (run_dir / "run.json").exists()
 
 
