@@ -65,6 +65,8 @@ class EventLog:
                     structlog.WriteLogger(self._file),
                     processors=[_epoch, structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
                                 structlog.processors.JSONRenderer(default=str)],
+                    wrapper_class=structlog.BoundLogger,  # not the configured one: its level filter must not apply
+                    context_class=dict, cache_logger_on_first_use=False,
                 ).bind(run_id=self.run_id)
             self._log.info(event, **fields)
 

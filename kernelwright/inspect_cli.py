@@ -32,7 +32,10 @@ def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run dir
     if not rows:
         console.print(f"no runs under {runs_dir}")
         return
-    table = Table("run", "problem", "started", "generations", "candidates", "best", "status", title=f"runs in {runs_dir}")
+    table = Table(title=f"runs in {runs_dir}")
+    table.add_column("run", no_wrap=True, min_width=max(len(r.run_id) for r in rows))  # ids are for copying: whole
+    for name in ("problem", "started", "generations", "candidates", "best", "status"):
+        table.add_column(name, overflow="fold")
     for r in rows:
         table.add_row(r.run_id, r.problem, r.started, str(r.generations), str(r.candidates),
                       f"{r.best_speedup:.2f}x" if r.best_speedup else "-", r.status)

@@ -157,3 +157,16 @@ def test_a_half_written_last_line_does_not_break_loading(recorded, tmp_path: Pat
     (run_dir / "run.json").unlink()
     run = load_run(run_dir)
     assert run.skipped_lines == 1 and run.status == "unknown" and len(run.candidates) == len(load_run(recorded[0]).candidates)
+
+
+def test_the_event_log_ignores_the_consoles_log_level(tmp_path: Path) -> None:
+    import io
+
+    from kernelwright.logging_setup import configure_logging
+
+    configure_logging(level="error", stream=io.StringIO())  # as the CLI does: the console shows errors only
+    log = EventLog(tmp_path / "events.jsonl", "r")
+    log.emit("llm_call", agent="translator")
+    log.close()
+    (event,) = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert event["event"] == "llm_call" and event["run_id"] == "r" and "level" not in event

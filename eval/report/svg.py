@@ -104,7 +104,7 @@ class Axes:
 
 
 def document(width: int, height: int, body: Iterable[str], label: str, css_class: str = "chart") -> str:
-    return (f'<svg class="{css_class}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+    return (f'<svg class="{css_class}" viewBox="0 0 {width} {height}" '
             f'width="{width}" height="{height}" role="img" aria-label="{esc(label)}">{"".join(body)}</svg>')
 
 
