@@ -115,7 +115,6 @@ def test_follow_tails_a_live_run_until_it_ends(tmp_path: Path) -> None:
     while not (runs / "live" / "run.json").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     console = Console(record=True, width=200, color_system=None, force_terminal=False)
-    frames: list[int] = []
     started = time.monotonic()
     last = follow(runs / "live", console, interval_s=0.2, max_s=120)
     thread.join(timeout=60)
@@ -123,7 +122,6 @@ def test_follow_tails_a_live_run_until_it_ends(tmp_path: Path) -> None:
     assert last.status == "finished"
     text = console.export_text()
     assert "generation 1:" in text and "finished" in text
-    frames.append(len(text))
     assert len(CANDIDATE_LINE.findall(text)) >= len(finished["result"][0].state["candidates"])
 
 
