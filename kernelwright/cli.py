@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kernelwright import inspect_cli
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
@@ -211,6 +212,9 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
         console.print(f"  [yellow]note:[/] {note}")
     if r.get("profile"):
         console.print("  profile: " + str(r["profile"].get("summary", "")))
+
+
+inspect_cli.register(app)  # runs, trace, report
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure, ToolUnavailable
 from kernelwright.tools.problem import check_source
+from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
 
@@ -102,16 +103,18 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
             log.info("no_llm_using_offline_proposer", reason=str(exc))
     critic_llm = make_chat_model(critic_model) if critic_model is not None and (llm or ensemble) else None
     run_dir.mkdir(parents=True, exist_ok=True)
+    recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem)
-    ctx = KContext(llm=llm, evaluator=evaluator, run_dir=run_dir, settings=settings, ensemble=ensemble,
+    ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
                    offline=OfflineSession() if offline is not False else None)
     config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
-              "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30}
+              "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30,
+              **recorder.graph_config(ctx)}
     node = "start"
     try:
-        with _checkpointer(run_dir) as saver:
+        with recorder, _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,
                                          plugins=discover_plugins() if plugins is None else plugins)
             start = None if resume else make_initial_state(
@@ -126,6 +129,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                     if on_update is not None:
                         on_update(node, update or {})
             state = graph.get_state(config).values
+            recorder.finish(state)
     except (ReferenceFailure, ProblemError):
         raise  # the problem itself is bad input, whatever node found out
     except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on

@@ -37,6 +37,7 @@ def test_wheel_has_the_data_files(wheel: Path) -> None:
             if p.is_file() and p.suffix in (".md", ".txt", ".h", ".cpp") and "__pycache__" not in p.parts]
     data += list((ROOT / "eval" / "problems").glob("*.py"))  # benchmark problems ship with the package
     data += [*(ROOT / "eval" / "suite").glob("*.py"), ROOT / "eval" / "suite" / "manifest.json"]  # the suite too
+    data += list((ROOT / "eval" / "report").glob("*.css"))  # the HTML report's inline stylesheet
     assert data, "expected prompt templates / inline-build headers in the source tree"
     for path in data:
         assert "kernelwright/" + str(path.relative_to(ROOT)) in names, path

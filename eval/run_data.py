@@ -1,0 +1,389 @@
+"""Read a run directory (run.json, events.jsonl, candidates/*) into typed records.
+
+Tolerant by design: a live run has no run_end yet, a killed one may end in a
+half-written line, an old run may have no events at all. Whatever is missing
+stays empty; nothing here raises on a partial run (only on a missing directory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
+from kernelwright.tools.errors import KernelwrightError
+
+FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
+
+
+class RunDataError(KernelwrightError):
+    kind = "run_data"
+
+
+@dataclass
+class LlmCall:
+    t: float
+    agent: str
+    node: str
+    node_run: str | None
+    generation: int
+    model: str
+    temperature: float | None
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    latency_s: float
+    cost_usd: float
+    candidate_id: str | None  # the candidate this call proposed, critiqued or screened
+    role: str  # proposal | critique | screen | malformed | failed | other
+    error: str | None = None
+    response: str = ""
+    messages: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ToolCall:
+    t: float
+    tool: str
+    candidate_id: str | None
+    status: str | None
+    reason: str | None
+    seconds: float
+    speedup: float | None = None
+    summary: str = ""
+    error: str | None = None
+
+
+@dataclass
+class NodeRun:
+    node: str
+    node_run: str
+    generation: int
+    t_start: float
+    duration_s: float | None = None  # None: still running (or the run was killed inside it)
+    error: str | None = None
+    subject: str | None = None
+    candidate_id: str | None = None
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Candidate:
+    id: str
+    generation: int = 0
+    agent: str = "unknown"
+    model: str = ""
+    temperature: float | None = None
+    prompt: str = ""
+    parents: list[str] = field(default_factory=list)
+    repair_depth: int = 0
+    status: str = "pending"
+    reason: str | None = None
+    message: str = ""
+    speedup_vs_eager: float | None = None
+    speedup_vs_compile: float | None = None
+    screen: str | None = None
+    critique: str | None = None
+    folder: Path | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] | None = None
+    llm_calls: list[LlmCall] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+    @property
+    def source_path(self) -> Path | None:
+        return self.folder / "candidate.py" if self.folder else None
+
+    def source(self) -> str:
+        path = self.source_path
+        try:
+            return path.read_text() if path else ""
+        except OSError:
+            return ""
+
+    @property
+    def verified(self) -> bool:
+        return self.status == "passed" and bool(self.speedup_vs_eager)
+
+
+@dataclass
+class RunData:
+    run_id: str
+    run_dir: Path
+    info: dict[str, Any]
+    status: str  # finished | failed | interrupted | running | stopped (killed) | unknown
+    candidates: dict[str, Candidate]
+    nodes: list[NodeRun]
+    llm_calls: list[LlmCall]
+    tool_calls: list[ToolCall]
+    run_events: list[dict[str, Any]]
+    skipped_lines: int = 0  # lines of events.jsonl that were not JSON (a kill mid-write)
+
+    @property
+    def best(self) -> Candidate | None:
+        best_id = (self.info.get("best") or {}).get("id")
+        if best_id in self.candidates and self.candidates[best_id].verified:
+            return self.candidates[best_id]
+        verified = [c for c in self.candidates.values() if c.verified]
+        return max(verified, key=lambda c: c.speedup_vs_eager or 0.0) if verified else None
+
+    @property
+    def generations(self) -> list[int]:
+        return sorted({c.generation for c in self.candidates.values()} | {n.generation for n in self.nodes})
+
+    def find(self, prefix: str) -> Candidate:
+        matches = [c for cid, c in self.candidates.items() if cid.startswith(prefix)]
+        if len(matches) != 1:
+            raise RunDataError(f"{len(matches)} candidates of run {self.run_id} match {prefix!r}", where=str(self.run_dir))
+        return matches[0]
+
+    def lineage(self, cid: str) -> list[Candidate]:
+        """The candidate and its first-parent ancestors, oldest first."""
+        chain: list[Candidate] = []
+        seen: set[str] = set()
+        current = self.candidates.get(cid)
+        while current is not None and current.id not in seen:
+            chain.append(current)
+            seen.add(current.id)
+            current = self.candidates.get(current.parents[0]) if current.parents else None
+        return chain[::-1]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The events, in file order, and how many lines could not be parsed."""
+    events: list[dict[str, Any]] = []
+    bad = 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    bad += 1
+                    continue
+                if isinstance(event, dict):
+                    events.append(event)
+    except OSError:
+        pass
+    return events, bad
+
+
+def run_status(info: dict[str, Any], ended: dict[str, Any] | None) -> str:
+    status = str(info.get("status") or (ended or {}).get("status") or ("running" if info else "unknown"))
+    if status == "running" and info.get("pid") and info.get("host") == socket.gethostname():
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return "stopped"  # killed without a chance to record its end; `--resume` continues it
+        except (PermissionError, ValueError):
+            pass
+    return status
+
+
+def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
+    """Everything recorded about one run; `messages=False` drops prompt texts (large runs)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDataError(f"no run directory {run_dir}", where=str(run_dir))
+    info = read_json(run_dir / RUN_FILE)
+    events, bad = read_events(run_dir / EVENTS_FILE)
+    candidates = _candidates_from_folders(run_dir)
+    nodes: dict[str, NodeRun] = {}
+    llm_calls: list[LlmCall] = []
+    tool_calls: list[ToolCall] = []
+    run_events: list[dict[str, Any]] = []
+    for event in events:
+        kind = event.get("event")
+        if kind == "node_start":
+            nodes[str(event.get("node_run"))] = NodeRun(
+                node=str(event.get("node")), node_run=str(event.get("node_run")), generation=int(event.get("generation") or 0),
+                t_start=float(event.get("t") or 0.0), subject=event.get("subject"), candidate_id=event.get("candidate_id"))
+        elif kind in ("node_end", "node_error"):
+            run = nodes.get(str(event.get("node_run")))
+            if run is not None:
+                run.duration_s = float(event.get("duration_s") or 0.0)
+                run.error = event.get("error")
+                run.updates = list(event.get("candidates") or [])
+                _apply_updates(candidates, run)
+        elif kind == "llm_call":
+            llm_calls.append(_llm_call(event, messages))
+        elif kind == "tool_call":
+            tool_calls.append(ToolCall(t=float(event.get("t") or 0.0), tool=str(event.get("tool")),
+                                       candidate_id=event.get("candidate_id"), status=event.get("status"),
+                                       reason=event.get("reason"), seconds=float(event.get("seconds") or 0.0),
+                                       speedup=event.get("speedup"), summary=str(event.get("summary") or ""),
+                                       error=event.get("error")))
+        elif kind in ("run_start", "run_end"):
+            run_events.append(event)
+    _link(candidates, list(nodes.values()), llm_calls, tool_calls)
+    for cand in candidates.values():
+        _apply_report(cand)
+    ended = next((e for e in reversed(run_events) if e.get("event") == "run_end"), None)
+    return RunData(run_id=str(info.get("run_id") or run_dir.name), run_dir=run_dir, info=info,
+                   status=run_status(info, ended), candidates=candidates, nodes=list(nodes.values()),
+                   llm_calls=llm_calls, tool_calls=tool_calls, run_events=run_events, skipped_lines=bad)
+
+
+def _candidates_from_folders(run_dir: Path) -> dict[str, Candidate]:
+    out: dict[str, Candidate] = {}
+    root = run_dir / "candidates"
+    if not root.is_dir():
+        return out
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir():
+            continue
+        meta = read_json(folder / "meta.json")
+        cid = str(meta.get("id") or folder.name)
+        out[cid] = Candidate(id=cid, generation=int(meta.get("generation") or 0), agent=str(meta.get("agent") or "unknown"),
+                             model=str(meta.get("model") or ""), temperature=meta.get("temperature"),
+                             prompt=str(meta.get("prompt") or ""), parents=list(meta.get("parents") or []),
+                             repair_depth=int(meta.get("repair_depth") or 0), folder=folder)
+    return out
+
+
+def _apply_updates(candidates: dict[str, Candidate], run: NodeRun) -> None:
+    """A node's candidate updates, in order: the latest status wins until a report says otherwise."""
+    for update in run.updates:
+        cid = str(update.get("id"))
+        cand = candidates.get(cid)
+        if cand is None:
+            cand = candidates[cid] = Candidate(id=cid, generation=run.generation)
+        if update.get("status"):
+            cand.status = str(update["status"])
+            cand.reason = update.get("reason")
+        if update.get("speedup") is not None:
+            cand.speedup_vs_eager = float(update["speedup"])
+        if update.get("agent") and cand.agent == "unknown":
+            cand.agent = str(update["agent"])
+        if update.get("parents") and not cand.parents:
+            cand.parents = list(update["parents"])
+        for key in ("screen", "critique"):
+            if update.get(key):
+                setattr(cand, key, str(update[key]))
+
+
+def _apply_report(cand: Candidate) -> None:
+    if cand.folder is None:
+        return
+    report = read_json(cand.folder / "report.json")
+    if report:
+        cand.report = report
+        cand.status = str(report.get("status") or cand.status)
+        cand.reason = report.get("reason")
+        cand.message = str(report.get("message") or "")
+        cand.speedup_vs_eager = report.get("speedup_vs_eager")
+        cand.speedup_vs_compile = report.get("speedup_vs_compile")
+    profile = read_json(cand.folder / "profile.json")
+    cand.profile = profile or None
+
+
+def _llm_call(event: dict[str, Any], keep_messages: bool) -> LlmCall:
+    cid = event.get("candidate_id")
+    error = event.get("error")
+    role = "failed" if error else ("proposal" if cid else "other")
+    return LlmCall(t=float(event.get("t") or 0.0), agent=str(event.get("agent") or "unknown"),
+                   node=str(event.get("node") or ""), node_run=event.get("node_run"),
+                   generation=int(event.get("generation") or 0), model=str(event.get("model") or ""),
+                   temperature=event.get("temperature"), input_tokens=int(event.get("input_tokens") or 0),
+                   output_tokens=int(event.get("output_tokens") or 0), total_tokens=int(event.get("total_tokens") or 0),
+                   latency_s=float(event.get("latency_s") or 0.0), cost_usd=float(event.get("cost_usd") or 0.0),
+                   candidate_id=cid, role=role, error=error, response=str(event.get("response") or "") if keep_messages else "",
+                   messages=list(event.get("messages") or []) if keep_messages else [])
+
+
+def _link(candidates: dict[str, Candidate], nodes: list[NodeRun], llm_calls: list[LlmCall],
+          tool_calls: list[ToolCall]) -> None:
+    """Attach LLM and tool calls to the candidates they concern.
+
+    Proposals carry their candidate's id; a critique concerns the node's subject;
+    a screen node's LLM calls follow, in order, its candidates screened by a model
+    (verdicts not marked "(static)").
+    """
+    by_run = {n.node_run: n for n in nodes}
+    screened: dict[str, list[str]] = {
+        n.node_run: [str(u["id"]) for u in n.updates if u.get("screen") and "(static)" not in str(u["screen"])]
+        for n in nodes if n.node == "screen"}
+    for call in llm_calls:
+        node = by_run.get(call.node_run or "")
+        if call.candidate_id is None and node is not None:
+            if node.node == "critique" and node.subject:
+                call.candidate_id, call.role = node.subject, "critique"
+            elif node.node == "screen" and screened.get(node.node_run):
+                call.candidate_id, call.role = screened[node.node_run].pop(0), "screen"
+            elif call.agent in ("translator", "mutator", "repair") and not call.error:
+                call.role = "malformed"  # no candidate in the reply: asked again, or recorded as an error
+        cand = _resolve(candidates, call.candidate_id)
+        if cand is not None:
+            call.candidate_id = cand.id
+            if call.role == "proposal" and cand.agent not in ("unknown", call.agent):
+                call.agent = cand.agent  # crossover answers come from the mutate node
+            cand.llm_calls.append(call)
+    for tool in tool_calls:
+        cand = _resolve(candidates, tool.candidate_id)
+        if cand is not None:
+            tool.candidate_id = cand.id
+            cand.tool_calls.append(tool)
+
+
+def _resolve(candidates: dict[str, Candidate], cid: str | None) -> Candidate | None:
+    if not cid:
+        return None
+    if cid in candidates:
+        return candidates[cid]
+    matches = [c for key, c in candidates.items() if key.startswith(cid)]  # a folder name (16 chars)
+    return matches[0] if len(matches) == 1 else None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    problem: str
+    started: str
+    generations: int
+    candidates: int
+    best_speedup: float | None
+    status: str
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """One line per run directory (newest first), from run.json and the candidates' reports only."""
+    root = Path(runs_dir)
+    out: list[RunSummary] = []
+    for run_dir in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
+        info = read_json(run_dir / RUN_FILE)
+        folders = [f for f in (run_dir / "candidates").glob("*") if f.is_dir()] if (run_dir / "candidates").is_dir() else []
+        if not info and not folders:
+            continue
+        best = (info.get("best") or {}).get("speedup_vs_eager")
+        gens = info.get("generations_done")
+        if best is None or gens is None:
+            speedups, generations = [], []
+            for folder in folders:
+                report = read_json(folder / "report.json")
+                if report.get("status") == "passed" and report.get("speedup_vs_eager"):
+                    speedups.append(float(report["speedup_vs_eager"]))
+                generations.append(int(read_json(folder / "meta.json").get("generation") or 0))
+            best = best if best is not None else max(speedups, default=None)
+            gens = gens if gens is not None else (max(generations) + 1 if generations else 0)
+        out.append(RunSummary(run_id=str(info.get("run_id") or run_dir.name), problem=Path(str(info.get("problem") or "?")).name,
+                              started=str(info.get("started") or ""), generations=int(gens), candidates=len(folders),
+                              best_speedup=best, status=run_status(info, None)))
+    return out

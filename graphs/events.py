@@ -1,0 +1,264 @@
+"""The run's event log: RUN_DIR/events.jsonl, one structlog-rendered JSON object per line.
+
+What a user needs to see what the agents did: node starts and ends, every LLM
+call (prompt, response, tokens, latency, cost) and every evaluator call (tool
+calls). Lines are appended under a lock and flushed one by one, so concurrent
+evaluation tasks interleave whole lines and a killed run loses at most the
+line being written; a resumed run keeps appending to the same file.
+
+Event names and their fields (every line also has `ts` (ISO, UTC), `t` (epoch
+seconds), `run_id` and `event`):
+
+    run_start   resumed, pid
+    node_start  node, node_run, step, generation, candidate_id | subject
+    node_end    node, node_run, duration_s, generation, candidates[{id, status, reason, speedup, screen}], spent,
+                errors, next_generation, best_id, population, stop_reason
+    node_error  node, node_run, duration_s, error
+    llm_call    agent, node, node_run, llm_run, generation, model, temperature, messages[{role, content}],
+                response, input_tokens, output_tokens, total_tokens, latency_s, cost_usd, candidate_id, error
+    tool_call   tool (evaluate | prepare | profile | functional_form), candidate_id, status, reason, seconds,
+                speedup, summary, error
+    run_end     status (finished | failed | interrupted), best_id, best_speedup, stop_reason, spent, error
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+EVENTS_FILE = "events.jsonl"
+RUN_FILE = "run.json"
+
+
+class EventLog:
+    """Thread-safe append-only JSON-lines writer; every line is flushed as it is written."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path, self.run_id = path, run_id
+        self.resumed = path.exists() and path.stat().st_size > 0
+        self._file: Any = None  # opened on the first event: a run that fails before starting leaves no handle
+        self._closed = False
+        self._lock = threading.Lock()
+        self._log: Any = None
+
+    def emit(self, event: str, **fields: Any) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+                # A logger of its own (not the process-wide structlog config): the CLI's console settings must
+                # not filter or reformat the run's record. WriteLogger flushes after every line.
+                self._log = structlog.wrap_logger(
+                    structlog.WriteLogger(self._file),
+                    processors=[_epoch, structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+                                structlog.processors.JSONRenderer(default=str)],
+                    wrapper_class=structlog.BoundLogger,  # not the configured one: its level filter must not apply
+                    context_class=dict, cache_logger_on_first_use=False,
+                ).bind(run_id=self.run_id)
+            self._log.info(event, **fields)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._file is not None:
+                self._file.close()
+
+
+def _epoch(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    event["t"] = round(time.time(), 6)
+    return event
+
+
+def candidate_id_of(path: Path) -> str:
+    """The full candidate id from meta.json next to the file, else its folder name (the id's first 16 chars)."""
+    meta = Path(path).with_name("meta.json")
+    try:
+        return str(json.loads(meta.read_text())["id"])
+    except (OSError, ValueError, KeyError):
+        return Path(path).parent.name
+
+
+class RecordingEvaluator:
+    """Wraps a CandidateEvaluator: each evaluate/prepare/profile call becomes a tool_call event.
+
+    Optional methods stay optional: `getattr(wrapper, "prepare", None)` is None when
+    the wrapped evaluator has no `prepare`, exactly as the graph expects.
+    """
+
+    _RECORDED = ("evaluate", "prepare", "profile", "functional_form")
+
+    def __init__(self, inner: Any, log: EventLog) -> None:
+        self._inner, self._log = inner, log
+
+    def evaluate(self, candidate: Path) -> dict[str, Any]:
+        return self._call("evaluate", self._inner.evaluate, candidate)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)  # AttributeError for absent optional methods, as without the wrapper
+        if name in self._RECORDED and callable(attr):
+            return functools.partial(self._call, name, attr)
+        return attr
+
+    def _call(self, tool: str, fn: Callable[..., Any], *args: Any) -> Any:
+        started = time.perf_counter()
+        cid = candidate_id_of(args[0]) if args else None
+        try:
+            result = fn(*args)
+        except Exception as exc:
+            self._log.emit("tool_call", tool=tool, candidate_id=cid, status="error", seconds=_since(started),
+                           error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._log.emit("tool_call", tool=tool, candidate_id=cid, seconds=_since(started), **_tool_outcome(tool, result))
+        return result
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 4)
+
+
+def _tool_outcome(tool: str, result: Any) -> dict[str, Any]:
+    if tool == "prepare" and result is None:
+        return {"status": "built"}
+    if not isinstance(result, Mapping):
+        return {"status": "done"}
+    if tool == "profile":
+        return {"status": "profiled" if result.get("available", True) else "unavailable",
+                "summary": str(result.get("summary") or result.get("reason") or "")[:500]}
+    if tool == "functional_form":
+        return {"status": "traced", "method": result.get("method")}
+    return {"status": result.get("status"), "reason": result.get("reason"), "speedup": result.get("speedup_vs_eager"),
+            "message": str(result.get("message") or "")[:500]}
+
+
+def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Merge fields into run.json (atomic replace; a half-written file never replaces a good one)."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data.update(fields)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, default=str, indent=2))
+    os.replace(tmp, path)
+    return data
+
+
+def best_summary(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    record = (state.get("candidates") or {}).get(state.get("best_id") or "")
+    if not record:
+        return None
+    return {k: record.get(k) for k in ("id", "speedup_vs_eager", "speedup_vs_compile", "source_path", "agent",
+                                       "model", "generation", "parent_ids")}
+
+
+def gpu_facts_of(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The GPU the harness reported (from the best candidate's report, else any report that names one)."""
+    records = list((state.get("candidates") or {}).values())
+    best = (state.get("candidates") or {}).get(state.get("best_id") or "")
+    for record in ([best] if best else []) + records:
+        path = record.get("report_path")
+        if not path:
+            continue
+        try:
+            gpu = json.loads(Path(path).read_text()).get("gpu")
+        except (OSError, ValueError):
+            continue
+        if gpu:
+            return gpu
+    return None
+
+
+class EventRecorder(AbstractContextManager["EventRecorder"]):
+    """Everything a run records about itself; `with recorder:` around the graph's stream.
+
+    `graph_config(ctx)` gives the keys to merge into the graph's RunnableConfig
+    (the callback handler, plus `tracers` such as LangSmith's); `wrap(evaluator)`
+    records tool calls; `finish(state)` writes the outcome into run.json. `scope`
+    is entered for the run's duration (e.g. a tracing on/off context), `on_close`
+    run at exit (e.g. flushing a tracer's queue).
+    """
+
+    def __init__(self, run_dir: Path, run_id: str, *, tracers: Iterable[Any] = (), tags: Iterable[str] = (),
+                 scope: AbstractContextManager[Any] | None = None, on_close: Iterable[Callable[[], None]] = ()) -> None:
+        from kernelwright.graphs.event_callbacks import GraphEventHandler
+
+        self.run_dir, self.run_id = Path(run_dir), run_id
+        self.log = EventLog(self.run_dir / EVENTS_FILE, run_id)
+        self.handler = GraphEventHandler(self.log, on_graph_start=self._graph_started)
+        self.tracers, self.tags = list(tracers), list(tags)
+        self._scope, self._on_close = scope, list(on_close)
+        self._stack = ExitStack()
+        self._finished = False
+
+    def wrap(self, evaluator: Any) -> RecordingEvaluator:
+        return RecordingEvaluator(evaluator, self.log)
+
+    def graph_config(self, ctx: Any = None) -> dict[str, Any]:
+        """callbacks/tags/metadata for the graph's config; prices come from the context's models."""
+        if ctx is not None:
+            models = list(ctx.proposal_models())
+            self.handler.set_prices({_model_key(m.llm, m.name): (m.price_in_per_mtok, m.price_out_per_mtok)
+                                     for m in models})
+        return {"callbacks": [self.handler, *self.tracers], "tags": ["kernelwright", *self.tags],
+                "metadata": {"kernelwright_run_id": self.run_id}}
+
+    def _graph_started(self) -> None:
+        self.log.emit("run_start", resumed=self.log.resumed, pid=os.getpid())
+        update_run_json(self.run_dir, status="running", pid=os.getpid(), host=socket.gethostname(),
+                        last_started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def finish(self, state: Mapping[str, Any]) -> None:
+        best = best_summary(state)
+        spent = dict(state.get("spent") or {})
+        self.log.emit("run_end", status="finished", best_id=state.get("best_id"),
+                      best_speedup=(best or {}).get("speedup_vs_eager"), stop_reason=state.get("stop_reason"), spent=spent)
+        update_run_json(self.run_dir, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), best=best,
+                        stop_reason=state.get("stop_reason"), spent=spent, generations_done=state.get("generation"),
+                        candidates_total=len(state.get("candidates") or {}), gpu=gpu_facts_of(state), error=None)
+        self._finished = True
+
+    def __enter__(self) -> EventRecorder:
+        if self._scope is not None:
+            self._stack.enter_context(self._scope)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if exc is not None and not self._finished:
+                status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                error = f"{type(exc).__name__}: {exc}"
+                self.log.emit("run_end", status=status, error=error)
+                update_run_json(self.run_dir, status=status, error=error,
+                                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        finally:
+            for hook in self._on_close:
+                try:
+                    hook()
+                except Exception as hook_exc:  # noqa: BLE001 - a tracer that cannot flush must not mask the run's outcome
+                    structlog.get_logger(__name__).warning("event_close_hook_failed", error=str(hook_exc))
+            self._stack.close()
+            self.log.close()
+
+
+def _model_key(llm: Any, fallback: str) -> str:
+    """The name a chat model reports in its calls (what the callback handler sees)."""
+    for attr in ("model_name", "model"):
+        value = getattr(llm, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return fallback

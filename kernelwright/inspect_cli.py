@@ -1,0 +1,90 @@
+"""`kernelwright runs | trace | report`: look inside recorded runs (registered on the main typer app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+EXIT_NOT_FOUND = 2
+
+
+def _run_dir(run: str, runs_dir: Path) -> Path:
+    """RUN is a run id under --runs-dir, or a path to a run directory."""
+    path = Path(run)
+    if (path / "run.json").exists() or (path / "candidates").is_dir() or (path / "events.jsonl").exists():
+        return path
+    candidate = runs_dir / run
+    if candidate.is_dir():
+        return candidate
+    Console(stderr=True).print(f"[red]error:[/red] no run {run!r} (neither a run directory nor a run id under {runs_dir})")
+    raise typer.Exit(EXIT_NOT_FOUND)
+
+
+def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")) -> None:
+    """List runs: id, problem, start, generations, candidates, best speedup, status."""
+    from kernelwright.eval.run_data import list_runs
+
+    rows = list_runs(runs_dir)
+    console = Console()
+    if not rows:
+        console.print(f"no runs under {runs_dir}")
+        return
+    table = Table(title=f"runs in {runs_dir}")
+    table.add_column("run", no_wrap=True, min_width=max(len(r.run_id) for r in rows))  # ids are for copying: whole
+    for name in ("problem", "started", "generations", "candidates", "best", "status"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        table.add_row(r.run_id, r.problem, r.started, str(r.generations), str(r.candidates),
+                      f"{r.best_speedup:.2f}x" if r.best_speedup else "-", r.status)
+    console.print(table)
+
+
+def trace_command(
+    run: str = typer.Argument(..., help="run id (under --runs-dir) or run directory"),
+    agent: str | None = typer.Option(None, help="only candidates made by, or steps of, this agent "
+                                                "(translator, mutator, crossover, repair, critic, ...)"),
+    candidate: str | None = typer.Option(None, help="only this candidate (id prefix), with its lineage"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep redrawing while the run is live"),
+    limit: int = typer.Option(50, min=1, help="candidates shown per generation"),
+    interval: float = typer.Option(1.0, min=0.1, help="seconds between redraws with --follow"),
+    max_seconds: float | None = typer.Option(None, help="stop following after this long"),
+    runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+) -> None:
+    """Show a run as a tree: generations -> candidates -> agent steps (LLM and tool calls)."""
+    from kernelwright.eval.run_data import RunDataError, load_run
+    from kernelwright.trace_view import build_tree
+    from kernelwright.trace_view import follow as follow_run
+
+    path = _run_dir(run, runs_dir)
+    console = Console()
+    try:
+        if follow:
+            follow_run(path, console, interval_s=interval, max_s=max_seconds, agent=agent, candidate=candidate,
+                       limit=limit)
+        else:
+            console.print(build_tree(load_run(path, messages=False), agent=agent, candidate=candidate, limit=limit))
+    except RunDataError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_NOT_FOUND) from None
+
+
+def report_command(
+    run: str = typer.Argument(..., help="run id (under --runs-dir) or run directory"),
+    output: Path | None = typer.Option(None, "-o", "--output", help="HTML file (default: RUN_DIR/report.html)"),
+    runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+) -> None:
+    """Write one self-contained HTML report (works offline): progress, lineage, roofline, failures, winner, spend."""
+    from kernelwright.eval.report import write_report
+
+    path = _run_dir(run, runs_dir)
+    out = write_report(path, output)
+    Console().print(f"report: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("runs")(runs_command)
+    app.command("trace")(trace_command)
+    app.command("report")(report_command)
