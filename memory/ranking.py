@@ -81,8 +81,13 @@ def redundancy(a: Candidate, b: Candidate) -> float:
 
 
 def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: int, *, gpu_arch: str | None = None,
-           diversity: float = 0.3, weights: RankWeights = RankWeights()) -> list[tuple[Candidate, float]]:
-    """Up to k (candidate, relevance) pairs; diversity 0 = pure relevance, 1 = pure novelty (MMR)."""
+           diversity: float = 0.3, weights: RankWeights = RankWeights(),
+           duplicate: float = 0.95) -> list[tuple[Candidate, float]]:
+    """Up to k (candidate, relevance) pairs; diversity 0 = pure relevance, 1 = pure novelty (MMR).
+
+    With diversity > 0 a near copy of a picked kernel (redundancy >= `duplicate`: same problem,
+    same techniques) waits until nothing else is left, so k examples are never k copies of one idea.
+    """
     scored = sorted(((c, relevance(c, query, gpu_arch, weights)) for c in candidates), key=lambda x: -x[1])
     if diversity <= 0.0:
         return scored[:k]
@@ -90,11 +95,12 @@ def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: i
     picked: list[tuple[Candidate, float]] = []
     rest = list(scored)
     while rest and len(picked) < k:
-        best_i, best_val = 0, -math.inf
+        best_i, best_val, best_is_copy = 0, -math.inf, True
         for i, (c, rel) in enumerate(rest):
             penalty = max((redundancy(c, p) for p, _ in picked), default=0.0)
+            is_copy = penalty >= duplicate
             val = lam * rel - (1.0 - lam) * penalty
-            if val > best_val:
-                best_i, best_val = i, val
+            if (best_is_copy and not is_copy) or (is_copy == best_is_copy and val > best_val):
+                best_i, best_val, best_is_copy = i, val, is_copy
         picked.append(rest.pop(best_i))
     return picked
