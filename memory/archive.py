@@ -28,6 +28,7 @@ from kernelwright.memory.embedding import default_embedding, embedding_id
 from kernelwright.memory.locking import FileLock
 from kernelwright.memory.ranking import Candidate, select
 from kernelwright.memory.records import ArchiveRecord, ProblemSignature, RecordError
+from kernelwright.memory.verified_index import VerifiedIndex
 from kernelwright.tools.errors import KernelwrightError
 
 log = structlog.get_logger(__name__)
@@ -102,6 +103,8 @@ class KernelArchive:
         self._client: Any = None
         self._collection: Any = None
         self._generation: str | None = None
+        self._index: VerifiedIndex | None = None  # snapshot of the verified records, per generation
+        self._index_generation: str | None = None
         self.log = log.bind(archive=where)
 
     # -- construction ------------------------------------------------------------------------
@@ -264,30 +267,55 @@ class KernelArchive:
                pool: int = 32, verified_only: bool = True) -> list[SearchHit]:
         """Top-k kernels for a ProblemSignature / FunctionalForm / its dict / free text.
 
-        Verified only (by default); a pool from the same GPU architecture is fetched beside the
-        overall nearest, so a same-arch kernel further away in text is still considered.
+        Verified only (by default). The pool to re-rank is the `pool` nearest plus the `pool`
+        nearest measured on `gpu_arch`, so a same-arch kernel further away in text still counts.
         """
         sig, text = _query_signature(query)
         vector = self.embedding([text])[0]
+        with self._session(write=False) as col:
+            if self._lock is not None and verified_only:
+                pooled = self._pool_local(col, vector, pool, gpu_arch)
+            else:
+                pooled = self._pool_filtered(col, vector, int(col.count()), pool, gpu_arch, verified_only)
+            if not pooled:
+                return []
+            picked = select(pooled, sig, k, gpu_arch=gpu_arch, diversity=diversity)
+            ids, docs = _ids_docs(col.get(ids=[c.id for c, _ in picked], include=["documents"]))
+        by_id = {i: _parse(d, verify=False) for i, d in zip(ids, docs)}
+        return [SearchHit(by_id[c.id], score, c.similarity) for c, score in picked if c.id in by_id]
+
+    def _pool_local(self, col: Any, vector: Any, pool: int, gpu_arch: str | None) -> list[Candidate]:
+        """Chroma's ANN for ids (cheap), the verified snapshot for everything else."""
+        if self._index is None or self._index_generation != self._generation:
+            self._index, self._index_generation = VerifiedIndex.load(col), self._generation
+        index = self._index
+        if len(index) == 0:
+            return []
+        # over-fetch: unverified neighbours are dropped here rather than by a slow `where`
+        res = col.query(query_embeddings=[vector], n_results=min(index.total, 4 * pool), include=["distances"])
+        found = [index.candidate(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+        pooled = {c.id: c for c in found if c is not None}
+        pooled = dict(list(pooled.items())[:pool])
+        if len(pooled) < pool:  # unverified kernels crowd this neighbourhood: search the verified ones exactly
+            pooled.update((c.id, c) for c in index.nearest(vector, pool) if c.id not in pooled)
+        if gpu_arch:
+            pooled.update((c.id, c) for c in index.nearest(vector, pool, arch=gpu_arch) if c.id not in pooled)
+        return list(pooled.values())
+
+    def _pool_filtered(self, col: Any, vector: Any, total: int, pool: int, gpu_arch: str | None,
+                       verified_only: bool) -> list[Candidate]:
+        """Chroma `where` filters: slower per query, but nothing is held in this process (servers)."""
         base: dict[str, Any] = {"verified": True} if verified_only else {}
-        filters = [base or None]
+        filters: list[Any] = [base or None]
         if gpu_arch:
             filters.append({"$and": [base, {"gpu_arch": gpu_arch}]} if base else {"gpu_arch": gpu_arch})
         pooled: dict[str, Candidate] = {}
-        with self._session(write=False) as col:
-            total = col.count()
-            if total == 0:
-                return []
-            for where in filters:
-                res = col.query(query_embeddings=[vector], n_results=min(pool, total), where=where,
-                                include=["metadatas", "distances", "embeddings"])
-                for i, meta, dist, emb in zip(res["ids"][0], res["metadatas"][0], res["distances"][0],
-                                              res["embeddings"][0]):
-                    pooled[i] = Candidate(i, meta, 1.0 - float(dist), emb)
-            picked = select(list(pooled.values()), sig, k, gpu_arch=gpu_arch, diversity=diversity)
-            ids, docs = _ids_docs(col.get(ids=[c.id for c, _ in picked], include=["documents"]))
-        by_id = {i: _parse(d) for i, d in zip(ids, docs)}
-        return [SearchHit(by_id[c.id], score, c.similarity) for c, score in picked if c.id in by_id]
+        for where in filters:
+            res = col.query(query_embeddings=[vector], n_results=min(pool, total), where=where,
+                            include=["metadatas", "distances", "embeddings"])
+            for i, meta, dist, emb in zip(res["ids"][0], res["metadatas"][0], res["distances"][0], res["embeddings"][0]):
+                pooled[i] = Candidate(i, meta, 1.0 - float(dist), emb)
+        return list(pooled.values())
 
     def stats(self) -> dict[str, Any]:
         rows = self.entries()
@@ -342,8 +370,8 @@ def _ids_docs(got: dict[str, Any]) -> tuple[list[str], list[str]]:
     return list(got["ids"]), list(got.get("documents") or [])
 
 
-def _parse(document: str) -> ArchiveRecord:
+def _parse(document: str, *, verify: bool = True) -> ArchiveRecord:
     try:
-        return ArchiveRecord.from_dict(json.loads(document))
+        return ArchiveRecord.from_dict(json.loads(document), verify=verify)
     except (json.JSONDecodeError, RecordError) as exc:
         raise ArchiveUnavailable(f"damaged record in the archive: {exc}") from None

@@ -47,15 +47,29 @@ def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def relevance(c: Candidate, query: ProblemSignature | None, gpu_arch: str | None, w: RankWeights = RankWeights()) -> float:
+@dataclass(frozen=True)
+class QueryFeatures:
+    """What relevance needs of the query, computed once per search (its key is a sha256)."""
+
+    ops: frozenset[str]
+    dtypes: frozenset[str]
+    key: str
+
+    @classmethod
+    def of(cls, query: ProblemSignature | None) -> QueryFeatures | None:
+        return None if query is None else cls(query.op_set(), query.dtypes(), query.key())
+
+
+def relevance(c: Candidate, query: ProblemSignature | QueryFeatures | None, gpu_arch: str | None,
+              w: RankWeights = RankWeights()) -> float:
     meta = c.metadata
     score = w.text * c.similarity
-    if query is not None:
-        score += w.ops * jaccard(query.op_set(), split_set(meta.get("ops"), "|"))
-        qd = query.dtypes()
-        if qd:
-            score += w.dtype * jaccard(qd, split_set(meta.get("dtypes"), "|"))
-        if meta.get("problem_key") == query.key():
+    q = QueryFeatures.of(query) if isinstance(query, ProblemSignature) else query
+    if q is not None:
+        score += w.ops * jaccard(q.ops, split_set(meta.get("ops"), "|"))
+        if q.dtypes:
+            score += w.dtype * jaccard(q.dtypes, split_set(meta.get("dtypes"), "|"))
+        if meta.get("problem_key") == q.key:
             score += w.exact_problem
     arch = meta.get("gpu_arch") or ""
     if gpu_arch and arch:
@@ -71,13 +85,29 @@ def relevance(c: Candidate, query: ProblemSignature | None, gpu_arch: str | None
 
 def redundancy(a: Candidate, b: Candidate) -> float:
     """How much `a` repeats `b`: the same problem solved the same way is a copy."""
-    same_problem = a.metadata.get("problem_key") == b.metadata.get("problem_key")
-    ideas = jaccard(split_set(a.metadata.get("techniques"), ","), split_set(b.metadata.get("techniques"), ","))
-    if same_problem:
-        return ideas
-    cos = float(np.dot(a.embedding, b.embedding) /
-                (np.linalg.norm(a.embedding) * np.linalg.norm(b.embedding) + 1e-12))
-    return 0.5 * max(cos, 0.0) + 0.5 * ideas
+    return _Features.of([a, b]).redundancy(0, 1)
+
+
+@dataclass(frozen=True)
+class _Features:
+    """Per-candidate values redundancy needs, computed once per selection (not per pair)."""
+
+    keys: list[Any]
+    ideas: list[frozenset[str]]
+    unit: np.ndarray  # unit-length embeddings, one row per candidate
+
+    @classmethod
+    def of(cls, cands: Sequence[Candidate]) -> _Features:
+        vecs = np.asarray([np.asarray(c.embedding, dtype=np.float32) for c in cands]).reshape(len(cands), -1)
+        unit = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+        return cls([c.metadata.get("problem_key") for c in cands],
+                   [split_set(c.metadata.get("techniques"), ",") for c in cands], unit)
+
+    def redundancy(self, i: int, j: int) -> float:
+        ideas = jaccard(self.ideas[i], self.ideas[j])
+        if self.keys[i] == self.keys[j]:
+            return ideas
+        return 0.5 * max(float(self.unit[i] @ self.unit[j]), 0.0) + 0.5 * ideas
 
 
 def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: int, *, gpu_arch: str | None = None,
@@ -88,19 +118,22 @@ def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: i
     With diversity > 0 a near copy of a picked kernel (redundancy >= `duplicate`: same problem,
     same techniques) waits until nothing else is left, so k examples are never k copies of one idea.
     """
-    scored = sorted(((c, relevance(c, query, gpu_arch, weights)) for c in candidates), key=lambda x: -x[1])
-    if diversity <= 0.0:
+    q = QueryFeatures.of(query)
+    scored = sorted(((c, relevance(c, q, gpu_arch, weights)) for c in candidates), key=lambda x: -x[1])
+    if diversity <= 0.0 or not scored:
         return scored[:k]
     lam = 1.0 - min(diversity, 1.0)
-    picked: list[tuple[Candidate, float]] = []
-    rest = list(scored)
+    feats = _Features.of([c for c, _ in scored])
+    penalty = [0.0] * len(scored)  # max redundancy with anything picked so far, updated per pick
+    rest = list(range(len(scored)))
+    picked: list[int] = []
     while rest and len(picked) < k:
-        best_i, best_val, best_is_copy = 0, -math.inf, True
-        for i, (c, rel) in enumerate(rest):
-            penalty = max((redundancy(c, p) for p, _ in picked), default=0.0)
-            is_copy = penalty >= duplicate
-            val = lam * rel - (1.0 - lam) * penalty
-            if (best_is_copy and not is_copy) or (is_copy == best_is_copy and val > best_val):
-                best_i, best_val, best_is_copy = i, val, is_copy
-        picked.append(rest.pop(best_i))
-    return picked
+        def rank(i: int) -> tuple[bool, float]:
+            return (penalty[i] < duplicate, lam * scored[i][1] - (1.0 - lam) * penalty[i])
+
+        best = max(rest, key=rank)
+        rest.remove(best)
+        picked.append(best)
+        for i in rest:
+            penalty[i] = max(penalty[i], feats.redundancy(i, best))
+    return [scored[i] for i in picked]

@@ -97,12 +97,21 @@ def test_search_is_verified_only_and_prefers_the_same_arch(archive: KernelArchiv
 
 
 def test_a_same_arch_kernel_far_down_the_text_ranking_is_still_considered(archive: KernelArchive) -> None:
-    archive.add_many([make_record("softmax", variant=i, cc="8.0", shape=(128, 4096 + i)) for i in range(40)])
+    archive.add_many([make_record("softmax", variant=i, cc="8.0", shape=(128, 4096 + i)) for i in range(80)])
     far = make_record("layernorm", variant=99, cc="9.0", shape=(7, 3), dtype="float16")
     archive.add(far)
-    assert far.id not in [h.record.id for h in archive.search(signature("softmax"), k=20, pool=8)]
-    hits = archive.search(signature("softmax"), k=20, gpu_arch="sm_90", pool=8)
-    assert far.id in [h.record.id for h in hits]  # the same-arch pool brought it in beside the nearest 8
+    # k above the pool size and no diversity: the hits are exactly the pool that was considered
+    nearest = archive.search(signature("softmax"), k=100, pool=8, diversity=0.0)
+    assert far.id not in [h.record.id for h in nearest] and len(nearest) < 81
+    hits = archive.search(signature("softmax"), k=100, gpu_arch="sm_90", pool=8, diversity=0.0)
+    assert far.id in [h.record.id for h in hits]  # the same-arch pool brought it in beside the nearest
+
+
+def test_unverified_kernels_crowding_the_neighbourhood_do_not_hide_verified_ones(archive: KernelArchive) -> None:
+    archive.add_many([make_record("softmax", variant=i, status="rejected") for i in range(60)])
+    lone = make_record("cumsum", variant=99, shape=(3, 5), dtype="int64")
+    archive.add(lone)
+    assert [h.record.id for h in archive.search(signature("softmax"), k=3, pool=8)] == [lone.id]
 
 
 def test_diversity_gives_different_ideas_not_copies(archive: KernelArchive) -> None:
@@ -195,3 +204,66 @@ def test_tools_never_import_chromadb() -> None:
             "print('chromadb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
+
+
+def _write_candidate(run_dir: Path, source: str, report: dict, meta: dict) -> Path:
+    from kernelwright.tools.source_hash import candidate_id
+
+    folder = run_dir / "candidates" / candidate_id(source)[:16]
+    folder.mkdir(parents=True)
+    (folder / "candidate.py").write_text(source)
+    (folder / "meta.json").write_text(json.dumps({"id": candidate_id(source), **meta}))
+    (folder / "report.json").write_text(json.dumps(report))
+    return folder
+
+
+FUNCTIONAL = {"method": "export", "source": "def forward(x):\n    relu = torch.ops.aten.relu.default(x)\n",
+              "ops": [{"name": "relu", "target": "aten.relu.default", "args": ["x"],
+                       "outputs": [{"shape": [128, 4096], "dtype": "float32"}]}],
+              "args": [{"name": "x", "kind": "input", "target": "input[0]",
+                        "spec": {"shape": [128, 4096], "dtype": "float32"}}],
+              "outputs": [{"shape": [128, 4096], "dtype": "float32"}], "op_counts": {"aten.relu.default": 1}}
+
+
+def test_a_runs_verified_candidates_go_into_the_archive(archive: KernelArchive, tmp_path: Path) -> None:
+    from kernelwright.memory.prompting import archive_run
+    from kernelwright.tools.results import EvalReport
+
+    run_dir = tmp_path / "run"
+    src_ok = make_record("relu", idea="vector").kernel_source
+    report = EvalReport(problem="p.py", candidate="c.py", status="passed", stage="done",
+                        trials=[{"phase": "check", "index": 0, "outputs": [{"max_abs_err": 2e-7}]}] * 5,
+                        timing={"candidate": {"median_ms": 0.01}, "eager": {"median_ms": 0.03}},
+                        speedup_vs_eager=3.0, speedup_vs_compile=1.2,
+                        gpu={"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]},
+                        profile={"kernels": [{"name": "relu_kernel", "duration_ns": 9000}]})
+    meta = {"agent": "mutator", "generation": 2, "temperature": 0.7, "prompt": "mutator@v1", "parents": ["ab" * 32],
+            "repairs": 0}
+    folder = _write_candidate(run_dir, src_ok, report.to_dict(), meta)
+    rejected = EvalReport(problem="p.py", candidate="c.py", status="rejected", reason="wrong_output").to_dict()
+    _write_candidate(run_dir, make_record("relu", variant=7).kernel_source, rejected, meta)
+    broken = run_dir / "candidates" / "0000broken"
+    broken.mkdir()
+    (broken / "report.json").write_text("{not json")
+    with capture_logs() as logs:
+        assert archive_run(archive, run_dir, FUNCTIONAL, run_id="run-42", problem_name="relu") == {"skipped": 1,
+                                                                                                     "added": 1}
+    assert any(e["event"] == "archive_skip_candidate" for e in logs)
+    (hit,) = archive.search(FUNCTIONAL, k=3, gpu_arch="sm_90")
+    r = hit.record
+    assert r.kernel_source == src_ok and r.verified and r.gpu_arch == "sm_90" and r.run_id == "run-42"
+    assert r.correctness["trials"] == 5 and r.correctness["max_abs_err"] == 2e-7
+    assert r.lineage.agent == "mutator" and r.lineage.parents == ("ab" * 32,) and r.lineage.prompt == "mutator@v1"
+    assert r.timing == {"candidate": 0.01, "eager": 0.03} and "relu_kernel: 9.0 us" in r.profile_summary
+    assert r.functional_source == FUNCTIONAL["source"] and r.signature.name == "relu"
+    assert r.signature.op_set() == {"aten.relu.default"}
+    assert r == record_from_candidate_again(folder, r)
+
+
+def record_from_candidate_again(folder: Path, like: ArchiveRecord) -> ArchiveRecord:
+    from dataclasses import replace
+
+    from kernelwright.memory.records import record_from_candidate
+
+    again = record_from_candidate(folder, FUNCTIONAL, run_id=like.run_id, problem_name="relu")
+    return replace(again, created_at=like.created_at)
