@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kernelwright import inspect_cli
+from kernelwright.archive_cli import archive_app
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
@@ -20,6 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 # Exit codes: distinct so scripts can tell a rejected kernel from a missing GPU.
 EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR, EXIT_NO_LLM = 0, 1, 2, 3, 4, 5
+
+app.add_typer(archive_app, name="archive")
 
 
 @app.command("eval")
