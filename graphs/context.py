@@ -41,7 +41,9 @@ class RunSettings:
     max_repairs: int = 2  # re-asks per candidate for malformed answers
     repair_rounds: int = 2  # K: diagnostic repairs of a candidate that failed to compile or verify
     crossover_rate: float = 0.3  # share of mutations that combine two parents (when two exist)
-    gpu_description: str = "an NVIDIA GPU"
+    gpu_description: str = "an NVIDIA GPU"  # facts for the prompts (name, SMs, bandwidth, L2, compute capability)
+    gpu_arch: str | None = None  # sm_90 ...: archive examples from the same architecture rank first
+    archive_examples: int = 3  # past verified kernels put in the translator's and mutator's prompts
     critic: bool = True  # critique the best candidate before each mutation (needs an LLM)
     offline_seeds: bool = True  # with an LLM, the offline translator's kernels join the first generation
     screen: bool = True  # the critic screens each candidate before it is compiled

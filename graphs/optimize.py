@@ -2,8 +2,9 @@
 
     describe -> translate -> [plugins] -> screen -> dispatch =Send=> evaluate_one* -> collect
       collect -> repair (rejected candidates, up to K rounds, with diagnostics) -> [plugins] -> screen -> ...
-      collect -> [plugins] -> profile -> select -> critique -> mutate (mutation | crossover) -> [plugins] -> screen ...
-      select -> END when a budget (generations, candidates, wall time, tokens, cost) is reached
+      collect -> [plugins] -> profile -> select -> archive -> critique -> mutate (mutation | crossover) -> ...
+      archive -> END when a budget (generations, candidates, wall time, tokens, cost) is reached
+    (archive stores the verified kernels in the Chroma archive when one is attached)
 
 Agent nodes are timed into the run's wall-time budget; the evaluation phase is
 timed from dispatch to collect, since its tasks overlap.
@@ -23,6 +24,7 @@ from kernelwright.agents.critic import critique, screen
 from kernelwright.agents.mutator import mutate, repair
 from kernelwright.agents.profiler import profile
 from kernelwright.agents.translator import translate
+from kernelwright.graphs.archiving import archive
 from kernelwright.graphs.context import KContext
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
 from kernelwright.graphs.plugins import AgentPlugin, chains
@@ -52,7 +54,8 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     grouped = chains(plugins)
     builder = StateGraph(KState, context_schema=KContext)
     for name, node in (("describe", describe), ("translate", translate), ("mutate", mutate), ("repair", repair),
-                       ("screen", screen), ("critique", critique), ("profile", profile), ("select", select)):
+                       ("screen", screen), ("critique", critique), ("profile", profile), ("select", select),
+                       ("archive", archive)):
         builder.add_node(name, timed(node))
     builder.add_node("dispatch", dispatch)
     builder.add_node("evaluate_one", evaluate_one)
@@ -68,10 +71,10 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     _chain(builder, after_propose)
     builder.add_conditional_edges("dispatch", fan_out, ["evaluate_one", "collect"])
     builder.add_edge("evaluate_one", "collect")
-    after_evaluate = [p.name for p in grouped["after_evaluate"]] + ["profile", "select"]
+    after_evaluate = [p.name for p in grouped["after_evaluate"]] + ["profile", "select", "archive"]
     builder.add_conditional_edges("collect", after_collect, {"repair": "repair", "after_evaluate": after_evaluate[0]})
     _chain(builder, after_evaluate)
-    builder.add_conditional_edges("select", next_step, ["critique", "mutate", END])
+    builder.add_conditional_edges("archive", next_step, ["critique", "mutate", END])
     builder.add_edge("critique", "mutate")
     return builder.compile(checkpointer=checkpointer)
 

@@ -45,6 +45,7 @@ class CandidateRecord(TypedDict, total=False):
     seconds: float  # evaluation wall time
     variant: str  # the offline translator's variant (fused, fused_scalar, aten_reductions, *_tuned)
     params: dict[str, Any]  # the offline translator's tunables for this candidate
+    archived: bool  # stored in the kernel archive
 
 
 def merge_candidates(current: dict[str, CandidateRecord] | None,

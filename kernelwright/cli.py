@@ -79,6 +79,10 @@ def run_command(
     resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
     config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents] models, prices, ...)"),
+    archive: Path | None = typer.Option(None, help="kernel archive directory (default: $KERNELWRIGHT_ARCHIVE or "
+                                                   "~/.cache/kernelwright/archive)"),
+    use_archive: bool = typer.Option(True, "--archive-on/--no-archive",
+                                     help="retrieve past kernels as examples and store this run's verified kernels"),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
@@ -122,7 +126,8 @@ def run_command(
         if live is not None:
             live.start()
         result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
-                          models=proposers, critic_model=critic, on_update=on_update)
+                          models=proposers, critic_model=critic, on_update=on_update,
+                          archive=(archive or True) if use_archive else None)
     except ToolUnavailable as exc:
         console.print(f"[yellow]{exc}[/]")
         raise typer.Exit(EXIT_NO_LLM) from None

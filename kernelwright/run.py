@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,8 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
-             plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None) -> RunResult:
+             plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
+             archive: Any = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
@@ -87,6 +88,9 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     naming the run; everything evaluated so far is checkpointed and `resume` continues.
     `offline`: None uses the offline translator and tuner when no LLM is configured (and
     its kernels as seeds when one is); True uses it alone; False requires an LLM.
+    `archive`: a memory.archive.KernelArchive, a path to one, or True for the default
+    path; its verified kernels become prompt examples and this run's kernels join it.
+    An archive that cannot be opened means a run without one (with a warning).
     """
     problem = check_source(problem, "problem").path
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
@@ -106,9 +110,11 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem)
+    settings = _with_gpu_facts(settings, evaluator)
+    opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
-                   offline=OfflineSession() if offline is not False else None)
+                   offline=OfflineSession() if offline is not False else None, archive=opened_archive)
     config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
               "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30,
               **recorder.graph_config(ctx)}
@@ -139,8 +145,47 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     finally:
         if owned and hasattr(evaluator, "close"):
             evaluator.close()
+        if opened_archive is not None and opened_archive is not archive:
+            opened_archive.close()
     best = state.get("candidates", {}).get(state.get("best_id") or "")
     return RunResult(run_id, run_dir, best, state)
+
+
+def _with_gpu_facts(settings: RunSettings, evaluator: Any) -> RunSettings:
+    """The prompts' GPU facts and the archive's architecture, read through NVML when the evaluator has a GPU."""
+    if settings.gpu_description != RunSettings.gpu_description or not getattr(evaluator, "gpus", None):
+        return settings
+    from kernelwright.tools.gpu_info import gpu_facts
+
+    try:
+        f = gpu_facts(int(evaluator.gpus[0]) if str(evaluator.gpus[0]).isdigit() else 0, use_torch=False)
+    except Exception as exc:  # noqa: BLE001 - facts sharpen prompts; without them the run goes on
+        log.info("gpu_facts_unavailable", error=str(exc))
+        return settings
+    major, minor = f.compute_capability
+    parts = [f"{f.name}, compute capability {major}.{minor} (sm_{major}{minor})"]
+    if f.sm_count:
+        parts.append(f"{f.sm_count} SMs")
+    if f.peak_dram_bandwidth_gbps:
+        parts.append(f"{f.peak_dram_bandwidth_gbps / 1000:.2f} TB/s DRAM bandwidth")
+    if f.l2_bytes:
+        parts.append(f"{f.l2_bytes / 2**20:.0f} MiB L2")
+    parts.append(f"{f.memory_total_bytes / 2**30:.0f} GiB memory")
+    return replace(settings, gpu_description=", ".join(parts), gpu_arch=f"sm_{major}{minor}")
+
+
+def _open_archive(archive: Any) -> Any:
+    if archive is None or archive is False:
+        return None
+    if not isinstance(archive, (str, Path, bool)):
+        return archive  # an open KernelArchive: the caller owns it
+    try:
+        from kernelwright.memory.archive import KernelArchive
+
+        return KernelArchive.open_local(None if archive is True else archive)
+    except Exception as exc:  # noqa: BLE001 - a damaged archive means a run without examples, never a failed run
+        log.warning("archive_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _named(settings: ModelSettings) -> NamedModel:

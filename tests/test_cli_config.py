@@ -21,7 +21,8 @@ runner = CliRunner()
 
 
 def _no_gpu_env(build_cache: Path) -> dict[str, str]:
-    return {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}
+    return {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a",
+            "KERNELWRIGHT_ARCHIVE": str(build_cache.parent / "kw-archive")}
 
 
 @pytest.mark.nvcc

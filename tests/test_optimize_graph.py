@@ -60,11 +60,11 @@ def test_real_openai_client_over_http_with_temperature_schedule(tmp_path: Path) 
 def test_graph_shape() -> None:
     mermaid = build_optimize_graph().get_graph().draw_mermaid(with_styles=False)
     for edge in ("__start__ --> describe", "describe --> translate", "translate --> screen", "mutate --> screen",
-                 "repair --> screen", "screen --> dispatch", "evaluate_one --> collect", "profile --> select",
+                 "repair --> screen", "screen --> dispatch", "evaluate_one --> collect", "profile --> select", "select --> archive",
                  "critique --> mutate"):
         assert edge in mermaid, mermaid
-    for edge in ("dispatch -.-> evaluate_one", "collect -.-> repair", "after_evaluate&nbsp; .-> profile", "select -.-> mutate",
-                 "select -.-> __end__", "select -.-> critique"):
+    for edge in ("dispatch -.-> evaluate_one", "collect -.-> repair", "after_evaluate&nbsp; .-> profile", "archive -.-> mutate",
+                 "archive -.-> __end__", "archive -.-> critique"):
         assert edge in mermaid, mermaid
 
 

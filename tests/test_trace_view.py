@@ -136,7 +136,7 @@ def test_trace_and_report_of_a_real_cli_run(tmp_path: Path, build_cache: Path) -
     env = {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}
     with ReplayServer([ReplayRule("```python\n" + RELU_CANDIDATE.read_text() + "```", repeat=True)]) as server:
         result = runner.invoke(app, ["run", str(problem), "--runs-dir", str(tmp_path), "--generations", "1",
-                                     "--candidates", "1", "--model", "replay"],
+                                     "--candidates", "1", "--model", "replay", "--no-archive"],
                                env={**env, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "t"})
     assert result.exit_code == 3, result.output  # needs a GPU to verify
     (run_dir,) = tmp_path.iterdir()
