@@ -72,7 +72,11 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
-            if step.inner != 1:
+            if step.reduction == "cumsum":
+                if step.inner == 1:
+                    dims += [TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
+                             TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
+            elif step.inner != 1:
                 dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), 8))
             elif default_split(step):
                 base = default_split(step)
