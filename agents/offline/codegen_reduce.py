@@ -21,7 +21,7 @@ from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launch
 from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import CTYPE, STORAGE_CTYPE, lit
 
-REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 8, "SPLIT": 0, "CACHE": 1}  # TPR 0: chosen from the row length
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1}  # 0: chosen from the geometry
 MAX_CACHED_ITEMS = 32
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
 
@@ -38,6 +38,16 @@ def default_split(step: ReductionStep) -> int:
     if step.is_normalisation or step.inner != 1 or step.outer >= 264 or step.reduce < 16384:
         return 0
     return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
+
+
+def default_cy(step: ReductionStep) -> int:
+    """Threads along the reduced dim per 32-wide column tile: enough blocks x threads to fill an H100-class
+    GPU (~270k threads) without more y-threads than reduced elements."""
+    columns = step.outer * -(-step.inner // 32)
+    cy = 1
+    while cy < 32 and cy * 2 <= step.reduce and (cy < 4 or columns * 32 * cy < 270_000):
+        cy *= 2  # at least 4 warps a block (32-thread blocks cap occupancy), more while the GPU isn't full
+    return cy
 
 
 def _acc(step: ReductionStep, at: str) -> str:
@@ -220,7 +230,7 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
 
 def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
     O, R, I = step.outer, step.reduce, step.inner
-    cy = max(1, min(int(p["CY"]), 32))
+    cy = max(1, min(int(p["CY"]) or default_cy(step), 32))
     push = _push_value(step, "v", at)
     if step.is_normalisation:
         stats, z = _stats_and_z(step, at)

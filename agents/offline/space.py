@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernelwright.agents.offline.codegen_reduce import default_split, default_tpr
+from kernelwright.agents.offline.codegen_reduce import default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load, Plan, ReductionStep
 
@@ -77,7 +77,7 @@ def plan_space(plan: Plan) -> TuneSpace:
                     dims += [TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
                              TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
             elif step.inner != 1:
-                dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), 8))
+                dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), default_cy(step)))
             elif default_split(step):
                 base = default_split(step)
                 choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
