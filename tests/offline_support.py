@@ -20,6 +20,6 @@ def suite_problems() -> list[Path]:
 
 def fixture_problems() -> list[Path]:
     """Translatable fixtures: the offline feature problems, the harness fixtures and the example."""
-    skip = {"data_dependent.py", "only_scan.py"}  # untraceable / nothing to generate: tested separately
+    skip = {"data_dependent.py", "only_sort.py"}  # untraceable / nothing to generate: tested separately
     paths = sorted((FIXTURES / "offline").glob("*.py")) + sorted((FIXTURES / "problems").glob("*.py"))
     return [p for p in paths if p.name not in skip] + [ROOT / "examples" / "relu" / "problem.py"]

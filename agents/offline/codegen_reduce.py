@@ -21,7 +21,7 @@ from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launch
 from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import CTYPE, STORAGE_CTYPE, lit
 
-REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 8, "SPLIT": 0, "CACHE": 1}  # TPR 0: chosen from the row length
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1}  # 0: chosen from the geometry
 MAX_CACHED_ITEMS = 32
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
 
@@ -38,6 +38,16 @@ def default_split(step: ReductionStep) -> int:
     if step.is_normalisation or step.inner != 1 or step.outer >= 264 or step.reduce < 16384:
         return 0
     return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
+
+
+def default_cy(step: ReductionStep) -> int:
+    """Threads along the reduced dim per 32-wide column tile: enough blocks x threads to fill an H100-class
+    GPU (~270k threads) without more y-threads than reduced elements."""
+    columns = step.outer * -(-step.inner // 32)
+    cy = 1
+    while cy < 32 and cy * 2 <= step.reduce and (cy < 4 or columns * 32 * cy < 270_000):
+        cy *= 2  # at least 4 warps a block (32-thread blocks cap occupancy), more while the GPU isn't full
+    return cy
 
 
 def _acc(step: ReductionStep, at: str) -> str:
@@ -140,7 +150,9 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
         split = 0
     c_params, spec = launcher_signature(plist)
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
-    if I != 1:
+    if step.reduction == "cumsum":
+        body, launch = _scan(step, p, it, at, tag)
+    elif I != 1:
         body, launch = _columns(step, p, it, at, acc, tag)
     elif split:
         body, launch = _split(step, p, it, at, acc, tag, split)
@@ -201,6 +213,7 @@ def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str,
     body = f"""#define KW_{tag}_TPR {tpr}
 #define KW_{tag}_RPB {rpb}
 #define KW_{tag}_ITEMS {items}
+#define KW_{tag}_CACHED {int(cached)}
 __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} p) {{
     const int lane = threadIdx.x;
     const {it} row = ({it})blockIdx.x * KW_{tag}_RPB + threadIdx.y;
@@ -217,7 +230,7 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
 
 def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
     O, R, I = step.outer, step.reduce, step.inner
-    cy = max(1, min(int(p["CY"]), 32))
+    cy = max(1, min(int(p["CY"]) or default_cy(step), 32))
     push = _push_value(step, "v", at)
     if step.is_normalisation:
         stats, z = _stats_and_z(step, at)
@@ -286,6 +299,69 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
     launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
     kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"""
     return body, launch
+
+
+def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str) -> tuple[str, str]:
+    """Inclusive prefix sum: rows (inner == 1) block-wide in tiles of TPR x ITEMS (thread-local runs, a
+    warp-shuffle scan of the thread totals, a carry across tiles); columns one thread per (outer, inner)."""
+    O, R, I = step.outer, step.reduce, step.inner
+    if I != 1:
+        body = f"""__global__ void __launch_bounds__(256) kw_{tag}(P_{tag} p) {{
+    const {it} t = ({it})blockIdx.x * 256 + threadIdx.x;
+    if (t >= ({it}){O} * ({it}){I}) return;
+    const {it} o = t / ({it}){I}, i = t % ({it}){I};
+    {at} run = 0;
+    for (int r = 0; r < {R}; ++r) {{
+        const {it} l = (o * ({it}){R} + r) * ({it}){I} + i;
+        run += kw_{tag}_pro(p, l);
+        kw_{tag}_epi(p, l, 0, 0, run);
+    }}
+}}"""
+        return body, f"    kw_{tag}<<<(unsigned)(({O}LL * {I}LL + 255) / 256), 256, 0, stream>>>(p);"
+    tpr = int(p.get("TPR") or 0) or min(1024, max(64, 1 << max(0, (-(-R // 8) - 1).bit_length())))
+    tpr = max(32, tpr)
+    items = int(p.get("ITEMS") or 8)
+    body = f"""#define KW_{tag}_TPR {tpr}
+#define KW_{tag}_ITEMS {items}
+__global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
+    const {it} row = blockIdx.x;
+    __shared__ {at} warp_total[KW_{tag}_TPR / 32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    {at} carry = 0;
+    for (int base = 0; base < {R}; base += KW_{tag}_TPR * KW_{tag}_ITEMS) {{
+        const int start = base + (int)threadIdx.x * KW_{tag}_ITEMS;
+        {at} run = 0, v[KW_{tag}_ITEMS];
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            const int r = start + k;
+            run += r < {R} ? kw_{tag}_pro(p, row * ({it}){R} + r) : ({at})0;
+            v[k] = run;
+        }}
+        {at} inc = run;
+#pragma unroll
+        for (int off = 1; off < 32; off <<= 1) {{
+            const {at} y = __shfl_up_sync(KW_FULL, inc, off);
+            if (lane >= off) inc += y;
+        }}
+        if (lane == 31) warp_total[warp] = inc;
+        __syncthreads();
+        {at} before = 0, tile = 0;
+        for (int w = 0; w < KW_{tag}_TPR / 32; ++w) {{
+            const {at} t = warp_total[w];
+            if (w < warp) before += t;
+            tile += t;
+        }}
+        __syncthreads();
+        const {at} offset = carry + before + inc - run;
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            const int r = start + k;
+            if (r < {R}) kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, offset + v[k]);
+        }}
+        carry += tile;
+    }}
+}}"""
+    return body, f"    kw_{tag}<<<(unsigned){O}, KW_{tag}_TPR, 0, stream>>>(p);"
 
 
 def uses_loads(step: ReductionStep) -> list[Load]:

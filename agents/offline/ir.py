@@ -149,8 +149,9 @@ class ElementwiseStep:
 
 
 ReductionKind = Literal["sum", "mean", "max", "min", "argmax", "argmin", "max_with_index", "min_with_index",
-                        "prod", "var", "std", "logsumexp", "norm", "softmax", "log_softmax", "layer_norm", "rms_norm"]
-NORMALISATIONS = ("softmax", "log_softmax", "layer_norm", "rms_norm")
+                        "prod", "var", "std", "logsumexp", "norm", "softmax", "log_softmax", "layer_norm", "rms_norm",
+                        "cumsum"]
+NORMALISATIONS = ("softmax", "log_softmax", "layer_norm", "rms_norm", "cumsum")  # one output per input element
 
 
 @dataclass(frozen=True, slots=True)

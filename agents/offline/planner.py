@@ -303,13 +303,18 @@ class Planner:
         results = []
         for role, meta in zip(spec.results, metas):
             results.append(Lazy(g, g.add(Special(role, _dtype(meta))), _dtype(meta)))  # type: ignore[arg-type]
-        if spec.affine:
-            emitter = _Emitter(self, g, _dtype(metas[0]))
-            z = results[0].node
+        if spec.results == ("z",):
+            # A normalisation's affine runs in fp32 and rounds once, as eager's fused kernels do.
+            out_dtype = _dtype(metas[0])
+            wide = "float64" if out_dtype == "float64" else "float32"
+            emitter = _Emitter(self, g, wide)
+            z = g.add(Special("z", wide))
             for role, v in spec.affine:
                 operand = emitter.channel(v, len(in_shape)) if role.startswith("channel") else emitter.v(v)
                 z = emitter.op("mul" if role.endswith("weight") else "add", [z, operand])
-            results[0] = Lazy(g, z, results[0].dtype)
+            if out_dtype != wide:
+                z = emitter.op("cast", [z], dtype=out_dtype)
+            results[0] = Lazy(g, z, out_dtype)
         return Tup(tuple(results)) if isinstance(val, (tuple, list)) else results[0]
 
     def absorbable(self, src: Any, consumer: str, extra: list[Any]) -> Group | None:

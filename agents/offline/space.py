@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernelwright.agents.offline.codegen_reduce import default_split, default_tpr
+from kernelwright.agents.offline.codegen_reduce import default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load, Plan, ReductionStep
 
@@ -72,8 +72,12 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
-            if step.inner != 1:
-                dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), 8))
+            if step.reduction == "cumsum":
+                if step.inner == 1:
+                    dims += [TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
+                             TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
+            elif step.inner != 1:
+                dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), default_cy(step)))
             elif default_split(step):
                 base = default_split(step)
                 choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
