@@ -1,11 +1,13 @@
 """Benchmark the offline translator on the suite: propose, tune briefly, verify and time with the harness.
 
-    python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 4]
-           [--suite-dir eval/suite] [--no-compile-baseline] [--time-budget-s 480]
+    python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 5]
+           [--suite-dir eval/suite] [--compile-baseline] [--time-budget-s 480]
 
-Per problem: every proposed variant is evaluated by the harness (tools/evaluate.Evaluator: correctness
-trials, integrity checks, timing against eager and torch.compile), then the tuner spends what is left of
-the budget. A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
+First every problem is translated (CPU) and all candidates' CUDA is built in parallel (the shared compile
+cache); then, per problem, every proposed variant is evaluated by the harness (tools/evaluate.Evaluator:
+correctness trials, integrity checks, timing against eager, and torch.compile with --compile-baseline,
+which adds its compile time, ~10-60 s a problem), and the tuner spends what is left of the budget while
+the run is on schedule for --time-budget-s. A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
 verified kernel is reported, never claimed. Results go to <out>/results/<problem>.json (a problem whose
 file exists is skipped, so a stopped run resumes) and a summary to <out>/summary.{json,md}. A problem that
 crashes is recorded and the run goes on.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 import traceback
@@ -37,33 +40,58 @@ def _median_ms(stats: Any) -> float | None:
     return stats.get("median_ms") if isinstance(stats, dict) else None
 
 
-def run_problem(problem: Path, out: Path, *, tune_budget: int, compile_baseline: bool, jobs: int) -> dict[str, Any]:
+def prepare(problem: Path, out: Path) -> dict[str, Any]:
+    """Translate one problem (CPU); {"row": ...} when there is nothing to evaluate."""
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.propose import trace_all
-    from kernelwright.agents.offline.tune import tune
-    from kernelwright.tools.evaluate import EvalSettings, Evaluator
-    from kernelwright.tools.precompile import build_candidates
-    from kernelwright.tools.timing import BenchSettings
 
-    started = time.perf_counter()
-    row: dict[str, Any] = {"problem": problem.stem, "verified": False, "success": False}
     try:
         traced = trace_all(problem)
         candidates = propose(problem, traced=traced)
     except OfflineUnsupported as exc:
-        row.update(status="unsupported", message=exc.message, error=exc.to_dict())
-        return row
-    row["variants"] = [c.variant for c in candidates]
-    row["kept_aten_ops"] = list(candidates[0].kept_aten_ops)
+        return {"row": {"problem": problem.stem, "verified": False, "success": False, "status": "unsupported",
+                        "message": exc.message, "error": exc.to_dict()}}
     cand_dir = out / "candidates" / problem.stem
-    paths = [c.write(cand_dir / f"{c.variant}.py") for c in candidates]
-    builds = build_candidates(problem, paths, jobs=jobs)  # warm the compile cache in parallel
-    row["build_s"] = round(max((b.seconds for b in builds), default=0.0), 2)
+    for c in candidates:
+        c.write(cand_dir / f"{c.variant}.py")
+    return {"traced": traced, "candidates": candidates}
+
+
+def prebuild(prepared: dict[str, dict[str, Any]], jobs: int) -> float:
+    """Compile every candidate's CUDA in parallel into the cache the evaluation workers load from."""
+    import re
+
+    from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
+    from kernelwright.tools.precompile import detect_arch
+    from kernelwright.tools.raw_kernel import _ERROR_HELPER
+
+    started = time.perf_counter()
+    opts = NvccOptions(arch=detect_arch())  # what load_cuda uses in a worker on this GPU
+    items = []
+    for prep in prepared.values():
+        for c in prep.get("candidates", []):
+            match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', c.source, re.S)
+            if match:
+                items.append((match.group(1) + _ERROR_HELPER, opts))
+    NvccCompiler(jobs=jobs).compile_many(items)  # failures show up again, typed, in the evaluation
+    return time.perf_counter() - started
+
+
+def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: int,
+                compile_baseline: bool) -> dict[str, Any]:
+    from kernelwright.agents.offline.tune import tune
+    from kernelwright.tools.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.timing import BenchSettings
+
+    started = time.perf_counter()
+    candidates = prep["candidates"]
+    row: dict[str, Any] = {"problem": problem.stem, "verified": False, "success": False,
+                           "variants": [c.variant for c in candidates], "kept_aten_ops": list(candidates[0].kept_aten_ops)}
     settings = EvalSettings(compile_baseline=compile_baseline,
                             bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
     with Evaluator(problem, settings) as ev:
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
-                      out_dir=cand_dir / "tuned", traced=traced, candidates=candidates)
+                      out_dir=out / "candidates" / problem.stem / "tuned", traced=prep["traced"], candidates=candidates)
         baselines = ev.baselines() if result.best is not None else {}
     best = result.best
     row.update(status="verified" if best else "not_verified", evaluations=result.evaluations,
@@ -124,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite-dir", type=Path, default=HERE / "suite")
     parser.add_argument("--problems", default="", help="comma-separated name fragments (e.g. 07,softmax)")
     parser.add_argument("--tune-budget", type=int, default=5, help="evaluations per problem (variants included)")
-    parser.add_argument("--no-compile-baseline", action="store_true")
+    parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile (slow to compile)")
     parser.add_argument("--time-budget-s", type=float, default=480.0,
-                        help="after this much wall time, problems get only their proposed variants (no tuning)")
-    parser.add_argument("--jobs", type=int, default=4, help="parallel candidate builds")
+                        help="tune only while the run is on schedule for this wall time; else variants only")
+    parser.add_argument("--jobs", type=int, default=0, help="parallel nvcc builds (default: all cores)")
     args = parser.parse_args(argv)
     problems = sorted(p for p in args.suite_dir.glob("*.py") if p.name[:1].isdigit())
     if args.problems:
@@ -137,22 +165,39 @@ def main(argv: list[str] | None = None) -> int:
     results_dir = args.out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    done = {p.stem: json.loads((results_dir / f"{p.stem}.json").read_text()) for p in problems
+            if (results_dir / f"{p.stem}.json").exists()}
+    pending = [p for p in problems if p.stem not in done]
+    prepared: dict[str, dict[str, Any]] = {}
+    for i, problem in enumerate(pending):
+        try:
+            prepared[problem.stem] = prepare(problem, args.out)
+        except Exception as exc:  # one broken problem never stops the run
+            prepared[problem.stem] = {"row": _crash(problem, exc)}
+        print(f"[translate {i + 1}/{len(pending)}] {problem.stem}: "
+              f"{len(prepared[problem.stem].get('candidates', []))} candidate(s)", flush=True)
+    build_s = prebuild(prepared, args.jobs or (os.cpu_count() or 4))
+    print(f"built all candidates in {build_s:.0f} s; translation + build {time.perf_counter() - started:.0f} s", flush=True)
     rows = []
     for i, problem in enumerate(problems):
         path = results_dir / f"{problem.stem}.json"
-        if path.exists():
-            rows.append(json.loads(path.read_text()))
+        if problem.stem in done:
+            rows.append(done[problem.stem])
             print(f"[{i + 1}/{len(problems)}] {problem.stem}: done before, skipped", flush=True)
             continue
-        budget = args.tune_budget if time.perf_counter() - started < args.time_budget_s else 0
-        try:
-            row = run_problem(problem, args.out, tune_budget=budget, compile_baseline=not args.no_compile_baseline,
-                              jobs=args.jobs)
-        except Exception as exc:  # one broken problem never stops the run
-            row = {"problem": problem.stem, "status": "crash", "verified": False, "success": False,
-                   "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+        prep = prepared[problem.stem]
+        on_schedule = time.perf_counter() - started < args.time_budget_s * (i + 0.5) / max(len(problems), 1)
+        if "row" in prep:
+            row = prep["row"]
+        else:
+            try:
+                row = run_problem(problem, args.out, prep, tune_budget=args.tune_budget if on_schedule else 0,
+                                  compile_baseline=args.compile_baseline)
+            except Exception as exc:  # one broken problem never stops the run
+                row = _crash(problem, exc)
         path.write_text(json.dumps(row, indent=2, default=str))
         rows.append(row)
+        prepared.pop(problem.stem, None)  # frees its traced models and inputs
         print(f"[{i + 1}/{len(problems)}] {problem.stem}: {row.get('status')} "
               f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}) "
               f"in {row.get('seconds', 0)} s; total {time.perf_counter() - started:.0f} s", flush=True)
@@ -162,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "summary.md").write_text(markdown(rows, summary, categories))
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _crash(problem: Path, exc: Exception) -> dict[str, Any]:
+    return {"problem": problem.stem, "status": "crash", "verified": False, "success": False,
+            "message": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.nvcc import NvccCompiler, NvccOptions, default_cache_dir
 from kernelwright.tools.raw_kernel import _ERROR_HELPER
 
-pytestmark = [pytest.mark.nvcc, pytest.mark.slow]
+pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
 PROBLEMS = suite_problems() + fixture_problems()
 ARCH = "sm_90a"
 

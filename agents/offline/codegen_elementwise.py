@@ -57,7 +57,6 @@ def elementwise_kernel(step: ElementwiseStep, buffers: Mapping[str, Buffer], par
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
     aligned = " && ".join([f"kw_aligned({b} + {off}, {V} * (int)sizeof({STORAGE_CTYPE[dt]}))" for b, (dt, off) in vec_bufs.items()]
                           + [f"kw_aligned({b}, {V} * (int)sizeof({STORAGE_CTYPE[dt]}))" for b, dt in outputs]) or "true"
-    ind = "            "
     source = f"""
 // ---- {tag}: fused elementwise over {list(dag.shape)} ({n} elements)
 #define KW_{tag}_BLOCK {int(p["BLOCK"])}
@@ -104,7 +103,6 @@ extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t 
     return (int)cudaGetLastError();
 }}
 """
-    del ind
     return StepKernel(tag, source, f"kw_launch_{tag}", spec, tuple(q.buffer for q in plist))
 
 

@@ -91,7 +91,6 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer]) -> list[str]:
     outs = [b for b in step.outputs]
     if len(outs) == 1:
         return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
-    names = [b or "_" for b in outs]
     lines = [f"_kw_r = {call}"]
     lines += [f"{b} = _kw_r[{i}].contiguous()" for i, b in enumerate(outs) if b]
     return lines

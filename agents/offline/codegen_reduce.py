@@ -19,7 +19,7 @@ from typing import Any
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
 from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launcher_signature, params_for, struct_text
 from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
-from kernelwright.agents.offline.ops import CTYPE, STORAGE_CTYPE, lit
+from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
 
 REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1}  # 0: chosen from the geometry
 MAX_CACHED_ITEMS = 32
@@ -92,7 +92,7 @@ def _final(step: ReductionStep, at: str) -> tuple[str, str]:
         var = f"(a.m2 / {denom})"
         return (var if kind == "var" else f"sqrt({var})"), "0"
     if kind == "logsumexp":
-        return f"(a.m == -INFINITY ? a.m : a.m + log(a.s))", "0"
+        return "(a.m == -INFINITY ? a.m : a.m + log(a.s))", "0"
     if kind == "norm":
         order = step.attr("ord", 2.0)
         if order == 1.0:
@@ -362,10 +362,3 @@ __global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
     }}
 }}"""
     return body, f"    kw_{tag}<<<(unsigned){O}, KW_{tag}_TPR, 0, stream>>>(p);"
-
-
-def uses_loads(step: ReductionStep) -> list[Load]:
-    return [e for e in (*step.prologue.nodes, *step.epilogue.nodes) if isinstance(e, Load)]
-
-
-_ = CTYPE  # re-exported types used by callers that build specs

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Op, Plan, ReductionStep,
+from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Plan, ReductionStep,
                                             Special)
 from kernelwright.agents.offline.ops import PRIMITIVES, TORCH_DTYPE, compute_dtype, operand_dtype
 

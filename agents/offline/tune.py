@@ -18,7 +18,6 @@ from typing import Any
 
 import structlog
 
-from kernelwright.agents.offline.ir import Plan
 from kernelwright.agents.offline.propose import GeneratedCandidate, plans_for, propose, render
 from kernelwright.agents.offline.space import TuneSpace, plan_space
 from kernelwright.agents.offline.trace import TracedProblem
@@ -176,5 +175,3 @@ def _score_of(search: _Search, params: Mapping[str, Any]) -> float:
             return t.score()
     return float("-inf")
 
-
-_ = Plan  # the plan type flows through render

@@ -1,0 +1,65 @@
+"""bench_offline's bookkeeping (CPU): success needs a verified kernel at >= 0.95x eager; summaries and resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kernelwright.eval import bench_offline
+
+
+def _rows() -> list[dict]:
+    return [
+        {"problem": "01_a", "verified": True, "success": True, "speedup_vs_eager": 2.0, "speedup_vs_compile": 1.5},
+        {"problem": "02_b", "verified": True, "success": False, "speedup_vs_eager": 0.8, "speedup_vs_compile": 0.7},
+        {"problem": "03_c", "verified": False, "success": False, "status": "unsupported"},
+        {"problem": "04_d", "verified": True, "success": True, "speedup_vs_eager": 1.2, "speedup_vs_compile": 1.0},
+    ]
+
+
+def test_summary_counts_and_medians() -> None:
+    summary = bench_offline.summarise(_rows(), {"01_a": "fused_chain", "02_b": "fused_chain"})
+    assert (summary["n"], summary["verified"], summary["success"]) == (4, 3, 2)
+    assert summary["median_speedup_vs_eager_success"] == 1.6
+    assert summary["median_speedup_vs_eager_verified"] == 1.2
+    assert summary["median_speedup_vs_eager_effective_all"] == 1.1  # 2.0, 1.0 (slower kept eager), 1.0, 1.2
+    assert summary["median_speedup_vs_eager_fused_chain_verified"] == 1.4
+    assert summary["slower_than_threshold"] == ["02_b"] and summary["not_verified"] == ["03_c"]
+    text = bench_offline.markdown(_rows(), summary, {})
+    assert "| 02_b |" in text and "0.80x" in text
+
+
+def test_finished_problems_are_skipped(tmp_path: Path, monkeypatch) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "01_done.py").write_text("# never loaded: its result exists\n")
+    out = tmp_path / "out"
+    (out / "results").mkdir(parents=True)
+    row = {"problem": "01_done", "verified": True, "success": True, "speedup_vs_eager": 1.5, "status": "verified"}
+    (out / "results" / "01_done.json").write_text(json.dumps(row))
+    never = lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran"))  # noqa: E731
+    monkeypatch.setattr(bench_offline, "prepare", never)
+    monkeypatch.setattr(bench_offline, "run_problem", never)
+    assert bench_offline.main(["--out", str(out), "--suite-dir", str(suite)]) == 0
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert summary["success"] == 1 and (out / "summary.md").exists()
+
+
+def test_a_crashing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in ("01_bad.py", "02_good.py"):
+        (suite / name).write_text("# stub\n")
+
+    def fake(problem: Path, out: Path, prep: dict, **kw) -> dict:
+        if problem.stem == "01_bad":
+            raise RuntimeError("boom")
+        return {"problem": problem.stem, "verified": True, "success": True, "speedup_vs_eager": 1.3, "status": "verified"}
+
+    monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
+    monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
+    monkeypatch.setattr(bench_offline, "run_problem", fake)
+    assert bench_offline.main(["--out", str(tmp_path / "o"), "--suite-dir", str(suite)]) == 0
+    bad = json.loads((tmp_path / "o" / "results" / "01_bad.json").read_text())
+    assert bad["status"] == "crash" and "boom" in bad["message"]
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["success"] == 1
