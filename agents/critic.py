@@ -82,7 +82,9 @@ def screen(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
             continue
         source = Path(record["source_path"]).read_text()
         defect = static_screen(source)
-        if defect is None and ctx.settings.screen and ctx.has_llm and not exhausted(state.get("budget"), state.get("spent"), spend.as_counts()):
+        ask_model = ctx.settings.screen and ctx.has_llm and not exhausted(state.get("budget"), state.get("spent"),
+                                                                           spend.as_counts())
+        if defect is None and ask_model:
             prompt = ctx.prompts.get("screen").render(problem_source=problem_source, candidate_source=source)
             reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
             spend.add(reply_spend(reply))

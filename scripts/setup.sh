@@ -10,18 +10,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv --system-site-packages .venv
 fi
 VPY=.venv/bin/python
-# Headless Chromium + chromedriver (Debian packages) for the HTML report's browser tests. Installed only
-# when missing and only where we are root with apt; elsewhere the tests say what is missing.
-if ! { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; }; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } \
-      >/tmp/kernelwright-chromium-install.log 2>&1 \
-      || echo "warning: could not install chromium (see /tmp/kernelwright-chromium-install.log)" >&2
-  else
-    echo "note: chromium/chromedriver missing and not root with apt: the report browser tests will fail" >&2
-  fi
-fi
 if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "$VPY" -m pip install -q torch
