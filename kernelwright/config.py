@@ -146,11 +146,15 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    top_level = {"runs_dir", "log_level"}
     for name, value in env.items():
-        if not name.startswith(ENV_PREFIX) or name in ("KERNELWRIGHT_ARCH", "KERNELWRIGHT_CACHE_DIR"):
-            continue  # the two worker variables are read by tools/ directly
+        if not name.startswith(ENV_PREFIX):
+            continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        _merge(out, _nest(parts, value))
+        # SECTION__FIELD or a top-level field; other KERNELWRIGHT_* variables (ARCH, CACHE_DIR, ARCHIVE,
+        # MODEL, ...) belong to the parts that read them directly.
+        if len(parts) >= 2 or parts[0] in top_level:
+            _merge(out, _nest(parts, value))
     return out
 
 

@@ -146,3 +146,10 @@ def test_agents_config_section_validates_models_and_prices(tmp_path: Path) -> No
     cfg.write_text('[agents]\ncrossover_rate = 3\n')
     with pytest.raises(ConfigError, match="agents.crossover_rate"):
         load_config(cfg)
+
+
+def test_tool_variables_are_not_config_sections() -> None:
+    env = {"KERNELWRIGHT_ARCHIVE": "/x", "KERNELWRIGHT_ARCH": "sm_90a", "KERNELWRIGHT_MODEL": "m",
+           "KERNELWRIGHT_HARNESS__N_TRIALS": "7", "KERNELWRIGHT_LOG_LEVEL": "debug"}
+    config = load_config(env=env)
+    assert config.harness.n_trials == 7 and config.log_level == "debug"
