@@ -137,7 +137,10 @@ class RunData:
 
     @property
     def generations(self) -> list[int]:
-        return sorted({c.generation for c in self.candidates.values()} | {n.generation for n in self.nodes})
+        # Nodes after the last select (archive, the final routing) already carry the next generation's
+        # number; a generation exists once it has candidates (or, before any, once a node ran in it).
+        with_candidates = {c.generation for c in self.candidates.values()}
+        return sorted(with_candidates or {n.generation for n in self.nodes})
 
     def find(self, prefix: str) -> Candidate:
         matches = [c for cid, c in self.candidates.items() if cid.startswith(prefix)]

@@ -80,6 +80,6 @@ def record_run(runs_dir: Path, *, run_id: str = RUN_ID, generations: int = 3,
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0, price_in_per_mtok=2.0,
                               price_out_per_mtok=8.0)
         result = optimize(PROBLEM, runs_dir=runs_dir, run_id=run_id, settings=settings, model=model,
-                          evaluator=evaluator or RecordingFakeEvaluator(), plugins=())
+                          evaluator=evaluator or RecordingFakeEvaluator(), plugins=(), offline=False)
         requests = list(server.requests)
     return result, requests

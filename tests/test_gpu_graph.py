@@ -48,7 +48,7 @@ def test_scripted_llm_run_reaches_a_verified_speedup(tmp_path: Path) -> None:
         result = optimize(PROBLEM, runs_dir=tmp_path, run_id="gpu-scripted",
                           settings=RunSettings(generations=2, candidates_per_generation=2, repair_rounds=1,
                                                crossover_rate=0.0, eval_concurrency=2),
-                          model=ModelSettings(model="replay", base_url=server.base_url, max_retries=0),
+                          model=ModelSettings(model="replay", base_url=server.base_url, max_retries=0), offline=False,
                           budget=RunBudget(candidates=20))
     records = list(result.state["candidates"].values())
     summary = {r["agent"] + ":" + r["id"][:8]: (r["status"], r.get("reason"), r.get("speedup_vs_eager"),

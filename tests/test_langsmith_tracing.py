@@ -60,7 +60,7 @@ def fake_langsmith(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list]
 def _tiny_run(runs: Path, run_id: str) -> None:
     settings = RunSettings(generations=1, candidates_per_generation=1, screen=False, critic=False, profile=False)
     optimize(PROBLEM, runs_dir=runs, run_id=run_id, settings=settings, llm=scripted(answer(1.2)),
-             evaluator=FakeEvaluator(), plugins=())
+             evaluator=FakeEvaluator(), plugins=(), offline=False)
 
 
 def test_settings_come_from_the_key_and_respect_an_explicit_off() -> None:

@@ -130,14 +130,14 @@ def test_a_failed_run_is_recorded_and_its_resume_appends(tmp_path: Path) -> None
 
     with pytest.raises(RunError):
         optimize(PROBLEM, runs_dir=tmp_path, run_id="r", settings=settings, llm=scripted(answer(1.2)),
-                 evaluator=Broken(), plugins=())
+                 evaluator=Broken(), plugins=(), offline=False)
     info = json.loads((tmp_path / "r" / "run.json").read_text())
     assert info["status"] == "failed" and "worker pool is gone" in info["error"]
     failed = _events(tmp_path / "r")
     assert failed[-1]["event"] == "run_end" and failed[-1]["status"] == "failed"
     assert any(e["event"] == "tool_call" and e["status"] == "error" for e in failed)
     result = optimize(PROBLEM, runs_dir=tmp_path, resume="r", settings=settings, llm=scripted(answer(1.4)),
-                      evaluator=FakeEvaluator(), plugins=())
+                      evaluator=FakeEvaluator(), plugins=(), offline=False)
     events = _events(tmp_path / "r")
     assert events[: len(failed)] == failed  # appended, nothing rewritten
     starts = [e for e in events if e["event"] == "run_start"]
