@@ -59,6 +59,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
                 model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
                 model.max_seq_length = self.max_seq_length
                 self._model = model
+                _refresh_device_constructors()
         return self._model
 
     def __call__(self, input: Documents) -> Embeddings:
@@ -94,6 +95,17 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> MiniLMEmbedding:
         return MiniLMEmbedding(max_seq_length=int(config.get("max_seq_length", 128)))
+
+
+def _refresh_device_constructors() -> None:
+    """Loading the model leaves torch's cached set of factory functions short (torch.linspace was seen
+    missing), so `with torch.device("meta")` later made CPU tensors; drop the cache so it is rebuilt."""
+    try:
+        from torch.utils._device import _device_constructors
+
+        _device_constructors.cache_clear()
+    except (ImportError, AttributeError):  # a torch without the cache needs nothing
+        pass
 
 
 @contextmanager

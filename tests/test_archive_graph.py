@@ -51,3 +51,13 @@ def test_an_unopenable_archive_means_a_run_without_examples(tmp_path: Path) -> N
                           settings=RunSettings(generations=1, candidates_per_generation=1, screen=False, profile=False),
                           model=ModelSettings(model="replay", base_url=server.base_url), archive=broken)
     assert result.speedup_vs_eager == 1.2
+
+
+def test_loading_the_embedding_model_leaves_torch_device_contexts_working() -> None:
+    import torch
+
+    from kernelwright.memory.embedding import MiniLMEmbedding
+
+    MiniLMEmbedding()(["softmax over rows"])
+    with torch.device("meta"):  # seen broken: torch.linspace built CPU tensors after the model loaded
+        assert torch.linspace(-1.0, 1.0, 4).is_meta and torch.arange(3).is_meta
