@@ -124,7 +124,10 @@ class KernelArchive:
 
         archive = cls(connect, embedding or default_embedding(), where=str(path),
                       lock=FileLock(path / ".kernelwright.lock"), lock_timeout_s=lock_timeout_s)
-        with archive._session(write=False):  # fail now, not at first use, when the folder is damaged
+        # Fail now, not at first use, when the folder is damaged. Exclusive: opening may create the
+        # database or the collection, and Chroma's creation races when two processes do it at once
+        # (seen in CI: "error returned from database" for a reader opening beside two writers).
+        with archive._session(write=True):
             pass
         return archive
 
