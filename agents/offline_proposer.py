@@ -5,12 +5,16 @@
   best setting first (local search), then random samples, never a setting already tried.
 
 With an LLM configured, `offline_seeds` adds the translator's variants to the LLM's first population.
-Tracing the problem happens once per run process (the session cache in the run context).
+With a kernel archive attached, the first generation also tries the tunable settings of the most similar
+verified offline kernels from earlier runs (read from their "Tunables:" header), so related problems start
+from settings that already won. Tracing the problem happens once per run process (the run context's cache).
 """
 
 from __future__ import annotations
 
+import ast
 import random
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +28,7 @@ from kernelwright.tools.source_hash import candidate_id
 
 log = structlog.get_logger(__name__)
 AGENT = "offline"
+_TUNABLES_RE = re.compile(r"^Tunables: (.*)\.$", re.M)
 
 
 @dataclass
@@ -58,7 +63,63 @@ def offline_candidates(state: KState, ctx: KContext) -> dict[str, Any]:
         record = _store(ctx, cand.source, generation, cand.variant, cand.params, list(cand.kept_aten_ops), parents=[])
         if record["id"] not in known and record["id"] not in records:
             records[record["id"]] = record
+    for record in archived_candidates(state, ctx):
+        if record["id"] not in known and record["id"] not in records:
+            records[record["id"]] = record
     return {"candidates": records}
+
+
+def parse_tunables(kernel_source: str) -> dict[str, Any]:
+    """The settings an offline kernel was generated with, from its docstring's 'Tunables: k=v, ...' line."""
+    match = _TUNABLES_RE.search(kernel_source)
+    if match is None or match.group(1).strip() == "defaults":
+        return {}
+    out: dict[str, Any] = {}
+    for item in match.group(1).split(", "):
+        key, _, text = item.partition("=")
+        try:
+            out[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = text.strip()
+    return out
+
+
+def archived_candidates(state: KState, ctx: KContext) -> list[CandidateRecord]:
+    """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
+    if ctx.archive is None or not state.get("functional"):
+        return []
+    from kernelwright.agents.offline.propose import plans_for, render
+    from kernelwright.agents.offline.space import plan_space
+    from kernelwright.memory.prompting import retrieve_examples
+
+    hits = retrieve_examples(ctx.archive, state["functional"], k=2 * ctx.settings.candidates_per_generation,
+                             gpu_arch=ctx.settings.gpu_arch, diversity=0.0)
+    traced = ctx.offline.traced_problem(state["problem_path"])
+    plans = plans_for(traced).get("fused")
+    if not plans:
+        return []
+    space = plan_space(plans[0])
+    dims = space.to_dict()
+    out: list[CandidateRecord] = []
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.record.lineage.agent != AGENT:
+            continue
+        settings = {k: v for k, v in parse_tunables(hit.record.kernel_source).items()
+                    if k in dims and v in dims[k]["choices"]}
+        if not settings:
+            continue  # nothing of that kernel's settings applies to this problem's plan
+        params = {**space.defaults(), **settings}
+        source = render(traced, plans, params, "fused_tuned")
+        record = _store(ctx, source, state.get("generation", 0), "fused_tuned", params, list(plans[0].kept_aten_ops),
+                        parents=[], extra={"seeded_from": hit.record.id})
+        if record["id"] not in seen:
+            seen.add(record["id"])
+            out.append(record)
+        if len(out) >= ctx.settings.candidates_per_generation:
+            break
+    log.info("offline_archive_seeds", hits=len(hits), seeds=len(out))
+    return out
 
 
 def offline_tune(state: KState, ctx: KContext) -> dict[str, Any]:
@@ -101,9 +162,9 @@ def offline_tune(state: KState, ctx: KContext) -> dict[str, Any]:
 
 
 def _store(ctx: KContext, source: str, generation: int, variant: str, params: dict[str, Any], kept: list[str],
-           parents: list[str]) -> CandidateRecord:
+           parents: list[str], extra: dict[str, Any] | None = None) -> CandidateRecord:
     meta = {"agent": AGENT, "generation": generation, "model": AGENT, "temperature": 0.0, "prompt": "offline",
-            "parents": parents, "variant": variant, "params": params, "kept_aten_ops": kept}
+            "parents": parents, "variant": variant, "params": params, "kept_aten_ops": kept, **(extra or {})}
     cid, path = store_candidate(ctx.run_dir, source, meta)
     return CandidateRecord(id=cid, generation=generation, parent_ids=parents, agent=AGENT, model=AGENT,
                            temperature=0.0, prompt="offline", source_path=str(path), status="pending",

@@ -46,3 +46,44 @@ def test_offline_run_translates_then_tunes_without_any_llm(tmp_path: Path) -> No
     assert best["speedup_vs_eager"] == max(r["speedup_vs_eager"] for r in records)
     meta = json.loads(Path(best["source_path"]).with_name("meta.json").read_text())
     assert meta["agent"] == "offline" and "params" in meta
+
+
+class TracingHashEvaluator(HashSpeedEvaluator):
+    """Adds the problem's real functional form (traced on CPU), which the archive's signatures need."""
+
+    def functional_form(self) -> dict[str, Any]:
+        import importlib.util
+
+        from kernelwright.tools.functional import functional_form
+
+        spec = importlib.util.spec_from_file_location("softmax_problem", PROBLEM)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return functional_form(module.Model(*module.get_init_inputs()), module.get_inputs(),
+                               module_source=PROBLEM.read_text()).to_dict()
+
+
+def _offline_run(tmp_path: Path, run_id: str, archive: Any, generations: int) -> dict[str, Any]:
+    ctx = KContext(llm=None, evaluator=TracingHashEvaluator(), run_dir=tmp_path / run_id, offline=OfflineSession(),
+                   archive=archive, settings=RunSettings(generations=generations, candidates_per_generation=3,
+                                                         profile=False))
+    state = make_initial_state(run_id, str(PROBLEM), Budget(generations=generations, candidates=50, wall_s=0, tokens=0))
+    return build_optimize_graph(InMemorySaver()).invoke(state, context=ctx, config={"configurable": {"thread_id": run_id}})
+
+
+def test_archived_offline_settings_seed_the_next_run(tmp_path: Path) -> None:
+    from kernelwright.agents.offline_proposer import parse_tunables
+    from kernelwright.memory.archive import KernelArchive
+    from kernelwright.memory.embedding import HashedEmbedding
+
+    with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
+        first = _offline_run(tmp_path, "first", archive, generations=3)
+        tuned = [r for r in first["candidates"].values() if r["variant"].endswith("_tuned")]
+        assert tuned and all(r.get("archived") for r in first["candidates"].values())
+        second = _offline_run(tmp_path, "second", archive, generations=1)
+    seeded = [r for r in second["candidates"].values()
+              if "seeded_from" in json.loads(Path(r["source_path"]).with_name("meta.json").read_text())]
+    assert seeded, "no candidate of the second run started from an archived setting"
+    archived_params = {json.dumps(parse_tunables(Path(r["source_path"]).read_text()), sort_keys=True)
+                       for r in first["candidates"].values()}
+    assert all(json.dumps(r["params"], sort_keys=True) in archived_params for r in seeded)
