@@ -33,8 +33,16 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
                               "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
     spent = dict(state.get("spent") or {})
     spent["generations"] = spent.get("generations", 0) + 1
-    update["stop_reason"] = exhausted(state.get("budget"), spent)
+    update["stop_reason"] = exhausted(state.get("budget"), spent) or _nothing_verifiable(state)
     return update
+
+
+def _nothing_verifiable(state: KState) -> str | None:
+    """Every evaluation said 'needs a GPU': more generations would only compile more unverifiable kernels."""
+    statuses = {r.get("status") for r in (state.get("candidates") or {}).values()} - {"screened_out"}
+    if statuses == {"needs_gpu"}:
+        return "no CUDA GPU: candidates compile but cannot be verified here"
+    return None
 
 
 def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:

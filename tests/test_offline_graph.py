@@ -87,3 +87,16 @@ def test_archived_offline_settings_seed_the_next_run(tmp_path: Path) -> None:
     archived_params = {json.dumps(parse_tunables(Path(r["source_path"]).read_text()), sort_keys=True)
                        for r in first["candidates"].values()}
     assert all(json.dumps(r["params"], sort_keys=True) in archived_params for r in seeded)
+
+
+def test_without_a_gpu_the_run_stops_after_the_first_generation(tmp_path: Path) -> None:
+    class NoGpu:
+        def evaluate(self, candidate: Any) -> dict[str, Any]:
+            return {"status": "needs_gpu", "reason": "no_gpu"}
+
+    ctx = KContext(llm=None, evaluator=NoGpu(), run_dir=tmp_path, offline=OfflineSession(),
+                   settings=RunSettings(generations=3, candidates_per_generation=2, profile=False))
+    state = make_initial_state("cpu", str(PROBLEM), Budget(generations=3, candidates=50, wall_s=0, tokens=0))
+    final = build_optimize_graph(InMemorySaver()).invoke(state, context=ctx, config={"configurable": {"thread_id": "cpu"}})
+    assert final["generation"] == 1 and final["stop_reason"].startswith("no CUDA GPU")
+    assert {r["status"] for r in final["candidates"].values()} == {"needs_gpu"}
