@@ -59,16 +59,16 @@ class HarnessEvaluator:
 
     def prepare(self, candidate: Path) -> dict[str, Any] | None:
         """Build the candidate on a CPU worker; a failed build's report (status rejected), or None when it built."""
+        from kernelwright.tools.evaluate import reason_for_error
         from kernelwright.tools.precompile import build_candidates
 
         (outcome,) = build_candidates(self.problem, [candidate], jobs=1, options=self._options)
         if outcome.ok:
             return None
         error = outcome.error or {}
-        reason = {"compile": "compile_error", "load": "load_error", "timeout": "timeout", "crash": "crash"}.get(
-            str(error.get("kind")), str(error.get("kind") or "load_error"))
-        return {"status": "rejected", "stage": "build", "reason": reason, "message": error.get("message", ""),
-                "error": error, "problem": str(self.problem), "candidate": str(candidate),
+        return {"status": "rejected", "stage": "build", "reason": reason_for_error(error),
+                "message": error.get("message", ""), "error": error, "problem": str(self.problem),
+                "candidate": str(candidate),
                 "durations_s": {"build": round(outcome.seconds, 3)}}
 
     def evaluate(self, candidate: Path) -> dict[str, Any]:

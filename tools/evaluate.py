@@ -13,13 +13,14 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 import torch
 
 from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, outputs_identical, tolerance_for
-from kernelwright.tools.errors import (CompileError, IntegrityError, KernelwrightError, ReferenceFailure, ToolTimeout,
+from kernelwright.tools.errors import (IntegrityError, KernelwrightError, ReferenceFailure, ToolTimeout,
                                        ToolUnavailable, WorkerCrash)
 from kernelwright.tools.inputs import InputSpec
 from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
@@ -391,13 +392,16 @@ def _decode_outputs(reply: Message) -> list[list[torch.Tensor]]:
     return [[decode_tensor(m, reply.blobs[m["blob"]]) for m in call["outputs"]] for call in reply.header["calls"]]
 
 
+_REASON_BY_KIND = {"compile": "compile_error", "load": "load_error"}  # other kinds (timeout, crash, ...) are their own reason
+
+
+def reason_for_error(error: Mapping[str, Any]) -> str:
+    """A report's rejection reason for an error (KernelwrightError.to_dict()); integrity verdicts name their check."""
+    kind = str(error.get("kind") or "load")
+    if kind == "integrity" and error.get("reason"):
+        return str(error["reason"])
+    return _REASON_BY_KIND.get(kind, kind)
+
+
 def _reason_for(exc: KernelwrightError) -> str:
-    if isinstance(exc, IntegrityError):
-        return exc.reason
-    if isinstance(exc, CompileError):
-        return "compile_error"
-    if isinstance(exc, ToolTimeout):
-        return "timeout"
-    if isinstance(exc, WorkerCrash):
-        return "crash"
-    return {"load": "load_error"}.get(exc.kind, exc.kind)
+    return reason_for_error({"kind": exc.kind, "reason": getattr(exc, "reason", None)})
