@@ -132,11 +132,6 @@ def propose(state: KState, ctx: KContext, requests: Sequence[ProposalRequest]) -
     return {"candidates": records, "errors": errors, "spent": spend.as_counts()}
 
 
-def reply_tokens(reply: Any) -> int:
-    """Tokens a chat reply reports spending (0 when the model reports none)."""
-    return reply_spend(reply).tokens
-
-
 def _accepts_temperature(llm: Any) -> bool:
     return "temperature" in getattr(type(llm), "model_fields", {})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
@@ -24,6 +23,7 @@ from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure, ToolUnavailable
 from kernelwright.tools.problem import check_source
+from kernelwright.graphs.events import update_run_json
 from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
@@ -195,11 +195,11 @@ def _named(settings: ModelSettings) -> NamedModel:
 
 def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget,
                     ctx: KContext) -> None:
-    data = {"run_id": run_id, "problem": str(problem), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "settings": asdict(settings), "budget": asdict(budget),
-            "models": [m.name for m in ctx.proposal_models()] or ["offline translator + tuner"],
-            "kernelwright": _version()}
-    (run_dir / "run.json").write_text(json.dumps(data, default=str, indent=2))
+    # Merged, atomically, with what the event recorder keeps there (status, outcome).
+    update_run_json(run_dir, run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    settings=asdict(settings), budget=asdict(budget),
+                    models=[m.name for m in ctx.proposal_models()] or ["offline translator + tuner"],
+                    kernelwright=_version())
 
 
 def _version() -> str:
