@@ -36,13 +36,14 @@ def _source(i: int, speed: float) -> str:
             f"    def forward(self, x):\n        return x\n")
 
 
-def _profile(speed: float) -> dict[str, Any]:
-    gbps = min(3200.0, 1200.0 * speed)  # memory-bound: faster kernels move bytes closer to the peak
-    flops, dram = 2.0e8, 8.0e8
-    seconds = dram / (gbps * 1e9)
-    return {"available": True, "summary": f"k: {gbps / 33.5:.0f}% of DRAM bandwidth, memory-bound",
-            "kernels": [{"name": "relu_affine_kernel", "duration_ns": seconds * 1e9,
-                         "roofline": {"arithmetic_intensity_flop_per_byte": flops / dram,
+def synthetic_profile(speed: float, *, kernel: str = "relu_affine_kernel", label: str = "k",
+                      gbps_per_speed: float = 1200.0, flops: float = 2.0e8, dram_bytes: float = 8.0e8) -> dict[str, Any]:
+    """A profile.json-shaped result of a memory-bound kernel on an H100 (for synthetic runs and test fakes)."""
+    gbps = min(3200.0, gbps_per_speed * speed)  # memory-bound: faster kernels move bytes closer to the peak
+    seconds = dram_bytes / (gbps * 1e9)
+    return {"available": True, "summary": f"{label}: {gbps / 33.5:.0f}% of DRAM bandwidth, memory-bound",
+            "kernels": [{"name": kernel, "duration_ns": seconds * 1e9,
+                         "roofline": {"arithmetic_intensity_flop_per_byte": flops / dram_bytes,
                                       "achieved_gflops": flops / seconds / 1e9, "achieved_dram_gbps": gbps,
                                       "peak_gflops": 67000.0, "peak_dram_gbps": 3350.0, "bound": "memory"}}]}
 
@@ -110,7 +111,7 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
             passed.append((cid, speed))
             if best is None or speed > best[1]:
                 best = (cid, speed)
-                (folder / "profile.json").write_text(json.dumps(_profile(speed)))
+                (folder / "profile.json").write_text(json.dumps(synthetic_profile(speed)))
         else:
             failed.append(cid)
     log.emit("run_end", status="finished", best_id=best[0] if best else None)

@@ -15,6 +15,7 @@ from typing import Any
 from graph_fakes import CRITIC, PROBLEM, FakeEvaluator, answer
 
 from kernelwright.agents.llm import ModelSettings
+from kernelwright.eval.bench_report import synthetic_profile
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.graphs.context import RunSettings
 from kernelwright.run import RunResult, optimize
@@ -47,14 +48,8 @@ class RecordingFakeEvaluator(FakeEvaluator):
     def profile(self, candidate: Any) -> dict[str, Any]:
         self.profiled.append(str(candidate))
         speed = float(Path(candidate).read_text().split("SPEED = ")[1].split()[0])
-        gbps = min(3200.0, 1500.0 * speed)
-        dram, flops = 6.4e7, 1.6e7
-        seconds = dram / (gbps * 1e9)
-        return {"available": True, "summary": f"relu_affine_kernel: {gbps / 33.5:.0f}% of DRAM bandwidth, memory-bound",
-                "kernels": [{"name": "relu_affine_kernel(float const*, float*, int)", "duration_ns": seconds * 1e9,
-                             "roofline": {"arithmetic_intensity_flop_per_byte": flops / dram,
-                                          "achieved_gflops": flops / seconds / 1e9, "achieved_dram_gbps": gbps,
-                                          "peak_gflops": 67000.0, "peak_dram_gbps": 3350.0, "bound": "memory"}}]}
+        return synthetic_profile(speed, kernel="relu_affine_kernel(float const*, float*, int)",
+                                 label="relu_affine_kernel", gbps_per_speed=1500.0, flops=1.6e7, dram_bytes=6.4e7)
 
 
 def replay_rules() -> list[ReplayRule]:
