@@ -80,11 +80,12 @@ def repair(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     requests = []
     for cid in todo:
         record = candidates[cid]
+        report = _report(record)
         prompt = ctx.prompts.get("fix").render(
             gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
             candidate_source=read_text(record["source_path"]),
-            failure=f"{record.get('reason')}: {_report(record).get('message') or ''}".strip(),
-            diagnostics=diagnostics_text(_report(record)))
+            failure=f"{record.get('reason')}: {report.get('message') or ''}".strip(),
+            diagnostics=diagnostics_text(report))
         requests.append(ProposalRequest(prompt, "repair", (cid,), repair_depth=int(record.get("repair_depth", 0)) + 1,
                                         temperature=min(ctx.settings.temperatures)))
     update = propose(state, ctx, requests)
