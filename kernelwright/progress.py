@@ -48,10 +48,14 @@ class RunProgress:
         if update.get("stop_reason"):
             self.stop_reason = str(update["stop_reason"])
 
+    @property
+    def failed(self) -> int:
+        return self.outcomes["rejected"] + self.outcomes["error"]
+
     def line(self) -> str:
         best = f"{self.best_speedup:.2f}x" if self.best_speedup else "-"
         return (f"generation {self.generation}: best {best} vs eager | proposed {self.proposed}, "
-                f"verified {self.outcomes['passed']}, failed {self.outcomes['rejected'] + self.outcomes['error']}, "
+                f"verified {self.outcomes['passed']}, failed {self.failed}, "
                 f"screened out {self.outcomes['screened_out']}, unverified (no GPU) {self.outcomes['needs_gpu']} | "
                 f"tokens {self.tokens}" + (f", ${self.cost_usd:.2f}" if self.cost_usd else ""))
 
@@ -59,8 +63,7 @@ class RunProgress:
         table = Table(title=title, show_header=False, expand=False)
         table.add_row("generation", str(self.generation))
         table.add_row("best speedup vs eager", f"{self.best_speedup:.2f}x" if self.best_speedup else "-")
-        table.add_row("proposed / verified / failed", f"{self.proposed} / {self.outcomes['passed']} / "
-                                                      f"{self.outcomes['rejected'] + self.outcomes['error']}")
+        table.add_row("proposed / verified / failed", f"{self.proposed} / {self.outcomes['passed']} / {self.failed}")
         if self.outcomes["screened_out"] or self.outcomes["needs_gpu"]:
             table.add_row("screened out / unverified (no GPU)",
                           f"{self.outcomes['screened_out']} / {self.outcomes['needs_gpu']}")
