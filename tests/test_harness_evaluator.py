@@ -37,3 +37,17 @@ def test_visible_gpus_follows_cuda_visible_devices(monkeypatch: pytest.MonkeyPat
     assert visible_gpus() == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == []
+
+
+def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
+    from kernelwright.tools.errors import CompileError, IntegrityError, ToolTimeout, WorkerCrash
+    from kernelwright.tools.evaluate import _reason_for, reason_for_error
+
+    cases = [(IntegrityError("reference_op_called", "calls torch.softmax"), "reference_op_called"),
+             (CompileError("nvcc failed", returncode=1, stderr="error"), "compile_error"),
+             (ToolTimeout("no reply", timeout_s=30.0), "timeout"),
+             (WorkerCrash("segfault", exitcode=-11), "crash")]
+    for exc, reason in cases:
+        assert _reason_for(exc) == reason == reason_for_error(exc.to_dict())
+    assert reason_for_error({"kind": "load", "message": "no ModelNew"}) == "load_error"
+    assert reason_for_error({}) == "load_error"
