@@ -58,3 +58,26 @@ def test_unsupported_example_input_is_named(tmp_path: Path) -> None:
     user = _user_module()
     with pytest.raises(ProblemError, match="example input 1"):
         problem_from_module(user.ScaledGelu, [torch.randn(2, 32), object()], init_args=[32], directory=tmp_path)
+
+
+def test_inputs_are_made_on_the_target_device_with_a_cpu_fallback_for_host_only_input_functions() -> None:
+    import numpy as np
+
+    made_on: list[str] = []
+
+    def on_device() -> list[torch.Tensor]:
+        t = torch.randn(4, 3)
+        made_on.append(t.device.type)
+        return [t]
+
+    def host_only() -> list[torch.Tensor]:
+        return [torch.from_numpy(np.asarray(torch.randn(5).numpy()))]  # .numpy() fails off the CPU
+
+    meta = torch.device("meta")
+    assert make_inputs(on_device, InputSpec(3), meta)[0].device.type == "meta"
+    assert made_on == ["meta"]  # created there directly, not drawn on the CPU and copied
+    moved = make_inputs(host_only, InputSpec(3), meta)[0]
+    assert moved.device.type == "meta" and moved.shape == (5,)
+    first = make_inputs(host_only, InputSpec(3), torch.device("cpu"))[0]
+    again = make_inputs(host_only, InputSpec(3), torch.device("cpu"))[0]
+    assert torch.equal(first, again)  # the fallback path is seeded like the direct one

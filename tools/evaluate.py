@@ -233,6 +233,7 @@ class Evaluator:
         reply = worker.request("time", timeout_s=s.timing_timeout_s, target="model",
                                input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict())
         report.timing["candidate"] = reply.header["stats"]
+        report.durations_s["timing_bench"] = round(time.perf_counter() - t2, 3)
         self._record_gpu(report, before, _clocks())
         # Re-check on fresh inputs after timing: results cached across calls show up here.
         post_spec, post_ref = ref.post_timing
@@ -254,6 +255,10 @@ class Evaluator:
         outs = _decode_outputs(reply)
         report.durations_s["run_trials"] = round(time.perf_counter() - t0, 3)
         calls = reply.header["calls"]
+        for call in calls:  # the worker's own share of run_trials, by stage; the rest is transfer
+            for stage, seconds in (call.get("stages_s") or {}).items():
+                key = f"trials_{stage}"
+                report.durations_s[key] = round(report.durations_s.get(key, 0.0) + float(seconds), 4)
         report.weak_checks += ref.weak_checks
         for i, (out, ref_out) in enumerate(zip(outs, ref.outputs)):
             self._judge_trial(report, i, out, ref_out, "trial", ref, previous=outs[:i])

@@ -29,13 +29,13 @@ class InputSpec:
 def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device: torch.device,
                 get_variants: Callable[[], Sequence[Sequence[Any]]] | None = None) -> list[Any]:
     """get_inputs() (or one of the problem's other-shape variants) under a fixed seed, on `device`, scaled."""
-    torch.manual_seed(spec.seed)
     if spec.variant >= 0:
         if get_variants is None:
             raise TypeError("input variant requested but the problem defines no get_input_variants()")
-        raw = list(get_variants())[spec.variant]
+        produce = lambda: list(get_variants())[spec.variant]  # noqa: E731
     else:
-        raw = get_inputs()
+        produce = get_inputs
+    raw = _generate(produce, spec.seed, device)
     if not isinstance(raw, (list, tuple)):
         raise TypeError(f"get_inputs() must return a list or tuple, got {type(raw).__name__}")
     out = []
@@ -46,6 +46,26 @@ def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device
                 value = value * spec.scale
         out.append(value)
     return out
+
+
+def _generate(produce: Callable[[], Any], seed: int, device: torch.device) -> Any:
+    """Run the problem's input function under `seed`, creating its tensors on `device` directly.
+
+    Why on the device: get_inputs() usually draws with torch.randn on the CPU, which for the 64M-element
+    inputs of a full-size problem costs more than the candidate's whole correctness check. Both workers
+    (reference and candidate) make their inputs the same way on the same device, so they see identical
+    values. An input function that cannot run with a CUDA default device (it calls .numpy(), say) runs on
+    the CPU instead, again identically in both workers.
+    """
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA generator
+    if device.type == "cpu":
+        return produce()
+    try:
+        with torch.device(device):
+            return produce()
+    except Exception:  # noqa: BLE001 - deterministic fallback; a function broken on the CPU too raises below
+        torch.manual_seed(seed)
+        return produce()
 
 
 def snapshot(inputs: Sequence[Any]) -> list[Any]:

@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import sysconfig
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -110,17 +111,21 @@ class WorkerState:
         calls, blobs = [], []
         for spec_data in req["inputs"]:
             spec = InputSpec.from_dict(spec_data)
+            clock = _StageClock()
             inputs = call_user(lambda: make_inputs(self.problem_module.get_inputs, spec, self.device,
                                                    getattr(self.problem_module, "get_input_variants", None)),
                                "get_inputs()" if spec.variant < 0 else "get_input_variants()", self.problem)
             before = snapshot(inputs)
+            clock.lap("inputs")
             poison = poison_free_memory(self.device, int(req.get("reserve_bytes", 0)))
+            clock.lap("poison")
             with torch.no_grad():
                 if req.get("trace", True):
                     result, trace = trace_call(lambda: model(*inputs))
                 else:
                     result, trace = model(*inputs), CallTrace((), None, available=False, reason="not traced")
             torch.cuda.synchronize()
+            clock.lap("call")
             self._check_guard("during a forward call")
             outputs = as_output_list(result)
             metas = []
@@ -133,10 +138,14 @@ class WorkerState:
                 meta["device"] = str(out.device)
                 blobs.append(raw)
                 metas.append(meta)
+            clock.lap("encode")
             call = {"input": spec.to_dict(), "outputs": metas, "trace": trace.to_dict(),
                     "mutated_inputs": mutated_positions(before, inputs), "poisoned_bytes": poison.bytes}
+            clock.lap("mutation")
             if req.get("fp64_check") and self.role == "reference":
                 call["fp64_rel_l2"] = self._fp64_rel_l2(inputs, outputs)
+                clock.lap("fp64")
+            call["stages_s"] = clock.laps
             calls.append(call)
             del inputs, before, result, outputs
         return {"calls": calls}, blobs
@@ -230,6 +239,19 @@ class WorkerState:
             del sys.modules[name]
         self.model = self.compiled = self.problem_module = None
         gc.collect()
+
+
+class _StageClock:
+    """Seconds spent in each stage of a correctness call (reported so harness overhead can be measured)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round(self.laps.get(stage, 0.0) + now - self._last, 4)
+        self._last = now
 
 
 def _fast_inline(enabled: bool) -> Any:
