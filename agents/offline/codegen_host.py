@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
+from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
 REFERENCE_CLASS = "_KwReferenceModel"
@@ -77,7 +78,7 @@ def _layout_expr(layout: Layout, buffers: dict[str, Buffer] | None = None) -> st
     return f"torch.as_strided({layout.buffer}, {tuple(layout.shape)}, {tuple(layout.strides)}, {layout.offset})"
 
 
-def _host_call(step: HostStep, buffers: dict[str, Buffer]) -> list[str]:
+def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp32") -> list[str]:
     def lit(v: Any) -> str:
         if isinstance(v, Layout):
             return _layout_expr(v, buffers)
@@ -88,6 +89,8 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer]) -> list[str]:
 
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
     call = f"torch.ops.{step.target}({', '.join(args)})"
+    if gemm_mode == "tf32x3" and (kind := gemm_kind(step, buffers)):
+        call = host_call_expr(kind, args)
     outs = [b for b in step.outputs]
     if len(outs) == 1:
         return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
@@ -104,7 +107,7 @@ def _constant_init(attr: str, value: torch.Tensor) -> str:
 
 
 def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], index: int,
-                  constant_attr: dict[str, str]) -> list[str]:
+                  constant_attr: dict[str, str], gemm_modes: Mapping[str, str]) -> list[str]:
     buffers = dict(plan.buffers)
     by_step = {k.step: k for k in kernels}
     fetch: list[str] = []
@@ -130,7 +133,7 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     body.append(f"_kw_dev = {device_of}.device")
     for step in plan.steps:
         if isinstance(step, HostStep):
-            body.extend(_host_call(step, buffers))
+            body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32")))
             continue
         kernel = by_step[step.name]
         for out in step.outputs:
@@ -154,14 +157,19 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
 
 def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, problem_source: str,
                      forward_params: Sequence[str], constants: dict[str, torch.Tensor], header: str,
-                     cuda_source: str) -> str:
+                     cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = ()) -> str:
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
-    dispatches on the input shapes to the plan specialised for them."""
+    dispatches on the input shapes to the plan specialised for them. `gemm_modes` (per shape: host step ->
+    "fp32" | "tf32x3") picks the 3xTF32 path for fp32 GEMMs; cuda_source must then hold gemm_split's kernel."""
+    modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
+    split_used = any(m == "tf32x3" for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]
     params = list(forward_params)
     if len(params) != len(main.user_inputs):
         params = [f"in{i}" for i in range(len(main.user_inputs))]
     launchers = {k.launcher: k.spec for _, kernels in shapes for k in kernels}
+    if split_used:
+        launchers[SPLIT_LAUNCHER] = SPLIT_SPEC
     init_lines = [f"        self.kw_ref = {REFERENCE_CLASS}(*args, **kwargs)"]
     constant_attr: dict[str, str] = {}
     for plan, _ in shapes:
@@ -177,7 +185,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
         shapes_key = tuple(plan.buffers[b].shape for b in plan.user_inputs if b is not None)
         dispatch.append(f"if _kw_key == {shapes_key!r}:")
         dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
-        body = _forward_body(plan, kernels, params, index, constant_attr)
+        body = _forward_body(plan, kernels, params, index, constant_attr, modes[index])
         methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + l for l in body))
     dispatch.append("raise RuntimeError(f'input shapes {_kw_key} were not traced; this candidate is specialised for "
                     + ", ".join(repr(tuple(p.buffers[b].shape for b in p.user_inputs if b is not None)) for p, _ in shapes)
@@ -199,6 +207,7 @@ _KW_CUDA_SRC = r"""{cuda_source}"""
 _kw_lib = load_cuda(_KW_CUDA_SRC, {{
 {launcher_text}
 }})
+{SPLIT_PYTHON if split_used else ""}
 
 
 class ModelNew(nn.Module):

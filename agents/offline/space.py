@@ -13,7 +13,8 @@ from typing import Any
 
 from kernelwright.agents.offline.codegen_reduce import default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
-from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load, Plan, ReductionStep
+from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
+from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, ReductionStep
 
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
@@ -66,7 +67,10 @@ def _vec_choices(step: ElementwiseStep, buffers: Mapping[str, Buffer]) -> tuple[
 def plan_space(plan: Plan) -> TuneSpace:
     dims: list[TuneDim] = []
     for step in plan.steps:
-        if isinstance(step, ElementwiseStep):
+        if isinstance(step, HostStep):
+            if kind := gemm_kind(step, plan.buffers):
+                dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind)))
+        elif isinstance(step, ElementwiseStep):
             vecs = _vec_choices(step, plan.buffers)
             dims += [TuneDim(f"{step.name}.BLOCK", (128, 256, 512, 1024), 256),
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
@@ -98,11 +102,13 @@ def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
 
 
 def conservative(space: TuneSpace) -> dict[str, Any]:
-    """The simplest code paths: scalar loads, no register caching, block-per-row reductions."""
+    """The simplest code paths: scalar loads, no register caching, block-per-row reductions, plain GEMMs."""
     out = space.defaults()
     for d in space.dims:
         if d.name.endswith(".VEC"):
             out[d.name] = 1
         elif d.name.endswith(".CACHE"):
             out[d.name] = 0
+        elif d.name.endswith(".GEMM"):
+            out[d.name] = "fp32"  # the library's own fp32 GEMM
     return out

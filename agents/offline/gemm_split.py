@@ -1,0 +1,178 @@
+"""fp32 GEMMs on tensor cores at fp32 accuracy: the 3xTF32 split.
+
+Eager PyTorch runs fp32 matmuls on the SIMT units (TF32 is off by default for matmul), about an eighth
+of the H100's TF32 tensor-core rate. Plain TF32 keeps only 10 mantissa bits and misses the fp32
+tolerance. Splitting each operand into hi = round_tf32(x) and lo = x - hi and summing three TF32
+products, hi*hi + lo*hi + hi*lo (lo*lo is below fp32 rounding), gives ~fp32 accuracy at ~3/8 of the
+tensor-core time. The three products are one library GEMM over a tripled K: A' = [hi | lo | hi] along
+K, B' = [hi | hi | lo] along K, so A' @ B' is the sum; a small custom kernel writes A' and B'.
+
+A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments; the
+mode is a tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more
+than it saves (small GEMMs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from math import prod
+
+from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+
+MODES = ("fp32", "tf32x3")
+SPLIT_LAUNCHER = "kw_tf32x3_split"
+SPLIT_SPEC = "f32*, f32*, i64, i64, i64, i32"
+# Below ~1 GFLOP the split's extra memory passes are not repaid by the faster GEMM.
+MIN_FLOPS_FOR_SPLIT = 1 << 30
+
+_TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
+            "aten.bmm.default": "matmul", "aten.addmm.default": "addmm"}
+
+SPLIT_CUDA = r"""
+// ---- 3xTF32 operand split: out = [hi | part1 | part2] along K; bit p of `pattern` set = part p is lo,
+// clear = a second copy of hi. A non-finite x keeps hi = x and zeros in both other parts, so every product
+// it takes part in is x * (the other operand's hi) alone: inf and NaN come out exactly as in fp32
+// (a copy of inf meeting a zero lo would otherwise make a NaN).
+__device__ __forceinline__ void kw_tf32_parts(float x, float& hi, float& lo, float& dup) {
+    if (!isfinite(x)) { hi = x; lo = 0.0f; dup = 0.0f; return; }
+    unsigned u = __float_as_uint(x);
+    float h = __uint_as_float((u + 0x1000u) & 0xffffe000u);  // round to nearest TF32 (10 mantissa bits)
+    if (!isfinite(h)) h = __uint_as_float(u & 0xffffe000u);  // rounding overflowed to inf: truncate instead
+    hi = h;
+    lo = x - h;  // exact in fp32
+    dup = h;
+}
+
+__global__ void kw_tf32x3_split_vec(const float4* __restrict__ x, float* __restrict__ out, long long n4,
+                                    long long ki, int pattern) {
+    for (long long v = blockIdx.x * (long long)blockDim.x + threadIdx.x; v < n4; v += (long long)gridDim.x * blockDim.x) {
+        float4 in = x[v];
+        float4 hi, lo, dup;
+        kw_tf32_parts(in.x, hi.x, lo.x, dup.x); kw_tf32_parts(in.y, hi.y, lo.y, dup.y);
+        kw_tf32_parts(in.z, hi.z, lo.z, dup.z); kw_tf32_parts(in.w, hi.w, lo.w, dup.w);
+        long long e = v * 4, o = e / ki, base = o * 3 * ki + (e - o * ki);
+        *reinterpret_cast<float4*>(out + base) = hi;
+        *reinterpret_cast<float4*>(out + base + ki) = ((pattern >> 1) & 1) ? lo : dup;
+        *reinterpret_cast<float4*>(out + base + 2 * ki) = ((pattern >> 2) & 1) ? lo : dup;
+    }
+}
+
+__global__ void kw_tf32x3_split_scalar(const float* __restrict__ x, float* __restrict__ out, long long n,
+                                       long long ki, int pattern) {
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n; e += (long long)gridDim.x * blockDim.x) {
+        float hi, lo, dup;
+        kw_tf32_parts(x[e], hi, lo, dup);
+        long long o = e / ki, base = o * 3 * ki + (e - o * ki);
+        out[base] = hi;
+        out[base + ki] = ((pattern >> 1) & 1) ? lo : dup;
+        out[base + 2 * ki] = ((pattern >> 2) & 1) ? lo : dup;
+    }
+}
+
+extern "C" int kw_tf32x3_split(const float* x, float* out, long long outer, long long k, long long inner,
+                               int pattern, cudaStream_t stream) {
+    long long ki = k * inner, n = outer * ki;
+    if (n == 0) return 0;
+    const int threads = 256;
+    bool vec = ki % 4 == 0 && ((unsigned long long)x % 16) == 0 && ((unsigned long long)out % 16) == 0;
+    long long work = vec ? n / 4 : n;
+    long long blocks = (work + threads - 1) / threads;
+    if (blocks > 8192) blocks = 8192;
+    if (vec) kw_tf32x3_split_vec<<<(unsigned)blocks, threads, 0, stream>>>(reinterpret_cast<const float4*>(x), out, n / 4, ki, pattern);
+    else kw_tf32x3_split_scalar<<<(unsigned)blocks, threads, 0, stream>>>(x, out, n, ki, pattern);
+    return (int)cudaGetLastError();
+}
+"""
+
+# Python emitted into the candidate (needs the candidate's _kw_lib); A gets [hi, lo, hi], B gets [hi, hi, lo].
+SPLIT_PYTHON = '''
+_KW_A_PARTS, _KW_B_PARTS = 0b010, 0b100
+
+
+def _kw_split3(t, along_last, pattern):
+    """t with its K dim tripled into TF32 hi/lo parts (K is the last dim, or the second-to-last)."""
+    t = t.contiguous()
+    if along_last:
+        k, inner, shape = t.shape[-1], 1, (*t.shape[:-1], 3 * t.shape[-1])
+    else:
+        k, inner, shape = t.shape[-2], t.shape[-1], (*t.shape[:-2], 3 * t.shape[-2], t.shape[-1])
+    out = torch.empty(shape, dtype=t.dtype, device=t.device)
+    _kw_lib.kw_tf32x3_split(t, out, t.numel() // max(1, k * inner), k, inner, pattern)
+    return out
+
+
+class _kw_tf32:
+    """TF32 for fp32 matmuls inside the block only (the split keeps the result at fp32 accuracy)."""
+
+    def __enter__(self):
+        self.saved = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.saved)
+
+
+def _kw_linear_tf32x3(x, w, b=None):
+    xs, ws = _kw_split3(x, True, _KW_A_PARTS), _kw_split3(w, True, _KW_B_PARTS)
+    with _kw_tf32():
+        return torch.ops.aten.linear.default(xs, ws, b)
+
+
+def _kw_matmul_tf32x3(a, b):
+    a3, b3 = _kw_split3(a, True, _KW_A_PARTS), _kw_split3(b, False, _KW_B_PARTS)
+    with _kw_tf32():
+        return torch.matmul(a3, b3)
+
+
+def _kw_addmm_tf32x3(bias, a, b):
+    a3, b3 = _kw_split3(a, True, _KW_A_PARTS), _kw_split3(b, False, _KW_B_PARTS)
+    with _kw_tf32():
+        return torch.ops.aten.addmm.default(bias, a3, b3)
+'''
+
+HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "addmm": "_kw_addmm_tf32x3"}
+
+
+def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
+    """'linear' | 'matmul' | 'addmm' when the step can take the 3xTF32 path, else None."""
+    kind = _TARGETS.get(step.target)
+    if kind is None or step.kwargs:
+        return None
+    tensors = [a for a in step.args if isinstance(a, Layout)]
+    if len(tensors) != len(step.args) or any(buffers[t.buffer].dtype != "float32" for t in tensors):
+        return None
+    if kind == "linear" and (len(tensors) not in (2, 3) or len(tensors[1].shape) != 2 or len(tensors[0].shape) < 1):
+        return None
+    if kind == "matmul" and (len(tensors) != 2 or min(len(t.shape) for t in tensors) < 2):
+        return None
+    if kind == "addmm" and (len(tensors) != 3 or any(len(t.shape) != 2 for t in tensors[1:])):
+        return None
+    return kind
+
+
+def gemm_flops(step: HostStep, kind: str) -> int:
+    tensors = [a for a in step.args if isinstance(a, Layout)]
+    if kind == "linear":
+        x, w = tensors[0], tensors[1]
+        return 2 * prod(x.shape) * w.shape[0]
+    a, b = (tensors[0], tensors[1]) if kind == "matmul" else (tensors[1], tensors[2])
+    batch = max(prod(a.shape[:-2]), prod(b.shape[:-2]))
+    return 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+
+
+def default_mode(step: HostStep, kind: str) -> str:
+    return "tf32x3" if gemm_flops(step, kind) >= MIN_FLOPS_FOR_SPLIT else "fp32"
+
+
+def host_call_expr(kind: str, args: list[str]) -> str:
+    return f"{HELPER_FOR[kind]}({', '.join(args)})"
+
+
+def gemm_modes(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
+    """Per qualifying host step, its GEMM mode: the "<step>.GEMM" tunable if set, else the default."""
+    out: dict[str, str] = {}
+    for step in plan.steps:
+        if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers)):
+            mode = str(params.get(f"{step.name}.GEMM", default_mode(step, kind)))
+            out[step.name] = mode if mode in MODES else "fp32"
+    return out
