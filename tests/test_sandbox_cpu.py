@@ -99,3 +99,16 @@ def test_worker_start_and_clean_shutdown(options: WorkerOptions) -> None:
     assert info["ok"] and info["cuda"] is False and worker.alive
     worker.close()
     assert not worker.alive
+
+
+def test_a_kernelwright_folder_in_the_working_directory_does_not_shadow_the_package(
+        options: WorkerOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source checkout's front-door folder `kernelwright/` (no tools/ inside) must not be what workers import."""
+    (tmp_path / "kernelwright").mkdir()
+    (tmp_path / "kernelwright" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    worker = SandboxWorker("candidate", options)
+    try:
+        assert worker.start()["ok"]
+    finally:
+        worker.close()

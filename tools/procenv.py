@@ -23,5 +23,8 @@ def scrubbed_env(base: Mapping[str, str] | None = None, **overrides: str) -> dic
     """A copy of `base` (default: this process's environment) without secrets, plus overrides."""
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if not is_secret_name(k)}
+    # `python -m kernelwright...` children must import the installed package, not a folder that happens to be
+    # named kernelwright in the caller's working directory (a source checkout's front-door folder is one).
+    env.setdefault("PYTHONSAFEPATH", "1")
     env.update(overrides)
     return env
