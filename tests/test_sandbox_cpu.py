@@ -104,8 +104,9 @@ def test_worker_start_and_clean_shutdown(options: WorkerOptions) -> None:
 def test_a_kernelwright_folder_in_the_working_directory_does_not_shadow_the_package(
         options: WorkerOptions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A source checkout's front-door folder `kernelwright/` (no tools/ inside) must not be what workers import."""
-    (tmp_path / "kernelwright").mkdir()
+    (tmp_path / "kernelwright" / "tools").mkdir(parents=True)
     (tmp_path / "kernelwright" / "__init__.py").write_text("")
+    (tmp_path / "kernelwright" / "tools" / "__init__.py").write_text("raise ImportError('the shadow package was imported')")
     monkeypatch.chdir(tmp_path)
     worker = SandboxWorker("candidate", options)
     try:
