@@ -38,18 +38,20 @@ class TensorMeta:
         return cls(str(data["dtype"]), tuple(int(s) for s in data["shape"]))
 
 
-def encode_tensor(t: torch.Tensor) -> tuple[dict[str, Any], bytes]:
-    """Meta + the raw bytes of a (detached, contiguous, CPU) copy of `t`."""
+def encode_tensor(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:
+    """Meta + the raw bytes of a (detached, contiguous, CPU) copy of `t`, as a view of that copy (no second copy)."""
     cpu = t.detach().to("cpu").contiguous()
     meta = TensorMeta(dtype_name(cpu.dtype), tuple(cpu.shape)).to_dict()
-    raw = cpu.reshape(-1).view(torch.uint8).numpy().tobytes() if cpu.numel() else b""
+    raw = memoryview(cpu.reshape(-1).view(torch.uint8).numpy()) if cpu.numel() else b""
     return meta, raw
 
 
-def decode_tensor(meta: dict[str, Any], raw: bytes) -> torch.Tensor:
+def decode_tensor(meta: dict[str, Any], raw: bytes | bytearray | memoryview) -> torch.Tensor:
+    """The tensor over `raw`'s memory: shared when raw is a writable buffer (what the protocol receives), copied otherwise."""
     info = TensorMeta.from_dict(meta)
     dtype = dtype_from_name(info.dtype)
-    if not raw:
+    if not len(raw):
         return torch.empty(info.shape, dtype=dtype)
-    flat = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dtype)
+    buffer = raw if isinstance(raw, bytearray) else bytearray(raw)
+    flat = torch.frombuffer(buffer, dtype=torch.uint8).view(dtype)
     return flat.reshape(info.shape)

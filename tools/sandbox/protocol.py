@@ -27,15 +27,16 @@ class ProtocolError(Exception):
 @dataclass
 class Message:
     header: dict[str, Any]
-    blobs: list[bytes] = field(default_factory=list)
+    blobs: list[bytes | bytearray | memoryview] = field(default_factory=list)
 
 
-def send_message(sock: socket.socket, header: dict[str, Any], blobs: list[bytes] | None = None) -> None:
+def send_message(sock: socket.socket, header: dict[str, Any],
+                 blobs: list[bytes | bytearray | memoryview] | None = None) -> None:
     blobs = blobs or []
     raw = json.dumps(header, allow_nan=True).encode()
     parts = [_HDR.pack(len(raw), len(blobs)), raw]
     for blob in blobs:
-        parts.append(_BLOB.pack(len(blob)))
+        parts.append(_BLOB.pack(memoryview(blob).nbytes))
         parts.append(blob)
     for part in parts:
         sock.sendall(part)
@@ -57,9 +58,12 @@ def recv_message(sock: socket.socket, *, timeout_s: float | None = None) -> Mess
     return Message(header, blobs)
 
 
-def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
+def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
+    """Exactly `size` bytes, read straight into one preallocated buffer (outputs can be hundreds of MB)."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -67,8 +71,8 @@ def _recv_exact(sock: socket.socket, size: int, deadline: float | None) -> bytes
             ready, _, _ = select.select([sock], [], [], remaining)
             if not ready:
                 raise TimeoutError("no complete reply in time")
-        chunk = sock.recv(min(size - len(buf), 1 << 22))
-        if not chunk:
+        n = sock.recv_into(view[got:], min(size - got, 1 << 22))
+        if not n:
             raise ProtocolError("channel closed by peer")
-        buf += chunk
-    return bytes(buf)
+        got += n
+    return buf
