@@ -1,7 +1,7 @@
 """Benchmark the offline translator on the suite: propose, tune briefly, verify and time with the harness.
 
     python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 5]
-           [--suite-dir eval/suite] [--compile-baseline] [--time-budget-s 480]
+           [--suite-dir eval/suite] [--compile-baseline [--prewarm 8]] [--time-budget-s 480]
 
 First every problem is translated (CPU) and all candidates' CUDA is built in parallel (the shared compile
 cache); then, per problem, every proposed variant is evaluated by the harness (tools/evaluate.Evaluator:
@@ -77,19 +77,24 @@ def prebuild(prepared: dict[str, dict[str, Any]], jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: int,
-                compile_baseline: bool) -> dict[str, Any]:
-    from kernelwright.agents.offline.tune import tune
+def evaluator_for(problem: Path, compile_baseline: bool) -> Any:
     from kernelwright.tools.evaluate import EvalSettings, Evaluator
     from kernelwright.tools.timing import BenchSettings
+
+    settings = EvalSettings(compile_baseline=compile_baseline,
+                            bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
+    return Evaluator(problem, settings)
+
+
+def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: int,
+                compile_baseline: bool, evaluator: Any = None) -> dict[str, Any]:
+    from kernelwright.agents.offline.tune import tune
 
     started = time.perf_counter()
     candidates = prep["candidates"]
     row: dict[str, Any] = {"problem": problem.stem, "verified": False, "success": False,
                            "variants": [c.variant for c in candidates], "kept_aten_ops": list(candidates[0].kept_aten_ops)}
-    settings = EvalSettings(compile_baseline=compile_baseline,
-                            bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
-    with Evaluator(problem, settings) as ev:
+    with evaluator or evaluator_for(problem, compile_baseline) as ev:
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
                       out_dir=out / "candidates" / problem.stem / "tuned", traced=prep["traced"], candidates=candidates)
         baselines = ev.baselines() if result.best is not None else {}
@@ -105,6 +110,54 @@ def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: 
                    success=best.speedup_vs_eager is not None and best.speedup_vs_eager >= SUCCESS_THRESHOLD)
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row
+
+
+def prewarm_compile(problems: list[Path], parallel: int) -> Any:
+    """Start compiling every problem's torch.compile baseline in `parallel` throwaway reference workers.
+
+    Why: the baseline's compile (10-60 s of CPU a problem) otherwise runs one problem at a time inside the
+    measured loop. Inductor's on-disk caches are shared, so the real baseline, compiled again in the
+    evaluation's own reference worker, becomes a cache hit. Returns a future; wait for it before timing
+    anything, so no compile competes with a measurement."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="kw-prewarm")
+    futures = [pool.submit(_compile_once, p) for p in problems]
+    pool.shutdown(wait=False)
+    return futures
+
+
+def _compile_once(problem: Path) -> tuple[str, float, str | None]:
+    from kernelwright.tools.inputs import InputSpec
+    from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
+    from kernelwright.tools.timing import BenchSettings
+
+    started = time.perf_counter()
+    worker = SandboxWorker("reference", WorkerOptions())
+    try:
+        worker.start()
+        worker.request("load", timeout_s=600, problem=str(problem), init_seed=42)
+        tiny = BenchSettings(warmup_ms=1.0, rep_ms=1.0, min_trials=1, max_trials=2, min_slow_trials=1, flush_l2=False)
+        worker.request("time", timeout_s=900, target="compiled", input=InputSpec(1555).to_dict(), n_sets=1,
+                       settings=tiny.to_dict(), compile_mode=None)
+        return problem.stem, time.perf_counter() - started, None
+    except Exception as exc:  # the real baseline will report it properly
+        return problem.stem, time.perf_counter() - started, f"{type(exc).__name__}: {exc}"
+    finally:
+        worker.close()
+
+
+def _start_evaluator(problem: Path, compile_baseline: bool) -> Any:
+    """An Evaluator whose workers are started and problem loaded (no GPU work beyond building the Model)."""
+    try:
+        ev = evaluator_for(problem, compile_baseline)
+    except Exception:  # noqa: BLE001 - run_problem meets the same error again and records it
+        return None
+    try:
+        ev.check_problem()
+    except Exception:  # noqa: BLE001 - likewise
+        pass
+    return ev
 
 
 def summarise(rows: list[dict[str, Any]], categories: dict[str, str]) -> dict[str, Any]:
@@ -156,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget-s", type=float, default=480.0,
                         help="tune only while the run is on schedule for this wall time; else variants only")
     parser.add_argument("--jobs", type=int, default=0, help="parallel nvcc builds (default: all cores)")
+    parser.add_argument("--prewarm", type=int, default=0,
+                        help="with --compile-baseline: compile the baselines in N parallel workers first")
     args = parser.parse_args(argv)
     problems = sorted(p for p in args.suite_dir.glob("*.py") if p.name[:1].isdigit())
     if args.problems:
@@ -168,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {p.stem: json.loads((results_dir / f"{p.stem}.json").read_text()) for p in problems
             if (results_dir / f"{p.stem}.json").exists()}
     pending = [p for p in problems if p.stem not in done]
+    prewarm = prewarm_compile(pending, args.prewarm) if args.compile_baseline and args.prewarm > 0 else []
     prepared: dict[str, dict[str, Any]] = {}
     for i, problem in enumerate(pending):
         try:
@@ -178,6 +234,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(prepared[problem.stem].get('candidates', []))} candidate(s)", flush=True)
     build_s = prebuild(prepared, args.jobs or (os.cpu_count() or 4))
     print(f"built all candidates in {build_s:.0f} s; translation + build {time.perf_counter() - started:.0f} s", flush=True)
+    if prewarm:
+        warmed = [f.result() for f in prewarm]
+        failed = [f"{name}: {err}" for name, _, err in warmed if err]
+        print(f"torch.compile baselines prewarmed: {len(warmed) - len(failed)}/{len(warmed)}, slowest "
+              f"{max(s for _, s, _ in warmed):.0f} s; wall {time.perf_counter() - started:.0f} s"
+              + (f"; failed: {failed[:3]}" if failed else ""), flush=True)
+    from concurrent.futures import ThreadPoolExecutor
+
+    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kw-next-evaluator")
+    evaluable = [p for p in pending if "row" not in prepared[p.stem]]
+    upcoming = {p.stem: starter.submit(_start_evaluator, p, args.compile_baseline) for p in evaluable[:1]}
     rows = []
     for i, problem in enumerate(problems):
         path = results_dir / f"{problem.stem}.json"
@@ -190,9 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         if "row" in prep:
             row = prep["row"]
         else:
+            # The next problem's workers start (and load it) while this one is measured: no GPU work but
+            # building its Model, and it takes worker start-up out of the serial path.
+            later = evaluable[evaluable.index(problem) + 1:evaluable.index(problem) + 2]
+            upcoming.update({p.stem: starter.submit(_start_evaluator, p, args.compile_baseline) for p in later})
             try:
+                evaluator = upcoming.pop(problem.stem).result() if problem.stem in upcoming else None
                 row = run_problem(problem, args.out, prep, tune_budget=args.tune_budget if on_schedule else 0,
-                                  compile_baseline=args.compile_baseline)
+                                  compile_baseline=args.compile_baseline, evaluator=evaluator)
             except Exception as exc:  # one broken problem never stops the run
                 row = _crash(problem, exc)
         path.write_text(json.dumps(row, indent=2, default=str))
@@ -201,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i + 1}/{len(problems)}] {problem.stem}: {row.get('status')} "
               f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}) "
               f"in {row.get('seconds', 0)} s; total {time.perf_counter() - started:.0f} s", flush=True)
+    for future in upcoming.values():  # nothing should be left; close whatever is
+        if (ev := future.result()) is not None:
+            ev.close()
+    starter.shutdown()
     summary = summarise(rows, categories)
     summary["wall_s"] = round(time.perf_counter() - started, 1)
     (args.out / "summary.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, default=str))

@@ -59,7 +59,17 @@ def test_a_crashing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path, monk
     monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
     monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
     monkeypatch.setattr(bench_offline, "run_problem", fake)
+    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
     assert bench_offline.main(["--out", str(tmp_path / "o"), "--suite-dir", str(suite)]) == 0
     bad = json.loads((tmp_path / "o" / "results" / "01_bad.json").read_text())
     assert bad["status"] == "crash" and "boom" in bad["message"]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["success"] == 1
+
+
+def test_prewarming_a_baseline_reports_instead_of_raising(tmp_path: Path) -> None:
+    """No GPU here: the throwaway worker loads the problem and fails to time; the failure comes back as text."""
+    problem = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+    (future,) = bench_offline.prewarm_compile([problem], 1)
+    name, seconds, error = future.result(timeout=300)
+    assert name == "relu_affine" and seconds > 0
+    assert error is None or "GPU" in error or "CUDA" in error or "cuda" in error, error
