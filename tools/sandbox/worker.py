@@ -30,7 +30,7 @@ from kernelwright.tools.nvcc import default_cache_dir
 from kernelwright.tools.problem import SourceFile, build_model, call_user, check_arity, check_source, import_file
 from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
 from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
-from kernelwright.tools.tensor_wire import encode_tensor
+from kernelwright.tools.tensor_wire import PinnedStaging
 from kernelwright.tools.timing import BenchSettings, bench, l2_flush_buffer
 
 _MAX_TIMING_INPUT_BYTES = 4 << 30
@@ -48,6 +48,7 @@ class WorkerState:
         self.flush: torch.Tensor | None = None
         self.guard: HarnessGuard | None = None
         self.candidate_loaded = False
+        self.staging = PinnedStaging()  # outputs leave through one page-locked buffer (see tensor_wire)
 
     # -- requests -----------------------------------------------------------
     def op_hello(self, req: dict) -> dict:
@@ -109,6 +110,7 @@ class WorkerState:
     def op_outputs(self, req: dict) -> tuple[dict, list[bytes]]:
         model = self._require_model()
         calls, blobs = [], []
+        self.staging.reset()  # the previous reply, which held views of it, has been sent
         for spec_data in req["inputs"]:
             spec = InputSpec.from_dict(spec_data)
             clock = _StageClock()
@@ -133,7 +135,7 @@ class WorkerState:
                 problem = plain_tensor_problem(out)
                 if problem:
                     raise IntegrityError("tensor_subclass", f"output {i}: {problem}")
-                meta, raw = encode_tensor(out)
+                meta, raw = self.staging.encode(out)
                 meta["blob"] = len(blobs)
                 meta["device"] = str(out.device)
                 blobs.append(raw)
