@@ -349,7 +349,7 @@ class Planner:
         return Lazy(g, g.add(Special("value", dtype)), dtype)
 
     def absorbable(self, src: Any, consumer: str, extra: list[Any]) -> Group | None:
-        """The elementwise group computing `src`, when the reduction can take it over as its prologue."""
+        """The elementwise group computing `src`, when a reduction or pool can take it over as its prologue."""
         if not isinstance(src, Lazy):
             return None
         g = src.group
