@@ -130,6 +130,11 @@ def test_kernel_names_and_classes() -> None:
     assert classify("void relu_kernel(float*)", {"relu_kernel"}) == "custom"
     assert classify("nvjet_tst_128x64_64x8_1x1_v_bz_TNT", set()) == "library"
     assert classify("void at::native::vectorized_elementwise_kernel<4>(int)", set()) == "framework"
+    # cuDNN's FFT convolution (chosen for a 3x3 conv on an H100): library kernels, though no name says cuDNN
+    for name in ("void DSE::regular_fft_pad<0, 1, 128, 16, 32, 1, float, float, float2>(float2*, float*, int)",
+                 "void DSE::vector_fft<1, 2, 128, 8, 8, 1, float, float, float2>(float2*, float2*, int, int3, int3)",
+                 "void pointwise_mult_and_sum_complex<float2, 8, 4>(float2*, float2*, float2*, int, int, float2)"):
+        assert classify(name, set()) == "library", name
 
 
 def test_chrome_trace_parsing_finds_marker_and_copies() -> None:

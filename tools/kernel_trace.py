@@ -21,9 +21,12 @@ import torch
 MARKER_NAME = "spin_kernel"  # torch.cuda._sleep's kernel, launched right after the call returns
 KernelClass = Literal["custom", "library", "framework"]
 
-# cuBLAS/cuBLASLt/cuDNN/CUTLASS kernels: library GEMM and conv calls are allowed and reported.
+# cuBLAS/cuBLASLt/cuDNN/CUTLASS kernels: library GEMM and conv calls are allowed and reported. cuDNN's FFT
+# convolution runs kernels of its own namespace DSE (regular_fft_pad, vector_fft) and a complex product
+# (pointwise_mult_and_sum_complex) whose names carry no library word.
 _LIBRARY_RE = re.compile(r"(cublas|cudnn|cutlass|xmma|gemm|gemv|nvjet|sm\d+_|ampere_|volta_|turing_|hopper_|"
-                         r"cusparse|cufft|cusolver|implicit_convolve|convolve_|winograd|fft2d|wgrad|dgrad|fprop)",
+                         r"cusparse|cufft|cusolver|implicit_convolve|convolve_|winograd|fft2d|wgrad|dgrad|fprop|"
+                         r"DSE::|regular_fft|vector_fft|pointwise_mult_and_sum_complex)",
                          re.IGNORECASE)
 
 

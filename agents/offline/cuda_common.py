@@ -188,14 +188,17 @@ class Param:
 
 
 def emit_dag(dag: Dag, var: str, it: str, *, specials: Mapping[str, str] | None = None,
-             load_override: Callable[[int, Load], str | None] | None = None, prefix: str = "v") -> tuple[list[str], list[str]]:
+             load_override: Callable[[int, Load], str | None] | None = None, prefix: str = "v",
+             sink: Callable[[int], list[str]] | None = None) -> tuple[list[str], list[str]]:
     """C statements computing every node at linear index `var`; returns (lines, variable per node).
-    `load_override(node, load)` may supply a load's expression (e.g. from a vector register)."""
-    lines: list[str] = []
+    `load_override(node, load)` may supply a load's expression (e.g. from a vector register); `sink(node)`
+    may name the list a node's statement goes to instead (e.g. hoisted out of a loop)."""
+    main: list[str] = []
     names: list[str] = []
     dtypes: list[str] = []
     for i, expr in enumerate(dag.nodes):
         name = f"{prefix}{i}"
+        lines = sink(i) if sink else main
         if isinstance(expr, Load):
             text = load_override(i, expr) if load_override else None
             if text is None:
@@ -211,7 +214,7 @@ def emit_dag(dag: Dag, var: str, it: str, *, specials: Mapping[str, str] | None 
             lines.append(f"const {CTYPE[expr.dtype]} {name} = {_op_text(dag, expr, names, dtypes)};")
         names.append(name)
         dtypes.append(expr.dtype)
-    return lines, names
+    return main, names
 
 
 def _op_text(dag: Dag, op: Op, names: list[str], dtypes: list[str]) -> str:

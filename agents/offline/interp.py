@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 
-from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Plan, ReductionStep,
-                                            Special)
+from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Plan, PoolStep,
+                                            PoolWindow, ReductionStep, Special)
 from kernelwright.agents.offline.ops import PRIMITIVES, TORCH_DTYPE, compute_dtype, operand_dtype
 
 
@@ -113,6 +113,30 @@ def reduce_values(step: ReductionStep, x: torch.Tensor) -> dict[str, torch.Tenso
     raise ValueError(f"unknown reduction {kind}")
 
 
+def pool_values(w: PoolWindow, x: torch.Tensor) -> torch.Tensor:
+    """Pool x of shape [planes, H, W] window by window, the way the CUDA does: each kernel offset's strided
+    slice of the input (padding reads as -inf for max, 0 for avg), combined with NaN-propagating max or a sum
+    in window order divided by ATen's divisor (PoolWindow.axis_counts)."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = w.kernel, w.stride, w.padding, w.dilation, w.out_hw
+    extent = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(w.out_hw, w.stride, w.kernel, w.dilation)]
+    after = [max(0, e - p - size) for e, p, size in zip(extent, w.padding, w.in_hw)]
+    fill = float("-inf") if w.pool == "max" else 0.0
+    xp = torch.nn.functional.pad(x, (pw, after[1], ph, after[0]), value=fill)
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            part = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
+            acc = part if acc is None else (torch.maximum(acc, part) if w.pool == "max" else acc + part)
+    if w.pool == "max":
+        return acc
+    if w.divisor_override:
+        return acc / w.divisor_override
+    pick = 0 if w.count_include_pad else 1
+    rows = torch.tensor([c[pick] for c in w.axis_counts(0)], dtype=acc.dtype)
+    cols = torch.tensor([c[pick] for c in w.axis_counts(1)], dtype=acc.dtype)
+    return acc / (rows[:, None] * cols[None, :])
+
+
 def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
     if isinstance(step, ElementwiseStep):
         values = eval_dag(step.dag, mem)
@@ -123,6 +147,16 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         x = x.reshape(step.outer, step.reduce, step.inner)
         specials = {k: v.reshape(step.epilogue.shape) for k, v in reduce_values(step, x).items()}
         values = eval_dag(step.epilogue, mem, specials)
+        for out in step.outputs:
+            _store(mem, plan, out.buffer, values[out.node])
+    elif isinstance(step, PoolStep):
+        w = step.window
+        x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape).reshape(w.planes, *w.in_hw)
+        value = pool_values(w, x).reshape(step.epilogue.shape)
+        out_dtype = next((e.dtype for e in step.epilogue.nodes if isinstance(e, Special)), "float32")
+        if out_dtype in ("float16", "bfloat16"):
+            value = value.to(TORCH_DTYPE[out_dtype])  # the pooled value is rounded once, as eager stores it
+        values = eval_dag(step.epilogue, mem, {"value": value})
         for out in step.outputs:
             _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, HostStep):

@@ -5,8 +5,9 @@ tensor that lives in memory is a *buffer* (contiguous, one dtype); every value a
 kernel reads is a `Layout` over a buffer (shape, strides, offset), so views,
 permutes and broadcasting are all the same thing: strides (0 for a broadcast
 dim). Steps run in order: a fused elementwise kernel, a reduction kernel (with
-an elementwise prologue feeding it and an epilogue after it), or a host call
-(a library GEMM/conv, or an op kept as ATen).
+an elementwise prologue feeding it and an epilogue after it), a pooling kernel
+(windows over the last two dims, likewise with a prologue and an epilogue), or a
+host call (a library GEMM/conv, or an op kept as ATen).
 
 Codegen (CUDA) and the interpreter (torch, CPU) both walk this same structure,
 so the interpreter's agreement with the problem's Model validates the
@@ -179,6 +180,64 @@ class ReductionStep:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolWindow:
+    """The geometry of a 2-D pool over [planes, H, W] (a 1-D pool is H = 1, kernel_h = 1): output (oh, ow)
+    combines input rows oh * stride_h - pad_h + i * dilation_h for i < kernel_h (columns likewise); positions
+    outside the input are skipped (max) or count as zeros (avg, through the divisor, as ATen computes it)."""
+
+    pool: Literal["avg", "max"]
+    planes: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+    count_include_pad: bool = True
+    divisor_override: int | None = None
+    spatial_dims: int = 2  # trailing dims of the logical input that are pooled (1 for a 1-D pool)
+
+    def inside(self, axis: int) -> bool:
+        """Every window stays inside the input along `axis` (0: H, 1: W): no bounds checks needed."""
+        last = (self.out_hw[axis] - 1) * self.stride[axis] + (self.kernel[axis] - 1) * self.dilation[axis]
+        return self.padding[axis] == 0 and last < self.in_hw[axis]
+
+    def static_divisor(self) -> int | None:
+        """The avg divisor when it is the same for every output, else None (computed per output)."""
+        if self.divisor_override:
+            return self.divisor_override
+        if self.inside(0) and self.inside(1):
+            return self.kernel[0] * self.kernel[1]
+        padded = all((self.out_hw[a] - 1) * self.stride[a] + self.kernel[a] <= self.in_hw[a] + 2 * self.padding[a]
+                     for a in (0, 1))
+        return self.kernel[0] * self.kernel[1] if self.count_include_pad and padded else None
+
+    def axis_counts(self, axis: int) -> list[tuple[int, int]]:
+        """Per output position along `axis`: (window size clipped to the padded input, size clipped to the
+        input). ATen's avg divisor is the product over both axes of the first (count_include_pad) or second."""
+        size, k, s, pad = self.in_hw[axis], self.kernel[axis], self.stride[axis], self.padding[axis]
+        out = []
+        for o in range(self.out_hw[axis]):
+            start = o * s - pad
+            end = min(start + k, size + pad)
+            out.append((end - start, min(end, size) - max(start, 0)))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStep:
+    """Pool the prologue's value (over the logical input shape, [planes, H, W] in memory order) per window;
+    the epilogue runs once per output with Special 'value' standing for the pooled value."""
+
+    name: str
+    window: PoolWindow
+    prologue: Dag  # over the logical input shape; its last node is the pooled value
+    epilogue: Dag  # over the output shape
+    outputs: tuple[StepOutput, ...]
+    kind: Literal["pool"] = "pool"
+
+
+@dataclass(frozen=True, slots=True)
 class HostStep:
     """A host-side ATen call: a library op (cuBLAS/cuDNN GEMM or conv) or an op kept as ATen."""
 
@@ -191,7 +250,7 @@ class HostStep:
     kind: Literal["host"] = "host"
 
 
-Step = Union[ElementwiseStep, ReductionStep, HostStep]
+Step = Union[ElementwiseStep, ReductionStep, PoolStep, HostStep]
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +287,14 @@ def describe(plan: Plan) -> str:
             continue
         if isinstance(step, ReductionStep):
             lines.append(f"{step.name}: {step.reduction}[{step.outer}, {step.reduce}, {step.inner}] {dict(step.attrs)}")
+            lines.extend("    pro " + _expr(i, e) for i, e in enumerate(step.prologue.nodes))
+            dag = step.epilogue
+        elif isinstance(step, PoolStep):
+            w = step.window
+            lines.append(f"{step.name}: {w.pool}_pool [{w.planes}, {w.in_hw[0]}, {w.in_hw[1]}] -> {list(w.out_hw)} "
+                         f"kernel={list(w.kernel)} stride={list(w.stride)} padding={list(w.padding)} "
+                         f"dilation={list(w.dilation)} count_include_pad={w.count_include_pad}"
+                         + (f" divisor={w.divisor_override}" if w.divisor_override else ""))
             lines.extend("    pro " + _expr(i, e) for i, e in enumerate(step.prologue.nodes))
             dag = step.epilogue
         else:

@@ -6,7 +6,8 @@ kernel runs (so groups stay in a valid order); otherwise it opens a new one.
 Values stay inside a kernel ("lazy") until something outside needs them in
 memory, then the kernel gets an extra output. A reduction absorbs the kernel
 that computes its input when nothing else uses that kernel's values (prologue),
-and later elementwise ops on its result join it (epilogue). Library ops (GEMM,
+and later elementwise ops on its result join it (epilogue); a pool does the same
+(its prologue runs on every element a window reads). Library ops (GEMM,
 conv) and ops without a kernel here become host ATen calls.
 """
 
@@ -19,9 +20,11 @@ from typing import Any
 import torch
 
 from kernelwright.agents.offline.ir import (Buffer, Const, Dag, ElementwiseStep, Expr, HostStep, Layout, Load, Op,
-                                            Plan, ReductionStep, Special, StepOutput, contiguous_strides, expand_layout)
+                                            Plan, PoolStep, PoolWindow, ReductionStep, Special, StepOutput,
+                                            contiguous_strides, expand_layout)
 from kernelwright.agents.offline.lowering import IDENTITY, LOWERINGS
 from kernelwright.agents.offline.ops import PRIMITIVES
+from kernelwright.agents.offline.pooling import NotPoolable, is_pool, pool_window, supported_pool
 from kernelwright.agents.offline.reductions import NotReducible, ReductionSpec, is_reduction, reduction_spec
 from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
 
@@ -63,8 +66,14 @@ class Group:
     fx_names: set[str] = field(default_factory=set)
     memo: dict[Any, int] = field(default_factory=dict)
     reduction: ReductionSpec | None = None
+    pool: PoolWindow | None = None
     prologue: Dag | None = None
     dead: bool = False
+
+    @property
+    def elementwise(self) -> bool:
+        """A plain elementwise kernel (not a reduction's or a pool's epilogue)."""
+        return self.reduction is None and self.pool is None
 
     def add(self, expr: Expr) -> int:
         key = expr if isinstance(expr, (Load, Const, Special)) else None
@@ -232,6 +241,11 @@ class Planner:
                 return self.reduce(node, name, args, kwargs)
             except NotReducible as exc:
                 self.notes.append(f"{name}: {exc}; kept as ATen")
+        elif is_pool(name):
+            try:
+                return self.pool(node, name, args, kwargs)
+            except NotPoolable as exc:
+                self.notes.append(f"{name}: {exc}; kept as ATen")
         return self.host(node, name, args, kwargs)
 
     @staticmethod
@@ -267,7 +281,7 @@ class Planner:
         # Siblings: the latest elementwise group of this shape that already reads one of our inputs.
         buffers = {v.layout.buffer for v in vals if isinstance(v, Real)}
         for slot in reversed(self.slots):
-            if (isinstance(slot, Group) and not slot.dead and slot.reduction is None and slot.shape == shape
+            if (isinstance(slot, Group) and not slot.dead and slot.elementwise and slot.shape == shape
                     and any(isinstance(e, Load) and e.layout.buffer in buffers for e in slot.nodes)
                     and all(self.ready_before(v, slot.index) for v in vals)):
                 return slot
@@ -286,18 +300,7 @@ class Planner:
         val = node.meta["val"]
         metas = list(val) if isinstance(val, (tuple, list)) else [val]
         out_shape = tuple(metas[0].shape)
-        affine_vals = [v for _, v in spec.affine]
-        absorbed = self.absorbable(src, node.name, affine_vals)
-        if absorbed is not None:
-            prologue = Dag(in_shape, tuple(absorbed.nodes[: src.node + 1]))
-            absorbed.dead = True
-            g = Group(absorbed.index, out_shape)
-            self.slots[absorbed.index] = g
-        else:
-            g = self.new_group(out_shape)
-            pro = Group(-1, in_shape)
-            self.operand(pro, src)
-            prologue = Dag(in_shape, tuple(pro.nodes))
+        g, prologue = self.with_prologue(src, node.name, in_shape, out_shape, [v for _, v in spec.affine])
         g.reduction, g.prologue = spec, prologue
         g.fx_names.add(node.name)
         results = []
@@ -317,12 +320,40 @@ class Planner:
             results[0] = Lazy(g, z, out_dtype)
         return Tup(tuple(results)) if isinstance(val, (tuple, list)) else results[0]
 
+    def with_prologue(self, src: Any, consumer: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                      extra: list[Any]) -> tuple[Group, Dag]:
+        """The group of a kernel that reads `src` through a prologue (over `in_shape`), and that prologue: the
+        elementwise group computing `src` when it can be taken over, else a load of `src`."""
+        absorbed = self.absorbable(src, consumer, extra)
+        if absorbed is not None:
+            absorbed.dead = True
+            g = Group(absorbed.index, out_shape)
+            self.slots[absorbed.index] = g
+            return g, Dag(in_shape, tuple(absorbed.nodes[: src.node + 1]))
+        g = self.new_group(out_shape)
+        pro = Group(-1, in_shape)
+        self.operand(pro, src)
+        return g, Dag(in_shape, tuple(pro.nodes))
+
+    # ---------------------------------------------------------------- pooling
+    def pool(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
+        supported_pool(name)
+        src, in_meta, val = args[0], node.args[0].meta.get("val"), node.meta.get("val")
+        if not isinstance(src, (Real, Lazy)) or not isinstance(val, torch.Tensor):
+            raise NotPoolable("pooling that is not one tensor to one tensor")
+        in_shape, out_shape, dtype = tuple(in_meta.shape), tuple(val.shape), _dtype(val)
+        window = pool_window(name, args[1:], kwargs, in_shape, out_shape, _dtype(in_meta))
+        g, prologue = self.with_prologue(src, node.name, in_shape, out_shape, [])
+        g.pool, g.prologue = window, prologue
+        g.fx_names.add(node.name)
+        return Lazy(g, g.add(Special("value", dtype)), dtype)
+
     def absorbable(self, src: Any, consumer: str, extra: list[Any]) -> Group | None:
-        """The elementwise group computing `src`, when the reduction can take it over as its prologue."""
+        """The elementwise group computing `src`, when a reduction or pool can take it over as its prologue."""
         if not isinstance(src, Lazy):
             return None
         g = src.group
-        if g.reduction is not None or g.dead or g.outputs or src.node != len(g.nodes) - 1:
+        if not g.elementwise or g.dead or g.outputs or src.node != len(g.nodes) - 1:
             return None
         if any(u not in g.fx_names and u != consumer for n in g.fx_names for u in self.users.get(n, ())):
             return None
@@ -378,11 +409,14 @@ class Planner:
             nodes, remap = _prune(slot.nodes, sorted(slot.outputs))
             outputs = tuple(StepOutput(remap[n], b) for n, b in sorted(slot.outputs.items()))
             dag = Dag(slot.shape, nodes)
-            if slot.reduction is None:
+            pro_nodes = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])[0] if slot.prologue else ()
+            if slot.pool is not None:
+                steps.append(PoolStep(f"{self.prefix}k{slot.index}", slot.pool, Dag(slot.prologue.shape, pro_nodes),
+                                      dag, outputs))
+            elif slot.reduction is None:
                 steps.append(ElementwiseStep(f"{self.prefix}k{slot.index}", dag, outputs))
             else:
                 r = slot.reduction
-                pro_nodes, _ = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])
                 steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
                                            Dag(slot.prologue.shape, pro_nodes), dag, outputs, r.attrs))
         return tuple(steps)

@@ -1,10 +1,10 @@
 """propose(): problem file -> generated candidates (raw-form CUDA + ModelNew), deterministically.
 
 Variants, so that selection can keep the fastest verified one and never lose to eager:
-- fused: every supported elementwise chain, reduction and normalisation is a custom kernel;
+- fused: every supported elementwise chain, reduction, normalisation and pool is a custom kernel;
 - fused_scalar: the same plan with the simplest code paths (no vector loads, no register caching);
 - aten_reductions: reductions stay ATen (cuDNN/ATen softmax, norms, sums), only elementwise
-  chains (the epilogues after library ops included) are fused kernels.
+  chains (the epilogues after library ops included) and pools are fused kernels.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import structlog
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
 from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_source
+from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
-from kernelwright.agents.offline.ir import ElementwiseStep, Plan, ReductionStep, describe
+from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, ReductionStep, describe
 from kernelwright.agents.offline.planner import PlanningError, build_plan
 from kernelwright.agents.offline.space import TuneSpace, conservative, plan_space, step_params
 from kernelwright.agents.offline.trace import TracedProblem, TraceFailure, n_variants, trace_problem
@@ -74,6 +75,8 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
             out.append(elementwise_kernel(step, plan.buffers, step_params(params, step.name)))
         elif isinstance(step, ReductionStep):
             out.append(reduction_kernel(step, plan.buffers, step_params(params, step.name)))
+        elif isinstance(step, PoolStep):
+            out.append(pool_kernel(step, plan.buffers, step_params(params, step.name)))
     return out
 
 

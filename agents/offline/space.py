@@ -13,8 +13,9 @@ from typing import Any
 
 from kernelwright.agents.offline.codegen_reduce import default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
+from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
-from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, ReductionStep
+from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, PoolStep, ReductionStep
 
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
@@ -93,6 +94,9 @@ def plan_space(plan: Plan) -> TuneSpace:
                 dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
                 if step.is_normalisation:
                     dims.append(TuneDim(f"{step.name}.CACHE", (1, 0), 1))
+        elif isinstance(step, PoolStep):
+            dims += [TuneDim(f"{step.name}.BLOCK", (64, 128, 256, 512), POOL_DEFAULTS["BLOCK"]),
+                     TuneDim(f"{step.name}.OPT", (1, 2, 4), POOL_DEFAULTS["OPT"])]
     return TuneSpace(tuple(dims))
 
 
@@ -102,10 +106,11 @@ def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
 
 
 def conservative(space: TuneSpace) -> dict[str, Any]:
-    """The simplest code paths: scalar loads, no register caching, block-per-row reductions, plain GEMMs."""
+    """The simplest code paths: scalar loads, no register caching, block-per-row reductions, one output a thread,
+    plain GEMMs."""
     out = space.defaults()
     for d in space.dims:
-        if d.name.endswith(".VEC"):
+        if d.name.endswith((".VEC", ".OPT")):
             out[d.name] = 1
         elif d.name.endswith(".CACHE"):
             out[d.name] = 0
