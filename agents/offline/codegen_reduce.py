@@ -21,7 +21,8 @@ from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launch
 from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
 
-REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1}  # 0: chosen from the geometry
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1}  # 0: chosen from the geometry
+TWO_PASS_KINDS = ("softmax", "log_softmax", "layer_norm")
 MAX_CACHED_ITEMS = 32
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
 
@@ -182,18 +183,25 @@ def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str,
     cached = step.is_normalisation and items <= MAX_CACHED_ITEMS and bool(int(p["CACHE"]))
     push = _push_value(step, "v", at)
     if cached:
-        gather = f"""    {at} vals[KW_{tag}_ITEMS];
+        gather = f"""    {acc} a; a.init();
+    {at} vals[KW_{tag}_ITEMS];
 #pragma unroll
     for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
         const int r = lane + k * KW_{tag}_TPR;
         if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
-    }}"""
+    }}
+    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
     else:
-        gather = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
+        gather = f"""    {acc} a; a.init();
+    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
         const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
         a.push({push}, r);
-    }}"""
-    if step.is_normalisation:
+    }}
+    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
+    if cached and step.reduction in TWO_PASS_KINDS and bool(int(p["TWOPASS"])):
+        gather, finish = _two_pass_from_registers(step, it, at, tag)
+        acc = f"KwSum<{at}>"
+    elif step.is_normalisation:
         stats, z = _stats_and_z(step, at)
         if cached:
             write = f"""#pragma unroll
@@ -218,14 +226,51 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
     const int lane = threadIdx.x;
     const {it} row = ({it})blockIdx.x * KW_{tag}_RPB + threadIdx.y;
     if (row >= ({it}){O}) return;  // uniform per block when TPR > 32 (RPB is 1 then)
-    {acc} a; a.init();
 {gather}
-    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);
 {finish}
 }}"""
     launch = f"""    dim3 block(KW_{tag}_TPR, KW_{tag}_RPB);
     kw_{tag}<<<(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block, 0, stream>>>(p);"""
     return body, launch
+
+
+def _two_pass_from_registers(step: ReductionStep, it: str, at: str, tag: str) -> tuple[str, str]:
+    """Softmax, log-softmax and layer norm over a row cached in registers: max (or mean) first, then the sum
+    of exponentials (or of squared deviations) from the cached values. One exp per element for softmax (the
+    online accumulator takes up to two per push and the write a third) and no per-element division for
+    layer norm (Welford divides on every push), for the price of a second block reduction."""
+    R, kind = step.reduce, step.reduction
+
+    def loop(body: str) -> str:
+        return (f"#pragma unroll\n    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{\n"
+                f"        const int r = lane + k * KW_{tag}_TPR;\n        if (r < {R}) {{ {body} }}\n    }}\n")
+
+    def reduce(var: str, acc: str) -> str:
+        return f"    {var} = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>({var});\n"
+
+    total = f"KwSum<{at}>"
+    load = f"vals[k] = kw_{tag}_pro(p, row * ({it}){R} + r);"
+    gather = f"    {at} vals[KW_{tag}_ITEMS];\n"
+    if kind == "layer_norm":
+        eps = lit(step.attr("eps", 1e-5), at)
+        gather += (f"    {total} a; a.init();\n" + loop(load + " a.push(vals[k], r);") + reduce("a", total)
+                   + f"    const {at} mu = a.s / ({at}){R};\n"
+                   + f"    {total} d; d.init();\n" + loop(f"const {at} c = vals[k] - mu; d.push(c * c, r);")
+                   + reduce("d", total) + f"    const {at} rstd = ({at})1 / sqrt(d.s / ({at}){R} + {eps});")
+        z = "(vals[k] - mu) * rstd"
+    else:
+        gather += (f"    KwMax<{at}> a; a.init();\n" + loop(load + " a.push(vals[k], r);") + reduce("a", f"KwMax<{at}>")
+                   + f"    const {at} mx = a.m;\n    {total} s; s.init();\n")
+        if kind == "softmax":
+            gather += (loop("vals[k] = kw_exp(vals[k] - mx); s.push(vals[k], r);") + reduce("s", total)
+                       + f"    const {at} inv = ({at})1 / s.s;")
+            z = "vals[k] * inv"
+        else:
+            gather += (loop("s.push(kw_exp(vals[k] - mx), r);") + reduce("s", total)
+                       + f"    const {at} lse = mx + log(s.s);")
+            z = "vals[k] - lse"
+    finish = loop(f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});").rstrip("\n")
+    return gather, finish
 
 
 def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:

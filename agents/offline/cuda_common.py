@@ -87,6 +87,13 @@ template <typename T> struct KwWelford {  // mean and sum of squared deviations 
         return r;
     }
 };
+template <typename T> struct KwMax {  // plain max for two-pass normalisations; a NaN sticks
+    T m;
+    __device__ void init() { m = -INFINITY; }
+    __device__ void push(T v, long long) { if (v > m || v != v) m = (m != m) ? m : v; }
+    __device__ void merge(const KwMax& o) { push(o.m, 0); }
+    __device__ KwMax shfl(int off) const { KwMax r; r.m = __shfl_xor_sync(KW_FULL, m, off); return r; }
+};
 template <typename T> struct KwLse {  // online max and sum of exp(v - max)
     T m, s;
     __device__ void init() { m = -INFINITY; s = 0; }

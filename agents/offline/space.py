@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernelwright.agents.offline.codegen_reduce import default_cy, default_split, default_tpr
+from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
@@ -94,6 +94,8 @@ def plan_space(plan: Plan) -> TuneSpace:
                 dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
                 if step.is_normalisation:
                     dims.append(TuneDim(f"{step.name}.CACHE", (1, 0), 1))
+                    if step.reduction in TWO_PASS_KINDS:
+                        dims.append(TuneDim(f"{step.name}.TWOPASS", (1, 0), 1))
         elif isinstance(step, PoolStep):
             dims += [TuneDim(f"{step.name}.BLOCK", (64, 128, 256, 512), POOL_DEFAULTS["BLOCK"]),
                      TuneDim(f"{step.name}.OPT", (1, 2, 4), POOL_DEFAULTS["OPT"])]
@@ -106,13 +108,13 @@ def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
 
 
 def conservative(space: TuneSpace) -> dict[str, Any]:
-    """The simplest code paths: scalar loads, no register caching, block-per-row reductions, one output a thread,
-    plain GEMMs."""
+    """The simplest code paths: scalar loads, no register caching (so one-pass accumulators), block-per-row
+    reductions, one output a thread, plain GEMMs."""
     out = space.defaults()
     for d in space.dims:
         if d.name.endswith((".VEC", ".OPT")):
             out[d.name] = 1
-        elif d.name.endswith(".CACHE"):
+        elif d.name.endswith((".CACHE", ".TWOPASS")):
             out[d.name] = 0
         elif d.name.endswith(".GEMM"):
             out[d.name] = "fp32"  # the library's own fp32 GEMM
