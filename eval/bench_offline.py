@@ -98,6 +98,7 @@ def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: 
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
                       out_dir=out / "candidates" / problem.stem / "tuned", traced=prep["traced"], candidates=candidates)
         baselines = ev.baselines() if result.best is not None else {}
+        row["reference_durations_s"] = dict(ev.reference_durations_s)
     best = result.best
     row.update(status="verified" if best else "not_verified", evaluations=result.evaluations,
                trials=[{"variant": t.variant, "phase": t.phase, "status": t.status, "reason": t.reason,

@@ -149,3 +149,13 @@ def test_chrome_trace_parsing_finds_marker_and_copies() -> None:
     acts, marker = _parse_events(events)
     assert marker == 20.0 and [a.kind for a in acts] == ["kernel", "memcpy"]
     assert CallTrace(tuple(acts), marker).device_to_host_bytes() == 4096
+
+
+def test_outputs_close_samples_first_but_still_sees_a_single_differing_element() -> None:
+    torch.manual_seed(0)
+    a = torch.randn(3 << 17)  # larger than the sample, so the sampled path runs
+    assert outputs_close([a], [a.clone()])
+    assert not outputs_close([a], [torch.randn(3 << 17)])
+    one_off = a.clone()
+    one_off[12345] += 1.0  # index 12345 is not on the sample's stride
+    assert not outputs_close([a], [one_off])

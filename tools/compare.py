@@ -147,6 +147,19 @@ def outputs_close(a: list[torch.Tensor], b: list[torch.Tensor], overrides: dict[
         if x.shape != y.shape:
             return False
         tol = tolerance_for(x.dtype, overrides)
-        if not torch.allclose(x.to(torch.float64), y.to(torch.float64), atol=tol.atol, rtol=tol.rtol, equal_nan=True):
+
+        def close(u: torch.Tensor, v: torch.Tensor) -> bool:
+            return torch.allclose(u.to(torch.float64), v.to(torch.float64), atol=tol.atol, rtol=tol.rtol, equal_nan=True)
+
+        # Outputs of different inputs usually differ everywhere: a strided sample (a subset, so failing on it
+        # means failing on all) settles that without converting hundreds of MB to float64.
+        flat_x, flat_y = x.reshape(-1), y.reshape(-1)
+        step = max(1, flat_x.numel() // _SAMPLE)
+        if step > 1 and not close(flat_x[::step], flat_y[::step]):
+            return False
+        if not close(flat_x, flat_y):
             return False
     return True
+
+
+_SAMPLE = 1 << 16

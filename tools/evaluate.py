@@ -83,6 +83,7 @@ class Evaluator:
         self._baselines: dict[str, Any] | None = None
         self._gpu_identity: dict[str, Any] | None = None
         self._problem_info: dict[str, Any] | None = None
+        self.reference_durations_s: dict[str, float] = {}  # where the reference side's time went (benchmarks)
         self.log = log.bind(problem=self.problem.path.name)
 
     # -- reference side (cached) -------------------------------------------------
@@ -119,13 +120,22 @@ class Evaluator:
 
     def _compute_reference(self) -> ReferenceData:
         s = self.settings
+        t0 = time.perf_counter()
         loaded = self.check_problem()
         worker = self.ref_slot.get()
+        self.reference_durations_s = {"start_and_load": round(time.perf_counter() - t0, 3)}
         specs = [InputSpec(s.base_seed + 7919 * i) for i in range(s.n_trials)]
         # Other shapes the problem declares (get_input_variants) catch kernels that hard-code sizes.
         specs += [InputSpec(s.base_seed + 13 * (v + 1), variant=v) for v in range(int(loaded.get("n_variants", 0)))]
+        t1 = time.perf_counter()
         reply = self._outputs(worker, specs, fp64_check=True)
         outputs = _decode_outputs(reply)
+        self.reference_durations_s["outputs"] = round(time.perf_counter() - t1, 3)
+        for call in reply.header["calls"]:
+            for stage, seconds in (call.get("stages_s") or {}).items():
+                key = f"outputs_{stage}"
+                self.reference_durations_s[key] = round(self.reference_durations_s.get(key, 0.0) + float(seconds), 4)
+        t1 = time.perf_counter()
         weak: list[str] = []
         if all(outputs_close(outputs[0], o, s.tolerances) for o in outputs[1:]):
             # Output barely depends on inputs: add larger inputs that do change it.
@@ -136,8 +146,10 @@ class Evaluator:
             reply.header["calls"] += more.header["calls"]
             if all(outputs_close(outputs[0], o, s.tolerances) for o in outputs[1:]):
                 weak.append("reference output barely depends on its inputs: a constant output could pass the tolerance")
+        self.reference_durations_s["sensitivity"] = round(time.perf_counter() - t1, 3)
         post_spec = InputSpec(s.base_seed + 104729)
         post = _decode_outputs(self._outputs(worker, [post_spec], fp64_check=False))[0]
+        self.reference_durations_s["total"] = round(time.perf_counter() - t0, 3)
         calls = reply.header["calls"]
         return ReferenceData(specs, outputs, [CallTrace.from_dict(c["trace"]) for c in calls],
                              [c["mutated_inputs"] for c in calls], [c.get("fp64_rel_l2") for c in calls],
