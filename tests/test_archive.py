@@ -267,3 +267,14 @@ def record_from_candidate_again(folder: Path, like: ArchiveRecord) -> ArchiveRec
 
     again = record_from_candidate(folder, FUNCTIONAL, run_id=like.run_id, problem_name="relu")
     return replace(again, created_at=like.created_at)
+
+
+def test_default_embedding_is_minilm_when_installed_else_hashed_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernelwright.memory import embedding
+
+    assert isinstance(embedding.default_embedding(), MiniLMEmbedding)  # the test environment has the model
+    monkeypatch.setattr(embedding, "minilm_installed", lambda: False)
+    with capture_logs() as logs:
+        fallback = embedding.default_embedding()
+    assert isinstance(fallback, HashedEmbedding)
+    assert [e["event"] for e in logs] == ["archive_embedding_fallback"] and logs[0]["log_level"] == "warning"
