@@ -97,3 +97,32 @@ def test_interpreter_catches_a_wrong_plan() -> None:
 def test_small_overrides_shrink_sizes() -> None:
     text = "batch, channels, size = 32, 256, 64\nhidden = 4096\nkernel_size = 3\n"
     assert small_overrides(text) == {"batch": 4, "channels": 64, "hidden": 256}
+
+
+@pytest.mark.parametrize("name", ["20_conv2d_relu_avgpool", "22_conv1d_gelu_residual", "23_convtranspose2d_bias_tanh"])
+def test_a_conv_bias_joins_the_next_kernel_instead_of_its_own_pass(name: str) -> None:
+    from offline_support import suite_dir
+
+    from kernelwright.agents.offline.ir import HostStep, Layout
+
+    plan = build_plan(trace_problem(suite_dir() / f"{name}.py").program)
+    conv, after = plan.steps[0], plan.steps[1]
+    assert isinstance(conv, HostStep) and conv.target.startswith("aten.conv") and conv.args[2] is None, describe(plan)
+    bias = next(n for n, b in plan.buffers.items() if b.origin == "parameter" and b.target.endswith("bias")
+                and b.target.startswith(("conv", "deconv")))
+    nodes = after.prologue.nodes if hasattr(after, "prologue") else after.dag.nodes
+    assert any(getattr(e, "layout", None) is not None and isinstance(e.layout, Layout) and e.layout.buffer == bias
+               for e in nodes), describe(plan)
+    assert len(plan.steps) == 2  # conv, then one kernel: no separate bias pass
+
+
+def test_an_unbatched_conv_keeps_its_bias(tmp_path: Path) -> None:
+    problem = tmp_path / "unbatched.py"
+    problem.write_text(
+        "import torch\nimport torch.nn as nn\n\n\nclass Model(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(4, 6, 3)\n\n"
+        "    def forward(self, x):\n        return torch.relu(self.conv(x))\n\n\n"
+        "def get_inputs():\n    return [torch.randn(4, 10, 10)]\n\n\ndef get_init_inputs():\n    return []\n")
+    plan = build_plan(trace_problem(problem).program)
+    assert plan.steps[0].args[2] is not None, describe(plan)  # channels are dim 0 here: ATen adds it
+    assert check_problem(problem, scale=False).passed

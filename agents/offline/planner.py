@@ -381,6 +381,8 @@ class Planner:
         return Real(layouts, real.dtype)
 
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
+        if _conv_bias_to_fold(name, args, kwargs, node.meta.get("val")):
+            return self.conv_then_bias(node, name, args, kwargs)
         conv = lambda v: self.materialise(v).layout if isinstance(v, (Real, Lazy)) else (  # noqa: E731
             self.materialise(v).layout if isinstance(v, Scalar) else v)
         host_args = _map(conv, args)
@@ -396,6 +398,18 @@ class Planner:
         self.slots.append(HostStep(f"{self.prefix}h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
         results = tuple(self.real_for(b) if b is not None else None for b in outs)
         return Tup(results) if isinstance(val, (tuple, list)) else results[0]
+
+    def conv_then_bias(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
+        """The library conv without its bias, and the bias as a lazy per-channel add. ATen adds a conv's bias
+        in a kernel of its own (a full pass over the output); lazily, it joins whatever elementwise chain,
+        reduction prologue or pool window follows, at no extra pass."""
+        val = node.meta["val"]
+        out = self.host(node, name, args[:2] + (None,) + args[3:], kwargs)
+        g = self.new_group(tuple(val.shape))
+        emit = _Emitter(self, g, _dtype(val))
+        added = emit.op("add", [emit.v(out), emit.channel(args[2], len(val.shape))])
+        g.fx_names.add(node.name)
+        return Lazy(g, added, _dtype(val))
 
     # ---------------------------------------------------------------- finishing
     def finish(self) -> tuple:
@@ -420,6 +434,20 @@ class Planner:
                 steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
                                            Dag(slot.prologue.shape, pro_nodes), dag, outputs, r.attrs))
         return tuple(steps)
+
+
+_CONV_OPS = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+
+
+def _conv_bias_to_fold(name: str, args: tuple, kwargs: dict, val: Any) -> bool:
+    """A batched float conv with a bias vector (args[2]), whose output's dim 1 is the channel dim."""
+    if name.partition(".")[0] not in _CONV_OPS or kwargs or len(args) < 3 or not isinstance(args[2], (Real, Lazy)):
+        return False
+    weight = args[1]
+    if not isinstance(val, torch.Tensor) or not isinstance(weight, (Real, Lazy)) or not val.is_floating_point():
+        return False
+    weight_ndim = len(weight.layout.shape) if isinstance(weight, Real) else len(weight.group.shape)
+    return val.dim() == weight_ndim  # batched: (N, C, *spatial); unbatched input puts channels first
 
 
 class _Emitter:
