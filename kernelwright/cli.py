@@ -158,8 +158,11 @@ def _print_run_result(console: Console, result: Any) -> None:
     elif reason:
         console.print(f"stopped early: budget reached ({reason})")
     if best:
-        console.print(f"best: {best['source_path']}  {best.get('speedup_vs_eager') or 0:.2f}x vs eager, "
-                      f"{best.get('speedup_vs_compile') or 0:.2f}x vs torch.compile (verified on the GPU)")
+        eager, compiled = best.get("speedup_vs_eager"), best.get("speedup_vs_compile")
+        console.print(f"best: {best['source_path']}  {_times(eager)} vs eager, {_times(compiled)} vs torch.compile "
+                      "(verified on the GPU)")
+        if eager is not None and eager < 1.0:
+            console.print("it is verified but slower than PyTorch eager: for this problem, keep the original module")
         return
     statuses = [r.get("status") for r in result.state.get("candidates", {}).values()]
     if "needs_gpu" in statuses:
@@ -167,6 +170,10 @@ def _print_run_result(console: Console, result: Any) -> None:
                       "GPU and none is visible here, so nothing is verified")
         raise typer.Exit(EXIT_NEEDS_GPU)
     console.print("no verified kernel yet")
+
+
+def _times(speedup: float | None) -> str:
+    return f"{speedup:.2f}x" if speedup else "n/a (not measured)"
 
 
 @app.command("env")

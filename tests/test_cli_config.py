@@ -153,3 +153,23 @@ def test_tool_variables_are_not_config_sections() -> None:
            "KERNELWRIGHT_HARNESS__N_TRIALS": "7", "KERNELWRIGHT_LOG_LEVEL": "debug"}
     config = load_config(env=env)
     assert config.harness.n_trials == 7 and config.log_level == "debug"
+
+
+def test_the_run_summary_says_when_the_best_kernel_is_slower_than_eager_and_never_prints_a_missing_speedup() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from kernelwright.cli import _print_run_result
+
+    def summary(best: dict) -> str:
+        console = Console(record=True, width=200)
+        _print_run_result(console, SimpleNamespace(best=best, run_id="r1", run_dir="runs/r1",
+                                                   state={"stop_reason": "generations: 2 of 2"}))
+        return console.export_text()
+
+    slow = summary({"source_path": "k.py", "speedup_vs_eager": 0.62, "speedup_vs_compile": None})
+    assert "0.62x vs eager" in slow and "n/a (not measured) vs torch.compile" in slow
+    assert "slower than PyTorch eager" in slow and "0.00x" not in slow
+    fast = summary({"source_path": "k.py", "speedup_vs_eager": 2.5, "speedup_vs_compile": 1.1})
+    assert "2.50x vs eager, 1.10x vs torch.compile" in fast and "slower" not in fast
