@@ -270,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = _crash(problem, exc)
         path.write_text(json.dumps(row, indent=2, default=str))
         rows.append(row)
+        _write_summary(args.out, rows, categories, started, partial=True)  # a stopped run still has its table
         prepared.pop(problem.stem, None)  # frees its traced models and inputs
         print(f"[{i + 1}/{len(problems)}] {problem.stem}: {row.get('status')} "
               f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}) "
@@ -278,12 +279,19 @@ def main(argv: list[str] | None = None) -> int:
         if (ev := future.result()) is not None:
             ev.close()
     starter.shutdown()
-    summary = summarise(rows, categories)
-    summary["wall_s"] = round(time.perf_counter() - started, 1)
-    (args.out / "summary.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, default=str))
-    (args.out / "summary.md").write_text(markdown(rows, summary, categories))
+    summary = _write_summary(args.out, rows, categories, started, partial=False)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _write_summary(out: Path, rows: list[dict[str, Any]], categories: dict[str, str], started: float, *,
+                   partial: bool) -> dict[str, Any]:
+    summary = summarise(rows, categories)
+    summary["wall_s"] = round(time.perf_counter() - started, 1)
+    summary["partial"] = partial  # True while the run is still going (or was stopped before the end)
+    (out / "summary.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=2, default=str))
+    (out / "summary.md").write_text(markdown(rows, summary, categories))
+    return summary
 
 
 def _crash(problem: Path, exc: Exception) -> dict[str, Any]:

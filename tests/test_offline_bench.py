@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from kernelwright.eval import bench_offline
 
 
@@ -64,6 +66,28 @@ def test_a_crashing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path, monk
     bad = json.loads((tmp_path / "o" / "results" / "01_bad.json").read_text())
     assert bad["status"] == "crash" and "boom" in bad["message"]
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["success"] == 1
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["partial"] is False
+
+
+def test_a_run_stopped_part_way_leaves_a_partial_summary(tmp_path: Path, monkeypatch) -> None:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in ("01_a.py", "02_b.py"):
+        (suite / name).write_text("# stub\n")
+
+    def first_then_stop(problem: Path, out: Path, prep: dict, **kw) -> dict:
+        if problem.stem == "02_b":
+            raise KeyboardInterrupt  # the device's time limit, say
+        return {"problem": problem.stem, "verified": True, "success": True, "speedup_vs_eager": 1.4, "status": "verified"}
+
+    monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
+    monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
+    monkeypatch.setattr(bench_offline, "run_problem", first_then_stop)
+    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
+    with pytest.raises(KeyboardInterrupt):
+        bench_offline.main(["--out", str(tmp_path / "o"), "--suite-dir", str(suite)])
+    data = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert data["summary"]["partial"] is True and [r["problem"] for r in data["rows"]] == ["01_a"]
 
 
 def test_prewarming_a_baseline_reports_instead_of_raising(tmp_path: Path) -> None:
