@@ -18,10 +18,10 @@ from typing import Any
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.budget import exhausted
+from kernelwright.agents.context import KContext
 from kernelwright.agents.proposals import Spend, reply_spend
-from kernelwright.graphs.budget import exhausted
-from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.agents.run_state import CandidateRecord, RunState
 
 _DIRECTION_RE = re.compile(r"^\s*[-*]\s+(.+?)\s*$", re.M)
 _SCREEN_RE = re.compile(r"SCREEN:\s*(PASS|FAIL)\b\s*[-:—]?\s*(.*)", re.I)
@@ -44,7 +44,7 @@ def parse_screen(text: str) -> tuple[bool, str]:
     return match.group(1).upper() == "PASS", match.group(2).strip() or match.group(1).upper()
 
 
-def critique(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def critique(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     ctx = runtime.context
     best_id = state.get("best_id")
     if not best_id:
@@ -71,7 +71,7 @@ def static_screen(source: str) -> str | None:
     return None
 
 
-def screen(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Screen every pending, unscreened candidate; record the verdict on each."""
     ctx = runtime.context
     updates: dict[str, CandidateRecord] = {}

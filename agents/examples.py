@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kernelwright.graphs.context import KContext
+from kernelwright.agents.context import KContext
 
 
 def examples_block(state: Any, ctx: KContext) -> str:

@@ -13,12 +13,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.context import KContext
 from kernelwright.agents.examples import examples_block
 from kernelwright.agents.offline_proposer import offline_tune
 from kernelwright.agents.proposals import ProposalRequest, propose
+from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.agents.translator import read_text, translate
-from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import CandidateRecord, KState
 
 # Rejections a rewrite can plausibly fix; integrity verdicts (cheats) and timeouts of the harness itself are not retried.
 REPAIRABLE = {"compile_error", "load_error", "correctness", "wrong_output", "shape_mismatch", "dtype_mismatch",
@@ -26,7 +26,7 @@ REPAIRABLE = {"compile_error", "load_error", "correctness", "wrong_output", "sha
 DEFAULT_DIRECTION = "make it faster without changing what it computes"
 
 
-def mutate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def mutate(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """New candidates from the elite: mostly single-parent rewrites, some crossovers; with no elite, translate again."""
     ctx = runtime.context
     if not ctx.has_llm:
@@ -46,7 +46,7 @@ def mutate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     return propose(state, ctx, requests)
 
 
-def _mutation_request(state: KState, ctx: KContext, parent_id: str) -> ProposalRequest:
+def _mutation_request(state: RunState, ctx: KContext, parent_id: str) -> ProposalRequest:
     parent = state["candidates"][parent_id]
     prompt = ctx.prompts.get("mutator").render(
         gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
@@ -55,7 +55,7 @@ def _mutation_request(state: KState, ctx: KContext, parent_id: str) -> ProposalR
     return ProposalRequest(prompt, "mutator", (parent_id,))
 
 
-def _crossover_request(state: KState, ctx: KContext, a_id: str, b_id: str) -> ProposalRequest:
+def _crossover_request(state: RunState, ctx: KContext, a_id: str, b_id: str) -> ProposalRequest:
     a, b = state["candidates"][a_id], state["candidates"][b_id]
     prompt = ctx.prompts.get("crossover").render(
         gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
@@ -71,7 +71,7 @@ def repairable(record: CandidateRecord, max_depth: int) -> bool:
             and not record.get("repair_tried") and int(record.get("repair_depth", 0)) < max_depth)
 
 
-def repair(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def repair(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Ask for a fixed version of each repairable rejected candidate, with the harness's diagnostics."""
     ctx = runtime.context
     candidates = state.get("candidates") or {}

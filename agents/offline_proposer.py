@@ -21,9 +21,9 @@ from typing import Any
 
 import structlog
 
+from kernelwright.agents.context import KContext
 from kernelwright.agents.proposals import store_candidate
-from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.tools.source_hash import candidate_id
 
 log = structlog.get_logger(__name__)
@@ -47,7 +47,7 @@ class OfflineSession:
         return self.traced[problem_path]
 
 
-def offline_candidates(state: KState, ctx: KContext) -> dict[str, Any]:
+def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
     """The translator's variants as pending candidates; an unsupported problem becomes an error record."""
     from kernelwright.agents.offline import OfflineUnsupported, propose
 
@@ -84,7 +84,7 @@ def parse_tunables(kernel_source: str) -> dict[str, Any]:
     return out
 
 
-def archived_candidates(state: KState, ctx: KContext) -> list[CandidateRecord]:
+def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]:
     """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
     if ctx.archive is None or not state.get("functional"):
         return []
@@ -122,7 +122,7 @@ def archived_candidates(state: KState, ctx: KContext) -> list[CandidateRecord]:
     return out
 
 
-def offline_tune(state: KState, ctx: KContext) -> dict[str, Any]:
+def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
     """New settings of the best verified offline candidate's tunables (local search, then random samples)."""
     from kernelwright.agents.offline.propose import plans_for, render
     from kernelwright.agents.offline.space import plan_space

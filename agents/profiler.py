@@ -9,13 +9,13 @@ from typing import Any
 import structlog
 from langgraph.runtime import Runtime
 
-from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import KState
+from kernelwright.agents.context import KContext
+from kernelwright.agents.run_state import RunState
 
 log = structlog.get_logger(__name__)
 
 
-def profile(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def profile(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Profile (Nsight Compute through the evaluator) the fastest verified, not yet profiled candidate.
 
     An evaluator without a profiler, or a profiler that cannot read counters,

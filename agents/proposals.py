@@ -18,9 +18,9 @@ import structlog
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from kernelwright.agents.answer_parsing import AnswerError, parse_candidate
-from kernelwright.graphs.budget import exhausted
-from kernelwright.graphs.context import KContext, NamedModel
-from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.agents.budget import exhausted
+from kernelwright.agents.context import KContext, NamedModel
+from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.prompts.library import RenderedPrompt
 from kernelwright.tools.source_hash import candidate_id
 
@@ -90,7 +90,7 @@ def temperatures_for(ctx: KContext, generation: int) -> tuple[float, ...]:
     return tuple(round(t * scale, 3) for t in s.temperatures)
 
 
-def propose(state: KState, ctx: KContext, requests: Sequence[ProposalRequest]) -> dict[str, Any]:
+def propose(state: RunState, ctx: KContext, requests: Sequence[ProposalRequest]) -> dict[str, Any]:
     """Ask for each request in turn (models of the ensemble take turns) and return the state update.
 
     Stops asking as soon as a budget is reached. A kernel already known (same

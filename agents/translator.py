@@ -6,15 +6,15 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.context import KContext
 from kernelwright.agents.examples import examples_block
 from kernelwright.agents.offline_proposer import offline_candidates
 from kernelwright.agents.proposals import ProposalRequest, propose
-from kernelwright.graphs.context import KContext
-from kernelwright.graphs.state import KState
+from kernelwright.agents.run_state import RunState
 from kernelwright.prompts.library import RenderedPrompt
 
 
-def translator_prompt(state: KState, ctx: KContext) -> RenderedPrompt:
+def translator_prompt(state: RunState, ctx: KContext) -> RenderedPrompt:
     functional = state.get("functional") or {}
     return ctx.prompts.get("translator").render(
         gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
@@ -23,7 +23,7 @@ def translator_prompt(state: KState, ctx: KContext) -> RenderedPrompt:
         examples=examples_block(state, ctx), candidate_format=ctx.prompts.get("candidate_format").render().user)
 
 
-def translate(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
+def translate(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """First candidates: the LLM's (with the offline translator's as seeds), or the offline translator's alone."""
     ctx = runtime.context
     seeds: dict[str, Any] = {}

@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from langgraph.runtime import Runtime
 
-from kernelwright.graphs.context import KContext
+from kernelwright.agents.context import KContext
 from kernelwright.graphs.state import KState
 
 log = structlog.get_logger(__name__)

@@ -21,7 +21,7 @@ import structlog
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from kernelwright.graphs.context import KContext
+from kernelwright.agents.context import KContext
 from kernelwright.graphs.state import CandidateRecord, KState
 from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
 

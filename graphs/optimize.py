@@ -25,7 +25,7 @@ from kernelwright.agents.mutator import mutate, repair
 from kernelwright.agents.profiler import profile
 from kernelwright.agents.translator import translate
 from kernelwright.graphs.archiving import archive
-from kernelwright.graphs.context import KContext
+from kernelwright.agents.context import KContext
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
 from kernelwright.graphs.plugins import AgentPlugin, chains
 from kernelwright.graphs.selection import after_collect, next_step, select

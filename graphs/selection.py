@@ -8,8 +8,8 @@ from langgraph.graph import END
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.mutator import repairable
-from kernelwright.graphs.budget import exhausted
-from kernelwright.graphs.context import KContext
+from kernelwright.agents.budget import exhausted
+from kernelwright.agents.context import KContext
 from kernelwright.graphs.state import KState
 
 

@@ -89,7 +89,7 @@ def run_command(
     from rich.live import Live
 
     from kernelwright.agents.llm import ModelSettings, llm_configured
-    from kernelwright.graphs.context import RunSettings
+    from kernelwright.agents.context import RunSettings
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
     from kernelwright.tools.errors import ToolUnavailable

@@ -16,7 +16,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.graphs.context import CandidateEvaluator, KContext, NamedModel, RunSettings
+from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state

@@ -18,7 +18,7 @@ from typing import Any
 
 from graph_fakes import answer, scripted
 
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.run import optimize
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"

@@ -17,7 +17,7 @@ from graph_fakes import CRITIC, PROBLEM, FakeEvaluator, answer
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.bench_report import synthetic_profile
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunResult, optimize
 
 RUN_ID = "recorded-1"

@@ -10,7 +10,7 @@ from graph_fakes import PROBLEM, FakeEvaluator, answer
 
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize

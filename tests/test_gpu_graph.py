@@ -17,7 +17,7 @@ import pytest
 from conftest import RELU_CANDIDATE
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunBudget, optimize
 
 pytestmark = pytest.mark.gpu

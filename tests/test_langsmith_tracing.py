@@ -12,7 +12,7 @@ import pytest
 from graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 from langchain_core.tracers.langchain import LangChainTracer
 
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.graphs.event_callbacks import GraphEventHandler
 from kernelwright.run import optimize
 from kernelwright.tracing import langsmith_settings, observe_run

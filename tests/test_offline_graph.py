@@ -10,7 +10,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.graphs.context import KContext, RunSettings
+from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
 

@@ -139,7 +139,7 @@ def test_cost_budget_with_priced_ensemble_models(tmp_path: Path) -> None:
 
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from kernelwright.graphs.context import KContext, NamedModel, RunSettings
+    from kernelwright.agents.context import KContext, NamedModel, RunSettings
     from kernelwright.graphs.state import Budget, make_initial_state
 
     with ReplayServer([ReplayRule(answer(1.1, tag="a"), when="", repeat=False), ReplayRule(answer(1.2, tag="b")),

@@ -27,7 +27,7 @@ def _example_plugin_module():
 def test_example_plugin_runs_inside_the_graph(tmp_path: Path) -> None:
     from langgraph.checkpoint.memory import InMemorySaver
 
-    from kernelwright.graphs.context import KContext, RunSettings
+    from kernelwright.agents.context import KContext, RunSettings
     from kernelwright.graphs.state import Budget, make_initial_state
 
     plugin = _example_plugin_module().static_lint_plugin()

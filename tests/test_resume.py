@@ -51,7 +51,7 @@ def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Pat
 
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.eval.replay_server import ReplayRule, ReplayServer
-    from kernelwright.graphs.context import RunSettings
+    from kernelwright.agents.context import RunSettings
 
     problem = HERE / "fixtures" / "problems" / "relu_affine.py"
     settings = RunSettings(generations=2, candidates_per_generation=1, screen=False, profile=False, critic=False)
@@ -80,7 +80,7 @@ def test_public_optimize_takes_a_module_and_reports_the_best_kernel(tmp_path: Pa
 
     import kernelwright
     from graph_fakes import FakeEvaluator
-    from kernelwright.graphs.context import RunSettings
+    from kernelwright.agents.context import RunSettings
 
     result = kernelwright.optimize(Scale, example_inputs=[torch.randn(8, 8)], runs_dir=tmp_path,
                                    llm=scripted(answer(1.6)), evaluator=FakeEvaluator(), offline=False,

@@ -12,7 +12,7 @@ from graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 from recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
 from kernelwright.eval.run_data import load_run
-from kernelwright.graphs.context import RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.graphs.events import EventLog, RecordingEvaluator
 from kernelwright.run import RunError, optimize
 
