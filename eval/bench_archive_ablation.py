@@ -1,7 +1,10 @@
 """Is the archive worth it? Evaluations needed to reach a run's best, with an empty archive vs a filled one.
 
-    python -m kernelwright.eval.bench_archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
-           [--generations 3] [--candidates 3]
+    python -m kernelwright.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
+           [--generations 3] [--candidates 3] [--embedding auto|minilm|hashed] [--compile-baseline]
+
+(The command lives in the front door, which owns complete runs; this module is the experiment, given a
+function that performs one offline run.)
 
 For a group of related problems (default: the suite's softmax family), offline (no LLM), on a GPU:
 1. each problem runs with an empty archive; its best verified speedup is the target, and the number of
@@ -13,10 +16,9 @@ The archive helps when n_filled < n_empty. Results: DIR/ablation.json and DIR/ab
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,58 +43,29 @@ def evaluations_to_reach(ordered: Sequence[dict[str, Any]], target: float, toler
     return None
 
 
-def _run(problem: Path, out: Path, tag: str, archive: Any, generations: int, candidates: int,
-         compile_baseline: bool) -> dict[str, Any]:
-    from kernelwright.config import load_config
-    from kernelwright.graphs.context import RunSettings
-    from kernelwright.harness_evaluator import HarnessEvaluator
-    from kernelwright.run import optimize
-
-    # The count compares speedups against eager only; torch.compile's baseline would add a compile per run.
-    config = load_config(overrides={"harness.compile_baseline": compile_baseline})
-    result = optimize(problem, runs_dir=out / "runs", run_id=f"{problem.stem}-{tag}", offline=True, archive=archive,
-                      settings=RunSettings(generations=generations, candidates_per_generation=candidates),
-                      evaluator=HarnessEvaluator(problem, config))
-    return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
+RunOne = Callable[[Path, str, Any], dict[str, Any]]  # (problem, "empty" | "filled", archive) -> run summary
 
 
-def _embedding(choice: str) -> Any:
-    from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding, default_embedding
-
-    return {"minilm": MiniLMEmbedding, "hashed": HashedEmbedding}.get(choice, default_embedding)()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any) -> dict[str, Any]:
+    """Both phases over `problems`; `run` returns {"run_dir", "state", "best"} for one offline run.
+    Writes out/ablation.json and out/ablation.md and returns the summary."""
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.prompting import archive_run
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--problems", default=",".join(SOFTMAX_FAMILY))
-    parser.add_argument("--generations", type=int, default=3)
-    parser.add_argument("--candidates", type=int, default=3)
-    parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile in every run")
-    parser.add_argument("--embedding", choices=("auto", "minilm", "hashed"), default="auto",
-                        help="auto: the packaged MiniLM when installed, else the dependency-free hashed embedding")
-    args = parser.parse_args(argv)
-    embedding = _embedding(args.embedding)
-    print(f"archive embedding: {embedding.name()}", flush=True)
-    problems = [HERE / "suite" / f"{name.strip()}.py" for name in args.problems.split(",") if name.strip()]
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     first: dict[str, dict[str, Any]] = {}
     for problem in problems:  # 1. empty archives (a fresh one each, so nothing leaks between problems)
-        with KernelArchive.open_local(args.out / "archives" / f"empty-{problem.stem}", embedding=embedding) as empty:
-            first[problem.stem] = _run(problem, args.out, "empty", empty, args.generations, args.candidates,
-                                       args.compile_baseline)
+        with KernelArchive.open_local(out / "archives" / f"empty-{problem.stem}", embedding=embedding) as empty:
+            first[problem.stem] = run(problem, "empty", empty)
         print(f"[empty] {problem.stem}: best {first[problem.stem]['best']}", flush=True)
     rows = []
     for problem in problems:  # 2. leave-one-out filled archives
-        with KernelArchive.open_local(args.out / "archives" / f"without-{problem.stem}", embedding=embedding) as filled:
-            for other, run in first.items():
+        with KernelArchive.open_local(out / "archives" / f"without-{problem.stem}", embedding=embedding) as filled:
+            for other, done in first.items():
                 if other != problem.stem:
-                    archive_run(filled, run["run_dir"], run["state"].get("functional") or {}, run_id=f"{other}-empty",
-                                problem_name=other)
-            second = _run(problem, args.out, "filled", filled, args.generations, args.candidates, args.compile_baseline)
+                    archive_run(filled, done["run_dir"], done["state"].get("functional") or {},
+                                run_id=f"{other}-empty", problem_name=other)
+            second = run(problem, "filled", filled)
         target = first[problem.stem]["best"]
         row = {"problem": problem.stem, "target_speedup": target,
                "n_empty": evaluations_to_reach(evaluation_order(first[problem.stem]["state"]["candidates"]), target)
@@ -105,15 +78,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = {"rows": rows, "helped": len(helped), "problems": len(rows),
                "median_n_empty": statistics.median([r["n_empty"] for r in rows if r["n_empty"]] or [0]),
                "median_n_filled": statistics.median([r["n_filled"] for r in rows if r["n_filled"]] or [0])}
-    (args.out / "ablation.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "ablation.md").write_text(markdown(rows))
+    return summary
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| problem | target (best, empty archive) | evaluations, empty | evaluations, filled | best, filled |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['problem']} | {r['target_speedup'] or 0:.2f}x | {r['n_empty']} | {r['n_filled']} | "
               f"{r['best_filled'] or 0:.2f}x |" for r in rows]
-    (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines) + "\n"
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def suite_problems(names: str) -> list[Path]:
+    return [HERE / "suite" / f"{name.strip()}.py" for name in names.split(",") if name.strip()]

@@ -19,3 +19,40 @@ def test_counts_evaluations_in_proposal_order_until_the_target() -> None:
     assert evaluations_to_reach(ordered, 1.52) == 3  # 1.49 is within 2% of 1.52
     assert evaluations_to_reach(ordered, 1.60) is None
     assert evaluations_to_reach(ordered, 1.0) == 1
+
+
+def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only(tmp_path) -> None:
+    """The leave-one-out bookkeeping with a stand-in for the GPU run: every filled archive holds the other
+    problems' verified kernels and none of its own; rows and tables come out."""
+    import json
+    from pathlib import Path
+
+    from archive_helpers import make_record
+
+    from kernelwright.eval.bench_archive_ablation import ablation
+    from kernelwright.memory.embedding import HashedEmbedding
+    from kernelwright.tools.results import EvalReport
+    from kernelwright.tools.source_hash import candidate_id
+
+    seen: dict[str, int] = {}
+
+    def fake_run(problem: Path, tag: str, archive) -> dict:
+        seen[f"{problem.stem}-{tag}"] = archive.count()
+        run_dir = tmp_path / "runs" / f"{problem.stem}-{tag}"
+        source = make_record("softmax", variant=len(seen)).kernel_source
+        folder = run_dir / "candidates" / candidate_id(source)[:16]
+        folder.mkdir(parents=True)
+        (folder / "candidate.py").write_text(source)
+        (folder / "meta.json").write_text(json.dumps({"id": candidate_id(source), "agent": "offline", "generation": 0}))
+        report = EvalReport(problem=str(problem), candidate="c.py", status="passed", stage="done", speedup_vs_eager=1.5,
+                            gpu={"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]})
+        (folder / "report.json").write_text(json.dumps(report.to_dict()))
+        state = {"functional": {}, "candidates": {"c": {"generation": 0, "status": "passed", "speedup_vs_eager": 1.5}}}
+        return {"run_dir": str(run_dir), "state": state, "best": 1.5}
+
+    problems = [tmp_path / f"{name}.py" for name in ("a", "b", "c")]
+    summary = ablation(problems, tmp_path / "out", fake_run, HashedEmbedding())
+    assert {k: v for k, v in seen.items() if k.endswith("-empty")} == {"a-empty": 0, "b-empty": 0, "c-empty": 0}
+    assert {k: v for k, v in seen.items() if k.endswith("-filled")} == {"a-filled": 2, "b-filled": 2, "c-filled": 2}
+    assert [r["n_empty"] for r in summary["rows"]] == [1, 1, 1] and summary["problems"] == 3
+    assert (tmp_path / "out" / "ablation.md").read_text().count("| 1.50x |") == 6

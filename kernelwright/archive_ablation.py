@@ -1,0 +1,53 @@
+"""`python -m kernelwright.archive_ablation --out DIR`: the archive ablation (eval.bench_archive_ablation) with
+complete offline runs on this machine's GPU. Here, in the front door, because a run needs the public
+`optimize()` and the harness evaluator, which the eval layer does not import."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kernelwright.eval.bench_archive_ablation import SOFTMAX_FAMILY, ablation, markdown, suite_problems
+
+
+def _embedding(choice: str) -> Any:
+    from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding, default_embedding
+
+    return {"minilm": MiniLMEmbedding, "hashed": HashedEmbedding}.get(choice, default_embedding)()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Evaluations to reach a run's best: empty vs leave-one-out archive")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--problems", default=",".join(SOFTMAX_FAMILY))
+    parser.add_argument("--generations", type=int, default=3)
+    parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile in every run")
+    parser.add_argument("--embedding", choices=("auto", "minilm", "hashed"), default="auto",
+                        help="auto: the packaged MiniLM when installed, else the dependency-free hashed embedding")
+    args = parser.parse_args(argv)
+    embedding = _embedding(args.embedding)
+    print(f"archive embedding: {embedding.name()}", flush=True)
+
+    def run(problem: Path, tag: str, archive: Any) -> dict[str, Any]:
+        from kernelwright.agents.context import RunSettings
+        from kernelwright.config import load_config
+        from kernelwright.harness_evaluator import HarnessEvaluator
+        from kernelwright.run import optimize
+
+        # The count compares speedups against eager only; torch.compile's baseline would add a compile per run.
+        config = load_config(overrides={"harness.compile_baseline": args.compile_baseline})
+        result = optimize(problem, runs_dir=args.out / "runs", run_id=f"{problem.stem}-{tag}", offline=True,
+                          archive=archive, evaluator=HarnessEvaluator(problem, config),
+                          settings=RunSettings(generations=args.generations, candidates_per_generation=args.candidates))
+        return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
+
+    summary = ablation(suite_problems(args.problems), args.out, run, embedding)
+    print(markdown(summary["rows"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
