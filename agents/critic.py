@@ -71,6 +71,16 @@ def static_screen(source: str) -> str | None:
     return None
 
 
+def about_candidate(cid: str, role: str) -> Any:
+    """The ambient run config plus which candidate an LLM call concerns; the trace records it (a verdict's
+    text does not name its candidate, and a failed call would shift any matching by order)."""
+    from langchain_core.runnables.config import ensure_config
+
+    config = ensure_config()
+    config["metadata"] = {**(config.get("metadata") or {}), "kw_subject": cid, "kw_role": role}
+    return config
+
+
 def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Screen every pending, unscreened candidate; record the verdict on each."""
     ctx = runtime.context
@@ -86,7 +96,8 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
                                                                            spend.as_counts())
         if defect is None and ask_model:
             prompt = ctx.prompts.get("screen").render(problem_source=problem_source, candidate_source=source)
-            reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
+            reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)],
+                                              config=about_candidate(cid, "screen"))
             spend.add(reply_spend(reply))
             passed, reason = parse_screen(str(reply.content))
             defect = None if passed else reason

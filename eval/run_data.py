@@ -302,6 +302,8 @@ def _llm_call(event: dict[str, Any], keep_messages: bool) -> LlmCall:
     cid = event.get("candidate_id")
     error = event.get("error")
     role = "failed" if error else ("proposal" if cid else "other")
+    if event.get("subject"):  # the caller named the candidate the call concerns (screen, critique, ...)
+        cid, role = str(event["subject"]), ("failed" if error else str(event.get("role") or "other"))
     return LlmCall(t=float(event.get("t") or 0.0), agent=str(event.get("agent") or "unknown"),
                    node=str(event.get("node") or ""), node_run=event.get("node_run"),
                    generation=int(event.get("generation") or 0), model=str(event.get("model") or ""),
@@ -316,9 +318,9 @@ def _link(candidates: dict[str, Candidate], nodes: list[NodeRun], llm_calls: lis
           tool_calls: list[ToolCall]) -> None:
     """Attach LLM and tool calls to the candidates they concern.
 
-    Proposals carry their candidate's id; a critique concerns the node's subject;
-    a screen node's LLM calls follow, in order, its candidates screened by a model
-    (verdicts not marked "(static)").
+    Proposals carry their candidate's id; calls whose caller named a subject carry that; a critique
+    concerns the node's subject; in event logs written before subjects were recorded, a screen node's LLM
+    calls follow, in order, its candidates screened by a model (verdicts not marked "(static)").
     """
     by_run = {n.node_run: n for n in nodes}
     screened: dict[str, list[str]] = {

@@ -41,6 +41,8 @@ class _LlmStart:
     model: str
     temperature: float | None
     messages: list[dict[str, str]]
+    subject: str | None = None  # the candidate the call concerns, when the caller said (metadata kw_subject)
+    role: str | None = None  # screen | critique | ... (metadata kw_role)
 
 
 class GraphEventHandler(BaseCallbackHandler):
@@ -114,7 +116,8 @@ class GraphEventHandler(BaseCallbackHandler):
                           or _serialized_name(serialized)),
                 temperature=_float(params.get("temperature", meta.get("ls_temperature"))),
                 messages=[{"role": getattr(m, "type", "unknown"), "content": _text(getattr(m, "content", m))}
-                          for m in (messages[0] if messages else [])])
+                          for m in (messages[0] if messages else [])],
+                subject=meta.get("kw_subject"), role=meta.get("kw_role"))
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
@@ -138,7 +141,8 @@ class GraphEventHandler(BaseCallbackHandler):
         self._log.emit("llm_call", agent=NODE_AGENTS.get(start.node, start.node or "unknown"), node=start.node,
                        node_run=start.node_run, llm_run=str(run_id), generation=start.generation, model=start.model,
                        temperature=start.temperature, messages=start.messages,
-                       latency_s=round(time.perf_counter() - start.started, 4), **fields)
+                       latency_s=round(time.perf_counter() - start.started, 4),
+                       **({"subject": start.subject, "role": start.role} if start.subject else {}), **fields)
 
 
 def summarize_update(outputs: Any) -> dict[str, Any]:

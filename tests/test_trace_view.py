@@ -148,3 +148,16 @@ def test_trace_and_report_of_a_real_cli_run(tmp_path: Path, build_cache: Path) -
     assert report.exit_code == 0, report.output
     html = (run_dir / "report.html").read_text()
     assert "no verified candidate" in html and "needs_gpu" in html
+
+
+def test_screen_calls_name_their_candidate_in_the_trace(recorded: Path) -> None:
+    """The screen's LLM calls carry the candidate they judged (not matched by order), and load_run links them."""
+    events = [json.loads(line) for line in (recorded / "events.jsonl").read_text().splitlines() if line.strip()]
+    screens = [e for e in events if e.get("event") == "llm_call" and e.get("node") == "screen"]
+    run = load_run(recorded)
+    assert screens and all(e.get("role") == "screen" and e.get("subject") for e in screens)
+    for event in screens:
+        cand = next(c for c in run.candidates.values() if c.id.startswith(event["subject"][:16]))
+        assert cand.screen and "(static)" not in cand.screen  # the model screened it, and the call says so
+        assert sum(call.role == "screen" for call in cand.llm_calls) == 1
+    assert sum(call.role == "screen" for c in run.candidates.values() for call in c.llm_calls) == len(screens)
