@@ -181,43 +181,10 @@ def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str,
     rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
     items = -(-R // tpr)
     cached = step.is_normalisation and items <= MAX_CACHED_ITEMS and bool(int(p["CACHE"]))
-    push = _push_value(step, "v", at)
-    if cached:
-        gather = f"""    {acc} a; a.init();
-    {at} vals[KW_{tag}_ITEMS];
-#pragma unroll
-    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
-        const int r = lane + k * KW_{tag}_TPR;
-        if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
-    }}
-    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
-    else:
-        gather = f"""    {acc} a; a.init();
-    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        a.push({push}, r);
-    }}
-    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
     if cached and step.reduction in TWO_PASS_KINDS and bool(int(p["TWOPASS"])):
         gather, finish = _two_pass_from_registers(step, it, at, tag)
-        acc = f"KwSum<{at}>"
-    elif step.is_normalisation:
-        stats, z = _stats_and_z(step, at)
-        if cached:
-            write = f"""#pragma unroll
-    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
-        const int r = lane + k * KW_{tag}_TPR;
-        if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
-    }}"""
-        else:
-            write = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
-    }}"""
-        finish = _indent(stats, 4) + "\n" + write
     else:
-        value, index = _final(step, at)
-        finish = f"    if (lane == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);"
+        gather, finish = _one_pass(step, it, at, acc, tag, cached)
     body = f"""#define KW_{tag}_TPR {tpr}
 #define KW_{tag}_RPB {rpb}
 #define KW_{tag}_ITEMS {items}
@@ -232,6 +199,44 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
     launch = f"""    dim3 block(KW_{tag}_TPR, KW_{tag}_RPB);
     kw_{tag}<<<(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block, 0, stream>>>(p);"""
     return body, launch
+
+
+def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached: bool) -> tuple[str, str]:
+    """One accumulator over the row (online where the kind has one), merged across the block; normalisations
+    then write from the cached values or re-read the row."""
+    R = step.reduce
+    push = _push_value(step, "v", at)
+    if cached:
+        load = f"""    {at} vals[KW_{tag}_ITEMS];
+#pragma unroll
+    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+        const int r = lane + k * KW_{tag}_TPR;
+        if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
+    }}"""
+    else:
+        load = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        a.push({push}, r);
+    }}"""
+    gather = f"""    {acc} a; a.init();
+{load}
+    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
+    if not step.is_normalisation:
+        value, index = _final(step, at)
+        return gather, f"    if (lane == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);"
+    stats, z = _stats_and_z(step, at)
+    if cached:
+        write = f"""#pragma unroll
+    for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+        const int r = lane + k * KW_{tag}_TPR;
+        if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
+    }}"""
+    else:
+        write = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
+    }}"""
+    return gather, _indent(stats, 4) + "\n" + write
 
 
 def _two_pass_from_registers(step: ReductionStep, it: str, at: str, tag: str) -> tuple[str, str]:
