@@ -159,3 +159,12 @@ def test_outputs_close_samples_first_but_still_sees_a_single_differing_element()
     one_off = a.clone()
     one_off[12345] += 1.0  # index 12345 is not on the sample's stride
     assert not outputs_close([a], [one_off])
+
+
+def test_worker_stage_seconds_are_summed_per_stage_under_a_prefix() -> None:
+    from kernelwright.tools.evaluate import _add_stage_seconds
+
+    durations = {"trials_call": 0.5}
+    _add_stage_seconds(durations, [{"stages_s": {"call": 0.25, "encode": 0.1}}, {"stages_s": {"call": 0.25}}, {}],
+                       "trials_")
+    assert durations == {"trials_call": 1.0, "trials_encode": 0.1}

@@ -131,10 +131,7 @@ class Evaluator:
         reply = self._outputs(worker, specs, fp64_check=True)
         outputs = _decode_outputs(reply)
         self.reference_durations_s["outputs"] = round(time.perf_counter() - t1, 3)
-        for call in reply.header["calls"]:
-            for stage, seconds in (call.get("stages_s") or {}).items():
-                key = f"outputs_{stage}"
-                self.reference_durations_s[key] = round(self.reference_durations_s.get(key, 0.0) + float(seconds), 4)
+        _add_stage_seconds(self.reference_durations_s, reply.header["calls"], "outputs_")
         t1 = time.perf_counter()
         weak: list[str] = []
         if all(outputs_close(outputs[0], o, s.tolerances) for o in outputs[1:]):
@@ -267,10 +264,7 @@ class Evaluator:
         outs = _decode_outputs(reply)
         report.durations_s["run_trials"] = round(time.perf_counter() - t0, 3)
         calls = reply.header["calls"]
-        for call in calls:  # the worker's own share of run_trials, by stage; the rest is transfer
-            for stage, seconds in (call.get("stages_s") or {}).items():
-                key = f"trials_{stage}"
-                report.durations_s[key] = round(report.durations_s.get(key, 0.0) + float(seconds), 4)
+        _add_stage_seconds(report.durations_s, calls, "trials_")  # the worker's share of run_trials; the rest is transfer
         report.weak_checks += ref.weak_checks
         for i, (out, ref_out) in enumerate(zip(outs, ref.outputs)):
             self._judge_trial(report, i, out, ref_out, "trial", ref, previous=outs[:i])
@@ -403,6 +397,14 @@ def _clocks() -> Any:
         return clock_snapshot()
     except ToolUnavailable:
         return None
+
+
+def _add_stage_seconds(into: dict[str, float], calls: list[dict[str, Any]], prefix: str) -> None:
+    """Sum the worker's per-stage seconds of each call (its "stages_s") into `into`, keys prefixed."""
+    for call in calls:
+        for stage, seconds in (call.get("stages_s") or {}).items():
+            key = prefix + stage
+            into[key] = round(into.get(key, 0.0) + float(seconds), 4)
 
 
 def _decode_outputs(reply: Message) -> list[list[torch.Tensor]]:
