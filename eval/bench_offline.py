@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kw-next-evaluator")
     evaluable = [p for p in pending if "row" not in prepared[p.stem]]
     upcoming = {p.stem: starter.submit(_start_evaluator, p, args.compile_baseline) for p in evaluable[:1]}
+    following = {p.stem: q for p, q in zip(evaluable, evaluable[1:])}
     rows = []
     for i, problem in enumerate(problems):
         path = results_dir / f"{problem.stem}.json"
@@ -260,8 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             # The next problem's workers start (and load it) while this one is measured: no GPU work but
             # building its Model, and it takes worker start-up out of the serial path.
-            later = evaluable[evaluable.index(problem) + 1:evaluable.index(problem) + 2]
-            upcoming.update({p.stem: starter.submit(_start_evaluator, p, args.compile_baseline) for p in later})
+            if (after := following.get(problem.stem)) is not None:
+                upcoming[after.stem] = starter.submit(_start_evaluator, after, args.compile_baseline)
             try:
                 evaluator = upcoming.pop(problem.stem).result() if problem.stem in upcoming else None
                 row = run_problem(problem, args.out, prep, tune_budget=args.tune_budget if on_schedule else 0,

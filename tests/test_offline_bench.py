@@ -47,43 +47,41 @@ def test_finished_problems_are_skipped(tmp_path: Path, monkeypatch) -> None:
     assert summary["success"] == 1 and (out / "summary.md").exists()
 
 
-def test_a_crashing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
+def _stub_suite(tmp_path: Path, names: tuple[str, ...], run_problem, monkeypatch) -> Path:
+    """A suite of stub problems where translation, building and evaluator start-up are skipped and
+    `run_problem` stands in for the GPU evaluation."""
     suite = tmp_path / "suite"
     suite.mkdir()
-    for name in ("01_bad.py", "02_good.py"):
+    for name in names:
         (suite / name).write_text("# stub\n")
+    monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
+    monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
+    monkeypatch.setattr(bench_offline, "run_problem", run_problem)
+    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
+    return suite
 
+
+def test_a_crashing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path, monkeypatch) -> None:
     def fake(problem: Path, out: Path, prep: dict, **kw) -> dict:
         if problem.stem == "01_bad":
             raise RuntimeError("boom")
         return {"problem": problem.stem, "verified": True, "success": True, "speedup_vs_eager": 1.3, "status": "verified"}
 
-    monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
-    monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
-    monkeypatch.setattr(bench_offline, "run_problem", fake)
-    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
+    suite = _stub_suite(tmp_path, ("01_bad.py", "02_good.py"), fake, monkeypatch)
     assert bench_offline.main(["--out", str(tmp_path / "o"), "--suite-dir", str(suite)]) == 0
     bad = json.loads((tmp_path / "o" / "results" / "01_bad.json").read_text())
     assert bad["status"] == "crash" and "boom" in bad["message"]
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["success"] == 1
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["partial"] is False
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert summary["success"] == 1 and summary["partial"] is False
 
 
 def test_a_run_stopped_part_way_leaves_a_partial_summary(tmp_path: Path, monkeypatch) -> None:
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    for name in ("01_a.py", "02_b.py"):
-        (suite / name).write_text("# stub\n")
-
     def first_then_stop(problem: Path, out: Path, prep: dict, **kw) -> dict:
         if problem.stem == "02_b":
             raise KeyboardInterrupt  # the device's time limit, say
         return {"problem": problem.stem, "verified": True, "success": True, "speedup_vs_eager": 1.4, "status": "verified"}
 
-    monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
-    monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
-    monkeypatch.setattr(bench_offline, "run_problem", first_then_stop)
-    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
+    suite = _stub_suite(tmp_path, ("01_a.py", "02_b.py"), first_then_stop, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         bench_offline.main(["--out", str(tmp_path / "o"), "--suite-dir", str(suite)])
     data = json.loads((tmp_path / "o" / "summary.json").read_text())
