@@ -46,6 +46,10 @@ class RunSettings:
     archive_examples: int = 3  # past verified kernels put in the translator's and mutator's prompts
     critic: bool = True  # critique the best candidate before each mutation (needs an LLM)
     offline_seeds: bool = True  # with an LLM, the offline translator's kernels join the first generation
+    # The offline first generation: "variants" (the translator's hand-set defaults, its scalar and ATen-kept
+    # forms) or "random" (the fused plan at seeded random settings: a proposer with no prior of its own,
+    # which is what the archive ablation measures retrieval against).
+    offline_start: Literal["variants", "random"] = "variants"
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate

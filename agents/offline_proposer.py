@@ -16,6 +16,7 @@ import ast
 import random
 import re
 import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,25 +49,59 @@ class OfflineSession:
 
 
 def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
-    """The translator's variants as pending candidates; an unsupported problem becomes an error record."""
+    """The first generation as pending candidates; an unsupported problem becomes an error record.
+
+    "variants" start: the translator's variants, then archive seeds. "random" start: archive seeds first,
+    then the fused plan at random settings, `candidates_per_generation` in all."""
     from kernelwright.agents.offline import OfflineUnsupported, propose
 
     generation = state.get("generation", 0)
     known = state.get("candidates") or {}
+    records: dict[str, CandidateRecord] = {}
+
+    def keep(record: CandidateRecord) -> None:
+        if record["id"] not in known and record["id"] not in records:
+            records[record["id"]] = record
+
     try:
-        generated = propose(state["problem_path"], traced=ctx.offline.traced_problem(state["problem_path"]))
+        traced = ctx.offline.traced_problem(state["problem_path"])
+        generated = [] if ctx.settings.offline_start == "random" else propose(state["problem_path"], traced=traced)
     except OfflineUnsupported as exc:
         log.warning("offline_unsupported", problem=state["problem_path"], error=exc.message)
         return {"errors": [{"node": AGENT, "generation": generation, **exc.to_dict()}]}
-    records: dict[str, CandidateRecord] = {}
     for cand in generated:
-        record = _store(ctx, cand.source, generation, cand.variant, cand.params, list(cand.kept_aten_ops), parents=[])
-        if record["id"] not in known and record["id"] not in records:
-            records[record["id"]] = record
+        keep(_store(ctx, cand.source, generation, cand.variant, cand.params, list(cand.kept_aten_ops), parents=[]))
     for record in archived_candidates(state, ctx):
-        if record["id"] not in known and record["id"] not in records:
-            records[record["id"]] = record
+        keep(record)
+    if ctx.settings.offline_start == "random":
+        for record in random_candidates(state, ctx, ctx.settings.candidates_per_generation - len(records)):
+            keep(record)
     return {"candidates": records}
+
+
+def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:
+    """`count` distinct settings of the fused plan, drawn with a seed of the problem (not the run), so two
+    runs of one problem draw the same sequence and differ only by what else they start from."""
+    from kernelwright.agents.offline.propose import plans_for, render
+    from kernelwright.agents.offline.space import plan_space
+
+    traced = ctx.offline.traced_problem(state["problem_path"])
+    plans = plans_for(traced).get("fused")
+    if not plans or count <= 0:
+        return []
+    space = plan_space(plans[0])
+    rng = random.Random(f"{ctx.settings.seed}:{Path(state['problem_path']).name}:start")
+    out: dict[str, CandidateRecord] = {}
+    for _ in range(8 * count):
+        if len(out) >= count:
+            break
+        params = space.sample(rng)
+        source = render(traced, plans, params, "fused_sampled")
+        if candidate_id(source) not in out:
+            record = _store(ctx, source, state.get("generation", 0), "fused_sampled", params,
+                            list(plans[0].kept_aten_ops), parents=[])
+            out[record["id"]] = record
+    return list(out.values())
 
 
 def parse_tunables(kernel_source: str) -> dict[str, Any]:
@@ -84,6 +119,21 @@ def parse_tunables(kernel_source: str) -> dict[str, Any]:
     return out
 
 
+def transfer_settings(archived: dict[str, Any], dims: dict[str, Any]) -> dict[str, Any]:
+    """An archived kernel's settings that apply to this plan's tunables. A name matches exactly, else by what
+    follows the step prefix ("k1.TPR" from a GEMM + softmax kernel sets "k0.TPR" of a softmax alone) when
+    no exact name covers that tunable; a value outside this plan's choices is dropped."""
+    out = {k: v for k, v in archived.items() if k in dims and v in dims[k]["choices"]}
+    for key, value in archived.items():
+        if key in dims:
+            continue
+        suffix = key.partition(".")[2]
+        for name, dim in dims.items():
+            if name not in out and suffix and name.partition(".")[2] == suffix and value in dim["choices"]:
+                out[name] = value
+    return out
+
+
 def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]:
     """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
     if ctx.archive is None or not state.get("functional"):
@@ -92,8 +142,11 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     from kernelwright.agents.offline.space import plan_space
     from kernelwright.memory.prompting import retrieve_examples
 
-    hits = retrieve_examples(ctx.archive, state["functional"], k=2 * ctx.settings.candidates_per_generation,
+    hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0)
+    # The archive keeps every verified kernel of a run, slow settings too: among equally similar ones (one
+    # earlier problem's kernels share its signature) the fastest settings go first.
+    hits = sorted(hits, key=lambda h: (-round(h.similarity, 3), -(h.record.speedup_vs_eager or 0.0)))
     traced = ctx.offline.traced_problem(state["problem_path"])
     plans = plans_for(traced).get("fused")
     if not plans:
@@ -105,8 +158,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     for hit in hits:
         if hit.record.lineage.agent != AGENT:
             continue
-        settings = {k: v for k, v in parse_tunables(hit.record.kernel_source).items()
-                    if k in dims and v in dims[k]["choices"]}
+        settings = transfer_settings(parse_tunables(hit.record.kernel_source), dims)
         if not settings:
             continue  # nothing of that kernel's settings applies to this problem's plan
         params = {**space.defaults(), **settings}

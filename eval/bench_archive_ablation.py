@@ -1,7 +1,8 @@
 """Is the archive worth it? Evaluations needed to reach a run's best, with an empty archive vs a filled one.
 
     python -m kernelwright.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
-           [--generations 3] [--candidates 3] [--embedding auto|minilm|hashed] [--compile-baseline]
+           [--generations 3] [--candidates 3] [--start variants|random] [--embedding auto|minilm|hashed]
+           [--phase all|empty|filled|report [--only NAMES]] [--profile] [--compile-baseline]
 
 (The command lives in the front door, which owns complete runs; this module is the experiment, given a
 function that performs one offline run.)
@@ -12,6 +13,11 @@ For a group of related problems (default: the suite's softmax family), offline (
 2. each problem runs again with an archive filled by the *other* problems' first runs (leave-one-out: its own
    kernels are not in it), and `n_filled` counts the evaluations until that target is reached.
 The archive helps when n_filled < n_empty. Results: DIR/ablation.json and DIR/ablation.md.
+
+`--start random` measures retrieval against a proposer with no prior of its own (the first generation is the
+fused plan at random settings, the same draw in both phases); the default start is the translator's
+hand-set variants, which often win at the first evaluation and then leave the archive nothing to shorten.
+Phases can run as separate processes, e.g. one per GPU: each writes DIR/first|second/<problem>.json.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOFTMAX_FAMILY = ("26_softmax_rows", "27_log_softmax_dim1_bf16", "14_linear_bias_softmax", "24_conv2d_channel_softmax",
                   "38_causal_masked_softmax")
+# Row normalisations that share one kernel form (and so its tunables): alone and after a GEMM.
+ROW_NORM_FAMILY = ("26_softmax_rows", "28_layer_norm_affine", "14_linear_bias_softmax", "25_linear_residual_layernorm",
+                   "17_linear_layernorm_gelu_bf16")
 TOLERANCE = 0.02
 
 
@@ -46,41 +55,79 @@ def evaluations_to_reach(ordered: Sequence[dict[str, Any]], target: float, toler
 RunOne = Callable[[Path, str, Any], dict[str, Any]]  # (problem, "empty" | "filled", archive) -> run summary
 
 
-def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any) -> dict[str, Any]:
-    """Both phases over `problems`; `run` returns {"run_dir", "state", "best"} for one offline run.
-    Writes out/ablation.json and out/ablation.md and returns the summary."""
+def _save(path: Path, problem: Path, done: dict[str, Any]) -> dict[str, Any]:
+    """What the report and the other problems' filled archives need of one run, kept on disk so the two
+    phases can run in separate processes (one per GPU) and a stopped ablation keeps its finished runs."""
+    state = done.get("state") or {}
+    record = {"problem": problem.stem, "run_dir": str(done["run_dir"]), "best": done.get("best"),
+              "candidates": state.get("candidates") or {}, "functional": state.get("functional") or {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str))
+    return record
+
+
+def first_run(problem: Path, out: Path, run: RunOne, embedding: Any) -> dict[str, Any]:
+    """Phase 1: the problem with an empty archive of its own (nothing leaks between problems)."""
+    from kernelwright.memory.archive import KernelArchive
+
+    with KernelArchive.open_local(out / "archives" / f"empty-{problem.stem}", embedding=embedding) as empty:
+        record = _save(out / "first" / f"{problem.stem}.json", problem, run(problem, "empty", empty))
+    print(f"[empty] {problem.stem}: best {record['best']}", flush=True)
+    return record
+
+
+def second_run(problem: Path, family: Sequence[str], out: Path, run: RunOne, embedding: Any) -> dict[str, Any]:
+    """Phase 2: the problem again, its archive filled with the phase-1 kernels of the *other* family members."""
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.prompting import archive_run
 
+    with KernelArchive.open_local(out / "archives" / f"without-{problem.stem}", embedding=embedding) as filled:
+        for other in family:
+            done = out / "first" / f"{other}.json"
+            if other != problem.stem and done.exists():
+                first = json.loads(done.read_text())
+                archive_run(filled, first["run_dir"], first["functional"], run_id=f"{other}-empty", problem_name=other)
+        record = _save(out / "second" / f"{problem.stem}.json", problem, run(problem, "filled", filled))
+    print(f"[filled] {problem.stem}: best {record['best']}", flush=True)
+    return record
+
+
+def report(out: Path, family: Sequence[str], conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Rows for the family members with both phases done; writes out/ablation.json and out/ablation.md."""
     out.mkdir(parents=True, exist_ok=True)
-    first: dict[str, dict[str, Any]] = {}
-    for problem in problems:  # 1. empty archives (a fresh one each, so nothing leaks between problems)
-        with KernelArchive.open_local(out / "archives" / f"empty-{problem.stem}", embedding=embedding) as empty:
-            first[problem.stem] = run(problem, "empty", empty)
-        print(f"[empty] {problem.stem}: best {first[problem.stem]['best']}", flush=True)
     rows = []
-    for problem in problems:  # 2. leave-one-out filled archives
-        with KernelArchive.open_local(out / "archives" / f"without-{problem.stem}", embedding=embedding) as filled:
-            for other, done in first.items():
-                if other != problem.stem:
-                    archive_run(filled, done["run_dir"], done["state"].get("functional") or {},
-                                run_id=f"{other}-empty", problem_name=other)
-            second = run(problem, "filled", filled)
-        target = first[problem.stem]["best"]
-        row = {"problem": problem.stem, "target_speedup": target,
-               "n_empty": evaluations_to_reach(evaluation_order(first[problem.stem]["state"]["candidates"]), target)
-               if target else None,
-               "n_filled": evaluations_to_reach(evaluation_order(second["state"]["candidates"]), target) if target else None,
-               "best_filled": second["best"]}
-        rows.append(row)
-        print(f"[filled] {row}", flush=True)
+    for name in family:
+        first_path, second_path = out / "first" / f"{name}.json", out / "second" / f"{name}.json"
+        if not (first_path.exists() and second_path.exists()):
+            continue
+        first, second = json.loads(first_path.read_text()), json.loads(second_path.read_text())
+        target = first["best"]
+        rows.append({"problem": name, "target_speedup": target,
+                     "n_empty": evaluations_to_reach(evaluation_order(first["candidates"]), target) if target else None,
+                     "n_filled": evaluations_to_reach(evaluation_order(second["candidates"]), target) if target else None,
+                     "best_filled": second["best"]})
     helped = [r for r in rows if r["n_empty"] and r["n_filled"] and r["n_filled"] < r["n_empty"]]
-    summary = {"rows": rows, "helped": len(helped), "problems": len(rows),
+    hurt = [r for r in rows if r["n_empty"] and (not r["n_filled"] or r["n_filled"] > r["n_empty"])]
+    summary = {"conditions": conditions or {}, "rows": rows, "helped": len(helped), "hurt": len(hurt),
+               "problems": len(rows),
                "median_n_empty": statistics.median([r["n_empty"] for r in rows if r["n_empty"]] or [0]),
                "median_n_filled": statistics.median([r["n_filled"] for r in rows if r["n_filled"]] or [0])}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "ablation.md").write_text(markdown(rows))
     return summary
+
+
+def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any,
+             conditions: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Both phases over `problems` in this process; `run` returns {"run_dir", "state", "best"} for one
+    offline run. Writes out/ablation.json and out/ablation.md and returns the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    family = [p.stem for p in problems]
+    for problem in problems:
+        first_run(problem, out, run, embedding)
+    for problem in problems:
+        second_run(problem, family, out, run, embedding)
+    return report(out, family, conditions)
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> str:

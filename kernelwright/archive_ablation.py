@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.bench_archive_ablation import SOFTMAX_FAMILY, ablation, markdown, suite_problems
+from kernelwright.eval.bench_archive_ablation import (SOFTMAX_FAMILY, ablation, first_run, markdown, report, second_run,
+                                                     suite_problems)
 
 
 def _embedding(choice: str) -> Any:
@@ -24,6 +25,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--problems", default=",".join(SOFTMAX_FAMILY))
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)
+    parser.add_argument("--start", choices=("variants", "random"), default="variants",
+                        help="the offline first generation: the translator's variants, or its fused plan at random "
+                             "settings (a proposer with no prior of its own)")
+    parser.add_argument("--phase", choices=("all", "empty", "filled", "report"), default="all",
+                        help="run one phase only (e.g. one process per GPU, with --only); 'report' runs nothing")
+    parser.add_argument("--only", default="", help="with --phase empty|filled: these family members only")
+    parser.add_argument("--profile", action="store_true", help="profile with ncu as a normal run does (slower; "
+                                                                "the count does not use it)")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile in every run")
     parser.add_argument("--embedding", choices=("auto", "minilm", "hashed"), default="auto",
                         help="auto: the packaged MiniLM when installed, else the dependency-free hashed embedding")
@@ -41,10 +50,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(overrides={"harness.compile_baseline": args.compile_baseline})
         result = optimize(problem, runs_dir=args.out / "runs", run_id=f"{problem.stem}-{tag}", offline=True,
                           archive=archive, evaluator=HarnessEvaluator(problem, config),
-                          settings=RunSettings(generations=args.generations, candidates_per_generation=args.candidates))
+                          settings=RunSettings(generations=args.generations, candidates_per_generation=args.candidates,
+                                               offline_start=args.start, profile=args.profile))
         return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
 
-    summary = ablation(suite_problems(args.problems), args.out, run, embedding)
+    problems = suite_problems(args.problems)
+    family = [p.stem for p in problems]
+    conditions = {"start": args.start, "generations": args.generations, "candidates": args.candidates,
+                  "embedding": embedding.name(), "compile_baseline": args.compile_baseline}
+    mine = [p for p in problems if not args.only or p.stem in args.only.split(",")]
+    if args.phase == "all":
+        summary = ablation(problems, args.out, run, embedding, conditions)
+    else:
+        for problem in mine if args.phase != "report" else []:
+            if args.phase == "empty":
+                first_run(problem, args.out, run, embedding)
+            else:
+                second_run(problem, family, args.out, run, embedding)
+        summary = report(args.out, family, conditions)
     print(markdown(summary["rows"]))
     return 0
 

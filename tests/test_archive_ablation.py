@@ -56,3 +56,37 @@ def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only
     assert {k: v for k, v in seen.items() if k.endswith("-filled")} == {"a-filled": 2, "b-filled": 2, "c-filled": 2}
     assert [r["n_empty"] for r in summary["rows"]] == [1, 1, 1] and summary["problems"] == 3
     assert (tmp_path / "out" / "ablation.md").read_text().count("| 1.50x |") == 6
+
+
+def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) -> None:
+    """One process per GPU: phase 1 of each problem, then phase 2 of each, then the report, each call
+    seeing only what the earlier ones left in the output folder."""
+    import json
+    from pathlib import Path
+
+    from kernelwright.eval.bench_archive_ablation import first_run, report, second_run
+    from kernelwright.memory.embedding import HashedEmbedding
+
+    speeds = {"a-empty": [1.0, 1.4, 1.5], "b-empty": [1.2, 2.0], "a-filled": [1.5], "b-filled": [1.0, 1.1, 1.3]}
+    archived: dict[str, int] = {}
+
+    def fake_run(problem: Path, tag: str, archive) -> dict:
+        archived[f"{problem.stem}-{tag}"] = archive.count()
+        candidates = {f"c{i}": {"generation": i, "status": "passed", "speedup_vs_eager": s}
+                      for i, s in enumerate(speeds[f"{problem.stem}-{tag}"])}
+        return {"run_dir": str(tmp_path / "runs" / f"{problem.stem}-{tag}"),
+                "state": {"functional": {}, "candidates": candidates}, "best": max(speeds[f"{problem.stem}-{tag}"])}
+
+    out, family = tmp_path / "out", ["a", "b"]
+    for name in family:
+        first_run(tmp_path / f"{name}.py", out, fake_run, HashedEmbedding())
+    assert json.loads((out / "first" / "a.json").read_text())["best"] == 1.5
+    assert report(out, family)["problems"] == 0  # no second phase yet: no rows, no crash
+    for name in family:
+        second_run(tmp_path / f"{name}.py", family, out, fake_run, HashedEmbedding())
+    summary = report(out, family, {"start": "random"})
+    rows = {r["problem"]: r for r in summary["rows"]}
+    assert (rows["a"]["n_empty"], rows["a"]["n_filled"]) == (3, 1)
+    assert (rows["b"]["n_empty"], rows["b"]["n_filled"]) == (2, None)  # never reached 2.0 with the archive
+    assert summary["helped"] == 1 and summary["hurt"] == 1 and summary["conditions"] == {"start": "random"}
+    assert archived["a-empty"] == 0 and archived["b-filled"] == 0  # the stand-in runs left no run folders to archive

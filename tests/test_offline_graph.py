@@ -100,3 +100,40 @@ def test_without_a_gpu_the_run_stops_after_the_first_generation(tmp_path: Path) 
     final = build_optimize_graph(InMemorySaver()).invoke(state, context=ctx, config={"configurable": {"thread_id": "cpu"}})
     assert final["generation"] == 1 and final["stop_reason"].startswith("no CUDA GPU")
     assert {r["status"] for r in final["candidates"].values()} == {"needs_gpu"}
+
+
+def test_archived_settings_transfer_by_tunable_name_across_step_numbers() -> None:
+    from kernelwright.agents.offline_proposer import transfer_settings
+
+    dims = {"k0.TPR": {"choices": [128, 256, 512]}, "k0.CACHE": {"choices": [1, 0]},
+            "k1.BLOCK": {"choices": [128, 256]}}
+    archived = {"k1.TPR": 512, "k1.CACHE": 0, "h0.GEMM": "tf32x3", "k1.BLOCK": 1024, "k0.CACHE": 1}
+    # k0.CACHE matches exactly and wins over k1.CACHE; k1.BLOCK=1024 is not one of this plan's choices.
+    assert transfer_settings(archived, dims) == {"k0.TPR": 512, "k0.CACHE": 1}
+    assert transfer_settings({}, dims) == {}
+
+
+def test_a_random_start_draws_the_fused_plan_and_archive_seeds_come_first(tmp_path: Path) -> None:
+    from kernelwright.memory.archive import KernelArchive
+    from kernelwright.memory.embedding import HashedEmbedding
+
+    def first_generation(run_id: str, archive: Any) -> list[dict[str, Any]]:
+        ctx = KContext(llm=None, evaluator=TracingHashEvaluator(), run_dir=tmp_path / run_id, offline=OfflineSession(),
+                       archive=archive, settings=RunSettings(generations=1, candidates_per_generation=3,
+                                                             profile=False, offline_start="random"))
+        state = make_initial_state(run_id, str(PROBLEM), Budget(generations=1, candidates=50, wall_s=0, tokens=0))
+        final = build_optimize_graph(InMemorySaver()).invoke(state, context=ctx,
+                                                             config={"configurable": {"thread_id": run_id}})
+        return list(final["candidates"].values())
+
+    empty = first_generation("empty", None)
+    assert len(empty) == 3 and {r["variant"] for r in empty} == {"fused_sampled"}
+    assert len({json.dumps(r["params"], sort_keys=True) for r in empty}) == 3
+    again = first_generation("again", None)  # the draw depends on the problem, not on the run
+    assert [r["params"] for r in again] == [r["params"] for r in empty]
+    with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
+        _offline_run(tmp_path, "filler", archive, generations=2)
+        filled = first_generation("filled", archive)
+    assert len(filled) == 3
+    seeded = [r for r in filled if r["variant"] == "fused_tuned"]
+    assert seeded and filled[:len(seeded)] == seeded  # the archive's settings are tried before random ones
