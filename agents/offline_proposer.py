@@ -134,6 +134,18 @@ def transfer_settings(archived: dict[str, Any], dims: dict[str, Any]) -> dict[st
     return out
 
 
+def seed_order(hits: list[Any]) -> list[Any]:
+    """Archive hits in the order their settings are tried: the fastest kernel of each earlier run, runs by
+    similarity, then each run's second fastest, and so on. The archive keeps every verified kernel of a run,
+    slow settings too, and one run's winner may not fit this problem's shapes (a cached row that fit one
+    width spills at another), so the first seeds come from different runs rather than all from the nearest."""
+    runs: dict[str, list[Any]] = {}
+    for hit in sorted(hits, key=lambda h: -h.similarity):
+        runs.setdefault(hit.record.run_id or hit.record.id, []).append(hit)
+    ranked = [sorted(group, key=lambda h: -(h.record.speedup_vs_eager or 0.0)) for group in runs.values()]
+    return [group[i] for i in range(max((len(g) for g in ranked), default=0)) for group in ranked if i < len(group)]
+
+
 def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]:
     """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
     if ctx.archive is None or not state.get("functional"):
@@ -144,9 +156,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
 
     hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0)
-    # The archive keeps every verified kernel of a run, slow settings too: among equally similar ones (one
-    # earlier problem's kernels share its signature) the fastest settings go first.
-    hits = sorted(hits, key=lambda h: (-round(h.similarity, 3), -(h.record.speedup_vs_eager or 0.0)))
+    hits = seed_order(hits)
     traced = ctx.offline.traced_problem(state["problem_path"])
     plans = plans_for(traced).get("fused")
     if not plans:

@@ -137,3 +137,19 @@ def test_a_random_start_draws_the_fused_plan_and_archive_seeds_come_first(tmp_pa
     assert len(filled) == 3
     seeded = [r for r in filled if r["variant"] == "fused_tuned"]
     assert seeded and filled[:len(seeded)] == seeded  # the archive's settings are tried before random ones
+
+
+def test_seeds_come_from_each_earlier_run_fastest_first_before_any_runs_second() -> None:
+    from types import SimpleNamespace
+
+    from kernelwright.agents.offline_proposer import seed_order
+
+    def hit(run: str, speed: float, similarity: float) -> Any:
+        return SimpleNamespace(similarity=similarity,
+                               record=SimpleNamespace(run_id=run, id=f"{run}{speed}", speedup_vs_eager=speed))
+
+    hits = [hit("near", 1.2, 0.95), hit("near", 1.9, 0.95), hit("near", 1.5, 0.95), hit("far", 1.1, 0.6),
+            hit("far", 1.4, 0.6), hit("mid", 0.9, 0.8)]
+    order = [(h.record.run_id, h.record.speedup_vs_eager) for h in seed_order(hits)]
+    assert order == [("near", 1.9), ("mid", 0.9), ("far", 1.4), ("near", 1.5), ("far", 1.1), ("near", 1.2)]
+    assert seed_order([]) == []
