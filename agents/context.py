@@ -15,7 +15,8 @@ class CandidateEvaluator(Protocol):
     Optional methods the graph uses when present: `prepare(candidate) -> dict | None`
     (compile only, safe to call from several threads; a dict is a failed build's report),
     `profile(candidate) -> dict` (profiler metrics with a "summary", or why none) and
-    `functional_form() -> dict`.
+    `functional_form() -> dict`. An evaluator whose functional_form runs in another process says so with
+    `traces_out_of_process = True`; the offline translator then traces in this one at the same time.
     """
 
     def evaluate(self, candidate: Path) -> dict[str, Any]: ...

@@ -16,6 +16,8 @@ import ast
 import random
 import re
 import warnings
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,18 +36,42 @@ _TUNABLES_RE = re.compile(r"^Tunables: (.*)\.$", re.M)
 
 @dataclass
 class OfflineSession:
-    """Per-run cache of the traced problem and its plans (tracing exports the model: seconds, not free)."""
+    """Per-run cache of the traced problem and its plans (tracing exports the model once per input shape:
+    seconds, not free). `start` begins the trace in a background thread, so it overlaps the describe
+    node's own trace, which runs in the evaluator's worker process."""
 
     traced: dict[str, Any] = field(default_factory=dict)
+    _pending: dict[str, Future[list[Any]]] = field(default_factory=dict, repr=False)
+
+    def start(self, problem_path: str) -> None:
+        if problem_path in self.traced or problem_path in self._pending:
+            return
+        future: Future[list[Any]] = Future()
+
+        def trace() -> None:
+            try:
+                future.set_result(_trace_quietly(problem_path))
+            except BaseException as exc:  # handed to whoever asks for the trace
+                future.set_exception(exc)
+
+        self._pending[problem_path] = future
+        # a daemon thread: a run that ends (or fails) before it finishes is not held up by it
+        threading.Thread(target=trace, name="kw-offline-trace", daemon=True).start()
 
     def traced_problem(self, problem_path: str) -> list[Any]:
-        from kernelwright.agents.offline.propose import trace_all
-
         if problem_path not in self.traced:
-            with warnings.catch_warnings():  # torch.export's own deprecation chatter is not the user's concern
-                warnings.simplefilter("ignore", FutureWarning)
-                self.traced[problem_path] = trace_all(problem_path)
+            pending = self._pending.pop(problem_path, None)
+            # an exception of the background trace (e.g. OfflineUnsupported) is raised here, to the caller
+            self.traced[problem_path] = pending.result() if pending is not None else _trace_quietly(problem_path)
         return self.traced[problem_path]
+
+
+def _trace_quietly(problem_path: str) -> list[Any]:
+    from kernelwright.agents.offline.propose import trace_all
+
+    with warnings.catch_warnings():  # torch.export's own deprecation chatter is not the user's concern
+        warnings.simplefilter("ignore", FutureWarning)
+        return trace_all(problem_path)
 
 
 def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:

@@ -35,9 +35,12 @@ class EvalTask(TypedDict):
 
 def describe(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Stage 1: the problem's functional form (traced op list), or the module source with the reason."""
+    ctx = runtime.context
+    if ctx.offline is not None and getattr(ctx.evaluator, "traces_out_of_process", False):
+        ctx.offline.start(state["problem_path"])  # the offline translator's trace overlaps the worker's
     if (state.get("functional") or {}).get("method"):
         return {}
-    trace = getattr(runtime.context.evaluator, "functional_form", None)
+    trace = getattr(ctx.evaluator, "functional_form", None)
     if trace is None:
         return {"functional": {"method": "source", "fallback_reason": "the evaluator traces no functional form"}}
     try:

@@ -39,6 +39,10 @@ def visible_gpus() -> list[str]:
 
 
 class HarnessEvaluator:
+    # functional_form() traces in the reference worker's process, so the run may trace in its own meanwhile
+    # (torch.export keeps global state: two exports in one process at once break each other)
+    traces_out_of_process = True
+
     def __init__(self, problem: Path, config: KernelwrightConfig | None = None, gpus: list[str] | None = None):
         from kernelwright.tools.evaluate import Evaluator
         from kernelwright.tools.sandbox.pool import WorkerOptions

@@ -153,3 +153,35 @@ def test_seeds_come_from_each_earlier_run_fastest_first_before_any_runs_second()
     order = [(h.record.run_id, h.record.speedup_vs_eager) for h in seed_order(hits)]
     assert order == [("near", 1.9), ("mid", 0.9), ("far", 1.4), ("near", 1.5), ("far", 1.1), ("near", 1.2)]
     assert seed_order([]) == []
+
+
+def test_the_offline_trace_starts_in_the_background_once_and_hands_over_its_result_or_error(monkeypatch) -> None:
+    import threading
+
+    from kernelwright.agents import offline_proposer
+    from kernelwright.agents.offline import OfflineUnsupported
+
+    calls: list[str] = []
+    release = threading.Event()
+
+    def fake_trace(path: str) -> list[Any]:
+        calls.append(path)
+        release.wait(5)
+        if path == "bad.py":
+            raise OfflineUnsupported("nothing to translate", ops=("aten.sort",))
+        return [f"traced {path}"]
+
+    monkeypatch.setattr(offline_proposer, "_trace_quietly", fake_trace)
+    session = OfflineSession()
+    session.start("p.py")
+    session.start("p.py")  # already under way: not a second trace
+    release.set()
+    assert session.traced_problem("p.py") == ["traced p.py"] and session.traced_problem("p.py") == ["traced p.py"]
+    assert calls == ["p.py"]
+    session.start("bad.py")
+    try:
+        session.traced_problem("bad.py")
+        raise AssertionError("the background trace's error was lost")
+    except OfflineUnsupported as exc:
+        assert "nothing to translate" in str(exc)
+    assert session.traced_problem("q.py") == ["traced q.py"]  # never started: traced on demand
