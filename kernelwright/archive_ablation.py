@@ -1,11 +1,17 @@
 """`python -m kernelwright.archive_ablation --out DIR`: the archive ablation (eval.bench_archive_ablation) with
 complete offline runs on this machine's GPU. Here, in the front door, because a run needs the public
-`optimize()` and the harness evaluator, which the eval layer does not import."""
+`optimize()` and the harness evaluator, which the eval layer does not import.
+
+With `--gpus 0,1,...` each phase is split over one child process per GPU (CUDA_VISIBLE_DEVICES), all of one
+phase finishing before the next starts, since a filled archive needs every other problem's first run."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,35 @@ def _embedding(choice: str) -> Any:
     from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding, default_embedding
 
     return {"minilm": MiniLMEmbedding, "hashed": HashedEmbedding}.get(choice, default_embedding)()
+
+
+Spawn = Callable[[list[str], dict[str, str]], "subprocess.Popen[bytes]"]
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> "subprocess.Popen[bytes]":
+    return subprocess.Popen(command, env=env)
+
+
+def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], spawn: Spawn = _spawn) -> int:
+    """Both phases, each split round-robin over `gpus` as child processes of this command (same arguments,
+    `--phase` and `--only` added); the first non-zero exit status of a phase, or 0."""
+    base = [a for a in argv if not a.startswith("--gpus")]
+    base = [a for i, a in enumerate(base) if not (i > 0 and base[i - 1] == "--gpus")]
+    for phase in ("empty", "filled"):
+        children = []
+        for n, gpu in enumerate(gpus):
+            mine = list(family[n::len(gpus)])
+            if mine:
+                safe_path = ["-P"] if sys.flags.safe_path else []  # as this process was started (-P: a source
+                # checkout's kernelwright/ folder in the working directory must not shadow the installed package)
+                command = [sys.executable, *safe_path, "-m", "kernelwright.archive_ablation", *base, "--phase", phase,
+                           "--only", ",".join(mine)]
+                children.append(spawn(command, {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}))
+        codes = [child.wait() for child in children]
+        if any(codes):
+            print(f"phase {phase}: a child process failed (exit {[c for c in codes if c]})", file=sys.stderr)
+            return next(c for c in codes if c)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--phase", choices=("all", "empty", "filled", "report"), default="all",
                         help="run one phase only (e.g. one process per GPU, with --only); 'report' runs nothing")
     parser.add_argument("--only", default="", help="with --phase empty|filled: these family members only")
+    parser.add_argument("--gpus", default="", help="e.g. 0,1: split each phase over these GPUs, a process each")
     parser.add_argument("--profile", action="store_true", help="profile with ncu as a normal run does (slower; "
                                                                 "the count does not use it)")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile in every run")
@@ -59,6 +95,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     conditions = {"start": args.start, "generations": args.generations, "candidates": args.candidates,
                   "embedding": embedding.name(), "compile_baseline": args.compile_baseline}
     mine = [p for p in problems if not args.only or p.stem in args.only.split(",")]
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if args.phase == "all" and gpus:
+        failed = over_gpus(sys.argv[1:] if argv is None else list(argv), family, gpus)
+        summary = report(args.out, family, conditions)
+        print(markdown(summary["rows"]))
+        return failed
     if args.phase == "all":
         summary = ablation(problems, args.out, run, embedding, conditions)
     else:

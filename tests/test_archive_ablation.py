@@ -90,3 +90,39 @@ def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) 
     assert (rows["b"]["n_empty"], rows["b"]["n_filled"]) == (2, None)  # never reached 2.0 with the archive
     assert summary["helped"] == 1 and summary["hurt"] == 1 and summary["conditions"] == {"start": "random"}
     assert archived["a-empty"] == 0 and archived["b-filled"] == 0  # the stand-in runs left no run folders to archive
+
+
+def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases() -> None:
+    from kernelwright.archive_ablation import over_gpus
+
+    started: list[tuple[str, str, str]] = []
+    waited: list[str] = []
+
+    class Child:
+        def __init__(self, phase: str, code: int) -> None:
+            self.phase, self.code = phase, code
+
+        def wait(self) -> int:
+            waited.append(self.phase)
+            return self.code
+
+    def spawn(command: list[str], env: dict[str, str]) -> Child:
+        phase, only = command[command.index("--phase") + 1], command[command.index("--only") + 1]
+        assert "--gpus" not in command and command.count("--out") == 1
+        # every child of the first phase is waited for before any of the second starts
+        assert phase == "empty" or waited.count("empty") == 2
+        started.append((phase, env["CUDA_VISIBLE_DEVICES"], only))
+        return Child(phase, 0)
+
+    argv = ["--out", "/tmp/x", "--gpus", "0,1", "--start", "random"]
+    assert over_gpus(argv, ["a", "b", "c"], ["0", "1"], spawn) == 0
+    assert started == [("empty", "0", "a,c"), ("empty", "1", "b"), ("filled", "0", "a,c"), ("filled", "1", "b")]
+
+    phases: list[str] = []
+
+    def failing(command: list[str], env: dict[str, str]) -> Child:
+        phases.append(command[command.index("--phase") + 1])
+        return Child(phases[-1], 3 if env["CUDA_VISIBLE_DEVICES"] == "1" else 0)
+
+    assert over_gpus(argv, ["a", "b"], ["0", "1"], failing) == 3
+    assert phases == ["empty", "empty"]  # the second phase never starts
