@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 import torch
 
+from kernelwright.tools.literals import python_literal
+
 Method = Literal["export", "fx", "source"]
 
 
@@ -87,18 +89,15 @@ def _specs(value: Any) -> tuple[TensorSpec, ...]:
 
 
 def _fmt(arg: Any) -> str:
-    if isinstance(arg, torch.fx.Node):
-        return arg.name
-    if isinstance(arg, (list, tuple)):
-        inner = ", ".join(_fmt(a) for a in arg)
-        return f"[{inner}]" if isinstance(arg, list) else f"({inner}{',' if len(arg) == 1 else ''})"
-    if isinstance(arg, torch.dtype):
-        return str(arg)
-    if isinstance(arg, torch.device):
-        return f"torch.device({str(arg)!r})"
-    if isinstance(arg, torch.memory_format):
-        return str(arg)
-    return repr(arg)
+    return python_literal(arg, _fx_leaf)
+
+
+def _fx_leaf(value: Any) -> str | None:
+    if isinstance(value, torch.fx.Node):
+        return value.name
+    if isinstance(value, torch.device):
+        return f"torch.device({str(value)!r})"
+    return None
 
 
 def _call_text(node: torch.fx.Node) -> tuple[str, tuple[str, ...]]:

@@ -5,7 +5,6 @@ library/ATen calls, output allocation, and one launcher call per custom kernel."
 from __future__ import annotations
 
 import ast
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+from kernelwright.tools.literals import python_literal
 
 REFERENCE_CLASS = "_KwReferenceModel"
 _PROBLEM_FUNCTIONS = {"get_inputs", "get_init_inputs", "get_input_variants"}
@@ -53,21 +53,18 @@ def reference_module_source(problem_source: str) -> str:
 
 
 def _literal(value: Any) -> str:
+    return python_literal(value, _host_leaf, _unwritable)
+
+
+def _host_leaf(value: Any) -> str | None:
     if isinstance(value, Layout):
         return _layout_expr(value)
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(_literal(v) for v in value)
-        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
-    if isinstance(value, torch.dtype):
-        return str(value)
     if isinstance(value, torch.device):
-        return "_kw_dev"
-    if isinstance(value, (torch.memory_format, torch.layout)):
-        return str(value)
-    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
-        return f"float({str(value)!r})"
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return repr(value)
+        return "_kw_dev"  # the candidate's own device, whatever the trace ran on
+    return None
+
+
+def _unwritable(value: Any) -> str:
     raise HostEmitError(f"cannot write a host argument of type {type(value).__name__}")
 
 
