@@ -19,7 +19,7 @@ import warnings
 import threading
 from concurrent.futures import Future
 from pathlib import Path
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -108,24 +108,22 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
 def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:
     """`count` distinct settings of the fused plan, drawn with a seed of the problem (not the run), so two
     runs of one problem draw the same sequence and differ only by what else they start from."""
-    from kernelwright.agents.offline.propose import plans_for, render
-    from kernelwright.agents.offline.space import plan_space
+    from kernelwright.agents.offline.propose import tuning_target
 
-    traced = ctx.offline.traced_problem(state["problem_path"])
-    plans = plans_for(traced).get("fused")
-    if not plans or count <= 0:
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused")
+    if target is None or count <= 0:
         return []
-    space = plan_space(plans[0])
+    target = replace(target, variant="fused_sampled")
     rng = random.Random(f"{ctx.settings.seed}:{Path(state['problem_path']).name}:start")
     out: dict[str, CandidateRecord] = {}
     for _ in range(8 * count):
         if len(out) >= count:
             break
-        params = space.sample(rng)
-        source = render(traced, plans, params, "fused_sampled")
+        params = target.space.sample(rng)
+        source = target.render(params)
         if candidate_id(source) not in out:
-            record = _store(ctx, source, state.get("generation", 0), "fused_sampled", params,
-                            list(plans[0].kept_aten_ops), parents=[])
+            record = _store(ctx, source, state.get("generation", 0), target.variant, params,
+                            list(target.plans[0].kept_aten_ops), parents=[])
             out[record["id"]] = record
     return list(out.values())
 
@@ -176,19 +174,16 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
     if ctx.archive is None or not state.get("functional"):
         return []
-    from kernelwright.agents.offline.propose import plans_for, render
-    from kernelwright.agents.offline.space import plan_space
+    from kernelwright.agents.offline.propose import tuning_target
     from kernelwright.memory.prompting import retrieve_examples
 
     hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0)
     hits = seed_order(hits)
-    traced = ctx.offline.traced_problem(state["problem_path"])
-    plans = plans_for(traced).get("fused")
-    if not plans:
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused")
+    if target is None:
         return []
-    space = plan_space(plans[0])
-    dims = space.to_dict()
+    dims = target.space.to_dict()
     out: list[CandidateRecord] = []
     seen: set[str] = set()
     for hit in hits:
@@ -197,10 +192,9 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
         settings = transfer_settings(parse_tunables(hit.record.kernel_source), dims)
         if not settings:
             continue  # nothing of that kernel's settings applies to this problem's plan
-        params = {**space.defaults(), **settings}
-        source = render(traced, plans, params, "fused_tuned")
-        record = _store(ctx, source, state.get("generation", 0), "fused_tuned", params, list(plans[0].kept_aten_ops),
-                        parents=[], extra={"seeded_from": hit.record.id})
+        params = {**target.space.defaults(), **settings}
+        record = _store(ctx, target.render(params), state.get("generation", 0), target.variant, params,
+                        list(target.plans[0].kept_aten_ops), parents=[], extra={"seeded_from": hit.record.id})
         if record["id"] not in seen:
             seen.add(record["id"])
             out.append(record)
@@ -212,8 +206,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
 
 def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
     """New settings of the best verified offline candidate's tunables (local search, then random samples)."""
-    from kernelwright.agents.offline.propose import plans_for, render
-    from kernelwright.agents.offline.space import plan_space
+    from kernelwright.agents.offline.propose import tuning_target
 
     known = state.get("candidates") or {}
     passed = [r for r in known.values() if r.get("status") == "passed" and r.get("agent") == AGENT
@@ -221,30 +214,25 @@ def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
     if not passed:
         return offline_candidates(state, ctx) if not known else {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
-    plan_key = "aten_reductions" if best["variant"].startswith("aten_reductions") else "fused"
-    traced = ctx.offline.traced_problem(state["problem_path"])
-    shape_plans = plans_for(traced).get(plan_key)
-    if not shape_plans:
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"])
+    if target is None or target.space.size() <= 1:
         return {}
-    space = plan_space(shape_plans[0])
-    if space.size() <= 1:
-        return {}
+    space = target.space
     generation = state.get("generation", 0)
     rng = random.Random(f"{ctx.settings.seed}:{state.get('run_id')}:{generation}")
     start = {**space.defaults(), **{k: v for k, v in (best.get("params") or {}).items() if k in space.to_dict()}}
     neighbours = space.neighbours(start)
     rng.shuffle(neighbours)
     settings = neighbours + [space.sample(rng) for _ in range(4 * ctx.settings.candidates_per_generation)]
-    variant = f"{plan_key}_tuned"
     records: dict[str, CandidateRecord] = {}
     for params in settings:
         if len(records) >= ctx.settings.candidates_per_generation:
             break
-        source = render(traced, shape_plans, params, variant)
+        source = target.render(params)
         cid = candidate_id(source)
         if cid in known or cid in records:
             continue  # this setting (or one that writes the same code) was tried
-        records[cid] = _store(ctx, source, generation, variant, params, list(shape_plans[0].kept_aten_ops),
+        records[cid] = _store(ctx, source, generation, target.variant, params, list(target.plans[0].kept_aten_ops),
                               parents=[best["id"]])
     return {"candidates": records}
 

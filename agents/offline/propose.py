@@ -111,6 +111,30 @@ def plans_for(traced: Sequence[TracedProblem]) -> dict[str, list[Plan]]:
     return plans
 
 
+@dataclass(frozen=True)
+class TuningTarget:
+    """What tuning a verified variant searches: its plans (one per input shape), their tunables, and the
+    variant name the tuned candidates get."""
+
+    traced: Sequence[TracedProblem]
+    plans: list[Plan]
+    space: TuneSpace
+    variant: str
+
+    def render(self, params: Mapping[str, Any]) -> str:
+        return render(self.traced, self.plans, params, self.variant)
+
+
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str) -> TuningTarget | None:
+    """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
+    else tunes the fused plan), or None when that plan does not exist for this problem."""
+    plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
+    plans = plans_for(traced).get(plan_key)
+    if not plans:
+        return None
+    return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")
+
+
 def _prefix(shape_index: int) -> str:
     return "" if shape_index == 0 else f"s{shape_index}"
 

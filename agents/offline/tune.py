@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
-from kernelwright.agents.offline.propose import GeneratedCandidate, plans_for, propose, render
-from kernelwright.agents.offline.space import TuneSpace, plan_space
+from kernelwright.agents.offline.propose import GeneratedCandidate, propose, tuning_target
+from kernelwright.agents.offline.space import TuneSpace
 from kernelwright.agents.offline.trace import TracedProblem
 from kernelwright.tools.source_hash import candidate_id
 
@@ -124,16 +124,16 @@ def tune(problem_path: str | Path, evaluate: Evaluate, budget: int = 12, out_dir
     start = search.best()
     if start is None or search.left <= 0:
         return TuneResult(str(problem_path), start, search.history, budget)
-    plan_key = "aten_reductions" if start.variant == "aten_reductions" else "fused"
-    shape_plans = plans_for(traced)[plan_key]
-    space = plan_space(shape_plans[0])
-    tuned_name = f"{plan_key}_tuned"
+    target = tuning_target(traced, start.variant)
+    if target is None:
+        return TuneResult(str(problem_path), start, search.history, budget)
 
     def attempt(params: Mapping[str, Any], phase: str) -> TuneTrial | None:
-        return search.run(tuned_name, params, render(traced, shape_plans, params, tuned_name), phase)
+        return search.run(target.variant, params, target.render(params), phase)
 
-    _random_phase(search, space, attempt, rng, n=max(0, search.left // 2))
-    _local_phase(search, space, attempt, rng, start_params=dict((search.best() or start).params) or space.defaults())
+    _random_phase(search, target.space, attempt, rng, n=max(0, search.left // 2))
+    _local_phase(search, target.space, attempt, rng,
+                 start_params=dict((search.best() or start).params) or target.space.defaults())
     return TuneResult(str(problem_path), search.best(), search.history, budget)
 
 
