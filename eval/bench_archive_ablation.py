@@ -2,7 +2,8 @@
 
     python -m kernelwright.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
            [--generations 3] [--candidates 3] [--start variants|random] [--embedding auto|minilm|hashed]
-           [--phase all|empty|filled|report [--only NAMES]] [--profile] [--compile-baseline]
+           [--family softmax|row_norm] [--gpus 0,1] [--phase all|empty|filled|report [--only NAMES]]
+           [--profile] [--compile-baseline]
 
 (The command lives in the front door, which owns complete runs; this module is the experiment, given a
 function that performs one offline run.)

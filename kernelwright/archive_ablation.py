@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.bench_archive_ablation import (SOFTMAX_FAMILY, ablation, first_run, markdown, report, second_run,
-                                                     suite_problems)
+from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SOFTMAX_FAMILY, ablation, first_run, markdown,
+                                                     report, second_run, suite_problems)
+
+FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY}
 
 
 def _embedding(choice: str) -> Any:
@@ -57,7 +59,10 @@ def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], s
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluations to reach a run's best: empty vs leave-one-out archive")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--problems", default=",".join(SOFTMAX_FAMILY))
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="softmax",
+                        help="softmax: the suite's softmax variants; row_norm: row softmax / layer norm, alone and "
+                             "after a GEMM (one kernel form, so settings can carry over)")
+    parser.add_argument("--problems", default="", help="comma-separated suite problem names (instead of --family)")
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)
     parser.add_argument("--start", choices=("variants", "random"), default="variants",
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                offline_start=args.start, profile=args.profile))
         return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
 
-    problems = suite_problems(args.problems)
+    problems = suite_problems(args.problems or ",".join(FAMILIES[args.family]))
     family = [p.stem for p in problems]
     conditions = {"start": args.start, "generations": args.generations, "candidates": args.candidates,
                   "embedding": embedding.name(), "compile_baseline": args.compile_baseline}
