@@ -1,7 +1,7 @@
 """Benchmark the offline translator on the suite: propose, tune briefly, verify and time with the harness.
 
     python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 5]
-           [--suite-dir eval/suite] [--compile-baseline [--prewarm 8]] [--time-budget-s 480]
+           [--suite-dir eval/suite] [--compile-baseline [--prewarm 8]] [--time-budget-s 480] [--gpus 0,1]
 
 First every problem is translated (CPU) and all candidates' CUDA is built in parallel (the shared compile
 cache); then, per problem, every proposed variant is evaluated by the harness (tools/evaluate.Evaluator:
@@ -10,7 +10,8 @@ which adds its compile time, ~10-60 s a problem), and the tuner spends what is l
 the run is on schedule for --time-budget-s. A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
 verified kernel is reported, never claimed. Results go to <out>/results/<problem>.json (a problem whose
 file exists is skipped, so a stopped run resumes) and a summary to <out>/summary.{json,md}. A problem that
-crashes is recorded and the run goes on.
+crashes is recorded and the run goes on. With --gpus the problems are dealt round-robin to one child run per
+GPU (its own out folder, <out>/gpu<N>, and its own share of the cores); their rows are merged into <out>.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any
+
+from kernelwright.eval.gpu_split import parse_gpus, round_robin, run_on_gpus, without_option
 
 SUCCESS_THRESHOLD = 0.95
 HERE = Path(__file__).resolve().parent
@@ -210,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-budget-s", type=float, default=480.0,
                         help="tune only while the run is on schedule for this wall time; else variants only")
     parser.add_argument("--jobs", type=int, default=0, help="parallel nvcc builds (default: all cores)")
+    parser.add_argument("--gpus", default="", help="e.g. 0,1: one child run per GPU, problems dealt round-robin")
     parser.add_argument("--prewarm", type=int, default=0,
                         help="with --compile-baseline: compile the baselines in N parallel workers first")
     args = parser.parse_args(argv)
@@ -224,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     done = {p.stem: json.loads((results_dir / f"{p.stem}.json").read_text()) for p in problems
             if (results_dir / f"{p.stem}.json").exists()}
     pending = [p for p in problems if p.stem not in done]
+    if gpus := parse_gpus(args.gpus):
+        return _over_gpus(list(sys.argv[1:] if argv is None else argv), args.out, problems, pending, categories, gpus,
+                          started)
     prewarm = prewarm_compile(pending, args.prewarm) if args.compile_baseline and args.prewarm > 0 else []
     prepared: dict[str, dict[str, Any]] = {}
     for i, problem in enumerate(pending):
@@ -283,6 +291,30 @@ def main(argv: list[str] | None = None) -> int:
     summary = _write_summary(args.out, rows, categories, started, partial=False)
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _over_gpus(argv: list[str], out: Path, problems: list[Path], pending: list[Path], categories: dict[str, str],
+               gpus: list[str], started: float) -> int:
+    """The pending problems as one child run per GPU, then every row (earlier ones included) in out's table."""
+    groups = [(gpu, group) for gpu, group in zip(gpus, round_robin([p.stem for p in pending], len(gpus))) if group]
+    base = without_option(argv, "--gpus", "--out", "--problems")
+    codes = run_on_gpus("kernelwright.eval.bench_offline",
+                        [[*base, "--out", str(out / f"gpu{gpu}"), "--problems", ",".join(group)] for gpu, group in groups],
+                        [gpu for gpu, _ in groups])
+    owner = {stem: gpu for gpu, group in groups for stem in group}
+    rows = []
+    for problem in problems:
+        path = out / "results" / f"{problem.stem}.json"
+        child = out / f"gpu{owner.get(problem.stem)}" / "results" / f"{problem.stem}.json"
+        if problem.stem in owner and child.exists():
+            row = {**json.loads(child.read_text()), "gpu_index": owner[problem.stem]}
+            path.write_text(json.dumps(row, indent=2, default=str))
+        if path.exists():
+            rows.append(json.loads(path.read_text()))
+    summary = _write_summary(out, rows, categories, started, partial=len(rows) < len(problems))
+    print(json.dumps(summary, indent=2))
+    failed = [c for c in codes if c]
+    return failed[0] if failed else 0
 
 
 def _write_summary(out: Path, rows: list[dict[str, Any]], categories: dict[str, str], started: float, *,

@@ -8,10 +8,8 @@ phase finishing before the next starts, since a filled archive needs every other
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +25,17 @@ def _embedding(choice: str) -> Any:
     return {"minilm": MiniLMEmbedding, "hashed": HashedEmbedding}.get(choice, default_embedding)()
 
 
-Spawn = Callable[[list[str], dict[str, str]], "subprocess.Popen[bytes]"]
-
-
-def _spawn(command: list[str], env: dict[str, str]) -> "subprocess.Popen[bytes]":
-    return subprocess.Popen(command, env=env)
-
-
-def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], spawn: Spawn = _spawn) -> int:
+def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], spawn: Any = None) -> int:
     """Both phases, each split round-robin over `gpus` as child processes of this command (same arguments,
     `--phase` and `--only` added); the first non-zero exit status of a phase, or 0."""
-    base = [a for a in argv if not a.startswith("--gpus")]
-    base = [a for i, a in enumerate(base) if not (i > 0 and base[i - 1] == "--gpus")]
+    from kernelwright.eval.gpu_split import round_robin, run_on_gpus, without_option
+
+    base = without_option(argv, "--gpus", "--phase", "--only")
     for phase in ("empty", "filled"):
-        children = []
-        for n, gpu in enumerate(gpus):
-            mine = list(family[n::len(gpus)])
-            if mine:
-                safe_path = ["-P"] if sys.flags.safe_path else []  # as this process was started (-P: a source
-                # checkout's kernelwright/ folder in the working directory must not shadow the installed package)
-                command = [sys.executable, *safe_path, "-m", "kernelwright.archive_ablation", *base, "--phase", phase,
-                           "--only", ",".join(mine)]
-                children.append(spawn(command, {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}))
-        codes = [child.wait() for child in children]
+        groups = [(gpu, group) for gpu, group in zip(gpus, round_robin(family, len(gpus))) if group]
+        argvs = [[*base, "--phase", phase, "--only", ",".join(group)] for _, group in groups]
+        codes = run_on_gpus("kernelwright.archive_ablation", argvs, [gpu for gpu, _ in groups],
+                            **({"spawn": spawn} if spawn else {}))
         if any(codes):
             print(f"phase {phase}: a child process failed (exit {[c for c in codes if c]})", file=sys.stderr)
             return next(c for c in codes if c)

@@ -106,7 +106,7 @@ def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases
             waited.append(self.phase)
             return self.code
 
-    def spawn(command: list[str], env: dict[str, str]) -> Child:
+    def spawn(command: list[str], env: dict[str, str], cores) -> Child:
         phase, only = command[command.index("--phase") + 1], command[command.index("--only") + 1]
         assert "--gpus" not in command and command.count("--out") == 1
         # every child of the first phase is waited for before any of the second starts
@@ -120,7 +120,7 @@ def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases
 
     phases: list[str] = []
 
-    def failing(command: list[str], env: dict[str, str]) -> Child:
+    def failing(command: list[str], env: dict[str, str], cores) -> Child:
         phases.append(command[command.index("--phase") + 1])
         return Child(phases[-1], 3 if env["CUDA_VISIBLE_DEVICES"] == "1" else 0)
 

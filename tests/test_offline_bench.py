@@ -95,3 +95,19 @@ def test_prewarming_a_baseline_reports_instead_of_raising(tmp_path: Path) -> Non
     name, seconds, error = future.result(timeout=300)
     assert name == "relu_affine" and seconds > 0
     assert error is None or "GPU" in error or "CUDA" in error or "cuda" in error, error
+
+
+def test_gpus_deal_problems_to_child_runs_and_merge_their_rows(tmp_path: Path) -> None:
+    """Real child processes (no GPU needed): stub problems fail translation, so each child records crash
+    rows; the parent merges every row into one table, with the GPU each came from."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for name in ("01_a.py", "02_b.py", "03_c.py"):
+        (suite / name).write_text("raise RuntimeError('not a problem')\n")
+    out = tmp_path / "out"
+    code = bench_offline.main(["--out", str(out), "--suite-dir", str(suite), "--gpus", "4,6", "--tune-budget", "0"])
+    assert code == 0
+    data = json.loads((out / "summary.json").read_text())
+    assert {r["problem"]: r["gpu_index"] for r in data["rows"]} == {"01_a": "4", "02_b": "6", "03_c": "4"}
+    assert all(r["status"] == "crash" for r in data["rows"]) and data["summary"]["partial"] is False
+    assert sorted(p.name for p in (out / "gpu4" / "results").iterdir()) == ["01_a.json", "03_c.json"]

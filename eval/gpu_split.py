@@ -1,0 +1,63 @@
+"""Spread a benchmark over several GPUs of one host: one child process per GPU (CUDA_VISIBLE_DEVICES), each
+pinned to its own share of the CPU cores, so one child's compiles and Python overhead do not disturb the
+timings of another. Every ratio a child reports is measured on its own GPU, against baselines it timed
+there itself, so the children's rows can be put in one table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Spawn = Callable[[list[str], dict[str, str], "Sequence[int] | None"], Any]  # -> object with .wait() -> int
+
+
+def parse_gpus(text: str) -> list[str]:
+    return [g.strip() for g in text.split(",") if g.strip()]
+
+
+def round_robin(items: Sequence[str], n: int) -> list[list[str]]:
+    """items[0], items[n], ... for the first child: neighbours in a numbered suite (similar sizes) part."""
+    return [list(items[i::n]) for i in range(n)]
+
+
+def without_option(argv: Sequence[str], *names: str) -> list[str]:
+    """argv less `--name VALUE` and `--name=VALUE` for each name (flags that take one value)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not any(arg.startswith(f"{name}=") for name in names):
+            out.append(arg)
+    return out
+
+
+def cpu_shares(n: int) -> list[list[int] | None]:
+    """This process's cores cut into n contiguous shares (None each where affinity is not available)."""
+    if not hasattr(os, "sched_getaffinity") or n <= 0:
+        return [None] * max(n, 0)
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < n:
+        return [None] * n
+    size = len(cores) // n
+    return [cores[i * size:(i + 1) * size] for i in range(n)]
+
+
+def _spawn(command: list[str], env: dict[str, str], cores: Sequence[int] | None) -> subprocess.Popen[bytes]:
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None  # type: ignore[attr-defined]
+    return subprocess.Popen(command, env=env, preexec_fn=pin)
+
+
+def run_on_gpus(module: str, argvs: Sequence[list[str]], gpus: Sequence[str], spawn: Spawn = _spawn) -> list[int]:
+    """`python -P -m module *argvs[i]` on gpus[i], all at once; their exit statuses, after all have ended.
+    (-P: a source checkout's kernelwright/ folder in the working directory must not shadow the installed
+    package.)"""
+    shares = cpu_shares(len(gpus))
+    children = [spawn([sys.executable, "-P", "-m", module, *argv], {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}, cores)
+                for argv, gpu, cores in zip(argvs, gpus, shares)]
+    return [child.wait() for child in children]
