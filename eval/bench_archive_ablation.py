@@ -32,6 +32,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOFTMAX_FAMILY = ("26_softmax_rows", "27_log_softmax_dim1_bf16", "14_linear_bias_softmax", "24_conv2d_channel_softmax",
                   "38_causal_masked_softmax")
+# Row normalisations of one width and dtype (eval/ablation/, written for this experiment): one row kernel
+# with the same tunables, so what won on one is a good guess for the others.
+SAME_WIDTH_FAMILY = ("ablation/row_softmax_temperature", "ablation/row_log_softmax", "ablation/row_softmax_bias",
+                     "ablation/row_layer_norm", "ablation/row_layer_norm_gelu")
 # Row normalisations that share one kernel form (and so its tunables): alone and after a GEMM.
 ROW_NORM_FAMILY = ("26_softmax_rows", "28_layer_norm_affine", "14_linear_bias_softmax", "25_linear_residual_layernorm",
                    "17_linear_layernorm_gelu_bf16")
@@ -140,4 +144,6 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def suite_problems(names: str) -> list[Path]:
-    return [HERE / "suite" / f"{name.strip()}.py" for name in names.split(",") if name.strip()]
+    """Problem files by name: 'NN_name' in eval/suite, 'folder/name' relative to eval/ (e.g. ablation/...)."""
+    return [HERE / f"{name}.py" if "/" in name else HERE / "suite" / f"{name}.py"
+            for name in (n.strip() for n in names.split(",")) if name]

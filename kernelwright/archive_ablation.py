@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SOFTMAX_FAMILY, ablation, first_run, markdown,
-                                                     report, second_run, suite_problems)
+from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY, ablation,
+                                                     first_run, markdown, report, second_run, suite_problems)
 
-FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY}
+FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
 
 
 def _embedding(choice: str) -> Any:
@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--family", choices=sorted(FAMILIES), default="softmax",
                         help="softmax: the suite's softmax variants; row_norm: row softmax / layer norm, alone and "
-                             "after a GEMM (one kernel form, so settings can carry over)")
+                             "after a GEMM (one kernel form, so settings can carry over); same_width: five row "
+                             "normalisations of one width and dtype (eval/ablation/)")
     parser.add_argument("--problems", default="", help="comma-separated suite problem names (instead of --family)")
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--candidates", type=int, default=3)

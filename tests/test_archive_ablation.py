@@ -126,3 +126,24 @@ def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases
 
     assert over_gpus(argv, ["a", "b"], ["0", "1"], failing) == 3
     assert phases == ["empty", "empty"]  # the second phase never starts
+
+
+def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares_one_kernel_form() -> None:
+    """The families the command offers exist; the same-width one is five row normalisations whose single
+    row kernel has the same tunables (the point of that family), each plan matching its Model on CPU."""
+    from kernelwright.agents.offline.check import check_problem
+    from kernelwright.agents.offline.propose import plans_for, trace_all
+    from kernelwright.agents.offline.space import plan_space
+    from kernelwright.archive_ablation import FAMILIES
+    from kernelwright.eval.bench_archive_ablation import SAME_WIDTH_FAMILY, suite_problems
+
+    for name, family in FAMILIES.items():
+        paths = suite_problems(",".join(family))
+        assert len(paths) == len(family) >= 4 and all(p.exists() for p in paths), name
+    spaces = set()
+    for path in suite_problems(",".join(SAME_WIDTH_FAMILY)):
+        plan = plans_for(trace_all(path))["fused"][0]
+        assert [s.kind for s in plan.steps] == ["reduction"], path.name
+        spaces.add(tuple(plan_space(plan).to_dict()))
+        assert check_problem(path).passed, path.name
+    assert spaces == {("k0.TPR", "k0.RPB", "k0.CACHE", "k0.TWOPASS")}
