@@ -15,11 +15,11 @@ from __future__ import annotations
 import ast
 import random
 import re
-import warnings
 import threading
+import warnings
 from concurrent.futures import Future
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -67,11 +67,18 @@ class OfflineSession:
 
 
 def _trace_quietly(problem_path: str) -> list[Any]:
+    """The problem traced for every input shape; a problem torch.export cannot trace is one the offline
+    translator does not support (OfflineUnsupported, reported as the run's error, not a crash)."""
+    from kernelwright.agents.offline import OfflineUnsupported
     from kernelwright.agents.offline.propose import trace_all
+    from kernelwright.agents.offline.trace import TraceFailure
 
     with warnings.catch_warnings():  # torch.export's own deprecation chatter is not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
-        return trace_all(problem_path)
+        try:
+            return trace_all(problem_path)
+        except TraceFailure as exc:
+            raise OfflineUnsupported(f"cannot trace the problem: {exc.message}", where=problem_path) from None
 
 
 def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:

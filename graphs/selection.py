@@ -33,8 +33,21 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
                               "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
     spent = dict(state.get("spent") or {})
     spent["generations"] = spent.get("generations", 0) + 1
-    update["stop_reason"] = exhausted(state.get("budget"), spent) or _nothing_verifiable(state)
+    update["stop_reason"] = (exhausted(state.get("budget"), spent) or _nothing_verifiable(state)
+                             or _nothing_to_propose(state, runtime.context))
     return update
+
+
+def _nothing_to_propose(state: KState, ctx: KContext) -> str | None:
+    """No LLM, and the offline translator could not translate the problem: later generations would have
+    nothing to start from either."""
+    if ctx.has_llm or state.get("candidates"):
+        return None
+    why = next((e.get("message") for e in state.get("errors") or [] if e.get("kind") == "offline_unsupported"), None)
+    if why is None:
+        return None
+    return (f"nothing to propose: the offline translator does not support this problem ({why}); "
+            "an LLM (OPENAI_API_KEY, or OPENAI_BASE_URL and a model) can try it")
 
 
 def _nothing_verifiable(state: KState) -> str | None:

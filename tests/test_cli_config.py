@@ -12,7 +12,7 @@ from conftest import RELU_CANDIDATE
 import structlog
 from typer.testing import CliRunner
 
-from kernelwright.cli import EXIT_BAD_INPUT, EXIT_NEEDS_GPU, app
+from kernelwright.cli import EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, app
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 
@@ -112,6 +112,20 @@ def test_run_without_an_llm_goes_offline_compiles_then_needs_a_gpu(tmp_path: Pat
     assert metas and all(m["agent"] == "offline" and m["variant"] for m in metas)
     reports = [json.loads(p.read_text()) for p in run_dir.glob("candidates/*/report.json")]
     assert len(reports) == len(metas) and {r["status"] for r in reports} == {"needs_gpu"}
+
+
+def test_run_without_an_llm_on_a_problem_the_offline_translator_cannot_trace_says_so(tmp_path: Path,
+                                                                                    build_cache: Path) -> None:
+    """Data-dependent control flow defeats torch.export: no candidate, a named reason, an exit code of its
+    own, one generation (it used to raise out of the translate node)."""
+    result = runner.invoke(app, ["run", str(FIX / "problems" / "data_dependent.py"), "--runs-dir", str(tmp_path)],
+                           env={**_no_gpu_env(build_cache), "OPENAI_API_KEY": "", "OPENAI_BASE_URL": ""})
+    assert result.exit_code == EXIT_NO_LLM, result.output
+    text = " ".join(result.output.split())
+    assert "nothing to propose" in text and "cannot trace the problem" in text and "OPENAI_API_KEY" in text
+    (run_dir,) = tmp_path.iterdir()
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["generations_done"] == 1 and not list(run_dir.glob("candidates/*"))
 
 
 @pytest.mark.nvcc
