@@ -138,9 +138,14 @@ def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any,
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| problem | target (best, empty archive) | evaluations, empty | evaluations, filled | best, filled |",
              "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['problem']} | {r['target_speedup'] or 0:.2f}x | {r['n_empty']} | {r['n_filled']} | "
-              f"{r['best_filled'] or 0:.2f}x |" for r in rows]
+    lines += [f"| {r['problem']} | {_times(r['target_speedup'])} | {r['n_empty'] or '-'} | {r['n_filled'] or '-'} | "
+              f"{_times(r['best_filled'])} |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _times(speedup: float | None) -> str:
+    """A missing figure (nothing verified, e.g. no GPU) reads as '-', never as 0.00x."""
+    return f"{speedup:.2f}x" if speedup else "-"
 
 
 def suite_problems(names: str) -> list[Path]:

@@ -147,3 +147,11 @@ def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares
         spaces.add(tuple(plan_space(plan).to_dict()))
         assert check_problem(path).passed, path.name
     assert spaces == {("k0.TPR", "k0.RPB", "k0.CACHE", "k0.TWOPASS")}
+
+
+def test_the_table_shows_a_missing_figure_as_a_dash_not_zero() -> None:
+    from kernelwright.eval.bench_archive_ablation import markdown
+
+    text = markdown([{"problem": "p", "target_speedup": None, "n_empty": None, "n_filled": None, "best_filled": None},
+                     {"problem": "q", "target_speedup": 1.5, "n_empty": 3, "n_filled": 1, "best_filled": 1.52}])
+    assert "| p | - | - | - | - |" in text and "| q | 1.50x | 3 | 1 | 1.52x |" in text and "0.00x" not in text
