@@ -29,6 +29,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from kernelwright.eval.bench_offline import speedup_text
+
 HERE = Path(__file__).resolve().parent
 SOFTMAX_FAMILY = ("26_softmax_rows", "27_log_softmax_dim1_bf16", "14_linear_bias_softmax", "24_conv2d_channel_softmax",
                   "38_causal_masked_softmax")
@@ -138,14 +140,9 @@ def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any,
 def markdown(rows: Sequence[dict[str, Any]]) -> str:
     lines = ["| problem | target (best, empty archive) | evaluations, empty | evaluations, filled | best, filled |",
              "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['problem']} | {_times(r['target_speedup'])} | {r['n_empty'] or '-'} | {r['n_filled'] or '-'} | "
-              f"{_times(r['best_filled'])} |" for r in rows]
+    lines += [f"| {r['problem']} | {speedup_text(r['target_speedup'])} | {r['n_empty'] or '-'} | "
+              f"{r['n_filled'] or '-'} | {speedup_text(r['best_filled'])} |" for r in rows]
     return "\n".join(lines) + "\n"
-
-
-def _times(speedup: float | None) -> str:
-    """A missing figure (nothing verified, e.g. no GPU) reads as '-', never as 0.00x."""
-    return f"{speedup:.2f}x" if speedup else "-"
 
 
 def suite_problems(names: str) -> list[Path]:

@@ -189,16 +189,18 @@ def summarise(rows: list[dict[str, Any]], categories: dict[str, str]) -> dict[st
     }
 
 
-def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
-    def f(x: Any) -> str:
-        return f"{x:.2f}x" if isinstance(x, (int, float)) else "-"
+def speedup_text(speedup: Any) -> str:
+    """'1.23x', or '-' where there is no figure (nothing verified, or not measured): never a made-up 0.00x."""
+    return f"{speedup:.2f}x" if isinstance(speedup, (int, float)) else "-"
 
+
+def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
     lines = ["| problem | category | status | success | vs eager | vs compile | variant | kept ATen ops |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['problem']} | {categories.get(r['problem'], '')} | {r.get('status', '?')} | "
-                     f"{'yes' if r.get('success') else 'no'} | {f(r.get('speedup_vs_eager'))} | "
-                     f"{f(r.get('speedup_vs_compile'))} | {r.get('best_variant', '-')} | "
+                     f"{'yes' if r.get('success') else 'no'} | {speedup_text(r.get('speedup_vs_eager'))} | "
+                     f"{speedup_text(r.get('speedup_vs_compile'))} | {r.get('best_variant', '-')} | "
                      f"{', '.join(r.get('kept_aten_ops', [])) or '-'} |")
     lines += ["", "```json", json.dumps(summary, indent=2), "```"]
     return "\n".join(lines) + "\n"
@@ -309,7 +311,8 @@ def _over_gpus(argv: list[str], out: Path, problems: list[Path], pending: list[P
         if problem.stem in owner and child.exists():
             row = {**json.loads(child.read_text()), "gpu_index": owner[problem.stem]}
             path.write_text(json.dumps(row, indent=2, default=str))
-        if path.exists():
+            rows.append(row)
+        elif path.exists():  # measured by an earlier run
             rows.append(json.loads(path.read_text()))
     summary = _write_summary(out, rows, categories, started, partial=len(rows) < len(problems))
     print(json.dumps(summary, indent=2))

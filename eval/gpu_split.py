@@ -53,10 +53,11 @@ def _spawn(command: list[str], env: dict[str, str], cores: Sequence[int] | None)
     return subprocess.Popen(command, env=env, preexec_fn=pin)
 
 
-def run_on_gpus(module: str, argvs: Sequence[list[str]], gpus: Sequence[str], spawn: Spawn = _spawn) -> list[int]:
+def run_on_gpus(module: str, argvs: Sequence[list[str]], gpus: Sequence[str], spawn: Spawn | None = None) -> list[int]:
     """`python -P -m module *argvs[i]` on gpus[i], all at once; their exit statuses, after all have ended.
     (-P: a source checkout's kernelwright/ folder in the working directory must not shadow the installed
     package.)"""
+    spawn = spawn or _spawn
     shares = cpu_shares(len(gpus))
     children = [spawn([sys.executable, "-P", "-m", module, *argv], {**os.environ, "CUDA_VISIBLE_DEVICES": gpu}, cores)
                 for argv, gpu, cores in zip(argvs, gpus, shares)]

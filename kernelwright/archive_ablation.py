@@ -15,6 +15,7 @@ from typing import Any
 
 from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY, ablation,
                                                      first_run, markdown, report, second_run, suite_problems)
+from kernelwright.eval.gpu_split import parse_gpus
 
 FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
 
@@ -34,8 +35,7 @@ def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], s
     for phase in ("empty", "filled"):
         groups = [(gpu, group) for gpu, group in zip(gpus, round_robin(family, len(gpus))) if group]
         argvs = [[*base, "--phase", phase, "--only", ",".join(group)] for _, group in groups]
-        codes = run_on_gpus("kernelwright.archive_ablation", argvs, [gpu for gpu, _ in groups],
-                            **({"spawn": spawn} if spawn else {}))
+        codes = run_on_gpus("kernelwright.archive_ablation", argvs, [gpu for gpu, _ in groups], spawn)
         if any(codes):
             print(f"phase {phase}: a child process failed (exit {[c for c in codes if c]})", file=sys.stderr)
             return next(c for c in codes if c)
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     conditions = {"start": args.start, "generations": args.generations, "candidates": args.candidates,
                   "embedding": embedding.name(), "compile_baseline": args.compile_baseline}
     mine = [p for p in problems if not args.only or p.stem in args.only.split(",")]
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    gpus = parse_gpus(args.gpus)
     if args.phase == "all" and gpus:
         failed = over_gpus(sys.argv[1:] if argv is None else list(argv), family, gpus)
         summary = report(args.out, family, conditions)

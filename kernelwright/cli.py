@@ -153,11 +153,10 @@ def _print_run_result(console: Console, result: Any) -> None:
     reason = result.state.get("stop_reason") or ""
     if reason.startswith("generations"):
         console.print(f"finished: {reason.split(':')[1].split(' of ')[0].strip()} generation(s)")
-    elif reason.startswith("no CUDA GPU"):
+    elif reason.startswith(("no CUDA GPU", "nothing to propose")):
         console.print(f"stopped after the first generation: {reason}")
-    elif reason.startswith("nothing to propose"):
-        console.print(f"stopped after the first generation: {reason}")
-        raise typer.Exit(EXIT_NO_LLM)
+        if reason.startswith("nothing to propose"):
+            raise typer.Exit(EXIT_NO_LLM)
     elif reason:
         console.print(f"stopped early: budget reached ({reason})")
     if best:
