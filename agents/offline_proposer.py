@@ -31,6 +31,7 @@ from kernelwright.tools.source_hash import candidate_id
 
 log = structlog.get_logger(__name__)
 AGENT = "offline"
+SEED_POOL = 256  # archive records re-ranked for seeds: enough to reach past the nearest runs
 _TUNABLES_RE = re.compile(r"^Tunables: (.*)\.$", re.M)
 
 
@@ -184,8 +185,10 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     from kernelwright.agents.offline.propose import tuning_target
     from kernelwright.memory.prompting import retrieve_examples
 
+    # Two kernels a run, from a wide pool: every kernel of a run shares its problem's similarity, so plain
+    # top-k would be the nearest one or two runs only, and a farther run's winner would never be tried.
     hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
-                             gpu_arch=ctx.settings.gpu_arch, diversity=0.0)
+                             gpu_arch=ctx.settings.gpu_arch, diversity=0.0, pool=SEED_POOL, per_run=2)
     hits = seed_order(hits)
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused")
     if target is None:

@@ -24,6 +24,7 @@ Phases can run as separate processes, e.g. one per GPU: each writes DIR/first|se
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -115,13 +116,31 @@ def report(out: Path, family: Sequence[str], conditions: dict[str, Any] | None =
                      "best_filled": second["best"]})
     helped = [r for r in rows if r["n_empty"] and r["n_filled"] and r["n_filled"] < r["n_empty"]]
     hurt = [r for r in rows if r["n_empty"] and (not r["n_filled"] or r["n_filled"] > r["n_empty"])]
+    counted = [r for r in rows if r["n_empty"]]
     summary = {"conditions": conditions or {}, "rows": rows, "helped": len(helped), "hurt": len(hurt),
-               "problems": len(rows),
-               "median_n_empty": statistics.median([r["n_empty"] for r in rows if r["n_empty"]] or [0]),
-               "median_n_filled": statistics.median([r["n_filled"] for r in rows if r["n_filled"]] or [0])}
+               "problems": len(rows), "median_n_empty": median_count([r["n_empty"] for r in counted]),
+               "median_n_filled": median_count([r["n_filled"] for r in counted])}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "ablation.md").write_text(markdown(rows))
+    (out / "ablation.md").write_text(markdown(rows) + summary_line(summary))
     return summary
+
+
+def median_count(counts: Sequence[int | None]) -> float | None:
+    """Median evaluations to the target, a run that never reached it (None) counting as more than any;
+    None when that middle falls on such a run (or there are no runs)."""
+    if not counts:
+        return None
+    middle = statistics.median([math.inf if c is None else c for c in counts])
+    return None if math.isinf(middle) else middle
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    def count(value: float | None) -> str:
+        return "not reached" if value is None else f"{value:g}"
+
+    return (f"\nThe filled archive helped {summary['helped']} of {summary['problems']} problems and hurt "
+            f"{summary['hurt']}; median evaluations to the target: empty {count(summary['median_n_empty'])}, "
+            f"filled {count(summary['median_n_filled'])} (a run that never reached it counts as more than any).\n")
 
 
 def ablation(problems: Sequence[Path], out: Path, run: RunOne, embedding: Any,

@@ -267,11 +267,12 @@ class KernelArchive:
                 offset += page
 
     def search(self, query: Any, k: int = 4, *, gpu_arch: str | None = None, diversity: float = 0.3,
-               pool: int = 32, verified_only: bool = True) -> list[SearchHit]:
+               pool: int = 32, verified_only: bool = True, per_run: int = 0) -> list[SearchHit]:
         """Top-k kernels for a ProblemSignature / FunctionalForm / its dict / free text.
 
         Verified only (by default). The pool to re-rank is the `pool` nearest plus the `pool`
         nearest measured on `gpu_arch`, so a same-arch kernel further away in text still counts.
+        `per_run` > 0: at most that many kernels of one run (see ranking.select).
         """
         sig, text = _query_signature(query)
         vector = self.embedding([text])[0]
@@ -282,7 +283,7 @@ class KernelArchive:
                 pooled = self._pool_filtered(col, vector, int(col.count()), pool, gpu_arch, verified_only)
             if not pooled:
                 return []
-            picked = select(pooled, sig, k, gpu_arch=gpu_arch, diversity=diversity)
+            picked = select(pooled, sig, k, gpu_arch=gpu_arch, diversity=diversity, per_run=per_run)
             ids, docs = _ids_docs(col.get(ids=[c.id for c, _ in picked], include=["documents"]))
         by_id = {i: _parse(d, verify=False) for i, d in zip(ids, docs)}
         return [SearchHit(by_id[c.id], score, c.similarity) for c, score in picked if c.id in by_id]

@@ -21,15 +21,17 @@ log = structlog.get_logger(__name__)
 
 
 def retrieve_examples(archive: KernelArchive | str | Path | None, query: Any, *, k: int = 3,
-                      gpu_arch: str | None = None, diversity: float = 0.3) -> list[SearchHit]:
+                      gpu_arch: str | None = None, diversity: float = 0.3, pool: int = 32,
+                      per_run: int = 0) -> list[SearchHit]:
     """`archive.search(...)`, or [] with a warning when the archive cannot answer (whatever the cause)."""
     if archive is None:
         return []
+    options = {"gpu_arch": gpu_arch, "diversity": diversity, "pool": pool, "per_run": per_run}
     try:
         if not isinstance(archive, KernelArchive):
             with KernelArchive.open_local(archive, create=False, lock_timeout_s=10.0) as opened:
-                return opened.search(query, k, gpu_arch=gpu_arch, diversity=diversity)
-        return archive.search(query, k, gpu_arch=gpu_arch, diversity=diversity)
+                return opened.search(query, k, **options)
+        return archive.search(query, k, **options)
     except Exception as exc:  # the archive is an aid: no failure of it may stop a run
         log.warning("archive_unavailable", error=f"{type(exc).__name__}: {exc}",
                     archive=str(getattr(archive, "where", archive)))

@@ -112,14 +112,18 @@ class _Features:
 
 def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: int, *, gpu_arch: str | None = None,
            diversity: float = 0.3, weights: RankWeights = RankWeights(),
-           duplicate: float = 0.95) -> list[tuple[Candidate, float]]:
+           duplicate: float = 0.95, per_run: int = 0) -> list[tuple[Candidate, float]]:
     """Up to k (candidate, relevance) pairs; diversity 0 = pure relevance, 1 = pure novelty (MMR).
 
     With diversity > 0 a near copy of a picked kernel (redundancy >= `duplicate`: same problem,
     same techniques) waits until nothing else is left, so k examples are never k copies of one idea.
+    `per_run` > 0 keeps at most that many of one run's kernels (the most relevant), so one long run
+    cannot fill all k places.
     """
     q = QueryFeatures.of(query)
     scored = sorted(((c, relevance(c, q, gpu_arch, weights)) for c in candidates), key=lambda x: -x[1])
+    if per_run > 0:
+        scored = _cap_per_run(scored, per_run)
     if diversity <= 0.0 or not scored:
         return scored[:k]
     lam = 1.0 - min(diversity, 1.0)
@@ -137,3 +141,15 @@ def select(candidates: Sequence[Candidate], query: ProblemSignature | None, k: i
         for i in rest:
             penalty[i] = max(penalty[i], feats.redundancy(i, best))
     return [scored[i] for i in picked]
+
+
+def _cap_per_run(scored: list[tuple[Candidate, float]], per_run: int) -> list[tuple[Candidate, float]]:
+    """`scored` (best first) with at most `per_run` entries of each run id; records without one stand alone."""
+    taken: dict[str, int] = {}
+    out = []
+    for cand, score in scored:
+        run = str(cand.metadata.get("run_id") or "") or cand.id
+        if taken.get(run, 0) < per_run:
+            taken[run] = taken.get(run, 0) + 1
+            out.append((cand, score))
+    return out

@@ -126,6 +126,21 @@ def test_diversity_gives_different_ideas_not_copies(archive: KernelArchive) -> N
     assert len(archive.search(signature("softmax"), k=8)) == 8  # copies still fill k when nothing else is left
 
 
+def test_per_run_keeps_a_long_run_from_filling_every_place(archive: KernelArchive) -> None:
+    # One long run of the nearest problem, two shorter runs of farther ones: plain top-k is all the long run.
+    long_run = [make_record("softmax", variant=i, speedup=1.0 + i / 10, run_id="long") for i in range(10)]
+    near = [make_record("attention", variant=20 + i, run_id="near") for i in range(3)]
+    far = [make_record("layernorm", variant=30 + i, run_id="far") for i in range(3)]
+    archive.add_many([*long_run, *near, *far])
+    plain = archive.search(signature("softmax"), k=6, diversity=0.0)
+    assert {h.record.run_id for h in plain} == {"long"}
+    capped = archive.search(signature("softmax"), k=6, diversity=0.0, per_run=2, pool=64)
+    runs = [h.record.run_id for h in capped]
+    assert sorted(runs) == ["far", "far", "long", "long", "near", "near"]
+    # the long run's two are its fastest (speedup breaks the tie of equal similarity)
+    assert sorted(h.record.speedup_vs_eager for h in capped if h.record.run_id == "long") == [1.8, 1.9]
+
+
 def test_stats_and_entries(archive: KernelArchive) -> None:
     archive.add_many(synthetic_records(30))
     stats = archive.stats()

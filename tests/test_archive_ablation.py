@@ -89,6 +89,9 @@ def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) 
     assert (rows["a"]["n_empty"], rows["a"]["n_filled"]) == (3, 1)
     assert (rows["b"]["n_empty"], rows["b"]["n_filled"]) == (2, None)  # never reached 2.0 with the archive
     assert summary["helped"] == 1 and summary["hurt"] == 1 and summary["conditions"] == {"start": "random"}
+    # b never reached its target with the archive: that counts against the median, not out of it
+    assert summary["median_n_empty"] == 2.5 and summary["median_n_filled"] is None
+    assert "median evaluations to the target: empty 2.5, filled not reached" in (out / "ablation.md").read_text()
     assert archived["a-empty"] == 0 and archived["b-filled"] == 0  # the stand-in runs left no run folders to archive
 
 
@@ -147,6 +150,14 @@ def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares
         spaces.add(tuple(plan_space(plan).to_dict()))
         assert check_problem(path).passed, path.name
     assert spaces == {("k0.TPR", "k0.RPB", "k0.CACHE", "k0.TWOPASS")}
+
+
+def test_the_median_counts_a_run_that_never_reached_the_target_as_the_slowest() -> None:
+    from kernelwright.eval.bench_archive_ablation import median_count
+
+    assert median_count([2, 1, None, 1, 1]) == 1
+    assert median_count([6, None, None]) is None
+    assert median_count([3, 1]) == 2 and median_count([]) is None
 
 
 def test_the_table_shows_a_missing_figure_as_a_dash_not_zero() -> None:
