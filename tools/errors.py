@@ -119,11 +119,32 @@ class WorkerCrash(KernelwrightError):
         self.log_tail = log_tail
 
 
+class DoesNotFit(KernelwrightError):
+    """The problem's tensors (inputs, reference and candidate outputs of one input set) do not fit the GPU."""
+
+    kind = "does_not_fit"
+
+
+class ResourceLimit(KernelwrightError):
+    """A worker went past a resource limit the harness enforces (host memory); it was stopped."""
+
+    kind = "resource_limit"
+
+    def __init__(self, message: str, *, reason: str, where: str | None = None, details: dict[str, Any] | None = None):
+        super().__init__(message, where=where, details=details)
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["reason"] = self.reason
+        return out
+
+
 ERROR_TYPES: dict[str, type[KernelwrightError]] = {
     cls.__name__: cls
     for cls in (
         KernelwrightError, ProblemError, LoadError, ReferenceFailure, CompileError, CorrectnessError, IntegrityError,
-        BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash,
+        BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit,
     )
 }
 
@@ -142,6 +163,8 @@ def error_from_dict(data: dict[str, Any]) -> KernelwrightError:
                             diagnostics=diags, where=where)
     if cls is IntegrityError:
         return IntegrityError(str(data.get("reason", "unknown")), message, where=where, details=details)
+    if cls is ResourceLimit:
+        return ResourceLimit(message, reason=str(data.get("reason", "resource_limit")), where=where, details=details)
     if cls is ToolTimeout:
         return ToolTimeout(message, timeout_s=float(details.get("timeout_s", 0.0)), where=where)
     if cls is WorkerCrash:

@@ -306,20 +306,24 @@ class Evaluator:
             if warning := throttle_warning(before, after):
                 report.weak_checks.append(f"clocks changed during timing: {warning}")
 
-    def _sanitize(self, candidate: Path, report: EvalReport) -> None:
-        from kernelwright.tools.sanitizer import sanitize
+    def sanitize(self, candidate: str | Path) -> Any:
+        """compute-sanitizer memcheck over one call of `candidate` (a SanitizeVerdict): run on the winner of a
+        run or benchmark problem before it is reported as verified."""
+        from kernelwright.tools.sanitizer import sanitize_verdict
 
-        try:
-            result = sanitize(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
-                              env={**os.environ, **self.options.env})
-        except ToolUnavailable as exc:
-            report.weak_checks.append(f"sanitizer unavailable: {exc}")
-            return
-        report.sanitizer = result.to_dict()
-        if not result.clean:
-            report.status, report.reason = "rejected", "out_of_bounds"
-            report.message = (f"compute-sanitizer found {result.errors} memory error(s): "
-                              + "; ".join(result.first_errors[:2]))
+        verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
+                                   env={**os.environ, **self.options.env})
+        self.log.info("candidate_sanitized", candidate=Path(candidate).name, status=verdict.status,
+                      seconds=round(verdict.seconds, 1))
+        return verdict
+
+    def _sanitize(self, candidate: Path, report: EvalReport) -> None:
+        verdict = self.sanitize(candidate)
+        report.sanitizer = verdict.to_dict()
+        if verdict.status == "out_of_bounds":
+            report.status, report.reason, report.message = "rejected", "out_of_bounds", verdict.message
+        elif not verdict.sanitized:
+            report.weak_checks.append(f"sanitizer: {verdict.message}")
 
     def _judge_trial(self, report: EvalReport, i: int, out: list[torch.Tensor], ref_out: list[torch.Tensor],
                      phase: str, ref: ReferenceData, previous: list[list[torch.Tensor]] = ()) -> None:

@@ -14,9 +14,11 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from kernelwright.tools.errors import ToolTimeout, ToolUnavailable
+from kernelwright.tools.errors import KernelwrightError, ToolTimeout, ToolUnavailable
 from kernelwright.tools.procenv import scrubbed_env
 
 _SUMMARY_RE = re.compile(r"ERROR SUMMARY:\s*(\d+) error")
@@ -71,3 +73,47 @@ def sanitize(problem: str, candidate: str, *, tool: str = "memcheck", timeout_s:
         raise ToolUnavailable("compute-sanitizer cannot run on this device: " + output.strip()[-300:], where="sanitizer")
     first = tuple(e.strip() for e in _ERROR_RE.findall(output))[:5]
     return SanitizerReport(tool, errors, first, proc.returncode, output[-4000:])
+
+
+SanitizeStatus = Literal["clean", "out_of_bounds", "unavailable", "timeout", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class SanitizeVerdict:
+    """The winner's memcheck pass as reports show it: `sanitized` is True only when memcheck ran and found
+    nothing; `status` says what happened otherwise (errors found, tool missing, timed out)."""
+
+    status: SanitizeStatus
+    message: str
+    seconds: float
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sanitized(self) -> bool:
+        return self.status == "clean"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "sanitized": self.sanitized, "message": self.message,
+                "seconds": round(self.seconds, 3), "report": self.report}
+
+
+def sanitize_verdict(problem: str, candidate: str, *, timeout_s: float = 600.0,
+                     env: dict[str, str] | None = None) -> SanitizeVerdict:
+    """Run memcheck over one call of the candidate and name the outcome; never raises for a tool problem."""
+    started = time.perf_counter()
+    try:
+        result = sanitize(problem, candidate, timeout_s=timeout_s, env=env)
+    except ToolUnavailable as exc:
+        return SanitizeVerdict("unavailable", exc.message, time.perf_counter() - started)
+    except ToolTimeout as exc:
+        return SanitizeVerdict("timeout", exc.message, time.perf_counter() - started)
+    except (KernelwrightError, OSError) as exc:
+        return SanitizeVerdict("error", str(exc), time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    if result.clean:
+        return SanitizeVerdict("clean", "compute-sanitizer memcheck found no memory errors", seconds, result.to_dict())
+    if result.errors > 0:
+        return SanitizeVerdict("out_of_bounds", f"compute-sanitizer found {result.errors} memory error(s): "
+                               + "; ".join(result.first_errors[:2]), seconds, result.to_dict())
+    return SanitizeVerdict("error", f"the candidate failed under compute-sanitizer (exit code {result.exit_code}): "
+                           + result.output_tail.strip()[-300:], seconds, result.to_dict())
