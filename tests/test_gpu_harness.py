@@ -57,6 +57,7 @@ def test_cheating_kernel_is_rejected_for_its_reason(cheat: Path, evaluators) -> 
 
 @pytest.mark.parametrize("problem,candidate", [
     ("relu_affine", "relu_affine_raw.py"),
+    ("relu_affine_large", "relu_affine_raw.py"),  # also judged at another batch size (its constants scale)
     ("softmax_rows", "softmax_raw.py"),
     ("relu_affine_shapes", "relu_affine_raw.py"),
     ("softmax_rows", "softmax_inline.py"),
@@ -69,6 +70,11 @@ def test_honest_kernel_passes_and_is_timed(problem: str, candidate: str, evaluat
     assert report.timing["candidate"]["median_ms"] > 0
     assert report.speedup_vs_eager is not None and report.speedup_vs_eager > 0
     assert all(o["passed"] for t in report.trials for o in t["outputs"])
+    phases = {t["phase"] for t in report.trials}
+    assert {"trial", "timed_call", "refilled_inputs", "first_call"} <= phases, phases
+    if problem == "relu_affine_large":
+        assert "unseen_size" in phases and report.floor and report.floor["floor_ms"] > 0, report.floor
+        assert report.timing["candidate"]["median_ms"] > report.floor["floor_ms"]
 
 
 def test_timing_is_repeatable(evaluators) -> None:
@@ -106,3 +112,24 @@ def test_sanitizer_flags_out_of_bounds_write_and_passes_honest_kernel() -> None:
     assert not bad.clean and bad.errors > 0, bad.output_tail
     good = sanitize(problem, str(RELU_CANDIDATE), timeout_s=300)
     assert good.clean, good.output_tail
+
+
+def test_spinning_kernel_is_caught_fast_and_a_ready_worker_replaces_it(build_cache: Path) -> None:
+    """The watchdog scales with the reference's call (max(10 s, 100x)), and a standby worker is already up."""
+    import time
+
+    options = WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})
+    settings = EvalSettings(compile_baseline=False, bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
+    with Evaluator(FIXTURES / "problems" / "relu_affine.py", settings, options) as ev:
+        ev.evaluate(RELU_CANDIDATE)  # warm: reference computed, workers up
+        started = time.perf_counter()
+        hung = ev.evaluate(FIXTURES / "cheats" / "hang_kernel.py")
+        caught_s = time.perf_counter() - started
+        started = time.perf_counter()
+        again = ev.evaluate(RELU_CANDIDATE)
+        next_s = time.perf_counter() - started
+    print(f"hang caught in {caught_s:.1f} s; next candidate evaluated in {next_s:.1f} s")
+    assert hung.reason == "timeout", hung.message
+    assert caught_s < 30, caught_s
+    assert again.status == "passed", again.message
+    assert again.durations_s["load"] < 10, again.durations_s

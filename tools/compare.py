@@ -56,8 +56,13 @@ class OutputComparison:
         return out
 
 
+CHUNK_ELEMENTS = 1 << 25  # elements compared per step: a few hundred MB of scratch whatever the output's size
+
+
 def compare_output(index: int, out: torch.Tensor, ref: torch.Tensor, tol: Tolerance, *,
                    check_rel_l2: bool = True) -> OutputComparison:
+    """Judge one output against the reference, chunk by chunk on the tensors' own device (the GPU in a run),
+    so outputs of gigabytes need only bounded scratch memory."""
     def fail(kind: str, message: str, **stats: Any) -> OutputComparison:
         base = dict(max_abs_err=float("inf"), max_rel_err=float("inf"), mismatch_fraction=1.0,
                     first_bad_index=None, rel_l2=None, rel_l2_checked=False)
@@ -70,49 +75,90 @@ def compare_output(index: int, out: torch.Tensor, ref: torch.Tensor, tol: Tolera
         return fail("dtype_mismatch", f"output {index}: dtype {out.dtype} != reference {ref.dtype}")
     if out.numel() == 0:
         return OutputComparison(index, True, None, "empty output", 0.0, 0.0, 0.0, None, None, False)
-    # float32 arithmetic is exact enough to judge fp32/fp16/bf16 tolerances and several times cheaper
-    # than float64 on large outputs; norms accumulate in float64.
-    work = torch.float32 if out.dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float64
-    o, r = out.to(work), ref.to(work)
-    # Few full passes over the tensors (outputs reach hundreds of MB): maxima double as finiteness tests
-    # (max propagates NaN), and buffers are reused in place.
-    diff = torch.sub(o, r).abs_()
-    abs_r = r.abs()
-    scratch = torch.mul(abs_r, tol.rtol).add_(tol.atol)
-    bad = torch.le(diff, scratch).logical_not_()  # NaN compares false, so NaN is bad
-    if not math.isfinite(float(abs_r.max())):
-        same = (o == r) | (torch.isnan(o) & torch.isnan(r))  # equal infinities (and NaN only where the reference has it)
-        bad &= ~same
-        diff = torch.where(same, torch.zeros_like(diff), diff)
-    n_bad = int(bad.sum())
-    max_abs = float(diff.max())
-    finite_diff = math.isfinite(max_abs)
-    max_abs = max_abs if finite_diff else float("inf")
-    max_rel = float("inf")
-    if finite_diff:
-        max_rel = float(torch.div(diff, abs_r.clamp_min_(1e-12), out=scratch).max())
-        max_rel = max_rel if math.isfinite(max_rel) else float("inf")
-    first = tuple(int(i) for i in torch.nonzero(bad)[0].tolist()) if n_bad else None
+    acc = _Streaming(tol)
+    o_flat, r_flat = _flat(out), _flat(ref.to(out.device))
+    for start in range(0, o_flat.numel(), CHUNK_ELEMENTS):
+        acc.add(o_flat[start:start + CHUNK_ELEMENTS], r_flat[start:start + CHUNK_ELEMENTS], start)
+    first = _unravel(acc.first_bad, tuple(out.shape)) if acc.first_bad is not None else None
     rel_l2 = None
-    if out.is_floating_point() and finite_diff:
-        denom, num = _norm(r), _norm(diff)
+    if out.is_floating_point() and acc.finite:
+        denom, num = math.sqrt(acc.ref_sq), math.sqrt(acc.diff_sq)
         rel_l2 = num / denom if denom > 0 else (0.0 if num == 0 else float("inf"))
-    stats = dict(max_abs_err=max_abs, max_rel_err=max_rel, mismatch_fraction=n_bad / out.numel(),
+    max_abs = acc.max_abs if acc.finite else float("inf")
+    max_rel = acc.max_rel if acc.finite and math.isfinite(acc.max_rel) else float("inf")
+    stats = dict(max_abs_err=max_abs, max_rel_err=max_rel, mismatch_fraction=acc.n_bad / out.numel(),
                  first_bad_index=first, rel_l2=rel_l2, rel_l2_checked=check_rel_l2 and rel_l2 is not None)
-    if n_bad:
-        poisoned = _poison_mask(out)
-        n_poison = int((poisoned & bad).sum()) if poisoned is not None else 0
-        if n_poison:
-            return fail("unwritten_output", f"output {index}: {n_poison} of {out.numel()} elements were never written "
+    if acc.n_bad:
+        if acc.n_poison:
+            return fail("unwritten_output", f"output {index}: {acc.n_poison} of {out.numel()} elements were never written "
                         "(they still hold the harness's poison bytes: partial write or reliance on stale memory)", **stats)
-        if bool(torch.isnan(o[bad]).any()):
+        if acc.nan_where_bad:
             return fail("nan_output", f"output {index}: NaN where the reference is finite, first at {first}", **stats)
-        return fail("wrong_output", f"output {index}: {n_bad} of {out.numel()} elements outside tolerance "
+        return fail("wrong_output", f"output {index}: {acc.n_bad} of {out.numel()} elements outside tolerance "
                     f"(atol={tol.atol}, rtol={tol.rtol}); max abs err {max_abs:.3g}, first at {first}", **stats)
     if check_rel_l2 and rel_l2 is not None and rel_l2 > tol.rel_l2:
         return fail("degenerate_output", f"output {index}: passes the elementwise tolerance only because the reference "
                     f"is small; relative L2 error {rel_l2:.3g} > {tol.rel_l2}", **stats)
     return OutputComparison(index, True, None, "ok", **stats)
+
+
+class _Streaming:
+    """Error statistics accumulated over chunks of one output (flat, logical order)."""
+
+    def __init__(self, tol: Tolerance) -> None:
+        self.tol = tol
+        self.n_bad = self.n_poison = 0
+        self.nan_where_bad = False
+        self.first_bad: int | None = None
+        self.max_abs = self.max_rel = 0.0
+        self.ref_sq = self.diff_sq = 0.0
+        self.finite = True  # every |out - ref| finite so far
+
+    def add(self, out: torch.Tensor, ref: torch.Tensor, offset: int) -> None:
+        tol = self.tol
+        # float32 arithmetic is exact enough to judge fp32/fp16/bf16 tolerances and several times cheaper than
+        # float64; maxima double as finiteness tests (max propagates NaN); buffers are reused in place.
+        work = torch.float32 if out.dtype in (torch.float32, torch.float16, torch.bfloat16) else torch.float64
+        o, r = out.to(work), ref.to(work)
+        diff = torch.sub(o, r).abs_()
+        abs_r = r.abs()
+        scratch = torch.mul(abs_r, tol.rtol).add_(tol.atol)
+        bad = torch.le(diff, scratch).logical_not_()  # NaN compares false, so NaN is bad
+        if not math.isfinite(float(abs_r.max())):
+            same = (o == r) | (torch.isnan(o) & torch.isnan(r))  # equal infinities (and NaN only where the reference has it)
+            bad &= ~same
+            diff = torch.where(same, torch.zeros_like(diff), diff)
+        n_bad = int(bad.sum())
+        if n_bad:
+            if self.first_bad is None:
+                self.first_bad = offset + int(torch.nonzero(bad)[0, 0])
+            poisoned = _poison_mask(out)
+            self.n_poison += int((poisoned & bad).sum()) if poisoned is not None else 0
+            self.nan_where_bad = self.nan_where_bad or bool(torch.isnan(o[bad]).any())
+            self.n_bad += n_bad
+        chunk_max = float(diff.max())
+        if not math.isfinite(chunk_max):
+            self.finite = False
+        if not self.finite:
+            return
+        self.max_abs = max(self.max_abs, chunk_max)
+        self.max_rel = max(self.max_rel, float(torch.div(diff, abs_r.clamp_min_(1e-12), out=scratch).max()))
+        if out.is_floating_point():
+            self.ref_sq += _norm(r) ** 2
+            self.diff_sq += _norm(diff) ** 2
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """Flat logical-order view (a copy only for non-contiguous tensors)."""
+    return t.detach().reshape(-1) if t.is_contiguous() else t.detach().contiguous().reshape(-1)
+
+
+def _unravel(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    index = []
+    for size in reversed(shape):
+        flat_index, rem = divmod(flat_index, max(size, 1))
+        index.append(rem)
+    return tuple(reversed(index))
 
 
 def _norm(t: torch.Tensor) -> float:

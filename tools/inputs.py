@@ -17,13 +17,26 @@ class InputSpec:
     seed: int
     scale: float = 1.0
     variant: int = -1  # >= 0: the problem's get_input_variants()[variant] (other shapes) instead of get_inputs()
+    # top-level constants of the problem file set to other values for this input set (an unseen size:
+    # get_inputs() of the file re-run with them, see shape_scaling)
+    overrides: tuple[tuple[str, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "scale": self.scale, "variant": self.variant}
+        out: dict[str, Any] = {"seed": self.seed, "scale": self.scale, "variant": self.variant}
+        if self.overrides:
+            out["overrides"] = [list(o) for o in self.overrides]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
-        return cls(int(data["seed"]), float(data.get("scale", 1.0)), int(data.get("variant", -1)))
+        overrides = tuple((str(k), int(v)) for k, v in data.get("overrides") or ())
+        return cls(int(data["seed"]), float(data.get("scale", 1.0)), int(data.get("variant", -1)), overrides)
+
+    def describe(self) -> str:
+        extra = f", {', '.join(f'{k}={v}' for k, v in self.overrides)}" if self.overrides else ""
+        variant = f", variant {self.variant}" if self.variant >= 0 else ""
+        scale = f", scale {self.scale:g}" if self.scale != 1.0 else ""
+        return f"seed {self.seed}{variant}{scale}{extra}"
 
 
 def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device: torch.device,
@@ -46,6 +59,27 @@ def make_inputs(get_inputs: Callable[[], Sequence[Any]], spec: InputSpec, device
                 value = value * spec.scale
         out.append(value)
     return out
+
+
+def input_shapes(get_inputs: Callable[[], Sequence[Any]]) -> list[dict[str, Any]]:
+    """What get_inputs() returns, described without allocating it: run on PyTorch's meta device (no memory),
+    falling back to the CPU for an input function that cannot (it calls .numpy(), say)."""
+    try:
+        with torch.device("meta"):
+            raw = get_inputs()
+    except Exception:  # noqa: BLE001 - the CPU run below raises what a broken function raises
+        torch.manual_seed(0)
+        raw = get_inputs()
+    if not isinstance(raw, (list, tuple)):
+        raise TypeError(f"get_inputs() must return a list or tuple, got {type(raw).__name__}")
+    return [describe_value(v) for v in raw]
+
+
+def describe_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, torch.Tensor):
+        return {"type": "tensor", "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape),
+                "bytes": value.numel() * value.element_size()}
+    return {"type": type(value).__name__, "value": repr(value)[:80]}
 
 
 def _generate(produce: Callable[[], Any], seed: int, device: torch.device) -> Any:
@@ -89,11 +123,16 @@ def _bytes_of(t: torch.Tensor) -> torch.Tensor:
 
 
 class Perturber:
-    """Before each timed trial, copy one element of each input over another.
+    """Before each timed trial, copy a small window of each input's elements over another window of it.
 
-    Cheap (one tiny kernel per input, outside the timed region) and enough to make
-    results cached by pointer, shape or a sample of the contents stale.
+    Cheap (one small copy per input, outside the timed region) and enough to make a result cached by object,
+    pointer or shape stale, so the judged output of a timed call shows it; the window is small, so a cache
+    keyed on a few sampled elements almost never sees the change either. The write
+    goes through `.data`, which leaves the tensor's version counter alone: a cache keyed on
+    (data_ptr, _version) is stale too, as it would be when a user's own code refills a buffer.
     """
+
+    WINDOW = 64
 
     def __init__(self, seed: int):
         self._rng = random.Random(seed)
@@ -101,9 +140,19 @@ class Perturber:
     def __call__(self, inputs: Sequence[Any]) -> None:
         for value in inputs:
             if isinstance(value, torch.Tensor) and value.numel() > 1 and value.is_contiguous():
-                flat = value.view(-1)
-                i, j = self._rng.randrange(flat.numel()), self._rng.randrange(flat.numel())
-                flat[i] = flat[j]
+                flat = value.data.view(-1)
+                n = flat.numel()
+                width = max(1, min(self.WINDOW, n // 2))
+                i, j = self._rng.randrange(n - width + 1), self._rng.randrange(n - width + 1)
+                flat[i:i + width].copy_(flat[j:j + width].clone())
+
+
+def refill(inputs: Sequence[Any], source: Sequence[Any]) -> None:
+    """Overwrite each tensor of `inputs` in place with `source`'s values (same objects and addresses, new
+    contents, version counters untouched)."""
+    for dst, src in zip(inputs, source):
+        if isinstance(dst, torch.Tensor) and isinstance(src, torch.Tensor) and dst.shape == src.shape:
+            dst.data.copy_(src)
 
 
 def input_bytes(inputs: Sequence[Any]) -> int:

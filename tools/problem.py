@@ -123,6 +123,8 @@ def call_user(fn: Any, what: str, source: SourceFile, *args: Any) -> Any:
     try:
         return fn(*args)
     except Exception as exc:
+        if _device_failure(exc):
+            raise  # out of GPU memory (does_not_fit) or a sticky CUDA error (the worker must exit): not the file's bug
         raise LoadError(f"{what} raised {type(exc).__name__}: {exc}", where=_user_frame(exc, source.path),
                         details={"traceback": _tb(exc)}) from None
 
@@ -155,6 +157,12 @@ def check_arity(module_cls: type, n_inputs: int, source: SourceFile, cls_name: s
             f"{cls_name}.forward takes {len(required)}" + (f"-{len(positional)}" if len(positional) != len(required) else "")
             + f" inputs but get_inputs() returns {n_inputs}",
             where=f"{source.path}:{line}" if line else str(source.path))
+
+
+def _device_failure(exc: BaseException) -> bool:
+    text = str(exc)
+    return (type(exc).__name__ in ("OutOfMemoryError", "AcceleratorError") or "CUDA error" in text
+            or "cudaError" in text)
 
 
 def _user_frame(exc: BaseException, path: Path) -> str:

@@ -24,6 +24,10 @@ class EvalReport:
     timing: dict[str, Any] = field(default_factory=dict)  # candidate / eager / compiled TimingStats dicts
     speedup_vs_eager: float | None = None
     speedup_vs_compile: float | None = None
+    speedup_vs_eager_strict: float | None = None  # against eager with TF32 off (an extra column)
+    precision: str = "strict"  # the precision profile the verdict and tolerances used (tools.precision)
+    floor: dict[str, Any] | None = None  # the physical floor the timed median was checked against
+    resources: dict[str, Any] = field(default_factory=dict)  # peak GPU and host memory of the evaluation
     gpu: dict[str, Any] = field(default_factory=dict)
     durations_s: dict[str, float] = field(default_factory=dict)
     candidate_libs: list[str] = field(default_factory=list)

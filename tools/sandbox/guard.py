@@ -20,7 +20,9 @@ _WATCHED_MODULE_PREFIX = "kernelwright.tools"
 
 def _targets() -> dict[str, object]:
     import json
+    import os
     import socket
+    import threading
     import time
 
     import torch.profiler
@@ -38,9 +40,14 @@ def _targets() -> dict[str, object]:
         "torch.profiler.profile": torch.profiler.profile, "torch.Tensor": torch.Tensor,
         "time.perf_counter": time.perf_counter, "time.monotonic": time.monotonic,
         "json.dumps": json.dumps, "socket.socket.sendall": socket.socket.sendall,
+        # what the background-work check and the output sharing rely on
+        "threading.enumerate": threading.enumerate, "os.listdir": os.listdir,
+        "torch.UntypedStorage._share_cuda_": torch.UntypedStorage._share_cuda_,
+        "torch.cuda.ipc_collect": cuda.ipc_collect, "torch.cuda.mem_get_info": cuda.mem_get_info,
     }
     for attr in ("cpu", "to", "contiguous", "view", "reshape", "numpy", "clone", "copy_", "fill_", "zero_",
-                 "detach", "__eq__", "__ne__", "__sub__", "abs", "isnan", "data_ptr", "numel", "tolist", "equal"):
+                 "detach", "__eq__", "__ne__", "__sub__", "abs", "isnan", "data_ptr", "numel", "tolist", "equal",
+                 "untyped_storage", "stride", "storage_offset"):
         named[f"torch.Tensor.{attr}"] = getattr(t, attr)
     named["torch.Tensor.__torch_function__"] = t.__dict__.get("__torch_function__", t.__torch_function__)
     return named

@@ -14,14 +14,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 
-from kernelwright.tools.errors import KernelwrightError, ToolTimeout, WorkerCrash, error_from_dict
+from kernelwright.tools.errors import KernelwrightError, ResourceLimit, ToolTimeout, WorkerCrash, error_from_dict
 from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.resources import tree_memory
 from kernelwright.tools.sandbox.protocol import Message, ProtocolError, recv_message, send_message
 
 log = structlog.get_logger(__name__)
@@ -34,6 +36,7 @@ class WorkerOptions:
     env: dict[str, str] = field(default_factory=dict)  # extra variables (e.g. KERNELWRIGHT_ARCH)
     log_dir: Path | None = None
     python: str = sys.executable
+    device: Literal["cuda", "cpu"] = "cuda"  # "cpu": the harness's self-test mode (never a GPU verification)
 
 
 class SandboxWorker:
@@ -68,7 +71,7 @@ class SandboxWorker:
         env = scrubbed_env(**self.options.env)
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [self.options.python, "-m", "kernelwright.tools.sandbox.worker", "--fd", str(child_sock.fileno()),
-               "--role", self.role]
+               "--role", self.role, "--device", self.options.device]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
                                      pass_fds=(child_sock.fileno(),), start_new_session=True, close_fds=True)
         os.close(fd)
@@ -86,23 +89,30 @@ class SandboxWorker:
                   cuda=self.info.get("cuda"), seconds=round(time.monotonic() - self._launched_at, 3))
         return self.info
 
-    def request(self, op: str, *, timeout_s: float, **payload: Any) -> Message:
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.alive and self.proc is not None else None
+
+    def request(self, op: str, *, timeout_s: float, blobs: list[Any] | None = None,
+                on_wait: Callable[[], None] | None = None, **payload: Any) -> Message:
+        """Send `op` (with `blobs`, e.g. shared tensors) and wait for the reply; `on_wait` runs every few
+        hundred ms while waiting (a memory limit that may stop the worker)."""
         if not self.alive or self.sock is None:
             raise WorkerCrash(f"{self.role} worker is not running", exitcode=self._exitcode())
         self.wait_ready()
         self.requests += 1
         try:
-            send_message(self.sock, {"op": op, **payload})
+            send_message(self.sock, {"op": op, **payload}, blobs)
         except OSError:
             pass  # a dead peer shows up in _receive with its exit code and log
-        return self._receive(op, timeout_s)
+        return self._receive(op, timeout_s, on_wait)
 
-    def _receive(self, op: str, timeout_s: float) -> Message:
+    def _receive(self, op: str, timeout_s: float, on_wait: Callable[[], None] | None = None) -> Message:
         started = time.monotonic()
         if self.sock is None:
             raise WorkerCrash(f"{self.role} worker is not running", exitcode=self._exitcode())
         try:
-            reply = recv_message(self.sock, timeout_s=timeout_s)
+            reply = recv_message(self.sock, timeout_s=timeout_s, on_wait=on_wait)
         except TimeoutError:
             self.kill()
             raise ToolTimeout(f"{self.role} worker did not answer '{op}' within {timeout_s:.0f} s "
@@ -177,14 +187,17 @@ def _signal_name(code: int | None) -> str:
 class WorkerSlot:
     """One warm worker of a role, plus a standby already starting up to replace it.
 
-    A faulted, tainted or discarded worker is replaced by the standby (whose
-    Python, torch and CUDA start-up overlapped the previous evaluation).
+    A faulted, tainted or discarded worker is replaced by the standby (whose Python, torch and CUDA
+    start-up overlapped the previous evaluation). With `keep_standby`, a new standby starts as soon as one
+    is taken, so a hang or crash is followed by a worker that is ready at once, not after a start-up.
     """
 
-    def __init__(self, role: Role, options: WorkerOptions | None = None, *, standby: bool = True):
+    def __init__(self, role: Role, options: WorkerOptions | None = None, *, standby: bool = True,
+                 keep_standby: bool = False):
         self.role = role
         self.options = options or WorkerOptions()
         self.standby_enabled = standby
+        self.keep_standby = keep_standby and standby
         self.worker: SandboxWorker | None = None
         self.standby: SandboxWorker | None = None
         self.starts = 0
@@ -201,7 +214,12 @@ class WorkerSlot:
                 self.worker.kill()
                 self.worker = None
                 raise
+            if self.keep_standby:
+                self.standby = self._launch()
         return self.worker
+
+    def pids(self) -> list[int]:
+        return [w.pid for w in (self.worker, self.standby) if w is not None and w.pid is not None]
 
     def warm(self) -> None:
         """Start a worker in the background now, so the first get() does not wait for start-up."""
@@ -226,3 +244,37 @@ class WorkerSlot:
             if worker is not None:
                 worker.close()
         self.worker = self.standby = None
+
+
+class HostMemoryWatch:
+    """Holds the host memory of an evaluation's workers (PSS of their process trees, summed) under a limit:
+    checked while the harness waits for a reply; past the limit the worker being waited on is killed."""
+
+    def __init__(self, slots: list[WorkerSlot], limit_bytes: int | None):
+        self.slots = slots
+        self.limit_bytes = limit_bytes
+        self.peak_pss_bytes = 0
+        self.peak_rss_bytes = 0
+
+    def total(self) -> tuple[int, int]:
+        rss = pss = 0
+        for slot in self.slots:
+            for pid in slot.pids():
+                usage = tree_memory(pid)
+                rss += usage.rss_bytes
+                pss += usage.pss_bytes
+        return rss, pss
+
+    def guard(self, worker: SandboxWorker) -> Callable[[], None]:
+        def check() -> None:
+            rss, pss = self.total()
+            self.peak_pss_bytes = max(self.peak_pss_bytes, pss)
+            self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
+            if self.limit_bytes and pss > self.limit_bytes:
+                worker.kill()
+                raise ResourceLimit(f"the {worker.role} worker was stopped: the evaluation's workers held "
+                                    f"{pss / 2**30:.1f} GiB of host memory, over the limit of "
+                                    f"{self.limit_bytes / 2**30:.1f} GiB (setting harness.host_memory_limit_gb)",
+                                    reason="host_memory_limit",
+                                    details={"pss_bytes": pss, "limit_bytes": self.limit_bytes})
+        return check
