@@ -148,6 +148,8 @@ def _model_settings(m: Any) -> Any:
 
 
 def _print_run_result(console: Console, result: Any) -> None:
+    from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
+
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
     reason = result.state.get("stop_reason") or ""
@@ -159,10 +161,14 @@ def _print_run_result(console: Console, result: Any) -> None:
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:
         console.print(f"stopped early: budget reached ({reason})")
+    rejected = memcheck_rejected(result.state.get("candidates") or {})
+    if rejected:
+        console.print(f"{len(rejected)} verified candidate(s) rejected by compute-sanitizer memcheck (out_of_bounds)")
     if best:
         eager, compiled = best.get("speedup_vs_eager"), best.get("speedup_vs_compile")
         console.print(f"best: {best['source_path']}  {_times(eager)} vs eager, {_times(compiled)} vs torch.compile "
                       "(verified on the GPU)")
+        console.print(f"sanitized: {sanitized_text(result.sanitizer)}")
         if eager is not None and eager < 1.0:
             console.print("it is verified but slower than PyTorch eager: for this problem, keep the original module")
         return
