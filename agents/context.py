@@ -10,7 +10,9 @@ from kernelwright.prompts.library import PromptLibrary
 
 
 class CandidateEvaluator(Protocol):
-    """Verify and time one candidate file; returns EvalReport.to_dict()-shaped data.
+    """Verify and time one candidate file (`evaluate`, EvalReport.to_dict()-shaped data) and memcheck the run's
+    winner (`sanitize`, tools.sanitizer.SanitizeVerdict.to_dict(): status clean | out_of_bounds | unavailable |
+    timeout | error, `sanitized`, `message`; never raises for a missing tool or GPU, it says so in the status).
 
     Optional methods the graph uses when present: `prepare(candidate) -> dict | None`
     (compile only, safe to call from several threads; a dict is a failed build's report),
@@ -20,6 +22,8 @@ class CandidateEvaluator(Protocol):
     """
 
     def evaluate(self, candidate: Path) -> dict[str, Any]: ...
+
+    def sanitize(self, candidate: Path) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class CandidateRecord(TypedDict, total=False):
     variant: str  # the offline translator's variant (fused, fused_scalar, aten_reductions, *_tuned)
     params: dict[str, Any]  # the offline translator's tunables for this candidate
     archived: bool  # stored in the kernel archive
+    sanitizer: str  # compute-sanitizer memcheck of a winner: clean | out_of_bounds | unavailable | timeout | error
 
 
 class Budget(TypedDict, total=False):
@@ -59,3 +60,5 @@ class RunState(TypedDict, total=False):
     best_id: str | None
     eval_started_at: float  # when the current evaluation fan-out began (wall-time accounting)
     stop_reason: str | None  # which budget ended the run, when one did
+    winner_checked: bool  # the run's end: its best verified candidate went through memcheck (graphs/sanitizing)
+    winner_sanitizer: dict[str, Any] | None  # that best's verdict (SanitizeVerdict.to_dict()); None: nothing verified

@@ -7,7 +7,10 @@ First every problem is translated (CPU) and all candidates' CUDA is built in par
 cache); then, per problem, every proposed variant is evaluated by the harness (tools/evaluate.Evaluator:
 correctness trials, integrity checks, timing against eager, and torch.compile with --compile-baseline,
 which adds its compile time, ~10-60 s a problem), and the tuner spends what is left of the budget while
-the run is on schedule for --time-budget-s. A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
+the run is on schedule for --time-budget-s. The best passed candidate then goes through compute-sanitizer
+memcheck before it counts as verified (memory errors: the next best is tried, else the problem is not
+verified, reason out_of_bounds; a sanitizer that cannot run leaves it verified with `sanitized` false and
+`sanitizer_status` saying why). A problem is a *success* only when a verified candidate is at least 0.95x eager: a slower
 verified kernel is reported, never claimed. Results go to <out>/results/<problem>.json (a problem whose
 file exists is skipped, so a stopped run resumes) and a summary to <out>/summary.{json,md}. A problem that
 crashes is recorded and the run goes on. With --gpus the problems are dealt round-robin to one child run per
@@ -101,19 +104,41 @@ def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: 
     with evaluator or evaluator_for(problem, compile_baseline) as ev:
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
                       out_dir=out / "candidates" / problem.stem / "tuned", traced=prep["traced"], candidates=candidates)
-        baselines = ev.baselines() if result.best is not None else {}
+        row.update(outcome(result, lambda p: ev.sanitize(p).to_dict()))
+        baselines = ev.baselines() if row["verified"] else {}
         row["reference_durations_s"] = dict(ev.reference_durations_s)
-    best = result.best
-    row.update(status="verified" if best else "not_verified", evaluations=result.evaluations,
-               trials=[{"variant": t.variant, "phase": t.phase, "status": t.status, "reason": t.reason,
-                        "speedup_vs_eager": t.speedup_vs_eager} for t in result.history],
-               eager_ms=_median_ms(baselines.get("eager")), compiled_ms=_median_ms(baselines.get("compiled")))
-    if best is not None:
-        row.update(verified=True, best_variant=best.variant, best_params=best.params, best_ms=best.median_ms,
-                   speedup_vs_eager=best.speedup_vs_eager, speedup_vs_compile=best.speedup_vs_compile,
-                   best_path=best.path,
-                   success=best.speedup_vs_eager is not None and best.speedup_vs_eager >= SUCCESS_THRESHOLD)
+    row.update(eager_ms=_median_ms(baselines.get("eager")), compiled_ms=_median_ms(baselines.get("compiled")))
     row["seconds"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def outcome(result: Any, sanitize: Any) -> dict[str, Any]:
+    """A problem's row from its tuning history: the best passed trial counts as verified only once memcheck
+    (graphs.sanitizing, the run's rule) has not rejected it; on memory errors the next best is tried."""
+    from kernelwright.agents.offline.tune import TuneTrial
+    from kernelwright.graphs.sanitizing import OUT_OF_BOUNDS, sanitize_in_order
+
+    ranked = sorted((t for t in result.history if t.passed), key=TuneTrial.score, reverse=True)
+    check = sanitize_in_order([(t.path, Path(t.path)) for t in ranked], sanitize)
+    rejected = set(check.rejected)
+    # The winner's verdict; with no winner, the best kernel's (memory errors), so the row says why.
+    verdict = check.verdicts[check.winner] if check.winner else next(iter(check.verdicts.values()), {})
+    row: dict[str, Any] = {
+        "verified": False, "success": False, "status": "verified" if check.winner else "not_verified",
+        "evaluations": result.evaluations,
+        "trials": [{"variant": t.variant, "phase": t.phase, "status": "rejected" if t.path in rejected else t.status,
+                    "reason": OUT_OF_BOUNDS if t.path in rejected else t.reason, "speedup_vs_eager": t.speedup_vs_eager}
+                   for t in result.history],
+        "sanitized": bool(verdict.get("sanitized")), "sanitizer_status": verdict.get("status"),
+        "sanitizer_message": verdict.get("message") or "", "sanitizer_rejected": [Path(p).name for p in check.rejected]}
+    best = next((t for t in ranked if t.path == check.winner), None)
+    if best is None:
+        if rejected:
+            row["reason"] = OUT_OF_BOUNDS
+        return row
+    row.update(verified=True, best_variant=best.variant, best_params=best.params, best_ms=best.median_ms,
+               speedup_vs_eager=best.speedup_vs_eager, speedup_vs_compile=best.speedup_vs_compile, best_path=best.path,
+               success=best.speedup_vs_eager is not None and best.speedup_vs_eager >= SUCCESS_THRESHOLD)
     return row
 
 
@@ -186,6 +211,8 @@ def summarise(rows: list[dict[str, Any]], categories: dict[str, str]) -> dict[st
                                                              if r.get("verified") and r.get("speedup_vs_eager")]),
         "slower_than_threshold": [r["problem"] for r in verified if not r.get("success")],
         "not_verified": [r["problem"] for r in rows if not r.get("verified")],
+        "sanitized": sum(bool(r.get("sanitized")) for r in verified),
+        "verified_not_sanitized": [r["problem"] for r in verified if not r.get("sanitized")],
     }
 
 
@@ -194,12 +221,19 @@ def speedup_text(speedup: Any) -> str:
     return f"{speedup:.2f}x" if isinstance(speedup, (int, float)) else "-"
 
 
+def sanitized_cell(row: dict[str, Any]) -> str:
+    """'yes', 'no (status)', or '-' for a row measured before memcheck was run on winners (or with nothing to run)."""
+    if "sanitized" not in row or not (row["sanitized"] or row.get("sanitizer_status")):
+        return "-"
+    return "yes" if row["sanitized"] else f"no ({row.get('sanitizer_status')})"
+
+
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
-    lines = ["| problem | category | status | success | vs eager | vs compile | variant | kept ATen ops |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['problem']} | {categories.get(r['problem'], '')} | {r.get('status', '?')} | "
-                     f"{'yes' if r.get('success') else 'no'} | {speedup_text(r.get('speedup_vs_eager'))} | "
+                     f"{'yes' if r.get('success') else 'no'} | {sanitized_cell(r)} | {speedup_text(r.get('speedup_vs_eager'))} | "
                      f"{speedup_text(r.get('speedup_vs_compile'))} | {r.get('best_variant', '-')} | "
                      f"{', '.join(r.get('kept_aten_ops', [])) or '-'} |")
     lines += ["", "```json", json.dumps(summary, indent=2), "```"]
@@ -284,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         _write_summary(args.out, rows, categories, started, partial=True)  # a stopped run still has its table
         prepared.pop(problem.stem, None)  # frees its traced models and inputs
         print(f"[{i + 1}/{len(problems)}] {problem.stem}: {row.get('status')} "
-              f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}) "
+              f"vs eager {row.get('speedup_vs_eager') or 0:.2f}x ({row.get('best_variant', '-')}), "
+              f"sanitized {sanitized_cell(row)} "
               f"in {row.get('seconds', 0)} s; total {time.perf_counter() - started:.0f} s", flush=True)
     for future in upcoming.values():  # nothing should be left; close whatever is
         if (ev := future.result()) is not None:

@@ -366,6 +366,7 @@ class RunSummary:
     candidates: int
     best_speedup: float | None
     status: str
+    sanitized: bool | None = None  # the best kernel passed memcheck (None: not recorded, e.g. a run still going)
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
@@ -390,5 +391,6 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
             gens = gens if gens is not None else (max(generations) + 1 if generations else 0)
         out.append(RunSummary(run_id=str(info.get("run_id") or run_dir.name), problem=Path(str(info.get("problem") or "?")).name,
                               started=str(info.get("started") or ""), generations=int(gens), candidates=len(folders),
-                              best_speedup=best, status=run_status(info, None)))
+                              best_speedup=best, status=run_status(info, None),
+                              sanitized=(info.get("best") or {}).get("sanitized")))
     return out

@@ -1,5 +1,8 @@
 """The archive node: every kernel the harness verified goes into the kernel archive, generation by generation.
 
+At the run's end it runs once more after the winner's memcheck (graphs/sanitizing), which marks the
+candidates it sanitized for archiving again: their records then carry the verdict.
+
 Archiving each generation (not only at the end) keeps the kernels of a run that is
 later killed. The archive is an aid: when it fails, the run warns and goes on.
 """
@@ -13,6 +16,7 @@ import structlog
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
+from kernelwright.graphs.sanitizing import OUT_OF_BOUNDS
 from kernelwright.graphs.state import KState
 
 log = structlog.get_logger(__name__)
@@ -24,7 +28,9 @@ def archive(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
         return {}
     from kernelwright.memory.records import record_from_candidate
 
-    todo = [r for r in (state.get("candidates") or {}).values() if r.get("status") == "passed" and not r.get("archived")]
+    # A kernel memcheck rejected is stored too: its record replaces an earlier verified one (memory.records).
+    todo = [r for r in (state.get("candidates") or {}).values() if not r.get("archived")
+            and (r.get("status") == "passed" or r.get("reason") == OUT_OF_BOUNDS)]
     if not todo:
         return {}
     problem_name = Path(state["problem_path"]).stem

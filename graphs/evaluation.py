@@ -67,7 +67,7 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Build (may overlap with others), then verify and time one candidate; its verdict becomes the record's status."""
     evaluator = runtime.context.evaluator
     source = Path(task["source_path"])
-    report_path = source.with_name("report.json")
+    report_path = report_path_of(source)
     started = time.perf_counter()
     if report_path.exists():
         report = json.loads(report_path.read_text())
@@ -75,14 +75,24 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
         prepare = getattr(evaluator, "prepare", None)
         failed_build = prepare(source) if prepare is not None else None
         report = failed_build or evaluator.evaluate(source)
-        tmp = report_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, default=str))
-        os.replace(tmp, report_path)  # atomic: a half-written report never counts
+        write_report(report_path, report)
     record = CandidateRecord(status=report.get("status", "error"), reason=report.get("reason"),
                              speedup_vs_eager=report.get("speedup_vs_eager"),
                              speedup_vs_compile=report.get("speedup_vs_compile"), report_path=str(report_path),
                              seconds=round(time.perf_counter() - started, 3))
     return {"candidates": {task["candidate_id"]: record}, "spent": {"candidates": 1}}
+
+
+def report_path_of(source: Path) -> Path:
+    """Where a candidate's harness report lives: report.json beside its source."""
+    return source.with_name("report.json")
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """A candidate's report.json, replaced atomically: a half-written report never counts."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, default=str))
+    os.replace(tmp, path)
 
 
 def collect(state: KState) -> dict[str, Any]:

@@ -16,9 +16,9 @@ seconds), `run_id` and `event`):
     node_error  node, node_run, duration_s, error
     llm_call    agent, node, node_run, llm_run, generation, model, temperature, messages[{role, content}],
                 response, input_tokens, output_tokens, total_tokens, latency_s, cost_usd, candidate_id, error
-    tool_call   tool (evaluate | prepare | profile | functional_form), candidate_id, status, reason, seconds,
-                speedup, summary, error
-    run_end     status (finished | failed | interrupted), best_id, best_speedup, stop_reason, spent, error
+    tool_call   tool (evaluate | prepare | profile | functional_form | sanitize), candidate_id, status, reason,
+                seconds, speedup, summary, error
+    run_end     status (finished | failed | interrupted), best_id, best_speedup, sanitized, stop_reason, spent, error
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+
+from kernelwright.graphs.sanitizing import memcheck_rejected
 
 EVENTS_FILE = "events.jsonl"
 RUN_FILE = "run.json"
@@ -92,19 +94,22 @@ def candidate_id_of(path: Path) -> str:
 
 
 class RecordingEvaluator:
-    """Wraps a CandidateEvaluator: each evaluate/prepare/profile call becomes a tool_call event.
+    """Wraps a CandidateEvaluator: each evaluate/sanitize/prepare/profile call becomes a tool_call event.
 
     Optional methods stay optional: `getattr(wrapper, "prepare", None)` is None when
     the wrapped evaluator has no `prepare`, exactly as the graph expects.
     """
 
-    _RECORDED = ("evaluate", "prepare", "profile", "functional_form")
+    _RECORDED = ("evaluate", "sanitize", "prepare", "profile", "functional_form")
 
     def __init__(self, inner: Any, log: EventLog) -> None:
         self._inner, self._log = inner, log
 
     def evaluate(self, candidate: Path) -> dict[str, Any]:
         return self._call("evaluate", self._inner.evaluate, candidate)
+
+    def sanitize(self, candidate: Path) -> dict[str, Any]:
+        return self._call("sanitize", self._inner.sanitize, candidate)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)  # AttributeError for absent optional methods, as without the wrapper
@@ -139,6 +144,8 @@ def _tool_outcome(tool: str, result: Any) -> dict[str, Any]:
                 "summary": str(result.get("summary") or result.get("reason") or "")[:500]}
     if tool == "functional_form":
         return {"status": "traced", "method": result.get("method")}
+    if tool == "sanitize":
+        return {"status": result.get("status"), "summary": str(result.get("message") or "")[:500]}
     return {"status": result.get("status"), "reason": result.get("reason"), "speedup": result.get("speedup_vs_eager"),
             "message": str(result.get("message") or "")[:500]}
 
@@ -158,11 +165,15 @@ def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
 
 
 def best_summary(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """run.json's `best`: the winner, and whether memcheck passed it (`sanitized`, with the status and why)."""
     record = (state.get("candidates") or {}).get(state.get("best_id") or "")
     if not record:
         return None
-    return {k: record.get(k) for k in ("id", "speedup_vs_eager", "speedup_vs_compile", "source_path", "agent",
-                                       "model", "generation", "parent_ids")}
+    verdict = state.get("winner_sanitizer") or {}
+    return {**{k: record.get(k) for k in ("id", "speedup_vs_eager", "speedup_vs_compile", "source_path", "agent",
+                                          "model", "generation", "parent_ids")},
+            "sanitized": bool(verdict.get("sanitized")), "sanitizer_status": verdict.get("status"),
+            "sanitizer_message": verdict.get("message")}
 
 
 def gpu_facts_of(state: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -225,8 +236,10 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
         best = best_summary(state)
         spent = dict(state.get("spent") or {})
         self.log.emit("run_end", status="finished", best_id=state.get("best_id"),
-                      best_speedup=(best or {}).get("speedup_vs_eager"), stop_reason=state.get("stop_reason"), spent=spent)
+                      best_speedup=(best or {}).get("speedup_vs_eager"), sanitized=(best or {}).get("sanitized"),
+                      stop_reason=state.get("stop_reason"), spent=spent)
         update_run_json(self.run_dir, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), best=best,
+                        sanitizer_rejected=memcheck_rejected(state.get("candidates") or {}),
                         stop_reason=state.get("stop_reason"), spent=spent, generations_done=state.get("generation"),
                         candidates_total=len(state.get("candidates") or {}), gpu=gpu_facts_of(state), error=None)
         self._finished = True

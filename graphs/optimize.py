@@ -3,8 +3,11 @@
     describe -> translate -> [plugins] -> screen -> dispatch =Send=> evaluate_one* -> collect
       collect -> repair (rejected candidates, up to K rounds, with diagnostics) -> [plugins] -> screen -> ...
       collect -> [plugins] -> profile -> select -> archive -> critique -> mutate (mutation | crossover) -> ...
-      archive -> END when a budget (generations, candidates, wall time, tokens, cost) is reached
-    (archive stores the verified kernels in the Chroma archive when one is attached)
+      archive -> sanitize_winner -> archive -> END when a budget (generations, candidates, wall time, tokens,
+      cost) is reached
+    (archive stores the verified kernels in the Chroma archive when one is attached; sanitize_winner runs
+    compute-sanitizer memcheck on the best verified kernel, falling back to the next best on memory errors,
+    and its archive pass stores the verdicts)
 
 Agent nodes are timed into the run's wall-time budget; the evaluation phase is
 timed from dispatch to collect, since its tasks overlap.
@@ -28,6 +31,7 @@ from kernelwright.graphs.archiving import archive
 from kernelwright.agents.context import KContext
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
 from kernelwright.graphs.plugins import AgentPlugin, chains
+from kernelwright.graphs.sanitizing import sanitize_winner
 from kernelwright.graphs.selection import after_collect, next_step, select
 from kernelwright.graphs.state import KState
 
@@ -55,7 +59,7 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     builder = StateGraph(KState, context_schema=KContext)
     for name, node in (("describe", describe), ("translate", translate), ("mutate", mutate), ("repair", repair),
                        ("screen", screen), ("critique", critique), ("profile", profile), ("select", select),
-                       ("archive", archive)):
+                       ("archive", archive), ("sanitize_winner", sanitize_winner)):
         builder.add_node(name, timed(node))
     builder.add_node("dispatch", dispatch)
     builder.add_node("evaluate_one", evaluate_one)
@@ -74,7 +78,8 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     after_evaluate = [p.name for p in grouped["after_evaluate"]] + ["profile", "select", "archive"]
     builder.add_conditional_edges("collect", after_collect, {"repair": "repair", "after_evaluate": after_evaluate[0]})
     _chain(builder, after_evaluate)
-    builder.add_conditional_edges("archive", next_step, ["critique", "mutate", END])
+    builder.add_conditional_edges("archive", next_step, ["critique", "mutate", "sanitize_winner", END])
+    builder.add_edge("sanitize_winner", "archive")  # the verdicts go into the archive before END
     builder.add_edge("critique", "mutate")
     return builder.compile(checkpointer=checkpointer)
 

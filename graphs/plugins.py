@@ -26,7 +26,7 @@ ENTRY_POINT_GROUP = "kernelwright.agents"
 AttachPoint = Literal["after_propose", "after_evaluate"]
 ATTACH_POINTS: tuple[str, ...] = ("after_propose", "after_evaluate")
 RESERVED = {"describe", "translate", "mutate", "repair", "screen", "dispatch", "evaluate_one", "collect", "profile",
-            "select", "critique", "archive"}
+            "select", "critique", "archive", "sanitize_winner"}
 
 
 class PluginError(KernelwrightError):

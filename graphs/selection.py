@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from langgraph.graph import END
@@ -10,7 +11,7 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.mutator import repairable
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
-from kernelwright.graphs.state import KState
+from kernelwright.graphs.state import CandidateRecord, KState
 
 
 def after_collect(state: KState, runtime: Runtime[KContext]) -> Literal["repair", "after_evaluate"]:
@@ -25,9 +26,7 @@ def after_collect(state: KState, runtime: Runtime[KContext]) -> Literal["repair"
 
 def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Keep the fastest verified candidates (distinct kernels: ids are normalised-source hashes); next generation."""
-    passed = [r for r in (state.get("candidates") or {}).values()
-              if r.get("status") == "passed" and r.get("speedup_vs_eager")]
-    passed.sort(key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
+    passed = ranked_verified(state.get("candidates") or {})
     elite = [r["id"] for r in passed[: runtime.context.settings.population]]
     update: dict[str, Any] = {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
                               "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
@@ -36,6 +35,12 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     update["stop_reason"] = (exhausted(state.get("budget"), spent) or _nothing_verifiable(state)
                              or _nothing_to_propose(state, runtime.context))
     return update
+
+
+def ranked_verified(candidates: Mapping[str, CandidateRecord]) -> list[CandidateRecord]:
+    """The verified candidates with a measured speedup, fastest first: the elite's and the winner's order."""
+    passed = [r for r in candidates.values() if r.get("status") == "passed" and r.get("speedup_vs_eager")]
+    return sorted(passed, key=lambda r: r["speedup_vs_eager"], reverse=True)  # type: ignore[arg-type, return-value]
 
 
 def _nothing_to_propose(state: KState, ctx: KContext) -> str | None:
@@ -58,8 +63,9 @@ def _nothing_verifiable(state: KState) -> str | None:
     return None
 
 
-def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "__end__"]:
+def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "sanitize_winner", "__end__"]:
+    """Another generation, or the end: the winner's memcheck first, then (after its archive pass) END."""
     if state.get("stop_reason") or exhausted(state.get("budget"), state.get("spent")):
-        return END
+        return END if state.get("winner_checked") else "sanitize_winner"
     ctx = runtime.context
     return "critique" if ctx.settings.critic and ctx.has_llm and state.get("best_id") else "mutate"

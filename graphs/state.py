@@ -65,4 +65,4 @@ def make_initial_state(run_id: str, problem_path: str, budget: Budget) -> KState
     return KState(run_id=run_id, problem_path=problem_path, functional={}, generation=0, candidates={},
                   population=[], errors=[], budget=budget,
                   spent=Budget(generations=0, candidates=0, wall_s=0.0, tokens=0, cost_usd=0.0), best_id=None,
-                  eval_started_at=0.0, stop_reason=None)
+                  eval_started_at=0.0, stop_reason=None, winner_checked=False, winner_sanitizer=None)

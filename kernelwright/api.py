@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from kernelwright.config import KernelwrightConfig, load_config
+from kernelwright.graphs.sanitizing import verdict_update
 from kernelwright.tools.evaluate import Evaluator
 from kernelwright.tools.module_problem import write_problem_from_module
 from kernelwright.tools.results import EvalReport
@@ -26,12 +27,19 @@ def problem_from_module(module: Any, example_inputs: Sequence[Any], *, init_args
 
 
 def evaluate(problem: str | Path, candidate: str | Path, *, config: KernelwrightConfig | None = None,
-             profile: bool | None = None) -> EvalReport:
-    """Verify and time one candidate file against one problem file (see `kernelwright eval`)."""
+             profile: bool | None = None, sanitize: bool = True) -> EvalReport:
+    """Verify and time one candidate file against one problem file (see `kernelwright eval`).
+
+    `sanitize`: a candidate that passes is the caller's winner, so compute-sanitizer memcheck runs on it
+    before it is reported verified (unless `harness.sanitize` already ran it before timing); memory errors
+    reject it (reason out_of_bounds), a sanitizer that cannot run leaves `report.sanitizer` saying why."""
     config = config or load_config()
     options = WorkerOptions(env=config.worker_env())
     with Evaluator(problem, config.eval_settings(), options) as evaluator:
         report = evaluator.evaluate(candidate)
+        if sanitize and report.passed and report.sanitizer is None:
+            for key, value in verdict_update(evaluator.sanitize(candidate).to_dict()).items():
+                setattr(report, key, value)
     if report.passed and (config.harness.profile if profile is None else profile):
         report.profile = profile_candidate(problem, candidate, config)
     return report
@@ -62,7 +70,8 @@ def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = N
     """Optimise a problem file, or an nn.Module (class or instance) with `example_inputs`; see kernelwright.run.optimize.
 
     Returns a RunResult: `best_kernel` (the verified file), `speedup_vs_eager`,
-    `speedup_vs_compile`, `run_dir`, and the full final `state`.
+    `speedup_vs_compile`, `sanitized` (compute-sanitizer memcheck passed it; `sanitizer` is the verdict),
+    `run_dir`, and the full final `state`.
     """
     from kernelwright.run import optimize as run_optimize
 

@@ -35,7 +35,9 @@ def eval_command(
     compile_baseline: bool | None = typer.Option(None, "--compile-baseline/--no-compile-baseline",
                                                  help="also time torch.compile"),
     profile: bool | None = typer.Option(None, "--profile/--no-profile", help="Nsight Compute metrics"),
-    sanitize: bool | None = typer.Option(None, "--sanitize/--no-sanitize", help="compute-sanitizer memcheck pass"),
+    sanitize: bool = typer.Option(True, "--sanitize/--no-sanitize",
+                                  help="compute-sanitizer memcheck of a candidate that passes (default on: it is your "
+                                       "winner); --no-sanitize skips it, also over harness.sanitize"),
     arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)"),
     log_level: str = typer.Option("warning", help="console log level"),
     log_file: Path | None = typer.Option(None, help="also write every event as JSON lines to this file"),
@@ -48,15 +50,17 @@ def eval_command(
     try:
         config = load_config(config_file, overrides={
             "harness.n_trials": trials, "harness.compile_baseline": compile_baseline,
-            "harness.sanitize": sanitize, "harness.profile": profile, "compile.arch": arch})
-        report = evaluate(problem, candidate, config=config)
+            "harness.sanitize": None if sanitize else False, "harness.profile": profile, "compile.arch": arch})
+        report = evaluate(problem, candidate, config=config, sanitize=sanitize)
     except (ConfigError, KernelwrightError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    data = report.to_dict()
+    data["sanitized"] = bool((data.get("sanitizer") or {}).get("sanitized"))  # memcheck ran and found nothing
     if as_json:
-        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        typer.echo(json.dumps(data, indent=2, default=str))
     else:
-        _print_report(console, report.to_dict())
+        _print_report(console, data)
     code = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}.get(report.status, EXIT_ERROR)
     raise typer.Exit(code)
 
@@ -148,6 +152,8 @@ def _model_settings(m: Any) -> Any:
 
 
 def _print_run_result(console: Console, result: Any) -> None:
+    from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
+
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
     reason = result.state.get("stop_reason") or ""
@@ -159,10 +165,14 @@ def _print_run_result(console: Console, result: Any) -> None:
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:
         console.print(f"stopped early: budget reached ({reason})")
+    rejected = memcheck_rejected(result.state.get("candidates") or {})
+    if rejected:
+        console.print(f"{len(rejected)} verified candidate(s) rejected by compute-sanitizer memcheck (out_of_bounds)")
     if best:
         eager, compiled = best.get("speedup_vs_eager"), best.get("speedup_vs_compile")
         console.print(f"best: {best['source_path']}  {_times(eager)} vs eager, {_times(compiled)} vs torch.compile "
                       "(verified on the GPU)")
+        console.print(f"sanitized: {sanitized_text(result.sanitizer)}")
         if eager is not None and eager < 1.0:
             console.print("it is verified but slower than PyTorch eager: for this problem, keep the original module")
         return
@@ -203,6 +213,8 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _print_report(console: Console, r: dict[str, Any]) -> None:
+    from kernelwright.graphs.sanitizing import sanitized_text
+
     status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
     console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}")
     if r["reason"]:
@@ -227,6 +239,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
     for label, key in (("speedup vs eager", "speedup_vs_eager"), ("speedup vs torch.compile", "speedup_vs_compile")):
         if r.get(key):
             console.print(f"  {label}: [bold]{r[key]:.2f}x[/]")
+    if r["status"] == "passed" or r.get("sanitizer"):
+        console.print(f"  sanitized: {sanitized_text(r.get('sanitizer'))}")
     for note in r.get("weak_checks", []):
         console.print(f"  [yellow]note:[/] {note}")
     if r.get("profile"):

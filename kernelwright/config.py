@@ -66,7 +66,8 @@ class HarnessConfig(_Section):
     compile_mode: str | None = None
     call_timeout_s: float = 120.0
     load_timeout_s: float = 600.0
-    sanitize: bool = False
+    sanitize: bool = Field(False, description="compute-sanitizer memcheck on every candidate that passes correctness, "
+                                               "before timing (slow); winners are memchecked whatever this says")
     profile: bool = True
 
 

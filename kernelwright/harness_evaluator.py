@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +78,25 @@ class HarnessEvaluator:
                 "durations_s": {"build": round(outcome.seconds, 3)}}
 
     def evaluate(self, candidate: Path) -> dict[str, Any]:
+        with self._borrow() as evaluator:
+            return evaluator.evaluate(candidate).to_dict()
+
+    def sanitize(self, candidate: Path) -> dict[str, Any]:
+        """compute-sanitizer memcheck of the run's winner on a free GPU (SanitizeVerdict.to_dict())."""
+        from kernelwright.tools.sanitizer import SanitizeVerdict
+
+        if not self.gpus:
+            return SanitizeVerdict("unavailable", "no CUDA GPU visible: compute-sanitizer memcheck needs one",
+                                   0.0).to_dict()
+        with self._borrow() as evaluator:
+            return evaluator.sanitize(candidate).to_dict()
+
+    @contextmanager
+    def _borrow(self) -> Iterator[Any]:
+        """A free per-GPU Evaluator, given back when done."""
         evaluator = self._free.get()
         try:
-            return evaluator.evaluate(candidate).to_dict()
+            yield evaluator
         finally:
             self._free.put(evaluator)
 

@@ -24,7 +24,7 @@ def _run_dir(run: str, runs_dir: Path) -> Path:
 
 
 def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")) -> None:
-    """List runs: id, problem, start, generations, candidates, best speedup, status."""
+    """List runs: id, problem, start, generations, candidates, best speedup, whether memcheck passed it, status."""
     from kernelwright.eval.run_data import list_runs
 
     rows = list_runs(runs_dir)
@@ -34,11 +34,14 @@ def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run dir
         return
     table = Table(title=f"runs in {runs_dir}")
     table.add_column("run", no_wrap=True, min_width=max(len(r.run_id) for r in rows))  # ids are for copying: whole
-    for name in ("problem", "started", "generations", "candidates", "best", "status"):
+    for name in ("problem", "started", "generations", "candidates"):
         table.add_column(name, overflow="fold")
+    for name in ("best", "sanitized", "status"):  # short values, kept whole: the long ones fold instead
+        table.add_column(name, no_wrap=True)
     for r in rows:
         table.add_row(r.run_id, r.problem, r.started, str(r.generations), str(r.candidates),
-                      f"{r.best_speedup:.2f}x" if r.best_speedup else "-", r.status)
+                      f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
+                      "-" if r.sanitized is None else ("yes" if r.sanitized else "no"), r.status)
     console.print(table)
 
 

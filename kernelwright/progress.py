@@ -8,6 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
+from kernelwright.graphs.sanitizing import sanitized_text
+
 
 @dataclass
 class RunProgress:
@@ -23,6 +25,9 @@ class RunProgress:
     wall_s: float = 0.0
     last_node: str = ""
     stop_reason: str | None = None
+    sanitized: str | None = None  # the winner's memcheck, once the run's end has run it ("yes" / "no (why)")
+    _status: dict[str, str] = field(default_factory=dict)  # each candidate's latest verdict
+    _speed: dict[str, float] = field(default_factory=dict)
 
     def apply(self, node: str, update: dict[str, Any]) -> None:
         """Fold one node's update in (updates carry increments for `spent`, full records for candidates)."""
@@ -37,12 +42,19 @@ class RunProgress:
             if status == "pending":
                 self.proposed += 1
             elif status:
+                if cid in self._status:  # a later verdict replaces the earlier (memcheck rejects a passed winner)
+                    self.outcomes[self._status[cid]] -= 1
                 self.outcomes[status] += 1
+                self._status[cid] = status
                 if record.get("reason") and status != "passed":
                     self.reasons[str(record["reason"])] += 1
-            speed = record.get("speedup_vs_eager")
-            if status == "passed" and speed and (self.best_speedup is None or speed > self.best_speedup):
-                self.best_speedup, self.best_id = float(speed), cid
+            if status == "passed" and record.get("speedup_vs_eager"):
+                self._speed[cid] = float(record["speedup_vs_eager"])
+        verified = {cid: speed for cid, speed in self._speed.items() if self._status.get(cid) == "passed"}
+        self.best_id = max(verified, key=verified.__getitem__) if verified else None
+        self.best_speedup = verified[self.best_id] if self.best_id else None
+        if update.get("winner_sanitizer"):
+            self.sanitized = sanitized_text(update["winner_sanitizer"])
         if "generation" in update:
             self.generation = int(update["generation"])
         if update.get("stop_reason"):
@@ -63,6 +75,8 @@ class RunProgress:
         table = Table(title=title, show_header=False, expand=False)
         table.add_row("generation", str(self.generation))
         table.add_row("best speedup vs eager", f"{self.best_speedup:.2f}x" if self.best_speedup else "-")
+        if self.sanitized:
+            table.add_row("sanitized (memcheck)", self.sanitized)
         table.add_row("proposed / verified / failed", f"{self.proposed} / {self.outcomes['passed']} / {self.failed}")
         if self.outcomes["screened_out"] or self.outcomes["needs_gpu"]:
             table.add_row("screened out / unverified (no GPU)",

@@ -53,6 +53,16 @@ class RunResult:
     def speedup_vs_compile(self) -> float | None:
         return (self.best or {}).get("speedup_vs_compile")
 
+    @property
+    def sanitizer(self) -> dict[str, Any] | None:
+        """The best kernel's compute-sanitizer memcheck verdict (None: nothing verified to check)."""
+        return self.state.get("winner_sanitizer")
+
+    @property
+    def sanitized(self) -> bool:
+        """True only when memcheck ran on the best kernel and found no memory errors."""
+        return bool((self.sanitizer or {}).get("sanitized"))
+
 
 @contextmanager
 def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:

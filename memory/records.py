@@ -168,10 +168,16 @@ class ArchiveRecord:
     def techniques(self) -> tuple[str, ...]:
         return kernel_techniques(self.kernel_source)
 
-    def evidence_rank(self) -> tuple[int, int, float, float]:
-        """Orders two records of one kernel: verified first, then more checks, then faster."""
+    @property
+    def memcheck_failed(self) -> bool:
+        """compute-sanitizer found memory errors: whatever else passed, the kernel is not correct."""
+        return self.correctness.get("sanitizer") == "out_of_bounds"
+
+    def evidence_rank(self) -> tuple[int, int, int, float, float]:
+        """Orders two records of one kernel: a memcheck failure first (it outranks an earlier pass that had no
+        memcheck), then verified, then more checks, then faster."""
         trials = int(self.correctness.get("trials", 0) or 0)
-        return (int(self.verified), trials, self.speedup_vs_eager or 0.0, self.created_at)
+        return (int(self.memcheck_failed), int(self.verified), trials, self.speedup_vs_eager or 0.0, self.created_at)
 
     def to_dict(self) -> dict[str, Any]:
         lin = self.lineage

@@ -31,11 +31,22 @@ def scripted(*texts: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(t) for t in texts]))
 
 
-class FakeEvaluator:
-    """Reads SPEED / OUTCOME from the candidate; OUTCOME 'compile_error' or 'timeout' rejects it like the harness."""
+def verdict(status: str) -> dict[str, Any]:
+    """A memcheck verdict as the harness gives it (SanitizeVerdict.to_dict())."""
+    from kernelwright.tools.sanitizer import SanitizeVerdict
 
-    def __init__(self, delay_s: float = 0.0, profile: dict[str, Any] | Exception | None = None) -> None:
+    return SanitizeVerdict(status, f"fake memcheck: {status}", 0.01).to_dict()  # type: ignore[arg-type]
+
+
+class FakeEvaluator:
+    """Reads SPEED / OUTCOME from the candidate; OUTCOME 'compile_error' or 'timeout' rejects it like the harness.
+    OUTCOME 'out_of_bounds' passes the harness and fails memcheck; other candidates get `sanitizer`'s status."""
+
+    def __init__(self, delay_s: float = 0.0, profile: dict[str, Any] | Exception | None = None,
+                 sanitizer: str = "clean") -> None:
         self.seen: list[str] = []
+        self.sanitized: list[str] = []  # candidate sources, in the order memcheck saw them
+        self.sanitizer = sanitizer
         self.delay_s, self._profile = delay_s, profile
         self.in_flight = self.max_in_flight = 0
         self.profiled: list[str] = []
@@ -64,6 +75,11 @@ class FakeEvaluator:
         finally:
             with self._lock:
                 self.in_flight -= 1
+
+    def sanitize(self, candidate: Any) -> dict[str, Any]:
+        text = Path(candidate).read_text()
+        self.sanitized.append(text)
+        return verdict("out_of_bounds" if "OUTCOME = 'out_of_bounds'" in text else self.sanitizer)
 
     def profile(self, candidate: Any) -> dict[str, Any]:
         self.profiled.append(str(candidate))

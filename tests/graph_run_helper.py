@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import answer, scripted
+from graph_fakes import answer, scripted, verdict
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import optimize
@@ -40,6 +40,9 @@ class LoggingEvaluator:
             fh.write(str(candidate) + "\n")
         speed = float(re.search(r"SPEED = ([\d.]+)", Path(candidate).read_text()).group(1))
         return {"status": "passed", "speedup_vs_eager": speed}
+
+    def sanitize(self, candidate: Path) -> dict[str, Any]:
+        return verdict("clean")
 
 
 def run(runs_dir: Path, run_id: str, log: Path, crash_after: int | None, resume: bool, llm: Any) -> Any:

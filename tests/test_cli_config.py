@@ -178,12 +178,13 @@ def test_the_run_summary_says_when_the_best_kernel_is_slower_than_eager_and_neve
 
     def summary(best: dict) -> str:
         console = Console(record=True, width=200)
-        _print_run_result(console, SimpleNamespace(best=best, run_id="r1", run_dir="runs/r1",
+        _print_run_result(console, SimpleNamespace(best=best, run_id="r1", run_dir="runs/r1", sanitizer=None,
                                                    state={"stop_reason": "generations: 2 of 2"}))
         return console.export_text()
 
     slow = summary({"source_path": "k.py", "speedup_vs_eager": 0.62, "speedup_vs_compile": None})
     assert "0.62x vs eager" in slow and "n/a (not measured) vs torch.compile" in slow
     assert "slower than PyTorch eager" in slow and "0.00x" not in slow
+    assert "sanitized: no (memcheck not run)" in slow  # a best without a verdict is never called sanitized
     fast = summary({"source_path": "k.py", "speedup_vs_eager": 2.5, "speedup_vs_compile": 1.1})
     assert "2.50x vs eager, 1.10x vs torch.compile" in fast and "slower" not in fast

@@ -51,3 +51,14 @@ def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
         assert _reason_for(exc) == reason == reason_for_error(exc.to_dict())
     assert reason_for_error({"kind": "load", "message": "no ModelNew"}) == "load_error"
     assert reason_for_error({}) == "load_error"
+
+
+def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
+    from conftest import RELU_CANDIDATE
+
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}), gpus=[])
+    try:
+        verdict = evaluator.sanitize(RELU_CANDIDATE)
+    finally:
+        evaluator.close()
+    assert (verdict["status"], verdict["sanitized"]) == ("unavailable", False) and "GPU" in verdict["message"]

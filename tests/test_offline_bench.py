@@ -111,3 +111,95 @@ def test_gpus_deal_problems_to_child_runs_and_merge_their_rows(tmp_path: Path) -
     assert {r["problem"]: r["gpu_index"] for r in data["rows"]} == {"01_a": "4", "02_b": "6", "03_c": "4"}
     assert all(r["status"] == "crash" for r in data["rows"]) and data["summary"]["partial"] is False
     assert sorted(p.name for p in (out / "gpu4" / "results").iterdir()) == ["01_a.json", "03_c.json"]
+
+
+def _history(*trials: tuple[str, str, float | None]) -> object:
+    from kernelwright.agents.offline.tune import TuneResult, TuneTrial
+
+    history = [TuneTrial(variant, {}, f"/cands/{variant}.py", status, None if status == "passed" else "wrong_output",
+                         speed, speed and speed / 1.1, speed and 0.1 / speed, "local")
+               for variant, status, speed in trials]
+    return TuneResult("p", max((t for t in history if t.passed), key=lambda t: t.score(), default=None), history, 5)
+
+
+def _memcheck(statuses: dict[str, str], seen: list[str]):
+    def sanitize(path: Path) -> dict:
+        seen.append(path.stem)
+        status = statuses.get(path.stem, "clean")
+        return {"status": status, "sanitized": status == "clean", "message": f"memcheck: {status}"}
+    return sanitize
+
+
+def test_the_best_kernel_is_sanitized_and_memory_errors_fall_back_to_the_next_best() -> None:
+    result = _history(("fused", "passed", 1.4), ("tuned_a", "passed", 2.0), ("scalar", "rejected", None),
+                      ("tuned_b", "passed", 1.1))
+    seen: list[str] = []
+    row = bench_offline.outcome(result, _memcheck({"tuned_a": "out_of_bounds"}, seen))
+    assert seen == ["tuned_a", "fused"]  # best first, then the next best; never the rejected one
+    assert row["verified"] and row["best_variant"] == "fused" and row["speedup_vs_eager"] == 1.4 and row["success"]
+    assert (row["sanitized"], row["sanitizer_status"], row["sanitizer_rejected"]) == (True, "clean", ["tuned_a.py"])
+    by_variant = {t["variant"]: t for t in row["trials"]}
+    assert (by_variant["tuned_a"]["status"], by_variant["tuned_a"]["reason"]) == ("rejected", "out_of_bounds")
+    assert by_variant["fused"]["status"] == "passed"
+
+
+def test_a_problem_whose_every_kernel_fails_memcheck_is_not_verified() -> None:
+    result = _history(("fused", "passed", 1.4), ("tuned_a", "passed", 2.0))
+    row = bench_offline.outcome(result, _memcheck({"fused": "out_of_bounds", "tuned_a": "out_of_bounds"}, []))
+    assert (row["verified"], row["success"], row["status"], row["reason"]) == (False, False, "not_verified", "out_of_bounds")
+    assert row["sanitizer_status"] == "out_of_bounds" and row["sanitizer_message"] == "memcheck: out_of_bounds"
+    assert "speedup_vs_eager" not in row and bench_offline.sanitized_cell(row) == "no (out_of_bounds)"
+
+
+def test_a_sanitizer_that_cannot_run_keeps_the_best_verified_but_unsanitized() -> None:
+    row = bench_offline.outcome(_history(("fused", "passed", 1.4)), _memcheck({"fused": "unavailable"}, []))
+    assert row["verified"] and row["sanitized"] is False and row["sanitizer_status"] == "unavailable"
+    nothing = bench_offline.outcome(_history(("fused", "rejected", None)), _memcheck({}, []))
+    assert not nothing["verified"] and "reason" not in nothing and bench_offline.sanitized_cell(nothing) == "-"
+
+
+def test_run_problem_sanitizes_inside_the_evaluators_lifetime(tmp_path: Path, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from kernelwright.agents.offline import tune as tune_module
+    from kernelwright.tools.sanitizer import SanitizeVerdict
+
+    class Harness:
+        reference_durations_s = {"total": 1.0}
+        open = False
+
+        def __enter__(self):
+            self.open = True
+            return self
+
+        def __exit__(self, *exc):
+            self.open = False
+
+        def evaluate(self, path):
+            raise AssertionError("tune is faked")
+
+        def sanitize(self, path):
+            assert self.open
+            return SanitizeVerdict("out_of_bounds" if "tuned" in str(path) else "clean", "m", 0.1)
+
+        def baselines(self):
+            return {"eager": {"median_ms": 0.2}}
+
+    history = _history(("fused", "passed", 1.2), ("tuned_x", "passed", 1.6))
+    monkeypatch.setattr(tune_module, "tune", lambda *a, **k: history)
+    prep = {"candidates": [SimpleNamespace(variant="fused", kept_aten_ops=())], "traced": []}
+    row = bench_offline.run_problem(tmp_path / "p.py", tmp_path, prep, tune_budget=2, compile_baseline=False,
+                                    evaluator=Harness())
+    assert row["best_variant"] == "fused" and row["sanitized"] and row["sanitizer_rejected"] == ["tuned_x.py"]
+    assert row["eager_ms"] == 0.2 and row["problem"] == "p"
+
+
+def test_summary_and_markdown_say_sanitized() -> None:
+    rows = _rows()
+    rows[0].update(sanitized=True, sanitizer_status="clean")
+    rows[1].update(sanitized=False, sanitizer_status="unavailable")  # rows[3] was measured before memcheck ran
+    summary = bench_offline.summarise(rows, {})
+    assert summary["sanitized"] == 1 and summary["verified_not_sanitized"] == ["02_b", "04_d"]
+    text = bench_offline.markdown(rows, summary, {})
+    assert "| sanitized |" in text.splitlines()[0]
+    assert "| 01_a |  | ? | yes | yes |" in text and "| no | no (unavailable) |" in text and "| 04_d |  | ? | yes | - |" in text

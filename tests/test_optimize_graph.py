@@ -64,8 +64,10 @@ def test_graph_shape() -> None:
                  "critique --> mutate"):
         assert edge in mermaid, mermaid
     for edge in ("dispatch -.-> evaluate_one", "collect -.-> repair", "after_evaluate&nbsp; .-> profile", "archive -.-> mutate",
-                 "archive -.-> __end__", "archive -.-> critique"):
+                 "archive -.-> __end__", "archive -.-> critique", "archive -.-> sanitize_winner"):
         assert edge in mermaid, mermaid
+    # the run's end: the winner's memcheck, then one more archive pass that stores its verdicts
+    assert "sanitize_winner --> archive" in mermaid and "sanitize_winner -.->" not in mermaid, mermaid
 
 
 def test_critique_and_screen_parsing() -> None:

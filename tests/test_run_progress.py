@@ -19,3 +19,16 @@ def test_progress_counts_outcomes_best_and_spend() -> None:
     line = p.line()
     assert "best 1.70x" in line and "verified 1" in line and "failed 1" in line and "$0.50" in line
     assert p.table("t").row_count >= 6
+
+
+def test_the_winners_memcheck_replaces_a_passed_verdict_and_moves_the_best() -> None:
+    p = RunProgress()
+    p.apply("evaluate_one", {"candidates": {"a": {"status": "passed", "speedup_vs_eager": 1.9}}})
+    p.apply("evaluate_one", {"candidates": {"b": {"status": "passed", "speedup_vs_eager": 1.2}}})
+    assert p.best_id == "a" and p.outcomes["passed"] == 2
+    p.apply("sanitize_winner", {"candidates": {"a": {"status": "rejected", "reason": "out_of_bounds", "sanitizer": "out_of_bounds"},
+                                               "b": {"sanitizer": "clean"}},
+                                "best_id": "b", "winner_sanitizer": {"status": "clean", "sanitized": True}})
+    assert (p.outcomes["passed"], p.outcomes["rejected"], p.reasons["out_of_bounds"]) == (1, 1, 1)
+    assert p.best_id == "b" and p.best_speedup == 1.2 and p.sanitized == "yes"
+    assert "verified 1" in p.line() and "failed 1" in p.line()

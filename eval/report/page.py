@@ -12,6 +12,7 @@ from kernelwright.eval.report.charts import (Chart, failure_chart, lineage_chart
 from kernelwright.eval.report.svg import esc
 from kernelwright.eval.report.tables import candidate_tables, node_table, spend_table, table
 from kernelwright.eval.run_data import Candidate, RunData, load_run
+from kernelwright.graphs.sanitizing import OUT_OF_BOUNDS, sanitized_text
 
 # Set once the page has been laid out and painted (two animation frames after the last element):
 # the benchmark and the browser tests read it.
@@ -43,6 +44,7 @@ def _header(run: RunData) -> str:
     gpu = info.get("gpu") or (best.report.get("gpu") if best else None) or {}
     cards = [("best speedup vs eager", f"{best.speedup_vs_eager:.2f}x" if best else "none verified"),
              ("vs torch.compile", f"{best.speedup_vs_compile:.2f}x" if best and best.speedup_vs_compile else "-"),
+             ("sanitized (memcheck)", sanitized_text(best.report.get("sanitizer")) if best else "-"),
              ("candidates", str(len(run.candidates))),
              ("verified", str(sum(c.verified for c in run.candidates.values()))),
              ("generations", str(len(run.generations))), ("LLM tokens", f"{tokens:,}"),
@@ -90,6 +92,9 @@ def _winner(run: RunData) -> str:
     why = [f"fastest verified candidate: {best.speedup_vs_eager:.3f}x vs eager"
            + (f", {best.speedup_vs_compile:.3f}x vs torch.compile" if best.speedup_vs_compile else "")
            + (f" (next best {runner_up.short}: {runner_up.speedup_vs_eager:.3f}x)" if runner_up else "")]
+    why.append(f"compute-sanitizer memcheck: sanitized {sanitized_text(best.report.get('sanitizer'))}")
+    if failed_memcheck := [c.short for c in run.candidates.values() if c.reason == OUT_OF_BOUNDS]:
+        why.append(f"rejected by memcheck (out_of_bounds) although their other checks passed: {', '.join(failed_memcheck)}")
     why.append(f"made by {best.agent} ({best.model or 'unknown model'}"
                + (f", temperature {best.temperature:g}" if best.temperature is not None else "")
                + f") in generation {best.generation}, prompt {best.prompt or '?'}")
