@@ -257,31 +257,31 @@ def run_benchmark(problems: Sequence[Path], options: BenchOptions, *, factory: E
                              wall_s=time.perf_counter() - started, settings=summary_settings)
 
     slowest = 0.0
-    upcoming: HarnessEvaluator | None = None
-    for i, problem in enumerate(pending):
-        elapsed = time.perf_counter() - started
-        if options.time_budget_s is not None and elapsed + slowest > options.time_budget_s:
-            log(f"time budget: {elapsed:.0f} s spent, the slowest problem took {slowest:.0f} s; stopping "
-                f"before {problem.stem} (rerun the same command to go on)")
-            if upcoming is not None:
-                upcoming.close()
-            result = summary(partial=True)
-            log(final_line(result))
-            return result, False
-        marker = out / "results" / f"{problem.stem}.started"
-        marker.write_text(str(os.getpid()))
-        current, upcoming = upcoming, None
-        if options.overlap and i + 1 < len(pending):
-            upcoming = _open_quietly(factory, pending[i + 1], settings)
-        row = measure(problem, files.get(problem.stem), entries.get(problem.stem), options, settings, precision,
-                      factory, evaluator=current)
-        write_row(out, row)
-        marker.unlink()
-        rows[problem.stem] = row
-        slowest = max(slowest, row.seconds)
-        summary(partial=True)
-        log(f"[{i + 1}/{len(pending)}] {problem.stem}: {row.status}{' ' + row.reason if row.reason else ''} "
-            f"in {row.seconds:.1f} s, peak RSS {row.memory.get('rss_bytes', 0) / 1e9:.2f} GB")
+    upcoming: HarnessEvaluator | None = None  # the next problem's, started early
+    try:
+        for i, problem in enumerate(pending):
+            elapsed = time.perf_counter() - started
+            if options.time_budget_s is not None and elapsed + slowest > options.time_budget_s:
+                log(f"time budget: {elapsed:.0f} s spent, the slowest problem took {slowest:.0f} s; stopping "
+                    f"before {problem.stem} (rerun the same command to go on)")
+                break
+            marker = out / "results" / f"{problem.stem}.started"
+            marker.write_text(str(os.getpid()))
+            current, upcoming = upcoming, None
+            if options.overlap and i + 1 < len(pending):
+                upcoming = _open_quietly(factory, pending[i + 1], settings)
+            row = measure(problem, files.get(problem.stem), entries.get(problem.stem), options, settings, precision,
+                          factory, evaluator=current)
+            write_row(out, row)
+            marker.unlink()
+            rows[problem.stem] = row
+            slowest = max(slowest, row.seconds)
+            summary(partial=True)
+            log(f"[{i + 1}/{len(pending)}] {problem.stem}: {row.status}{' ' + row.reason if row.reason else ''} "
+                f"in {row.seconds:.1f} s, peak RSS {row.memory.get('rss_bytes', 0) / 1e9:.2f} GB")
+    finally:
+        if upcoming is not None:  # stopped early (budget, Ctrl-C): its workers must not outlive us
+            upcoming.close()
     result = summary(partial=len(rows) < len(names))
     log(final_line(result))
     return result, not result["partial"]

@@ -77,11 +77,8 @@ def prebuild_sources(sources: list[str], jobs: int) -> float:
 
     started = time.perf_counter()
     opts = NvccOptions(arch=detect_arch())  # what load_cuda uses in a worker on this GPU
-    items = []
-    for source in sources:
-        match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
-        if match:
-            items.append((match.group(1) + _ERROR_HELPER, opts))
+    cuda = {m.group(1) for s in sources if (m := re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', s, re.S))}
+    items = [(c + _ERROR_HELPER, opts) for c in sorted(cuda)]  # once each: passthrough candidates share one kernel
     NvccCompiler(jobs=jobs).compile_many(items)  # failures show up again, typed, in the evaluation
     return time.perf_counter() - started
 

@@ -140,6 +140,14 @@ def test_time_budget_stops_cleanly_with_a_partial_summary_and_resumes(tmp_path: 
     assert complete and not summary["partial"] and summary["done"] == 3
 
 
+def test_an_evaluator_started_early_is_closed_when_the_budget_stops_the_run(tmp_path: Path) -> None:
+    problems, cands = _bench(tmp_path)
+    log: list[str] = []
+    _, complete = _run(problems, cands, tmp_path / "out", log, sleep_s=0.5, time_budget_s=0.6)
+    assert not complete and "open 2_b" in log and log.count("close 2_b") == 1  # started during 1_a, never measured
+    assert not (tmp_path / "out" / "results" / "2_b.json").exists()
+
+
 def test_a_problem_the_last_run_died_in_is_recorded_as_killed_not_retried(tmp_path: Path) -> None:
     problems, cands = _bench(tmp_path)
     (tmp_path / "out" / "results").mkdir(parents=True)
