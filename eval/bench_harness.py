@@ -2,7 +2,7 @@
 
     python -m kernelwright.eval.bench_harness --problems ../shared/kernelbench/level1 --out bench_l1
            [--only 19,23_Softmax] [--match conv] [--candidates DIR | --prepare-only] [--time-budget-s 540]
-           [--baselines-only] [--compile-baseline] [--precision strict|kernelbench] [--no-overlap]
+           [--baselines-only] [--compile-baseline] [--precision strict|kernelbench] [--no-overlap] [--repeats N]
 
 Per problem, one Evaluator (closed after): the offline translator's first variant, or a passthrough candidate
 (eval/passthrough_candidate.py), is verified and timed; the row holds the input size, seconds per stage, peak
