@@ -66,6 +66,12 @@ def prepare(problem: Path, out: Path) -> dict[str, Any]:
 
 def prebuild(prepared: dict[str, dict[str, Any]], jobs: int) -> float:
     """Compile every candidate's CUDA in parallel into the cache the evaluation workers load from."""
+    return prebuild_sources([c.source for prep in prepared.values() for c in prep.get("candidates", [])], jobs)
+
+
+def prebuild_sources(sources: list[str], jobs: int) -> float:
+    """Build the `_KW_CUDA_SRC` of each candidate source (offline and passthrough candidates name it so) in
+    parallel, for the arch a worker on this GPU will ask for; seconds taken."""
     import re
 
     from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
@@ -74,12 +80,8 @@ def prebuild(prepared: dict[str, dict[str, Any]], jobs: int) -> float:
 
     started = time.perf_counter()
     opts = NvccOptions(arch=detect_arch())  # what load_cuda uses in a worker on this GPU
-    items = []
-    for prep in prepared.values():
-        for c in prep.get("candidates", []):
-            match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', c.source, re.S)
-            if match:
-                items.append((match.group(1) + _ERROR_HELPER, opts))
+    cuda = {m.group(1) for s in sources if (m := re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', s, re.S))}
+    items = [(c + _ERROR_HELPER, opts) for c in sorted(cuda)]  # once each: passthrough candidates share one kernel
     NvccCompiler(jobs=jobs).compile_many(items)  # failures show up again, typed, in the evaluation
     return time.perf_counter() - started
 
