@@ -59,7 +59,7 @@ def open_evaluator(problem: Path, settings: EvalSettings) -> HarnessEvaluator:
     """An Evaluator whose two workers are already starting (the reference one too, so that a prestarted
     evaluator's Python, torch and CUDA start-up overlaps the previous problem)."""
     ev = Evaluator(problem, settings)
-    ev.ref_slot.warm()
+    ev.warm()
     return ev
 
 
@@ -82,11 +82,9 @@ class BenchOptions:
 
 
 def eval_settings(options: BenchOptions) -> tuple[EvalSettings, str | None]:
-    """The harness settings, and the precision actually passed (None where EvalSettings has no such field)."""
-    kwargs: dict[str, Any] = {"compile_baseline": options.compile_baseline, "bench": options.bench}
-    if options.precision and "precision" in {f.name for f in dataclasses.fields(EvalSettings)}:
-        kwargs["precision"] = options.precision
-    return EvalSettings(**kwargs), kwargs.get("precision")
+    """The harness settings and the precision profile they use."""
+    precision = options.precision or "strict"
+    return EvalSettings(compile_baseline=options.compile_baseline, bench=options.bench, precision=precision), precision
 
 
 def discover(paths: Sequence[Path], only: str = "", match: str = "") -> list[Path]:
@@ -239,8 +237,6 @@ def run_benchmark(problems: Sequence[Path], options: BenchOptions, *, factory: E
             marker.unlink()
     pending = [p for p in problems if p.stem not in rows]
     settings, precision = eval_settings(options)
-    if options.precision and precision is None:
-        log(f"warning: EvalSettings has no `precision` setting yet; --precision {options.precision} is not applied")
     summary_settings = {"mode": options.mode, "compile_baseline": options.compile_baseline, "precision": precision,
                         "bench": dataclasses.asdict(options.bench), "overlap": options.overlap}
     entries: dict[str, CandidateEntry] = {}
@@ -305,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-only", action="store_true", help="write the candidates and their manifest, no GPU")
     parser.add_argument("--baselines-only", action="store_true", help="time eager (default, strict) only, no candidate")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile (slow to compile)")
-    parser.add_argument("--precision", choices=("strict", "kernelbench"), help="EvalSettings.precision, where it exists")
+    parser.add_argument("--precision", choices=("strict", "kernelbench"), help="precision profile (default strict); every table says which")
     parser.add_argument("--time-budget-s", type=float, help="start no problem that could end past this wall time")
     parser.add_argument("--no-overlap", action="store_true",
                         help="do not start the next problem's workers during the current one (slower; cleaner peaks)")

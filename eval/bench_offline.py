@@ -202,7 +202,7 @@ def summarise(rows: list[dict[str, Any]], categories: dict[str, str]) -> dict[st
     # What a user gets: the offline kernel where it succeeded, eager (1.0x) elsewhere.
     effective = [r["speedup_vs_eager"] if r.get("success") else 1.0 for r in rows]
     return {
-        "n": len(rows), "verified": len(verified), "success": len(success),
+        "precision": "strict", "n": len(rows), "verified": len(verified), "success": len(success),
         "median_speedup_vs_eager_verified": med([r["speedup_vs_eager"] for r in verified if r.get("speedup_vs_eager")]),
         "median_speedup_vs_eager_success": med([r["speedup_vs_eager"] for r in success]),
         "median_speedup_vs_eager_effective_all": med(effective),
@@ -231,7 +231,9 @@ def sanitized_cell(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
-    lines = ["| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
+    from kernelwright.tools.precision import precision_profile
+
+    lines = [precision_profile(summary.get("precision", "strict")).label().capitalize() + ".", "","| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['problem']} | {categories.get(r['problem'], '')} | {r.get('status', '?')} | "

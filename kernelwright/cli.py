@@ -39,6 +39,8 @@ def eval_command(
                                   help="compute-sanitizer memcheck of a candidate that passes (default on: it is your "
                                        "winner); --no-sanitize skips it, also over harness.sanitize"),
     arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)"),
+    precision: str | None = typer.Option(None, help="precision profile: strict (fp32 reference, TF32 off; default) or "
+                                                    "kernelbench (PyTorch defaults, atol=rtol=1e-2, as KernelBench)"),
     log_level: str = typer.Option("warning", help="console log level"),
     log_file: Path | None = typer.Option(None, help="also write every event as JSON lines to this file"),
 ) -> None:
@@ -50,7 +52,8 @@ def eval_command(
     try:
         config = load_config(config_file, overrides={
             "harness.n_trials": trials, "harness.compile_baseline": compile_baseline,
-            "harness.sanitize": None if sanitize else False, "harness.profile": profile, "compile.arch": arch})
+            "harness.sanitize": None if sanitize else False, "harness.profile": profile, "compile.arch": arch,
+            "harness.precision": precision})
         report = evaluate(problem, candidate, config=config, sanitize=sanitize)
     except (ConfigError, KernelwrightError) as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -216,7 +219,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
     from kernelwright.graphs.sanitizing import sanitized_text
 
     status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
-    console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}")
+    console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}"
+                  f"  (precision profile: {r.get('precision', 'strict')})")
     if r["reason"]:
         console.print(f"  reason: [bold]{r['reason']}[/]  {r['message']}")
     if r.get("error") and r["error"].get("diagnostics"):
@@ -227,8 +231,9 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
         console.print(f"  correctness: {len(r['trials'])} trials, max abs err {worst:.3g}")
     timing = r.get("timing") or {}
     if timing:
-        table = Table("what", "median ms", "p20", "p80", "trials")
-        for name in ("candidate", "eager", "compiled"):
+        table = Table("what", "median ms", "p20", "p80", "trials",
+                      caption="eager and compiled under PyTorch's defaults; eager_strict with TF32 off")
+        for name in ("candidate", "eager", "compiled", "eager_strict", "compiled_autotune"):
             stats = timing.get(name)
             if stats and "median_ms" in stats:
                 table.add_row(name, f"{stats['median_ms']:.4f}", f"{stats['p20_ms']:.4f}", f"{stats['p80_ms']:.4f}",
@@ -236,7 +241,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
             elif stats:
                 table.add_row(name, "failed: " + str(stats.get("error", {}).get("message", ""))[:60], "", "", "")
         console.print(table)
-    for label, key in (("speedup vs eager", "speedup_vs_eager"), ("speedup vs torch.compile", "speedup_vs_compile")):
+    for label, key in (("speedup vs eager", "speedup_vs_eager"), ("speedup vs torch.compile", "speedup_vs_compile"),
+                       ("speedup vs eager (TF32 off)", "speedup_vs_eager_strict")):
         if r.get(key):
             console.print(f"  {label}: [bold]{r[key]:.2f}x[/]")
     if r["status"] == "passed" or r.get("sanitizer"):

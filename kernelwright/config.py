@@ -61,11 +61,19 @@ class HarnessConfig(_Section):
     init_seed: int = 42
     tolerances: dict[str, tuple[float, float, float]] = Field(
         default_factory=dict, description="dtype -> (atol, rtol, rel_l2), overriding the defaults")
+    precision: Literal["strict", "kernelbench"] = Field(
+        "strict", description="strict: fp32 reference with TF32 off, fp32 atol=rtol=1e-4; kernelbench: reference under "
+                              "PyTorch defaults and atol=rtol=1e-2, as KernelBench's evaluator (tables say which)")
     eager_baseline: bool = True
+    strict_baseline: bool = Field(True, description="also time eager with TF32 off (an extra column)")
     compile_baseline: bool = True
     compile_mode: str | None = None
-    call_timeout_s: float = 120.0
+    autotune_baseline: bool = Field(False, description="also time torch.compile(mode='max-autotune-no-cudagraphs')")
+    call_timeout_s: float = Field(600.0, gt=0, description="upper bound of a call's watchdog, which otherwise scales "
+                                                            "with the reference's call: max(10 s, 100x)")
     load_timeout_s: float = 600.0
+    host_memory_limit_gb: float | None = Field(8.0, gt=0, description="host memory (PSS) of one evaluation's workers "
+                                                                       "together; past it the worker is stopped")
     sanitize: bool = Field(False, description="compute-sanitizer memcheck on every candidate that passes correctness, "
                                                "before timing (slow); winners are memchecked whatever this says")
     profile: bool = True
@@ -108,9 +116,10 @@ class KernelwrightConfig(_Section):
             tolerances={k: Tolerance(*v) for k, v in h.tolerances.items()},
             bench=BenchSettings(warmup_ms=t.warmup_ms, rep_ms=t.rep_ms, min_trials=t.min_trials,
                                 max_total_ms=t.max_total_ms, flush_l2=t.flush_l2, cuda_graph=t.cuda_graph),
-            eager_baseline=h.eager_baseline, compile_baseline=h.compile_baseline, compile_mode=h.compile_mode,
+            precision=h.precision, eager_baseline=h.eager_baseline, strict_baseline=h.strict_baseline,
+            compile_baseline=h.compile_baseline, compile_mode=h.compile_mode, autotune_baseline=h.autotune_baseline,
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
-            fast_inline=self.compile.fast_inline, sanitize=h.sanitize,
+            host_memory_limit_gb=h.host_memory_limit_gb, fast_inline=self.compile.fast_inline, sanitize=h.sanitize,
         )
 
     def worker_env(self) -> dict[str, str]:
