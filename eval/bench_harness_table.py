@@ -148,7 +148,7 @@ def markdown(rows: list[HarnessRow], summary: dict[str, Any], mode: Mode) -> str
     from kernelwright.tools.precision import precision_profile
 
     profile = precision_profile(str((summary.get("settings") or {}).get("precision") or "strict"))
-    lines = [profile.label().capitalize() + ".", ""] + lines
+    lines = [profile.label() + ".", ""] + lines
     lines += ["", final_line(summary), "", "```json", json.dumps(summary, indent=2), "```"]
     return "\n".join(lines) + "\n"
 

@@ -233,7 +233,7 @@ def sanitized_cell(row: dict[str, Any]) -> str:
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
     from kernelwright.tools.precision import precision_profile
 
-    lines = [precision_profile(summary.get("precision", "strict")).label().capitalize() + ".", "","| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
+    lines = [precision_profile(summary.get("precision", "strict")).label() + ".", "","| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['problem']} | {categories.get(r['problem'], '')} | {r.get('status', '?')} | "

@@ -201,5 +201,6 @@ def test_summary_and_markdown_say_sanitized() -> None:
     summary = bench_offline.summarise(rows, {})
     assert summary["sanitized"] == 1 and summary["verified_not_sanitized"] == ["02_b", "04_d"]
     text = bench_offline.markdown(rows, summary, {})
-    assert "| sanitized |" in text.splitlines()[0]
+    assert text.splitlines()[0].startswith("Precision profile: strict (fp32 reference with TF32 off")
+    assert "| sanitized |" in text.splitlines()[2]
     assert "| 01_a |  | ? | yes | yes |" in text and "| no | no (unavailable) |" in text and "| 04_d |  | ? | yes | - |" in text

@@ -68,6 +68,7 @@ class EvalSettings:
     unseen_shape: bool = True  # verify at one other input size when get_inputs() scales
     judge_timing: bool = True  # judge outputs produced while timing, refilled inputs, and first calls
     fresh_calls: int = 3
+    timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
     keep_standby: bool = True  # a spare candidate worker always started: a hang costs no start-up
 
@@ -462,7 +463,8 @@ class Evaluator:
         before = _clocks()
         cand_call_s = max([float(t.get("call_s", 0.0)) for t in judge.calls] or [ref.call_s])
         reply = self._ask(worker, "time", timeout_s=self._timing_timeout(max(cand_call_s, ref.call_s)),
-                          input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict())
+                          input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
+                          samples=s.timed_samples if s.judge_timing else 0)
         report.timing["candidate"] = reply.header["stats"]
         report.durations_s["timing_bench"] = round(time.perf_counter() - t2, 3)
         self._record_gpu(report, before, _clocks())
@@ -474,15 +476,17 @@ class Evaluator:
 
     def _judge_timed(self, worker: SandboxWorker, ref: ReferenceData, judge: TrialJudge, report: EvalReport,
                      timed: Message) -> bool:
-        """Outputs produced while timing must be right too: the last timed call's (on its perturbed inputs),
-        a call on the same input objects refilled with new values, and first calls on never-seen inputs,
+        """Outputs produced while timing must be right too: the last timed call's and a few random ones' (on
+        their perturbed inputs), a call on the same input objects refilled with new values, and first calls on never-seen inputs,
         which must not be much slower than the timed median. False when the candidate was rejected."""
         s = self.settings
-        last = timed.header["last"]
-        verdict = self._judge([{"given_inputs": last["inputs"], "outputs": last["outputs"]}], timed.blobs)[0]
+        items = [{"given_inputs": c["inputs"], "outputs": c["outputs"], "fingerprints": False}
+                 for c in timed.header["judged"]]
+        verdicts = self._judge(items, timed.blobs)
         self._release(worker, timing_sets=False)
-        if not judge.trial(0, verdict, "timed_call", None):
-            return False
+        for k, verdict in enumerate(verdicts):
+            if not judge.trial(k, verdict, "timed_call", None):
+                return False
         spec = InputSpec(s.base_seed + RECHECK_SEED_OFFSET)
         call, verdict = self._judged_call(worker, "recheck", ref, input=spec.to_dict())
         if not judge.trial(0, verdict, "refilled_inputs", None):

@@ -123,13 +123,14 @@ def _bytes_of(t: torch.Tensor) -> torch.Tensor:
 
 
 class Perturber:
-    """Before each timed trial, copy a small window of each input's elements over another window of it.
+    """Before each timed trial, swap two small windows of each input's elements.
 
-    Cheap (one small copy per input, outside the timed region) and enough to make a result cached by object,
-    pointer or shape stale, so the judged output of a timed call shows it; the window is small, so a cache
-    keyed on a few sampled elements almost never sees the change either. The write
-    goes through `.data`, which leaves the tensor's version counter alone: a cache keyed on
-    (data_ptr, _version) is stale too, as it would be when a user's own code refills a buffer.
+    Cheap (two small copies per input, outside the timed region) and enough to make a result cached by
+    object, pointer or shape stale, so the judged output of a timed call shows it; the windows are small,
+    so a cache keyed on a few sampled elements almost never sees the change either. A swap permutes the
+    values (never narrowing them to copies of a few), so however many trials run, the inputs keep moving
+    away from any earlier state. The writes go through `.data`, which leaves the tensor's version counter
+    alone: a cache keyed on (data_ptr, _version) is stale too, as it is when a user's code refills a buffer.
     """
 
     WINDOW = 64
@@ -143,8 +144,11 @@ class Perturber:
                 flat = value.data.view(-1)
                 n = flat.numel()
                 width = max(1, min(self.WINDOW, n // 2))
-                i, j = self._rng.randrange(n - width + 1), self._rng.randrange(n - width + 1)
-                flat[i:i + width].copy_(flat[j:j + width].clone())
+                i = self._rng.randrange(n - 2 * width + 1)
+                j = self._rng.randrange(i + width, n - width + 1)  # after the first window: no overlap
+                first = flat[i:i + width].clone()
+                flat[i:i + width].copy_(flat[j:j + width])
+                flat[j:j + width].copy_(first)
 
 
 def refill(inputs: Sequence[Any], source: Sequence[Any]) -> None:

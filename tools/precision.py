@@ -37,7 +37,7 @@ class PrecisionProfile:
     description: str
 
     def label(self) -> str:
-        return f"precision profile: {self.name} ({self.description})"
+        return f"Precision profile: {self.name} ({self.description})"
 
 
 _KERNELBENCH_TOL = Tolerance(1e-2, 1e-2, 5e-2)

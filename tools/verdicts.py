@@ -23,7 +23,7 @@ GAP_RATIO = 3.0
 GAP_SLACK_MS = 0.05
 
 _TIMING_PHASES = {
-    "timed_call": "the output of the last timed call, on its inputs as perturbed while timing, is wrong",
+    "timed_call": "the output of a timed call (the last, or one drawn at random), on its inputs as perturbed while timing, is wrong",
     "refilled_inputs": "after timing, the same input objects refilled with new values gave a stale or wrong result",
     "first_call": "on never-seen inputs after timing the output is wrong",
 }

@@ -129,26 +129,29 @@ class CandidateWorker(WorkerBase):
 
     # -- timing -------------------------------------------------------------
     def op_time(self, req: dict) -> tuple[dict, list[Any]]:
-        """Time the candidate; its last timed output and that call's inputs are shared with the judge."""
+        """Time the candidate; the last timed call's output and inputs, and those of `samples` timed calls drawn
+        at random, are shared with the judge."""
         model = self.require_model()
         self._release(drop_timed=True)
         settings = BenchSettings(**req.get("settings", {}))
         self.timed = TimedSets.make(self, InputSpec.from_dict(req["input"]), int(req.get("n_sets", 3)), settings)
         before = Activity.now()
         with torch.no_grad():
-            stats, last = self.timed.bench(model, settings, self.flush_buffer(), self.device,
-                                           extra_trials=self.rng.randrange(_EXTRA_TRIALS + 1))
+            stats, last, sampled = self.timed.bench(model, settings, self.flush_buffer(), self.device,
+                                                    extra_trials=self.rng.randrange(_EXTRA_TRIALS + 1),
+                                                    samples=int(req.get("samples", 2)), rng=self.rng)
         self.sync()
         self._check_guard("during timing")
         self._check_background(before, "timing", count_native=True)
         outputs = self._checked_outputs(last)
         blobs: list[Any] = []
         inputs = self.timed.last
+        judged = [(inputs, outputs)] + [(i, self._checked_outputs(o)) for i, o in sampled]
         reply = {"stats": stats.to_dict(), "n_input_sets": len(self.timed.sets),
-                 "last": {"outputs": [self._share(o, blobs) for o in outputs],
-                          "inputs": [self._share_input(v, blobs) for v in inputs]},
+                 "judged": [{"outputs": [self._share(o, blobs) for o in outs],
+                             "inputs": [self._share_input(v, blobs) for v in ins]} for ins, outs in judged],
                  "output_bytes": output_bytes(outputs, inputs)}
-        self.held = [*outputs]
+        self.held = [t for ins, outs in judged for t in (*outs, *ins)]
         return reply, blobs
 
     def op_fresh(self, req: dict) -> tuple[dict, list[Any]]:

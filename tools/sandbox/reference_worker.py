@@ -135,7 +135,7 @@ class ReferenceWorker(WorkerBase):
             fn = model if mode is None else self._compiled(model, mode)
             sets = TimedSets.make(self, InputSpec.from_dict(req["input"]), int(req.get("n_sets", 3)), settings)
             with torch.no_grad():
-                stats, _ = sets.bench(fn, settings, self.flush_buffer(), self.device)
+                stats, _, _ = sets.bench(fn, settings, self.flush_buffer(), self.device)
         del sets
         self.free_cached_memory()
         return {"stats": stats.to_dict(), "flags": self.flags.flags(flag_set).to_dict(),  # type: ignore[arg-type]

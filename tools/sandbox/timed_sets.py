@@ -7,6 +7,7 @@ that was produced while timing.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Protocol
 
 import torch
@@ -15,6 +16,7 @@ from kernelwright.tools.inputs import InputSpec, Perturber, input_bytes
 from kernelwright.tools.timing import BenchSettings, TimingStats, bench
 
 MAX_TIMING_INPUT_BYTES = 4 << 30  # more sets than fit this are not made (one set of a huge problem is enough)
+SAMPLE_BYTES = 512 << 20  # timed calls are sampled for judging only where a set and its output are this small
 
 
 class MakesInputs(Protocol):
@@ -39,12 +41,31 @@ class TimedSets:
         return self.sets[self.last_index]
 
     def bench(self, fn: Any, settings: BenchSettings, flush: torch.Tensor | None, device: torch.device | None,
-              extra_trials: int = 0) -> tuple[TimingStats, Any]:
-        """Time fn over the rotating, perturbed sets; (stats, the last trial's result)."""
+              extra_trials: int = 0, samples: int = 0,
+              rng: random.Random | None = None) -> tuple[TimingStats, Any, list[tuple[list[Any], Any]]]:
+        """Time fn over the rotating, perturbed sets: (stats, the last trial's result, up to `samples` earlier
+        trials drawn uniformly at random, each as (its inputs as they were, its result)). A sampled trial's
+        inputs are copied outside the timed region, before the next trial's perturbation can change them."""
         perturb = Perturber(self.seed)
-        state: dict[str, Any] = {"i": 0, "last": None}
+        rng = rng or random.Random(self.seed)
+        state: dict[str, Any] = {"i": 0, "last": None, "calls": 0}
+        kept: list[tuple[list[Any], Any]] = []
+        if samples and (settings.cuda_graph or input_bytes(self.sets[0]) * 2 > SAMPLE_BYTES):
+            samples = 0
+
+        def keep_previous() -> None:  # reservoir sampling: every trial equally likely to be judged
+            state["calls"] += 1
+            if samples <= 0 or state["last"] is None:
+                return
+            k = state["calls"]
+            slot = len(kept) if len(kept) < samples else rng.randrange(k)
+            if slot < samples:
+                copy = [v.clone() if isinstance(v, torch.Tensor) else v for v in self.sets[state["i"]]]
+                entry = (copy, state["last"])
+                kept.append(entry) if slot == len(kept) else kept.__setitem__(slot, entry)
 
         def before_each() -> None:
+            keep_previous()
             state["i"] = (state["i"] + 1) % len(self.sets)
             perturb(self.sets[state["i"]])
 
@@ -55,4 +76,4 @@ class TimedSets:
         stats = bench(run, settings, before_each=before_each, flush_buffer=flush, extra_trials=extra_trials,
                       device=device)
         self.last_index = state["i"]
-        return stats, state["last"]
+        return stats, state["last"], kept
