@@ -156,7 +156,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
                      forward_params: Sequence[str], constants: dict[str, torch.Tensor], header: str,
                      cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = ()) -> str:
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
-    dispatches on the input shapes to the plan specialised for them. `gemm_modes` (per shape: host step ->
+    dispatches on the input shapes to the plan specialised for them (other shapes run the problem's module). `gemm_modes` (per shape: host step ->
     "fp32" | "tf32x3") picks the 3xTF32 path for fp32 GEMMs; cuda_source must then hold gemm_split's kernel."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
     split_used = any(m == "tf32x3" for per_shape in modes for m in per_shape.values())
@@ -184,9 +184,9 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
         dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
         body = _forward_body(plan, kernels, params, index, constant_attr, modes[index])
         methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + l for l in body))
-    dispatch.append("raise RuntimeError(f'input shapes {_kw_key} were not traced; this candidate is specialised for "
-                    + ", ".join(repr(tuple(p.buffers[b].shape for b in p.user_inputs if b is not None)) for p, _ in shapes)
-                    + "')")
+    # Shapes it was not traced at (a batch size the harness tries, a user's other input): the problem's own
+    # module computes them, so the candidate is right everywhere and fast where it was built.
+    dispatch.append(f"return self.kw_ref({', '.join(params)})")
     launcher_text = ",\n".join(f"    {name!r}: {spec!r}" for name, spec in launchers.items())
     forward = "\n".join("        " + line for line in dispatch)
     return f'''{header}
@@ -196,7 +196,7 @@ import torch.nn as nn
 from kernelwright.tools.raw_kernel import load_cuda
 
 # ---- the problem's module with Model renamed: ModelNew builds one to own identical parameters and
-# buffers (same constructor, same seed); its forward is never called.
+# buffers (same constructor, same seed); its forward runs only at input shapes that were not traced.
 {reference_module_source(problem_source)}
 
 _KW_CUDA_SRC = r"""{cuda_source}"""
