@@ -268,14 +268,12 @@ class Evaluator:
         return self._bandwidth  # type: ignore[return-value]
 
     # -- watchdogs ---------------------------------------------------------------
-    def _call_timeout(self, ref: ReferenceData | None, first_call: bool = False) -> float:
+    def _call_timeout(self, ref: ReferenceData | None) -> float:
         s = self.settings
         if ref is None:
             return s.call_timeout_s
-        scaled = max(s.min_call_timeout_s, s.call_timeout_factor * ref.call_s + 4 * ref.inputs_s)
-        if first_call:
-            scaled = max(scaled, 2 * s.min_call_timeout_s)  # lazy library start-up on a first call
-        return min(s.call_timeout_s, scaled)
+        # input generation and poisoning happen in the same request: they scale with the inputs' own time
+        return min(s.call_timeout_s, max(s.min_call_timeout_s, s.call_timeout_factor * ref.call_s + 4 * ref.inputs_s))
 
     def _timing_timeout(self, call_s: float) -> float:
         s = self.settings
@@ -373,7 +371,7 @@ class Evaluator:
         traces: list[CallTrace] = []
         mutated: list[list[int]] = []
         for i, spec in enumerate(ref.specs):
-            call, verdict = self._judged_call(worker, "outputs", ref, first=i == 0, input=spec.to_dict())
+            call, verdict = self._judged_call(worker, "outputs", ref, input=spec.to_dict())
             judge.calls.append(call)
             traces.append(CallTrace.from_dict(call["trace"]))
             mutated.append(list(verdict.get("mutated_inputs", [])))
@@ -419,11 +417,10 @@ class Evaluator:
             return
         judge.trial(len(ref.specs), verdict, "unseen_size", spec)
 
-    def _judged_call(self, worker: SandboxWorker, op: str, ref: ReferenceData, *, first: bool = False,
-                     judge_input: dict[str, Any] | None = None, **payload: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _judged_call(self, worker: SandboxWorker, op: str, ref: ReferenceData, **payload: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """One candidate call (op outputs or recheck), judged: (the call's record, the judge's verdict)."""
         reserve = 2 * ref.output_bytes + (1 << 20)
-        reply = self._ask(worker, op, timeout_s=self._call_timeout(ref, first), reserve_bytes=reserve, trace=True,
+        reply = self._ask(worker, op, timeout_s=self._call_timeout(ref), reserve_bytes=reserve, trace=True,
                           **payload)
         call = reply.header["call"]
         item: dict[str, Any] = {"outputs": call["outputs"]}

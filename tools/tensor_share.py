@@ -69,9 +69,9 @@ def open_shared(meta: dict[str, Any], blobs: list[Any], device: torch.device | N
     handle, ref_handle, event_handle = (bytes(blobs[i]), bytes(blobs[i + 1]), bytes(blobs[i + 2]))
     try:
         storage = torch.UntypedStorage._new_shared_cuda(
-            int(meta["device_index"]), handle, size_bytes, int(meta["segment_offset"]), ref_handle or None,
-            int(meta["ref_offset"]), event_handle or None, bool(meta["event_sync"]))
-    except RuntimeError as exc:
+            int(meta["device_index"]), handle, size_bytes, int(meta["segment_offset"]), ref_handle,
+            int(meta["ref_offset"]), event_handle, bool(meta["event_sync"]))  # all three handles must be bytes
+    except (RuntimeError, TypeError) as exc:
         raise ShareError(f"cannot open a shared CUDA tensor: {exc}") from None
     t = torch.empty((0,), dtype=dtype, device=storage.device)
     t.set_(storage, offset, shape, stride)
