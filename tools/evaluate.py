@@ -485,7 +485,10 @@ class Evaluator:
             if not judge.trial(k, verdict, "timed_call", None):
                 return False
         spec = InputSpec(s.base_seed + RECHECK_SEED_OFFSET)
-        call, verdict = self._judged_call(worker, "recheck", ref, input=spec.to_dict())
+        try:
+            call, verdict = self._judged_call(worker, "recheck", ref, input=spec.to_dict())
+        except DoesNotFit as exc:
+            return self._check_skipped(report, exc, "refilled-inputs check")
         if not judge.trial(0, verdict, "refilled_inputs", None):
             return False
         rejections = check_traces([CallTrace.from_dict(call["trace"])], ref.traces, library_symbols(report.candidate_libs))
@@ -495,8 +498,11 @@ class Evaluator:
         if s.fresh_calls <= 0:
             return True
         fresh = [InputSpec(s.base_seed + FRESH_SEED_OFFSET + k) for k in range(s.fresh_calls)]
-        reply = self._ask(worker, "fresh", timeout_s=self._call_timeout(ref) * len(fresh) + 30,
-                          inputs=[f.to_dict() for f in fresh])
+        try:
+            reply = self._ask(worker, "fresh", timeout_s=self._call_timeout(ref) * len(fresh) + 30,
+                              inputs=[f.to_dict() for f in fresh])
+        except DoesNotFit as exc:
+            return self._check_skipped(report, exc, "first-call check")
         verdict = self._judge([{"input": fresh[-1].to_dict(), "outputs": reply.header["outputs"],
                                 "fingerprints": False}], reply.blobs)[0]
         self._release(worker)
@@ -512,6 +518,14 @@ class Evaluator:
         if message:
             judge.caching(message)
             return False
+        return True
+
+    def _check_skipped(self, report: EvalReport, exc: DoesNotFit, what: str) -> bool:
+        """A post-timing check whose own inputs do not fit the GPU is skipped and said; out of memory inside the
+        candidate's call stays the candidate's verdict."""
+        if exc.details.get("stage") != "check_inputs":
+            raise exc
+        report.weak_checks.append(f"{what} skipped: its inputs do not fit the GPU ({exc.message[:160]})")
         return True
 
     def _check_floor(self, report: EvalReport, output_bytes: int, median_ms: float) -> None:

@@ -93,7 +93,7 @@ class CandidateWorker(WorkerBase):
         if len(self.timed.sets) > 1:
             refill(target, self.timed.sets[(self.timed.last_index + 1) % len(self.timed.sets)])
         else:
-            refill(target, self.make(InputSpec.from_dict(req["input"])))
+            refill(target, self._make_for_check(InputSpec.from_dict(req["input"])))
         call, blobs = self._judged_call(target, req)
         call["refilled"] = True
         return {"call": call}, blobs
@@ -159,9 +159,13 @@ class CandidateWorker(WorkerBase):
         a candidate that caches results is slow here and fast in the timed loop. The last call is judged."""
         model = self.require_model()
         self._release(drop_timed=True)
-        times, inputs, outputs = [], None, None
+        times: list[float] = []
+        inputs: list[Any] | None = None
+        outputs: Any = None
         for spec_data in req["inputs"]:
-            fresh = self.make(InputSpec.from_dict(spec_data))  # made while the previous set is alive: new addresses
+            if inputs is not None and not self._room_for(inputs):
+                inputs = outputs = None  # a huge problem: the next set may reuse these addresses
+            fresh = self._make_for_check(InputSpec.from_dict(spec_data))  # made while the previous set is alive
             result: list[Any] = []
             with torch.no_grad():
                 times.append(time_one_call(lambda: result.append(model(*fresh)), flush_buffer=self.flush_buffer(),
@@ -179,6 +183,23 @@ class CandidateWorker(WorkerBase):
         return {"peak_gpu_bytes": int(torch.cuda.max_memory_reserved(self.device)) if self.on_gpu else None}
 
     # -- helpers ------------------------------------------------------------
+    def _make_for_check(self, spec: InputSpec) -> list[Any]:
+        """Inputs for a post-timing check; running out of memory here is the harness's, not the candidate's."""
+        try:
+            return self.make(spec)
+        except torch.OutOfMemoryError as exc:
+            from kernelwright.tools.sandbox.worker import does_not_fit
+
+            error = does_not_fit(exc, "making a post-timing check's inputs")
+            error.details["stage"] = "check_inputs"
+            raise error from None
+
+    def _room_for(self, inputs: list[Any]) -> bool:
+        if not self.on_gpu:
+            return True
+        need = sum(v.numel() * v.element_size() for v in inputs if isinstance(v, torch.Tensor))
+        return torch.cuda.mem_get_info(self.device)[0] > 3 * need
+
     def _release(self, drop_timed: bool = False) -> None:
         self.held = []
         if drop_timed:
