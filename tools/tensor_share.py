@@ -22,11 +22,12 @@ class ShareError(Exception):
     """A shared tensor could not be exported or opened (not from PyTorch's allocator, bad handle)."""
 
 
-def share_tensor(t: torch.Tensor, blobs: list[Any]) -> dict[str, Any]:
-    """JSON-safe description of `t`; its payload (IPC handles or bytes) is appended to `blobs`."""
+def share_tensor(t: torch.Tensor, blobs: list[Any], *, via_host: bool = False) -> dict[str, Any]:
+    """JSON-safe description of `t`; its payload (IPC handles or bytes) is appended to `blobs`. `via_host`
+    sends a CUDA tensor's bytes instead (the fallback where CUDA IPC does not work between processes)."""
     t = t.detach()
     meta: dict[str, Any] = {"dtype": dtype_name(t.dtype), "shape": list(t.shape), "device": str(t.device)}
-    if not t.is_cuda:
+    if not t.is_cuda or via_host:
         wire_meta, raw = encode_tensor(t)
         meta.update(kind="bytes", blob=len(blobs), wire=wire_meta)
         blobs.append(raw)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import IntegrityError, LoadError
+from kernelwright.tools.fingerprint import fingerprint
 from kernelwright.tools.floors import output_bytes
 from kernelwright.tools.gpu_memory import poison_free_memory
 from kernelwright.tools.inputs import InputSpec, as_output_list, refill
@@ -40,6 +41,7 @@ class CandidateWorker(WorkerBase):
         self.timed: TimedSets | None = None  # the timing run's input sets, kept for the post-timing checks
         self.calls = 0
         self.rng = random.SystemRandom()
+        self.via_host = False  # outputs as bytes: set when the harness found CUDA IPC not working here
 
     # -- load ---------------------------------------------------------------
     def op_load(self, req: dict) -> dict:
@@ -178,6 +180,16 @@ class CandidateWorker(WorkerBase):
         self.held = [*checked, *(inputs or [])]
         return reply, blobs
 
+    def op_probe(self, req: dict) -> tuple[dict, list[Any]]:
+        """A known tensor shared the way outputs are, so the harness can check that the judge can open it."""
+        self._release()
+        self.via_host = bool(req.get("via_host", False))
+        probe = torch.arange(4096, dtype=torch.float32, device=self.device) * 0.5
+        blobs: list[Any] = []
+        meta = self._share(probe, blobs)
+        self.held = [probe]
+        return {"tensor": meta, "fingerprint": fingerprint(probe)}, blobs
+
     def op_release(self, req: dict) -> dict:
         self._release(drop_timed=bool(req.get("timing_sets", True)))
         return {"peak_gpu_bytes": int(torch.cuda.max_memory_reserved(self.device)) if self.on_gpu else None}
@@ -224,11 +236,11 @@ class CandidateWorker(WorkerBase):
 
     def _share(self, t: torch.Tensor, blobs: list[Any]) -> dict[str, Any]:
         try:
-            return share_tensor(t, blobs)
+            return share_tensor(t, blobs, via_host=self.via_host)
         except ShareError:  # memory PyTorch's allocator did not give out: share a copy that it did
             copy = t.clone()
             self.held.append(copy)
-            return share_tensor(copy, blobs)
+            return share_tensor(copy, blobs, via_host=self.via_host)
 
     def _share_input(self, value: Any, blobs: list[Any]) -> dict[str, Any]:
         if isinstance(value, torch.Tensor):

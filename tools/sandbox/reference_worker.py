@@ -119,6 +119,14 @@ class ReferenceWorker(WorkerBase):
         del outputs, given, cand_inputs, reference
         return verdict
 
+    @takes_blobs
+    def op_probe(self, req: dict, msg: Any) -> dict:
+        """Open a probe tensor shared by the candidate worker: the fingerprint it has here (or why it failed)."""
+        try:
+            return {"fingerprint": fingerprint(open_shared(req["tensor"], msg.blobs, self.device))}
+        except ShareError as exc:
+            return {"fingerprint": None, "error": str(exc)}
+
     def op_time(self, req: dict) -> dict:
         """A baseline's timing: `target` names one of BASELINES (or "compiled" with an explicit compile_mode)."""
         model = self.require_model()
