@@ -347,7 +347,7 @@ class Evaluator:
         report.stage = "correctness"
         t1 = time.perf_counter()
         ref = self.reference()
-        judge = TrialJudge(report, ref, self)
+        judge = TrialJudge(report, ref)
         self._verify(worker, ref, judge, report)
         report.durations_s["verify"] = round(time.perf_counter() - t1, 3)
         if report.status != "rejected" and s.sanitize:

@@ -1,4 +1,4 @@
-"""Seeded problem inputs: generation, transforms, perturbation, mutation checks."""
+"""Seeded problem inputs: generation, shapes without allocation, the timing perturbation and refills."""
 
 from __future__ import annotations
 
@@ -100,26 +100,6 @@ def _generate(produce: Callable[[], Any], seed: int, device: torch.device) -> An
     except Exception:  # noqa: BLE001 - deterministic fallback; a function broken on the CPU too raises below
         torch.manual_seed(seed)
         return produce()
-
-
-def snapshot(inputs: Sequence[Any]) -> list[Any]:
-    return [v.clone() if isinstance(v, torch.Tensor) else v for v in inputs]
-
-
-def mutated_positions(before: Sequence[Any], after: Sequence[Any]) -> list[int]:
-    """Indices of tensor inputs whose contents changed (bitwise; NaN-safe)."""
-    changed = []
-    for i, (b, a) in enumerate(zip(before, after)):
-        if isinstance(b, torch.Tensor) and isinstance(a, torch.Tensor):
-            if b.shape != a.shape or b.dtype != a.dtype:
-                changed.append(i)
-            elif not torch.equal(_bytes_of(b), _bytes_of(a)):
-                changed.append(i)
-    return changed
-
-
-def _bytes_of(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().contiguous().reshape(-1).view(torch.uint8)
 
 
 class Perturber:

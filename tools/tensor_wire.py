@@ -55,35 +55,3 @@ def decode_tensor(meta: dict[str, Any], raw: bytes | bytearray | memoryview) -> 
     buffer = raw if isinstance(raw, bytearray) else bytearray(raw)
     flat = torch.frombuffer(buffer, dtype=torch.uint8).view(dtype)
     return flat.reshape(info.shape)
-
-
-class PinnedStaging:
-    """Device-to-host copies of outputs through one reusable page-locked buffer.
-
-    Why: a pageable copy of a CUDA tensor runs through the driver's own bounce buffer and was measured at
-    about 0.5 GB/s on a virtualised H100 host; a DMA into page-locked memory runs at the link's speed.
-    The blobs are views of this buffer, valid until `reset()`: call it only once the previous reply has
-    been sent. When a request needs more room, a larger buffer is taken and the older one stays alive for
-    as long as views of it exist.
-    """
-
-    def __init__(self) -> None:
-        self._buffer: torch.Tensor | None = None
-        self._offset = 0
-
-    def reset(self) -> None:
-        self._offset = 0
-
-    def encode(self, t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:
-        if not t.is_cuda or t.numel() == 0:
-            return encode_tensor(t)
-        flat = t.detach().contiguous().reshape(-1).view(torch.uint8)
-        start = -(-self._offset // 64) * 64  # each blob 64-byte aligned
-        if self._buffer is None or start + flat.numel() > self._buffer.numel():
-            size = max(flat.numel(), 2 * (self._buffer.numel() if self._buffer is not None else 0), 1 << 20)
-            self._buffer, start = torch.empty(size, dtype=torch.uint8, pin_memory=True), 0
-        region = self._buffer[start:start + flat.numel()]
-        region.copy_(flat)
-        self._offset = start + flat.numel()
-        meta = TensorMeta(dtype_name(t.dtype), tuple(t.shape)).to_dict()
-        return meta, memoryview(region.numpy())

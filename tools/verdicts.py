@@ -15,7 +15,7 @@ from kernelwright.tools.inputs import InputSpec
 from kernelwright.tools.results import EvalReport
 
 if TYPE_CHECKING:
-    from kernelwright.tools.evaluate import Evaluator, ReferenceData
+    from kernelwright.tools.evaluate import ReferenceData
 
 # A first call on never-seen inputs slower than this many timed medians (plus the slack) means the timed
 # calls were served from a cache: honest kernels take about as long on new inputs as on rotated ones.
@@ -32,7 +32,7 @@ _TIMING_PHASES = {
 class TrialJudge:
     """Records trials into `report` and decides its verdict."""
 
-    def __init__(self, report: EvalReport, ref: "ReferenceData", evaluator: "Evaluator"):
+    def __init__(self, report: EvalReport, ref: "ReferenceData"):
         self.report = report
         self.ref = ref
         self.calls: list[dict[str, Any]] = []

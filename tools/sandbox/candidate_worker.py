@@ -25,7 +25,7 @@ from kernelwright.tools.sandbox.background import Activity, left_running
 from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
 from kernelwright.tools.sandbox.libraries import candidate_libraries, loaded_libraries
 from kernelwright.tools.sandbox.timed_sets import TimedSets
-from kernelwright.tools.sandbox.worker import WorkerBase
+from kernelwright.tools.sandbox.worker import WorkerBase, does_not_fit
 from kernelwright.tools.tensor_share import ShareError, share_tensor
 from kernelwright.tools.timing import BenchSettings, time_one_call
 
@@ -39,7 +39,6 @@ class CandidateWorker(WorkerBase):
         self.candidate_libs: set[str] = set()
         self.held: list[Any] = []  # tensors the judge has open; alive until `release`
         self.timed: TimedSets | None = None  # the timing run's input sets, kept for the post-timing checks
-        self.calls = 0
         self.rng = random.SystemRandom()
         self.via_host = False  # outputs as bytes: set when the harness found CUDA IPC not working here
 
@@ -115,7 +114,6 @@ class CandidateWorker(WorkerBase):
                 result, trace = model(*inputs), CallTrace((), None, available=False, reason="not traced")
         self.sync()
         clock.lap("call")
-        self.calls += 1
         self._check_guard("during a forward call")
         # Native threads count only in timing: the profiler and the CUDA runtime start some on first use.
         self._check_background(before, "the forward call", count_native=False)
@@ -192,7 +190,7 @@ class CandidateWorker(WorkerBase):
 
     def op_release(self, req: dict) -> dict:
         self._release(drop_timed=bool(req.get("timing_sets", True)))
-        return {"peak_gpu_bytes": int(torch.cuda.max_memory_reserved(self.device)) if self.on_gpu else None}
+        return {"peak_gpu_bytes": self.peak_gpu_bytes()}
 
     # -- helpers ------------------------------------------------------------
     def _make_for_check(self, spec: InputSpec) -> list[Any]:
@@ -200,8 +198,6 @@ class CandidateWorker(WorkerBase):
         try:
             return self.make(spec)
         except torch.OutOfMemoryError as exc:
-            from kernelwright.tools.sandbox.worker import does_not_fit
-
             error = does_not_fit(exc, "making a post-timing check's inputs")
             error.details["stage"] = "check_inputs"
             raise error from None

@@ -67,7 +67,7 @@ class ReferenceWorker(WorkerBase):
                                   f"Model.forward() on inputs ({spec.describe()})", self.problem)  # type: ignore[arg-type]
                 entries.append(entry.summary())
         reply: dict[str, Any] = {"entries": entries, "kept_bytes": store.kept_bytes(),
-                                 "peak_gpu_bytes": _peak_gpu_bytes(self.device)}
+                                 "peak_gpu_bytes": self.peak_gpu_bytes()}
         if req.get("sensitivity_of"):
             tolerances = _tolerances(req.get("tolerances"))
             reply["insensitive"] = store.insensitive([InputSpec.from_dict(d) for d in req["sensitivity_of"]], tolerances)
@@ -83,7 +83,7 @@ class ReferenceWorker(WorkerBase):
         with self.flags.using(self.reference_flags):  # type: ignore[arg-type]
             for item in req["items"]:
                 verdicts.append(self._judge_item(store, item, msg.blobs, tolerances))
-        return {"verdicts": verdicts, "peak_gpu_bytes": _peak_gpu_bytes(self.device)}
+        return {"verdicts": verdicts, "peak_gpu_bytes": self.peak_gpu_bytes()}
 
     def _judge_item(self, store: ReferenceStore, item: dict, blobs: list[Any],
                     tolerances: dict[str, Tolerance]) -> dict[str, Any]:
@@ -180,8 +180,3 @@ def _open_value(meta: dict, blobs: list[Any], device: torch.device | None) -> An
         return meta.get("value")
     return open_shared(meta, blobs, device)
 
-
-def _peak_gpu_bytes(device: torch.device | None) -> int | None:
-    if device is None or device.type != "cuda":
-        return None
-    return int(torch.cuda.max_memory_reserved(device))

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import DoesNotFit, KernelwrightError, LoadError
-from kernelwright.tools.inputs import InputSpec, describe_value, input_bytes, input_shapes, make_inputs
+from kernelwright.tools.inputs import InputSpec, input_bytes, input_shapes, make_inputs
 from kernelwright.tools.kernel_trace import trace_call
 from kernelwright.tools.precision import FlagSwitch
 from kernelwright.tools.problem import SourceFile, build_model, call_user, check_arity, check_source, import_file
-from kernelwright.tools.sandbox.protocol import Message, ProtocolError, recv_message, send_message
+from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
 from kernelwright.tools.shape_scaling import rescaled_module
 from kernelwright.tools.timing import BenchSettings, bench, l2_flush_buffer
 
@@ -143,6 +143,10 @@ class WorkerBase:
             self._flush = l2_flush_buffer(self.device)
         return self._flush
 
+    def peak_gpu_bytes(self) -> int | None:
+        """The most GPU memory this worker's allocator has held (replies carry it for the benchmarks)."""
+        return int(torch.cuda.max_memory_reserved(self.device)) if self.on_gpu else None
+
     def free_cached_memory(self) -> None:
         gc.collect()
         if self.on_gpu:
@@ -158,10 +162,6 @@ class WorkerBase:
         self.model = self.problem_module = None
         self._rescaled.clear()
         self.free_cached_memory()
-
-
-def describe_inputs(inputs: list[Any]) -> list[dict[str, Any]]:
-    return [describe_value(v) for v in inputs]
 
 
 def does_not_fit(exc: BaseException, what: str, inputs: list[Any] | None = None) -> DoesNotFit:
