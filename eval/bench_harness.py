@@ -35,6 +35,7 @@ from kernelwright.eval.bench_harness_table import HarnessRow, Mode, final_line, 
 from kernelwright.eval.memory_sampler import TreeSampler
 from kernelwright.tools.errors import ReferenceFailure
 from kernelwright.tools.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.precision import PROFILE_NAMES
 from kernelwright.tools.timing import BenchSettings
 
 EXIT_PARTIAL = 3
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prepare-only", action="store_true", help="write the candidates and their manifest, no GPU")
     parser.add_argument("--baselines-only", action="store_true", help="time eager (default, strict) only, no candidate")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile (slow to compile)")
-    parser.add_argument("--precision", choices=("strict", "kernelbench"), help="precision profile (default strict); every table says which")
+    parser.add_argument("--precision", choices=PROFILE_NAMES, help="precision profile (default strict); every table says which")
     parser.add_argument("--time-budget-s", type=float, help="start no problem that could end past this wall time")
     parser.add_argument("--no-overlap", action="store_true",
                         help="do not start the next problem's workers during the current one (slower; cleaner peaks)")

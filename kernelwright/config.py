@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kernelwright.tools.compare import Tolerance
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.evaluate import EvalSettings
+from kernelwright.tools.precision import ProfileName
 from kernelwright.tools.timing import BenchSettings
 
 if sys.version_info >= (3, 11):
@@ -61,7 +62,7 @@ class HarnessConfig(_Section):
     init_seed: int = 42
     tolerances: dict[str, tuple[float, float, float]] = Field(
         default_factory=dict, description="dtype -> (atol, rtol, rel_l2), overriding the defaults")
-    precision: Literal["strict", "kernelbench"] = Field(
+    precision: ProfileName = Field(
         "strict", description="strict: fp32 reference with TF32 off, fp32 atol=rtol=1e-4; kernelbench: reference under "
                               "PyTorch defaults and atol=rtol=1e-2, as KernelBench's evaluator (tables say which)")
     eager_baseline: bool = True
