@@ -118,7 +118,8 @@ def outcome(result: Any, sanitize: Any) -> dict[str, Any]:
     """A problem's row from its tuning history: the best passed trial counts as verified only once memcheck
     (graphs.sanitizing, the run's rule) has not rejected it; on memory errors the next best is tried."""
     from kernelwright.agents.offline.tune import TuneTrial
-    from kernelwright.graphs.sanitizing import OUT_OF_BOUNDS, sanitize_in_order
+    from kernelwright.graphs.sanitizing import sanitize_in_order
+    from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
 
     ranked = sorted((t for t in result.history if t.passed), key=TuneTrial.score, reverse=True)
     check = sanitize_in_order([(t.path, Path(t.path)) for t in ranked], sanitize)

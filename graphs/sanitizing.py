@@ -23,10 +23,9 @@ from kernelwright.agents.context import KContext
 from kernelwright.graphs.evaluation import report_path_of, write_report
 from kernelwright.graphs.selection import ranked_verified
 from kernelwright.graphs.state import CandidateRecord, KState
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 
 log = structlog.get_logger(__name__)
-OUT_OF_BOUNDS = "out_of_bounds"  # the verdict status (tools.sanitizer) that rejects a kernel, and its reason
 Sanitize = Callable[[Path], Mapping[str, Any]]  # candidate file -> SanitizeVerdict.to_dict()
 
 
@@ -52,15 +51,6 @@ def sanitize_in_order(ranked: Sequence[tuple[str, Path]], sanitize: Sanitize) ->
         if verdict.get("status") != OUT_OF_BOUNDS:
             return WinnerCheck(key, verdicts)
     return WinnerCheck(None, verdicts)
-
-
-def verdict_update(verdict: Mapping[str, Any]) -> dict[str, Any]:
-    """The report fields a verdict changes: `sanitizer` always; memory errors also reject the kernel. A
-    sanitizer that could not run leaves it verified, and `sanitizer` says why."""
-    update: dict[str, Any] = {"sanitizer": dict(verdict)}
-    if verdict.get("status") == OUT_OF_BOUNDS:
-        update.update(status="rejected", reason=OUT_OF_BOUNDS, message=str(verdict.get("message") or ""))
-    return update
 
 
 def sanitized_text(verdict: Mapping[str, Any] | None) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from kernelwright.config import KernelwrightConfig, load_config
-from kernelwright.graphs.sanitizing import verdict_update
+from kernelwright.tools.sanitizer import verdict_update
 from kernelwright.tools.evaluate import Evaluator
 from kernelwright.tools.module_problem import write_problem_from_module
 from kernelwright.tools.results import EvalReport

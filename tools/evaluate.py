@@ -589,11 +589,12 @@ class Evaluator:
         return verdict
 
     def _sanitize(self, candidate: Path, report: EvalReport) -> None:
+        from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, verdict_update
+
         verdict = self.sanitize(candidate)
-        report.sanitizer = verdict.to_dict()
-        if verdict.status == "out_of_bounds":
-            report.status, report.reason, report.message = "rejected", "out_of_bounds", verdict.message
-        elif not verdict.sanitized:
+        for key, value in verdict_update(verdict.to_dict()).items():
+            setattr(report, key, value)
+        if not verdict.sanitized and verdict.status != OUT_OF_BOUNDS:
             report.weak_checks.append(f"sanitizer: {verdict.message}")
 
     def close(self) -> None:

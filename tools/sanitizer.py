@@ -76,6 +76,16 @@ def sanitize(problem: str, candidate: str, *, tool: str = "memcheck", timeout_s:
 
 
 SanitizeStatus = Literal["clean", "out_of_bounds", "unavailable", "timeout", "error"]
+OUT_OF_BOUNDS: SanitizeStatus = "out_of_bounds"  # the one status that rejects a kernel; also its rejection reason
+
+
+def verdict_update(verdict: dict[str, Any]) -> dict[str, Any]:
+    """The report fields a verdict (SanitizeVerdict.to_dict()) changes: `sanitizer` always; memory errors also
+    reject the kernel. A sanitizer that could not run leaves it verified, and `sanitizer` says why."""
+    update: dict[str, Any] = {"sanitizer": dict(verdict)}
+    if verdict.get("status") == OUT_OF_BOUNDS:
+        update.update(status="rejected", reason=OUT_OF_BOUNDS, message=str(verdict.get("message") or ""))
+    return update
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +123,7 @@ def sanitize_verdict(problem: str, candidate: str, *, timeout_s: float = 600.0,
     if result.clean:
         return SanitizeVerdict("clean", "compute-sanitizer memcheck found no memory errors", seconds, result.to_dict())
     if result.errors > 0:
-        return SanitizeVerdict("out_of_bounds", f"compute-sanitizer found {result.errors} memory error(s): "
+        return SanitizeVerdict(OUT_OF_BOUNDS, f"compute-sanitizer found {result.errors} memory error(s): "
                                + "; ".join(result.first_errors[:2]), seconds, result.to_dict())
     return SanitizeVerdict("error", f"the candidate failed under compute-sanitizer (exit code {result.exit_code}): "
                            + result.output_tail.strip()[-300:], seconds, result.to_dict())
