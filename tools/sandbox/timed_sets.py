@@ -61,8 +61,10 @@ class TimedSets:
             slot = len(kept) if len(kept) < samples else rng.randrange(k)
             if slot < samples:
                 copy = [v.clone() if isinstance(v, torch.Tensor) else v for v in self.sets[state["i"]]]
-                entry = (copy, state["last"])
-                kept.append(entry) if slot == len(kept) else kept.__setitem__(slot, entry)
+                if slot == len(kept):
+                    kept.append((copy, state["last"]))
+                else:
+                    kept[slot] = (copy, state["last"])
 
         def before_each() -> None:
             keep_previous()
