@@ -71,10 +71,8 @@ class CorrectnessError(KernelwrightError):
     kind = "correctness"
 
 
-class IntegrityError(KernelwrightError):
-    """The candidate tried (or happened) to game the harness; `reason` names the check."""
-
-    kind = "integrity"
+class ReasonedError(KernelwrightError):
+    """An error whose `reason` names the check that stopped the candidate (a report's rejection reason)."""
 
     def __init__(self, reason: str, message: str, *, where: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message, where=where, details=details)
@@ -84,6 +82,12 @@ class IntegrityError(KernelwrightError):
         out = super().to_dict()
         out["reason"] = self.reason
         return out
+
+
+class IntegrityError(ReasonedError):
+    """The candidate tried (or happened) to game the harness; `reason` names the check."""
+
+    kind = "integrity"
 
 
 class BenchmarkError(KernelwrightError):
@@ -125,26 +129,18 @@ class DoesNotFit(KernelwrightError):
     kind = "does_not_fit"
 
 
-class ResourceLimit(KernelwrightError):
-    """A worker went past a resource limit the harness enforces (host memory); it was stopped."""
+class ResourceLimit(ReasonedError):
+    """A worker went past a resource limit the harness enforces (host memory); it was stopped. `reason`
+    names the limit (e.g. host_memory_limit)."""
 
     kind = "resource_limit"
-
-    def __init__(self, message: str, *, reason: str, where: str | None = None, details: dict[str, Any] | None = None):
-        super().__init__(message, where=where, details=details)
-        self.reason = reason
-
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        out["reason"] = self.reason
-        return out
 
 
 ERROR_TYPES: dict[str, type[KernelwrightError]] = {
     cls.__name__: cls
     for cls in (
         KernelwrightError, ProblemError, LoadError, ReferenceFailure, CompileError, CorrectnessError, IntegrityError,
-        BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit,
+        BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit, ReasonedError,
     )
 }
 
@@ -161,10 +157,8 @@ def error_from_dict(data: dict[str, Any]) -> KernelwrightError:
         diags = tuple(Diagnostic.from_dict(d) for d in data.get("diagnostics", []))
         return CompileError(message, returncode=int(details.get("returncode", -1)), stderr=str(data.get("stderr", "")),
                             diagnostics=diags, where=where)
-    if cls is IntegrityError:
-        return IntegrityError(str(data.get("reason", "unknown")), message, where=where, details=details)
-    if cls is ResourceLimit:
-        return ResourceLimit(message, reason=str(data.get("reason", "resource_limit")), where=where, details=details)
+    if issubclass(cls, ReasonedError):
+        return cls(str(data.get("reason", "unknown")), message, where=where, details=details)
     if cls is ToolTimeout:
         return ToolTimeout(message, timeout_s=float(details.get("timeout_s", 0.0)), where=where)
     if cls is WorkerCrash:

@@ -272,9 +272,9 @@ class HostMemoryWatch:
             self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
             if self.limit_bytes and pss > self.limit_bytes:
                 worker.kill()
-                raise ResourceLimit(f"the {worker.role} worker was stopped: the evaluation's workers held "
+                raise ResourceLimit("host_memory_limit",
+                                    f"the {worker.role} worker was stopped: the evaluation's workers held "
                                     f"{pss / 2**30:.1f} GiB of host memory, over the limit of "
                                     f"{self.limit_bytes / 2**30:.1f} GiB (setting harness.host_memory_limit_gb)",
-                                    reason="host_memory_limit",
                                     details={"pss_bytes": pss, "limit_bytes": self.limit_bytes})
         return check
