@@ -155,15 +155,18 @@ def _model_settings(m: Any) -> Any:
 
 
 def _print_run_result(console: Console, result: Any) -> None:
+    from kernelwright.graphs.generations import generation_label, generations_label, last_finished
     from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
 
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
     reason = result.state.get("stop_reason") or ""
+    finished = int(result.state.get("generation") or 0)  # after select: how many generations ran
     if reason.startswith("generations"):
-        console.print(f"finished: {reason.split(':')[1].split(' of ')[0].strip()} generation(s)")
+        console.print(f"finished: {generations_label(finished)}")
     elif reason.startswith(("no CUDA GPU", "nothing to propose")):
-        console.print(f"stopped after the first generation: {reason}")
+        last = last_finished(finished)
+        console.print(f"stopped after {generation_label(last) if last is not None else 'the start'}: {reason}")
         if reason.startswith("nothing to propose"):
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:
