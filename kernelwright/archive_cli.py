@@ -14,15 +14,16 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
+from kernelwright.cli_app import KernelwrightTyper
+from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
 
 if TYPE_CHECKING:  # chromadb is imported only by the commands that use it: `kernelwright --help` stays fast
     from kernelwright.memory.archive import KernelArchive
 
-archive_app = typer.Typer(no_args_is_help=True, help="The kernel archive: verified kernels reused as prompt examples.")
-
-EXIT_BAD_INPUT = 2  # the same code as kernelwright.cli.EXIT_BAD_INPUT (imported there, so not importable here)
+archive_app = KernelwrightTyper(no_args_is_help=True,
+                                help="The kernel archive: verified kernels reused as prompt examples.")
 
 PathOpt = typer.Option(None, "--path", help="archive folder (default: $KERNELWRIGHT_ARCHIVE or the user cache dir)")
 ServerOpt = typer.Option(None, "--server", help="a shared Chroma server, HOST:PORT, instead of a local folder")
@@ -46,8 +47,7 @@ def _open(path: Path | None, server: str | None, log_level: str, *, create: bool
         with archive:
             yield archive
     except KernelwrightError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(exc, EXIT_BAD_INPUT)
 
 
 def _when(ts: float) -> str:
@@ -82,8 +82,7 @@ def show_command(record_id: str = typer.Argument(..., help="kernel id or a uniqu
     with _open(path, server, log_level) as archive:
         record = archive.get(record_id)
     if record is None:
-        Console(stderr=True).print(f"[red]error:[/red] no kernel {record_id!r} in the archive")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"no kernel {record_id!r} in the archive", EXIT_BAD_INPUT)
     if as_json:
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
@@ -116,8 +115,7 @@ def search_command(query: str = typer.Argument("", help="free text (op names, a 
         if like:
             record = archive.get(like)
             if record is None:
-                Console(stderr=True).print(f"[red]error:[/red] no kernel {like!r} in the archive")
-                raise typer.Exit(EXIT_BAD_INPUT)
+                fail(f"no kernel {like!r} in the archive", EXIT_BAD_INPUT)
             target = record.signature
         elif not query.strip():
             raise typer.BadParameter("give a QUERY or --like ID")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-EXIT_NOT_FOUND = 2
+from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 
 
 def _run_dir(run: str, runs_dir: Path) -> Path:
@@ -19,8 +19,7 @@ def _run_dir(run: str, runs_dir: Path) -> Path:
     candidate = runs_dir / run
     if candidate.is_dir():
         return candidate
-    Console(stderr=True).print(f"[red]error:[/red] no run {run!r} (neither a run directory nor a run id under {runs_dir})")
-    raise typer.Exit(EXIT_NOT_FOUND)
+    fail(f"no run {run!r} (neither a run directory nor a run id under {runs_dir})", EXIT_BAD_INPUT)
 
 
 def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")) -> None:
@@ -70,8 +69,7 @@ def trace_command(
         else:
             console.print(build_tree(load_run(path, messages=False), agent=agent, candidate=candidate, limit=limit))
     except RunDataError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
+        fail(exc, EXIT_BAD_INPUT)
 
 
 def report_command(
