@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.mutator import repairable
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
+from kernelwright.graphs.generations import FIRST_GENERATION
 from kernelwright.graphs.state import CandidateRecord, KState
 
 
@@ -29,7 +30,7 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     passed = ranked_verified(state.get("candidates") or {})
     elite = [r["id"] for r in passed[: runtime.context.settings.population]]
     update: dict[str, Any] = {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
-                              "generation": state.get("generation", 0) + 1, "spent": {"generations": 1}}
+                              "generation": state.get("generation", FIRST_GENERATION) + 1, "spent": {"generations": 1}}
     spent = dict(state.get("spent") or {})
     spent["generations"] = spent.get("generations", 0) + 1
     update["stop_reason"] = (exhausted(state.get("budget"), spent) or _nothing_verifiable(state)

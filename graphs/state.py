@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
 from kernelwright.agents.run_state import Budget, CandidateRecord, RunState
+from kernelwright.graphs.generations import FIRST_GENERATION
 
 __all__ = ["Budget", "CandidateRecord", "KState", "Replace", "RunState", "add_counts", "extend_list",
            "make_initial_state", "merge_candidates"]
@@ -62,7 +63,7 @@ class KState(RunState, total=False):
 
 
 def make_initial_state(run_id: str, problem_path: str, budget: Budget) -> KState:
-    return KState(run_id=run_id, problem_path=problem_path, functional={}, generation=0, candidates={},
-                  population=[], errors=[], budget=budget,
+    return KState(run_id=run_id, problem_path=problem_path, functional={}, generation=FIRST_GENERATION,
+                  candidates={}, population=[], errors=[], budget=budget,
                   spent=Budget(generations=0, candidates=0, wall_s=0.0, tokens=0, cost_usd=0.0), best_id=None,
                   eval_started_at=0.0, stop_reason=None, winner_checked=False, winner_sanitizer=None)

@@ -13,16 +13,20 @@ import typer
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
+from kernelwright.cli_app import KernelwrightTyper
+from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
+from kernelwright.cli_tables import Column, fitted_table
+from kernelwright.graphs.generations import generation_label
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
 
 if TYPE_CHECKING:  # chromadb is imported only by the commands that use it: `kernelwright --help` stays fast
     from kernelwright.memory.archive import KernelArchive
 
-archive_app = typer.Typer(no_args_is_help=True, help="The kernel archive: verified kernels reused as prompt examples.")
-
-EXIT_BAD_INPUT = 2  # the same code as kernelwright.cli.EXIT_BAD_INPUT (imported there, so not importable here)
+archive_app = KernelwrightTyper(no_args_is_help=True,
+                                help="The kernel archive: verified kernels reused as prompt examples.")
 
 PathOpt = typer.Option(None, "--path", help="archive folder (default: $KERNELWRIGHT_ARCHIVE or the user cache dir)")
 ServerOpt = typer.Option(None, "--server", help="a shared Chroma server, HOST:PORT, instead of a local folder")
@@ -46,8 +50,7 @@ def _open(path: Path | None, server: str | None, log_level: str, *, create: bool
         with archive:
             yield archive
     except KernelwrightError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(exc, EXIT_BAD_INPUT)
 
 
 def _when(ts: float) -> str:
@@ -65,13 +68,29 @@ def list_command(path: Path | None = PathOpt, server: str | None = ServerOpt, lo
     """Kernels in the archive, newest first."""
     with _open(path, server, log_level) as archive:
         rows = archive.entries(verified_only=not all_, limit=limit)
-    table = Table("id", "problem", "status", "arch", "vs eager", "vs compile", "techniques", "when")
-    for rid, m in rows:
-        table.add_row(rid[:16], str(m.get("problem_name") or m.get("problem_key", ""))[:28], str(m.get("status")),
-                      str(m.get("gpu_arch") or "-"), _speed(m.get("speedup_vs_eager")),
-                      _speed(m.get("speedup_vs_compile")), str(m.get("techniques") or "")[:40],
-                      _when(float(m.get("created_at", 0.0))))
-    Console().print(table)
+        unlisted = archive.count() if not rows else 0
+        where = archive.where
+    console = Console()
+    if not rows:
+        console.print(Text(_nothing_listed(where, unlisted)))
+        return
+    # A narrow terminal loses the date first, then the techniques, the speedup vs compile and the arch.
+    columns = [Column("id"), Column("problem", flexible=True), Column("status"), Column("arch", drop=4),
+               Column("vs eager"), Column("vs compile", drop=3), Column("techniques", drop=2), Column("when", drop=1)]
+    console.print(fitted_table(columns, [[rid[:16], str(m.get("problem_name") or m.get("problem_key", "")),
+                                          str(m.get("status")), str(m.get("gpu_arch") or "-"),
+                                          _speed(m.get("speedup_vs_eager")), _speed(m.get("speedup_vs_compile")),
+                                          str(m.get("techniques") or "")[:40], _when(float(m.get("created_at", 0.0)))]
+                                         for rid, m in rows], console.width))
+
+
+def _nothing_listed(where: str, unlisted: int) -> str:
+    """What an empty `archive list` says: where it looked, and how kernels get there."""
+    if unlisted:
+        return (f"No verified kernels in the archive at {where}; it holds {unlisted} that did not pass "
+                "(`kernelwright archive list --all` lists them).")
+    return (f"The archive at {where} is empty. `kernelwright run` adds each kernel it verifies (verifying needs a "
+            "CUDA GPU); `kernelwright archive import FILE.jsonl` merges kernels exported from another archive.")
 
 
 @archive_app.command("show")
@@ -82,21 +101,20 @@ def show_command(record_id: str = typer.Argument(..., help="kernel id or a uniqu
     with _open(path, server, log_level) as archive:
         record = archive.get(record_id)
     if record is None:
-        Console(stderr=True).print(f"[red]error:[/red] no kernel {record_id!r} in the archive")
-        raise typer.Exit(EXIT_BAD_INPUT)
+        fail(f"no kernel {record_id!r} in the archive", EXIT_BAD_INPUT)
     if as_json:
         typer.echo(json.dumps(record.to_dict(), indent=2))
         return
     console = Console()
     table = Table(show_header=False, title=f"kernel {record.id[:16]}")
     lin = record.lineage
+    lineage = f"{lin.agent} {lin.prompt} {generation_label(lin.generation)} parents {[p[:16] for p in lin.parents]}"
     for key, value in (("problem", record.signature.text()), ("status", record.status),
                        ("gpu", f"{record.gpu_name or '?'} ({record.gpu_arch or '?'})"),
                        ("speedup vs eager", _speed(record.speedup_vs_eager)),
                        ("speedup vs torch.compile", _speed(record.speedup_vs_compile)),
                        ("correctness", json.dumps(record.correctness)), ("techniques", ", ".join(record.techniques())),
-                       ("profile", record.profile_summary), ("lineage", f"{lin.agent} {lin.prompt} gen {lin.generation} "
-                                                                         f"parents {[p[:16] for p in lin.parents]}"),
+                       ("profile", record.profile_summary), ("lineage", lineage),
                        ("run", record.run_id), ("added", _when(record.created_at))):
         table.add_row(key, str(value))
     console.print(table)
@@ -116,8 +134,7 @@ def search_command(query: str = typer.Argument("", help="free text (op names, a 
         if like:
             record = archive.get(like)
             if record is None:
-                Console(stderr=True).print(f"[red]error:[/red] no kernel {like!r} in the archive")
-                raise typer.Exit(EXIT_BAD_INPUT)
+                fail(f"no kernel {like!r} in the archive", EXIT_BAD_INPUT)
             target = record.signature
         elif not query.strip():
             raise typer.BadParameter("give a QUERY or --like ID")

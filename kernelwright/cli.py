@@ -12,15 +12,15 @@ from rich.table import Table
 
 from kernelwright import inspect_cli
 from kernelwright.archive_cli import archive_app
+from kernelwright.cli_app import KernelwrightTyper
+from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED,
+                                     EXIT_REJECTED, fail)
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
-
-# Exit codes: distinct so scripts can tell a rejected kernel from a missing GPU.
-EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR, EXIT_NO_LLM = 0, 1, 2, 3, 4, 5
+app = KernelwrightTyper(add_completion=False, no_args_is_help=True,
+                        help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
 
 app.add_typer(archive_app, name="archive")
 
@@ -56,8 +56,7 @@ def eval_command(
             "harness.precision": precision})
         report = evaluate(problem, candidate, config=config, sanitize=sanitize)
     except (ConfigError, KernelwrightError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(exc, EXIT_BAD_INPUT)
     data = report.to_dict()
     data["sanitized"] = bool((data.get("sanitizer") or {}).get("sanitized"))  # memcheck ran and found nothing
     if as_json:
@@ -106,8 +105,7 @@ def run_command(
     try:
         config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen})
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+        fail(exc, EXIT_BAD_INPUT)
     agents = config.agents
     settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates,
                            repair_rounds=agents.repair_rounds, screen=agents.screen, temperatures=agents.temperatures,
@@ -136,11 +134,9 @@ def run_command(
                           models=proposers, critic_model=critic, on_update=on_update,
                           archive=(archive or True) if use_archive else None)
     except ToolUnavailable as exc:
-        console.print(f"[yellow]{exc}[/]")
-        raise typer.Exit(EXIT_NO_LLM) from None
+        fail(exc, EXIT_NO_LLM)
     except KernelwrightError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference") else EXIT_ERROR) from None
+        fail(exc, EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference") else EXIT_ERROR)
     finally:
         if live is not None:
             live.stop()
@@ -155,15 +151,18 @@ def _model_settings(m: Any) -> Any:
 
 
 def _print_run_result(console: Console, result: Any) -> None:
+    from kernelwright.graphs.generations import generation_label, generations_label, last_finished
     from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
 
     best = result.best
     console.print(f"run {result.run_id} in {result.run_dir}")
     reason = result.state.get("stop_reason") or ""
+    finished = int(result.state.get("generation") or 0)  # after select: how many generations ran
     if reason.startswith("generations"):
-        console.print(f"finished: {reason.split(':')[1].split(' of ')[0].strip()} generation(s)")
+        console.print(f"finished: {generations_label(finished)}")
     elif reason.startswith(("no CUDA GPU", "nothing to propose")):
-        console.print(f"stopped after the first generation: {reason}")
+        last = last_finished(finished)
+        console.print(f"stopped after {generation_label(last) if last is not None else 'the start'}: {reason}")
         if reason.startswith("nothing to propose"):
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-EXIT_NOT_FOUND = 2
+from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
+from kernelwright.cli_tables import Column, fitted_table
 
 
 def _run_dir(run: str, runs_dir: Path) -> Path:
@@ -19,8 +20,7 @@ def _run_dir(run: str, runs_dir: Path) -> Path:
     candidate = runs_dir / run
     if candidate.is_dir():
         return candidate
-    Console(stderr=True).print(f"[red]error:[/red] no run {run!r} (neither a run directory nor a run id under {runs_dir})")
-    raise typer.Exit(EXIT_NOT_FOUND)
+    fail(f"no run {run!r} (neither a run directory nor a run id under {runs_dir})", EXIT_BAD_INPUT)
 
 
 def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")) -> None:
@@ -32,17 +32,24 @@ def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run dir
     if not rows:
         console.print(f"no runs under {runs_dir}")
         return
-    table = Table(title=f"runs in {runs_dir}")
-    table.add_column("run", no_wrap=True, min_width=max(len(r.run_id) for r in rows))  # ids are for copying: whole
-    for name in ("problem", "started", "generations", "candidates"):
-        table.add_column(name, overflow="fold")
-    for name in ("best", "sanitized", "status"):  # short values, kept whole: the long ones fold instead
-        table.add_column(name, no_wrap=True)
-    for r in rows:
-        table.add_row(r.run_id, r.problem, r.started, str(r.generations), str(r.candidates),
-                      f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
-                      "-" if r.sanitized is None else ("yes" if r.sanitized else "no"), r.status)
+    # Ids stay whole (they are for copying), the problem's name is cut; a narrow terminal loses the start time
+    # first (a run id begins with it), then the counts, then memcheck's verdict.
+    columns = [Column("run"), Column("problem", flexible=True), Column("started", drop=1),
+               Column("generations", short="gens", drop=3), Column("candidates", short="cands", drop=2),
+               Column("best"), Column("sanitized", drop=4), Column("status")]
+    table = fitted_table(columns, [[r.run_id, r.problem, _when(r.started), str(r.generations), str(r.candidates),
+                                    f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
+                                    "-" if r.sanitized is None else ("yes" if r.sanitized else "no"), r.status]
+                                   for r in rows], console.width, title=f"runs in {runs_dir}")
     console.print(table)
+
+
+def _when(started: str) -> str:
+    """run.json's start time to the minute ('2025-06-12 10:15'), or as written when it is not ISO 8601."""
+    try:
+        return dt.datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return started
 
 
 def trace_command(
@@ -70,8 +77,7 @@ def trace_command(
         else:
             console.print(build_tree(load_run(path, messages=False), agent=agent, candidate=candidate, limit=limit))
     except RunDataError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_NOT_FOUND) from None
+        fail(exc, EXIT_BAD_INPUT)
 
 
 def report_command(

@@ -8,12 +8,14 @@ from typing import Any
 
 from rich.table import Table
 
+from kernelwright.graphs.generations import FIRST_GENERATION, generation_label, last_finished
 from kernelwright.graphs.sanitizing import sanitized_text
 
 
 @dataclass
 class RunProgress:
-    generation: int = 0
+    generation: int = FIRST_GENERATION  # the one running now; once the run stops, its last
+    finished: int = 0  # generations whose select has run
     best_speedup: float | None = None
     best_id: str | None = None
     outcomes: Counter = field(default_factory=Counter)  # status -> count (passed, rejected, screened_out, ...)
@@ -38,6 +40,8 @@ class RunProgress:
         self.wall_s += float(spent.get("wall_s", 0.0))
         self.malformed += len(update.get("errors") or [])
         for cid, record in (update.get("candidates") or {}).items():
+            if isinstance(record.get("generation"), int):  # new candidates name theirs (a resumed run starts past 0)
+                self.generation = max(self.generation, record["generation"])
             status = record.get("status")
             if status == "pending":
                 self.proposed += 1
@@ -55,8 +59,10 @@ class RunProgress:
         self.best_speedup = verified[self.best_id] if self.best_id else None
         if update.get("winner_sanitizer"):
             self.sanitized = sanitized_text(update["winner_sanitizer"])
-        if "generation" in update:
-            self.generation = int(update["generation"])
+        if "generation" in update:  # select ended one: the state's counter, the next number, is how many have finished
+            self.finished = int(update["generation"])
+            if not update.get("stop_reason"):  # the next one starts; at the end the last one stays on show
+                self.generation = max(self.generation, self.finished)
         if update.get("stop_reason"):
             self.stop_reason = str(update["stop_reason"])
 
@@ -65,15 +71,20 @@ class RunProgress:
         return self.outcomes["rejected"] + self.outcomes["error"]
 
     def line(self) -> str:
+        """One line per finished generation, numbered as `trace` numbers it (printed where no live table is)."""
         best = f"{self.best_speedup:.2f}x" if self.best_speedup else "-"
-        return (f"generation {self.generation}: best {best} vs eager | proposed {self.proposed}, "
+        last = last_finished(self.finished)
+        head = generation_label(self.generation) if last is None else f"{generation_label(last)} done"
+        return (f"{head}: best {best} vs eager | proposed {self.proposed}, "
                 f"verified {self.outcomes['passed']}, failed {self.failed}, "
                 f"screened out {self.outcomes['screened_out']}, unverified (no GPU) {self.outcomes['needs_gpu']} | "
                 f"tokens {self.tokens}" + (f", ${self.cost_usd:.2f}" if self.cost_usd else ""))
 
     def table(self, title: str) -> Table:
         table = Table(title=title, show_header=False, expand=False)
-        table.add_row("generation", str(self.generation))
+        last = last_finished(self.finished)
+        done = last is not None and last >= self.generation
+        table.add_row("generation", f"{self.generation}" + (" (done)" if done else ""))
         table.add_row("best speedup vs eager", f"{self.best_speedup:.2f}x" if self.best_speedup else "-")
         if self.sanitized:
             table.add_row("sanitized (memcheck)", self.sanitized)

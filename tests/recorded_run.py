@@ -9,6 +9,7 @@ a failed compile and its repair, critiques, screens, mutations and crossovers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,17 @@ def replay_rules() -> list[ReplayRule]:
     return rules
 
 
-def record_run(runs_dir: Path, *, run_id: str = RUN_ID, generations: int = 3,
-               evaluator: FakeEvaluator | None = None) -> tuple[RunResult, list[dict[str, Any]]]:
-    """The finished run and the chat requests the replay server received."""
+def record_run(runs_dir: Path, *, run_id: str = RUN_ID, generations: int = 3, evaluator: FakeEvaluator | None = None,
+               on_update: Callable[[str, dict[str, Any]], None] | None = None) -> tuple[RunResult, list[dict[str, Any]]]:
+    """The finished run and the chat requests the replay server received (`on_update` sees the node updates
+    the CLI's live progress sees)."""
     settings = RunSettings(generations=generations, candidates_per_generation=3, population=3, repair_rounds=1,
                            crossover_rate=0.5, screen=True, critic=True, profile=True, eval_concurrency=2)
     with ReplayServer(replay_rules()) as server:
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0, price_in_per_mtok=2.0,
                               price_out_per_mtok=8.0)
         result = optimize(PROBLEM, runs_dir=runs_dir, run_id=run_id, settings=settings, model=model,
-                          evaluator=evaluator or RecordingFakeEvaluator(), plugins=(), offline=False)
+                          evaluator=evaluator or RecordingFakeEvaluator(), plugins=(), offline=False,
+                          on_update=on_update)
         requests = list(server.requests)
     return result, requests

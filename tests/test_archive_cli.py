@@ -85,3 +85,28 @@ def test_the_default_path_comes_from_the_environment(filled: tuple[Path, list]) 
     path, records = filled
     result = runner.invoke(app, ["archive", "stats", "--json"], env={"KERNELWRIGHT_ARCHIVE": str(path)})
     assert json.loads(result.output)["records"] == 3
+
+
+def test_an_empty_archive_says_where_it_is_and_how_it_fills(tmp_path: Path) -> None:
+    """An empty `archive list` used to print a table with headers and no rows, and nothing else."""
+    path = tmp_path / "archive"
+    path.mkdir()
+    empty = runner.invoke(app, ["archive", "list", "--path", str(path)])
+    text = " ".join(empty.output.split())
+    assert empty.exit_code == 0 and "┏" not in empty.output, empty.output
+    assert f"The archive at {path} is empty." in text
+    assert "`kernelwright run` adds each kernel it verifies" in text and "archive import FILE.jsonl" in text
+    with KernelArchive.open_local(path, embedding=MiniLMEmbedding()) as archive:
+        archive.add_many([make_record("relu", variant=2, status="rejected")])
+    unverified = runner.invoke(app, ["archive", "list", "--path", str(path)])
+    text = " ".join(unverified.output.split())
+    assert unverified.exit_code == 0 and "┏" not in unverified.output, unverified.output
+    assert f"No verified kernels in the archive at {path}; it holds 1 that did not pass" in text and "--all" in text
+    assert "relu" in runner.invoke(app, ["archive", "list", "--all", "--path", str(path)]).output
+
+
+def test_list_fits_80_columns(filled: tuple[Path, list]) -> None:
+    path, records = filled
+    out = runner.invoke(app, ["archive", "list", "--path", str(path)], env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert records[0].id[:16] in out and records[1].id[:16] in out and "3.25x" in out  # ids whole, speedups kept

@@ -179,7 +179,7 @@ def test_the_run_summary_says_when_the_best_kernel_is_slower_than_eager_and_neve
     def summary(best: dict) -> str:
         console = Console(record=True, width=200)
         _print_run_result(console, SimpleNamespace(best=best, run_id="r1", run_dir="runs/r1", sanitizer=None,
-                                                   state={"stop_reason": "generations: 2 of 2"}))
+                                                   state={"stop_reason": "generations: 2 of 2", "generation": 2}))
         return console.export_text()
 
     slow = summary({"source_path": "k.py", "speedup_vs_eager": 0.62, "speedup_vs_compile": None})
@@ -188,3 +188,4 @@ def test_the_run_summary_says_when_the_best_kernel_is_slower_than_eager_and_neve
     assert "sanitized: no (memcheck not run)" in slow  # a best without a verdict is never called sanitized
     fast = summary({"source_path": "k.py", "speedup_vs_eager": 2.5, "speedup_vs_compile": 1.1})
     assert "2.50x vs eager, 1.10x vs torch.compile" in fast and "slower" not in fast
+    assert "finished: 2 generations (0 to 1)" in fast  # numbered as trace and the report number them

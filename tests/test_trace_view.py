@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from kernelwright.cli import app
 from kernelwright.eval.run_data import list_runs, load_run
+from kernelwright.progress import RunProgress
 from kernelwright.trace_view import build_tree, follow
 
 runner = CliRunner()
@@ -22,10 +23,23 @@ CANDIDATE_LINE = re.compile(r"[✓✗!⊘?…] ([0-9a-f]{12})  (\w+)")
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def recorded_live(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunProgress, list[str]]:
+    """The recorded run, with the live progress the CLI would have shown and the line it prints per generation."""
     runs = tmp_path_factory.mktemp("runs")
-    record_run(runs)
-    return runs / RUN_ID
+    progress, lines = RunProgress(), []
+
+    def on_update(node: str, update: dict) -> None:
+        progress.apply(node, update)
+        if node == "select":
+            lines.append(progress.line())
+
+    record_run(runs, on_update=on_update)
+    return runs / RUN_ID, progress, lines
+
+
+@pytest.fixture(scope="module")
+def recorded(recorded_live: tuple[Path, RunProgress, list[str]]) -> Path:
+    return recorded_live[0]
 
 
 def _render(renderable: object) -> str:
@@ -161,3 +175,57 @@ def test_screen_calls_name_their_candidate_in_the_trace(recorded: Path) -> None:
         assert cand.screen and "(static)" not in cand.screen  # the model screened it, and the call says so
         assert sum(call.role == "screen" for call in cand.llm_calls) == 1
     assert sum(call.role == "screen" for c in run.candidates.values() for call in c.llm_calls) == len(screens)
+
+
+def test_progress_and_trace_number_the_generations_alike(recorded_live: tuple[Path, RunProgress, list[str]]) -> None:
+    """The CLI's progress used to say 'generation 1' for what trace calls generation 0, and ended on a
+    generation the run never had."""
+    run_dir, progress, lines = recorded_live
+    run = load_run(run_dir)
+    traced = re.findall(r"^\W*(generation \d+):", _render(build_tree(run)), flags=re.M)
+    assert traced == [f"generation {gen}" for gen in run.generations] and len(traced) == 3
+    assert [line.split(" done:")[0] for line in lines] == traced  # one line per generation, as trace names it
+    assert progress.generation == run.generations[-1] and progress.finished == len(run.generations)
+    table = _render(progress.table("t"))
+    assert re.search(rf"generation\s+│ {run.generations[-1]} \(done\)", table), table
+
+
+RUN_ROW = re.compile(r"^│ (\S+)")
+
+
+def _long_runs(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    for run_id, problem in (("20250612-101530-3fa9c1", "problem_relu_affine.py"),
+                            ("20250612-094501-b07e2d", "softmax_rowwise_fp16_large_batch.py")):
+        (runs / run_id / "candidates").mkdir(parents=True)
+        (runs / run_id / "run.json").write_text(json.dumps({
+            "run_id": run_id, "problem": f"/home/u/problems/{problem}", "started": "2025-06-12T10:15:30+0000",
+            "generations_done": 3, "status": "finished", "best": {"speedup_vs_eager": 1.73, "sanitized": True}}))
+    return runs
+
+
+@pytest.mark.parametrize("width", [60, 80, 120, 200])
+def test_runs_fits_the_terminal_without_splitting_words(tmp_path: Path, width: int) -> None:
+    """`runs` used to fold every column at 80 columns ("proble/m", "2025-0/6-12"): now values stay on one line,
+    the problem's name is cut with "…", and narrower terminals drop the start time, then the counts."""
+    runs = _long_runs(tmp_path)
+    result = runner.invoke(app, ["runs", "--runs-dir", str(runs)], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= width, result.output
+    rows = [line for line in lines if RUN_ROW.match(line)]
+    assert [RUN_ROW.match(r).group(1) for r in rows] == ["20250612-101530-3fa9c1", "20250612-094501-b07e2d"]
+    assert all("1.73x" in r and "finished" in r for r in rows)  # the best and the status are never dropped
+    names = ["problem_relu_affine.py", "softmax_rowwise_fp16_large_batch.py"]
+    for row, name in zip(rows, names):  # on the run's own line: whole, or cut short with "…"
+        cell = row.split("│")[2].strip()
+        assert cell == name or (cell.endswith("…") and len(cell) > 8 and name.startswith(cell[:-1])), result.output
+    header = next(line for line in lines if "run" in line and "problem" in line)
+    if width >= 120:
+        assert "problem_relu_affine.py" in result.output and "2025-06-12 10:15" in result.output
+    if width >= 200:
+        assert "softmax_rowwise_fp16_large_batch.py" in result.output
+        assert "generations" in header and "candidates" in header
+    if width <= 80:
+        assert "started" not in header and "…" in result.output
+    assert "sanitized" in header or width < 80
