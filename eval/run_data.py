@@ -18,6 +18,16 @@ from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
 from kernelwright.tools.errors import KernelwrightError
 
 FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
+FIRST_GENERATION_SHOWN = 0  # how generations are numbered for people (the first one is "generation 0")
+
+
+def generation_number(generation: int) -> int:
+    """The number a person sees for a generation (the state counts from 0); every display asks here."""
+    return generation + FIRST_GENERATION_SHOWN
+
+
+def generation_name(generation: int) -> str:
+    return f"generation {generation_number(generation)}"
 
 
 class RunDataError(KernelwrightError):
@@ -69,6 +79,8 @@ class NodeRun:
     subject: str | None = None
     candidate_id: str | None = None
     updates: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)  # what the node recorded as failed (kind, message)
+    next_generation: int | None = None  # set by the node that closed a generation (select)
 
 
 @dataclass
@@ -137,10 +149,33 @@ class RunData:
 
     @property
     def generations(self) -> list[int]:
-        # Nodes after the last select (archive, the final routing) already carry the next generation's
-        # number; a generation exists once it has candidates (or, before any, once a node ran in it).
+        """Every generation that ran, those that added no candidate included.
+
+        A generation ran once it has candidates or once a node closed it (select records the next
+        generation's number; run.json keeps the count). Node start events alone do not count: nodes
+        after the last select (archive, the final routing) already carry the next generation's number.
+        """
+        closed = max([n.next_generation for n in self.nodes if n.next_generation is not None]
+                     + [int(self.info.get("generations_done") or 0)])
         with_candidates = {c.generation for c in self.candidates.values()}
-        return sorted(with_candidates or {n.generation for n in self.nodes})
+        found = with_candidates | set(range(closed))
+        return sorted(found or {n.generation for n in self.nodes})
+
+    def generation_members(self, generation: int) -> list[Candidate]:
+        """The candidates a generation added."""
+        return [c for c in self.candidates.values() if c.generation == generation]
+
+    def generation_errors(self, generation: int) -> list[str]:
+        """What the generation's nodes recorded as failed ('node: message'), each once, in order."""
+        seen: dict[str, None] = {}
+        for node in self.nodes:
+            if node.generation != generation:
+                continue
+            for error in node.errors:
+                seen.setdefault(f"{node.node}: {error.get('message') or error.get('kind') or 'error'}", None)
+            if node.error:
+                seen.setdefault(f"{node.node}: {node.error}", None)
+        return list(seen)
 
     def find(self, prefix: str) -> Candidate:
         matches = [c for cid, c in self.candidates.items() if cid.startswith(prefix)]
@@ -225,6 +260,9 @@ def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
                 run.duration_s = float(event.get("duration_s") or 0.0)
                 run.error = event.get("error")
                 run.updates = list(event.get("candidates") or [])
+                run.errors = [e for e in event.get("errors") or [] if isinstance(e, dict)]
+                if isinstance(event.get("next_generation"), int):
+                    run.next_generation = event["next_generation"]
                 _apply_updates(candidates, run)
         elif kind == "llm_call":
             llm_calls.append(_llm_call(event, messages))

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from kernelwright.eval.report.charts import (Chart, failure_chart, lineage_chart, population_chart, progress_chart,
                                              roofline_chart)
+from kernelwright.eval.report.profile_table import profile_table
 from kernelwright.eval.report.svg import esc
 from kernelwright.eval.report.tables import candidate_tables, node_table, spend_table, table
-from kernelwright.eval.run_data import Candidate, RunData, load_run
+from kernelwright.eval.run_data import RunData, generation_name, load_run
 from kernelwright.graphs.sanitizing import sanitized_text
 from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
 
@@ -32,8 +33,39 @@ def _section(ident: str, title: str, content: str, note: str = "") -> str:
 
 def _chart(chart: Chart, empty_class: str = "empty") -> str:
     if chart.svg:
-        return f'<div class="chart-wrap">{chart.svg}</div>'
+        return f'<div class="chart-wrap">{chart.svg}</div>{chart.table}'
     return f'<p class="{empty_class}">{esc(chart.note)}</p>'
+
+
+def plural(n: int, noun: str) -> str:
+    return noun if n == 1 else f"{noun}s"
+
+
+def counted(n: int, noun: str) -> str:
+    """'1 generation', '2 generations'."""
+    return f"{n} {plural(n, noun)}"
+
+
+MAX_GENERATION_LINES = 12  # beyond this the header lists only the generations that added nothing
+
+
+def generation_lines(run: RunData) -> list[str]:
+    """What each generation added, one line each; only the empty ones (and a count) for long runs."""
+    lines, full = [], []
+    for gen in run.generations:
+        members = run.generation_members(gen)
+        if members:
+            verified = sum(c.verified for c in members)
+            full.append(f"{generation_name(gen)}: {counted(len(members), 'new candidate')}, {verified} verified")
+            continue
+        why = run.generation_errors(gen)
+        line = f"{generation_name(gen)}: no new candidates" + (f" ({'; '.join(why[:2])})" if why else "")
+        full.append(line)
+        lines.append(line)
+    if len(full) <= MAX_GENERATION_LINES:
+        return full
+    busy = len(full) - len(lines)
+    return [f"{counted(busy, 'generation')} added candidates (see the charts)", *lines]
 
 
 def _header(run: RunData) -> str:
@@ -48,7 +80,8 @@ def _header(run: RunData) -> str:
              ("sanitized (memcheck)", sanitized_text(best.report.get("sanitizer")) if best else "-"),
              ("candidates", str(len(run.candidates))),
              ("verified", str(sum(c.verified for c in run.candidates.values()))),
-             ("generations", str(len(run.generations))), ("LLM tokens", f"{tokens:,}"),
+             (plural(len(run.generations), "generation"), str(len(run.generations))),
+             ("LLM tokens", f"{tokens:,}"),
              ("LLM cost", f"${cost:.4f}" if cost else "-"),
              ("wall time (agents + evaluation)", f"{float(spent.get('wall_s') or 0.0):.1f} s")]
     facts = [("run", run.run_id), ("problem", info.get("problem", "?")), ("status", run.status),
@@ -58,6 +91,9 @@ def _header(run: RunData) -> str:
     card_html = "".join(f'<div class="card"><div class="card-value">{esc(v)}</div><div class="card-label">{esc(k)}</div>'
                         f"</div>" for k, v in cards)
     fact_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts if v)
+    if lines := generation_lines(run):
+        fact_html += ('<tr class="generations"><th>generations</th><td>'
+                      + "".join(f'<div class="generation-line">{esc(line)}</div>' for line in lines) + "</td></tr>")
     warn = (f'<p class="note">{run.skipped_lines} unreadable event line(s) skipped (a run killed mid-write)</p>'
             if run.skipped_lines else "")
     return (f'<header><h1>kernelwright run <code>{esc(run.run_id)}</code></h1><div class="cards">{card_html}</div>'
@@ -98,24 +134,23 @@ def _winner(run: RunData) -> str:
         why.append(f"rejected by memcheck (out_of_bounds) although their other checks passed: {', '.join(failed_memcheck)}")
     why.append(f"made by {best.agent} ({best.model or 'unknown model'}"
                + (f", temperature {best.temperature:g}" if best.temperature is not None else "")
-               + f") in generation {best.generation}, prompt {best.prompt or '?'}")
+               + f") in {generation_name(best.generation)}, prompt {best.prompt or '?'}")
     chain = run.lineage(best.id)
     steps = []
     for cand in chain:
-        line = (f"<li><code>{esc(cand.short)}</code> {esc(cand.agent)}, gen {cand.generation}: "
+        line = (f"<li><code>{esc(cand.short)}</code> {esc(cand.agent)}, {esc(generation_name(cand.generation))}: "
                 f"{esc(f'{cand.speedup_vs_eager:.3f}x' if cand.verified else cand.status)}")
         if cand.critique and cand.id != best.id:
             line += f' <span class="critique">critic: {esc(cand.critique)}</span>'
         steps.append(line + "</li>")
-    profile = (best.profile or {}).get("summary")
     timing = _timing_rows(best.report)
     parts = ["<ul>" + "".join(f"<li>{esc(w)}</li>" for w in why) + "</ul>",
              f"<details{' open' if len(steps) <= 15 else ''}><summary>lineage: {len(steps)} step(s) from the first "
              f"proposal</summary><ol class=\"lineage-path\">{''.join(steps)}</ol></details>"]
     if timing:
         parts.append("<h3>timing (ms)</h3>" + table(["what", "median", "p20", "p80", "trials"], timing))
-    if profile:
-        parts.append(f'<h3>profile</h3><p class="profile">{esc(profile)}</p>')
+    if best.profile:
+        parts.append("<h3>profile (Nsight Compute)</h3>" + profile_table(best.profile))
     source = best.source()
     parent = run.candidates.get(best.parents[0]) if best.parents else None
     if parent is not None:

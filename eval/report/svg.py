@@ -64,6 +64,17 @@ class Axes:
     right: int = 16
     top: int = 14
     bottom: int = 42
+    band: int = 0  # a strip between the plot area and the x tick labels, for marks that have no y value
+    band_label: str = ""
+
+    @property
+    def plot_bottom(self) -> float:
+        return self.height - self.bottom - self.band
+
+    def band_y(self, fraction: float) -> float:
+        """A y inside the strip (0: its top, 1: its bottom)."""
+        top, bottom = self.plot_bottom + 8, self.plot_bottom + self.band - 2
+        return round(top + (bottom - top) * min(1.0, max(0.0, fraction)), 1)
 
     def _scale(self, v: float, lo: float, hi: float, log: bool) -> float:
         if log:
@@ -74,7 +85,7 @@ class Axes:
         return round(self.left + self._scale(x, self.x0, self.x1, self.log_x) * (self.width - self.left - self.right), 1)
 
     def py(self, y: float) -> float:
-        inner = self.height - self.top - self.bottom
+        inner = self.plot_bottom - self.top
         return round(self.top + (1.0 - self._scale(y, self.y0, self.y1, self.log_y)) * inner, 1)
 
     def frame(self, x_title: str, y_title: str, x_ticks: Sequence[float] | None = None,
@@ -83,19 +94,24 @@ class Axes:
             log_ticks(self.x0, self.x1) if self.log_x else nice_ticks(self.x0, self.x1))
         yt = list(y_ticks) if y_ticks is not None else (
             log_ticks(self.y0, self.y1) if self.log_y else nice_ticks(self.y0, self.y1))
-        parts = [f'<rect class="plot-bg" x="{self.left}" y="{self.top}" width="{self.width - self.left - self.right}" '
-                 f'height="{self.height - self.top - self.bottom}"/>']
-        bottom = self.height - self.bottom
+        bottom, inner_width = self.plot_bottom, self.width - self.left - self.right
+        parts = [f'<rect class="plot-bg" x="{self.left}" y="{self.top}" width="{inner_width}" '
+                 f'height="{bottom - self.top}"/>']
+        if self.band:
+            parts.append(f'<rect class="band-bg" x="{self.left}" y="{bottom + 6}" width="{inner_width}" '
+                         f'height="{self.band - 6}"/><text class="band-label" x="{self.left - 6}" '
+                         f'y="{self.band_y(0.5) + 4}" text-anchor="end">{esc(self.band_label)}</text>')
+        labels_y = bottom + self.band
         for i, t in enumerate(xt):
             x = self.px(t)
             label = x_labels[i] if x_labels is not None and i < len(x_labels) else fmt(t)
             parts.append(f'<line class="grid" x1="{x}" y1="{self.top}" x2="{x}" y2="{bottom}"/>'
-                         f'<text class="tick" x="{x}" y="{bottom + 14}" text-anchor="middle">{esc(label)}</text>')
+                         f'<text class="tick" x="{x}" y="{labels_y + 14}" text-anchor="middle">{esc(label)}</text>')
         for t in yt:
             y = self.py(t)
             parts.append(f'<line class="grid" x1="{self.left}" y1="{y}" x2="{self.width - self.right}" y2="{y}"/>'
                          f'<text class="tick" x="{self.left - 6}" y="{y + 4}" text-anchor="end">{esc(fmt(t))}</text>')
-        parts.append(f'<text class="axis-title" x="{(self.left + self.width - self.right) / 2}" y="{bottom + 31}" '
+        parts.append(f'<text class="axis-title" x="{(self.left + self.width - self.right) / 2}" y="{labels_y + 31}" '
                      f'text-anchor="middle">{esc(x_title)}</text>')
         mid = (self.top + bottom) / 2
         parts.append(f'<text class="axis-title" x="14" y="{mid}" text-anchor="middle" '
@@ -117,13 +133,15 @@ def polyline(points: Sequence[tuple[float, float]], cls: str) -> str:
     return f'<polyline class="{cls}" points="{" ".join(f"{x},{y}" for x, y in points)}"/>'
 
 
-def legend(items: Sequence[tuple[str, str]], x: float, y: float, shape: str = "circle") -> str:
-    """Legend entries (css class, label) in a row starting at (x, y)."""
+def legend(items: Sequence[tuple[str, ...]], x: float, y: float, shape: str = "circle") -> str:
+    """Legend entries (css class, label[, shape]) in a row starting at (x, y); shape: circle, square or line."""
     parts, cursor = [], x
-    for cls, label in items:
-        mark = (f'<circle class="{cls}" cx="{cursor + 5}" cy="{y - 4}" r="5"/>' if shape == "circle"
+    for cls, label, *own in items:
+        kind = own[0] if own else shape
+        mark = (f'<circle class="{cls}" cx="{cursor + 5}" cy="{y - 4}" r="5"/>' if kind == "circle"
+                else f'<rect class="{cls}" x="{cursor + 2}" y="{y - 7}" width="6" height="6"/>' if kind == "square"
                 else f'<line class="{cls}" x1="{cursor}" y1="{y - 4}" x2="{cursor + 18}" y2="{y - 4}"/>')
-        width = 10 if shape == "circle" else 20
+        width = 20 if kind == "line" else 10
         parts.append(f'{mark}<text class="legend" x="{cursor + width + 4}" y="{y}">{esc(label)}</text>')
         cursor += width + 12 + 7 * len(label)
     return "".join(parts)
