@@ -18,16 +18,6 @@ from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
 from kernelwright.tools.errors import KernelwrightError
 
 FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
-FIRST_GENERATION_SHOWN = 0  # how generations are numbered for people (the first one is "generation 0")
-
-
-def generation_number(generation: int) -> int:
-    """The number a person sees for a generation (the state counts from 0); every display asks here."""
-    return generation + FIRST_GENERATION_SHOWN
-
-
-def generation_name(generation: int) -> str:
-    return f"generation {generation_number(generation)}"
 
 
 class RunDataError(KernelwrightError):

@@ -15,7 +15,8 @@ from kernelwright.eval.report.labels import Box, place_labels, text_size
 from kernelwright.eval.report.profile_table import KernelGroup, kernel_groups
 from kernelwright.eval.report.svg import Axes, circle, document, esc, fmt, legend, nice_ticks, polyline
 from kernelwright.eval.report.tables import table
-from kernelwright.eval.run_data import Candidate, RunData, generation_name, generation_number
+from kernelwright.eval.run_data import Candidate, RunData
+from kernelwright.graphs.generations import generation_label
 from kernelwright.tools.ncu import short_kernel_name
 
 STATUS_ORDER = ("passed", "rejected", "error", "screened_out", "needs_gpu", "pending")
@@ -58,7 +59,7 @@ def elite_by_generation(run: RunData, population: int) -> dict[int, list[float]]
 def _generation_ticks(gens: list[int]) -> dict[str, object]:
     """Axis ticks at each generation (or at round steps when many), numbered as people see them."""
     ticks = gens if len(gens) <= 25 else [int(t) for t in nice_ticks(gens[0], gens[-1]) if float(t).is_integer()]
-    return {"x_ticks": ticks, "x_labels": [str(generation_number(g)) for g in ticks]}
+    return {"x_ticks": ticks, "x_labels": [str(g) for g in ticks]}
 
 
 def progress_chart(run: RunData) -> Chart:
@@ -83,11 +84,11 @@ def progress_chart(run: RunData) -> Chart:
         body.append(f'<rect class="{_status_class(cand.status)} unverified-mark" '
                     f'x="{ax.px(cand.generation + _jitter(cand.id)) - 2.5}" '
                     f'y="{ax.band_y(0.5 + _jitter(cand.id[::-1])) - 2.5}" width="5" height="5"><title>{esc(cand.short)} '
-                    f'{esc(generation_name(cand.generation))}: not verified ({esc(cand.status)}'
+                    f'{esc(generation_label(cand.generation))}: not verified ({esc(cand.status)}'
                     f'{", " + esc(cand.reason) if cand.reason else ""}), no speedup measured</title></rect>')
     for cand in verified:
         body.append(circle(ax.px(cand.generation + _jitter(cand.id)), ax.py(float(cand.speedup_vs_eager or 0.0)), 3.2,
-                           "pt st-passed", f"{cand.short} {cand.agent} {generation_name(cand.generation)}: "
+                           "pt st-passed", f"{cand.short} {cand.agent} {generation_label(cand.generation)}: "
                                            f"{cand.speedup_vs_eager:.3f}x"))
     best_line = [(ax.px(g), ax.py(e[0])) for g, e in elite.items() if e]
     mean_line = [(ax.px(g), ax.py(sum(e) / len(e))) for g, e in elite.items() if e]
@@ -124,7 +125,7 @@ def population_chart(run: RunData) -> Chart:
     for gen in gens:
         if not counts[gen]:
             text = "no new candidates" if room >= 110 else "none" if room >= 30 else "·"
-            body.append(f'<g><title>{esc(generation_name(gen))}: no new candidates</title><text class="empty-gen" '
+            body.append(f'<g><title>{esc(generation_label(gen))}: no new candidates</title><text class="empty-gen" '
                         f'x="{ax.px(gen)}" y="{ax.py(0) - 6}" text-anchor="middle">{esc(text)}</text></g>')
             continue
         base = 0
@@ -134,7 +135,7 @@ def population_chart(run: RunData) -> Chart:
                 continue
             y_top, y_bottom = ax.py(base + n), ax.py(base)
             body.append(f'<rect class="bar {_status_class(status)}" x="{ax.px(gen) - width / 2}" y="{y_top}" '
-                        f'width="{width}" height="{round(y_bottom - y_top, 1)}"><title>{esc(generation_name(gen))}: '
+                        f'width="{width}" height="{round(y_bottom - y_top, 1)}"><title>{esc(generation_label(gen))}: '
                         f'{n} {esc(status)}</title></rect>')
             base += n
     present = [s for s in STATUS_ORDER if any(c[s] for c in counts.values())]
@@ -232,13 +233,13 @@ def lineage_chart(run: RunData, max_nodes: int = 240) -> Chart:
             edges.append(f'<path class="edge edge-{kind}{" edge-best" if on_path else ""}" data-from="{parent[:8]}" '
                          f'd="M{x1},{y1} C{mx},{y1} {mx},{y2} {x2},{y2}"/>')
         r = 4.0 + min(5.0, 2.0 * max(0.0, (cand.speedup_vs_eager or 0.0) - 1.0)) if cand.verified else 3.5
-        title = (f"{cand.short} {generation_name(cand.generation)} {cand.agent} {cand.status}"
+        title = (f"{cand.short} {generation_label(cand.generation)} {cand.agent} {cand.status}"
                  + (f" {cand.speedup_vs_eager:.3f}x" if cand.verified else f" ({cand.reason or ''})"))
         cls = f"node {_status_class(cand.status)}" + (" node-best" if winner and cand.id == winner.id else "")
         marks.append(circle(x2, y2, round(r, 1), cls, title))
         labels.append(f'<text class="node-label" x="{x2 + LABEL_DX}" y="{y2}" dominant-baseline="central">'
                       f"{esc(lineage_label(cand))}</text>")
-    heads = [f'<text class="tick" x="{round(50 + col_w * i + 8, 1)}" y="16">{esc(generation_name(g))}</text>'
+    heads = [f'<text class="tick" x="{round(50 + col_w * i + 8, 1)}" y="16">{esc(generation_label(g))}</text>'
              for i, g in enumerate(gens)]
     present = [s for s in STATUS_ORDER if any(c.status == s for c in nodes)]
     keys = [legend([(f"node {_status_class(s)}", s) for s in present], 50, height - 30)]

@@ -12,7 +12,8 @@ from kernelwright.eval.report.charts import (Chart, failure_chart, lineage_chart
 from kernelwright.eval.report.profile_table import profile_table
 from kernelwright.eval.report.svg import esc
 from kernelwright.eval.report.tables import candidate_tables, node_table, spend_table, table
-from kernelwright.eval.run_data import RunData, generation_name, load_run
+from kernelwright.eval.run_data import RunData, load_run
+from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.sanitizing import sanitized_text
 from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
 
@@ -56,10 +57,10 @@ def generation_lines(run: RunData) -> list[str]:
         members = run.generation_members(gen)
         if members:
             verified = sum(c.verified for c in members)
-            full.append(f"{generation_name(gen)}: {counted(len(members), 'new candidate')}, {verified} verified")
+            full.append(f"{generation_label(gen)}: {counted(len(members), 'new candidate')}, {verified} verified")
             continue
         why = run.generation_errors(gen)
-        line = f"{generation_name(gen)}: no new candidates" + (f" ({'; '.join(why[:2])})" if why else "")
+        line = f"{generation_label(gen)}: no new candidates" + (f" ({'; '.join(why[:2])})" if why else "")
         full.append(line)
         lines.append(line)
     if len(full) <= MAX_GENERATION_LINES:
@@ -134,11 +135,11 @@ def _winner(run: RunData) -> str:
         why.append(f"rejected by memcheck (out_of_bounds) although their other checks passed: {', '.join(failed_memcheck)}")
     why.append(f"made by {best.agent} ({best.model or 'unknown model'}"
                + (f", temperature {best.temperature:g}" if best.temperature is not None else "")
-               + f") in {generation_name(best.generation)}, prompt {best.prompt or '?'}")
+               + f") in {generation_label(best.generation)}, prompt {best.prompt or '?'}")
     chain = run.lineage(best.id)
     steps = []
     for cand in chain:
-        line = (f"<li><code>{esc(cand.short)}</code> {esc(cand.agent)}, {esc(generation_name(cand.generation))}: "
+        line = (f"<li><code>{esc(cand.short)}</code> {esc(cand.agent)}, {esc(generation_label(cand.generation))}: "
                 f"{esc(f'{cand.speedup_vs_eager:.3f}x' if cand.verified else cand.status)}")
         if cand.critique and cand.id != best.id:
             line += f' <span class="critique">critic: {esc(cand.critique)}</span>'

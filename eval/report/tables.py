@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kernelwright.eval.report.svg import esc
-from kernelwright.eval.run_data import Candidate, RunData, generation_number
+from kernelwright.eval.run_data import Candidate, RunData
 from kernelwright.graphs.event_callbacks import NODE_AGENTS
 
 TOP_CANDIDATES = 100
@@ -86,7 +86,7 @@ def node_table(run: RunData) -> str:
 
 
 def _candidate_row(c: Candidate) -> list[object]:
-    return [c.short, generation_number(c.generation), c.agent, c.model, "" if c.temperature is None else f"{c.temperature:g}", c.status,
+    return [c.short, c.generation, c.agent, c.model, "" if c.temperature is None else f"{c.temperature:g}", c.status,
             c.reason or "", f"{c.speedup_vs_eager:.3f}" if c.speedup_vs_eager else "",
             f"{c.speedup_vs_compile:.3f}" if c.speedup_vs_compile else "", " ".join(p[:12] for p in c.parents)]
 
