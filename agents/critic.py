@@ -22,6 +22,7 @@ from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
 from kernelwright.agents.proposals import Spend, reply_spend
 from kernelwright.agents.run_state import CandidateRecord, RunState
+from kernelwright.tools.problem import read_source
 
 _DIRECTION_RE = re.compile(r"^\s*[-*]\s+(.+?)\s*$", re.M)
 _SCREEN_RE = re.compile(r"SCREEN:\s*(PASS|FAIL)\b\s*[-:—]?\s*(.*)", re.I)
@@ -55,7 +56,7 @@ def critique(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     evaluation = {k: report.get(k) for k in ("status", "reason", "speedup_vs_eager", "speedup_vs_compile",
                                               "timing", "kernel_usage", "weak_checks")}
     prompt = ctx.prompts.get("critic").render(
-        gpu=ctx.settings.gpu_description, problem_source=Path(state["problem_path"]).read_text(),
+        gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         candidate_source=Path(record["source_path"]).read_text(), evaluation=json.dumps(evaluation, default=str),
         profile_summary=record.get("profile_summary") or (report.get("profile") or {}).get("summary", "no profile"))
     reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
@@ -86,7 +87,7 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     ctx = runtime.context
     updates: dict[str, CandidateRecord] = {}
     spend = Spend()
-    problem_source = Path(state["problem_path"]).read_text()
+    problem_source = read_source(state["problem_path"], "problem")
     for cid, record in (state.get("candidates") or {}).items():
         if record.get("status") != "pending" or record.get("screen"):
             continue

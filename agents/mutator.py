@@ -19,6 +19,8 @@ from kernelwright.agents.offline_proposer import offline_tune
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.agents.translator import read_text, translate
+from kernelwright.tools.diagnostics import Diagnostic
+from kernelwright.tools.problem import read_source
 
 # Rejections a rewrite can plausibly fix; integrity verdicts (cheats) and timeouts of the harness itself are not retried.
 REPAIRABLE = {"compile_error", "load_error", "correctness", "wrong_output", "shape_mismatch", "dtype_mismatch",
@@ -49,7 +51,7 @@ def mutate(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
 def _mutation_request(state: RunState, ctx: KContext, parent_id: str) -> ProposalRequest:
     parent = state["candidates"][parent_id]
     prompt = ctx.prompts.get("mutator").render(
-        gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
+        gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         parent_source=read_text(parent["source_path"]), parent_result=describe_result(parent),
         direction="; ".join(parent.get("directions") or []) or DEFAULT_DIRECTION, examples=examples_block(state, ctx))
     return ProposalRequest(prompt, "mutator", (parent_id,))
@@ -58,7 +60,7 @@ def _mutation_request(state: RunState, ctx: KContext, parent_id: str) -> Proposa
 def _crossover_request(state: RunState, ctx: KContext, a_id: str, b_id: str) -> ProposalRequest:
     a, b = state["candidates"][a_id], state["candidates"][b_id]
     prompt = ctx.prompts.get("crossover").render(
-        gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
+        gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         parent_a=read_text(a["source_path"]), result_a=describe_result(a),
         parent_b=read_text(b["source_path"]), result_b=describe_result(b),
         direction="keep the faster parent's structure and take the other's best idea (memory access, reduction, "
@@ -82,7 +84,7 @@ def repair(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
         record = candidates[cid]
         report = _report(record)
         prompt = ctx.prompts.get("fix").render(
-            gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
+            gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
             candidate_source=read_text(record["source_path"]),
             failure=f"{record.get('reason')}: {report.get('message') or ''}".strip(),
             diagnostics=diagnostics_text(report))
@@ -107,7 +109,7 @@ def diagnostics_text(report: dict[str, Any], limit: int = 12) -> str:
     lines: list[str] = []
     error = report.get("error") or {}
     for diag in (error.get("details") or {}).get("diagnostics") or error.get("diagnostics") or []:
-        lines.append(f"{diag.get('file', '?')}:{diag.get('line', '?')}: {diag.get('severity', 'error')}: {diag.get('message', '')}")
+        lines.append(Diagnostic.from_dict(diag).headline())
     for trial in report.get("trials") or []:
         for out in trial.get("outputs") or []:
             if not out.get("passed", True):

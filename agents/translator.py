@@ -12,12 +12,13 @@ from kernelwright.agents.offline_proposer import offline_candidates
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.run_state import RunState
 from kernelwright.prompts.library import RenderedPrompt
+from kernelwright.tools.problem import read_source
 
 
 def translator_prompt(state: RunState, ctx: KContext) -> RenderedPrompt:
     functional = state.get("functional") or {}
     return ctx.prompts.get("translator").render(
-        gpu=ctx.settings.gpu_description, problem_source=read_text(state["problem_path"]),
+        gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         functional_source=functional.get("source") or "(not traced)",
         op_list=", ".join(sorted(functional.get("op_counts") or {})) or "see the problem",
         examples=examples_block(state, ctx), candidate_format=ctx.prompts.get("candidate_format").render().user)

@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 from kernelwright.agents.offline.codegen_host import REFERENCE_CLASS, reference_module_source
+from kernelwright.tools.problem import read_source
 
 # Byte copy, 16 bytes a thread where both pointers are 16-byte aligned, so one kernel serves every dtype.
 COPY_CUDA = r"""
@@ -90,7 +91,7 @@ class ModelNew(nn.Module):
 def passthrough_source(problem: str | Path, why: str) -> str:
     """The candidate file's text for `problem` (a KernelBench-format file); `why` goes into its docstring."""
     path = Path(problem)
-    text = path.read_text()
+    text = read_source(path, "problem")
     params, call = _forward_signature(ast.parse(text))
     return _TEMPLATE.format(name=path.name, why=" ".join(why.split())[:300].replace('"""', "'''"),
                             reference=reference_module_source(text), cuda=COPY_CUDA, reference_class=REFERENCE_CLASS,

@@ -13,6 +13,7 @@ from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.tools.sanitizer import verdict_update
 from kernelwright.tools.evaluate import Evaluator
 from kernelwright.tools.module_problem import write_problem_from_module
+from kernelwright.tools.problem import check_source, read_source
 from kernelwright.tools.results import EvalReport
 from kernelwright.tools.sandbox.pool import WorkerOptions
 
@@ -32,8 +33,12 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
 
     `sanitize`: a candidate that passes is the caller's winner, so compute-sanitizer memcheck runs on it
     before it is reported verified (unless `harness.sanitize` already ran it before timing); memory errors
-    reject it (reason out_of_bounds), a sanitizer that cannot run leaves `report.sanitizer` saying why."""
+    reject it (reason out_of_bounds), a sanitizer that cannot run leaves `report.sanitizer` saying why.
+    A problem or candidate path that is no Python source file (missing, a directory, binary, empty) raises
+    InputFileError; a malformed problem raises ProblemError; a malformed candidate is a rejected report."""
     config = config or load_config()
+    check_source(problem, "problem")
+    read_source(candidate, "candidate")  # a path that is no source file is bad input, not a rejected kernel
     options = WorkerOptions(env=config.worker_env())
     with Evaluator(problem, config.eval_settings(), options) as evaluator:
         report = evaluator.evaluate(candidate)

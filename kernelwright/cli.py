@@ -25,6 +25,15 @@ app = KernelwrightTyper(add_completion=False, no_args_is_help=True,
 app.add_typer(archive_app, name="archive")
 
 
+def _check_arch(arch: str | None) -> str | None:
+    """An arch nvcc cannot build for is a bad --arch value (exit 2), not a rejected candidate."""
+    from kernelwright.tools.nvcc import unsupported_arch
+
+    if arch is not None and (why := unsupported_arch(arch)):
+        raise typer.BadParameter(why)
+    return arch
+
+
 @app.command("eval")
 def eval_command(
     problem: Path = typer.Argument(..., help="KernelBench-style problem file (class Model, get_inputs, get_init_inputs)"),
@@ -38,7 +47,8 @@ def eval_command(
     sanitize: bool = typer.Option(True, "--sanitize/--no-sanitize",
                                   help="compute-sanitizer memcheck of a candidate that passes (default on: it is your "
                                        "winner); --no-sanitize skips it, also over harness.sanitize"),
-    arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)"),
+    arch: str | None = typer.Option(None, help="nvcc target, e.g. sm_90a (default: the GPU's)",
+                                    callback=_check_arch),
     precision: str | None = typer.Option(None, help="precision profile: strict (fp32 reference, TF32 off; default) or "
                                                     "kernelbench (PyTorch defaults, atol=rtol=1e-2, as KernelBench)"),
     log_level: str = typer.Option("warning", help="console log level"),
@@ -216,6 +226,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _print_report(console: Console, r: dict[str, Any]) -> None:
     from kernelwright.graphs.sanitizing import sanitized_text
+    from kernelwright.tools.diagnostics import Diagnostic
 
     status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
     console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}"
@@ -224,7 +235,7 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
         console.print(f"  reason: [bold]{r['reason']}[/]  {r['message']}")
     if r.get("error") and r["error"].get("diagnostics"):
         for diag in r["error"]["diagnostics"][:5]:
-            console.print(f"  {diag.get('file')}:{diag.get('line')}: {diag['severity']}: {diag['message']}")
+            console.print(f"  {Diagnostic.from_dict(diag).headline()}", markup=False, highlight=False)
     if r["trials"]:
         worst = max((o["max_abs_err"] for t in r["trials"] for o in t["outputs"]), default=0.0)
         console.print(f"  correctness: {len(r['trials'])} trials, max abs err {worst:.3g}")

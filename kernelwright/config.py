@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from kernelwright.tools.compare import Tolerance
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.evaluate import EvalSettings
+from kernelwright.tools.nvcc import unsupported_arch
 from kernelwright.tools.precision import ProfileName
 from kernelwright.tools.timing import BenchSettings
 
@@ -44,6 +46,13 @@ class CompileConfig(_Section):
     timeout_s: float = Field(180.0, gt=0)
     cache_dir: Path | None = Field(None, description="build cache; None = ~/.cache/kernelwright/build")
     fast_inline: bool = Field(True, description="build load_inline candidates with the fast builder")
+
+    @field_validator("arch")
+    @classmethod
+    def _buildable_arch(cls, arch: str | None) -> str | None:
+        if arch is not None and (why := unsupported_arch(arch)):
+            raise PydanticCustomError("gpu_arch", why)  # verbatim: a ValueError's message gets a "Value error, " prefix
+        return arch
 
 
 class TimingConfig(_Section):

@@ -10,6 +10,8 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from kernelwright.tools.errors import location
+
 Severity = Literal["error", "warning", "note", "remark"]
 
 # kernel.cu(12): error: identifier "foo" is undefined      (cudafe / EDG front end)
@@ -50,12 +52,12 @@ class Diagnostic:
         fields["source"] = fields.get("source") or "nvcc"
         return cls(**fields)  # type: ignore[arg-type]
 
+    def headline(self) -> str:
+        """`file:line: severity: message` (a location part nvcc did not give is left out)."""
+        return f"{location(self.file or self.source, self.line, self.column)}: {self.severity}: {self.message}"
+
     def render(self) -> str:
-        loc = self.file or self.source
-        if self.line is not None:
-            loc += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
-        text = f"{loc}: {self.severity}: {self.message}"
-        return text + ("\n" + self.context if self.context else "")
+        return self.headline() + ("\n" + self.context if self.context else "")
 
 
 def _norm_severity(raw: str) -> Severity:

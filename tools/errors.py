@@ -39,6 +39,11 @@ class ProblemError(KernelwrightError):
     kind = "load"
 
 
+class InputFileError(ProblemError):
+    """A problem or candidate path is not a Python source file at all: missing, a directory, unreadable, not
+    text, or empty. The caller's mistake (bad input), never a verdict on a kernel."""
+
+
 class LoadError(ProblemError):
     """A candidate or problem could not be imported or instantiated."""
 
@@ -139,10 +144,19 @@ class ResourceLimit(ReasonedError):
 ERROR_TYPES: dict[str, type[KernelwrightError]] = {
     cls.__name__: cls
     for cls in (
-        KernelwrightError, ProblemError, LoadError, ReferenceFailure, CompileError, CorrectnessError, IntegrityError,
-        BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit, ReasonedError,
+        KernelwrightError, ProblemError, InputFileError, LoadError, ReferenceFailure, CompileError, CorrectnessError,
+        IntegrityError, BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit,
+        ReasonedError,
     )
 }
+
+
+def location(file: str | object, line: int | None = None, column: int | None = None) -> str:
+    """`file:line:column` for an error's `where`; a part that is not known is left out, never printed as None."""
+    where = str(file)
+    if line is not None:
+        where += f":{line}" + (f":{column}" if column is not None else "")
+    return where
 
 
 def error_from_dict(data: dict[str, Any]) -> KernelwrightError:

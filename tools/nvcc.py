@@ -7,6 +7,7 @@ atomic rename, so concurrent builders of the same source never see half a build.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -76,6 +77,30 @@ def arch_flags(arch: str) -> list[str]:
                            returncode=-1, stderr="", where="nvcc options")
     num, suffix = m.groups()
     return [f"-gencode=arch=compute_{num}{suffix},code=sm_{num}{suffix}"]
+
+
+def unsupported_arch(arch: str, nvcc: str | None = None) -> str | None:
+    """Why nvcc cannot build for `arch` (not of the form sm_90a, or not among the targets this nvcc lists), or
+    None when it can. With no nvcc to ask only the form is checked (a build then says nvcc is missing)."""
+    m = _ARCH_RE.match(arch)
+    if not m:
+        return f"{arch!r} is not a GPU architecture; expected e.g. sm_90a or sm_80"
+    exe = nvcc or shutil.which("nvcc") or _cuda_home_nvcc()
+    listed = _listed_archs(exe) if exe else frozenset()
+    if listed and f"sm_{m[1]}" not in listed:
+        known = ", ".join(sorted(listed, key=lambda a: int(re.sub(r"\D", "", a))))
+        return f"{arch!r} is not a GPU architecture this nvcc can build for (it builds for {known})"
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _listed_archs(nvcc: str) -> frozenset[str]:
+    """The real targets `nvcc --list-gpu-code` names (sm_75, sm_90, ...); empty when it cannot say (old nvcc)."""
+    try:
+        out = subprocess.run([nvcc, "--list-gpu-code"], capture_output=True, text=True, timeout=60, env=scrubbed_env())
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    return frozenset(re.findall(r"\bsm_\d+\b", out.stdout)) if out.returncode == 0 else frozenset()
 
 
 def arch_for_capability(major: int, minor: int) -> str:
@@ -161,6 +186,8 @@ class NvccCompiler:
 
     def _build(self, sources: dict[str, str], opts: NvccOptions, key: str, final_dir: Path, artifact_file: str) -> CompileResult:
         exe = self._require_nvcc()
+        if why := unsupported_arch(opts.arch, exe):  # nvcc's own message for this names neither file nor our arch
+            raise CompileError(why, returncode=-1, stderr="", where="nvcc options")
         final_dir.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=final_dir.parent))
         try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from kernelwright.tools.errors import LoadError, ProblemError
+from kernelwright.tools.errors import InputFileError, LoadError, ProblemError, location
 
 FileRole = Literal["problem", "candidate"]
 _REQUIRED: dict[str, tuple[tuple[str, str], ...]] = {
@@ -46,15 +46,12 @@ class SourceFile:
 def check_source(path: str | Path, role: FileRole) -> SourceFile:
     """Parse without executing; raise ProblemError naming the file, line and what is missing."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ProblemError(f"cannot read {role} file: {exc.strerror or exc}", where=str(path)) from None
+    text = read_source(path, role)
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
-        where = f"{path}:{exc.lineno}" + (f":{exc.offset}" if exc.offset else "")
-        raise ProblemError(f"syntax error in {role} file: {exc.msg}", where=where,
+        raise ProblemError(f"syntax error in {role} file: {exc.msg}",
+                           where=location(path, exc.lineno, exc.offset or None),
                            details={"line": exc.lineno, "text": (exc.text or "").rstrip()}) from None
     top = {node.name: node for node in tree.body if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
     for kind, name in _REQUIRED[role]:
@@ -72,6 +69,46 @@ def check_source(path: str | Path, role: FileRole) -> SourceFile:
             and all(ast.unparse(b) in ("nn.Module", "torch.nn.Module", "Module") for b in cls.bases)):
         raise ProblemError("class Model has no forward method", where=f"{path}:{cls.lineno}")
     return SourceFile(path.resolve(), role, text, hashlib.sha256(text.encode()).hexdigest(), params)
+
+
+def read_source(path: str | Path, role: FileRole) -> str:
+    """A problem or candidate file's text, decoded as Python decodes source (UTF-8 unless a coding line says
+    otherwise). InputFileError naming the file (and line) when it is no Python source at all: missing, a
+    directory or other non-regular file, unreadable, binary, undecodable or empty."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputFileError(f"the {role} path is a directory, not a Python file", where=str(path))
+    if path.exists() and not path.is_file():
+        raise InputFileError(f"the {role} path is not a regular file", where=str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {role} file: {exc.strerror or exc}", where=str(path)) from None
+    if b"\0" in data:
+        raise InputFileError(f"{role} file is not Python source text: it contains a NUL byte (a binary file?)",
+                             where=location(path, data.count(b"\n", 0, data.index(b"\0")) + 1))
+    text = _decode_source(data, path, role)
+    if not text.strip():
+        raise InputFileError(f"{role} file is empty", where=str(path))
+    return text
+
+
+def _decode_source(data: bytes, path: Path, role: FileRole) -> str:
+    try:
+        return importlib.util.decode_source(data)
+    except UnicodeDecodeError as exc:
+        bad = exc
+    except SyntaxError as exc:  # an unknown coding line, or first lines that are not UTF-8 (then name the byte)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as utf8_exc:
+            bad = utf8_exc
+        else:
+            raise InputFileError(f"{role} file has an unusable coding line: {exc.msg}",
+                                 where=location(path, exc.lineno)) from None
+    raise InputFileError(f"{role} file is not {bad.encoding.upper()} text: byte 0x{data[bad.start]:02x} cannot be "
+                         "decoded (a binary file, or text saved in another encoding without a coding line?)",
+                         where=location(path, data.count(b"\n", 0, bad.start) + 1)) from None
 
 
 def _assigned_at_top(tree: ast.Module, name: str) -> bool:
@@ -156,7 +193,7 @@ def check_arity(module_cls: type, n_inputs: int, source: SourceFile, cls_name: s
         raise ProblemError(
             f"{cls_name}.forward takes {len(required)}" + (f"-{len(positional)}" if len(positional) != len(required) else "")
             + f" inputs but get_inputs() returns {n_inputs}",
-            where=f"{source.path}:{line}" if line else str(source.path))
+            where=location(source.path, line))
 
 
 def _device_failure(exc: BaseException) -> bool:
@@ -170,7 +207,7 @@ def _user_frame(exc: BaseException, path: Path) -> str:
     where = str(path)
     for frame in traceback.extract_tb(exc.__traceback__):
         if Path(frame.filename).resolve() == path:
-            where = f"{path}:{frame.lineno}"
+            where = location(path, frame.lineno)
     return where
 
 

@@ -18,6 +18,7 @@ from kernelwright.agents.offline.ir import Plan
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.trace import TracedProblem, trace_problem
 from kernelwright.tools.compare import compare_output, tolerance_for
+from kernelwright.tools.problem import read_source
 
 BATCH_NAMES = {"batch", "batch_size", "tokens", "rows", "m", "b", "n_batch", "num_tokens"}
 
@@ -86,7 +87,7 @@ def check_traced(traced: TracedProblem, plans: dict[str, Plan], overrides: dict[
 
 def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1) -> PlanCheck:
     """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model."""
-    overrides = small_overrides(Path(path).read_text()) if scale else {}
+    overrides = small_overrides(read_source(path, "problem")) if scale else {}
     traced = trace_problem(path, overrides=overrides, variant=variant)
     plans = {"fused": build_plan(traced.program), "aten_reductions": build_plan(traced.program, fuse_reductions=False)}
     return check_traced(traced, plans, overrides)
