@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 import uuid
@@ -14,16 +15,16 @@ from typing import Any
 import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from kernelwright.agents.llm import ModelSettings, make_chat_model
+from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
-from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure, ToolUnavailable
+from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
-from kernelwright.graphs.events import update_run_json
+from kernelwright.graphs.events import RUN_FILE, update_run_json
 from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
@@ -89,15 +90,19 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
              plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
-             archive: Any = None) -> RunResult:
+             archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
     or an explicit langchain `llm`. `plugins` default to those installed under the
     `kernelwright.agents` entry-point group. A failure inside the run raises RunError
     naming the run; everything evaluated so far is checkpointed and `resume` continues.
-    `offline`: None uses the offline translator and tuner when no LLM is configured (and
-    its kernels as seeds when one is); True uses it alone; False requires an LLM.
+    `offline`: None uses the offline translator and tuner when no model is named and no LLM
+    endpoint is configured (and its kernels as seeds with an LLM); True uses it alone; False
+    requires an LLM. A model that is named (here, or by KERNELWRIGHT_MODEL) but cannot be
+    used raises LLMUnavailable before anything runs. A resumed run keeps the models it
+    recorded unless `model`/`models`/`critic_model` name others. `on_models` gets the
+    chosen ModelPlan before any work.
     `archive`: a memory.archive.KernelArchive, a path to one, or True for the default
     path; its verified kernels become prompt examples and this run's kernels join it.
     An archive that cannot be opened means a run without one (with a warning).
@@ -107,15 +112,15 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     run_dir = Path(runs_dir) / run_id
     if resume and not (run_dir / "checkpoints.sqlite").exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    ensemble: tuple[NamedModel, ...] = ()
-    if llm is None and offline is not True:
-        try:
-            ensemble = tuple(_named(m) for m in (models or [model]))
-        except ToolUnavailable as exc:
-            if offline is False:
-                raise
-            log.info("no_llm_using_offline_proposer", reason=str(exc))
-    critic_llm = make_chat_model(critic_model) if critic_model is not None and (llm or ensemble) else None
+    plan = _plan_models(llm, offline, [_named_by(m, "models=" if models else "model=") for m in (models or [model])],
+                        _named_by(critic_model, "critic_model=") if critic_model else None,
+                        _recorded_plan(run_dir, run_id) if resume else None)
+    ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
+                                m.settings.price_out_per_mtok) for m in plan.proposers)
+    critic_llm = make_chat_model(plan.critic) if plan.critic else None
+    log.info("models_chosen", plan=plan.describe())
+    if on_models is not None:
+        on_models(plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
     owned = evaluator is None
@@ -137,7 +142,8 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                 run_id, str(problem), Budget(generations=settings.generations, candidates=budget.candidates,
                                              wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
-                _write_run_json(run_dir, run_id, problem, settings, budget, ctx)
+                _write_run_json(run_dir, run_id, problem, settings, budget)
+            update_run_json(run_dir, llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
             # durability="sync": a step's checkpoint is on disk before the next step starts, so a kill loses no step.
             for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
                 for node, update in chunk.items():
@@ -198,18 +204,42 @@ def _open_archive(archive: Any) -> Any:
         return None
 
 
-def _named(settings: ModelSettings) -> NamedModel:
-    return NamedModel(settings.model or "default", make_chat_model(settings), settings.price_in_per_mtok,
-                      settings.price_out_per_mtok)
+def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettings], critic: ModelSettings | None,
+                 recorded: ModelPlan | None) -> ModelPlan:
+    if llm is not None:
+        chosen_critic = choose_model(critic) if critic is not None and critic.names_a_model else None
+        return ModelPlan(critic=chosen_critic, caller_supplied=True)
+    if offline is True:
+        return ModelPlan(why_offline="offline=True")
+    plan = plan_models(requested, critic, recorded=recorded)
+    if offline is False and not plan.proposers:
+        raise LLMUnavailable(f"offline=False needs an LLM, and there is none ({plan.why_offline})", where="llm")
+    return plan
 
 
-def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget,
-                    ctx: KContext) -> None:
+def _recorded_plan(run_dir: Path, run_id: str) -> ModelPlan | None:
+    """The models a run recorded in run.json (None for runs from before it recorded them)."""
+    try:
+        data = json.loads((run_dir / RUN_FILE).read_text()).get("llm")
+    except (OSError, ValueError):
+        return None
+    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if isinstance(data, dict) else None
+
+
+def _named_by(settings: ModelSettings, argument: str) -> ModelSettings:
+    if settings.named_by or not settings.names_a_model:
+        return settings
+    return replace(settings, named_by=f"optimize({argument}...)")
+
+
+def _model_names(ctx: KContext) -> list[str]:
+    return [m.name for m in ctx.proposal_models()] or ["offline translator + tuner"]
+
+
+def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget) -> None:
     # Merged, atomically, with what the event recorder keeps there (status, outcome).
     update_run_json(run_dir, run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    settings=asdict(settings), budget=asdict(budget),
-                    models=[m.name for m in ctx.proposal_models()] or ["offline translator + tuner"],
-                    kernelwright=_version())
+                    settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
 
 
 def _version() -> str:
