@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import time
 import uuid
@@ -16,6 +17,7 @@ import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
+from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
@@ -32,6 +34,12 @@ log = structlog.get_logger(__name__)
 
 class RunError(KernelwrightError):
     kind = "run"
+
+
+class LLMRunError(RunError):
+    """The run stopped because a chat model call failed (unreachable, key rejected, ...); it is resumable."""
+
+    kind = "llm"
 
 
 @dataclass(frozen=True)
@@ -133,7 +141,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
               "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30,
               **recorder.graph_config(ctx)}
-    node = "start"
+    node, failed_in = "start", ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,
@@ -144,20 +152,22 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
             if not resume:
                 _write_run_json(run_dir, run_id, problem, settings, budget)
             update_run_json(run_dir, llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
-            # durability="sync": a step's checkpoint is on disk before the next step starts, so a kill loses no step.
-            for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
-                for node, update in chunk.items():
-                    log.info("node_done", run_id=run_id, node=node)
-                    if on_update is not None:
-                        on_update(node, update or {})
+            try:
+                # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
+                for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
+                    for node, update in chunk.items():
+                        log.info("node_done", run_id=run_id, node=node)
+                        if on_update is not None:
+                            on_update(node, update or {})
+            except Exception:
+                failed_in = _pending_nodes(graph, config)
+                raise
             state = graph.get_state(config).values
             recorder.finish(state)
     except (ReferenceFailure, ProblemError):
         raise  # the problem itself is bad input, whatever node found out
     except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
-        raise RunError(f"run {run_id} stopped after node {node!r}: {type(exc).__name__}: {exc}. Everything "
-                       f"evaluated so far is saved; continue with `kernelwright run {problem} --resume {run_id}`",
-                       where=str(run_dir), details={"run_id": run_id, "node": node}) from exc
+        raise _stopped(exc, plan, run_id, run_dir, resume_command(problem, run_id, runs_dir), node, failed_in) from exc
     finally:
         if owned and hasattr(evaluator, "close"):
             evaluator.close()
@@ -202,6 +212,35 @@ def _open_archive(archive: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - a damaged archive means a run without examples, never a failed run
         log.warning("archive_unavailable", error=f"{type(exc).__name__}: {exc}")
         return None
+
+
+def resume_command(problem: Path, run_id: str, runs_dir: str | Path) -> str:
+    """The command that continues run `run_id` (the models it recorded come back with it)."""
+    command = f"kernelwright run {shlex.quote(str(problem))} --resume {shlex.quote(run_id)}"
+    return command if Path(runs_dir) == Path("runs") else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
+
+
+def _stopped(exc: Exception, plan: ModelPlan, run_id: str, run_dir: Path, resume: str, last_done: str,
+             failed_in: tuple[str, ...]) -> RunError:
+    """Why the run stopped, where, and the command that continues it; an LLM's failure is an LLMRunError."""
+    node = failed_in[0] if len(set(failed_in)) == 1 else None
+    at = f"in node {node!r}" if node else f"after node {last_done!r}"
+    details = {"run_id": run_id, "node": node or last_done, "resume_command": resume}
+    failure = llm_failure(exc, plan)
+    if failure is not None:
+        return LLMRunError(f"run {run_id} stopped {at}: {failure}. Everything evaluated so far is saved; once the "
+                           f"LLM answers, continue with `{resume}`", where=str(run_dir), details=details)
+    cause = str(exc).strip().rstrip(".")
+    return RunError(f"run {run_id} stopped {at}: {type(exc).__name__}: {cause}. Everything evaluated so far is "
+                    f"saved; continue with `{resume}`", where=str(run_dir), details=details)
+
+
+def _pending_nodes(graph: Any, config: dict[str, Any]) -> tuple[str, ...]:
+    """The nodes the last checkpoint was about to run: where a failure happened."""
+    try:
+        return tuple(graph.get_state(config).next)
+    except Exception:  # noqa: BLE001 - only sharpens the message
+        return ()
 
 
 def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettings], critic: ModelSettings | None,
