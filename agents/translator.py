@@ -27,13 +27,13 @@ def translator_prompt(state: RunState, ctx: KContext) -> RenderedPrompt:
 def translate(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """First candidates: the LLM's (with the offline translator's as seeds), or the offline translator's alone."""
     ctx = runtime.context
-    seeds: dict[str, Any] = {}
-    if ctx.offline is not None and (not ctx.has_llm or ctx.settings.offline_seeds):
-        seeds = offline_candidates(state, ctx)
+    with_seeds = ctx.offline is not None and (not ctx.has_llm or ctx.settings.offline_seeds)
     if not ctx.has_llm:
-        return seeds
+        return offline_candidates(state, ctx) if with_seeds else {}
     prompt = translator_prompt(state, ctx)
+    # The LLM first: an unreachable one stops the run in seconds, before the seeds' tracing and planning.
     update = propose(state, ctx, [ProposalRequest(prompt, "translator")] * ctx.settings.candidates_per_generation)
+    seeds = offline_candidates(state, ctx) if with_seeds else {}
     update["candidates"] = {**(seeds.get("candidates") or {}), **update["candidates"]}
     update["errors"] = [*(seeds.get("errors") or []), *update["errors"]]
     return update

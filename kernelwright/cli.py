@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kernelwright import inspect_cli
@@ -92,7 +93,8 @@ def run_command(
     max_minutes: float = typer.Option(0.0, min=0.0, help="stop after this much agent and evaluation time (0: no limit)"),
     repairs: int | None = typer.Option(None, min=0, help="diagnostic repairs of a rejected candidate (default 2)"),
     screen: bool | None = typer.Option(None, "--screen/--no-screen", help="the critic screens candidates before compiling"),
-    resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint"),
+    resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint, with the models it "
+                                                 "recorded (--model replaces them)"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
     config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents] models, prices, ...)"),
     archive: Path | None = typer.Option(None, help="kernel archive directory (default: $KERNELWRIGHT_ARCHIVE or "
@@ -104,11 +106,10 @@ def run_command(
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
     from rich.live import Live
 
-    from kernelwright.agents.llm import ModelSettings, llm_configured
+    from kernelwright.agents.llm import ModelPlan, ModelSettings
     from kernelwright.agents.context import RunSettings
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
-    from kernelwright.tools.errors import ToolUnavailable
 
     console = Console()
     configure_logging(level=log_level)
@@ -120,8 +121,11 @@ def run_command(
     settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates,
                            repair_rounds=agents.repair_rounds, screen=agents.screen, temperatures=agents.temperatures,
                            temperature_schedule=agents.temperature_schedule, crossover_rate=agents.crossover_rate)
-    proposers = [ModelSettings(model=m) for m in model] or [_model_settings(m) for m in agents.proposers] or [ModelSettings()]
-    critic = ModelSettings(model=critic_model) if critic_model else (_model_settings(agents.critic) if agents.critic else None)
+    in_config = f"{config_file or 'the config'} [agents]"
+    proposers = ([ModelSettings(model=m, named_by="--model") for m in model]
+                 or [_model_settings(m, in_config) for m in agents.proposers] or [ModelSettings()])
+    critic = (ModelSettings(model=critic_model, named_by="--critic-model") if critic_model
+              else _model_settings(agents.critic, in_config) if agents.critic else None)
     budget = RunBudget(candidates=max_candidates, tokens=max_tokens, cost_usd=max_cost, wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
@@ -134,30 +138,34 @@ def run_command(
         elif node == "select":
             console.print(progress.line())
 
-    if not model and not agents.proposers and not llm_configured(ModelSettings()):
-        console.print("No LLM configured (set OPENAI_API_KEY / OPENAI_BASE_URL, or --model provider:model): "
-                      "proposing with the offline translator and tuner.")
-    try:
+    def on_models(plan: ModelPlan) -> None:
+        if plan.proposers:
+            console.print(escape(plan.describe()))
+        else:
+            console.print(escape(f"No LLM configured ({plan.why_offline}): proposing with the offline translator "
+                                 "and tuner."))
         if live is not None:
             live.start()
+
+    try:
         result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
-                          models=proposers, critic_model=critic, on_update=on_update,
+                          models=proposers, critic_model=critic, on_update=on_update, on_models=on_models,
                           archive=(archive or True) if use_archive else None)
-    except ToolUnavailable as exc:
-        fail(exc, EXIT_NO_LLM)
     except KernelwrightError as exc:
-        fail(exc, EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference") else EXIT_ERROR)
+        fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference")
+             else EXIT_ERROR)
     finally:
         if live is not None:
             live.stop()
     _print_run_result(console, result)
 
 
-def _model_settings(m: Any) -> Any:
+def _model_settings(m: Any, named_by: str) -> Any:
     from kernelwright.agents.llm import ModelSettings
 
     return ModelSettings(model=m.model, temperature=m.temperature, base_url=m.base_url,
-                         price_in_per_mtok=m.price_in_per_mtok, price_out_per_mtok=m.price_out_per_mtok)
+                         price_in_per_mtok=m.price_in_per_mtok, price_out_per_mtok=m.price_out_per_mtok,
+                         named_by=named_by)
 
 
 def _print_run_result(console: Console, result: Any) -> None:

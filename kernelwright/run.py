@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import sqlite3
 import time
 import uuid
@@ -14,16 +16,17 @@ from typing import Any
 import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from kernelwright.agents.llm import ModelSettings, make_chat_model
+from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
+from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
-from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure, ToolUnavailable
+from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
-from kernelwright.graphs.events import update_run_json
+from kernelwright.graphs.events import RUN_FILE, update_run_json
 from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
@@ -31,6 +34,12 @@ log = structlog.get_logger(__name__)
 
 class RunError(KernelwrightError):
     kind = "run"
+
+
+class LLMRunError(RunError):
+    """The run stopped because a chat model call failed (unreachable, key rejected, ...); it is resumable."""
+
+    kind = "llm"
 
 
 @dataclass(frozen=True)
@@ -89,15 +98,19 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
              plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
-             archive: Any = None) -> RunResult:
+             archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
     or an explicit langchain `llm`. `plugins` default to those installed under the
     `kernelwright.agents` entry-point group. A failure inside the run raises RunError
     naming the run; everything evaluated so far is checkpointed and `resume` continues.
-    `offline`: None uses the offline translator and tuner when no LLM is configured (and
-    its kernels as seeds when one is); True uses it alone; False requires an LLM.
+    `offline`: None uses the offline translator and tuner when no model is named and no LLM
+    endpoint is configured (and its kernels as seeds with an LLM); True uses it alone; False
+    requires an LLM. A model that is named (here, or by KERNELWRIGHT_MODEL) but cannot be
+    used raises LLMUnavailable before anything runs. A resumed run keeps the models it
+    recorded unless `model`/`models`/`critic_model` name others. `on_models` gets the
+    chosen ModelPlan before any work.
     `archive`: a memory.archive.KernelArchive, a path to one, or True for the default
     path; its verified kernels become prompt examples and this run's kernels join it.
     An archive that cannot be opened means a run without one (with a warning).
@@ -107,15 +120,15 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     run_dir = Path(runs_dir) / run_id
     if resume and not (run_dir / "checkpoints.sqlite").exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    ensemble: tuple[NamedModel, ...] = ()
-    if llm is None and offline is not True:
-        try:
-            ensemble = tuple(_named(m) for m in (models or [model]))
-        except ToolUnavailable as exc:
-            if offline is False:
-                raise
-            log.info("no_llm_using_offline_proposer", reason=str(exc))
-    critic_llm = make_chat_model(critic_model) if critic_model is not None and (llm or ensemble) else None
+    plan = _plan_models(llm, offline, [_named_by(m, "models=" if models else "model=") for m in (models or [model])],
+                        _named_by(critic_model, "critic_model=") if critic_model else None,
+                        _recorded_plan(run_dir, run_id) if resume else None)
+    ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
+                                m.settings.price_out_per_mtok) for m in plan.proposers)
+    critic_llm = make_chat_model(plan.critic) if plan.critic else None
+    log.info("models_chosen", plan=plan.describe())
+    if on_models is not None:
+        on_models(plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
     owned = evaluator is None
@@ -128,7 +141,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
               "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30,
               **recorder.graph_config(ctx)}
-    node = "start"
+    node, failed_in = "start", ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,
@@ -137,21 +150,24 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                 run_id, str(problem), Budget(generations=settings.generations, candidates=budget.candidates,
                                              wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
-                _write_run_json(run_dir, run_id, problem, settings, budget, ctx)
-            # durability="sync": a step's checkpoint is on disk before the next step starts, so a kill loses no step.
-            for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
-                for node, update in chunk.items():
-                    log.info("node_done", run_id=run_id, node=node)
-                    if on_update is not None:
-                        on_update(node, update or {})
+                _write_run_json(run_dir, run_id, problem, settings, budget)
+            update_run_json(run_dir, llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
+            try:
+                # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
+                for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
+                    for node, update in chunk.items():
+                        log.info("node_done", run_id=run_id, node=node)
+                        if on_update is not None:
+                            on_update(node, update or {})
+            except Exception:
+                failed_in = _pending_nodes(graph, config)
+                raise
             state = graph.get_state(config).values
             recorder.finish(state)
     except (ReferenceFailure, ProblemError):
         raise  # the problem itself is bad input, whatever node found out
     except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
-        raise RunError(f"run {run_id} stopped after node {node!r}: {type(exc).__name__}: {exc}. Everything "
-                       f"evaluated so far is saved; continue with `kernelwright run {problem} --resume {run_id}`",
-                       where=str(run_dir), details={"run_id": run_id, "node": node}) from exc
+        raise _stopped(exc, plan, run_id, run_dir, resume_command(problem, run_id, runs_dir), node, failed_in) from exc
     finally:
         if owned and hasattr(evaluator, "close"):
             evaluator.close()
@@ -198,18 +214,71 @@ def _open_archive(archive: Any) -> Any:
         return None
 
 
-def _named(settings: ModelSettings) -> NamedModel:
-    return NamedModel(settings.model or "default", make_chat_model(settings), settings.price_in_per_mtok,
-                      settings.price_out_per_mtok)
+def resume_command(problem: Path, run_id: str, runs_dir: str | Path) -> str:
+    """The command that continues run `run_id` (the models it recorded come back with it)."""
+    command = f"kernelwright run {shlex.quote(str(problem))} --resume {shlex.quote(run_id)}"
+    return command if Path(runs_dir) == Path("runs") else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
 
 
-def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget,
-                    ctx: KContext) -> None:
+def _stopped(exc: Exception, plan: ModelPlan, run_id: str, run_dir: Path, resume: str, last_done: str,
+             failed_in: tuple[str, ...]) -> RunError:
+    """Why the run stopped, where, and the command that continues it; an LLM's failure is an LLMRunError."""
+    node = failed_in[0] if len(set(failed_in)) == 1 else None
+    at = f"in node {node!r}" if node else f"after node {last_done!r}"
+    details = {"run_id": run_id, "node": node or last_done, "resume_command": resume}
+    failure = llm_failure(exc, plan)
+    if failure is not None:
+        return LLMRunError(f"run {run_id} stopped {at}: {failure}. Everything evaluated so far is saved; once the "
+                           f"LLM answers, continue with `{resume}`", where=str(run_dir), details=details)
+    cause = str(exc).strip().rstrip(".")
+    return RunError(f"run {run_id} stopped {at}: {type(exc).__name__}: {cause}. Everything evaluated so far is "
+                    f"saved; continue with `{resume}`", where=str(run_dir), details=details)
+
+
+def _pending_nodes(graph: Any, config: dict[str, Any]) -> tuple[str, ...]:
+    """The nodes the last checkpoint was about to run: where a failure happened."""
+    try:
+        return tuple(graph.get_state(config).next)
+    except Exception:  # noqa: BLE001 - only sharpens the message
+        return ()
+
+
+def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettings], critic: ModelSettings | None,
+                 recorded: ModelPlan | None) -> ModelPlan:
+    if llm is not None:
+        chosen_critic = choose_model(critic) if critic is not None and critic.names_a_model else None
+        return ModelPlan(critic=chosen_critic, caller_supplied=True)
+    if offline is True:
+        return ModelPlan(why_offline="offline=True")
+    plan = plan_models(requested, critic, recorded=recorded)
+    if offline is False and not plan.proposers:
+        raise LLMUnavailable(f"offline=False needs an LLM, and there is none ({plan.why_offline})", where="llm")
+    return plan
+
+
+def _recorded_plan(run_dir: Path, run_id: str) -> ModelPlan | None:
+    """The models a run recorded in run.json (None for runs from before it recorded them)."""
+    try:
+        data = json.loads((run_dir / RUN_FILE).read_text()).get("llm")
+    except (OSError, ValueError):
+        return None
+    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if isinstance(data, dict) else None
+
+
+def _named_by(settings: ModelSettings, argument: str) -> ModelSettings:
+    if settings.named_by or not settings.names_a_model:
+        return settings
+    return replace(settings, named_by=f"optimize({argument}...)")
+
+
+def _model_names(ctx: KContext) -> list[str]:
+    return [m.name for m in ctx.proposal_models()] or ["offline translator + tuner"]
+
+
+def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget) -> None:
     # Merged, atomically, with what the event recorder keeps there (status, outcome).
     update_run_json(run_dir, run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    settings=asdict(settings), budget=asdict(budget),
-                    models=[m.name for m in ctx.proposal_models()] or ["offline translator + tuner"],
-                    kernelwright=_version())
+                    settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
 
 
 def _version() -> str:

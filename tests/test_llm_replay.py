@@ -6,7 +6,7 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
 from kernelwright.agents.answer_parsing import AnswerError, parse_candidate
-from kernelwright.agents.llm import ModelSettings, llm_configured, make_chat_model
+from kernelwright.agents.llm import DEFAULT_MODEL, ModelSettings, choose_model, make_chat_model
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.tools.errors import ToolUnavailable
 
@@ -40,7 +40,7 @@ def test_streaming_works_too() -> None:
 
 
 def test_no_llm_configured_is_a_typed_error() -> None:
-    assert not llm_configured(ModelSettings(), env={})
-    assert llm_configured(ModelSettings(), env={"OPENAI_API_KEY": "k"})
+    assert choose_model(ModelSettings(), env={}) is None  # nothing asked for: the offline translator
+    assert choose_model(ModelSettings(), env={"OPENAI_API_KEY": "k"}).name == DEFAULT_MODEL
     with pytest.raises(ToolUnavailable, match="no LLM configured"):
         make_chat_model(ModelSettings(), env={})

@@ -14,7 +14,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from graph_fakes import answer, scripted
 from graph_run_helper import run
 from kernelwright.graphs.optimize import build_optimize_graph
-from kernelwright.run import RunError, optimize
+from kernelwright.run import LLMRunError, RunError, optimize
 
 HERE = Path(__file__).parent
 
@@ -59,11 +59,16 @@ def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Pat
     outage = ReplayRule("service unavailable", repeat=True, status=503)
     with ReplayServer([ReplayRule(answer(1.3)), outage]) as server:  # one answer, then HTTP 503 for good
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
-        with pytest.raises(RunError, match=r"run r9 stopped after node .*--resume r9") as info:
+        with pytest.raises(LLMRunError) as info:
             optimize(problem, runs_dir=tmp_path, run_id="r9", settings=settings, model=model,
                      evaluator=LoggingEvaluator(log, None), offline=False)
-    assert info.value.details["run_id"] == "r9" and len(log.read_text().splitlines()) == 1
-    with ReplayServer([ReplayRule(answer(1.8))]) as server:
+    assert isinstance(info.value, RunError) and info.value.details["run_id"] == "r9"
+    assert info.value.message == (
+        f"run r9 stopped in node 'mutate': the LLM 'replay' at {server.base_url} failed with a server error: HTTP 503, "
+        f"service unavailable (1 attempt). Everything evaluated so far is saved; once the LLM answers, continue with "
+        f"`kernelwright run {problem} --resume r9 --runs-dir {tmp_path}`")
+    assert len(log.read_text().splitlines()) == 1
+    with ReplayServer([ReplayRule(answer(1.8))]) as server:  # a new endpoint, named explicitly, replaces the recorded
         model = ModelSettings(model="replay", base_url=server.base_url, max_retries=0)
         result = optimize(problem, runs_dir=tmp_path, resume="r9", settings=settings, model=model,
                           evaluator=LoggingEvaluator(log, None), offline=False)
