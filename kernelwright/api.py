@@ -12,7 +12,7 @@ import structlog
 from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.tools.sanitizer import verdict_update
 from kernelwright.tools.evaluate import Evaluator
-from kernelwright.tools.module_problem import write_problem_from_module
+from kernelwright.tools.module_problem import stop_if_reloading_script, write_problem_from_module
 from kernelwright.tools.results import EvalReport
 from kernelwright.tools.sandbox.pool import WorkerOptions
 
@@ -21,7 +21,11 @@ log = structlog.get_logger(__name__)
 
 def problem_from_module(module: Any, example_inputs: Sequence[Any], *, init_args: Sequence[Any] = (),
                         init_kwargs: dict[str, Any] | None = None, directory: str | Path | None = None) -> Path:
-    """Write a KernelBench-style problem file for an nn.Module (class or instance) and example inputs."""
+    """Write a KernelBench-style problem file for an nn.Module (class or instance) and example inputs.
+
+    The class may live in the running script itself, with or without an `if __name__ == "__main__":`
+    guard: each worker re-runs the script up to its first kernelwright call to get the class."""
+    stop_if_reloading_script()
     directory = Path(directory or tempfile.mkdtemp(prefix="kw-problem-"))
     return write_problem_from_module(module, example_inputs, directory, init_args=init_args, init_kwargs=init_kwargs)
 
@@ -33,6 +37,7 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
     `sanitize`: a candidate that passes is the caller's winner, so compute-sanitizer memcheck runs on it
     before it is reported verified (unless `harness.sanitize` already ran it before timing); memory errors
     reject it (reason out_of_bounds), a sanitizer that cannot run leaves `report.sanitizer` saying why."""
+    stop_if_reloading_script()
     config = config or load_config()
     options = WorkerOptions(env=config.worker_env())
     with Evaluator(problem, config.eval_settings(), options) as evaluator:
@@ -75,6 +80,7 @@ def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = N
     """
     from kernelwright.run import optimize as run_optimize
 
+    stop_if_reloading_script()
     if isinstance(problem_or_module, (str, Path)):
         problem = Path(problem_or_module)
     else:
