@@ -7,6 +7,7 @@ generated and the reference loaded (a broken reference stops the run with Refere
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -15,9 +16,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import structlog
 import torch
 
-from kernelwright.api import problem_from_module
+from kernelwright.api import evaluate, optimize, problem_from_module
+from kernelwright.config import ConfigError
+from kernelwright.logging_setup import api_logging
 from kernelwright.tools.errors import LoadError, ProblemError
 from kernelwright.tools.module_problem import load_user_class
 
@@ -88,13 +92,20 @@ def _check_run(proc: subprocess.CompletedProcess[str], tmp_path: Path) -> None:
     assert trace.count("after") == 1 and trace.count("top") >= 2
 
 
-def test_a_plain_script_without_a_main_guard_optimises_its_own_class(tmp_path: Path) -> None:
-    _check_run(_run_script(tmp_path, SCRIPT + CALL.replace("{extra}", "")), tmp_path)
+def test_a_plain_script_without_a_main_guard_optimises_its_own_class_and_is_quiet(tmp_path: Path) -> None:
+    proc = _run_script(tmp_path, SCRIPT + CALL.replace("{extra}", ""))
+    _check_run(proc, tmp_path)
+    assert proc.stderr == ""  # a library is quiet unless asked
+    assert len(proc.stdout.strip().splitlines()) == 1  # only the script's own print: no log lines on stdout
 
 
-def test_a_guarded_script_still_works(tmp_path: Path) -> None:
-    call = CALL.replace("{extra}", "")
-    _check_run(_run_script(tmp_path, SCRIPT + 'if __name__ == "__main__":\n' + textwrap.indent(call, "    ")), tmp_path)
+def test_a_guarded_script_shows_logs_on_stderr_when_asked(tmp_path: Path) -> None:
+    call = CALL.replace("{extra}", ', log_level="INFO"')
+    guarded = SCRIPT + 'if __name__ == "__main__":\n' + textwrap.indent(call, "    ")
+    proc = _run_script(tmp_path, guarded)
+    _check_run(proc, tmp_path)
+    assert "node_done" in proc.stderr and "[info" in proc.stderr and "[debug" not in proc.stderr
+    assert "node_done" not in proc.stdout
 
 
 @pytest.mark.parametrize("mode", ["-c", "stdin", "interactive"])
@@ -107,6 +118,36 @@ def test_a_class_typed_into_a_repl_is_refused_before_any_run_naming_the_fix(tmp_
     assert not (tmp_path / "runs").exists()  # refused before any run started
     if mode != "interactive":
         assert proc.returncode == 1
+
+
+def test_logging_is_off_by_default_on_when_asked_and_never_left_changed() -> None:
+    out = io.StringIO()
+    assert not structlog.is_configured()
+    with api_logging(None, stream=out):
+        structlog.get_logger("kw").info("progress")
+        structlog.get_logger("kw").warning("careful")
+    assert not structlog.is_configured()  # the program's (default) configuration is back
+    assert "careful" in out.getvalue() and "progress" not in out.getvalue()
+    with api_logging(None, "info", stream=out):  # KERNELWRIGHT_LOG_LEVEL=info
+        structlog.get_logger("kw").info("from the environment")
+    assert "from the environment" in out.getvalue() and not structlog.is_configured()
+
+    mine = io.StringIO()
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(mine))
+    before = structlog.get_config()
+    with api_logging(None, "debug", stream=out):
+        structlog.get_logger("kw").info("theirs")  # the program (or the CLI) configured structlog: it decides
+    assert "theirs" in mine.getvalue() and "theirs" not in out.getvalue() and structlog.get_config() == before
+    with api_logging("debug", stream=out):
+        structlog.get_logger("kw").debug("asked")
+    assert "asked" in out.getvalue() and "asked" not in mine.getvalue() and structlog.get_config() == before
+
+
+def test_a_bad_log_level_is_a_config_error_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="log_level"):
+        optimize(tmp_path / "missing.py", log_level="loud")
+    with pytest.raises(ConfigError, match="log_level"):
+        evaluate(tmp_path / "missing.py", tmp_path / "missing.py", log_level="loud")
 
 
 def test_reloading_a_script_stops_at_its_first_kernelwright_call(tmp_path: Path) -> None:
