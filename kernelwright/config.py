@@ -117,7 +117,14 @@ class KernelwrightConfig(_Section):
     timing: TimingConfig = Field(default_factory=TimingConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
     runs_dir: Path = Path("runs")
-    log_level: str = "info"
+    # The Python API's console log level (KERNELWRIGHT_LOG_LEVEL; the CLI has --log-level). None: warnings and
+    # errors only, and a structlog setup of the calling program is left as it is.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     def eval_settings(self) -> EvalSettings:
         h, t = self.harness, self.timing

@@ -1,4 +1,4 @@
-"""configure_logging: called once by the CLI and the public API, never by library code.
+"""configure_logging: called once by the CLI; api_logging: around each public API call. Never by library code.
 
 JSON lines go to a run's log file (machine-readable, for traces and reports);
 readable lines go to the console (stderr), coloured on a terminal.
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,3 +58,26 @@ def configure_logging(*, level: str = "info", json_path: Path | None = None, str
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+
+
+@contextmanager
+def api_logging(asked: str | None, default: str | None = None, *, stream: TextIO | None = None) -> Iterator[None]:
+    """kernelwright's console logging (stderr) for one public API call: a library is quiet unless asked.
+
+    `asked` (the call's `log_level`) always applies. Otherwise a program that configured structlog keeps
+    its configuration (it decides what it sees; the CLI configured it from --log-level), else `default`
+    (KERNELWRIGHT_LOG_LEVEL) applies, else warnings and errors only. Whatever this sets is undone when the
+    call returns, so the program's own structlog configuration is left as it was.
+    """
+    if asked is None and structlog.is_configured():
+        yield
+        return
+    saved = structlog.get_config() if structlog.is_configured() else None
+    configure_logging(level=asked or default or "warning", stream=stream)
+    try:
+        yield
+    finally:
+        if saved is None:
+            structlog.reset_defaults()
+        else:
+            structlog.configure(**saved)
