@@ -48,10 +48,11 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
     InputFileError; a malformed problem raises ProblemError; a malformed candidate is a rejected report.
     `log_level`: see the module's docstring."""
     stop_if_reloading_script()
+    asked = _checked_level(log_level)
     config = config or load_config()
     check_source(problem, "problem")
     read_source(candidate, "candidate")  # a path that is no source file is bad input, not a rejected kernel
-    with api_logging(_checked_level(log_level), config.log_level):
+    with api_logging(asked, config.log_level):
         return _evaluate(problem, candidate, config, profile, sanitize)
 
 

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import RELU_CANDIDATE
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.config import ConfigError, load_config
 from kernelwright.tools.diagnostics import Diagnostic
@@ -80,7 +81,7 @@ def test_eval_with_a_file_that_is_no_python_source_is_bad_input(tmp_path: Path, 
     result = runner.invoke(app, ["eval", *args], env=_env(tmp_path))
     out = _flat(result.output)
     assert result.exit_code == EXIT_BAD_INPUT, out
-    assert f"error: {bad}{line}" in out and f"{role} {says}" in out, out
+    assert f"{ERROR_PREFIX} {bad}{line}" in out and f"{role} {says}" in out, out
     assert "Traceback" not in out and "None" not in out and "REJECTED" not in out
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -93,7 +94,7 @@ def test_run_with_a_problem_that_is_no_python_source_is_bad_input(tmp_path: Path
                            env=_env(tmp_path))
     out = _flat(result.output)
     assert result.exit_code == EXIT_BAD_INPUT, out
-    assert f"error: {bad}{line}" in out and f"problem {says}" in out, out
+    assert f"{ERROR_PREFIX} {bad}{line}" in out and f"problem {says}" in out, out
     assert "Traceback" not in out and "None" not in out
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # nothing half-started
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from graph_run_helper import LoggingEvaluator
 from graph_fakes import answer
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model
 from kernelwright.agents.llm_failure import llm_failure
@@ -131,6 +132,6 @@ def test_cli_outage_message_and_exit_code_then_resume_without_the_variables(tmp_
     resumed = runner.invoke(app, [*args, "--resume", run_dir.name], env=env)
     assert resumed.exit_code == EXIT_NO_LLM, resumed.output
     assert " ".join(resumed.output.split()) == (
-        f"error: run {run_dir.name}'s run.json: model 'gpt-4.1' cannot be used: set OPENAI_API_KEY (its endpoint "
+        f"{ERROR_PREFIX} run {run_dir.name}'s run.json: model 'gpt-4.1' cannot be used: set OPENAI_API_KEY (its endpoint "
         f"{url} was used with a key). Nothing was run.")
     assert (run_dir / "events.jsonl").read_text() == events  # nothing ran

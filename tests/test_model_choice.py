@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.llm import (DEFAULT_MODEL, OPENAI_URL, ChosenModel, LLMUnavailable, ModelPlan, ModelSettings,
                                      choose_model, make_chat_model, plan_models)
 from kernelwright.cli import EXIT_NO_LLM, app
@@ -139,7 +140,7 @@ def test_cli_named_model_without_key_exits_5_before_any_work(tmp_path: Path, no_
     result = runner.invoke(app, ["run", str(PROBLEM), "--runs-dir", str(tmp_path), "--model", "gpt-4.1"])
     assert result.exit_code == EXIT_NO_LLM, result.output
     text = " ".join(result.output.split())
-    assert text == ("error: --model: model 'gpt-4.1' cannot be used: set OPENAI_API_KEY for https://api.openai.com/v1, "
+    assert text == (f"{ERROR_PREFIX} --model: model 'gpt-4.1' cannot be used: set OPENAI_API_KEY for https://api.openai.com/v1, "
                     "or OPENAI_BASE_URL for another OpenAI-compatible endpoint (a local one needs no key). Nothing "
                     "was run.")
     assert not list(tmp_path.iterdir())
