@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
 from kernelwright.agents.run_state import RunState
+from kernelwright.tools.run_folder import CandidateFolder, CandidateProfile
 
 log = structlog.get_logger(__name__)
 
@@ -29,17 +29,17 @@ def profile(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
         return {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
     profiler = getattr(ctx.evaluator, "profile", None)
+    unmeasured = {"available": False}  # no profiler's data: the archive does not take the line as a profile
     if profiler is None:
-        summary, data = "profiler unavailable: the evaluator has no profiler", {}
+        summary, data = "profiler unavailable: the evaluator has no profiler", unmeasured
     else:
         try:
             data = profiler(Path(best["source_path"]))
             summary = summarize(data)
         except Exception as exc:  # noqa: BLE001 - profiling is advice; its failure must not end the run
             log.warning("profile_failed", candidate=best["id"][:16], error=f"{type(exc).__name__}: {exc}")
-            summary, data = f"profiler unavailable: {type(exc).__name__}: {exc}", {}
-    folder = Path(best["source_path"]).parent
-    (folder / "profile.json").write_text(json.dumps({"summary": summary, **data}, default=str, indent=2))
+            summary, data = f"profiler unavailable: {type(exc).__name__}: {exc}", unmeasured
+    CandidateFolder.of_source(best["source_path"]).write_profile(CandidateProfile(summary, data))
     return {"candidates": {best["id"]: {"profile_summary": summary}}}
 
 

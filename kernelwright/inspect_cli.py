@@ -10,12 +10,13 @@ from rich.console import Console
 
 from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 from kernelwright.cli_tables import Column, fitted_table
+from kernelwright.tools.run_folder import HTML_REPORT_FILE, RunFolder
 
 
 def _run_dir(run: str, runs_dir: Path) -> Path:
     """RUN is a run id under --runs-dir, or a path to a run directory."""
     path = Path(run)
-    if (path / "run.json").exists() or (path / "candidates").is_dir() or (path / "events.jsonl").exists():
+    if RunFolder(path).is_run():
         return path
     candidate = runs_dir / run
     if candidate.is_dir():
@@ -45,7 +46,7 @@ def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run dir
 
 
 def _when(started: str) -> str:
-    """run.json's start time to the minute ('2025-06-12 10:15'), or as written when it is not ISO 8601."""
+    """The run record's start time to the minute ('2025-06-12 10:15'), or as written when it is not ISO 8601."""
     try:
         return dt.datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M")
     except ValueError:
@@ -82,7 +83,7 @@ def trace_command(
 
 def report_command(
     run: str = typer.Argument(..., help="run id (under --runs-dir) or run directory"),
-    output: Path | None = typer.Option(None, "-o", "--output", help="HTML file (default: RUN_DIR/report.html)"),
+    output: Path | None = typer.Option(None, "-o", "--output", help=f"HTML file (default: RUN_DIR/{HTML_REPORT_FILE})"),
     runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
 ) -> None:
     """Write one self-contained HTML report (works offline): progress, lineage, roofline, failures, winner, spend."""

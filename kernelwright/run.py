@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sqlite3
 import time
@@ -26,7 +25,7 @@ from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.harness_evaluator import HarnessEvaluator
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
-from kernelwright.graphs.events import RUN_FILE, update_run_json
+from kernelwright.tools.run_folder import RUN_FILE, RunFolder
 from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
@@ -75,7 +74,7 @@ class RunResult:
 
 @contextmanager
 def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
-    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    conn = sqlite3.connect(RunFolder(run_dir).checkpoints_path, check_same_thread=False)
     try:
         yield SqliteSaver(conn)
     finally:
@@ -118,7 +117,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     problem = check_source(problem, "problem").path
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = Path(runs_dir) / run_id
-    if resume and not (run_dir / "checkpoints.sqlite").exists():
+    if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
     plan = _plan_models(llm, offline, [_named_by(m, "models=" if models else "model=") for m in (models or [model])],
                         _named_by(critic_model, "critic_model=") if critic_model else None,
@@ -130,7 +129,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     if on_models is not None:
         on_models(plan)
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
+    recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem)
     settings = _with_gpu_facts(settings, evaluator)
@@ -151,7 +150,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                                              wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
                 _write_run_json(run_dir, run_id, problem, settings, budget)
-            update_run_json(run_dir, llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
+            RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
             try:
                 # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
                 for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
@@ -257,12 +256,9 @@ def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettin
 
 
 def _recorded_plan(run_dir: Path, run_id: str) -> ModelPlan | None:
-    """The models a run recorded in run.json (None for runs from before it recorded them)."""
-    try:
-        data = json.loads((run_dir / RUN_FILE).read_text()).get("llm")
-    except (OSError, ValueError):
-        return None
-    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if isinstance(data, dict) else None
+    """The models a run recorded in its run record (None for runs from before it recorded them)."""
+    data = RunFolder(run_dir).read_info().llm
+    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if data is not None else None
 
 
 def _named_by(settings: ModelSettings, argument: str) -> ModelSettings:
@@ -277,8 +273,8 @@ def _model_names(ctx: KContext) -> list[str]:
 
 def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget) -> None:
     # Merged, atomically, with what the event recorder keeps there (status, outcome).
-    update_run_json(run_dir, run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
+    RunFolder(run_dir).update_info(run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
 
 
 def _version() -> str:
