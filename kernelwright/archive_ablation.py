@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The count compares speedups against eager only; torch.compile's baseline would add a compile per run.
         config = load_config(overrides={"harness.compile_baseline": args.compile_baseline})
         result = optimize(problem, runs_dir=args.out / "runs", run_id=f"{problem.stem}-{tag}", offline=True,
-                          archive=archive, evaluator=HarnessEvaluator(problem, config),
+                          archive=archive, evaluator=HarnessEvaluator(problem, config.eval_settings()),
                           settings=RunSettings(generations=args.generations, candidates_per_generation=args.candidates,
                                                offline_start=args.start, profile=args.profile))
         return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}

@@ -14,11 +14,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from kernelwright.config import KernelwrightConfig, load_config
+if TYPE_CHECKING:
+    from kernelwright.tools.evaluate import EvalSettings
 
 log = structlog.get_logger(__name__)
 
@@ -45,18 +46,17 @@ class HarnessEvaluator:
     # (torch.export keeps global state: two exports in one process at once break each other)
     traces_out_of_process = True
 
-    def __init__(self, problem: Path, config: KernelwrightConfig | None = None, gpus: list[str] | None = None):
+    def __init__(self, problem: Path, settings: EvalSettings, gpus: list[str] | None = None):
+        """`settings`: the run's harness, timing and build settings (KernelwrightConfig.eval_settings())."""
         from kernelwright.tools.evaluate import Evaluator
         from kernelwright.tools.sandbox.pool import WorkerOptions
 
         self.problem = Path(problem)
-        self.config = config or load_config()
+        self.settings = settings
         self.gpus = visible_gpus() if gpus is None else gpus
-        self._options = WorkerOptions(env=self.config.worker_env())
         slots = self.gpus or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
-        self._all = [Evaluator(self.problem, self.config.eval_settings(),
-                               WorkerOptions(env={**self.config.worker_env(),
-                                                  **({"CUDA_VISIBLE_DEVICES": g} if g is not None else {})}))
+        self._all = [Evaluator(self.problem, settings,
+                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}))
                      for g in slots]
         self._free: queue.Queue[Any] = queue.Queue()
         for ev in self._all:
@@ -68,7 +68,7 @@ class HarnessEvaluator:
         from kernelwright.tools.evaluate import reason_for_error
         from kernelwright.tools.precompile import build_candidates
 
-        (outcome,) = build_candidates(self.problem, [candidate], jobs=1, options=self._options)
+        (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
         if outcome.ok:
             return None
         error = outcome.error or {}
@@ -109,7 +109,7 @@ class HarnessEvaluator:
 
         if not self.gpus:
             return {"available": False, "summary": "profiler unavailable: no CUDA GPU visible"}
-        return profile_candidate(self.problem, candidate, self.config)
+        return profile_candidate(self.problem, candidate, self.settings.build)
 
     def close(self) -> None:
         for ev in self._all:

@@ -19,6 +19,7 @@ from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, ch
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
+from kernelwright.config import DEFAULT_RUNS_DIR, KernelwrightConfig, load_config
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
@@ -91,8 +92,9 @@ class RunBudget:
     cost_usd: float = 0.0
 
 
-def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str | None = None, run_id: str | None = None,
-             settings: RunSettings = RunSettings(), model: ModelSettings = ModelSettings(),
+def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, runs_dir: str | Path | None = None,
+             resume: str | None = None, run_id: str | None = None,
+             settings: RunSettings | None = None, model: ModelSettings = ModelSettings(),
              models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
@@ -100,6 +102,9 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
+    `config` (default: load_config(), the defaults and the environment) gives what no argument does: the
+    harness's settings ([harness], [timing], [compile]), `runs_dir`, the RunSettings ([agents]; an explicit
+    `settings` replaces them) and the models ([agents] proposers and critic, when no argument names one).
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
     or an explicit langchain `llm`. `plugins` default to those installed under the
     `kernelwright.agents` entry-point group. A failure inside the run raises RunError
@@ -115,13 +120,19 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     An archive that cannot be opened means a run without one (with a warning).
     """
     problem = check_source(problem, "problem").path
+    config = config or load_config()
+    runs_dir = config.runs_dir if runs_dir is None else Path(runs_dir)
+    settings = settings or config.run_settings()
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    run_dir = Path(runs_dir) / run_id
+    run_dir = runs_dir / run_id
     if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    plan = _plan_models(llm, offline, [_named_by(m, "models=" if models else "model=") for m in (models or [model])],
-                        _named_by(critic_model, "critic_model=") if critic_model else None,
-                        _recorded_plan(run_dir, run_id) if resume else None)
+    requested = [_named_by(m, "models=" if models else "model=") for m in (models or [model])]
+    configured, configured_critic = config.agents.model_settings(f"{config.source} [agents]")
+    if configured and not any(m.names_a_model for m in requested):
+        requested = configured
+    critic = _named_by(critic_model, "critic_model=") if critic_model else configured_critic
+    plan = _plan_models(llm, offline, requested, critic, _recorded_plan(run_dir, run_id) if resume else None)
     ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
                                 m.settings.price_out_per_mtok) for m in plan.proposers)
     critic_llm = make_chat_model(plan.critic) if plan.critic else None
@@ -131,7 +142,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
-    evaluator = evaluator or HarnessEvaluator(problem)
+    evaluator = evaluator or HarnessEvaluator(problem, config.eval_settings())
     settings = _with_gpu_facts(settings, evaluator)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
@@ -216,7 +227,7 @@ def _open_archive(archive: Any) -> Any:
 def resume_command(problem: Path, run_id: str, runs_dir: str | Path) -> str:
     """The command that continues run `run_id` (the models it recorded come back with it)."""
     command = f"kernelwright run {shlex.quote(str(problem))} --resume {shlex.quote(run_id)}"
-    return command if Path(runs_dir) == Path("runs") else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
+    return command if Path(runs_dir) == DEFAULT_RUNS_DIR else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
 
 
 def _stopped(exc: Exception, plan: ModelPlan, run_id: str, run_dir: Path, resume: str, last_done: str,
