@@ -14,6 +14,6 @@ get structlog
 if [ "${1:-harness}" = full ]; then
   get pydantic pydantic-core annotated-types typing-inspection langgraph langgraph-checkpoint langgraph-sdk \
       langgraph-prebuilt langgraph-checkpoint-sqlite langchain-core langchain-openai openai jsonpatch jsonpointer \
-      langsmith orjson ormsgpack tenacity sqlite-vec aiosqlite distro jiter tiktoken platformdirs
+      langsmith orjson ormsgpack tenacity sqlite-vec aiosqlite distro jiter tiktoken platformdirs sniffio uuid-utils langchain-protocol websockets zstandard requests-toolbelt xxhash
 fi
 du -sh .whl
