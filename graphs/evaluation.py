@@ -36,15 +36,12 @@ class EvalTask(TypedDict):
 def describe(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Stage 1: the problem's functional form (traced op list), or the module source with the reason."""
     ctx = runtime.context
-    if ctx.offline is not None and getattr(ctx.evaluator, "traces_out_of_process", False):
+    if ctx.offline is not None and ctx.evaluator.traces_out_of_process:
         ctx.offline.start(state["problem_path"])  # the offline translator's trace overlaps the worker's
     if (state.get("functional") or {}).get("method"):
         return {}
-    trace = getattr(ctx.evaluator, "functional_form", None)
-    if trace is None:
-        return {"functional": {"method": "source", "fallback_reason": "the evaluator traces no functional form"}}
     try:
-        form = trace()
+        form = ctx.evaluator.functional_form()
     except ReferenceFailure:
         raise  # the problem itself is broken: bad input, reported by the caller
     except KernelwrightError as exc:
@@ -72,9 +69,8 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
     if report_path.exists():
         report = json.loads(report_path.read_text())
     else:
-        prepare = getattr(evaluator, "prepare", None)
-        failed_build = prepare(source) if prepare is not None else None
-        report = failed_build or evaluator.evaluate(source)
+        verdict = evaluator.prepare(source) or evaluator.evaluate(source)  # a failed build is the verdict
+        report = verdict.to_dict()
         write_report(report_path, report)
     record = CandidateRecord(status=report.get("status", "error"), reason=report.get("reason"),
                              speedup_vs_eager=report.get("speedup_vs_eager"),

@@ -28,7 +28,7 @@ from kernelwright.agents.mutator import mutate, repair
 from kernelwright.agents.profiler import profile
 from kernelwright.agents.translator import translate
 from kernelwright.graphs.archiving import archive
-from kernelwright.agents.context import KContext
+from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
 from kernelwright.graphs.plugins import AgentPlugin, chains
 from kernelwright.graphs.sanitizing import sanitize_winner
@@ -87,3 +87,10 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
 def _chain(builder: StateGraph, names: list[str]) -> None:
     for a, b in zip(names, names[1:]):
         builder.add_edge(a, b)
+
+
+def run_config(settings: RunSettings, thread_id: str) -> dict[str, Any]:
+    """The graph's RunnableConfig for a run with these settings: its thread, how many evaluations run at once,
+    and a step limit that a finished run of `settings.generations` stays under."""
+    return {"configurable": {"thread_id": thread_id}, "max_concurrency": settings.eval_concurrency,
+            "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30}

@@ -75,7 +75,7 @@ def sanitize_winner(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]
 
     def sanitize(source: Path) -> Mapping[str, Any]:
         # a verdict already in the report (the harness's own pass, harness.sanitize; a resumed end) counts
-        return _read_report(report_path_of(source)).get("sanitizer") or evaluator.sanitize(source)
+        return _read_report(report_path_of(source)).get("sanitizer") or evaluator.sanitize(source).to_dict()
 
     check = sanitize_in_order(ranked, sanitize)
     rejected = set(check.rejected)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["passed", "rejected", "needs_gpu", "error"]
-Stage = Literal["load", "correctness", "integrity", "timing", "done"]
+Stage = Literal["build", "load", "correctness", "integrity", "timing", "done"]  # build: a separate build failed
 
 
 @dataclass
