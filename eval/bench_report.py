@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.graphs.events import EventLog
+from kernelwright.graphs.nodes import EVALUATE_ONE, MUTATE, TRANSLATE
 
 REASONS = (("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"),
            ("rejected", "load_error"), ("screened_out", "screened_out"), ("error", "worker_crash"))
@@ -63,8 +64,8 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
     for i in range(n_candidates):
         gen = min(generations - 1, i // per_gen)
         if i % per_gen == 0:
-            log.emit("node_start", node="mutate" if gen else "translate", node_run=f"n{gen}", step=gen * 10, generation=gen)
-            log.emit("node_end", node="mutate" if gen else "translate", node_run=f"n{gen}", generation=gen,
+            log.emit("node_start", node=MUTATE if gen else TRANSLATE, node_run=f"n{gen}", step=gen * 10, generation=gen)
+            log.emit("node_end", node=MUTATE if gen else TRANSLATE, node_run=f"n{gen}", generation=gen,
                      duration_s=round(rng.uniform(5, 30), 3), candidates=[])
         roll = rng.random()
         if gen == 0 or not passed:
@@ -96,7 +97,7 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
         if status != "screened_out":
             (folder / "report.json").write_text(json.dumps(report))
         tokens_in, tokens_out = rng.randint(2500, 5000), rng.randint(400, 1500)
-        log.emit("llm_call", agent=agent if agent != "crossover" else "mutator", node="mutate" if gen else "translate",
+        log.emit("llm_call", agent=agent if agent != "crossover" else "mutator", node=MUTATE if gen else TRANSLATE,
                  node_run=f"n{gen}", llm_run=f"l{i}", generation=gen, model=meta["model"], temperature=temperature,
                  messages=[{"role": "system", "content": "Write CUDA."}, {"role": "human", "content": PROMPT}],
                  response=f"```python\n{source}```", input_tokens=tokens_in, output_tokens=tokens_out,
@@ -105,7 +106,7 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
         if status != "screened_out":
             log.emit("tool_call", tool="evaluate", candidate_id=cid, status=status, reason=reason,
                      speedup=speed or None, seconds=round(rng.uniform(1, 4), 3))
-        log.emit("node_end", node="evaluate_one", node_run=f"e{i}", generation=gen, duration_s=1.0,
+        log.emit("node_end", node=EVALUATE_ONE, node_run=f"e{i}", generation=gen, duration_s=1.0,
                  candidates=[{"id": cid, "status": status, "reason": reason, "speedup": speed or None}])
         if ok:
             passed.append((cid, speed))

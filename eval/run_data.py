@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
+from kernelwright.graphs.nodes import CRITIQUE, SCREEN
 from kernelwright.tools.errors import KernelwrightError
 
 FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
@@ -353,13 +354,13 @@ def _link(candidates: dict[str, Candidate], nodes: list[NodeRun], llm_calls: lis
     by_run = {n.node_run: n for n in nodes}
     screened: dict[str, list[str]] = {
         n.node_run: [str(u["id"]) for u in n.updates if u.get("screen") and "(static)" not in str(u["screen"])]
-        for n in nodes if n.node == "screen"}
+        for n in nodes if n.node == SCREEN}
     for call in llm_calls:
         node = by_run.get(call.node_run or "")
         if call.candidate_id is None and node is not None:
-            if node.node == "critique" and node.subject:
+            if node.node == CRITIQUE and node.subject:
                 call.candidate_id, call.role = node.subject, "critique"
-            elif node.node == "screen" and screened.get(node.node_run):
+            elif node.node == SCREEN and screened.get(node.node_run):
                 call.candidate_id, call.role = screened[node.node_run].pop(0), "screen"
             elif call.agent in ("translator", "mutator", "repair") and not call.error:
                 call.role = "malformed"  # no candidate in the reply: asked again, or recorded as an error

@@ -15,13 +15,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import structlog
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from kernelwright.agents.context import KContext
+from kernelwright.graphs.nodes import COLLECT, EVALUATE_ONE, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
 from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
 
@@ -54,10 +55,10 @@ def dispatch(state: KState) -> dict[str, Any]:
     return {"eval_started_at": time.time()}
 
 
-def fan_out(state: KState) -> list[Send] | Literal["collect"]:
-    tasks = [Send("evaluate_one", EvalTask(candidate_id=cid, source_path=r["source_path"]))
+def fan_out(state: KState) -> list[Send] | NodeName:
+    tasks = [Send(EVALUATE_ONE, EvalTask(candidate_id=cid, source_path=r["source_path"]))
              for cid, r in (state.get("candidates") or {}).items() if r.get("status") == "pending"]
-    return tasks or "collect"
+    return tasks or COLLECT
 
 
 def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:

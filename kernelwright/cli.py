@@ -107,6 +107,7 @@ def run_command(
     from rich.live import Live
 
     from kernelwright.agents.llm import ModelPlan, ModelSettings
+    from kernelwright.graphs.nodes import SELECT
     from kernelwright.agents.context import RunSettings
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
@@ -135,7 +136,7 @@ def run_command(
         progress.apply(node, update)
         if live is not None:
             live.update(progress.table(f"kernelwright run {problem.name}"))
-        elif node == "select":
+        elif node == SELECT:
             console.print(progress.line())
 
     def on_models(plan: ModelPlan) -> None:

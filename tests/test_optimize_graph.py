@@ -70,6 +70,18 @@ def test_graph_shape() -> None:
     assert "sanitize_winner --> archive" in mermaid and "sanitize_winner -.->" not in mermaid, mermaid
 
 
+def test_the_graph_has_exactly_the_nodes_named_in_graphs_nodes() -> None:
+    """graphs.nodes is the one list of node names: the graph is built from it, plugins may not take them."""
+    from kernelwright.graphs import nodes
+    from kernelwright.graphs.plugins import RESERVED
+
+    built = set(build_optimize_graph().get_graph().nodes) - {"__start__", "__end__"}
+    assert built == set(nodes.NODE_NAMES) == RESERVED
+    constants = {v for k, v in vars(nodes).items() if k.isupper() and isinstance(v, str)}
+    assert constants == set(nodes.NODE_NAMES)
+    assert set(nodes.NODE_AGENTS) <= set(nodes.NODE_NAMES)
+
+
 def test_critique_and_screen_parsing() -> None:
     from kernelwright.agents.critic import parse_critique, parse_screen, static_screen
 
