@@ -21,7 +21,7 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
 from kernelwright.agents.proposals import Spend, reply_spend
-from kernelwright.agents.run_state import CandidateRecord, RunState
+from kernelwright.agents.run_state import SCREENED_OUT, CandidateRecord, RunState
 from kernelwright.tools.problem import read_source
 
 _DIRECTION_RE = re.compile(r"^\s*[-*]\s+(.+?)\s*$", re.M)
@@ -107,6 +107,6 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
             verdict = "PASS (static)" if defect is None else f"FAIL (static): {defect}"
         update: CandidateRecord = {"screen": verdict}
         if defect is not None and ctx.settings.screen_blocks:
-            update.update(status="screened_out", reason="screened_out")
+            update.update(status=SCREENED_OUT, reason=SCREENED_OUT)
         updates[cid] = update
     return {"candidates": updates, "spent": spend.as_counts()}

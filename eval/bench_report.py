@@ -21,11 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.run_state import SCREENED_OUT, CandidateStatus
 from kernelwright.graphs.events import EventLog
 from kernelwright.graphs.nodes import EVALUATE_ONE, MUTATE, TRANSLATE
 
-REASONS = (("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"),
-           ("rejected", "load_error"), ("screened_out", "screened_out"), ("error", "worker_crash"))
+REASONS: tuple[tuple[CandidateStatus, str], ...] = (
+    ("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"), ("rejected", "load_error"),
+    (SCREENED_OUT, SCREENED_OUT), ("error", "worker_crash"))
 PROMPT = ("You are optimising a PyTorch module with a custom CUDA kernel. Problem source follows.\n"
           + "x = torch.relu(x * w + b)  # the reference computation\n" * 60)
 

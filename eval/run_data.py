@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
 from kernelwright.graphs.nodes import CRITIQUE, SCREEN
 from kernelwright.tools.errors import KernelwrightError
 
-FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
+FAILED_STATUSES: tuple[CandidateStatus, ...] = ("rejected", "error", "screened_out", "needs_gpu")
 
 
 class RunDataError(KernelwrightError):

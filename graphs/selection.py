@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.mutator import repairable
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
+from kernelwright.agents.run_state import SCREENED_OUT
 from kernelwright.graphs.generations import FIRST_GENERATION
 from kernelwright.graphs.nodes import CRITIQUE, MUTATE, REPAIR, SANITIZE_WINNER, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
@@ -62,7 +63,7 @@ def _nothing_to_propose(state: KState, ctx: KContext) -> str | None:
 
 def _nothing_verifiable(state: KState) -> str | None:
     """Every evaluation said 'needs a GPU': more generations would only compile more unverifiable kernels."""
-    statuses = {r.get("status") for r in (state.get("candidates") or {}).values()} - {"screened_out"}
+    statuses = {r.get("status") for r in (state.get("candidates") or {}).values()} - {SCREENED_OUT}
     if statuses == {"needs_gpu"}:
         return "no CUDA GPU: candidates compile but cannot be verified here"
     return None

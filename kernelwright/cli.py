@@ -19,6 +19,7 @@ from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU,
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.results import Status
 
 app = KernelwrightTyper(add_completion=False, no_args_is_help=True,
                         help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
@@ -74,7 +75,8 @@ def eval_command(
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         _print_report(console, data)
-    code = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}.get(report.status, EXIT_ERROR)
+    exit_codes: dict[Status, int] = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}
+    code = exit_codes.get(report.status, EXIT_ERROR)
     raise typer.Exit(code)
 
 
@@ -237,7 +239,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
     from kernelwright.graphs.sanitizing import sanitized_text
     from kernelwright.tools.diagnostics import Diagnostic
 
-    status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
+    styles: dict[Status, str] = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}
+    status_style = styles.get(r["status"], "magenta")
     console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}"
                   f"  (precision profile: {r.get('precision', 'strict')})")
     if r["reason"]:

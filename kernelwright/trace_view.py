@@ -17,13 +17,14 @@ from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.eval.run_data import Candidate, LlmCall, RunData, ToolCall, load_run
 from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.nodes import EVALUATE_ONE
 
-STATUS_STYLE = {"passed": "green", "rejected": "red", "error": "magenta", "screened_out": "yellow",
+STATUS_STYLE: dict[CandidateStatus, str] = {"passed": "green", "rejected": "red", "error": "magenta", "screened_out": "yellow",
                 "needs_gpu": "cyan", "pending": "dim"}
-STATUS_ICON = {"passed": "✓", "rejected": "✗", "error": "!", "screened_out": "⊘", "needs_gpu": "?", "pending": "…"}
+STATUS_ICON: dict[CandidateStatus, str] = {"passed": "✓", "rejected": "✗", "error": "!", "screened_out": "⊘", "needs_gpu": "?", "pending": "…"}
 LIVE_STATUSES = ("running", "unknown")
 
 
