@@ -63,8 +63,7 @@ def _crossover_request(state: RunState, ctx: KContext, a_id: str, b_id: str) -> 
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         parent_a=read_text(a["source_path"]), result_a=describe_result(a),
         parent_b=read_text(b["source_path"]), result_b=describe_result(b),
-        direction="keep the faster parent's structure and take the other's best idea (memory access, reduction, "
-                  "launch shape); " + ("; ".join((a.get("directions") or []) + (b.get("directions") or [])) or DEFAULT_DIRECTION))
+        direction="; ".join((a.get("directions") or []) + (b.get("directions") or [])) or DEFAULT_DIRECTION)
     return ProposalRequest(prompt, "crossover", (a_id, b_id))
 
 
@@ -83,7 +82,7 @@ def repair(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     for cid in todo:
         record = candidates[cid]
         report = _report(record)
-        prompt = ctx.prompts.get("fix").render(
+        prompt = ctx.prompts.get("repair").render(
             gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
             candidate_source=read_text(record["source_path"]),
             failure=f"{record.get('reason')}: {report.get('message') or ''}".strip(),
