@@ -21,6 +21,8 @@ from kernelwright.tools.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 CRITIC = "VERDICT: memory-bound at 40% of DRAM bandwidth\nDIRECTIONS:\n- vectorize loads to float4\n- fuse the two passes"
+# What only the critic's prompts ask for (replay rules pick the critique and the screen requests by them)
+CRITIQUE_ASKS, SCREEN_ASKS = '"directions"', '"defect"'
 
 
 def answer(speed: float, outcome: str = "ok", tag: str = "") -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import CRITIC, PROBLEM, FakeEvaluator, answer, profile_of
+from graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluator, answer, profile_of
 
 from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.agents.llm import ModelSettings
@@ -57,8 +57,8 @@ class RecordingFakeEvaluator(FakeEvaluator):
 
 
 def replay_rules() -> list[ReplayRule]:
-    rules = [ReplayRule(CRITIC, when="VERDICT", repeat=True),  # the critic's prompt also shows "The candidate:"
-             ReplayRule("SCREEN: PASS", when="The candidate:", repeat=True),
+    rules = [ReplayRule(CRITIC, when=CRITIQUE_ASKS, repeat=True),  # a plain-text critique: the fallback reading
+             ReplayRule("SCREEN: PASS", when=SCREEN_ASKS, repeat=True),
              ReplayRule(answer(1.4, tag="a-fixed"), when='identifier "flaot"'),
              ReplayRule(answer(1.35, tag="wrong-fixed"), when="outside tolerance")]
     rules += [ReplayRule(answer(1.5 + i / 20, tag=f"cross{i}"), when="Parent A") for i in range(6)]
