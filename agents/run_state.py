@@ -19,6 +19,11 @@ CANDIDATE_STATUSES: Final[tuple[CandidateStatus, ...]] = get_args(CandidateStatu
 SCREENED_OUT: Final = "screened_out"  # a status, and the reason a screened-out candidate carries
 
 
+def candidate_status(value: object) -> CandidateStatus:
+    """A status read back from a file or an event: one of CANDIDATE_STATUSES, anything else "error"."""
+    return next((s for s in CANDIDATE_STATUSES if s == value), "error")
+
+
 class CandidateRecord(TypedDict, total=False):
     id: str  # kernelwright.tools.source_hash.candidate_id of its source
     generation: int

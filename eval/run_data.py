@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kernelwright.agents.run_state import CandidateStatus
+from kernelwright.agents.run_state import CandidateStatus, candidate_status
 from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
 from kernelwright.graphs.nodes import CRITIQUE, SCREEN
 from kernelwright.tools.errors import KernelwrightError
@@ -85,7 +85,7 @@ class Candidate:
     prompt: str = ""
     parents: list[str] = field(default_factory=list)
     repair_depth: int = 0
-    status: str = "pending"
+    status: CandidateStatus = "pending"
     reason: str | None = None
     message: str = ""
     speedup_vs_eager: float | None = None
@@ -300,7 +300,7 @@ def _apply_updates(candidates: dict[str, Candidate], run: NodeRun) -> None:
         if cand is None:
             cand = candidates[cid] = Candidate(id=cid, generation=run.generation)
         if update.get("status"):
-            cand.status = str(update["status"])
+            cand.status = candidate_status(update["status"])
             cand.reason = update.get("reason")
         if update.get("speedup") is not None:
             cand.speedup_vs_eager = float(update["speedup"])
@@ -319,7 +319,7 @@ def _apply_report(cand: Candidate) -> None:
     report = read_json(cand.folder / "report.json")
     if report:
         cand.report = report
-        cand.status = str(report.get("status") or cand.status)
+        cand.status = candidate_status(report.get("status") or cand.status)
         cand.reason = report.get("reason")
         cand.message = str(report.get("message") or "")
         cand.speedup_vs_eager = report.get("speedup_vs_eager")

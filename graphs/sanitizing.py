@@ -100,7 +100,7 @@ def _apply(record: CandidateRecord, verdict: dict[str, Any]) -> CandidateRecord:
     if record.get("report_path"):
         path = Path(record["report_path"])
         write_report(path, {**_read_report(path), **update})
-    out = CandidateRecord(sanitizer=verdict.get("status"), archived=False)
+    out = CandidateRecord(sanitizer=verdict["status"], archived=False)
     if "status" in update:
         out.update(status=update["status"], reason=update["reason"])
     return out

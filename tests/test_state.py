@@ -45,7 +45,7 @@ def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> N
     """One status vocabulary (agents.run_state.CandidateStatus, the harness's verdicts plus pending and
     screened_out): the trace view styles and marks each, the report orders each, the run reader counts each
     one that is not passed or pending as failed."""
-    from kernelwright.agents.run_state import CANDIDATE_STATUSES, SCREENED_OUT
+    from kernelwright.agents.run_state import CANDIDATE_STATUSES, SCREENED_OUT, candidate_status
     from kernelwright.eval.report.charts import STATUS_ORDER
     from kernelwright.eval.run_data import FAILED_STATUSES
     from kernelwright.tools.results import STATUSES, status_of
@@ -56,3 +56,4 @@ def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> N
     assert len(STATUS_ORDER) == len(CANDIDATE_STATUSES)
     assert set(FAILED_STATUSES) == set(CANDIDATE_STATUSES) - {"passed", "pending"}
     assert [status_of(s) for s in (*STATUSES, "pending", None, 3)] == [*STATUSES, "error", "error", "error"]
+    assert [candidate_status(s) for s in (*CANDIDATE_STATUSES, "done", None)] == [*CANDIDATE_STATUSES, "error", "error"]
