@@ -12,7 +12,6 @@ that cannot be read leave no directions (critique) or pass (screen), never a cra
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -24,6 +23,7 @@ from kernelwright.agents.critic_replies import Critique, Screen, ask_structured,
 from kernelwright.agents.proposals import Spend, reply_spend
 from kernelwright.agents.run_state import SCREENED_OUT, CandidateRecord, RunState
 from kernelwright.tools.problem import read_source
+from kernelwright.tools.run_folder import CandidateFolder
 
 _KERNEL_MARKERS = ("__global__", "load_cuda", "load_inline", "cpp_extension", "triton.jit", "cupy")
 
@@ -34,14 +34,14 @@ def critique(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     if not best_id:
         return {}
     record = state["candidates"][best_id]
-    report_path = record.get("report_path")
-    report = json.loads(Path(report_path).read_text()) if report_path and Path(report_path).exists() else {}
-    evaluation = {k: report.get(k) for k in ("status", "reason", "speedup_vs_eager", "speedup_vs_compile",
-                                              "timing", "kernel_usage", "weak_checks")}
+    files = CandidateFolder.of_source(record["source_path"])
+    report, profile = files.read_report(), files.read_profile()
+    evaluation = {k: report.data.get(k) if report else None for k in (
+        "status", "reason", "speedup_vs_eager", "speedup_vs_compile", "timing", "kernel_usage", "weak_checks")}
     prompt = ctx.prompts.get("critic").render(
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
-        candidate_source=Path(record["source_path"]).read_text(), evaluation=json.dumps(evaluation, default=str),
-        profile_summary=record.get("profile_summary") or (report.get("profile") or {}).get("summary", "no profile"))
+        candidate_source=files.read_source(), evaluation=json.dumps(evaluation, default=str),
+        profile_summary=record.get("profile_summary") or (profile.summary if profile else "") or "no profile")
     structured, reply = ask_structured(ctx.critic_model(), [SystemMessage(prompt.system), HumanMessage(prompt.user)],
                                        Critique)
     found = read_critique(structured, reply_text(reply))
@@ -75,7 +75,7 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     for cid, record in (state.get("candidates") or {}).items():
         if record.get("status") != "pending" or record.get("screen"):
             continue
-        source = Path(record["source_path"]).read_text()
+        source = CandidateFolder.of_source(record["source_path"]).read_source()
         defect = static_screen(source)
         ask_model = ctx.settings.screen and ctx.has_llm and not exhausted(state.get("budget"), state.get("spent"),
                                                                            spend.as_counts())

@@ -1,7 +1,8 @@
 """What the graph asks of an evaluator, and what it gets back.
 
 `CandidateEvaluator` is every call the graph and the run make on an evaluator, each with a typed result:
-the harness's own types (tools.results.EvalReport, tools.sanitizer.SanitizeVerdict) and `CandidateProfile`.
+the harness's own types (tools.results.EvalReport, tools.sanitizer.SanitizeVerdict) and the profile file's model
+(tools.run_folder.CandidateProfile: a one-line summary, or 'profiler unavailable: why', and what it measured).
 The harness evaluator (graphs.harness_evaluator) implements all of it; test fakes and other evaluators
 subclass `EvaluatorDefaults`, which answers the calls an evaluator without a GPU, a tracer or a profiler
 can answer plainly, and implement `evaluate` and `sanitize`.
@@ -10,28 +11,14 @@ can answer plainly, and implement `evaluate` and `sanitize`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from kernelwright.tools.results import EvalReport
+from kernelwright.tools.run_folder import CandidateProfile
 from kernelwright.tools.sanitizer import SanitizeVerdict
 
-PROFILER_UNAVAILABLE = "profiler unavailable"  # how a profile that could not be made begins
-
-
-@dataclass(frozen=True, slots=True)
-class CandidateProfile:
-    """A profiler's word on one candidate: a one-line bottleneck `summary` (or 'profiler unavailable: why')
-    and its `metrics` (tools.ncu ProfileResult.to_dict(); empty when there are none). profile.json holds both."""
-
-    summary: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    available: bool = True
-
-    @classmethod
-    def unavailable(cls, why: str, metrics: dict[str, Any] | None = None) -> CandidateProfile:
-        return cls(f"{PROFILER_UNAVAILABLE}: {why}", dict(metrics or {}), available=False)
+__all__ = ["CandidateEvaluator", "CandidateProfile", "EvaluatorDefaults"]
 
 
 @runtime_checkable

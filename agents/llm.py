@@ -89,7 +89,7 @@ class ChosenModel:
         return f"{self.name} ({self.endpoint}{by})"
 
     def to_dict(self) -> dict[str, Any]:
-        """What run.json keeps to use the same model on resume (never the key itself)."""
+        """What the run record keeps to use the same model on resume (never the key itself)."""
         data = {k: v for k, v in asdict(self.settings).items() if k not in ("api_key", "named_by")}
         return {**data, "key_env": self.key_env}
 
@@ -204,7 +204,7 @@ def plan_models(proposers: Sequence[ModelSettings], critic: ModelSettings | None
 
 def _recheck(recorded: ChosenModel, env: Mapping[str, str]) -> ChosenModel:
     chosen = choose_model(recorded.settings, env, key_env=recorded.key_env)
-    if chosen is None:  # only a hand-edited run.json records a model without a name
+    if chosen is None:  # only a hand-edited run record names a model without a name
         raise LLMUnavailable("a recorded model has no name", where=recorded.settings.named_by)
     return chosen
 

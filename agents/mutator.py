@@ -6,9 +6,7 @@ run's seed and generation, so a resumed or repeated run asks the same questions.
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -18,9 +16,10 @@ from kernelwright.agents.examples import examples_block
 from kernelwright.agents.offline_proposer import offline_tune
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.run_state import CandidateRecord, RunState
-from kernelwright.agents.translator import read_text, translate
+from kernelwright.agents.translator import translate
 from kernelwright.tools.diagnostics import Diagnostic
 from kernelwright.tools.problem import read_source
+from kernelwright.tools.run_folder import CandidateFolder
 
 # Rejections a rewrite can plausibly fix; integrity verdicts (cheats) and timeouts of the harness itself are not retried.
 REPAIRABLE = {"compile_error", "load_error", "correctness", "wrong_output", "shape_mismatch", "dtype_mismatch",
@@ -52,7 +51,7 @@ def _mutation_request(state: RunState, ctx: KContext, parent_id: str) -> Proposa
     parent = state["candidates"][parent_id]
     prompt = ctx.prompts.get("mutator").render(
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
-        parent_source=read_text(parent["source_path"]), parent_result=describe_result(parent),
+        parent_source=_source(parent), parent_result=describe_result(parent),
         direction="; ".join(parent.get("directions") or []) or DEFAULT_DIRECTION, examples=examples_block(state, ctx))
     return ProposalRequest(prompt, "mutator", (parent_id,))
 
@@ -61,8 +60,8 @@ def _crossover_request(state: RunState, ctx: KContext, a_id: str, b_id: str) -> 
     a, b = state["candidates"][a_id], state["candidates"][b_id]
     prompt = ctx.prompts.get("crossover").render(
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
-        parent_a=read_text(a["source_path"]), result_a=describe_result(a),
-        parent_b=read_text(b["source_path"]), result_b=describe_result(b),
+        parent_a=_source(a), result_a=describe_result(a),
+        parent_b=_source(b), result_b=describe_result(b),
         direction="; ".join((a.get("directions") or []) + (b.get("directions") or [])) or DEFAULT_DIRECTION)
     return ProposalRequest(prompt, "crossover", (a_id, b_id))
 
@@ -84,7 +83,7 @@ def repair(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
         report = _report(record)
         prompt = ctx.prompts.get("repair").render(
             gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
-            candidate_source=read_text(record["source_path"]),
+            candidate_source=_source(record),
             failure=f"{record.get('reason')}: {report.get('message') or ''}".strip(),
             diagnostics=diagnostics_text(report))
         requests.append(ProposalRequest(prompt, "repair", (cid,), repair_depth=int(record.get("repair_depth", 0)) + 1,
@@ -119,8 +118,11 @@ def diagnostics_text(report: dict[str, Any], limit: int = 12) -> str:
     return "\n".join(lines[:limit]) or "(none)"
 
 
+def _source(record: CandidateRecord) -> str:
+    return CandidateFolder.of_source(record["source_path"]).read_source()
+
+
 def _report(record: CandidateRecord) -> dict[str, Any]:
-    path = record.get("report_path")
-    if not path or not Path(path).exists():
-        return {}
-    return json.loads(Path(path).read_text())
+    """The harness's report of an evaluated candidate ({} before its evaluation)."""
+    report = CandidateFolder.of_source(record["source_path"]).read_report() if record.get("report_path") else None
+    return report.to_dict() if report is not None else {}

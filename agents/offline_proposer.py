@@ -6,8 +6,9 @@
 
 With an LLM configured, `offline_seeds` adds the translator's variants to the LLM's first population.
 With a kernel archive attached, the first generation also tries the tunable settings of the most similar
-verified offline kernels from earlier runs (read from their "Tunables:" header), so related problems start
-from settings that already won. Tracing the problem happens once per run process (the run context's cache).
+verified offline kernels from earlier runs (their lineage's `params`, as their run recorded them), so related
+problems start from settings that already won. Tracing the problem happens once per run process (the run
+context's cache).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from typing import Any
 import structlog
 
 from kernelwright.agents.context import KContext
-from kernelwright.agents.proposals import store_candidate
 from kernelwright.agents.run_state import CandidateRecord, RunState
+from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 from kernelwright.tools.source_hash import candidate_id
 
 log = structlog.get_logger(__name__)
@@ -136,8 +137,17 @@ def random_candidates(state: RunState, ctx: KContext, count: int) -> list[Candid
     return list(out.values())
 
 
+def archived_settings(record: Any) -> dict[str, Any]:
+    """The tunable settings an archived offline kernel was generated with: its lineage's `params`; for a record
+    archived before lineages carried them, its docstring's 'Tunables:' line (`parse_tunables`)."""
+    if record.lineage.params is not None:
+        return dict(record.lineage.params)
+    return parse_tunables(record.kernel_source)
+
+
 def parse_tunables(kernel_source: str) -> dict[str, Any]:
-    """The settings an offline kernel was generated with, from its docstring's 'Tunables: k=v, ...' line."""
+    """The settings an offline kernel was generated with, from its docstring's 'Tunables: k=v, ...' line: the
+    fallback for archive records written before the settings were stored as data."""
     match = _TUNABLES_RE.search(kernel_source)
     if match is None or match.group(1).strip() == "defaults":
         return {}
@@ -199,12 +209,12 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     for hit in hits:
         if hit.record.lineage.agent != AGENT:
             continue
-        settings = transfer_settings(parse_tunables(hit.record.kernel_source), dims)
+        settings = transfer_settings(archived_settings(hit.record), dims)
         if not settings:
             continue  # nothing of that kernel's settings applies to this problem's plan
         params = {**target.space.defaults(), **settings}
         record = _store(ctx, target.render(params), state.get("generation", 0), target.variant, params,
-                        list(target.plans[0].kept_aten_ops), parents=[], extra={"seeded_from": hit.record.id})
+                        list(target.plans[0].kept_aten_ops), parents=[], seeded_from=hit.record.id)
         if record["id"] not in seen:
             seen.add(record["id"])
             out.append(record)
@@ -248,10 +258,11 @@ def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
 
 
 def _store(ctx: KContext, source: str, generation: int, variant: str, params: dict[str, Any], kept: list[str],
-           parents: list[str], extra: dict[str, Any] | None = None) -> CandidateRecord:
-    meta = {"agent": AGENT, "generation": generation, "model": AGENT, "temperature": 0.0, "prompt": "offline",
-            "parents": parents, "variant": variant, "params": params, "kept_aten_ops": kept, **(extra or {})}
-    cid, path = store_candidate(ctx.run_dir, source, meta)
-    return CandidateRecord(id=cid, generation=generation, parent_ids=parents, agent=AGENT, model=AGENT,
-                           temperature=0.0, prompt="offline", source_path=str(path), status="pending",
+           parents: list[str], seeded_from: str | None = None) -> CandidateRecord:
+    meta = CandidateMeta(agent=AGENT, generation=generation, model=AGENT, temperature=0.0, prompt="offline",
+                         parents=tuple(parents), variant=variant, params=params, kept_aten_ops=tuple(kept),
+                         seeded_from=seeded_from)
+    cid, folder = RunFolder(ctx.run_dir).store_candidate(source, meta)
+    return CandidateRecord(id=cid, generation=generation, parents=parents, agent=AGENT, model=AGENT,
+                           temperature=0.0, prompt="offline", source_path=str(folder.source_path), status="pending",
                            variant=variant, params=params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ import structlog
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
-from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.agents.run_state import RunState
+from kernelwright.tools.run_folder import CandidateFolder, CandidateProfile
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +33,5 @@ def profile(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - profiling is advice; its failure must not end the run
         log.warning("profile_failed", candidate=best["id"][:16], error=f"{type(exc).__name__}: {exc}")
         outcome = CandidateProfile.unavailable(f"{type(exc).__name__}: {exc}")
-    folder = Path(best["source_path"]).parent
-    (folder / "profile.json").write_text(json.dumps({"summary": outcome.summary, **outcome.metrics}, default=str,
-                                                    indent=2))
+    CandidateFolder.of_source(best["source_path"]).write_profile(outcome)
     return {"candidates": {best["id"]: {"profile_summary": outcome.summary}}}

@@ -8,10 +8,8 @@ call is made once a run budget is reached.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -22,7 +20,7 @@ from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext, NamedModel
 from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.prompts.library import PromptLibrary, RenderedPrompt
-from kernelwright.tools.source_hash import candidate_id
+from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +47,7 @@ class ProposalRequest:
     parents: tuple[str, ...] = ()
     repair_depth: int = 0
     temperature: float | None = None  # None: the generation's temperature schedule decides
-    extra: dict[str, Any] = field(default_factory=dict)  # recorded in meta.json
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded in the candidate's metadata
 
 
 def reply_spend(reply: Any, model: NamedModel | None = None) -> Spend:
@@ -122,29 +120,18 @@ def propose(state: RunState, ctx: KContext, requests: Sequence[ProposalRequest])
             errors.append({"node": req.agent, "generation": generation, "model": model.name, **exc.to_dict()})
             continue
         spend.add(used)
-        meta = {"agent": req.agent, "generation": generation, "model": model.name, "temperature": temperature,
-                "prompt": req.prompt.tag, "prompt_sha256": req.prompt.sha256, "parents": list(req.parents),
-                "repairs": repairs, "repair_depth": req.repair_depth, **req.extra}
-        cid, path = store_candidate(ctx.run_dir, source, meta)
+        meta = CandidateMeta(agent=req.agent, generation=generation, model=model.name, temperature=temperature,
+                             prompt=req.prompt.tag, prompt_sha256=req.prompt.sha256, parents=tuple(req.parents),
+                             repairs=repairs, repair_depth=req.repair_depth, extra=dict(req.extra))
+        cid, folder = RunFolder(ctx.run_dir).store_candidate(source, meta)
         if cid in known or cid in records:
             continue  # the same kernel again (normalised source): nothing new to evaluate
-        records[cid] = CandidateRecord(id=cid, generation=generation, parent_ids=list(req.parents), agent=req.agent,
+        records[cid] = CandidateRecord(id=cid, generation=generation, parents=list(req.parents), agent=req.agent,
                                        model=model.name, temperature=temperature, prompt=req.prompt.tag,
-                                       source_path=str(path), status="pending", repair_depth=req.repair_depth)
+                                       source_path=str(folder.source_path), status="pending",
+                                       repair_depth=req.repair_depth)
     return {"candidates": records, "errors": errors, "spent": spend.as_counts()}
 
 
 def _accepts_temperature(llm: Any) -> bool:
     return "temperature" in getattr(type(llm), "model_fields", {})
-
-
-def store_candidate(run_dir: Path, source: str, meta: dict[str, Any]) -> tuple[str, Path]:
-    """Write candidates/<id>/candidate.py and meta.json; the id is the normalised-source hash."""
-    cid = candidate_id(source)
-    folder = run_dir / "candidates" / cid[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "candidate.py"
-    if not path.exists():  # the first proposal of a kernel keeps its lineage
-        path.write_text(source)
-        (folder / "meta.json").write_text(json.dumps({"id": cid, **meta}, indent=2, default=str))
-    return cid, path

@@ -27,7 +27,7 @@ def candidate_status(value: object) -> CandidateStatus:
 class CandidateRecord(TypedDict, total=False):
     id: str  # kernelwright.tools.source_hash.candidate_id of its source
     generation: int
-    parent_ids: list[str]
+    parents: list[str]  # the lineage (tools.run_folder.LINEAGE_KEY): ids of the candidates it was made from
     agent: str  # translator | mutator | crossover | offline | a plugin's name
     model: str
     temperature: float

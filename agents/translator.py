@@ -37,8 +37,3 @@ def translate(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     update["candidates"] = {**(seeds.get("candidates") or {}), **update["candidates"]}
     update["errors"] = [*(seeds.get("errors") or []), *update["errors"]]
     return update
-
-
-def read_text(path: str) -> str:
-    with open(path) as fh:
-        return fh.read()

@@ -3,8 +3,10 @@ with complete offline runs of the optimisation graph on this machine's GPU, thro
 
 Each run is the graph with the offline translator and tuner only (no LLM, no plugins), recorded in its run
 folder (events.jsonl, run.json) like any run, but not checkpointed: a stopped ablation keeps its finished
-runs (DIR/first, DIR/second) and runs the others again. Harness settings are the harness's defaults, with
-torch.compile's baseline only under --compile-baseline.
+runs (DIR/first, DIR/second) and runs the others again. Harness settings are their owners' defaults
+(tools.evaluate.EvalSettings), with torch.compile's baseline only under --compile-baseline: the eval layer does
+not read kernelwright's config, so no config file or KERNELWRIGHT_<SECTION>__<FIELD> variable reaches them (the
+build workers still read KERNELWRIGHT_ARCH / KERNELWRIGHT_CACHE_DIR from the environment they inherit).
 
 With `--gpus 0,1,...` each phase is split over one child process per GPU (CUDA_VISIBLE_DEVICES), all of one
 phase finishing before the next starts, since a filled archive needs every other problem's first run."""
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,23 +29,15 @@ MODULE = "kernelwright.eval.archive_ablation"  # what `--gpus` starts once per G
 FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
 
 
-@dataclass(frozen=True)
-class AblationHarness:
-    """The harness settings of every ablation run (a graphs.harness_evaluator.EvaluatorConfig): the harness's
-    defaults; the count compares speedups against eager only, so torch.compile's baseline (a compile per run)
-    only when asked."""
-
-    compile_baseline: bool = False
-
-    def eval_settings(self) -> EvalSettings:
-        return EvalSettings(compile_baseline=self.compile_baseline)
-
-    def worker_env(self) -> dict[str, str]:
-        return {}
+def ablation_harness(compile_baseline: bool = False) -> EvalSettings:
+    """The harness settings of every ablation run: the owners' defaults (tools.evaluate.EvalSettings, its build
+    settings tools.nvcc.BuildSettings), not a config file's. The count compares speedups against eager only, so
+    torch.compile's baseline (a compile per run) only when asked."""
+    return EvalSettings(compile_baseline=compile_baseline)
 
 
 def offline_run(problem: Path, run_dir: Path, settings: RunSettings, archive: Any,
-                harness: AblationHarness) -> dict[str, Any]:
+                harness: EvalSettings) -> dict[str, Any]:
     """One complete offline run of the optimisation graph with `archive`: {"run_dir", "state", "best"}."""
     from kernelwright.agents.offline_proposer import OfflineSession
     from kernelwright.graphs.events import EventRecorder
@@ -117,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedding = _embedding(args.embedding)
     print(f"archive embedding: {embedding.name()}", flush=True)
 
-    harness = AblationHarness(compile_baseline=args.compile_baseline)
+    harness = ablation_harness(compile_baseline=args.compile_baseline)
     settings = RunSettings(generations=args.generations, candidates_per_generation=args.candidates,
                            offline_start=args.start, profile=args.profile)
 

@@ -2,17 +2,17 @@
 
     python -m kernelwright.eval.bench_report --candidates 5000 [--out FILE.json] [--keep DIR]
 
-The synthetic run has what a real one records (run.json, events.jsonl with node,
-LLM and tool events and ~3 KB prompts, candidates/<id>/ with source, meta,
-report and some profiles), so loading, building and rendering all see a
-realistic volume. Render time is the page's own mark (two animation frames after
-the last element, i.e. laid out and painted), in ms after navigation start.
+The synthetic run has what a real one records (its run record, an event log with node,
+LLM and tool events and ~3 KB prompts, candidate folders with source, metadata,
+report and some profiles, all written through tools.run_folder), so loading,
+building and rendering all see a realistic volume. Render time is the page's own
+mark (two animation frames after the last element, i.e. laid out and painted), in
+ms after navigation start.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import statistics
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.run_state import SCREENED_OUT, CandidateStatus
-from kernelwright.graphs.events import EventLog
 from kernelwright.graphs.nodes import EVALUATE_ONE, MUTATE, TRANSLATE
+from kernelwright.tools.run_folder import CandidateMeta, CandidateProfile, RunFolder
 
 REASONS: tuple[tuple[CandidateStatus, str], ...] = (
     ("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"), ("rejected", "load_error"),
@@ -41,7 +41,7 @@ def _source(i: int, speed: float) -> str:
 
 def synthetic_profile(speed: float, *, kernel: str = "relu_affine_kernel", label: str = "k",
                       gbps_per_speed: float = 1200.0, flops: float = 2.0e8, dram_bytes: float = 8.0e8) -> dict[str, Any]:
-    """A profile.json-shaped result of a memory-bound kernel on an H100 (for synthetic runs and test fakes)."""
+    """A profiler's result for a memory-bound kernel on an H100 (for synthetic runs and test fakes)."""
     gbps = min(3200.0, gbps_per_speed * speed)  # memory-bound: faster kernels move bytes closer to the peak
     seconds = dram_bytes / (gbps * 1e9)
     return {"available": True, "summary": f"{label}: {gbps / 33.5:.0f}% of DRAM bandwidth, memory-bound",
@@ -57,7 +57,8 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
     if run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} is not empty: the synthetic run needs a fresh directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = EventLog(run_dir / "events.jsonl", run_dir.name)
+    run = RunFolder(run_dir)
+    log = run.event_log(run_dir.name)
     per_gen = max(1, n_candidates // generations)
     passed: list[tuple[str, float]] = []
     failed: list[str] = []
@@ -82,30 +83,27 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
         ok = rng.random() < 0.55
         speed = round(max(0.2, 0.8 + 1.6 * gen / generations + rng.gauss(0, 0.25)), 4) if ok else 0.0
         source = _source(i, speed)
-        cid = hashlib.sha256(source.encode()).hexdigest()
-        folder = run_dir / "candidates" / cid[:16]
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "candidate.py").write_text(source)
         temperature = rng.choice((0.2, 0.7, 1.0))
-        meta = {"id": cid, "agent": agent, "generation": gen, "model": rng.choice(("model-a", "model-b")),
-                "temperature": temperature, "prompt": f"{agent}@v1", "parents": parents, "repair_depth": int(agent == "repair")}
-        (folder / "meta.json").write_text(json.dumps(meta))
+        meta = CandidateMeta(agent=agent, generation=gen, model=rng.choice(("model-a", "model-b")),
+                             temperature=temperature, prompt=f"{agent}@v1", parents=tuple(parents),
+                             repair_depth=int(agent == "repair"))
+        cid, folder = run.store_candidate(source, meta)
         status, reason = ("passed", None) if ok else rng.choice(REASONS)
         report = {"status": status, "reason": reason, "message": "" if ok else f"{reason} in trial 1",
                   "speedup_vs_eager": speed or None, "speedup_vs_compile": round(speed / 1.3, 4) if ok else None,
                   "timing": {"candidate": {"median_ms": 0.1 / max(speed, 0.1), "p20_ms": 0.09, "p80_ms": 0.11, "n_trials": 50},
                              "eager": {"median_ms": 0.1, "p20_ms": 0.099, "p80_ms": 0.101, "n_trials": 50}} if ok else {},
                   "gpu": {"name": "NVIDIA H100 80GB HBM3"}}
-        if status != "screened_out":
-            (folder / "report.json").write_text(json.dumps(report))
+        if status != SCREENED_OUT:
+            folder.write_report(report)
         tokens_in, tokens_out = rng.randint(2500, 5000), rng.randint(400, 1500)
         log.emit("llm_call", agent=agent if agent != "crossover" else "mutator", node=MUTATE if gen else TRANSLATE,
-                 node_run=f"n{gen}", llm_run=f"l{i}", generation=gen, model=meta["model"], temperature=temperature,
+                 node_run=f"n{gen}", llm_run=f"l{i}", generation=gen, model=meta.model, temperature=temperature,
                  messages=[{"role": "system", "content": "Write CUDA."}, {"role": "human", "content": PROMPT}],
                  response=f"```python\n{source}```", input_tokens=tokens_in, output_tokens=tokens_out,
                  total_tokens=tokens_in + tokens_out, latency_s=round(rng.uniform(2, 40), 3),
                  cost_usd=round((tokens_in * 3 + tokens_out * 15) / 1e6, 6), candidate_id=cid)
-        if status != "screened_out":
+        if status != SCREENED_OUT:
             log.emit("tool_call", tool="evaluate", candidate_id=cid, status=status, reason=reason,
                      speedup=speed or None, seconds=round(rng.uniform(1, 4), 3))
         log.emit("node_end", node=EVALUATE_ONE, node_run=f"e{i}", generation=gen, duration_s=1.0,
@@ -114,17 +112,17 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
             passed.append((cid, speed))
             if best is None or speed > best[1]:
                 best = (cid, speed)
-                (folder / "profile.json").write_text(json.dumps(synthetic_profile(speed)))
+                folder.write_profile(CandidateProfile.from_dict(synthetic_profile(speed)))
         else:
             failed.append(cid)
     log.emit("run_end", status="finished", best_id=best[0] if best else None)
     log.close()
-    (run_dir / "run.json").write_text(json.dumps({
-        "run_id": run_dir.name, "problem": "synthetic/relu_affine.py", "started": "2026-01-01T00:00:00+0000",
-        "finished": "2026-01-01T09:00:00+0000", "status": "finished", "settings": {"population": 8},
-        "models": ["model-a", "model-b"], "best": {"id": best[0] if best else None},
-        "spent": {"candidates": n_candidates, "wall_s": 32000.0}, "generations_done": generations,
-        "gpu": {"name": "NVIDIA H100 80GB HBM3"}}, indent=2))
+    run.update_info(
+        run_id=run_dir.name, problem="synthetic/relu_affine.py", started="2026-01-01T00:00:00+0000",
+        finished="2026-01-01T09:00:00+0000", status="finished", settings={"population": 8},
+        models=["model-a", "model-b"], best={"id": best[0] if best else None},
+        spent={"candidates": n_candidates, "wall_s": 32000.0}, generations_done=generations,
+        gpu={"name": "NVIDIA H100 80GB HBM3"})
     return run_dir
 
 
@@ -145,7 +143,7 @@ def measure(run_dir: Path, repeats: int = 3) -> dict[str, Any]:
             load.append(float(nav[1]))
         counts = driver.execute_script("return [document.querySelectorAll('svg circle').length,"
                                        "document.querySelectorAll('tr').length];")
-    return {"candidates": sum(1 for _ in (run_dir / "candidates").iterdir()), "report_bytes": page.stat().st_size,
+    return {"candidates": len(RunFolder(run_dir).candidates()), "report_bytes": page.stat().st_size,
             "build_s": round(build_s, 3), "render_ms_median": round(statistics.median(renders), 1),
             "render_ms": [round(r, 1) for r in renders], "dom_content_loaded_ms": round(statistics.median(dom), 1),
             "load_event_ms": round(statistics.median(load), 1), "svg_circles": counts[0], "table_rows": counts[1]}

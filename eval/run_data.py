@@ -1,4 +1,4 @@
-"""Read a run directory (run.json, events.jsonl, candidates/*) into typed records.
+"""Read a run directory (its record, its events and its candidates, through tools.run_folder) into typed records.
 
 Tolerant by design: a live run has no run_end yet, a killed one may end in a
 half-written line, an old run may have no events at all. Whatever is missing
@@ -7,7 +7,6 @@ stays empty; nothing here raises on a partial run (only on a missing directory).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -15,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.run_state import CandidateStatus, candidate_status
-from kernelwright.graphs.events import EVENTS_FILE, RUN_FILE
 from kernelwright.graphs.nodes import CRITIQUE, SCREEN
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.run_folder import CandidateFolder, CandidateMeta, RunFolder
 
 FAILED_STATUSES: tuple[CandidateStatus, ...] = ("rejected", "error", "screened_out", "needs_gpu")
 
@@ -104,7 +103,7 @@ class Candidate:
 
     @property
     def source_path(self) -> Path | None:
-        return self.folder / "candidate.py" if self.folder else None
+        return CandidateFolder(self.folder).source_path if self.folder else None
 
     def source(self) -> str:
         path = self.source_path
@@ -129,7 +128,7 @@ class RunData:
     llm_calls: list[LlmCall]
     tool_calls: list[ToolCall]
     run_events: list[dict[str, Any]]
-    skipped_lines: int = 0  # lines of events.jsonl that were not JSON (a kill mid-write)
+    skipped_lines: int = 0  # lines of the event log that were not JSON (a kill mid-write)
 
     @property
     def best(self) -> Candidate | None:
@@ -144,7 +143,7 @@ class RunData:
         """Every generation that ran, those that added no candidate included.
 
         A generation ran once it has candidates or once a node closed it (select records the next
-        generation's number; run.json keeps the count). Node start events alone do not count: nodes
+        generation's number; the run record keeps the count). Node start events alone do not count: nodes
         after the last select (archive, the final routing) already carry the next generation's number.
         """
         closed = max([n.next_generation for n in self.nodes if n.next_generation is not None]
@@ -187,35 +186,6 @@ class RunData:
         return chain[::-1]
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_events(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """The events, in file order, and how many lines could not be parsed."""
-    events: list[dict[str, Any]] = []
-    bad = 0
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    bad += 1
-                    continue
-                if isinstance(event, dict):
-                    events.append(event)
-    except OSError:
-        pass
-    return events, bad
-
-
 def run_status(info: dict[str, Any], ended: dict[str, Any] | None) -> str:
     status = str(info.get("status") or (ended or {}).get("status") or ("running" if info else "unknown"))
     if status == "running" and info.get("pid") and info.get("host") == socket.gethostname():
@@ -233,9 +203,10 @@ def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDataError(f"no run directory {run_dir}", where=str(run_dir))
-    info = read_json(run_dir / RUN_FILE)
-    events, bad = read_events(run_dir / EVENTS_FILE)
-    candidates = _candidates_from_folders(run_dir)
+    folder = RunFolder(run_dir)
+    info = folder.read_info().to_dict()
+    events, bad = folder.read_events()
+    candidates = _candidates_from_folders(folder)
     nodes: dict[str, NodeRun] = {}
     llm_calls: list[LlmCall] = []
     tool_calls: list[ToolCall] = []
@@ -275,20 +246,14 @@ def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
                    llm_calls=llm_calls, tool_calls=tool_calls, run_events=run_events, skipped_lines=bad)
 
 
-def _candidates_from_folders(run_dir: Path) -> dict[str, Candidate]:
+def _candidates_from_folders(run: RunFolder) -> dict[str, Candidate]:
     out: dict[str, Candidate] = {}
-    root = run_dir / "candidates"
-    if not root.is_dir():
-        return out
-    for folder in sorted(root.iterdir()):
-        if not folder.is_dir():
-            continue
-        meta = read_json(folder / "meta.json")
-        cid = str(meta.get("id") or folder.name)
-        out[cid] = Candidate(id=cid, generation=int(meta.get("generation") or 0), agent=str(meta.get("agent") or "unknown"),
-                             model=str(meta.get("model") or ""), temperature=meta.get("temperature"),
-                             prompt=str(meta.get("prompt") or ""), parents=list(meta.get("parents") or []),
-                             repair_depth=int(meta.get("repair_depth") or 0), folder=folder)
+    for folder in run.candidates():
+        meta = folder.read_meta() or CandidateMeta()
+        cid = meta.id or folder.path.name
+        out[cid] = Candidate(id=cid, generation=meta.generation or 0, agent=meta.agent or "unknown",
+                             model=meta.model, temperature=meta.temperature, prompt=meta.prompt,
+                             parents=list(meta.parents), repair_depth=meta.repair_depth, folder=folder.path)
     return out
 
 
@@ -316,16 +281,17 @@ def _apply_updates(candidates: dict[str, Candidate], run: NodeRun) -> None:
 def _apply_report(cand: Candidate) -> None:
     if cand.folder is None:
         return
-    report = read_json(cand.folder / "report.json")
-    if report:
-        cand.report = report
-        cand.status = candidate_status(report.get("status") or cand.status)
-        cand.reason = report.get("reason")
-        cand.message = str(report.get("message") or "")
-        cand.speedup_vs_eager = report.get("speedup_vs_eager")
-        cand.speedup_vs_compile = report.get("speedup_vs_compile")
-    profile = read_json(cand.folder / "profile.json")
-    cand.profile = profile or None
+    folder = CandidateFolder(cand.folder)
+    report = folder.read_report()
+    if report is not None and report.data:
+        cand.report = report.to_dict()
+        cand.status = candidate_status(report.status)
+        cand.reason = report.reason
+        cand.message = report.message
+        cand.speedup_vs_eager = report.speedup_vs_eager
+        cand.speedup_vs_compile = report.speedup_vs_compile
+    profile = folder.read_profile()
+    cand.profile = profile.to_dict() if profile is not None and (profile.summary or profile.data) else None
 
 
 def _llm_call(event: dict[str, Any], keep_messages: bool) -> LlmCall:
@@ -400,27 +366,29 @@ class RunSummary:
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
-    """One line per run directory (newest first), from run.json and the candidates' reports only."""
+    """One line per run directory (newest first), from the run records and the candidates' reports only."""
     root = Path(runs_dir)
     out: list[RunSummary] = []
     for run_dir in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True) if root.is_dir() else []:
-        info = read_json(run_dir / RUN_FILE)
-        folders = [f for f in (run_dir / "candidates").glob("*") if f.is_dir()] if (run_dir / "candidates").is_dir() else []
-        if not info and not folders:
+        run = RunFolder(run_dir)
+        info = run.read_info()
+        folders = run.candidates()
+        if not info.data and not folders:
             continue
-        best = (info.get("best") or {}).get("speedup_vs_eager")
-        gens = info.get("generations_done")
+        best = info.best.get("speedup_vs_eager")
+        gens = info.generations_done
         if best is None or gens is None:
             speedups, generations = [], []
             for folder in folders:
-                report = read_json(folder / "report.json")
-                if report.get("status") == "passed" and report.get("speedup_vs_eager"):
-                    speedups.append(float(report["speedup_vs_eager"]))
-                generations.append(int(read_json(folder / "meta.json").get("generation") or 0))
+                report = folder.read_report()
+                if report is not None and report.status == "passed" and report.speedup_vs_eager:
+                    speedups.append(report.speedup_vs_eager)
+                meta = folder.read_meta()
+                generations.append((meta.generation or 0) if meta is not None else 0)
             best = best if best is not None else max(speedups, default=None)
             gens = gens if gens is not None else (max(generations) + 1 if generations else 0)
-        out.append(RunSummary(run_id=str(info.get("run_id") or run_dir.name), problem=Path(str(info.get("problem") or "?")).name,
-                              started=str(info.get("started") or ""), generations=int(gens), candidates=len(folders),
-                              best_speedup=best, status=run_status(info, None),
-                              sanitized=(info.get("best") or {}).get("sanitized")))
+        out.append(RunSummary(run_id=str(info.run_id or run_dir.name), problem=Path(str(info.problem or "?")).name,
+                              started=info.started, generations=int(gens), candidates=len(folders),
+                              best_speedup=best, status=run_status(info.to_dict(), None),
+                              sanitized=info.best.get("sanitized")))
     return out

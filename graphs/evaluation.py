@@ -11,8 +11,6 @@ checkpoint evaluates no candidate twice.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any, TypedDict
@@ -25,6 +23,7 @@ from kernelwright.agents.context import KContext
 from kernelwright.graphs.nodes import COLLECT, EVALUATE_ONE, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
 from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
+from kernelwright.tools.run_folder import CandidateFolder, CandidateReport
 
 log = structlog.get_logger(__name__)
 
@@ -65,31 +64,17 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Build (may overlap with others), then verify and time one candidate; its verdict becomes the record's status."""
     evaluator = runtime.context.evaluator
     source = Path(task["source_path"])
-    report_path = report_path_of(source)
+    folder = CandidateFolder.of_source(source)
     started = time.perf_counter()
-    if report_path.exists():
-        report = json.loads(report_path.read_text())
-    else:
+    report = folder.read_report()  # evaluated before a resume: not again
+    if report is None:
         verdict = evaluator.prepare(source) or evaluator.evaluate(source)  # a failed build is the verdict
-        report = verdict.to_dict()
-        write_report(report_path, report)
-    record = CandidateRecord(status=report.get("status", "error"), reason=report.get("reason"),
-                             speedup_vs_eager=report.get("speedup_vs_eager"),
-                             speedup_vs_compile=report.get("speedup_vs_compile"), report_path=str(report_path),
+        report = CandidateReport.from_dict(verdict.to_dict())
+        folder.write_report(report)
+    record = CandidateRecord(status=report.status, reason=report.reason, speedup_vs_eager=report.speedup_vs_eager,
+                             speedup_vs_compile=report.speedup_vs_compile, report_path=str(folder.report_path),
                              seconds=round(time.perf_counter() - started, 3))
     return {"candidates": {task["candidate_id"]: record}, "spent": {"candidates": 1}}
-
-
-def report_path_of(source: Path) -> Path:
-    """Where a candidate's harness report lives: report.json beside its source."""
-    return source.with_name("report.json")
-
-
-def write_report(path: Path, report: dict[str, Any]) -> None:
-    """A candidate's report.json, replaced atomically: a half-written report never counts."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, default=str))
-    os.replace(tmp, path)
 
 
 def collect(state: KState) -> dict[str, Any]:

@@ -18,9 +18,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from kernelwright.graphs.events import EventLog
 from kernelwright.graphs.nodes import CRITIQUE, NODE_AGENTS
-
+from kernelwright.tools.run_folder import LINEAGE_KEY, EventLog, lineage_of
 
 
 @dataclass
@@ -179,11 +178,14 @@ def summarize_update(outputs: Any) -> dict[str, Any]:
 
 
 def _candidate_summary(cid: str, record: Mapping[str, Any]) -> dict[str, Any]:
-    summary = {"id": cid}
+    summary: dict[str, Any] = {"id": cid}
     for key, name in (("status", "status"), ("reason", "reason"), ("speedup_vs_eager", "speedup"), ("agent", "agent"),
-                      ("screen", "screen"), ("parent_ids", "parents"), ("critique", "critique")):
+                      ("screen", "screen"), ("critique", "critique")):
         if record.get(key) is not None:
             summary[name] = record[key]
+    parents = lineage_of(record)  # also under the old key, in a state checkpointed by an older version
+    if parents or LINEAGE_KEY in record:
+        summary[LINEAGE_KEY] = list(parents)
     return summary
 
 

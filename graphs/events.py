@@ -1,10 +1,8 @@
-"""The run's event log: RUN_DIR/events.jsonl, one structlog-rendered JSON object per line.
+"""What a run's event log records (the log itself is tools.run_folder.EventLog, one JSON object per line).
 
 What a user needs to see what the agents did: node starts and ends, every LLM
 call (prompt, response, tokens, latency, cost) and every evaluator call (tool
-calls). Lines are appended under a lock and flushed one by one, so concurrent
-evaluation tasks interleave whole lines and a killed run loses at most the
-line being written; a resumed run keeps appending to the same file.
+calls). A resumed run keeps appending to the same log.
 
 Event names and their fields (every line also has `ts` (ISO, UTC), `t` (epoch
 seconds), `run_id` and `event`):
@@ -23,10 +21,8 @@ seconds), `run_id` and `event`):
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
@@ -39,61 +35,15 @@ import structlog
 from kernelwright.agents.evaluator import CandidateEvaluator, CandidateProfile
 from kernelwright.graphs.sanitizing import memcheck_rejected
 from kernelwright.tools.results import EvalReport
+from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, EventLog, RunFolder, lineage_of
 from kernelwright.tools.sanitizer import SanitizeVerdict
 
 T = TypeVar("T")
-EVENTS_FILE = "events.jsonl"
-RUN_FILE = "run.json"
-
-
-class EventLog:
-    """Thread-safe append-only JSON-lines writer; every line is flushed as it is written."""
-
-    def __init__(self, path: Path, run_id: str) -> None:
-        self.path, self.run_id = path, run_id
-        self.resumed = path.exists() and path.stat().st_size > 0
-        self._file: Any = None  # opened on the first event: a run that fails before starting leaves no handle
-        self._closed = False
-        self._lock = threading.Lock()
-        self._log: Any = None
-
-    def emit(self, event: str, **fields: Any) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
-                # A logger of its own (not the process-wide structlog config): the CLI's console settings must
-                # not filter or reformat the run's record. WriteLogger flushes after every line.
-                self._log = structlog.wrap_logger(
-                    structlog.WriteLogger(self._file),
-                    processors=[_epoch, structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-                                structlog.processors.JSONRenderer(default=str)],
-                    wrapper_class=structlog.BoundLogger,  # not the configured one: its level filter must not apply
-                    context_class=dict, cache_logger_on_first_use=False,
-                ).bind(run_id=self.run_id)
-            self._log.info(event, **fields)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._file is not None:
-                self._file.close()
-
-
-def _epoch(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
-    event["t"] = round(time.time(), 6)
-    return event
 
 
 def candidate_id_of(path: Path) -> str:
-    """The full candidate id from meta.json next to the file, else its folder name (the id's first 16 chars)."""
-    meta = Path(path).with_name("meta.json")
-    try:
-        return str(json.loads(meta.read_text())["id"])
-    except (OSError, ValueError, KeyError):
-        return Path(path).parent.name
+    """The full candidate id of a candidate's source file (its folder's metadata, else the folder's name)."""
+    return CandidateFolder.of_source(path).candidate_id()
 
 
 class RecordingEvaluator:
@@ -155,28 +105,15 @@ def _report_outcome(report: EvalReport) -> dict[str, Any]:
             "message": str(report.message or "")[:500]}
 
 
-def update_run_json(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge fields into run.json (atomic replace; a half-written file never replaces a good one)."""
-    path = Path(run_dir) / RUN_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data.update(fields)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, default=str, indent=2))
-    os.replace(tmp, path)
-    return data
-
-
 def best_summary(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """run.json's `best`: the winner, and whether memcheck passed it (`sanitized`, with the status and why)."""
+    """The run record's `best`: the winner, and whether memcheck passed it (`sanitized`, with the status and why)."""
     record = (state.get("candidates") or {}).get(state.get("best_id") or "")
     if not record:
         return None
     verdict = state.get("winner_sanitizer") or {}
     return {**{k: record.get(k) for k in ("id", "speedup_vs_eager", "speedup_vs_compile", "source_path", "agent",
-                                          "model", "generation", "parent_ids")},
+                                          "model", "generation")},
+            LINEAGE_KEY: list(lineage_of(record)),
             "sanitized": bool(verdict.get("sanitized")), "sanitizer_status": verdict.get("status"),
             "sanitizer_message": verdict.get("message")}
 
@@ -186,15 +123,11 @@ def gpu_facts_of(state: Mapping[str, Any]) -> dict[str, Any] | None:
     records = list((state.get("candidates") or {}).values())
     best = (state.get("candidates") or {}).get(state.get("best_id") or "")
     for record in ([best] if best else []) + records:
-        path = record.get("report_path")
-        if not path:
+        if not record.get("report_path"):
             continue
-        try:
-            gpu = json.loads(Path(path).read_text()).get("gpu")
-        except (OSError, ValueError):
-            continue
-        if gpu:
-            return gpu
+        report = CandidateFolder.of_source(record["source_path"]).read_report()
+        if report is not None and report.gpu:
+            return report.gpu
     return None
 
 
@@ -203,7 +136,7 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
 
     `graph_config(ctx)` gives the keys to merge into the graph's RunnableConfig
     (the callback handler, plus `tracers` such as LangSmith's); `wrap(evaluator)`
-    records tool calls; `finish(state)` writes the outcome into run.json. `scope`
+    records tool calls; `finish(state)` writes the outcome into the run record. `scope`
     is entered for the run's duration (e.g. a tracing on/off context), `on_close`
     run at exit (e.g. flushing a tracer's queue).
     """
@@ -213,7 +146,8 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
         from kernelwright.graphs.event_callbacks import GraphEventHandler
 
         self.run_dir, self.run_id = Path(run_dir), run_id
-        self.log = EventLog(self.run_dir / EVENTS_FILE, run_id)
+        self.folder = RunFolder(self.run_dir)
+        self.log = self.folder.event_log(run_id)
         self.handler = GraphEventHandler(self.log, on_graph_start=self._graph_started)
         self.tracers, self.tags = list(tracers), list(tags)
         self._scope, self._on_close = scope, list(on_close)
@@ -234,8 +168,8 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
 
     def _graph_started(self) -> None:
         self.log.emit("run_start", resumed=self.log.resumed, pid=os.getpid())
-        update_run_json(self.run_dir, status="running", pid=os.getpid(), host=socket.gethostname(),
-                        last_started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        self.folder.update_info(status="running", pid=os.getpid(), host=socket.gethostname(),
+                                last_started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
     def finish(self, state: Mapping[str, Any]) -> None:
         best = best_summary(state)
@@ -243,10 +177,12 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
         self.log.emit("run_end", status="finished", best_id=state.get("best_id"),
                       best_speedup=(best or {}).get("speedup_vs_eager"), sanitized=(best or {}).get("sanitized"),
                       stop_reason=state.get("stop_reason"), spent=spent)
-        update_run_json(self.run_dir, status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), best=best,
-                        sanitizer_rejected=memcheck_rejected(state.get("candidates") or {}),
-                        stop_reason=state.get("stop_reason"), spent=spent, generations_done=state.get("generation"),
-                        candidates_total=len(state.get("candidates") or {}), gpu=gpu_facts_of(state), error=None)
+        self.folder.update_info(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), best=best,
+                                sanitizer_rejected=memcheck_rejected(state.get("candidates") or {}),
+                                stop_reason=state.get("stop_reason"), spent=spent,
+                                generations_done=state.get("generation"),
+                                candidates_total=len(state.get("candidates") or {}), gpu=gpu_facts_of(state),
+                                error=None)
         self._finished = True
 
     def __enter__(self) -> EventRecorder:
@@ -261,8 +197,8 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
                 status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 error = f"{type(exc).__name__}: {exc}"
                 self.log.emit("run_end", status=status, error=error)
-                update_run_json(self.run_dir, status=status, error=error,
-                                finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                self.folder.update_info(status=status, error=error,
+                                        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         finally:
             for hook in self._on_close:
                 try:

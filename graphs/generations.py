@@ -3,7 +3,7 @@ trace`, `runs`, `archive show` and the HTML report all ask this module, so they 
 
 A run counts from 0: `make_initial_state` starts at FIRST_GENERATION and `select` adds one as each
 generation ends, so once it has run `state["generation"]` is both the number of the next generation and how
-many have finished. Candidate records, `meta.json`, `events.jsonl` and the archive's lineage keep that
+many have finished. Candidate records, their metadata, the event log and the archive's lineage keep that
 number, and displays show it unchanged: the first generation is "generation 0", as in the files.
 """
 

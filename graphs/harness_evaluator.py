@@ -15,25 +15,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from kernelwright.agents.context import RunSettings
-from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.tools.evaluate import EvalSettings
+from kernelwright.tools.nvcc import BuildSettings
 from kernelwright.tools.results import EvalReport
+from kernelwright.tools.run_folder import CandidateProfile
 from kernelwright.tools.sanitizer import SanitizeVerdict
 
 log = structlog.get_logger(__name__)
-
-
-class EvaluatorConfig(Protocol):
-    """The settings the harness evaluator reads (kernelwright.config.KernelwrightConfig is one)."""
-
-    def eval_settings(self) -> EvalSettings: ...
-
-    def worker_env(self) -> dict[str, str]: ...
 
 
 def visible_gpus() -> list[str]:
@@ -60,18 +53,17 @@ class HarnessEvaluator:
     # (torch.export keeps global state: two exports in one process at once break each other)
     traces_out_of_process = True
 
-    def __init__(self, problem: Path, config: EvaluatorConfig, gpus: list[str] | None = None):
+    def __init__(self, problem: Path, settings: EvalSettings, gpus: list[str] | None = None):
+        """`settings`: the run's harness, timing and build settings (KernelwrightConfig.eval_settings())."""
         from kernelwright.tools.evaluate import Evaluator
         from kernelwright.tools.sandbox.pool import WorkerOptions
 
         self.problem = Path(problem)
-        self.config = config
+        self.settings = settings
         self.gpus = visible_gpus() if gpus is None else gpus
-        self._options = WorkerOptions(env=self.config.worker_env())
         slots = self.gpus or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
-        self._all = [Evaluator(self.problem, self.config.eval_settings(),
-                               WorkerOptions(env={**self.config.worker_env(),
-                                                  **({"CUDA_VISIBLE_DEVICES": g} if g is not None else {})}))
+        self._all = [Evaluator(self.problem, settings,
+                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}))
                      for g in slots]
         self._free: queue.Queue[Any] = queue.Queue()
         for ev in self._all:
@@ -83,7 +75,7 @@ class HarnessEvaluator:
         from kernelwright.tools.evaluate import reason_for_error
         from kernelwright.tools.precompile import build_candidates
 
-        (outcome,) = build_candidates(self.problem, [candidate], jobs=1, options=self._options)
+        (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
         if outcome.ok:
             return None
         error = outcome.error or {}
@@ -118,16 +110,15 @@ class HarnessEvaluator:
 
     def profile(self, candidate: Path) -> CandidateProfile:
         if not self.gpus:
-            return CandidateProfile.unavailable("no CUDA GPU visible", {"available": False})
-        found = profile_candidate(self.problem, candidate, self.config)
-        return CandidateProfile(str(found.pop("summary")), found, available=bool(found.get("available")))
+            return CandidateProfile.unavailable("no CUDA GPU visible")
+        return CandidateProfile.from_dict(profile_candidate(self.problem, candidate, self.settings.build))
 
     def close(self) -> None:
         for ev in self._all:
             ev.close()
 
 
-def profile_candidate(problem: str | Path, candidate: str | Path, config: EvaluatorConfig) -> dict[str, Any]:
+def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings) -> dict[str, Any]:
     """Nsight Compute metrics of the candidate's kernels, or why they could not be read (with a "summary")."""
     import sys
 
@@ -140,7 +131,7 @@ def profile_candidate(problem: str | Path, candidate: str | Path, config: Evalua
     except Exception:  # noqa: BLE001 - facts only sharpen the roofline; profiling goes on without them
         facts = None
     cmd = [sys.executable, "-m", "kernelwright.tools.run_once", str(problem), str(candidate), "--calls", "2"]
-    result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**config.worker_env()),
+    result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
                              launch_count=20, facts=facts)
     out = result.to_dict()
     out["summary"] = result.summary()

@@ -2,7 +2,7 @@
 
 At the run's end (`sanitize_winner`, between the last archive pass and END) the best verified candidate is
 sanitized (`CandidateEvaluator.sanitize`). Memory errors (status out_of_bounds) reject it with that reason,
-in its record and its report.json, and the next best is sanitized, until one is not rejected or none is
+in its record and its report, and the next best is sanitized, until one is not rejected or none is
 left. A sanitizer that cannot run (unavailable, timeout, error) leaves the kernel the best, and every report
 says `sanitized: no` and why. `sanitize_in_order` is that rule for the suite benchmark too
 (eval/bench_offline); `sanitized_text` is how every report words a verdict.
@@ -10,7 +10,6 @@ says `sanitized: no` and why. `sanitize_in_order` is that rule for the suite ben
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,9 @@ import structlog
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
-from kernelwright.graphs.evaluation import report_path_of, write_report
 from kernelwright.graphs.selection import ranked_verified
 from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.tools.run_folder import CandidateFolder
 from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 
 log = structlog.get_logger(__name__)
@@ -75,7 +74,8 @@ def sanitize_winner(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]
 
     def sanitize(source: Path) -> Mapping[str, Any]:
         # a verdict already in the report (the harness's own pass, harness.sanitize; a resumed end) counts
-        return _read_report(report_path_of(source)).get("sanitizer") or evaluator.sanitize(source).to_dict()
+        report = CandidateFolder.of_source(source).read_report()
+        return (report.sanitizer if report is not None else None) or evaluator.sanitize(source).to_dict()
 
     check = sanitize_in_order(ranked, sanitize)
     rejected = set(check.rejected)
@@ -87,19 +87,11 @@ def sanitize_winner(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]
             "population": [cid for cid in state.get("population") or [] if cid not in rejected]}
 
 
-def _read_report(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def _apply(record: CandidateRecord, verdict: dict[str, Any]) -> CandidateRecord:
-    """Write the verdict into the candidate's report.json; its record update (archived again with it)."""
+    """Write the verdict into the candidate's report; its record update (archived again with it)."""
     update = verdict_update(verdict)
     if record.get("report_path"):
-        path = Path(record["report_path"])
-        write_report(path, {**_read_report(path), **update})
+        CandidateFolder.of_source(record["source_path"]).update_report(update)
     out = CandidateRecord(sanitizer=verdict["status"], archived=False)
     if "status" in update:
         out.update(status=update["status"], reason=update["reason"])

@@ -22,7 +22,6 @@ from kernelwright.tools.evaluate import Evaluator
 from kernelwright.tools.module_problem import stop_if_reloading_script, write_problem_from_module
 from kernelwright.tools.problem import check_source, read_source
 from kernelwright.tools.results import EvalReport
-from kernelwright.tools.sandbox.pool import WorkerOptions
 
 log = structlog.get_logger(__name__)
 
@@ -59,37 +58,39 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
 
 def _evaluate(problem: str | Path, candidate: str | Path, config: KernelwrightConfig, profile: bool | None,
               sanitize: bool) -> EvalReport:
-    options = WorkerOptions(env=config.worker_env())
-    with Evaluator(problem, config.eval_settings(), options) as evaluator:
+    settings = config.eval_settings()
+    with Evaluator(problem, settings) as evaluator:
         report = evaluator.evaluate(candidate)
         if sanitize and report.passed and report.sanitizer is None:
             for key, value in verdict_update(evaluator.sanitize(candidate).to_dict()).items():
                 setattr(report, key, value)
     if report.passed and (config.harness.profile if profile is None else profile):
-        report.profile = profile_candidate(problem, candidate, config)
+        report.profile = profile_candidate(problem, candidate, settings.build)
     return report
 
 
 def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = None, init_args: Sequence[Any] = (),
-             log_level: str | None = None, **options: Any) -> Any:
+             log_level: str | None = None, config: KernelwrightConfig | None = None, **options: Any) -> Any:
     """Optimise a problem file, or an nn.Module (class or instance) with `example_inputs`; see kernelwright.run.optimize.
 
     Returns a RunResult: `best_kernel` (the verified file), `speedup_vs_eager`,
     `speedup_vs_compile`, `sanitized` (compute-sanitizer memcheck passed it; `sanitizer` is the verdict),
-    `run_dir`, and the full final `state`. `log_level`: see the module's docstring.
+    `run_dir`, and the full final `state`. `log_level`: see the module's docstring. `config`: the settings
+    (default: load_config(), the defaults and the environment).
     """
     from kernelwright.run import optimize as run_optimize
 
     stop_if_reloading_script()
-    asked, default = _checked_level(log_level), load_config().log_level
+    asked = _checked_level(log_level)
+    config = config or load_config()
     if isinstance(problem_or_module, (str, Path)):
         problem = Path(problem_or_module)
     else:
         if example_inputs is None:
             raise TypeError("optimize(module) needs example_inputs: the inputs its forward takes")
         problem = problem_from_module(problem_or_module, example_inputs, init_args=init_args)
-    with api_logging(asked, default):
-        return run_optimize(problem, **options)
+    with api_logging(asked, config.log_level):
+        return run_optimize(problem, config=config, **options)
 
 
 def _checked_level(level: str | None) -> str | None:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kernelwright import inspect_cli
+from kernelwright.agents.context import RunSettings
 from kernelwright.archive_cli import archive_app
 from kernelwright.cli_app import KernelwrightTyper
 from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED,
@@ -86,19 +87,23 @@ def run_command(
     model: list[str] = typer.Option([], help="chat model (OpenAI-compatible name, or provider:model); repeat for an "
                                              "ensemble that takes turns proposing"),
     critic_model: str | None = typer.Option(None, help="chat model for the critic (default: the first model)"),
-    generations: int = typer.Option(3, min=1, help="generations of propose -> evaluate -> select"),
-    population: int = typer.Option(4, min=1, help="elite kept between generations"),
-    candidates: int = typer.Option(4, min=1, help="candidates proposed per generation"),
+    generations: int = typer.Option(RunSettings.generations, min=1, help="generations of propose -> evaluate -> select"),
+    population: int = typer.Option(RunSettings.population, min=1, help="elite kept between generations"),
+    candidates: int = typer.Option(RunSettings.candidates_per_generation, min=1,
+                                   help="candidates proposed per generation"),
     max_candidates: int = typer.Option(200, min=0, help="stop after this many evaluated candidates (0: no limit)"),
     max_tokens: int = typer.Option(0, min=0, help="stop after this many LLM tokens (0: no limit)"),
     max_cost: float = typer.Option(0.0, min=0.0, help="stop after this much LLM cost in USD (0: no limit; needs prices)"),
     max_minutes: float = typer.Option(0.0, min=0.0, help="stop after this much agent and evaluation time (0: no limit)"),
-    repairs: int | None = typer.Option(None, min=0, help="diagnostic repairs of a rejected candidate (default 2)"),
+    repairs: int | None = typer.Option(None, min=0, help="diagnostic repairs of a rejected candidate (default: the "
+                                                         "config's agents.repair_rounds)"),
     screen: bool | None = typer.Option(None, "--screen/--no-screen", help="the critic screens candidates before compiling"),
     resume: str | None = typer.Option(None, help="continue the run with this id from its checkpoint, with the models it "
                                                  "recorded (--model replaces them)"),
-    runs_dir: Path = typer.Option(Path("runs"), help="where run directories go"),
-    config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents] models, prices, ...)"),
+    runs_dir: Path | None = typer.Option(None, help="where run directories go (default: the config's runs_dir, "
+                                                    "./runs)"),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents] models and prices, "
+                                                                   "[harness], [timing], [compile], runs_dir)"),
     archive: Path | None = typer.Option(None, help="kernel archive directory (default: $KERNELWRIGHT_ARCHIVE or "
                                                    "~/.cache/kernelwright/archive)"),
     use_archive: bool = typer.Option(True, "--archive-on/--no-archive",
@@ -110,25 +115,20 @@ def run_command(
 
     from kernelwright.agents.llm import ModelPlan, ModelSettings
     from kernelwright.graphs.nodes import SELECT
-    from kernelwright.agents.context import RunSettings
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
 
     console = Console()
     configure_logging(level=log_level)
     try:
-        config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen})
+        config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen,
+                                                     "runs_dir": runs_dir})
     except ConfigError as exc:
         fail(exc, EXIT_BAD_INPUT)
-    agents = config.agents
-    settings = RunSettings(generations=generations, population=population, candidates_per_generation=candidates,
-                           repair_rounds=agents.repair_rounds, screen=agents.screen, temperatures=agents.temperatures,
-                           temperature_schedule=agents.temperature_schedule, crossover_rate=agents.crossover_rate)
-    in_config = f"{config_file or 'the config'} [agents]"
-    proposers = ([ModelSettings(model=m, named_by="--model") for m in model]
-                 or [_model_settings(m, in_config) for m in agents.proposers] or [ModelSettings()])
-    critic = (ModelSettings(model=critic_model, named_by="--critic-model") if critic_model
-              else _model_settings(agents.critic, in_config) if agents.critic else None)
+    settings = config.run_settings(generations=generations, population=population, candidates_per_generation=candidates)
+    # No --model: the config's [agents] models (optimize asks the config), else the environment's.
+    proposers = [ModelSettings(model=m, named_by="--model") for m in model]
+    critic = ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None
     budget = RunBudget(candidates=max_candidates, tokens=max_tokens, cost_usd=max_cost, wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
@@ -151,7 +151,7 @@ def run_command(
             live.start()
 
     try:
-        result = optimize(problem, runs_dir=runs_dir, resume=resume, settings=settings, budget=budget,
+        result = optimize(problem, config=config, resume=resume, settings=settings, budget=budget,
                           models=proposers, critic_model=critic, on_update=on_update, on_models=on_models,
                           archive=(archive or True) if use_archive else None)
     except KernelwrightError as exc:
@@ -161,14 +161,6 @@ def run_command(
         if live is not None:
             live.stop()
     _print_run_result(console, result)
-
-
-def _model_settings(m: Any, named_by: str) -> Any:
-    from kernelwright.agents.llm import ModelSettings
-
-    return ModelSettings(model=m.model, temperature=m.temperature, base_url=m.base_url,
-                         price_in_per_mtok=m.price_in_per_mtok, price_out_per_mtok=m.price_out_per_mtok,
-                         named_by=named_by)
 
 
 def _print_run_result(console: Console, result: Any) -> None:

@@ -1,26 +1,41 @@
-"""kernelwright's one configuration object.
+"""kernelwright's one settings tree: loaded once per command or API call, then passed down as typed settings.
 
-Precedence, lowest to highest: defaults < config file (TOML) < environment
-(KERNELWRIGHT_<SECTION>__<FIELD>, e.g. KERNELWRIGHT_HARNESS__N_TRIALS=8) <
-explicit per-run values (CLI flags, API arguments). The environment never beats
-an explicit argument.
+Precedence, lowest to highest:
+
+1. defaults, owned by the typed settings of the part that uses them; each section takes its defaults from
+   there: [harness] from tools.evaluate.EvalSettings (and agents.context.RunSettings for `profile`),
+   [timing] from tools.timing.BenchSettings, [compile] from tools.nvcc.BuildSettings, [agents] from
+   agents.context.RunSettings and agents.llm.ModelSettings;
+2. the config file (TOML: `--config FILE`, `load_config(path)`);
+3. the environment: KERNELWRIGHT_<SECTION>__<FIELD> (e.g. KERNELWRIGHT_HARNESS__N_TRIALS=8),
+   KERNELWRIGHT_RUNS_DIR, KERNELWRIGHT_LOG_LEVEL, and the short forms KERNELWRIGHT_ARCH and
+   KERNELWRIGHT_CACHE_DIR for compile.arch and compile.cache_dir (the SECTION__FIELD form wins over them);
+4. explicit per-run values (CLI flags, API arguments): the environment never beats an explicit argument.
+
+Only `load_config` reads the environment for these settings. The parts get them as arguments
+(`eval_settings`, `build_settings`, `run_settings`, `AgentsConfig.model_settings`); a sandbox worker gets
+its build settings in its own process environment (tools.nvcc.BuildSettings.worker_env). KERNELWRIGHT_MODEL
+and KERNELWRIGHT_ARCHIVE are no config fields: agents.llm and memory.archive read them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
+from kernelwright.agents.context import RunSettings
+from kernelwright.agents.llm import ModelSettings
 from kernelwright.tools.compare import Tolerance
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.evaluate import EvalSettings
-from kernelwright.tools.nvcc import unsupported_arch
+from kernelwright.tools.nvcc import BuildSettings, unsupported_arch
 from kernelwright.tools.precision import ProfileName
 from kernelwright.tools.timing import BenchSettings
 
@@ -30,10 +45,18 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENV_PREFIX = "KERNELWRIGHT_"
+ENV_SHORT_FORMS = {"KERNELWRIGHT_ARCH": "compile.arch", "KERNELWRIGHT_CACHE_DIR": "compile.cache_dir"}
+DEFAULT_RUNS_DIR = Path("runs")
 
 
 class ConfigError(KernelwrightError):
     kind = "config"
+
+
+def _default(owner: type, name: str) -> Any:
+    """The default of field `name` of the settings dataclass `owner`, which owns it (the config copies none)."""
+    field = next(f for f in dataclasses.fields(owner) if f.name == name)
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 class _Section(BaseModel):
@@ -41,11 +64,17 @@ class _Section(BaseModel):
 
 
 class CompileConfig(_Section):
-    arch: str | None = Field(None, description="nvcc target, e.g. sm_90a; None = the visible GPU's")
-    jobs: int | None = Field(None, ge=1, description="parallel nvcc builds; None = CPU count")
-    timeout_s: float = Field(180.0, gt=0)
-    cache_dir: Path | None = Field(None, description="build cache; None = ~/.cache/kernelwright/build")
-    fast_inline: bool = Field(True, description="build load_inline candidates with the fast builder")
+    """tools.nvcc.BuildSettings: how candidates' CUDA is built."""
+
+    arch: str | None = Field(_default(BuildSettings, "arch"),
+                             description="nvcc target, e.g. sm_90a; None = the visible GPU's")
+    timeout_s: float | None = Field(_default(BuildSettings, "timeout_s"), gt=0,
+                                    description="nvcc's limit per build of a candidate; None = 180 s for load_cuda, "
+                                                "600 s for load_inline")
+    cache_dir: Path | None = Field(_default(BuildSettings, "cache_dir"),
+                                   description="cache folder (builds go in its build/); None = ~/.cache/kernelwright")
+    fast_inline: bool = Field(_default(BuildSettings, "fast_inline"),
+                              description="build load_inline candidates with the fast builder")
 
     @field_validator("arch")
     @classmethod
@@ -56,59 +85,87 @@ class CompileConfig(_Section):
 
 
 class TimingConfig(_Section):
-    warmup_ms: float = 25.0
-    rep_ms: float = 200.0
-    min_trials: int = Field(100, ge=1)
-    max_total_ms: float = 8000.0
-    flush_l2: bool = True
-    cuda_graph: bool = False
-    input_sets: int = Field(3, ge=1, description="input sets rotated during timing")
+    """tools.timing.BenchSettings, and how many input sets the harness rotates while timing."""
+
+    warmup_ms: float = _default(BenchSettings, "warmup_ms")
+    rep_ms: float = _default(BenchSettings, "rep_ms")
+    min_trials: int = Field(_default(BenchSettings, "min_trials"), ge=1)
+    max_total_ms: float = _default(BenchSettings, "max_total_ms")
+    flush_l2: bool = _default(BenchSettings, "flush_l2")
+    cuda_graph: bool = _default(BenchSettings, "cuda_graph")
+    input_sets: int = Field(_default(EvalSettings, "n_timing_sets"), ge=1,
+                            description="input sets rotated during timing")
 
 
 class HarnessConfig(_Section):
-    n_trials: int = Field(5, ge=1, description="correctness trials, each with fresh seeded inputs")
-    base_seed: int = 1000
-    init_seed: int = 42
+    """tools.evaluate.EvalSettings: how a candidate is verified; `profile` is also RunSettings.profile."""
+
+    n_trials: int = Field(_default(EvalSettings, "n_trials"), ge=1,
+                          description="correctness trials, each with fresh seeded inputs")
+    base_seed: int = _default(EvalSettings, "base_seed")
+    init_seed: int = _default(EvalSettings, "init_seed")
     tolerances: dict[str, tuple[float, float, float]] = Field(
         default_factory=dict, description="dtype -> (atol, rtol, rel_l2), overriding the defaults")
     precision: ProfileName = Field(
-        "strict", description="strict: fp32 reference with TF32 off, fp32 atol=rtol=1e-4; kernelbench: reference under "
-                              "PyTorch defaults and atol=rtol=1e-2, as KernelBench's evaluator (tables say which)")
-    eager_baseline: bool = True
-    strict_baseline: bool = Field(True, description="also time eager with TF32 off (an extra column)")
-    compile_baseline: bool = True
-    compile_mode: str | None = None
-    autotune_baseline: bool = Field(False, description="also time torch.compile(mode='max-autotune-no-cudagraphs')")
-    call_timeout_s: float = Field(600.0, gt=0, description="upper bound of a call's watchdog, which otherwise scales "
-                                                            "with the reference's call: max(10 s, 100x)")
-    load_timeout_s: float = 600.0
-    host_memory_limit_gb: float | None = Field(8.0, gt=0, description="host memory (PSS) of one evaluation's workers "
-                                                                       "together; past it the worker is stopped")
-    sanitize: bool = Field(False, description="compute-sanitizer memcheck on every candidate that passes correctness, "
-                                               "before timing (slow); winners are memchecked whatever this says")
-    profile: bool = True
+        _default(EvalSettings, "precision"),
+        description="strict: fp32 reference with TF32 off, fp32 atol=rtol=1e-4; kernelbench: reference under "
+                    "PyTorch defaults and atol=rtol=1e-2, as KernelBench's evaluator (tables say which)")
+    eager_baseline: bool = _default(EvalSettings, "eager_baseline")
+    strict_baseline: bool = Field(_default(EvalSettings, "strict_baseline"),
+                                  description="also time eager with TF32 off (an extra column)")
+    compile_baseline: bool = _default(EvalSettings, "compile_baseline")
+    compile_mode: str | None = _default(EvalSettings, "compile_mode")
+    autotune_baseline: bool = Field(_default(EvalSettings, "autotune_baseline"),
+                                    description="also time torch.compile(mode='max-autotune-no-cudagraphs')")
+    call_timeout_s: float = Field(_default(EvalSettings, "call_timeout_s"), gt=0,
+                                  description="upper bound of a call's watchdog, which otherwise scales with the "
+                                              "reference's call: max(10 s, 100x)")
+    load_timeout_s: float = _default(EvalSettings, "load_timeout_s")
+    host_memory_limit_gb: float | None = Field(_default(EvalSettings, "host_memory_limit_gb"), gt=0,
+                                               description="host memory (PSS) of one evaluation's workers together; "
+                                                           "past it the worker is stopped")
+    sanitize: bool = Field(_default(EvalSettings, "sanitize"),
+                           description="compute-sanitizer memcheck on every candidate that passes correctness, before "
+                                       "timing (slow); winners are memchecked whatever this says")
+    profile: bool = Field(_default(RunSettings, "profile"),
+                          description="Nsight Compute metrics of a passed candidate (eval) or of each generation's "
+                                      "best (run)")
 
 
 class ModelConfig(_Section):
-    """One chat model: an OpenAI-compatible name (OPENAI_BASE_URL / OPENAI_API_KEY) or provider:model."""
+    """One chat model (agents.llm.ModelSettings): an OpenAI-compatible name (OPENAI_BASE_URL / OPENAI_API_KEY) or
+    provider:model."""
 
     model: str
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    base_url: str | None = None
-    price_in_per_mtok: float = Field(0.0, ge=0.0, description="USD per million prompt tokens, for the cost budget")
-    price_out_per_mtok: float = Field(0.0, ge=0.0, description="USD per million completion tokens")
+    temperature: float = Field(_default(ModelSettings, "temperature"), ge=0.0, le=2.0)
+    base_url: str | None = _default(ModelSettings, "base_url")
+    price_in_per_mtok: float = Field(_default(ModelSettings, "price_in_per_mtok"), ge=0.0,
+                                     description="USD per million prompt tokens, for the cost budget")
+    price_out_per_mtok: float = Field(_default(ModelSettings, "price_out_per_mtok"), ge=0.0,
+                                      description="USD per million completion tokens")
+
+    def settings(self, named_by: str) -> ModelSettings:
+        return ModelSettings(model=self.model, temperature=self.temperature, base_url=self.base_url,
+                             price_in_per_mtok=self.price_in_per_mtok, price_out_per_mtok=self.price_out_per_mtok,
+                             named_by=named_by)
 
 
 class AgentsConfig(_Section):
-    """Models per agent. `proposers` (translator, mutator, repairer) form an ensemble that takes turns."""
+    """Models per agent, and agents.context.RunSettings' search settings. `proposers` (translator, mutator,
+    repairer) form an ensemble that takes turns."""
 
     proposers: list[ModelConfig] = Field(default_factory=list)
     critic: ModelConfig | None = None
-    temperatures: tuple[float, ...] = (0.2, 0.7, 1.0)  # the proposers' temperature steps, annealed by generation
-    temperature_schedule: Literal["fixed", "anneal"] = "anneal"
-    screen: bool = True
-    crossover_rate: float = Field(0.3, ge=0.0, le=1.0)
-    repair_rounds: int = Field(2, ge=0)
+    temperatures: tuple[float, ...] = _default(RunSettings, "temperatures")  # the proposers' steps, by generation
+    temperature_schedule: Literal["fixed", "anneal"] = _default(RunSettings, "temperature_schedule")
+    screen: bool = _default(RunSettings, "screen")
+    crossover_rate: float = Field(_default(RunSettings, "crossover_rate"), ge=0.0, le=1.0)
+    repair_rounds: int = Field(_default(RunSettings, "repair_rounds"), ge=0)
+
+    def model_settings(self, named_by: str) -> tuple[list[ModelSettings], ModelSettings | None]:
+        """The proposers and the critic, each saying it was named by `named_by` (the file, for messages)."""
+        return ([m.settings(named_by) for m in self.proposers],
+                self.critic.settings(named_by) if self.critic else None)
 
 
 class KernelwrightConfig(_Section):
@@ -116,15 +173,25 @@ class KernelwrightConfig(_Section):
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = Field(DEFAULT_RUNS_DIR, description="where run directories go (run, runs, trace, report)")
     # The Python API's console log level (KERNELWRIGHT_LOG_LEVEL; the CLI has --log-level). None: warnings and
     # errors only, and a structlog setup of the calling program is left as it is.
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
+    _source: str | None = PrivateAttr(None)
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def source(self) -> str:
+        """Where the settings came from, for messages: the file, or "the config"."""
+        return self._source or "the config"
+
+    def build_settings(self) -> BuildSettings:
+        c = self.compile
+        return BuildSettings(arch=c.arch, cache_dir=c.cache_dir, timeout_s=c.timeout_s, fast_inline=c.fast_inline)
 
     def eval_settings(self) -> EvalSettings:
         h, t = self.harness, self.timing
@@ -133,20 +200,19 @@ class KernelwrightConfig(_Section):
             tolerances={k: Tolerance(*v) for k, v in h.tolerances.items()},
             bench=BenchSettings(warmup_ms=t.warmup_ms, rep_ms=t.rep_ms, min_trials=t.min_trials,
                                 max_total_ms=t.max_total_ms, flush_l2=t.flush_l2, cuda_graph=t.cuda_graph),
+            build=self.build_settings(),
             precision=h.precision, eager_baseline=h.eager_baseline, strict_baseline=h.strict_baseline,
             compile_baseline=h.compile_baseline, compile_mode=h.compile_mode, autotune_baseline=h.autotune_baseline,
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
-            host_memory_limit_gb=h.host_memory_limit_gb, fast_inline=self.compile.fast_inline, sanitize=h.sanitize,
+            host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize,
         )
 
-    def worker_env(self) -> dict[str, str]:
-        """Variables the sandbox workers need to build like the harness does."""
-        env = {}
-        if self.compile.arch:
-            env["KERNELWRIGHT_ARCH"] = self.compile.arch
-        if self.compile.cache_dir:
-            env["KERNELWRIGHT_CACHE_DIR"] = str(self.compile.cache_dir)
-        return env
+    def run_settings(self, **explicit: Any) -> RunSettings:
+        """A run's RunSettings from [agents] (and [harness] profile); `explicit` (CLI flags, e.g. generations) wins."""
+        a = self.agents
+        return RunSettings(**{"temperatures": a.temperatures, "temperature_schedule": a.temperature_schedule,
+                              "screen": a.screen, "crossover_rate": a.crossover_rate,
+                              "repair_rounds": a.repair_rounds, "profile": self.harness.profile, **explicit})
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
@@ -165,21 +231,26 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         if value is not None:
             _merge(data, _nest(key.split("."), value))
     try:
-        return KernelwrightConfig.model_validate(data)
+        config = KernelwrightConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}", where=str(path) if path else "config") from None
+    config._source = str(path) if path is not None else None
+    return config
 
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    for name, key in ENV_SHORT_FORMS.items():  # first, so that the SECTION__FIELD form wins
+        if env.get(name):
+            _merge(out, _nest(key.split("."), env[name]))
     top_level = {"runs_dir", "log_level"}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        # SECTION__FIELD or a top-level field; other KERNELWRIGHT_* variables (ARCH, CACHE_DIR, ARCHIVE,
-        # MODEL, ...) belong to the parts that read them directly.
+        # SECTION__FIELD or a top-level field; other KERNELWRIGHT_* variables (ARCHIVE, MODEL, ...) belong to
+        # the parts that read them directly.
         if len(parts) >= 2 or parts[0] in top_level:
             _merge(out, _nest(parts, value))
     return out

@@ -10,23 +10,40 @@ from rich.console import Console
 
 from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 from kernelwright.cli_tables import Column, fitted_table
+from kernelwright.tools.run_folder import HTML_REPORT_FILE, RunFolder
 
 
-def _run_dir(run: str, runs_dir: Path) -> Path:
+RunsDirOpt = typer.Option(None, help="where run directories are (default: the config's runs_dir, ./runs)")
+ConfigOpt = typer.Option(None, "--config", help="TOML config file (for its runs_dir)")
+
+
+def _runs_dir(runs_dir: Path | None, config_file: Path | None) -> Path:
+    """--runs-dir, else the config's runs_dir (the file's, KERNELWRIGHT_RUNS_DIR, or the default)."""
+    from kernelwright.config import ConfigError, load_config
+
+    try:
+        return load_config(config_file, overrides={"runs_dir": runs_dir}).runs_dir
+    except ConfigError as exc:
+        fail(exc, EXIT_BAD_INPUT)
+
+
+def _run_dir(run: str, runs_dir: Path | None, config_file: Path | None) -> Path:
     """RUN is a run id under --runs-dir, or a path to a run directory."""
     path = Path(run)
-    if (path / "run.json").exists() or (path / "candidates").is_dir() or (path / "events.jsonl").exists():
+    if RunFolder(path).is_run():
         return path
+    runs_dir = _runs_dir(runs_dir, config_file)
     candidate = runs_dir / run
     if candidate.is_dir():
         return candidate
     fail(f"no run {run!r} (neither a run directory nor a run id under {runs_dir})", EXIT_BAD_INPUT)
 
 
-def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run directories are")) -> None:
+def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = ConfigOpt) -> None:
     """List runs: id, problem, start, generations, candidates, best speedup, whether memcheck passed it, status."""
     from kernelwright.eval.run_data import list_runs
 
+    runs_dir = _runs_dir(runs_dir, config_file)
     rows = list_runs(runs_dir)
     console = Console()
     if not rows:
@@ -45,7 +62,7 @@ def runs_command(runs_dir: Path = typer.Option(Path("runs"), help="where run dir
 
 
 def _when(started: str) -> str:
-    """run.json's start time to the minute ('2025-06-12 10:15'), or as written when it is not ISO 8601."""
+    """The run record's start time to the minute ('2025-06-12 10:15'), or as written when it is not ISO 8601."""
     try:
         return dt.datetime.fromisoformat(started).strftime("%Y-%m-%d %H:%M")
     except ValueError:
@@ -61,14 +78,15 @@ def trace_command(
     limit: int = typer.Option(50, min=1, help="candidates shown per generation"),
     interval: float = typer.Option(1.0, min=0.1, help="seconds between redraws with --follow"),
     max_seconds: float | None = typer.Option(None, help="stop following after this long"),
-    runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+    runs_dir: Path | None = RunsDirOpt,
+    config_file: Path | None = ConfigOpt,
 ) -> None:
     """Show a run as a tree: generations -> candidates -> agent steps (LLM and tool calls)."""
     from kernelwright.eval.run_data import RunDataError, load_run
     from kernelwright.trace_view import build_tree
     from kernelwright.trace_view import follow as follow_run
 
-    path = _run_dir(run, runs_dir)
+    path = _run_dir(run, runs_dir, config_file)
     console = Console()
     try:
         if follow:
@@ -82,13 +100,14 @@ def trace_command(
 
 def report_command(
     run: str = typer.Argument(..., help="run id (under --runs-dir) or run directory"),
-    output: Path | None = typer.Option(None, "-o", "--output", help="HTML file (default: RUN_DIR/report.html)"),
-    runs_dir: Path = typer.Option(Path("runs"), help="where run directories are"),
+    output: Path | None = typer.Option(None, "-o", "--output", help=f"HTML file (default: RUN_DIR/{HTML_REPORT_FILE})"),
+    runs_dir: Path | None = RunsDirOpt,
+    config_file: Path | None = ConfigOpt,
 ) -> None:
     """Write one self-contained HTML report (works offline): progress, lineage, roofline, failures, winner, spend."""
     from kernelwright.eval.report import write_report
 
-    path = _run_dir(run, runs_dir)
+    path = _run_dir(run, runs_dir, config_file)
     out = write_report(path, output)
     Console().print(f"report: {out}")
 

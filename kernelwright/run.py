@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sqlite3
 import time
@@ -21,14 +20,14 @@ from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
+from kernelwright.config import DEFAULT_RUNS_DIR, KernelwrightConfig, load_config
+from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
-from kernelwright.graphs.events import RUN_FILE, update_run_json
-from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
-from kernelwright.config import load_config
+from kernelwright.tools.run_folder import RUN_FILE, RunFolder
 from kernelwright.tracing import observe_run
 
 log = structlog.get_logger(__name__)
@@ -77,7 +76,7 @@ class RunResult:
 
 @contextmanager
 def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
-    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    conn = sqlite3.connect(RunFolder(run_dir).checkpoints_path, check_same_thread=False)
     try:
         yield SqliteSaver(conn)
     finally:
@@ -94,8 +93,9 @@ class RunBudget:
     cost_usd: float = 0.0
 
 
-def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str | None = None, run_id: str | None = None,
-             settings: RunSettings = RunSettings(), model: ModelSettings = ModelSettings(),
+def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, runs_dir: str | Path | None = None,
+             resume: str | None = None, run_id: str | None = None,
+             settings: RunSettings | None = None, model: ModelSettings = ModelSettings(),
              models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
              evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
@@ -103,6 +103,9 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
              archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
+    `config` (default: load_config(), the defaults and the environment) gives what no argument does: the
+    harness's settings ([harness], [timing], [compile]), `runs_dir`, the RunSettings ([agents]; an explicit
+    `settings` replaces them) and the models ([agents] proposers and critic, when no argument names one).
     `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
     or an explicit langchain `llm`. `plugins` default to those installed under the
     `kernelwright.agents` entry-point group. A failure inside the run raises RunError
@@ -118,13 +121,19 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     An archive that cannot be opened means a run without one (with a warning).
     """
     problem = check_source(problem, "problem").path
+    config = config or load_config()
+    runs_dir = config.runs_dir if runs_dir is None else Path(runs_dir)
+    settings = settings or config.run_settings()
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    run_dir = Path(runs_dir) / run_id
-    if resume and not (run_dir / "checkpoints.sqlite").exists():
+    run_dir = runs_dir / run_id
+    if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    plan = _plan_models(llm, offline, [_named_by(m, "models=" if models else "model=") for m in (models or [model])],
-                        _named_by(critic_model, "critic_model=") if critic_model else None,
-                        _recorded_plan(run_dir, run_id) if resume else None)
+    requested = [_named_by(m, "models=" if models else "model=") for m in (models or [model])]
+    configured, configured_critic = config.agents.model_settings(f"{config.source} [agents]")
+    if configured and not any(m.names_a_model for m in requested):
+        requested = configured
+    critic = _named_by(critic_model, "critic_model=") if critic_model else configured_critic
+    plan = _plan_models(llm, offline, requested, critic, _recorded_plan(run_dir, run_id) if resume else None)
     ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
                                 m.settings.price_out_per_mtok) for m in plan.proposers)
     critic_llm = make_chat_model(plan.critic) if plan.critic else None
@@ -132,9 +141,9 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
     if on_models is not None:
         on_models(plan)
     run_dir.mkdir(parents=True, exist_ok=True)
-    recorder = observe_run(run_dir, run_id)  # events.jsonl (+ LangSmith when configured)
+    recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
-    evaluator = evaluator or HarnessEvaluator(problem, load_config())
+    evaluator = evaluator or HarnessEvaluator(problem, config.eval_settings())
     settings = with_gpu_facts(settings, evaluator.gpus)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
@@ -151,7 +160,7 @@ def optimize(problem: str | Path, *, runs_dir: str | Path = "runs", resume: str 
                                              wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
                 _write_run_json(run_dir, run_id, problem, settings, budget)
-            update_run_json(run_dir, llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
+            RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
             try:
                 # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
                 for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
@@ -194,7 +203,7 @@ def _open_archive(archive: Any) -> Any:
 def resume_command(problem: Path, run_id: str, runs_dir: str | Path) -> str:
     """The command that continues run `run_id` (the models it recorded come back with it)."""
     command = f"kernelwright run {shlex.quote(str(problem))} --resume {shlex.quote(run_id)}"
-    return command if Path(runs_dir) == Path("runs") else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
+    return command if Path(runs_dir) == DEFAULT_RUNS_DIR else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
 
 
 def _stopped(exc: Exception, plan: ModelPlan, run_id: str, run_dir: Path, resume: str, last_done: str,
@@ -234,12 +243,9 @@ def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettin
 
 
 def _recorded_plan(run_dir: Path, run_id: str) -> ModelPlan | None:
-    """The models a run recorded in run.json (None for runs from before it recorded them)."""
-    try:
-        data = json.loads((run_dir / RUN_FILE).read_text()).get("llm")
-    except (OSError, ValueError):
-        return None
-    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if isinstance(data, dict) else None
+    """The models a run recorded in its run record (None for runs from before it recorded them)."""
+    data = RunFolder(run_dir).read_info().llm
+    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if data is not None else None
 
 
 def _named_by(settings: ModelSettings, argument: str) -> ModelSettings:
@@ -254,8 +260,8 @@ def _model_names(ctx: KContext) -> list[str]:
 
 def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget) -> None:
     # Merged, atomically, with what the event recorder keeps there (status, outcome).
-    update_run_json(run_dir, run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
+    RunFolder(run_dir).update_info(run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                   settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
 
 
 def _version() -> str:

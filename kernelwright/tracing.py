@@ -53,7 +53,7 @@ def langsmith_tracer(settings: LangSmithSettings, run_id: str) -> Any:
 
 
 def observe_run(run_dir: Path, run_id: str, env: Mapping[str, str] | None = None) -> EventRecorder:
-    """The run's recorder: events.jsonl, plus LangSmith tracing when configured (see the module doc)."""
+    """The run's recorder: its event log, plus LangSmith tracing when configured (see the module doc)."""
     from langsmith.run_helpers import tracing_context
 
     settings = langsmith_settings(env)

@@ -16,6 +16,7 @@ import structlog
 
 from kernelwright.memory.archive import KernelArchive, SearchHit
 from kernelwright.memory.records import ArchiveRecord, RecordError, record_from_candidate
+from kernelwright.tools.run_folder import RunFolder
 
 log = structlog.get_logger(__name__)
 
@@ -82,21 +83,21 @@ def examples_for_prompt(archive: KernelArchive | str | Path | None, functional: 
 
 def archive_run(archive: KernelArchive, run_dir: str | Path, functional: Any, *, run_id: str = "",
                 problem_name: str = "", verified_only: bool = True) -> dict[str, int]:
-    """Add a run's evaluated candidates (`candidates/*/report.json`); returns the outcome counts.
+    """Add a run's evaluated candidates (those with a report in the run folder); returns the outcome counts.
 
     A candidate whose files are unreadable is skipped with a warning; the archive's own
     errors (ArchiveUnavailable) propagate so the caller decides how loud to be.
     """
     records: list[ArchiveRecord] = []
     skipped = 0
-    for folder in sorted(Path(run_dir, "candidates").glob("*/")):
-        if not (folder / "report.json").exists():
+    for folder in RunFolder(Path(run_dir)).candidates():
+        if not folder.has_report():
             continue
         try:
-            record = record_from_candidate(folder, functional, run_id=run_id, problem_name=problem_name)
+            record = record_from_candidate(folder.path, functional, run_id=run_id, problem_name=problem_name)
         except RecordError as exc:
             skipped += 1
-            log.warning("archive_skip_candidate", folder=str(folder), error=str(exc))
+            log.warning("archive_skip_candidate", folder=str(folder.path), error=str(exc))
             continue
         if record.verified or not verified_only:
             records.append(record)

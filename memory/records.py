@@ -1,7 +1,7 @@
 """What the kernel archive stores: one `ArchiveRecord` per verified (or at least evaluated) kernel.
 
-A record is built from a finished run candidate (`candidates/<id16>/{candidate.py, meta.json,
-report.json}`) plus the problem's functional form. Everything here is plain data: JSON-safe
+A record is built from a finished run candidate's folder (its source, metadata, report and profile, read
+through tools.run_folder) plus the problem's functional form. Everything here is plain data: JSON-safe
 `to_dict()` / `from_dict()` so records travel through Chroma documents and JSONL exports alike.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.results import Status, status_of
+from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, CandidateProfile, lineage_of
 from kernelwright.tools.source_hash import candidate_id
 
 SCHEMA_VERSION = 1
@@ -131,12 +132,15 @@ class ProblemSignature:
 
 @dataclass(frozen=True, slots=True)
 class Lineage:
+    """How a kernel was made: the candidate's metadata in its run folder (tools.run_folder.CandidateMeta)."""
+
     parents: tuple[str, ...] = ()
     agent: str = ""
     prompt: str = ""  # template tag, e.g. translator@v1
     model: str = ""
     generation: int | None = None
     temperature: float | None = None
+    params: dict[str, Any] | None = None  # the offline translator's tunable settings (None: not recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +191,9 @@ class ArchiveRecord:
                 "status": self.status, "gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
                 "speedup_vs_eager": self.speedup_vs_eager, "speedup_vs_compile": self.speedup_vs_compile,
                 "correctness": self.correctness, "timing": self.timing, "profile_summary": self.profile_summary,
-                "lineage": {"parents": list(lin.parents), "agent": lin.agent, "prompt": lin.prompt,
-                            "model": lin.model, "generation": lin.generation, "temperature": lin.temperature},
+                "lineage": {LINEAGE_KEY: list(lin.parents), "agent": lin.agent, "prompt": lin.prompt,
+                            "model": lin.model, "generation": lin.generation, "temperature": lin.temperature,
+                            "params": lin.params},
                 "run_id": self.run_id, "created_at": self.created_at}
 
     @classmethod
@@ -206,9 +211,10 @@ class ArchiveRecord:
                 speedup_vs_compile=_float_or_none(data.get("speedup_vs_compile")),
                 correctness=dict(data.get("correctness") or {}), timing=dict(data.get("timing") or {}),
                 profile_summary=str(data.get("profile_summary") or ""),
-                lineage=Lineage(tuple(lin.get("parents") or ()), str(lin.get("agent") or ""),
+                lineage=Lineage(lineage_of(lin), str(lin.get("agent") or ""),
                                 str(lin.get("prompt") or ""), str(lin.get("model") or ""), lin.get("generation"),
-                                _float_or_none(lin.get("temperature"))),
+                                _float_or_none(lin.get("temperature")),
+                                dict(lin["params"]) if isinstance(lin.get("params"), Mapping) else None),
                 run_id=str(data.get("run_id", "")), created_at=float(data.get("created_at") or 0.0))
         except (KeyError, TypeError, ValueError) as exc:
             raise RecordError(f"malformed archive record: {type(exc).__name__}: {exc}") from None
@@ -253,48 +259,53 @@ def _float_or_none(value: Any) -> float | None:
 
 def record_from_candidate(folder: str | Path, functional: Any, *, run_id: str = "", functional_source: str | None = None,
                           problem_name: str = "") -> ArchiveRecord:
-    """Build a record from `RUN_DIR/candidates/<id16>/` (candidate.py, meta.json, report.json).
+    """Build a record from a run's candidate folder (`RUN_DIR/candidates/<id16>/`, tools.run_folder).
 
-    `functional` is the problem's FunctionalForm (or its to_dict(), as kept in the run state).
+    `functional` is the problem's FunctionalForm (or its to_dict(), as kept in the run state). The profile
+    summary is the profiler's (the folder's profile), else the one the harness's report carries.
     """
-    folder = Path(folder)
+    files = CandidateFolder(Path(folder))
     try:
-        source = (folder / "candidate.py").read_text()
-        meta = json.loads((folder / "meta.json").read_text())
-        report = json.loads((folder / "report.json").read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecordError(f"cannot read candidate files: {exc}", where=str(folder)) from None
+        source = files.read_source()
+    except OSError as exc:
+        raise RecordError(f"cannot read candidate files: {exc}", where=str(files.path)) from None
+    meta, report = files.read_meta(), files.read_report()
+    if meta is None or report is None:
+        missing = files.meta_path if meta is None else files.report_path
+        raise RecordError(f"cannot read candidate files: {missing.name} is missing or not a JSON object",
+                          where=str(files.path))
     data = functional.to_dict() if hasattr(functional, "to_dict") else dict(functional or {})
-    gpu = report.get("gpu") or {}
+    gpu = report.gpu
     cc = gpu.get("compute_capability")
-    trials = report.get("trials") or []
-    errs = [o.get("max_abs_err") for t in trials for o in t.get("outputs", ()) if o.get("max_abs_err") is not None]
-    correctness = {"trials": len(trials), "max_abs_err": max(errs) if errs else None,
-                   "weak_checks": list(report.get("weak_checks") or []), "stage": report.get("stage"),
-                   "reason": report.get("reason"), "sanitizer": (report.get("sanitizer") or {}).get("status")}
-    timing = {side: stats["median_ms"] for side, stats in (report.get("timing") or {}).items()
+    errs = [o.get("max_abs_err") for t in report.trials for o in t.get("outputs", ())
+            if o.get("max_abs_err") is not None]
+    correctness = {"trials": len(report.trials), "max_abs_err": max(errs) if errs else None,
+                   "weak_checks": report.weak_checks, "stage": report.stage, "reason": report.reason,
+                   "sanitizer": (report.sanitizer or {}).get("status")}
+    timing = {side: stats["median_ms"] for side, stats in report.timing.items()
               if isinstance(stats, dict) and "median_ms" in stats}
+    profile = files.read_profile() or (CandidateProfile.from_dict(report.profile) if report.profile else None)
     return ArchiveRecord(
         id=candidate_id(source), signature=ProblemSignature.from_functional(data, problem_name),
         functional_source=functional_source if functional_source is not None else str(data.get("source", "")),
-        kernel_source=source, status=status_of(report.get("status")), gpu_name=gpu.get("name"),
+        kernel_source=source, status=status_of(report.status), gpu_name=gpu.get("name"),
         compute_capability=".".join(map(str, cc)) if isinstance(cc, (list, tuple)) else cc,
-        speedup_vs_eager=_float_or_none(report.get("speedup_vs_eager")),
-        speedup_vs_compile=_float_or_none(report.get("speedup_vs_compile")),
-        correctness=correctness, timing=timing, profile_summary=_profile_summary(report.get("profile")),
-        lineage=Lineage(tuple(meta.get("parents") or ()), str(meta.get("agent", "")), str(meta.get("prompt", "")),
-                        str(meta.get("model", "")), meta.get("generation"), _float_or_none(meta.get("temperature"))),
+        speedup_vs_eager=report.speedup_vs_eager, speedup_vs_compile=report.speedup_vs_compile,
+        correctness=correctness, timing=timing, profile_summary=_profile_summary(profile),
+        lineage=Lineage(meta.parents, meta.agent, meta.prompt, meta.model, meta.generation, meta.temperature,
+                        dict(meta.params) if meta.params is not None else None),
         run_id=run_id)
 
 
-def _profile_summary(profile: Any, limit: int = 600) -> str:
-    if not isinstance(profile, dict):
+def _profile_summary(profile: CandidateProfile | None, limit: int = 600) -> str:
+    """The profile's one line (or its first kernels' timings); "" when there is none or the profiler could not
+    measure (its 'unavailable' line says nothing about the kernel)."""
+    if profile is None or not profile.available:
         return ""
-    if isinstance(profile.get("summary"), str):
-        return profile["summary"][:limit]
-    kernels = profile.get("kernels") or []
+    if profile.summary:
+        return profile.summary[:limit]
     parts = []
-    for k in kernels[:4]:
+    for k in profile.kernels[:4]:
         name = str(k.get("name", "?"))[:60]
         dur = k.get("duration_ns")
         parts.append(f"{name}: {dur / 1e3:.1f} us" if isinstance(dur, (int, float)) else name)

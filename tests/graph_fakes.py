@@ -49,8 +49,7 @@ def fake_report(candidate: Any, status: Status, **fields: Any) -> EvalReport:
 
 def profile_of(found: dict[str, Any]) -> CandidateProfile:
     """A profile.json-shaped dict (its "summary" and metrics) as an evaluator's profile."""
-    metrics = {k: v for k, v in found.items() if k != "summary"}
-    return CandidateProfile(str(found["summary"]), metrics, available=bool(found.get("available", True)))
+    return CandidateProfile.from_dict(found)
 
 
 class FakeEvaluator(EvaluatorDefaults):

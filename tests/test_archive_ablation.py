@@ -180,16 +180,17 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
 
     from kernelwright.agents.context import RunSettings
     from kernelwright.agents.evaluator import EvaluatorDefaults
-    from kernelwright.eval.archive_ablation import AblationHarness, offline_run
+    from kernelwright.eval.archive_ablation import ablation_harness, offline_run
     from kernelwright.graphs import harness_evaluator
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.embedding import HashedEmbedding
+    from kernelwright.tools.evaluate import EvalSettings
 
     made: list[tuple[Path, bool]] = []
 
     class CpuHarness(EvaluatorDefaults):
-        def __init__(self, problem: Path, config: AblationHarness) -> None:
-            made.append((problem, config.eval_settings().compile_baseline))
+        def __init__(self, problem: Path, settings: EvalSettings) -> None:
+            made.append((problem, settings.compile_baseline))
             self.closed = False
 
         def evaluate(self, candidate):
@@ -203,7 +204,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     problem = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
     settings = RunSettings(generations=2, candidates_per_generation=2, profile=False)
     with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
-        done = offline_run(problem, tmp_path / "runs" / "softmax_rows-empty", settings, archive, AblationHarness())
+        done = offline_run(problem, tmp_path / "runs" / "softmax_rows-empty", settings, archive, ablation_harness())
         archived = archive.count()
     state = done["state"]
     speeds = [r["speedup_vs_eager"] for r in state["candidates"].values() if r["status"] == "passed"]
@@ -215,6 +216,16 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert events[-1]["event"] == "run_end" and sum(e["event"] == "tool_call" and e["tool"] == "evaluate"
                                                     for e in events) == len(state["candidates"])
+
+
+def test_the_ablation_harness_is_the_owners_defaults_but_for_the_compile_baseline() -> None:
+    from dataclasses import replace
+
+    from kernelwright.eval.archive_ablation import ablation_harness
+    from kernelwright.tools.evaluate import EvalSettings
+
+    assert ablation_harness() == replace(EvalSettings(), compile_baseline=False)
+    assert ablation_harness(compile_baseline=True) == EvalSettings()  # the owner's default times torch.compile
 
 
 def test_the_command_runs_as_a_module_of_eval() -> None:

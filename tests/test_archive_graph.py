@@ -61,3 +61,16 @@ def test_loading_the_embedding_model_leaves_torch_device_contexts_working() -> N
     MiniLMEmbedding()(["softmax over rows"])
     with torch.device("meta"):  # seen broken: torch.linspace built CPU tensors after the model loaded
         assert torch.linspace(-1.0, 1.0, 4).is_meta and torch.arange(3).is_meta
+
+
+def test_an_archived_kernel_from_a_graph_run_carries_its_profile_summary(tmp_path: Path) -> None:
+    """The profiler writes the winner's profile beside its report (not into it); the archive reads it there."""
+    settings = RunSettings(generations=1, candidates_per_generation=1, screen=False, profile=True, critic=False)
+    with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
+        with ReplayServer([ReplayRule(answer(1.7, tag="profiled"), when="Operations")]) as server:
+            result = optimize(PROBLEM, runs_dir=tmp_path / "runs", settings=settings, evaluator=TracingFakeEvaluator(),
+                              model=ModelSettings(model="replay", base_url=server.base_url), offline=False,
+                              archive=archive)
+        (record,) = list(archive.records())
+    assert result.best["profile_summary"] == "relu_affine_kernel: 82% of DRAM bandwidth, memory-bound"
+    assert record.id == result.best["id"] and record.profile_summary == result.best["profile_summary"]

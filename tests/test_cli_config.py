@@ -162,11 +162,11 @@ def test_agents_config_section_validates_models_and_prices(tmp_path: Path) -> No
         load_config(cfg)
 
 
-def test_tool_variables_are_not_config_sections() -> None:
+def test_tool_variables_are_not_config_sections_and_the_build_ones_are_short_forms() -> None:
     env = {"KERNELWRIGHT_ARCHIVE": "/x", "KERNELWRIGHT_ARCH": "sm_90a", "KERNELWRIGHT_MODEL": "m",
            "KERNELWRIGHT_HARNESS__N_TRIALS": "7", "KERNELWRIGHT_LOG_LEVEL": "debug"}
     config = load_config(env=env)
-    assert config.harness.n_trials == 7 and config.log_level == "debug"
+    assert config.harness.n_trials == 7 and config.log_level == "debug" and config.compile.arch == "sm_90a"
 
 
 def test_the_run_summary_says_when_the_best_kernel_is_slower_than_eager_and_never_prints_a_missing_speedup() -> None:

@@ -19,7 +19,7 @@ def test_prepare_reports_compile_errors_and_passes_good_builds(build_cache: Path
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     config = load_config(overrides={"compile.cache_dir": str(build_cache), "compile.arch": "sm_90a"})
-    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", config)
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", config.eval_settings())
     try:
         assert evaluator.gpus == []
         broken = evaluator.prepare(FIX / "broken" / "candidate_compile_error.py")
@@ -59,7 +59,7 @@ def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
 def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
     from conftest import RELU_CANDIDATE
 
-    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}), gpus=[])
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
     try:
         assert isinstance(evaluator, CandidateEvaluator) and not evaluator.gpus and evaluator.traces_out_of_process
         verdict = evaluator.sanitize(RELU_CANDIDATE)

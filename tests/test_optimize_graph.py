@@ -19,8 +19,8 @@ def test_generations_of_translate_then_mutate_keep_the_fastest(tmp_path: Path) -
     records = final["candidates"]
     assert sorted(r["status"] for r in records.values()) == ["passed", "passed", "rejected"]
     best = records[final["best_id"]]
-    assert best["speedup_vs_eager"] == 1.9 and best["agent"] == "mutator" and best["parent_ids"]
-    parent = records[best["parent_ids"][0]]
+    assert best["speedup_vs_eager"] == 1.9 and best["agent"] == "mutator" and best["parents"]
+    parent = records[best["parents"][0]]
     assert parent["speedup_vs_eager"] == 1.2
     assert parent["directions"] == ["vectorize loads to float4", "fuse the two passes"]
     assert parent["critique"].startswith("memory-bound")
@@ -132,8 +132,8 @@ def test_crossover_combines_two_parents(tmp_path: Path) -> None:
     llm = scripted(answer(1.2), answer(1.3), answer(1.5, tag="x1"), answer(1.6, tag="x2"))
     final, _ = run_graph(llm, tmp_path, generations=2, candidates_per_generation=2, critic=False, crossover_rate=1.0)
     crossed = [r for r in final["candidates"].values() if r["agent"] == "crossover"]
-    assert len(crossed) == 2 and all(len(r["parent_ids"]) == 2 for r in crossed)
-    assert all(set(r["parent_ids"]) == {final["candidates"][p]["id"] for p in r["parent_ids"]} for r in crossed)
+    assert len(crossed) == 2 and all(len(r["parents"]) == 2 for r in crossed)
+    assert all(set(r["parents"]) == {final["candidates"][p]["id"] for p in r["parents"]} for r in crossed)
 
 
 def test_token_budget_stops_cleanly_and_keeps_the_best(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 from kernelwright.eval.run_data import load_run
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
-from kernelwright.graphs.events import EventLog, RecordingEvaluator
+from kernelwright.graphs.events import RecordingEvaluator
+from kernelwright.tools.run_folder import EventLog
 from kernelwright.run import RunError, optimize
 from kernelwright.tools.results import EvalReport
 

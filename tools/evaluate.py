@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from kernelwright.tools.floors import WriteBandwidth
 from kernelwright.tools.inputs import InputSpec
 from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
 from kernelwright.tools.kernel_trace import CallTrace, library_symbols
+from kernelwright.tools.nvcc import BuildSettings
 from kernelwright.tools.precision import PrecisionProfile, precision_profile
 from kernelwright.tools.problem import check_source
 from kernelwright.tools.results import EvalReport
@@ -47,6 +48,7 @@ class EvalSettings:
     precision: str = "strict"  # tools.precision profile: "strict" (default) or "kernelbench"
     tolerances: dict[str, Tolerance] = field(default_factory=dict)  # overrides on top of the profile's
     bench: BenchSettings = BenchSettings()
+    build: BuildSettings = BuildSettings()  # how the candidate's CUDA is built (its worker gets them)
     time_candidate: bool = True
     eager_baseline: bool = True
     strict_baseline: bool = True  # eager with TF32 off, an extra column
@@ -62,7 +64,6 @@ class EvalSettings:
     call_timeout_factor: float = 100.0
     timing_timeout_s: float = 300.0
     compile_baseline_timeout_s: float = 900.0
-    fast_inline: bool = True
     sanitize: bool = False  # compute-sanitizer memcheck of every passing candidate (slow; winners are sanitized anyway)
     sanitize_timeout_s: float = 600.0
     unseen_shape: bool = True  # verify at one other input size when get_inputs() scales
@@ -118,7 +119,9 @@ class Evaluator:
         self.problem = check_source(problem, "problem")
         self.settings = settings
         settings.profile  # an unknown profile fails here, not mid-evaluation
-        self.options = worker_options or WorkerOptions()
+        options = worker_options or WorkerOptions()
+        # The build settings travel to the workers explicitly; a variable the caller sets itself goes on top.
+        self.options = replace(options, env={**settings.build.worker_env(), **options.env})
         self.ref_slot = WorkerSlot("reference", self.options, standby=False)
         self.cand_slot = WorkerSlot("candidate", self.options, keep_standby=settings.keep_standby)
         self.cand_slot.warm()  # its start-up overlaps the reference's
@@ -334,7 +337,7 @@ class Evaluator:
         self.check_problem()
         worker = self.cand_slot.get()
         loaded = self._ask(worker, "load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
-                           candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.fast_inline,
+                           candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.build.fast_inline,
                            flags=s.profile.reference_flags).header
         report.candidate_libs = loaded.get("candidate_libs", [])
         self._choose_transport(worker, report)

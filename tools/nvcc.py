@@ -108,9 +108,44 @@ def arch_for_capability(major: int, minor: int) -> str:
     return f"sm_{major}{minor}a" if (major, minor) == (9, 0) else f"sm_{major}{minor}"
 
 
+# A sandbox worker's channel for BuildSettings: the candidate's own load_cuda / load_inline calls take no
+# settings (and may build late, in a forward call), so the worker process carries them as these variables.
+# worker_env writes them and from_env reads them; nothing else uses the names.
+_WORKER_ENV = {"arch": "KERNELWRIGHT_ARCH", "cache_dir": "KERNELWRIGHT_CACHE_DIR",
+               "timeout_s": "KERNELWRIGHT_NVCC_TIMEOUT_S"}
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSettings:
+    """How candidates' CUDA is built: the owner of these defaults (kernelwright's [compile] config refers to them).
+
+    None means the builder decides: the visible GPU's arch (DEFAULT_ARCH with none), ~/.cache/kernelwright as
+    the cache folder, and each builder's own nvcc time limit (180 s for load_cuda, 600 s for load_inline).
+    """
+
+    arch: str | None = None  # nvcc target, e.g. sm_90a
+    cache_dir: Path | None = None  # kernelwright's cache folder; builds go in its build/
+    timeout_s: float | None = None  # nvcc's limit per compile of a candidate's sources
+    fast_inline: bool = True  # candidates' load_inline builds with the fast builder (tools.inline)
+
+    def worker_env(self) -> dict[str, str]:
+        """The variables that carry these settings into a sandbox worker (an unset field: none)."""
+        values = {"arch": self.arch, "cache_dir": self.cache_dir, "timeout_s": self.timeout_s}
+        return {_WORKER_ENV[name]: str(value) for name, value in values.items() if value is not None}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "BuildSettings":
+        """The settings a worker was started with (`worker_env`'s variables; default: this process's environment)."""
+        env = os.environ if env is None else env
+        arch, cache_dir, timeout_s = (env.get(_WORKER_ENV[name]) or None for name in ("arch", "cache_dir", "timeout_s"))
+        return cls(arch=arch, cache_dir=Path(cache_dir) if cache_dir else None,
+                   timeout_s=float(timeout_s) if timeout_s else None)
+
+
 def default_cache_dir() -> Path:
-    root = os.environ.get("KERNELWRIGHT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "kernelwright")
-    return Path(root) / "build"
+    """Where builds are cached: the worker's BuildSettings.cache_dir, else ~/.cache/kernelwright; in its build/."""
+    root = BuildSettings.from_env().cache_dir or Path(os.path.expanduser("~")) / ".cache" / "kernelwright"
+    return root / "build"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from kernelwright.tools.errors import KernelwrightError, ToolUnavailable
-from kernelwright.tools.nvcc import DEFAULT_ARCH, arch_for_capability
+from kernelwright.tools.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 
 log = structlog.get_logger(__name__)
@@ -47,22 +47,24 @@ def detect_arch() -> str:
         return DEFAULT_ARCH
 
 
-def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, jobs: int | None = None,
-                     options: WorkerOptions | None = None, timeout_s: float = 600.0) -> list[BuildOutcome]:
+def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, build: BuildSettings = BuildSettings(),
+                     jobs: int | None = None, options: WorkerOptions | None = None,
+                     timeout_s: float = 600.0) -> list[BuildOutcome]:
     """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order."""
     options = options or WorkerOptions()
-    env = {"KERNELWRIGHT_ARCH": options.env.get("KERNELWRIGHT_ARCH") or detect_arch(), **options.env,
-           "CUDA_VISIBLE_DEVICES": ""}
-    cpu_options = replace(options, env=env)
+    # A CPU worker sees no GPU to ask, so the arch is settled here (the GPU evaluation must find the same build).
+    settled = replace(build, arch=build.arch or detect_arch())
+    cpu_options = replace(options, env={**settled.worker_env(), **options.env, "CUDA_VISIBLE_DEVICES": ""})
     # Each worker runs nvcc itself; two builds per core keeps the machine busy without thrashing.
     jobs = jobs or max(1, (os.cpu_count() or 2) // 2)
 
-    def build(candidate: str | Path) -> BuildOutcome:
+    def build_one(candidate: str | Path) -> BuildOutcome:
         started = time.perf_counter()
         worker = SandboxWorker("candidate", cpu_options)
         try:
             worker.start()
-            reply = worker.request("load", timeout_s=timeout_s, problem=str(problem), candidate=str(candidate))
+            reply = worker.request("load", timeout_s=timeout_s, problem=str(problem), candidate=str(candidate),
+                                   fast_inline=build.fast_inline)
             return BuildOutcome(str(candidate), True, time.perf_counter() - started,
                                 libraries=list(reply.header.get("candidate_libs", [])))
         except KernelwrightError as exc:
@@ -71,6 +73,6 @@ def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, j
             worker.close()
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        outcomes = list(pool.map(build, candidates))
+        outcomes = list(pool.map(build_one, candidates))
     log.info("candidates_built", total=len(outcomes), ok=sum(o.ok for o in outcomes), jobs=jobs)
     return outcomes

@@ -15,16 +15,15 @@ CUDA tensor of that dtype), scalars i64 i32 f32 f64 bool.
 from __future__ import annotations
 
 import ctypes
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kernelwright.tools.errors import LoadError
-from kernelwright.tools.nvcc import DEFAULT_ARCH, NvccCompiler, NvccOptions, arch_for_capability
+from kernelwright.tools.nvcc import DEFAULT_ARCH, BuildSettings, NvccCompiler, NvccOptions, arch_for_capability
 
 _POINTER_DTYPES: dict[str, torch.dtype] = {
     "f32*": torch.float32, "f16*": torch.float16, "bf16*": torch.bfloat16, "f64*": torch.float64,
@@ -108,8 +107,8 @@ class RawLibrary:
 
 
 def target_arch() -> str:
-    """The arch to build for inside a worker: the visible GPU's, else the harness's choice."""
-    if arch := os.environ.get("KERNELWRIGHT_ARCH"):
+    """The arch to build for inside a worker: the harness's choice (BuildSettings.arch), else the visible GPU's."""
+    if arch := BuildSettings.from_env().arch:
         return arch
     if torch.cuda.is_available():
         return arch_for_capability(*torch.cuda.get_device_capability())
@@ -122,5 +121,7 @@ def load_cuda(source: str, launchers: Mapping[str, str], *, extra_flags: tuple[s
     specs = {name: parse_spec(spec, where=f"launcher {name}") for name, spec in launchers.items()}
     compiler = compiler or NvccCompiler()
     opts = NvccOptions(arch=target_arch(), extra_flags=tuple(extra_flags))
+    if timeout_s := BuildSettings.from_env().timeout_s:
+        opts = replace(opts, timeout_s=timeout_s)
     result = compiler.compile(source + _ERROR_HELPER, opts)
     return RawLibrary(result.artifact, specs)

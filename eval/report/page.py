@@ -15,6 +15,7 @@ from kernelwright.eval.report.tables import candidate_tables, node_table, spend_
 from kernelwright.eval.run_data import RunData, load_run
 from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.sanitizing import sanitized_text
+from kernelwright.tools.run_folder import RunFolder
 from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
 
 # Set once the page has been laid out and painted (two animation frames after the last element):
@@ -186,9 +187,9 @@ def render_report(run: RunData) -> str:
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
-    """Write the run's report (default RUN_DIR/report.html); returns its path."""
+    """Write the run's report (default: its place in the run folder, tools.run_folder); returns its path."""
     run = load_run(run_dir, messages=False)
-    out = Path(output) if output else Path(run_dir) / "report.html"
+    out = Path(output) if output else RunFolder(Path(run_dir)).html_report_path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_report(run), encoding="utf-8")
     return out

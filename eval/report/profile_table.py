@@ -1,6 +1,6 @@
 """The winner's Nsight Compute profile as a small table: one column per kernel, one row per measure.
 
-Built from profile.json's `kernels` (the parsed ncu launches), not from its summary
+Built from the winner's profile's `kernels` (the parsed ncu launches), not from its summary
 text: the summary is written for the critic's prompt and reads as one dense
 paragraph on a page. Launches of the same kernel are grouped as the summary groups
 them (the longest launch stands for the group).

@@ -35,13 +35,14 @@ from kernelwright.tools.errors import CompileError, LoadError
 from kernelwright.tools.inline.bridge import Bridge, load_bridge
 from kernelwright.tools.inline.headers import HeaderDirs, TorchPaths, prepare_header_dirs, torch_paths
 from kernelwright.tools.inline.sources import InlineSpec, build_options, build_sources
-from kernelwright.tools.nvcc import CompileResult, NvccCompiler
+from kernelwright.tools.nvcc import BuildSettings, CompileResult, NvccCompiler
 from kernelwright.tools.raw_kernel import target_arch
 
 log = structlog.get_logger(__name__)
 
 BuildPath = Literal["light", "full", "stock"]
 _UNSUPPORTED = "KW_UNSUPPORTED_SIGNATURE"
+INLINE_TIMEOUT_S = 600.0  # nvcc's limit per inline build unless BuildSettings.timeout_s says otherwise
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +119,10 @@ def fast_load_inline(name: str, cpp_sources: str | Sequence[str], cuda_sources: 
 class InlineBuilder:
     """Builds and loads inline candidates with one compiler (and so one cache dir)."""
 
-    def __init__(self, compiler: NvccCompiler, *, arch: str | None = None, timeout_s: float = 600.0):
+    def __init__(self, compiler: NvccCompiler, *, arch: str | None = None, timeout_s: float | None = None):
         self.compiler = compiler
         self.arch = arch or target_arch()
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s or BuildSettings.from_env().timeout_s or INLINE_TIMEOUT_S
         self.paths: TorchPaths = torch_paths()
         self.headers: HeaderDirs = prepare_header_dirs(compiler.cache_dir, self.paths)
 

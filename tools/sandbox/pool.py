@@ -33,7 +33,7 @@ Role = Literal["reference", "candidate"]
 @dataclass
 class WorkerOptions:
     start_timeout_s: float = 120.0
-    env: dict[str, str] = field(default_factory=dict)  # extra variables (e.g. KERNELWRIGHT_ARCH)
+    env: dict[str, str] = field(default_factory=dict)  # extra variables (e.g. CUDA_VISIBLE_DEVICES)
     log_dir: Path | None = None
     python: str = sys.executable
     device: Literal["cuda", "cpu"] = "cuda"  # "cpu": the harness's self-test mode (never a GPU verification)
