@@ -2,8 +2,9 @@
 
 Answers come fenced or unfenced, with several code blocks (a ```cuda block and a
 ```python block, or a first draft and a final version), with the class misnamed,
-or cut off by the token limit. Each failure is an AnswerError with a `kind` and a
-repair message the agent can send back (a bounded number of times).
+or cut off by the token limit. Each failure is an AnswerError naming the problem; the agent asks again (a
+bounded number of times) with the problem's re-ask prompt (prompts/templates/reask_<problem>.md, filled
+with the error's `facts`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,15 @@ _CUDA_LANGS = {"cuda", "cu", "cpp", "c++", "c"}
 class AnswerError(KernelwrightError):
     kind = "answer"
 
-    def __init__(self, problem: AnswerProblem, message: str, *, repair: str):
+    def __init__(self, problem: AnswerProblem, message: str, **facts: object):
         super().__init__(message, details={"problem": problem})
         self.problem = problem
-        self.repair = repair
+        self.facts = facts  # what the re-ask prompt names (a syntax error's line and error)
+
+    @property
+    def reask_template(self) -> str:
+        """The prompt template that asks again for this problem."""
+        return f"reask_{self.problem}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +57,14 @@ def parse_candidate(answer: str) -> ParsedCandidate:
         if "class ModelNew" in answer or "import torch" in answer:
             python_blocks = [answer]  # unfenced code
         else:
-            raise AnswerError("no_code", "the answer contains no code",
-                              repair="Reply with the complete candidate file in one ```python block defining class ModelNew.")
+            raise AnswerError("no_code", "the answer contains no code")
     # Prefer the last block that defines ModelNew: models often revise themselves.
     chosen = next((b for b in reversed(python_blocks) if re.search(r"^class\s+ModelNew\b", b, re.M)), None)
     renamed = None
     if chosen is None:
         alt = next((b for b in reversed(python_blocks) if re.search(r"^class\s+Model\s*[(:]", b, re.M)), None)
         if alt is None:
-            raise AnswerError("no_modelnew", "no code block defines `class ModelNew`",
-                              repair="The file must define `class ModelNew(nn.Module)` with the same constructor and "
-                                     "forward signature as Model. Reply with the whole file in one ```python block.")
+            raise AnswerError("no_modelnew", "no code block defines `class ModelNew`")
         chosen = re.sub(r"^class\s+Model(\s*[(:])", r"class ModelNew\1", alt, count=1, flags=re.M)
         renamed = "Model"
     if cuda_blocks and not _embeds_cuda(chosen):
@@ -71,12 +74,9 @@ def parse_candidate(answer: str) -> ParsedCandidate:
     except SyntaxError as exc:
         at_end = exc.lineno is not None and exc.lineno >= len(chosen.splitlines()) - 1
         if truncated or at_end and ("EOF" in str(exc.msg) or "was never closed" in str(exc.msg)):
-            raise AnswerError("truncated", "the answer was cut off before the code ended",
-                              repair="Your previous answer was cut off. Reply again with the complete file, shorter: "
-                                     "omit explanations.") from None
-        raise AnswerError("syntax", f"the code does not parse: line {exc.lineno}: {exc.msg}",
-                          repair=f"Your code has a Python syntax error at line {exc.lineno}: {exc.msg}. "
-                                 "Reply with the corrected complete file.") from None
+            raise AnswerError("truncated", "the answer was cut off before the code ended") from None
+        raise AnswerError("syntax", f"the code does not parse: line {exc.lineno}: {exc.msg}", line=exc.lineno,
+                          error=exc.msg) from None
     return ParsedCandidate(chosen.strip() + "\n", len(blocks), renamed)
 
 

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
+from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.prompts.library import PromptLibrary
-
-
-class CandidateEvaluator(Protocol):
-    """Verify and time one candidate file (`evaluate`, EvalReport.to_dict()-shaped data) and memcheck the run's
-    winner (`sanitize`, tools.sanitizer.SanitizeVerdict.to_dict(): status clean | out_of_bounds | unavailable |
-    timeout | error, `sanitized`, `message`; never raises for a missing tool or GPU, it says so in the status).
-
-    Optional methods the graph uses when present: `prepare(candidate) -> dict | None`
-    (compile only, safe to call from several threads; a dict is a failed build's report),
-    `profile(candidate) -> dict` (profiler metrics with a "summary", or why none) and
-    `functional_form() -> dict`. An evaluator whose functional_form runs in another process says so with
-    `traces_out_of_process = True`; the offline translator then traces in this one at the same time.
-    """
-
-    def evaluate(self, candidate: Path) -> dict[str, Any]: ...
-
-    def sanitize(self, candidate: Path) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)

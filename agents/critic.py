@@ -5,13 +5,13 @@
   defects and cheating patterns; its verdict is recorded, and a failed screen skips evaluation when
   `screen_blocks` is on. Passing the screen proves nothing: only the harness verifies.
 
-Replies that cannot be parsed leave no directions (critique) or pass (screen), never a crash.
+Both ask for structured output and read non-compliant replies tolerantly (agents.critic_replies); replies
+that cannot be read leave no directions (critique) or pass (screen), never a crash.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
@@ -19,30 +19,13 @@ from langgraph.runtime import Runtime
 
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
+from kernelwright.agents.critic_replies import Critique, Screen, ask_structured, read_critique, read_screen, reply_text
 from kernelwright.agents.proposals import Spend, reply_spend
-from kernelwright.agents.run_state import CandidateRecord, RunState
+from kernelwright.agents.run_state import SCREENED_OUT, CandidateRecord, RunState
 from kernelwright.tools.problem import read_source
 from kernelwright.tools.run_folder import CandidateFolder
 
-_DIRECTION_RE = re.compile(r"^\s*[-*]\s+(.+?)\s*$", re.M)
-_SCREEN_RE = re.compile(r"SCREEN:\s*(PASS|FAIL)\b\s*[-:—]?\s*(.*)", re.I)
 _KERNEL_MARKERS = ("__global__", "load_cuda", "load_inline", "cpp_extension", "triton.jit", "cupy")
-
-
-def parse_critique(text: str) -> tuple[str, list[str]]:
-    """(verdict line, up to three directions) from 'VERDICT: ...' / 'DIRECTIONS:' / '- ...' replies."""
-    verdict = next((line.split(":", 1)[1].strip() for line in text.splitlines()
-                    if line.strip().upper().startswith("VERDICT:")), "")
-    tail = text.split("DIRECTIONS:", 1)[1] if "DIRECTIONS:" in text else text
-    return verdict, [d for d in _DIRECTION_RE.findall(tail)][:3]
-
-
-def parse_screen(text: str) -> tuple[bool, str]:
-    """(passed, reason); an answer without a SCREEN line passes (the harness decides)."""
-    match = _SCREEN_RE.search(text)
-    if match is None:
-        return True, "unparsed screen reply: passed to the harness"
-    return match.group(1).upper() == "PASS", match.group(2).strip() or match.group(1).upper()
 
 
 def critique(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
@@ -59,9 +42,10 @@ def critique(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         candidate_source=files.read_source(), evaluation=json.dumps(evaluation, default=str),
         profile_summary=record.get("profile_summary") or (profile.summary if profile else "") or "no profile")
-    reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)])
-    verdict, directions = parse_critique(str(reply.content))
-    return {"candidates": {best_id: {"critique": verdict, "directions": directions}},
+    structured, reply = ask_structured(ctx.critic_model(), [SystemMessage(prompt.system), HumanMessage(prompt.user)],
+                                       Critique)
+    found = read_critique(structured, reply_text(reply))
+    return {"candidates": {best_id: {"critique": found.verdict, "directions": found.directions}},
             "spent": reply_spend(reply).as_counts()}
 
 
@@ -97,16 +81,17 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
                                                                            spend.as_counts())
         if defect is None and ask_model:
             prompt = ctx.prompts.get("screen").render(problem_source=problem_source, candidate_source=source)
-            reply = ctx.critic_model().invoke([SystemMessage(prompt.system), HumanMessage(prompt.user)],
-                                              config=about_candidate(cid, "screen"))
+            structured, reply = ask_structured(ctx.critic_model(),
+                                               [SystemMessage(prompt.system), HumanMessage(prompt.user)], Screen,
+                                               config=about_candidate(cid, "screen"))
             spend.add(reply_spend(reply))
-            passed, reason = parse_screen(str(reply.content))
+            passed, reason = read_screen(structured, reply_text(reply))
             defect = None if passed else reason
             verdict = "PASS" if passed else f"FAIL: {reason}"
         else:
             verdict = "PASS (static)" if defect is None else f"FAIL (static): {defect}"
         update: CandidateRecord = {"screen": verdict}
         if defect is not None and ctx.settings.screen_blocks:
-            update.update(status="screened_out", reason="screened_out")
+            update.update(status=SCREENED_OUT, reason=SCREENED_OUT)
         updates[cid] = update
     return {"candidates": updates, "spent": spend.as_counts()}

@@ -62,8 +62,7 @@ def _crossover_request(state: RunState, ctx: KContext, a_id: str, b_id: str) -> 
         gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
         parent_a=_source(a), result_a=describe_result(a),
         parent_b=_source(b), result_b=describe_result(b),
-        direction="keep the faster parent's structure and take the other's best idea (memory access, reduction, "
-                  "launch shape); " + ("; ".join((a.get("directions") or []) + (b.get("directions") or [])) or DEFAULT_DIRECTION))
+        direction="; ".join((a.get("directions") or []) + (b.get("directions") or [])) or DEFAULT_DIRECTION)
     return ProposalRequest(prompt, "crossover", (a_id, b_id))
 
 
@@ -82,7 +81,7 @@ def repair(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
     for cid in todo:
         record = candidates[cid]
         report = _report(record)
-        prompt = ctx.prompts.get("fix").render(
+        prompt = ctx.prompts.get("repair").render(
             gpu=ctx.settings.gpu_description, problem_source=read_source(state["problem_path"], "problem"),
             candidate_source=_source(record),
             failure=f"{record.get('reason')}: {report.get('message') or ''}".strip(),

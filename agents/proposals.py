@@ -1,8 +1,8 @@
 """Ask chat models for candidate files and store them: shared by the translator, mutator and repairer.
 
-Malformed answers get a bounded number of repair turns (the repair message
-names what was wrong); what still fails becomes an error record, never an
-exception out of the node. Every call's tokens and cost are counted, and no
+Malformed answers are asked again a bounded number of times (`max_repairs`), with the re-ask prompt of
+what was wrong (agents.answer_parsing); what still fails becomes an error record, never an exception out
+of the node. Every call's tokens and cost are counted, and no
 call is made once a run budget is reached.
 """
 
@@ -19,7 +19,7 @@ from kernelwright.agents.answer_parsing import AnswerError, parse_candidate
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext, NamedModel
 from kernelwright.agents.run_state import CandidateRecord, RunState
-from kernelwright.prompts.library import RenderedPrompt
+from kernelwright.prompts.library import PromptLibrary, RenderedPrompt
 from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 
 log = structlog.get_logger(__name__)
@@ -61,8 +61,8 @@ def reply_spend(reply: Any, model: NamedModel | None = None) -> Spend:
 
 
 def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_repairs: int,
-                      model: NamedModel | None = None) -> tuple[str, int, Spend]:
-    """(candidate source, repairs used, spend); raises AnswerError (spend in details) after max_repairs."""
+                      model: NamedModel | None = None, *, prompts: PromptLibrary) -> tuple[str, int, Spend]:
+    """(candidate source, re-asks used, spend); raises AnswerError (spend in details) after max_repairs re-asks."""
     bound = llm.bind(temperature=temperature) if hasattr(llm, "bind") and _accepts_temperature(llm) else llm
     messages: list[BaseMessage] = ([SystemMessage(prompt.system)] if prompt.system.strip() else []) + [HumanMessage(prompt.user)]
     spend = Spend()
@@ -75,7 +75,8 @@ def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_
             if attempt == max_repairs:
                 exc.details.update(tokens=spend.tokens, cost_usd=spend.cost_usd)
                 raise
-            messages += [AIMessage(str(reply.content)), HumanMessage(exc.repair)]
+            reask = prompts.get(exc.reask_template).render(**exc.facts).user.strip()
+            messages += [AIMessage(str(reply.content)), HumanMessage(reask)]
     raise AssertionError("unreachable")
 
 
@@ -112,7 +113,8 @@ def propose(state: RunState, ctx: KContext, requests: Sequence[ProposalRequest])
         model = models[i % len(models)]
         temperature = req.temperature if req.temperature is not None else temps[i % len(temps)]
         try:
-            source, repairs, used = ask_for_candidate(model.llm, req.prompt, temperature, ctx.settings.max_repairs, model)
+            source, repairs, used = ask_for_candidate(model.llm, req.prompt, temperature, ctx.settings.max_repairs, model,
+                                                      prompts=ctx.prompts)
         except AnswerError as exc:
             spend.add(Spend(int(exc.details.get("tokens", 0)), float(exc.details.get("cost_usd", 0.0))))
             errors.append({"node": req.agent, "generation": generation, "model": model.name, **exc.to_dict()})

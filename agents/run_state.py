@@ -1,10 +1,27 @@
 """What agent nodes read from a run's state and return to it: the candidate records, the budget, and the
 state's keys. Agents import these, never `graphs/` (the dependency direction); `graphs.state.KState`
-extends `RunState` with the reducers that decide how the graph merges node updates."""
+extends `RunState` with the reducers that decide how the graph merges node updates.
+
+A candidate's status is a `CandidateStatus`: the harness's verdicts (tools.results.Status) plus the two the
+graph adds. Its reason is the harness's stable name for a rejection (tools: compile_error, wrong_output, the
+integrity check's name, tools.sanitizer.OUT_OF_BOUNDS, ...) or SCREENED_OUT, which this module owns."""
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any, Final, Literal, TypedDict, get_args
+
+from kernelwright.tools.results import Status
+from kernelwright.tools.sanitizer import SanitizeStatus
+
+# pending: proposed, not yet evaluated; screened_out: the critic's screen kept it from the harness
+CandidateStatus = Literal[Status, "pending", "screened_out"]
+CANDIDATE_STATUSES: Final[tuple[CandidateStatus, ...]] = get_args(CandidateStatus)
+SCREENED_OUT: Final = "screened_out"  # a status, and the reason a screened-out candidate carries
+
+
+def candidate_status(value: object) -> CandidateStatus:
+    """A status read back from a file or an event: one of CANDIDATE_STATUSES, anything else "error"."""
+    return next((s for s in CANDIDATE_STATUSES if s == value), "error")
 
 
 class CandidateRecord(TypedDict, total=False):
@@ -16,8 +33,8 @@ class CandidateRecord(TypedDict, total=False):
     temperature: float
     prompt: str  # template tag, e.g. translator@v1
     source_path: str
-    status: str  # pending | passed | rejected | needs_gpu | error | screened_out
-    reason: str | None
+    status: CandidateStatus
+    reason: str | None  # why it is not passed: a harness reason name, or SCREENED_OUT
     speedup_vs_eager: float | None
     speedup_vs_compile: float | None
     report_path: str
@@ -32,7 +49,7 @@ class CandidateRecord(TypedDict, total=False):
     variant: str  # the offline translator's variant (fused, fused_scalar, aten_reductions, *_tuned)
     params: dict[str, Any]  # the offline translator's tunables for this candidate
     archived: bool  # stored in the kernel archive
-    sanitizer: str  # compute-sanitizer memcheck of a winner: clean | out_of_bounds | unavailable | timeout | error
+    sanitizer: SanitizeStatus  # compute-sanitizer memcheck of a winner
 
 
 class Budget(TypedDict, total=False):

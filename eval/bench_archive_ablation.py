@@ -1,12 +1,12 @@
 """Is the archive worth it? Evaluations needed to reach a run's best, with an empty archive vs a filled one.
 
-    python -m kernelwright.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
+    python -m kernelwright.eval.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
            [--generations 3] [--candidates 3] [--start variants|random] [--embedding auto|minilm|hashed]
            [--family softmax|row_norm] [--gpus 0,1] [--phase all|empty|filled|report [--only NAMES]]
            [--profile] [--compile-baseline]
 
-(The command lives in the front door, which owns complete runs; this module is the experiment, given a
-function that performs one offline run.)
+(The command, eval/archive_ablation.py, performs the offline runs; this module is the experiment, given a
+function that performs one.)
 
 For a group of related problems (default: the suite's softmax family), offline (no LLM), on a GPU:
 1. each problem runs with an empty archive; its best verified speedup is the target, and the number of

@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.run_state import SCREENED_OUT, CandidateStatus
+from kernelwright.graphs.nodes import EVALUATE_ONE, MUTATE, TRANSLATE
 from kernelwright.tools.run_folder import CandidateMeta, CandidateProfile, RunFolder
 
-REASONS = (("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"),
-           ("rejected", "load_error"), ("screened_out", "screened_out"), ("error", "worker_crash"))
+REASONS: tuple[tuple[CandidateStatus, str], ...] = (
+    ("rejected", "compile_error"), ("rejected", "wrong_output"), ("rejected", "timeout"), ("rejected", "load_error"),
+    (SCREENED_OUT, SCREENED_OUT), ("error", "worker_crash"))
 PROMPT = ("You are optimising a PyTorch module with a custom CUDA kernel. Problem source follows.\n"
           + "x = torch.relu(x * w + b)  # the reference computation\n" * 60)
 
@@ -64,8 +67,8 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
     for i in range(n_candidates):
         gen = min(generations - 1, i // per_gen)
         if i % per_gen == 0:
-            log.emit("node_start", node="mutate" if gen else "translate", node_run=f"n{gen}", step=gen * 10, generation=gen)
-            log.emit("node_end", node="mutate" if gen else "translate", node_run=f"n{gen}", generation=gen,
+            log.emit("node_start", node=MUTATE if gen else TRANSLATE, node_run=f"n{gen}", step=gen * 10, generation=gen)
+            log.emit("node_end", node=MUTATE if gen else TRANSLATE, node_run=f"n{gen}", generation=gen,
                      duration_s=round(rng.uniform(5, 30), 3), candidates=[])
         roll = rng.random()
         if gen == 0 or not passed:
@@ -91,19 +94,19 @@ def synthetic_run(run_dir: Path, n_candidates: int = 5000, generations: int = 50
                   "timing": {"candidate": {"median_ms": 0.1 / max(speed, 0.1), "p20_ms": 0.09, "p80_ms": 0.11, "n_trials": 50},
                              "eager": {"median_ms": 0.1, "p20_ms": 0.099, "p80_ms": 0.101, "n_trials": 50}} if ok else {},
                   "gpu": {"name": "NVIDIA H100 80GB HBM3"}}
-        if status != "screened_out":
+        if status != SCREENED_OUT:
             folder.write_report(report)
         tokens_in, tokens_out = rng.randint(2500, 5000), rng.randint(400, 1500)
-        log.emit("llm_call", agent=agent if agent != "crossover" else "mutator", node="mutate" if gen else "translate",
+        log.emit("llm_call", agent=agent if agent != "crossover" else "mutator", node=MUTATE if gen else TRANSLATE,
                  node_run=f"n{gen}", llm_run=f"l{i}", generation=gen, model=meta.model, temperature=temperature,
                  messages=[{"role": "system", "content": "Write CUDA."}, {"role": "human", "content": PROMPT}],
                  response=f"```python\n{source}```", input_tokens=tokens_in, output_tokens=tokens_out,
                  total_tokens=tokens_in + tokens_out, latency_s=round(rng.uniform(2, 40), 3),
                  cost_usd=round((tokens_in * 3 + tokens_out * 15) / 1e6, 6), candidate_id=cid)
-        if status != "screened_out":
+        if status != SCREENED_OUT:
             log.emit("tool_call", tool="evaluate", candidate_id=cid, status=status, reason=reason,
                      speedup=speed or None, seconds=round(rng.uniform(1, 4), 3))
-        log.emit("node_end", node="evaluate_one", node_run=f"e{i}", generation=gen, duration_s=1.0,
+        log.emit("node_end", node=EVALUATE_ONE, node_run=f"e{i}", generation=gen, duration_s=1.0,
                  candidates=[{"id": cid, "status": status, "reason": reason, "speedup": speed or None}])
         if ok:
             passed.append((cid, speed))

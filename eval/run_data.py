@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.run_state import CandidateStatus, candidate_status
+from kernelwright.graphs.nodes import CRITIQUE, SCREEN
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.run_folder import CandidateFolder, CandidateMeta, RunFolder
 
-FAILED_STATUSES = ("rejected", "error", "screened_out", "needs_gpu")
+FAILED_STATUSES: tuple[CandidateStatus, ...] = ("rejected", "error", "screened_out", "needs_gpu")
 
 
 class RunDataError(KernelwrightError):
@@ -82,7 +84,7 @@ class Candidate:
     prompt: str = ""
     parents: list[str] = field(default_factory=list)
     repair_depth: int = 0
-    status: str = "pending"
+    status: CandidateStatus = "pending"
     reason: str | None = None
     message: str = ""
     speedup_vs_eager: float | None = None
@@ -263,7 +265,7 @@ def _apply_updates(candidates: dict[str, Candidate], run: NodeRun) -> None:
         if cand is None:
             cand = candidates[cid] = Candidate(id=cid, generation=run.generation)
         if update.get("status"):
-            cand.status = str(update["status"])
+            cand.status = candidate_status(update["status"])
             cand.reason = update.get("reason")
         if update.get("speedup") is not None:
             cand.speedup_vs_eager = float(update["speedup"])
@@ -283,7 +285,7 @@ def _apply_report(cand: Candidate) -> None:
     report = folder.read_report()
     if report is not None and report.data:
         cand.report = report.to_dict()
-        cand.status = report.status
+        cand.status = candidate_status(report.status)
         cand.reason = report.reason
         cand.message = report.message
         cand.speedup_vs_eager = report.speedup_vs_eager
@@ -319,13 +321,13 @@ def _link(candidates: dict[str, Candidate], nodes: list[NodeRun], llm_calls: lis
     by_run = {n.node_run: n for n in nodes}
     screened: dict[str, list[str]] = {
         n.node_run: [str(u["id"]) for u in n.updates if u.get("screen") and "(static)" not in str(u["screen"])]
-        for n in nodes if n.node == "screen"}
+        for n in nodes if n.node == SCREEN}
     for call in llm_calls:
         node = by_run.get(call.node_run or "")
         if call.candidate_id is None and node is not None:
-            if node.node == "critique" and node.subject:
+            if node.node == CRITIQUE and node.subject:
                 call.candidate_id, call.role = node.subject, "critique"
-            elif node.node == "screen" and screened.get(node.node_run):
+            elif node.node == SCREEN and screened.get(node.node_run):
                 call.candidate_id, call.role = screened[node.node_run].pop(0), "screen"
             elif call.agent in ("translator", "mutator", "repair") and not call.error:
                 call.role = "malformed"  # no candidate in the reply: asked again, or recorded as an error

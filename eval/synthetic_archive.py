@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 from kernelwright.memory.records import ArchiveRecord, Lineage, ProblemSignature, SigOp, SigTensor
+from kernelwright.tools.results import Status
 from kernelwright.tools.source_hash import candidate_id
 
 # Problem families: op lists that real KernelBench problems have.
@@ -47,7 +48,7 @@ def kernel_source(family: str, idea: str = "naive", variant: int = 0, body_lines
             f'class ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return launch_{variant}(x)\n')
 
 
-def make_record(family: str = "relu", *, idea: str = "naive", variant: int = 0, status: str = "passed",
+def make_record(family: str = "relu", *, idea: str = "naive", variant: int = 0, status: Status = "passed",
                 cc: str | None = "9.0", speedup: float | None = 1.5, trials: int = 5, run_id: str = "run-a",
                 shape: tuple[int, ...] = (128, 4096), dtype: str = "float32", created_at: float = 1.0,
                 body_lines: int = 0) -> ArchiveRecord:

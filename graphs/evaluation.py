@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import structlog
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from kernelwright.agents.context import KContext
+from kernelwright.graphs.nodes import COLLECT, EVALUATE_ONE, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
 from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
 from kernelwright.tools.run_folder import CandidateFolder, CandidateReport
@@ -35,15 +36,12 @@ class EvalTask(TypedDict):
 def describe(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     """Stage 1: the problem's functional form (traced op list), or the module source with the reason."""
     ctx = runtime.context
-    if ctx.offline is not None and getattr(ctx.evaluator, "traces_out_of_process", False):
+    if ctx.offline is not None and ctx.evaluator.traces_out_of_process:
         ctx.offline.start(state["problem_path"])  # the offline translator's trace overlaps the worker's
     if (state.get("functional") or {}).get("method"):
         return {}
-    trace = getattr(ctx.evaluator, "functional_form", None)
-    if trace is None:
-        return {"functional": {"method": "source", "fallback_reason": "the evaluator traces no functional form"}}
     try:
-        form = trace()
+        form = ctx.evaluator.functional_form()
     except ReferenceFailure:
         raise  # the problem itself is broken: bad input, reported by the caller
     except KernelwrightError as exc:
@@ -56,10 +54,10 @@ def dispatch(state: KState) -> dict[str, Any]:
     return {"eval_started_at": time.time()}
 
 
-def fan_out(state: KState) -> list[Send] | Literal["collect"]:
-    tasks = [Send("evaluate_one", EvalTask(candidate_id=cid, source_path=r["source_path"]))
+def fan_out(state: KState) -> list[Send] | NodeName:
+    tasks = [Send(EVALUATE_ONE, EvalTask(candidate_id=cid, source_path=r["source_path"]))
              for cid, r in (state.get("candidates") or {}).items() if r.get("status") == "pending"]
-    return tasks or "collect"
+    return tasks or COLLECT
 
 
 def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
@@ -70,9 +68,8 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
     started = time.perf_counter()
     report = folder.read_report()  # evaluated before a resume: not again
     if report is None:
-        prepare = getattr(evaluator, "prepare", None)
-        failed_build = prepare(source) if prepare is not None else None
-        report = CandidateReport.from_dict(failed_build or evaluator.evaluate(source))
+        verdict = evaluator.prepare(source) or evaluator.evaluate(source)  # a failed build is the verdict
+        report = CandidateReport.from_dict(verdict.to_dict())
         folder.write_report(report)
     record = CandidateRecord(status=report.status, reason=report.reason, speedup_vs_eager=report.speedup_vs_eager,
                              speedup_vs_compile=report.speedup_vs_compile, report_path=str(folder.report_path),

@@ -18,11 +18,8 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from kernelwright.graphs.nodes import CRITIQUE, NODE_AGENTS
 from kernelwright.tools.run_folder import LINEAGE_KEY, EventLog, lineage_of
-
-# Which agent a node's LLM calls belong to (plugins are named after their node).
-NODE_AGENTS = {"translate": "translator", "mutate": "mutator", "repair": "repair", "critique": "critic",
-               "screen": "critic"}
 
 
 @dataclass
@@ -53,6 +50,7 @@ class GraphEventHandler(BaseCallbackHandler):
         self._on_graph_start = on_graph_start
         self._nodes: dict[UUID, _NodeRun] = {}
         self._llm: dict[UUID, _LlmStart] = {}
+        self._within: dict[UUID, UUID] = {}  # a runnable inside a node (e.g. a structured-output chain) -> its parent
         self._prices: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
         self._generation = 0
@@ -71,14 +69,16 @@ class GraphEventHandler(BaseCallbackHandler):
             return
         node = (metadata or {}).get("langgraph_node")
         if not node or kwargs.get("name") != node or not any(t.startswith("graph:step:") for t in tags or []):
-            return  # an edge function or a runnable inside a node, not the node itself
+            with self._lock:  # an edge function or a runnable inside a node, not the node itself
+                self._within[run_id] = parent_run_id
+            return
         fields: dict[str, Any] = {}
         if isinstance(inputs, Mapping):
             if isinstance(inputs.get("generation"), int):
                 self._generation = inputs["generation"]
             if "candidate_id" in inputs:
                 fields["candidate_id"] = inputs["candidate_id"]
-            if node == "critique" and inputs.get("best_id"):
+            if node == CRITIQUE and inputs.get("best_id"):
                 fields["subject"] = inputs["best_id"]  # the candidate the critic reviews
         with self._lock:
             self._nodes[run_id] = _NodeRun(node, time.perf_counter(), self._generation)
@@ -88,6 +88,7 @@ class GraphEventHandler(BaseCallbackHandler):
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             run = self._nodes.pop(run_id, None)
+            self._within.pop(run_id, None)
         if run is not None:
             self._log.emit("node_end", node=run.node, node_run=str(run_id), generation=run.generation,
                            duration_s=round(time.perf_counter() - run.started, 4), **summarize_update(outputs))
@@ -95,6 +96,7 @@ class GraphEventHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             run = self._nodes.pop(run_id, None)
+            self._within.pop(run_id, None)
         if run is not None:
             self._log.emit("node_error", node=run.node, node_run=str(run_id), generation=run.generation,
                            duration_s=round(time.perf_counter() - run.started, 4),
@@ -107,10 +109,11 @@ class GraphEventHandler(BaseCallbackHandler):
         meta = metadata or {}
         params = kwargs.get("invocation_params") or {}
         with self._lock:
-            parent = self._nodes.get(parent_run_id) if parent_run_id else None
+            node_run = self._enclosing_node(parent_run_id)
+            parent = self._nodes.get(node_run) if node_run else None
             self._llm[run_id] = _LlmStart(
                 started=time.perf_counter(), node=parent.node if parent else str(meta.get("langgraph_node", "")),
-                node_run=str(parent_run_id) if parent else None,
+                node_run=str(node_run) if parent else None,
                 generation=parent.generation if parent else self._generation,
                 model=str(params.get("model") or params.get("model_name") or meta.get("ls_model_name")
                           or _serialized_name(serialized)),
@@ -118,6 +121,13 @@ class GraphEventHandler(BaseCallbackHandler):
                 messages=[{"role": getattr(m, "type", "unknown"), "content": _text(getattr(m, "content", m))}
                           for m in (messages[0] if messages else [])],
                 subject=meta.get("kw_subject"), role=meta.get("kw_role"))
+
+    def _enclosing_node(self, run_id: UUID | None) -> UUID | None:
+        """The node run a call was made in, through any runnables between them (call with the lock held)."""
+        seen = 0
+        while run_id is not None and run_id not in self._nodes and seen < 64:
+            run_id, seen = self._within.get(run_id), seen + 1
+        return run_id if run_id in self._nodes else None
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:

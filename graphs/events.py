@@ -21,20 +21,24 @@ seconds), `run_id` and `event`):
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
+from kernelwright.agents.evaluator import CandidateEvaluator, CandidateProfile
 from kernelwright.graphs.sanitizing import memcheck_rejected
+from kernelwright.tools.results import EvalReport
 from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, EventLog, RunFolder, lineage_of
+from kernelwright.tools.sanitizer import SanitizeVerdict
+
+T = TypeVar("T")
 
 
 def candidate_id_of(path: Path) -> str:
@@ -43,39 +47,52 @@ def candidate_id_of(path: Path) -> str:
 
 
 class RecordingEvaluator:
-    """Wraps a CandidateEvaluator: each evaluate/sanitize/prepare/profile call becomes a tool_call event.
+    """A CandidateEvaluator that records each call of the one it wraps as a tool_call event."""
 
-    Optional methods stay optional: `getattr(wrapper, "prepare", None)` is None when
-    the wrapped evaluator has no `prepare`, exactly as the graph expects.
-    """
-
-    _RECORDED = ("evaluate", "sanitize", "prepare", "profile", "functional_form")
-
-    def __init__(self, inner: Any, log: EventLog) -> None:
+    def __init__(self, inner: CandidateEvaluator, log: EventLog) -> None:
         self._inner, self._log = inner, log
 
-    def evaluate(self, candidate: Path) -> dict[str, Any]:
-        return self._call("evaluate", self._inner.evaluate, candidate)
+    @property
+    def traces_out_of_process(self) -> bool:
+        return self._inner.traces_out_of_process
 
-    def sanitize(self, candidate: Path) -> dict[str, Any]:
-        return self._call("sanitize", self._inner.sanitize, candidate)
+    @property
+    def gpus(self) -> Sequence[str]:
+        return self._inner.gpus
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)  # AttributeError for absent optional methods, as without the wrapper
-        if name in self._RECORDED and callable(attr):
-            return functools.partial(self._call, name, attr)
-        return attr
+    def functional_form(self) -> dict[str, Any]:
+        return self._call("functional_form", None, self._inner.functional_form,
+                          lambda form: {"status": "traced", "method": form.get("method")})
 
-    def _call(self, tool: str, fn: Callable[..., Any], *args: Any) -> Any:
+    def prepare(self, candidate: Path) -> EvalReport | None:
+        return self._call("prepare", candidate, lambda: self._inner.prepare(candidate),
+                          lambda report: {"status": "built"} if report is None else _report_outcome(report))
+
+    def evaluate(self, candidate: Path) -> EvalReport:
+        return self._call("evaluate", candidate, lambda: self._inner.evaluate(candidate), _report_outcome)
+
+    def sanitize(self, candidate: Path) -> SanitizeVerdict:
+        return self._call("sanitize", candidate, lambda: self._inner.sanitize(candidate),
+                          lambda verdict: {"status": verdict.status, "summary": verdict.message[:500]})
+
+    def profile(self, candidate: Path) -> CandidateProfile:
+        return self._call("profile", candidate, lambda: self._inner.profile(candidate),
+                          lambda found: {"status": "profiled" if found.available else "unavailable",
+                                         "summary": found.summary[:500]})
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def _call(self, tool: str, candidate: Path | None, fn: Callable[[], T], outcome: Callable[[T], dict[str, Any]]) -> T:
         started = time.perf_counter()
-        cid = candidate_id_of(args[0]) if args else None
+        cid = candidate_id_of(candidate) if candidate is not None else None
         try:
-            result = fn(*args)
+            result = fn()
         except Exception as exc:
             self._log.emit("tool_call", tool=tool, candidate_id=cid, status="error", seconds=_since(started),
                            error=f"{type(exc).__name__}: {exc}")
             raise
-        self._log.emit("tool_call", tool=tool, candidate_id=cid, seconds=_since(started), **_tool_outcome(tool, result))
+        self._log.emit("tool_call", tool=tool, candidate_id=cid, seconds=_since(started), **outcome(result))
         return result
 
 
@@ -83,20 +100,9 @@ def _since(started: float) -> float:
     return round(time.perf_counter() - started, 4)
 
 
-def _tool_outcome(tool: str, result: Any) -> dict[str, Any]:
-    if tool == "prepare" and result is None:
-        return {"status": "built"}
-    if not isinstance(result, Mapping):
-        return {"status": "done"}
-    if tool == "profile":
-        return {"status": "profiled" if result.get("available", True) else "unavailable",
-                "summary": str(result.get("summary") or result.get("reason") or "")[:500]}
-    if tool == "functional_form":
-        return {"status": "traced", "method": result.get("method")}
-    if tool == "sanitize":
-        return {"status": result.get("status"), "summary": str(result.get("message") or "")[:500]}
-    return {"status": result.get("status"), "reason": result.get("reason"), "speedup": result.get("speedup_vs_eager"),
-            "message": str(result.get("message") or "")[:500]}
+def _report_outcome(report: EvalReport) -> dict[str, Any]:
+    return {"status": report.status, "reason": report.reason, "speedup": report.speedup_vs_eager,
+            "message": str(report.message or "")[:500]}
 
 
 def best_summary(state: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -148,7 +154,7 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
         self._stack = ExitStack()
         self._finished = False
 
-    def wrap(self, evaluator: Any) -> RecordingEvaluator:
+    def wrap(self, evaluator: CandidateEvaluator) -> RecordingEvaluator:
         return RecordingEvaluator(evaluator, self.log)
 
     def graph_config(self, ctx: Any = None) -> dict[str, Any]:

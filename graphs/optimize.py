@@ -28,11 +28,13 @@ from kernelwright.agents.mutator import mutate, repair
 from kernelwright.agents.profiler import profile
 from kernelwright.agents.translator import translate
 from kernelwright.graphs.archiving import archive
-from kernelwright.agents.context import KContext
+from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
+from kernelwright.graphs.nodes import (ARCHIVE, COLLECT, CRITIQUE, DESCRIBE, DISPATCH, EVALUATE_ONE, MUTATE, PROFILE,
+                                      REPAIR, SANITIZE_WINNER, SCREEN, SELECT, TRANSLATE)
 from kernelwright.graphs.plugins import AgentPlugin, chains
 from kernelwright.graphs.sanitizing import sanitize_winner
-from kernelwright.graphs.selection import after_collect, next_step, select
+from kernelwright.graphs.selection import AFTER_EVALUATE, after_collect, next_step, select
 from kernelwright.graphs.state import KState
 
 Node = Callable[[KState, Runtime[KContext]], dict[str, Any]]
@@ -57,33 +59,40 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     """The compiled graph; `plugins` are inserted at their attach points, in order."""
     grouped = chains(plugins)
     builder = StateGraph(KState, context_schema=KContext)
-    for name, node in (("describe", describe), ("translate", translate), ("mutate", mutate), ("repair", repair),
-                       ("screen", screen), ("critique", critique), ("profile", profile), ("select", select),
-                       ("archive", archive), ("sanitize_winner", sanitize_winner)):
+    for name, node in ((DESCRIBE, describe), (TRANSLATE, translate), (MUTATE, mutate), (REPAIR, repair),
+                       (SCREEN, screen), (CRITIQUE, critique), (PROFILE, profile), (SELECT, select),
+                       (ARCHIVE, archive), (SANITIZE_WINNER, sanitize_winner)):
         builder.add_node(name, timed(node))
-    builder.add_node("dispatch", dispatch)
-    builder.add_node("evaluate_one", evaluate_one)
-    builder.add_node("collect", collect)
+    builder.add_node(DISPATCH, dispatch)
+    builder.add_node(EVALUATE_ONE, evaluate_one)
+    builder.add_node(COLLECT, collect)
     for plugin in plugins:
         builder.add_node(plugin.name, plugin.node)
 
-    builder.add_edge(START, "describe")
-    builder.add_edge("describe", "translate")
-    after_propose = [p.name for p in grouped["after_propose"]] + ["screen", "dispatch"]
-    for source in ("translate", "mutate", "repair"):
+    builder.add_edge(START, DESCRIBE)
+    builder.add_edge(DESCRIBE, TRANSLATE)
+    after_propose = [p.name for p in grouped["after_propose"]] + [SCREEN, DISPATCH]
+    for source in (TRANSLATE, MUTATE, REPAIR):
         builder.add_edge(source, after_propose[0])
     _chain(builder, after_propose)
-    builder.add_conditional_edges("dispatch", fan_out, ["evaluate_one", "collect"])
-    builder.add_edge("evaluate_one", "collect")
-    after_evaluate = [p.name for p in grouped["after_evaluate"]] + ["profile", "select", "archive"]
-    builder.add_conditional_edges("collect", after_collect, {"repair": "repair", "after_evaluate": after_evaluate[0]})
+    builder.add_conditional_edges(DISPATCH, fan_out, [EVALUATE_ONE, COLLECT])
+    builder.add_edge(EVALUATE_ONE, COLLECT)
+    after_evaluate = [p.name for p in grouped["after_evaluate"]] + [PROFILE, SELECT, ARCHIVE]
+    builder.add_conditional_edges(COLLECT, after_collect, {REPAIR: REPAIR, AFTER_EVALUATE: after_evaluate[0]})
     _chain(builder, after_evaluate)
-    builder.add_conditional_edges("archive", next_step, ["critique", "mutate", "sanitize_winner", END])
-    builder.add_edge("sanitize_winner", "archive")  # the verdicts go into the archive before END
-    builder.add_edge("critique", "mutate")
+    builder.add_conditional_edges(ARCHIVE, next_step, [CRITIQUE, MUTATE, SANITIZE_WINNER, END])
+    builder.add_edge(SANITIZE_WINNER, ARCHIVE)  # the verdicts go into the archive before END
+    builder.add_edge(CRITIQUE, MUTATE)
     return builder.compile(checkpointer=checkpointer)
 
 
 def _chain(builder: StateGraph, names: list[str]) -> None:
     for a, b in zip(names, names[1:]):
         builder.add_edge(a, b)
+
+
+def run_config(settings: RunSettings, thread_id: str) -> dict[str, Any]:
+    """The graph's RunnableConfig for a run with these settings: its thread, how many evaluations run at once,
+    and a step limit that a finished run of `settings.generations` stays under."""
+    return {"configurable": {"thread_id": thread_id}, "max_concurrency": settings.eval_concurrency,
+            "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30}

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
+from kernelwright.graphs.nodes import NODE_NAMES
 from kernelwright.tools.errors import KernelwrightError
 
 ENTRY_POINT_GROUP = "kernelwright.agents"
 AttachPoint = Literal["after_propose", "after_evaluate"]
 ATTACH_POINTS: tuple[str, ...] = ("after_propose", "after_evaluate")
-RESERVED = {"describe", "translate", "mutate", "repair", "screen", "dispatch", "evaluate_one", "collect", "profile",
-            "select", "critique", "archive", "sanitize_winner"}
+RESERVED = frozenset(NODE_NAMES)
 
 
 class PluginError(KernelwrightError):

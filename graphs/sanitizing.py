@@ -75,7 +75,7 @@ def sanitize_winner(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]
     def sanitize(source: Path) -> Mapping[str, Any]:
         # a verdict already in the report (the harness's own pass, harness.sanitize; a resumed end) counts
         report = CandidateFolder.of_source(source).read_report()
-        return (report.sanitizer if report is not None else None) or evaluator.sanitize(source)
+        return (report.sanitizer if report is not None else None) or evaluator.sanitize(source).to_dict()
 
     check = sanitize_in_order(ranked, sanitize)
     rejected = set(check.rejected)
@@ -92,7 +92,7 @@ def _apply(record: CandidateRecord, verdict: dict[str, Any]) -> CandidateRecord:
     update = verdict_update(verdict)
     if record.get("report_path"):
         CandidateFolder.of_source(record["source_path"]).update_report(update)
-    out = CandidateRecord(sanitizer=str(verdict.get("status")), archived=False)
+    out = CandidateRecord(sanitizer=verdict["status"], archived=False)
     if "status" in update:
         out.update(status=update["status"], reason=update["reason"])
     return out

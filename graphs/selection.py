@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -11,18 +11,23 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.mutator import repairable
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
+from kernelwright.agents.run_state import SCREENED_OUT
 from kernelwright.graphs.generations import FIRST_GENERATION
+from kernelwright.graphs.nodes import CRITIQUE, MUTATE, REPAIR, SANITIZE_WINNER, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
 
+AfterEvaluate = Literal["after_evaluate"]
+AFTER_EVALUATE: Final = "after_evaluate"  # a route, not a node: the first after-evaluate plugin, else profile
 
-def after_collect(state: KState, runtime: Runtime[KContext]) -> Literal["repair", "after_evaluate"]:
+
+def after_collect(state: KState, runtime: Runtime[KContext]) -> NodeName | AfterEvaluate:
     """Back to the repairer with diagnostics while rejected candidates have repairs left and budget remains."""
     settings = runtime.context.settings
     if not runtime.context.has_llm or exhausted(state.get("budget"), state.get("spent")):
-        return "after_evaluate"  # the offline translator does not repair: its tuner moves on
+        return AFTER_EVALUATE  # the offline translator does not repair: its tuner moves on
     if any(repairable(r, settings.repair_rounds) for r in (state.get("candidates") or {}).values()):
-        return "repair"
-    return "after_evaluate"
+        return REPAIR
+    return AFTER_EVALUATE
 
 
 def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
@@ -58,15 +63,15 @@ def _nothing_to_propose(state: KState, ctx: KContext) -> str | None:
 
 def _nothing_verifiable(state: KState) -> str | None:
     """Every evaluation said 'needs a GPU': more generations would only compile more unverifiable kernels."""
-    statuses = {r.get("status") for r in (state.get("candidates") or {}).values()} - {"screened_out"}
+    statuses = {r.get("status") for r in (state.get("candidates") or {}).values()} - {SCREENED_OUT}
     if statuses == {"needs_gpu"}:
         return "no CUDA GPU: candidates compile but cannot be verified here"
     return None
 
 
-def next_step(state: KState, runtime: Runtime[KContext]) -> Literal["critique", "mutate", "sanitize_winner", "__end__"]:
+def next_step(state: KState, runtime: Runtime[KContext]) -> NodeName | Literal["__end__"]:
     """Another generation, or the end: the winner's memcheck first, then (after its archive pass) END."""
     if state.get("stop_reason") or exhausted(state.get("budget"), state.get("spent")):
-        return END if state.get("winner_checked") else "sanitize_winner"
+        return END if state.get("winner_checked") else SANITIZE_WINNER
     ctx = runtime.context
-    return "critique" if ctx.settings.critic and ctx.has_llm and state.get("best_id") else "mutate"
+    return CRITIQUE if ctx.settings.critic and ctx.has_llm and state.get("best_id") else MUTATE

@@ -15,11 +15,11 @@ from typing import Any
 import structlog
 
 from kernelwright.config import KernelwrightConfig, load_config
+from kernelwright.graphs.harness_evaluator import profile_candidate
 from kernelwright.logging_setup import api_logging
 from kernelwright.tools.sanitizer import verdict_update
 from kernelwright.tools.evaluate import Evaluator
 from kernelwright.tools.module_problem import stop_if_reloading_script, write_problem_from_module
-from kernelwright.tools.nvcc import BuildSettings
 from kernelwright.tools.problem import check_source, read_source
 from kernelwright.tools.results import EvalReport
 
@@ -67,26 +67,6 @@ def _evaluate(problem: str | Path, candidate: str | Path, config: KernelwrightCo
     if report.passed and (config.harness.profile if profile is None else profile):
         report.profile = profile_candidate(problem, candidate, settings.build)
     return report
-
-
-def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings) -> dict[str, Any]:
-    """Nsight Compute metrics of the candidate's kernels, or why they could not be read."""
-    import sys
-
-    from kernelwright.tools.gpu_info import gpu_facts
-    from kernelwright.tools.ncu import profile_command
-    from kernelwright.tools.procenv import scrubbed_env
-
-    try:
-        facts = gpu_facts(use_torch=False)  # keep CUDA out of the harness process
-    except Exception:  # noqa: BLE001 - facts only sharpen the roofline; profiling goes on without them
-        facts = None
-    cmd = [sys.executable, "-m", "kernelwright.tools.run_once", str(problem), str(candidate), "--calls", "2"]
-    result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
-                             launch_count=20, facts=facts)
-    out = result.to_dict()
-    out["summary"] = result.summary()
-    return out
 
 
 def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = None, init_args: Sequence[Any] = (),

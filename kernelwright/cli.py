@@ -20,6 +20,7 @@ from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU,
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.results import Status
 
 app = KernelwrightTyper(add_completion=False, no_args_is_help=True,
                         help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
@@ -75,7 +76,8 @@ def eval_command(
         typer.echo(json.dumps(data, indent=2, default=str))
     else:
         _print_report(console, data)
-    code = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}.get(report.status, EXIT_ERROR)
+    exit_codes: dict[Status, int] = {"passed": EXIT_PASSED, "rejected": EXIT_REJECTED, "needs_gpu": EXIT_NEEDS_GPU}
+    code = exit_codes.get(report.status, EXIT_ERROR)
     raise typer.Exit(code)
 
 
@@ -112,6 +114,7 @@ def run_command(
     from rich.live import Live
 
     from kernelwright.agents.llm import ModelPlan, ModelSettings
+    from kernelwright.graphs.nodes import SELECT
     from kernelwright.progress import RunProgress
     from kernelwright.run import RunBudget, optimize
 
@@ -135,7 +138,7 @@ def run_command(
         progress.apply(node, update)
         if live is not None:
             live.update(progress.table(f"kernelwright run {problem.name}"))
-        elif node == "select":
+        elif node == SELECT:
             console.print(progress.line())
 
     def on_models(plan: ModelPlan) -> None:
@@ -228,7 +231,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
     from kernelwright.graphs.sanitizing import sanitized_text
     from kernelwright.tools.diagnostics import Diagnostic
 
-    status_style = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}.get(r["status"], "magenta")
+    styles: dict[Status, str] = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}
+    status_style = styles.get(r["status"], "magenta")
     console.print(f"[bold {status_style}]{r['status'].upper()}[/]  {Path(r['candidate']).name} vs {Path(r['problem']).name}"
                   f"  (precision profile: {r.get('precision', 'strict')})")
     if r["reason"]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import FIRST_GENERATION, generation_label, last_finished
 from kernelwright.graphs.sanitizing import sanitized_text
 
@@ -18,7 +19,7 @@ class RunProgress:
     finished: int = 0  # generations whose select has run
     best_speedup: float | None = None
     best_id: str | None = None
-    outcomes: Counter = field(default_factory=Counter)  # status -> count (passed, rejected, screened_out, ...)
+    outcomes: Counter[CandidateStatus] = field(default_factory=Counter)  # status -> count (passed, rejected, ...)
     reasons: Counter = field(default_factory=Counter)  # rejection reason -> count
     proposed: int = 0
     malformed: int = 0
@@ -28,7 +29,7 @@ class RunProgress:
     last_node: str = ""
     stop_reason: str | None = None
     sanitized: str | None = None  # the winner's memcheck, once the run's end has run it ("yes" / "no (why)")
-    _status: dict[str, str] = field(default_factory=dict)  # each candidate's latest verdict
+    _status: dict[str, CandidateStatus] = field(default_factory=dict)  # each candidate's latest verdict
     _speed: dict[str, float] = field(default_factory=dict)
 
     def apply(self, node: str, update: dict[str, Any]) -> None:

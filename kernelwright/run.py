@@ -18,12 +18,13 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.agents.context import CandidateEvaluator, KContext, NamedModel, RunSettings
+from kernelwright.agents.context import KContext, NamedModel, RunSettings
+from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.config import DEFAULT_RUNS_DIR, KernelwrightConfig, load_config
-from kernelwright.graphs.optimize import build_optimize_graph
+from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
+from kernelwright.graphs.optimize import build_optimize_graph, run_config
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
-from kernelwright.harness_evaluator import HarnessEvaluator
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.problem import check_source
 from kernelwright.tools.run_folder import RUN_FILE, RunFolder
@@ -143,14 +144,12 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
     evaluator = evaluator or HarnessEvaluator(problem, config.eval_settings())
-    settings = _with_gpu_facts(settings, evaluator)
+    settings = with_gpu_facts(settings, evaluator.gpus)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
                    offline=OfflineSession() if offline is not False else None, archive=opened_archive)
-    config = {"configurable": {"thread_id": run_id}, "max_concurrency": settings.eval_concurrency,
-              "recursion_limit": (12 + 8 * settings.repair_rounds) * settings.generations + 30,
-              **recorder.graph_config(ctx)}
+    config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
     node, failed_in = "start", ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
@@ -179,35 +178,12 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
         raise _stopped(exc, plan, run_id, run_dir, resume_command(problem, run_id, runs_dir), node, failed_in) from exc
     finally:
-        if owned and hasattr(evaluator, "close"):
+        if owned:
             evaluator.close()
         if opened_archive is not None and opened_archive is not archive:
             opened_archive.close()
     best = state.get("candidates", {}).get(state.get("best_id") or "")
     return RunResult(run_id, run_dir, best, state)
-
-
-def _with_gpu_facts(settings: RunSettings, evaluator: Any) -> RunSettings:
-    """The prompts' GPU facts and the archive's architecture, read through NVML when the evaluator has a GPU."""
-    if settings.gpu_description != RunSettings.gpu_description or not getattr(evaluator, "gpus", None):
-        return settings
-    from kernelwright.tools.gpu_info import gpu_facts
-
-    try:
-        f = gpu_facts(int(evaluator.gpus[0]) if str(evaluator.gpus[0]).isdigit() else 0, use_torch=False)
-    except Exception as exc:  # noqa: BLE001 - facts sharpen prompts; without them the run goes on
-        log.info("gpu_facts_unavailable", error=str(exc))
-        return settings
-    major, minor = f.compute_capability
-    parts = [f"{f.name}, compute capability {major}.{minor} (sm_{major}{minor})"]
-    if f.sm_count:
-        parts.append(f"{f.sm_count} SMs")
-    if f.peak_dram_bandwidth_gbps:
-        parts.append(f"{f.peak_dram_bandwidth_gbps / 1000:.2f} TB/s DRAM bandwidth")
-    if f.l2_bytes:
-        parts.append(f"{f.l2_bytes / 2**20:.0f} MiB L2")
-    parts.append(f"{f.memory_total_bytes / 2**30:.0f} GiB memory")
-    return replace(settings, gpu_description=", ".join(parts), gpu_arch=f"sm_{major}{minor}")
 
 
 def _open_archive(archive: Any) -> Any:

@@ -17,12 +17,14 @@ from rich.live import Live
 from rich.text import Text
 from rich.tree import Tree
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.eval.run_data import Candidate, LlmCall, RunData, ToolCall, load_run
 from kernelwright.graphs.generations import generation_label
+from kernelwright.graphs.nodes import EVALUATE_ONE
 
-STATUS_STYLE = {"passed": "green", "rejected": "red", "error": "magenta", "screened_out": "yellow",
+STATUS_STYLE: dict[CandidateStatus, str] = {"passed": "green", "rejected": "red", "error": "magenta", "screened_out": "yellow",
                 "needs_gpu": "cyan", "pending": "dim"}
-STATUS_ICON = {"passed": "✓", "rejected": "✗", "error": "!", "screened_out": "⊘", "needs_gpu": "?", "pending": "…"}
+STATUS_ICON: dict[CandidateStatus, str] = {"passed": "✓", "rejected": "✗", "error": "!", "screened_out": "⊘", "needs_gpu": "?", "pending": "…"}
 LIVE_STATUSES = ("running", "unknown")
 
 
@@ -81,7 +83,7 @@ def _generation_label(run: RunData, gen: int) -> Text:
     verified = [c for c in members if c.verified]
     best = max((c.speedup_vs_eager or 0.0 for c in verified), default=0.0)
     nodes = [n for n in run.nodes if n.generation == gen]
-    node_s = sum(n.duration_s or 0.0 for n in nodes if n.node != "evaluate_one")
+    node_s = sum(n.duration_s or 0.0 for n in nodes if n.node != EVALUATE_ONE)
     eval_s = sum(t.seconds for c in members for t in c.tool_calls)
     return Text.assemble((generation_label(gen), "bold"), f": {len(members)} candidates, {len(verified)} verified, "
                          f"best {speedup_text(best)} | agents {node_s:.2f} s, evaluation {eval_s:.2f} s")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.results import Status, status_of
 from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, CandidateProfile, lineage_of
 from kernelwright.tools.source_hash import candidate_id
 
@@ -148,7 +149,7 @@ class ArchiveRecord:
     signature: ProblemSignature
     functional_source: str
     kernel_source: str
-    status: str  # passed | rejected | needs_gpu | error; only "passed" is verified
+    status: Status  # the harness's verdict; only "passed" is verified
     gpu_name: str | None = None
     compute_capability: str | None = None  # "9.0"
     speedup_vs_eager: float | None = None
@@ -204,7 +205,7 @@ class ArchiveRecord:
             record = cls(
                 id=str(data["id"]), signature=ProblemSignature.from_dict(data.get("signature") or {}),
                 functional_source=str(data.get("functional_source", "")), kernel_source=str(data["kernel_source"]),
-                status=str(data.get("status", "error")), gpu_name=data.get("gpu_name"),
+                status=status_of(data.get("status")), gpu_name=data.get("gpu_name"),
                 compute_capability=data.get("compute_capability"),
                 speedup_vs_eager=_float_or_none(data.get("speedup_vs_eager")),
                 speedup_vs_compile=_float_or_none(data.get("speedup_vs_compile")),
@@ -287,7 +288,7 @@ def record_from_candidate(folder: str | Path, functional: Any, *, run_id: str = 
     return ArchiveRecord(
         id=candidate_id(source), signature=ProblemSignature.from_functional(data, problem_name),
         functional_source=functional_source if functional_source is not None else str(data.get("source", "")),
-        kernel_source=source, status=report.status, gpu_name=gpu.get("name"),
+        kernel_source=source, status=status_of(report.status), gpu_name=gpu.get("name"),
         compute_capability=".".join(map(str, cc)) if isinstance(cc, (list, tuple)) else cc,
         speedup_vs_eager=report.speedup_vs_eager, speedup_vs_compile=report.speedup_vs_compile,
         correctness=correctness, timing=timing, profile_summary=_profile_summary(profile),

@@ -13,11 +13,16 @@ from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from kernelwright.agents.context import KContext, RunSettings
+from kernelwright.agents.evaluator import CandidateProfile, EvaluatorDefaults
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
+from kernelwright.tools.results import EvalReport, Status
+from kernelwright.tools.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 CRITIC = "VERDICT: memory-bound at 40% of DRAM bandwidth\nDIRECTIONS:\n- vectorize loads to float4\n- fuse the two passes"
+# What only the critic's prompts ask for (replay rules pick the critique and the screen requests by them)
+CRITIQUE_ASKS, SCREEN_ASKS = '"directions"', '"defect"'
 
 
 def answer(speed: float, outcome: str = "ok", tag: str = "") -> str:
@@ -31,14 +36,23 @@ def scripted(*texts: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(t) for t in texts]))
 
 
-def verdict(status: str) -> dict[str, Any]:
-    """A memcheck verdict as the harness gives it (SanitizeVerdict.to_dict())."""
-    from kernelwright.tools.sanitizer import SanitizeVerdict
-
-    return SanitizeVerdict(status, f"fake memcheck: {status}", 0.01).to_dict()  # type: ignore[arg-type]
+def verdict(status: str) -> SanitizeVerdict:
+    """A memcheck verdict as the harness gives it."""
+    return SanitizeVerdict(status, f"fake memcheck: {status}", 0.01)  # type: ignore[arg-type]
 
 
-class FakeEvaluator:
+def fake_report(candidate: Any, status: Status, **fields: Any) -> EvalReport:
+    """The harness report of a fake evaluation (problem: the fixture every graph test runs)."""
+    return EvalReport(problem=str(PROBLEM), candidate=str(candidate), status=status,
+                      stage="done" if status == "passed" else "correctness", **fields)
+
+
+def profile_of(found: dict[str, Any]) -> CandidateProfile:
+    """A profile.json-shaped dict (its "summary" and metrics) as an evaluator's profile."""
+    return CandidateProfile.from_dict(found)
+
+
+class FakeEvaluator(EvaluatorDefaults):
     """Reads SPEED / OUTCOME from the candidate; OUTCOME 'compile_error' or 'timeout' rejects it like the harness.
     OUTCOME 'out_of_bounds' passes the harness and fails memcheck; other candidates get `sanitizer`'s status."""
 
@@ -52,7 +66,7 @@ class FakeEvaluator:
         self.profiled: list[str] = []
         self._lock = threading.Lock()
 
-    def evaluate(self, candidate: Any) -> dict[str, Any]:
+    def evaluate(self, candidate: Any) -> EvalReport:
         with self._lock:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -64,28 +78,29 @@ class FakeEvaluator:
             speed = float(re.search(r"SPEED = ([\d.]+)", text).group(1))
             outcome = re.search(r"OUTCOME = '(\w+)'", text).group(1)
             if outcome == "compile_error":
-                return {"status": "rejected", "reason": "compile_error", "message": "nvcc failed",
-                        "error": {"diagnostics": [{"file": "k.cu", "line": 3, "severity": "error",
-                                                   "message": "identifier \"flaot\" is undefined"}]}}
+                return fake_report(candidate, "rejected", reason="compile_error", message="nvcc failed",
+                                   error={"diagnostics": [{"file": "k.cu", "line": 3, "severity": "error",
+                                                           "message": "identifier \"flaot\" is undefined"}]})
             if outcome == "timeout":
-                return {"status": "rejected", "reason": "timeout", "message": "no reply in 30 s: the kernel hangs"}
+                return fake_report(candidate, "rejected", reason="timeout", message="no reply in 30 s: the kernel hangs")
             if speed == 0:
-                return {"status": "rejected", "reason": "wrong_output", "message": "12 of 4096 elements outside tolerance"}
-            return {"status": "passed", "speedup_vs_eager": speed, "speedup_vs_compile": speed / 1.2}
+                return fake_report(candidate, "rejected", reason="wrong_output",
+                                   message="12 of 4096 elements outside tolerance")
+            return fake_report(candidate, "passed", speedup_vs_eager=speed, speedup_vs_compile=speed / 1.2)
         finally:
             with self._lock:
                 self.in_flight -= 1
 
-    def sanitize(self, candidate: Any) -> dict[str, Any]:
+    def sanitize(self, candidate: Any) -> SanitizeVerdict:
         text = Path(candidate).read_text()
         self.sanitized.append(text)
         return verdict("out_of_bounds" if "OUTCOME = 'out_of_bounds'" in text else self.sanitizer)
 
-    def profile(self, candidate: Any) -> dict[str, Any]:
+    def profile(self, candidate: Any) -> CandidateProfile:
         self.profiled.append(str(candidate))
         if isinstance(self._profile, Exception):
             raise self._profile
-        return self._profile or {"summary": "relu_affine_kernel: 82% of DRAM bandwidth, memory-bound"}
+        return profile_of(self._profile or {"summary": "relu_affine_kernel: 82% of DRAM bandwidth, memory-bound"})
 
 
 def run_graph(llm: Any, tmp_path: Path, *, evaluator: FakeEvaluator | None = None, budget: dict[str, Any] | None = None,

@@ -16,10 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import answer, scripted, verdict
+from graph_fakes import answer, fake_report, scripted, verdict
 
 from kernelwright.agents.context import RunSettings
+from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.run import optimize
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 
@@ -28,20 +31,20 @@ def scripted_model() -> Any:
     return scripted(*(answer(s) for s in (1.1, 1.2, 1.3, 1.5, 1.6, 1.7)))
 
 
-class LoggingEvaluator:
+class LoggingEvaluator(EvaluatorDefaults):
     def __init__(self, log: Path, crash_after: int | None):
         self.log, self.crash_after = log, crash_after
 
-    def evaluate(self, candidate: Path) -> dict[str, Any]:
+    def evaluate(self, candidate: Path) -> EvalReport:
         done = self.log.read_text().splitlines() if self.log.exists() else []
         if self.crash_after is not None and len(done) >= self.crash_after:
             os._exit(9)  # killed mid-generation, mid-node
         with self.log.open("a") as fh:
             fh.write(str(candidate) + "\n")
         speed = float(re.search(r"SPEED = ([\d.]+)", Path(candidate).read_text()).group(1))
-        return {"status": "passed", "speedup_vs_eager": speed}
+        return fake_report(candidate, "passed", speedup_vs_eager=speed)
 
-    def sanitize(self, candidate: Path) -> dict[str, Any]:
+    def sanitize(self, candidate: Path) -> SanitizeVerdict:
         return verdict("clean")
 
 

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import CRITIC, PROBLEM, FakeEvaluator, answer
+from graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluator, answer, profile_of
 
+from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.bench_report import synthetic_profile
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunResult, optimize
+from kernelwright.tools.results import EvalReport
 
 RUN_ID = "recorded-1"
 GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}
@@ -32,30 +34,31 @@ class RecordingFakeEvaluator(FakeEvaluator):
         super().__init__(delay_s=delay_s)
         self.prepared: list[str] = []
 
-    def prepare(self, candidate: Any) -> dict[str, Any] | None:
+    def prepare(self, candidate: Any) -> EvalReport | None:
         self.prepared.append(str(candidate))
         return None  # built
 
-    def evaluate(self, candidate: Any) -> dict[str, Any]:
+    def evaluate(self, candidate: Any) -> EvalReport:
         report = super().evaluate(candidate)
-        report["gpu"] = GPU
-        if report["status"] == "passed":
+        report.gpu = GPU
+        if report.status == "passed" and report.speedup_vs_eager:
             eager = 0.2
-            report["timing"] = {"candidate": {"median_ms": eager / report["speedup_vs_eager"], "p20_ms": 0.1,
-                                              "p80_ms": 0.2, "n_trials": 30},
-                                "eager": {"median_ms": eager, "p20_ms": 0.19, "p80_ms": 0.21, "n_trials": 30}}
+            report.timing = {"candidate": {"median_ms": eager / report.speedup_vs_eager, "p20_ms": 0.1,
+                                           "p80_ms": 0.2, "n_trials": 30},
+                             "eager": {"median_ms": eager, "p20_ms": 0.19, "p80_ms": 0.21, "n_trials": 30}}
         return report
 
-    def profile(self, candidate: Any) -> dict[str, Any]:
+    def profile(self, candidate: Any) -> CandidateProfile:
         self.profiled.append(str(candidate))
         speed = float(Path(candidate).read_text().split("SPEED = ")[1].split()[0])
-        return synthetic_profile(speed, kernel="relu_affine_kernel(float const*, float*, int)",
-                                 label="relu_affine_kernel", gbps_per_speed=1500.0, flops=1.6e7, dram_bytes=6.4e7)
+        return profile_of(synthetic_profile(speed, kernel="relu_affine_kernel(float const*, float*, int)",
+                                            label="relu_affine_kernel", gbps_per_speed=1500.0, flops=1.6e7,
+                                            dram_bytes=6.4e7))
 
 
 def replay_rules() -> list[ReplayRule]:
-    rules = [ReplayRule(CRITIC, when="VERDICT", repeat=True),  # the critic's prompt also shows "The candidate:"
-             ReplayRule("SCREEN: PASS", when="The candidate:", repeat=True),
+    rules = [ReplayRule(CRITIC, when=CRITIQUE_ASKS, repeat=True),  # a plain-text critique: the fallback reading
+             ReplayRule("SCREEN: PASS", when=SCREEN_ASKS, repeat=True),
              ReplayRule(answer(1.4, tag="a-fixed"), when='identifier "flaot"'),
              ReplayRule(answer(1.35, tag="wrong-fixed"), when="outside tolerance")]
     rules += [ReplayRule(answer(1.5 + i / 20, tag=f"cross{i}"), when="Parent A") for i in range(6)]

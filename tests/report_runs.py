@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graph_fakes import CRITIC, PROBLEM, answer
+from graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, answer
 from recorded_run import RecordingFakeEvaluator
 from test_gpu_info_ncu import fixture_text, h100_facts
 
@@ -29,7 +29,7 @@ def record_stalled_run(runs_dir: Path, run_id: str, *, second_generation: str = 
     """Generation 0 proposes three kernels; generation 1 answers every request with the first of them again
     (`second_generation="repeat"`) or with no kernel at all ("unusable"). The budget is 2 generations."""
     later = answer(1.2, tag="a") if second_generation == "repeat" else UNUSABLE
-    rules = [ReplayRule(CRITIC, when="VERDICT", repeat=True), ReplayRule("SCREEN: PASS", when="The candidate:", repeat=True),
+    rules = [ReplayRule(CRITIC, when=CRITIQUE_ASKS, repeat=True), ReplayRule("SCREEN: PASS", when=SCREEN_ASKS, repeat=True),
              ReplayRule(answer(1.2, tag="a")), ReplayRule(answer(1.1, tag="b")), ReplayRule(answer(1.3, tag="c")),
              ReplayRule(later, repeat=True)]
     settings = RunSettings(generations=2, candidates_per_generation=3, population=3, repair_rounds=0,

@@ -42,8 +42,11 @@ def test_separate_cuda_block_is_attached() -> None:
     ("```python\nimport torch\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return (x +", "truncated"),
     ("```python\nclass ModelNew:\n    def forward(self, x)\n        return x\n```", "syntax"),
 ])
-def test_malformed_answers_are_named_with_a_repair_message(answer: str, problem: str) -> None:
+def test_malformed_answers_are_named_with_a_reask_prompt(answer: str, problem: str) -> None:
+    from kernelwright.prompts.library import PromptLibrary
+
     with pytest.raises(AnswerError) as info:
         parse_candidate(answer)
-    assert info.value.problem == problem and info.value.repair
-    assert info.value.to_dict()["details"]["problem"] == problem
+    assert info.value.problem == problem and info.value.to_dict()["details"]["problem"] == problem
+    reask = PromptLibrary().get(info.value.reask_template).render(**info.value.facts).user
+    assert "Reply" in reask and (problem != "syntax" or "syntax error at line 2: expected ':'" in reask)

@@ -96,7 +96,7 @@ def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) 
 
 
 def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases() -> None:
-    from kernelwright.archive_ablation import over_gpus
+    from kernelwright.eval.archive_ablation import over_gpus
 
     started: list[tuple[str, str, str]] = []
     waited: list[str] = []
@@ -114,6 +114,7 @@ def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases
         assert "--gpus" not in command and command.count("--out") == 1
         # every child of the first phase is waited for before any of the second starts
         assert phase == "empty" or waited.count("empty") == 2
+        assert command[2:4] == ["-m", "kernelwright.eval.archive_ablation"]  # the command itself, once per GPU
         started.append((phase, env["CUDA_VISIBLE_DEVICES"], only))
         return Child(phase, 0)
 
@@ -137,7 +138,7 @@ def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares
     from kernelwright.agents.offline.check import check_problem
     from kernelwright.agents.offline.propose import plans_for, trace_all
     from kernelwright.agents.offline.space import plan_space
-    from kernelwright.archive_ablation import FAMILIES
+    from kernelwright.eval.archive_ablation import FAMILIES
     from kernelwright.eval.bench_archive_ablation import SAME_WIDTH_FAMILY, suite_problems
 
     for name, family in FAMILIES.items():
@@ -166,3 +167,72 @@ def test_the_table_shows_a_missing_figure_as_a_dash_not_zero() -> None:
     text = markdown([{"problem": "p", "target_speedup": None, "n_empty": None, "n_filled": None, "best_filled": None},
                      {"problem": "q", "target_speedup": 1.5, "n_empty": 3, "n_filled": 1, "best_filled": 1.52}])
     assert "| p | - | - | - | - |" in text and "| q | 1.50x | 3 | 1 | 1.52x |" in text and "0.00x" not in text
+
+
+def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(tmp_path, monkeypatch) -> None:
+    """eval/archive_ablation wires a run from the graph's parts: the harness evaluator (a CPU stand-in here, given
+    the ablation's harness settings), the offline translator and tuner, the archive; the run folder records it."""
+    import json
+    import zlib
+    from pathlib import Path
+
+    from graph_fakes import fake_report, verdict
+
+    from kernelwright.agents.context import RunSettings
+    from kernelwright.agents.evaluator import EvaluatorDefaults
+    from kernelwright.eval.archive_ablation import ablation_harness, offline_run
+    from kernelwright.graphs import harness_evaluator
+    from kernelwright.memory.archive import KernelArchive
+    from kernelwright.memory.embedding import HashedEmbedding
+    from kernelwright.tools.evaluate import EvalSettings
+
+    made: list[tuple[Path, bool]] = []
+
+    class CpuHarness(EvaluatorDefaults):
+        def __init__(self, problem: Path, settings: EvalSettings) -> None:
+            made.append((problem, settings.compile_baseline))
+            self.closed = False
+
+        def evaluate(self, candidate):
+            speed = 1.0 + (zlib.crc32(Path(candidate).read_bytes()) % 1000) / 1000
+            return fake_report(candidate, "passed", speedup_vs_eager=speed)
+
+        def sanitize(self, candidate):
+            return verdict("clean")
+
+    monkeypatch.setattr(harness_evaluator, "HarnessEvaluator", CpuHarness)
+    problem = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
+    settings = RunSettings(generations=2, candidates_per_generation=2, profile=False)
+    with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
+        done = offline_run(problem, tmp_path / "runs" / "softmax_rows-empty", settings, archive, ablation_harness())
+        archived = archive.count()
+    state = done["state"]
+    speeds = [r["speedup_vs_eager"] for r in state["candidates"].values() if r["status"] == "passed"]
+    assert made == [(problem, False)]  # torch.compile's baseline only with --compile-baseline
+    assert state["generation"] == 2 and len(speeds) >= 3 and done["best"] == max(speeds)
+    assert {r["agent"] for r in state["candidates"].values()} == {"offline"} and archived == len(speeds)
+    run_dir = Path(done["run_dir"])
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "run_end" and sum(e["event"] == "tool_call" and e["tool"] == "evaluate"
+                                                    for e in events) == len(state["candidates"])
+
+
+def test_the_ablation_harness_is_the_owners_defaults_but_for_the_compile_baseline() -> None:
+    from dataclasses import replace
+
+    from kernelwright.eval.archive_ablation import ablation_harness
+    from kernelwright.tools.evaluate import EvalSettings
+
+    assert ablation_harness() == replace(EvalSettings(), compile_baseline=False)
+    assert ablation_harness(compile_baseline=True) == EvalSettings()  # the owner's default times torch.compile
+
+
+def test_the_command_runs_as_a_module_of_eval() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-P", "-m", "kernelwright.eval.archive_ablation", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--compile-baseline" in done.stdout and "--gpus" in done.stdout

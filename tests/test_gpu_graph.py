@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RELU_CANDIDATE
+from graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
@@ -38,10 +39,10 @@ def test_scripted_llm_run_reaches_a_verified_speedup(tmp_path: Path) -> None:
     rules = [
         ReplayRule(fenced(broken), when="Operations to implement"),
         ReplayRule(fenced(wrong), when="Operations to implement"),
-        ReplayRule("SCREEN: PASS", when="SCREEN:", repeat=True),
+        ReplayRule('{"passed": true, "defect": ""}', when=SCREEN_ASKS, repeat=True),
         ReplayRule(fenced(good), when="undefined_name"),  # the repair of the broken build sees nvcc's diagnostic
         ReplayRule(fenced(fixed_b), when="Why it was rejected"),  # the repair of the wrong kernel
-        ReplayRule("VERDICT: memory-bound\nDIRECTIONS:\n- fewer, fuller blocks", when="VERDICT", repeat=True),
+        ReplayRule('{"verdict": "memory-bound", "directions": ["fewer, fuller blocks"]}', when=CRITIQUE_ASKS, repeat=True),
         ReplayRule(fenced(mutated), when="Change it along this direction", repeat=True),
     ]
     with ReplayServer(rules) as server:

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.config import load_config
-from kernelwright.harness_evaluator import HarnessEvaluator, visible_gpus
+from kernelwright.graphs.harness_evaluator import HarnessEvaluator, visible_gpus
 
 FIX = Path(__file__).parent / "fixtures"
 
@@ -22,12 +23,14 @@ def test_prepare_reports_compile_errors_and_passes_good_builds(build_cache: Path
     try:
         assert evaluator.gpus == []
         broken = evaluator.prepare(FIX / "broken" / "candidate_compile_error.py")
-        assert broken is not None and broken["status"] == "rejected" and broken["reason"] == "compile_error"
-        assert "undefined_symbol" in str(broken["error"])
+        assert broken is not None and (broken.status, broken.stage, broken.reason) == ("rejected", "build",
+                                                                                       "compile_error")
+        assert "undefined_symbol" in str(broken.error)
         assert evaluator.prepare(RELU_CANDIDATE) is None
         report = evaluator.evaluate(RELU_CANDIDATE)  # builds are cached: this only loads, then says needs_gpu
-        assert report["status"] == "needs_gpu"
-        assert evaluator.profile(RELU_CANDIDATE)["summary"].startswith("profiler unavailable")
+        assert report.status == "needs_gpu"
+        profile = evaluator.profile(RELU_CANDIDATE)
+        assert profile.summary.startswith("profiler unavailable") and not profile.available
     finally:
         evaluator.close()
 
@@ -58,7 +61,8 @@ def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
 
     evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
     try:
+        assert isinstance(evaluator, CandidateEvaluator) and not evaluator.gpus and evaluator.traces_out_of_process
         verdict = evaluator.sanitize(RELU_CANDIDATE)
     finally:
         evaluator.close()
-    assert (verdict["status"], verdict["sanitized"]) == ("unavailable", False) and "GPU" in verdict["message"]
+    assert (verdict.status, verdict.sanitized) == ("unavailable", False) and "GPU" in verdict.message

@@ -44,3 +44,19 @@ def test_no_llm_configured_is_a_typed_error() -> None:
     assert choose_model(ModelSettings(), env={"OPENAI_API_KEY": "k"}).name == DEFAULT_MODEL
     with pytest.raises(ToolUnavailable, match="no LLM configured"):
         make_chat_model(ModelSettings(), env={})
+
+
+def test_a_malformed_answer_is_asked_again_with_its_reask_template() -> None:
+    from kernelwright.agents.proposals import ask_for_candidate
+    from kernelwright.prompts.library import PromptLibrary
+
+    library = PromptLibrary()
+    prompt = library.get("reask_no_modelnew").render()  # any rendered prompt will do as the first question
+    with ReplayServer([ReplayRule("no code here"), ReplayRule(CANDIDATE)]) as server:
+        llm = make_chat_model(ModelSettings(model="replay", base_url=server.base_url), env={})
+        source, reasks, spend = ask_for_candidate(llm, prompt, 0.2, 2, prompts=library)
+    assert source.startswith("import torch.nn") and reasks == 1 and spend.tokens > 0
+    second = server.requests[1]["messages"]
+    assert second[-2] == {"role": "assistant", "content": "no code here"}
+    assert second[-1]["content"] == library.get("reask_no_code").render().user.strip()
+    assert second[-1]["content"].startswith("Reply with the complete candidate file in one ```python block")

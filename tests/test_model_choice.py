@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.llm import (DEFAULT_MODEL, OPENAI_URL, ChosenModel, LLMUnavailable, ModelPlan, ModelSettings,
                                      choose_model, make_chat_model, plan_models)
 from kernelwright.cli import EXIT_NO_LLM, app
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL", "ANTHROPIC_API_KEY")
@@ -123,11 +126,11 @@ def test_a_critic_without_any_proposer_model_is_an_error_not_ignored() -> None:
 
 
 def test_api_optimize_with_an_unusable_model_raises_before_any_work(tmp_path: Path, no_llm_env: None) -> None:
-    class NoEvaluator:
-        def evaluate(self, candidate: Path) -> dict:
+    class NoEvaluator(EvaluatorDefaults):
+        def evaluate(self, candidate: Path) -> EvalReport:
             raise AssertionError("nothing may be evaluated")
 
-        def sanitize(self, candidate: Path) -> dict:
+        def sanitize(self, candidate: Path) -> SanitizeVerdict:
             raise AssertionError("nothing may be evaluated")
 
     with pytest.raises(LLMUnavailable) as info:

@@ -7,30 +7,33 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import verdict
+from graph_fakes import fake_report, verdict
 from langgraph.checkpoint.memory import InMemorySaver
 
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import KContext, RunSettings
+from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
+from kernelwright.tools.results import EvalReport
 from kernelwright.tools.run_folder import CandidateFolder
+from kernelwright.tools.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
 
 
-class HashSpeedEvaluator:
+class HashSpeedEvaluator(EvaluatorDefaults):
     """A stand-in for the GPU: every candidate 'passes' with a speed derived from its source."""
 
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    def evaluate(self, candidate: Any) -> dict[str, Any]:
+    def evaluate(self, candidate: Any) -> EvalReport:
         text = Path(candidate).read_text()
         self.seen.append(text)
-        return {"status": "passed", "speedup_vs_eager": 1.0 + (zlib.crc32(text.encode()) % 1000) / 1000}
+        return fake_report(candidate, "passed", speedup_vs_eager=1.0 + (zlib.crc32(text.encode()) % 1000) / 1000)
 
-    def sanitize(self, candidate: Any) -> dict[str, Any]:
+    def sanitize(self, candidate: Any) -> SanitizeVerdict:
         return verdict("clean")
 
 
@@ -112,9 +115,9 @@ def test_archived_settings_are_the_lineage_params_and_the_docstring_only_for_old
 
 
 def test_without_a_gpu_the_run_stops_after_the_first_generation(tmp_path: Path) -> None:
-    class NoGpu:
-        def evaluate(self, candidate: Any) -> dict[str, Any]:
-            return {"status": "needs_gpu", "reason": "no_gpu"}
+    class NoGpu(HashSpeedEvaluator):
+        def evaluate(self, candidate: Any) -> EvalReport:
+            return fake_report(candidate, "needs_gpu", reason="no_gpu")
 
     ctx = KContext(llm=None, evaluator=NoGpu(), run_dir=tmp_path, offline=OfflineSession(),
                    settings=RunSettings(generations=3, candidates_per_generation=2, profile=False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph_fakes import CRITIC, FakeEvaluator, answer, run_graph, scripted
+from graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
@@ -70,8 +70,21 @@ def test_graph_shape() -> None:
     assert "sanitize_winner --> archive" in mermaid and "sanitize_winner -.->" not in mermaid, mermaid
 
 
+def test_the_graph_has_exactly_the_nodes_named_in_graphs_nodes() -> None:
+    """graphs.nodes is the one list of node names: the graph is built from it, plugins may not take them."""
+    from kernelwright.graphs import nodes
+    from kernelwright.graphs.plugins import RESERVED
+
+    built = set(build_optimize_graph().get_graph().nodes) - {"__start__", "__end__"}
+    assert built == set(nodes.NODE_NAMES) == RESERVED
+    constants = {v for k, v in vars(nodes).items() if k.isupper() and isinstance(v, str)}
+    assert constants == set(nodes.NODE_NAMES)
+    assert set(nodes.NODE_AGENTS) <= set(nodes.NODE_NAMES)
+
+
 def test_critique_and_screen_parsing() -> None:
-    from kernelwright.agents.critic import parse_critique, parse_screen, static_screen
+    from kernelwright.agents.critic import static_screen
+    from kernelwright.agents.critic_replies import parse_critique, parse_screen
 
     assert parse_critique(CRITIC) == ("memory-bound at 40% of DRAM bandwidth",
                                       ["vectorize loads to float4", "fuse the two passes"])
@@ -162,11 +175,12 @@ def test_cost_budget_with_priced_ensemble_models(tmp_path: Path) -> None:
 
 
 def test_profiler_summary_reaches_the_critic_and_failures_do_not_stop_the_run(tmp_path: Path) -> None:
-    with ReplayServer([ReplayRule(answer(1.2)), ReplayRule(CRITIC, when="VERDICT"),
+    with ReplayServer([ReplayRule(answer(1.2)), ReplayRule(CRITIC, when=CRITIQUE_ASKS),
                        ReplayRule(answer(1.5, tag="m"))]) as server:
         llm = make_chat_model(ModelSettings(model="replay", base_url=server.base_url), env={})
         final, evaluator = run_graph(llm, tmp_path, generations=2, candidates_per_generation=1, profile=True)
-        critic_prompt = next(r["messages"][-1]["content"] for r in server.requests if "VERDICT" in r["messages"][-1]["content"])
+        critic_prompt = next(r["messages"][-1]["content"] for r in server.requests
+                             if CRITIQUE_ASKS in r["messages"][-1]["content"])
     assert "82% of DRAM bandwidth" in critic_prompt and len(evaluator.profiled) == 2
     profiled = [r for r in final["candidates"].values() if r.get("profile_summary")]
     assert len(profiled) == 2 and Path(profiled[0]["source_path"]).with_name("profile.json").exists()

@@ -13,9 +13,11 @@ from recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
 from kernelwright.eval.run_data import load_run
 from kernelwright.agents.context import RunSettings
+from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.graphs.events import RecordingEvaluator
 from kernelwright.tools.run_folder import EventLog
 from kernelwright.run import RunError, optimize
+from kernelwright.tools.results import EvalReport
 
 
 @pytest.fixture(scope="module")
@@ -105,28 +107,36 @@ def test_lines_from_many_threads_stay_whole(tmp_path: Path) -> None:
     assert len(parsed) == 1600 and Counter(p["worker"] for p in parsed) == {n: 200 for n in range(8)}
 
 
-def test_wrapper_keeps_optional_evaluator_methods_optional(tmp_path: Path) -> None:
-    class EvaluateOnly:
-        def evaluate(self, candidate: Path) -> dict:
-            return {"status": "passed", "speedup_vs_eager": 1.5}
-
+def test_the_wrapper_records_every_evaluator_call_with_its_typed_outcome(tmp_path: Path) -> None:
+    """Calls an evaluator answers with the defaults (no separate build, no profiler) are recorded too."""
     log = EventLog(tmp_path / "events.jsonl", "r")
-    wrapped = RecordingEvaluator(EvaluateOnly(), log)
-    assert getattr(wrapped, "prepare", None) is None and getattr(wrapped, "profile", None) is None
+    inner = FakeEvaluator()
+    wrapped = RecordingEvaluator(inner, log)
+    assert isinstance(inner, CandidateEvaluator) and isinstance(wrapped, CandidateEvaluator)
+    assert isinstance(wrapped.traces_out_of_process, bool) and wrapped.gpus == inner.gpus == ()
     folder = tmp_path / "candidates" / "abcdef0123456789"
     folder.mkdir(parents=True)
     (folder / "meta.json").write_text(json.dumps({"id": "abcdef0123456789" + "0" * 48}))
-    assert wrapped.evaluate(folder / "candidate.py")["speedup_vs_eager"] == 1.5
+    (folder / "candidate.py").write_text(answer(1.5).strip("`").removeprefix("python\n"))
+    assert wrapped.prepare(folder / "candidate.py") is None
+    assert wrapped.evaluate(folder / "candidate.py").speedup_vs_eager == 1.5
+    assert wrapped.sanitize(folder / "candidate.py").status == "clean"
+    assert wrapped.profile(folder / "candidate.py").summary.startswith("relu_affine_kernel")
+    assert wrapped.functional_form()["method"] == "source"
     log.close()
-    (event,) = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
-    assert event["candidate_id"] == "abcdef0123456789" + "0" * 48 and event["status"] == "passed"
+    events = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["tool"], e["status"]) for e in events] == [("prepare", "built"), ("evaluate", "passed"),
+                                                          ("sanitize", "clean"), ("profile", "profiled"),
+                                                          ("functional_form", "traced")]
+    assert {e["candidate_id"] for e in events[:4]} == {"abcdef0123456789" + "0" * 48}
+    assert events[1]["speedup"] == 1.5 and events[4]["candidate_id"] is None
 
 
 def test_a_failed_run_is_recorded_and_its_resume_appends(tmp_path: Path) -> None:
     settings = RunSettings(generations=2, candidates_per_generation=1, screen=False, critic=False, profile=False)
 
     class Broken(FakeEvaluator):
-        def evaluate(self, candidate: object) -> dict:
+        def evaluate(self, candidate: object) -> EvalReport:
             raise RuntimeError("worker pool is gone")
 
     with pytest.raises(RunError):

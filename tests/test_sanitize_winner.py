@@ -18,6 +18,8 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.sanitizer import SanitizeVerdict
 
 ONE_GENERATION = dict(generations=1, candidates_per_generation=3, critic=False)
 
@@ -74,21 +76,23 @@ def test_a_sanitizer_that_cannot_run_leaves_the_best_and_says_why(tmp_path: Path
     assert sanitized_text(final["winner_sanitizer"]) == "no (unavailable: fake memcheck: unavailable)"
 
 
-def test_an_evaluator_without_a_sanitizer_is_a_run_with_an_unsanitized_winner(tmp_path: Path) -> None:
-    class EvaluateOnly:
-        def evaluate(self, candidate: Path) -> dict:
-            return {"status": "passed", "speedup_vs_eager": 1.4}
+def test_a_sanitizer_that_raises_is_a_run_with_an_unsanitized_winner(tmp_path: Path) -> None:
+    class BrokenSanitizer(FakeEvaluator):
+        def sanitize(self, candidate: Path) -> SanitizeVerdict:
+            raise FileNotFoundError("compute-sanitizer vanished")
 
-    final, _ = run_graph(scripted(answer(1.4)), tmp_path, evaluator=EvaluateOnly(), generations=1,
+    final, _ = run_graph(scripted(answer(1.4)), tmp_path, evaluator=BrokenSanitizer(), generations=1,
                          candidates_per_generation=1, critic=False)
     verdict = final["winner_sanitizer"]
-    assert final["best_id"] and verdict["status"] == "error" and "AttributeError" in verdict["message"]
+    assert final["best_id"] and verdict["status"] == "error" and "FileNotFoundError" in verdict["message"]
 
 
 def test_a_verdict_the_harness_already_gave_is_not_repeated(tmp_path: Path) -> None:
     class SanitizingHarness(FakeEvaluator):  # harness.sanitize: memcheck inside every evaluation, before timing
-        def evaluate(self, candidate: Path) -> dict:
-            return {**super().evaluate(candidate), "sanitizer": self.sanitize(candidate)}
+        def evaluate(self, candidate: Path) -> EvalReport:
+            report = super().evaluate(candidate)
+            report.sanitizer = self.sanitize(candidate).to_dict()
+            return report
 
     final, evaluator = run_graph(scripted(answer(1.2), answer(1.5, tag="b")), tmp_path, evaluator=SanitizingHarness(),
                                  generations=1, candidates_per_generation=2, critic=False)

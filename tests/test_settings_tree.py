@@ -162,7 +162,7 @@ def slow_nvcc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_eval_and_the_runs_builds_use_the_config_files_compile_section(tmp_path: Path, slow_nvcc: Path) -> None:
     """[compile] reaches nvcc inside the sandbox workers: its arch in the command, its time limit, its cache."""
-    from kernelwright.harness_evaluator import HarnessEvaluator
+    from kernelwright.graphs.harness_evaluator import HarnessEvaluator
 
     cfg = tmp_path / "kw.toml"
     cfg.write_text(f'[compile]\narch = "sm_80"\ntimeout_s = 1\ncache_dir = "{tmp_path / "kw-cache"}"\n'
@@ -182,6 +182,6 @@ def test_eval_and_the_runs_builds_use_the_config_files_compile_section(tmp_path:
         failed = evaluator.prepare(RELU_CANDIDATE)  # a run's parallel CPU build
     finally:
         evaluator.close()
-    assert failed is not None and "nvcc did not finish within 1 s" in failed["message"], failed
+    assert failed is not None and "nvcc did not finish within 1 s" in failed.message, failed
     assert "-gencode=arch=compute_80,code=sm_80" in slow_nvcc.read_text()
 

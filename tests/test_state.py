@@ -39,3 +39,21 @@ def test_candidate_id_ignores_comments_and_layout_not_code() -> None:
     assert candidate_id(a) == candidate_id(b)
     assert candidate_id(a) != candidate_id(c)
     assert len(candidate_id("not python (((")) == 64
+
+
+def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> None:
+    """One status vocabulary (agents.run_state.CandidateStatus, the harness's verdicts plus pending and
+    screened_out): the trace view styles and marks each, the report orders each, the run reader counts each
+    one that is not passed or pending as failed."""
+    from kernelwright.agents.run_state import CANDIDATE_STATUSES, SCREENED_OUT, candidate_status
+    from kernelwright.eval.report.charts import STATUS_ORDER
+    from kernelwright.eval.run_data import FAILED_STATUSES
+    from kernelwright.tools.results import STATUSES, status_of
+    from kernelwright.trace_view import STATUS_ICON, STATUS_STYLE
+
+    assert set(STATUSES) < set(CANDIDATE_STATUSES) and SCREENED_OUT in CANDIDATE_STATUSES
+    assert set(STATUS_STYLE) == set(STATUS_ICON) == set(STATUS_ORDER) == set(CANDIDATE_STATUSES)
+    assert len(STATUS_ORDER) == len(CANDIDATE_STATUSES)
+    assert set(FAILED_STATUSES) == set(CANDIDATE_STATUSES) - {"passed", "pending"}
+    assert [status_of(s) for s in (*STATUSES, "pending", None, 3)] == [*STATUSES, "error", "error", "error"]
+    assert [candidate_status(s) for s in (*CANDIDATE_STATUSES, "done", None)] == [*CANDIDATE_STATUSES, "error", "error"]

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal, get_args
 
-Status = Literal["passed", "rejected", "needs_gpu", "error"]
-Stage = Literal["load", "correctness", "integrity", "timing", "done"]
+Status = Literal["passed", "rejected", "needs_gpu", "error"]  # the harness's verdict on a candidate
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+Stage = Literal["build", "load", "correctness", "integrity", "timing", "done"]  # build: a separate build failed
+
+
+def status_of(value: object) -> Status:
+    """A verdict read back from a file: one of STATUSES, anything else "error"."""
+    return next((s for s in STATUSES if s == value), "error")
 
 
 @dataclass

@@ -227,13 +227,23 @@ class CandidateReport:
         return cls(dict(data))
 
 
+PROFILER_UNAVAILABLE = "profiler unavailable"  # how the summary of a profile that could not be made begins
+
+
 @dataclass(frozen=True, slots=True)
 class CandidateProfile:
     """profile.json: the profiler's one-line bottleneck summary and what it returned (its `kernels` with their
-    timings and roofline numbers, or `available: false` and why)."""
+    timings and roofline numbers, or `available: false` and why). It is also what an evaluator's `profile()`
+    answers (agents.evaluator), so the run writes the evaluator's word as it is."""
 
     summary: str
     data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, why: str, data: Mapping[str, Any] | None = None) -> CandidateProfile:
+        """No profile: 'profiler unavailable: why'. `available: false` keeps the archive from taking the line
+        as a profile."""
+        return cls(f"{PROFILER_UNAVAILABLE}: {why}", {**(data or {}), "available": False})
 
     @property
     def available(self) -> bool:

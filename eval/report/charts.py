@@ -16,10 +16,11 @@ from kernelwright.eval.report.profile_table import KernelGroup, kernel_groups
 from kernelwright.eval.report.svg import Axes, circle, document, esc, fmt, legend, nice_ticks, polyline
 from kernelwright.eval.report.tables import table
 from kernelwright.eval.run_data import Candidate, RunData
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import generation_label
 from kernelwright.tools.ncu import short_kernel_name
 
-STATUS_ORDER = ("passed", "rejected", "error", "screened_out", "needs_gpu", "pending")
+STATUS_ORDER: tuple[CandidateStatus, ...] = ("passed", "rejected", "error", "screened_out", "needs_gpu", "pending")
 MAX_NUMBERED = 30  # roofline points numbered and listed; more are drawn unnumbered
 POINT_R = 5.0  # roofline points
 LINEAGE_FONT_PX = 11.0  # .node-label in style.css

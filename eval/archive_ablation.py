@@ -1,6 +1,12 @@
-"""`python -m kernelwright.archive_ablation --out DIR`: the archive ablation (eval.bench_archive_ablation) with
-complete offline runs on this machine's GPU. Here, in the front door, because a run needs the public
-`optimize()` and the harness evaluator, which the eval layer does not import.
+"""`python -m kernelwright.eval.archive_ablation --out DIR`: the archive ablation (eval.bench_archive_ablation)
+with complete offline runs of the optimisation graph on this machine's GPU, through the harness evaluator.
+
+Each run is the graph with the offline translator and tuner only (no LLM, no plugins), recorded in its run
+folder (events.jsonl, run.json) like any run, but not checkpointed: a stopped ablation keeps its finished
+runs (DIR/first, DIR/second) and runs the others again. Harness settings are their owners' defaults
+(tools.evaluate.EvalSettings), with torch.compile's baseline only under --compile-baseline: the eval layer does
+not read kernelwright's config, so no config file or KERNELWRIGHT_<SECTION>__<FIELD> variable reaches them (the
+build workers still read KERNELWRIGHT_ARCH / KERNELWRIGHT_CACHE_DIR from the environment they inherit).
 
 With `--gpus 0,1,...` each phase is split over one child process per GPU (CUDA_VISIBLE_DEVICES), all of one
 phase finishing before the next starts, since a filled archive needs every other problem's first run."""
@@ -13,11 +19,47 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY, ablation,
                                                      first_run, markdown, report, second_run, suite_problems)
 from kernelwright.eval.gpu_split import parse_gpus
+from kernelwright.tools.evaluate import EvalSettings
 
+MODULE = "kernelwright.eval.archive_ablation"  # what `--gpus` starts once per GPU
 FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
+
+
+def ablation_harness(compile_baseline: bool = False) -> EvalSettings:
+    """The harness settings of every ablation run: the owners' defaults (tools.evaluate.EvalSettings, its build
+    settings tools.nvcc.BuildSettings), not a config file's. The count compares speedups against eager only, so
+    torch.compile's baseline (a compile per run) only when asked."""
+    return EvalSettings(compile_baseline=compile_baseline)
+
+
+def offline_run(problem: Path, run_dir: Path, settings: RunSettings, archive: Any,
+                harness: EvalSettings) -> dict[str, Any]:
+    """One complete offline run of the optimisation graph with `archive`: {"run_dir", "state", "best"}."""
+    from kernelwright.agents.offline_proposer import OfflineSession
+    from kernelwright.graphs.events import EventRecorder
+    from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
+    from kernelwright.graphs.optimize import build_optimize_graph, run_config
+    from kernelwright.graphs.state import Budget, make_initial_state
+
+    evaluator = HarnessEvaluator(problem, harness)
+    recorder = EventRecorder(run_dir, run_dir.name)
+    try:
+        ctx = KContext(llm=None, evaluator=recorder.wrap(evaluator), run_dir=run_dir,
+                       settings=with_gpu_facts(settings, evaluator.gpus),
+                       offline=OfflineSession(), archive=archive)
+        start = make_initial_state(run_dir.name, str(problem), Budget(generations=settings.generations))
+        with recorder:
+            state = build_optimize_graph(plugins=()).invoke(
+                start, context=ctx, config={**run_config(settings, run_dir.name), **recorder.graph_config(ctx)})
+            recorder.finish(state)
+    finally:
+        evaluator.close()
+    best = (state.get("candidates") or {}).get(state.get("best_id") or "") or {}
+    return {"run_dir": str(run_dir), "state": state, "best": best.get("speedup_vs_eager")}
 
 
 def _embedding(choice: str) -> Any:
@@ -35,7 +77,7 @@ def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], s
     for phase in ("empty", "filled"):
         groups = [(gpu, group) for gpu, group in zip(gpus, round_robin(family, len(gpus))) if group]
         argvs = [[*base, "--phase", phase, "--only", ",".join(group)] for _, group in groups]
-        codes = run_on_gpus("kernelwright.archive_ablation", argvs, [gpu for gpu, _ in groups], spawn)
+        codes = run_on_gpus(MODULE, argvs, [gpu for gpu, _ in groups], spawn)
         if any(codes):
             print(f"phase {phase}: a child process failed (exit {[c for c in codes if c]})", file=sys.stderr)
             return next(c for c in codes if c)
@@ -68,19 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedding = _embedding(args.embedding)
     print(f"archive embedding: {embedding.name()}", flush=True)
 
-    def run(problem: Path, tag: str, archive: Any) -> dict[str, Any]:
-        from kernelwright.agents.context import RunSettings
-        from kernelwright.config import load_config
-        from kernelwright.harness_evaluator import HarnessEvaluator
-        from kernelwright.run import optimize
+    harness = ablation_harness(compile_baseline=args.compile_baseline)
+    settings = RunSettings(generations=args.generations, candidates_per_generation=args.candidates,
+                           offline_start=args.start, profile=args.profile)
 
-        # The count compares speedups against eager only; torch.compile's baseline would add a compile per run.
-        config = load_config(overrides={"harness.compile_baseline": args.compile_baseline})
-        result = optimize(problem, runs_dir=args.out / "runs", run_id=f"{problem.stem}-{tag}", offline=True,
-                          archive=archive, evaluator=HarnessEvaluator(problem, config.eval_settings()),
-                          settings=RunSettings(generations=args.generations, candidates_per_generation=args.candidates,
-                                               offline_start=args.start, profile=args.profile))
-        return {"run_dir": str(result.run_dir), "state": result.state, "best": result.speedup_vs_eager}
+    def run(problem: Path, tag: str, archive: Any) -> dict[str, Any]:
+        return offline_run(problem, args.out / "runs" / f"{problem.stem}-{tag}", settings, archive, harness)
 
     problems = suite_problems(args.problems or ",".join(FAMILIES[args.family]))
     family = [p.stem for p in problems]

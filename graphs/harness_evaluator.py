@@ -1,0 +1,162 @@
+"""The graph's evaluator on real hardware: builds in parallel on CPU workers, verifies on a pool of GPUs.
+
+One `tools.evaluate.Evaluator` per GPU (its workers see only that GPU); an
+evaluation takes whichever is free. `prepare` builds a candidate in a CPU-only
+worker, so several builds overlap with GPU work; the GPU evaluation then loads
+the cached library.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from kernelwright.agents.context import RunSettings
+from kernelwright.tools.evaluate import EvalSettings
+from kernelwright.tools.nvcc import BuildSettings
+from kernelwright.tools.results import EvalReport
+from kernelwright.tools.run_folder import CandidateProfile
+from kernelwright.tools.sanitizer import SanitizeVerdict
+
+log = structlog.get_logger(__name__)
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices this process may use: CUDA_VISIBLE_DEVICES when set, else every GPU NVML sees."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library: no GPU
+        return []
+
+
+class HarnessEvaluator:
+    """The CandidateEvaluator of real runs (agents.evaluator)."""
+
+    # functional_form() traces in the reference worker's process, so the run may trace in its own meanwhile
+    # (torch.export keeps global state: two exports in one process at once break each other)
+    traces_out_of_process = True
+
+    def __init__(self, problem: Path, settings: EvalSettings, gpus: list[str] | None = None):
+        """`settings`: the run's harness, timing and build settings (KernelwrightConfig.eval_settings())."""
+        from kernelwright.tools.evaluate import Evaluator
+        from kernelwright.tools.sandbox.pool import WorkerOptions
+
+        self.problem = Path(problem)
+        self.settings = settings
+        self.gpus = visible_gpus() if gpus is None else gpus
+        slots = self.gpus or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
+        self._all = [Evaluator(self.problem, settings,
+                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}))
+                     for g in slots]
+        self._free: queue.Queue[Any] = queue.Queue()
+        for ev in self._all:
+            self._free.put(ev)
+        self._trace_lock = threading.Lock()
+
+    def prepare(self, candidate: Path) -> EvalReport | None:
+        """Build the candidate on a CPU worker; a failed build's report (status rejected), or None when it built."""
+        from kernelwright.tools.evaluate import reason_for_error
+        from kernelwright.tools.precompile import build_candidates
+
+        (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
+        if outcome.ok:
+            return None
+        error = outcome.error or {}
+        return EvalReport(problem=str(self.problem), candidate=str(candidate), status="rejected", stage="build",
+                          reason=reason_for_error(error), message=error.get("message", ""), error=error,
+                          durations_s={"build": round(outcome.seconds, 3)})
+
+    def evaluate(self, candidate: Path) -> EvalReport:
+        with self._borrow() as evaluator:
+            return evaluator.evaluate(candidate)
+
+    def sanitize(self, candidate: Path) -> SanitizeVerdict:
+        """compute-sanitizer memcheck of the run's winner on a free GPU."""
+        if not self.gpus:
+            return SanitizeVerdict("unavailable", "no CUDA GPU visible: compute-sanitizer memcheck needs one", 0.0)
+        with self._borrow() as evaluator:
+            verdict: SanitizeVerdict = evaluator.sanitize(candidate)
+            return verdict
+
+    @contextmanager
+    def _borrow(self) -> Iterator[Any]:
+        """A free per-GPU Evaluator, given back when done."""
+        evaluator = self._free.get()
+        try:
+            yield evaluator
+        finally:
+            self._free.put(evaluator)
+
+    def functional_form(self) -> dict[str, Any]:
+        with self._trace_lock:
+            return self._all[0].functional_form()
+
+    def profile(self, candidate: Path) -> CandidateProfile:
+        if not self.gpus:
+            return CandidateProfile.unavailable("no CUDA GPU visible")
+        return CandidateProfile.from_dict(profile_candidate(self.problem, candidate, self.settings.build))
+
+    def close(self) -> None:
+        for ev in self._all:
+            ev.close()
+
+
+def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings) -> dict[str, Any]:
+    """Nsight Compute metrics of the candidate's kernels, or why they could not be read (with a "summary")."""
+    import sys
+
+    from kernelwright.tools.gpu_info import gpu_facts
+    from kernelwright.tools.ncu import profile_command
+    from kernelwright.tools.procenv import scrubbed_env
+
+    try:
+        facts = gpu_facts(use_torch=False)  # keep CUDA out of the harness process
+    except Exception:  # noqa: BLE001 - facts only sharpen the roofline; profiling goes on without them
+        facts = None
+    cmd = [sys.executable, "-m", "kernelwright.tools.run_once", str(problem), str(candidate), "--calls", "2"]
+    result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
+                             launch_count=20, facts=facts)
+    out = result.to_dict()
+    out["summary"] = result.summary()
+    return out
+
+
+def with_gpu_facts(settings: RunSettings, gpus: Sequence[str]) -> RunSettings:
+    """The prompts' GPU facts and the archive's architecture, read through NVML for the first of `gpus`
+    (settings unchanged when they name a GPU already, or there is none)."""
+    if settings.gpu_description != RunSettings.gpu_description or not gpus:
+        return settings
+    from kernelwright.tools.gpu_info import gpu_facts
+
+    try:
+        f = gpu_facts(int(gpus[0]) if str(gpus[0]).isdigit() else 0, use_torch=False)
+    except Exception as exc:  # noqa: BLE001 - facts sharpen prompts; without them the run goes on
+        log.info("gpu_facts_unavailable", error=str(exc))
+        return settings
+    major, minor = f.compute_capability
+    parts = [f"{f.name}, compute capability {major}.{minor} (sm_{major}{minor})"]
+    if f.sm_count:
+        parts.append(f"{f.sm_count} SMs")
+    if f.peak_dram_bandwidth_gbps:
+        parts.append(f"{f.peak_dram_bandwidth_gbps / 1000:.2f} TB/s DRAM bandwidth")
+    if f.l2_bytes:
+        parts.append(f"{f.l2_bytes / 2**20:.0f} MiB L2")
+    parts.append(f"{f.memory_total_bytes / 2**30:.0f} GiB memory")
+    return replace(settings, gpu_description=", ".join(parts), gpu_arch=f"sm_{major}{minor}")
