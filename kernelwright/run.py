@@ -149,7 +149,7 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
                    offline=OfflineSession() if offline is not False else None, archive=opened_archive)
-    config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
+    graph_config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
     node, failed_in = "start", ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
@@ -163,15 +163,15 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
             RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
             try:
                 # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
-                for chunk in graph.stream(start, context=ctx, config=config, stream_mode="updates", durability="sync"):
+                for chunk in graph.stream(start, context=ctx, config=graph_config, stream_mode="updates", durability="sync"):
                     for node, update in chunk.items():
                         log.info("node_done", run_id=run_id, node=node)
                         if on_update is not None:
                             on_update(node, update or {})
             except Exception:
-                failed_in = _pending_nodes(graph, config)
+                failed_in = _pending_nodes(graph, graph_config)
                 raise
-            state = graph.get_state(config).values
+            state = graph.get_state(graph_config).values
             recorder.finish(state)
     except (ReferenceFailure, ProblemError):
         raise  # the problem itself is bad input, whatever node found out
