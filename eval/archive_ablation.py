@@ -4,7 +4,7 @@ with complete offline runs of the optimisation graph on this machine's GPU, thro
 Each run is the graph with the offline translator and tuner only (no LLM, no plugins), recorded in its run
 folder (events.jsonl, run.json) like any run, but not checkpointed: a stopped ablation keeps its finished
 runs (DIR/first, DIR/second) and runs the others again. Harness settings are their owners' defaults
-(tools.evaluate.EvalSettings), with torch.compile's baseline only under --compile-baseline: the eval layer does
+(tools.harness.evaluate.EvalSettings), with torch.compile's baseline only under --compile-baseline: the eval layer does
 not read kernelwright's config, so no config file or KERNELWRIGHT_<SECTION>__<FIELD> variable reaches them (the
 build workers still read KERNELWRIGHT_ARCH / KERNELWRIGHT_CACHE_DIR from the environment they inherit).
 
@@ -23,15 +23,15 @@ from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY, ablation,
                                                      first_run, markdown, report, second_run, suite_problems)
 from kernelwright.eval.gpu_split import parse_gpus
-from kernelwright.tools.evaluate import EvalSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
 
 MODULE = "kernelwright.eval.archive_ablation"  # what `--gpus` starts once per GPU
 FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
 
 
 def ablation_harness(compile_baseline: bool = False) -> EvalSettings:
-    """The harness settings of every ablation run: the owners' defaults (tools.evaluate.EvalSettings, its build
-    settings tools.nvcc.BuildSettings), not a config file's. The count compares speedups against eager only, so
+    """The harness settings of every ablation run: the owners' defaults (tools.harness.evaluate.EvalSettings, its build
+    settings tools.compile.nvcc.BuildSettings), not a config file's. The count compares speedups against eager only, so
     torch.compile's baseline (a compile per run) only when asked."""
     return EvalSettings(compile_baseline=compile_baseline)
 

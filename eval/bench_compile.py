@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.inline import InlineBuilder, fast_load_inline
-from kernelwright.tools.inline.sources import InlineSpec
-from kernelwright.tools.nvcc import NvccCompiler
-from kernelwright.tools.raw_kernel import load_cuda, target_arch
+from kernelwright.tools.compile.inline import InlineBuilder, fast_load_inline
+from kernelwright.tools.compile.inline.sources import InlineSpec
+from kernelwright.tools.compile.nvcc import NvccCompiler
+from kernelwright.tools.compile.raw_kernel import load_cuda, target_arch
 
 RAW_SOURCE = r"""
 #include <cuda_runtime.h>

@@ -34,15 +34,15 @@ from kernelwright.eval.bench_harness_prepare import CandidateEntry, candidate_pa
 from kernelwright.eval.bench_harness_table import HarnessRow, Mode, final_line, read_rows, write_row, write_summary
 from kernelwright.eval.memory_sampler import TreeSampler
 from kernelwright.tools.errors import ReferenceFailure
-from kernelwright.tools.evaluate import EvalSettings, Evaluator
-from kernelwright.tools.precision import PROFILE_NAMES
-from kernelwright.tools.timing import BenchSettings
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.verify.precision import PROFILE_NAMES
 
 EXIT_PARTIAL = 3
 
 
 class HarnessEvaluator(Protocol):
-    """What the benchmark uses of tools.evaluate.Evaluator (tests pass a fake)."""
+    """What the benchmark uses of tools.harness.evaluate.Evaluator (tests pass a fake)."""
 
     reference_durations_s: dict[str, float]
 
@@ -142,7 +142,7 @@ def _prebuild(files: list[Path], log: Callable[[str], None]) -> None:
     """Build every candidate's CUDA in parallel first, where there is an nvcc and a GPU to build for."""
     from kernelwright.eval.bench_offline import prebuild_sources
     from kernelwright.tools.errors import ToolUnavailable
-    from kernelwright.tools.gpu_info import gpu_facts
+    from kernelwright.tools.measure.gpu_info import gpu_facts
 
     if shutil.which("nvcc") is None:
         return

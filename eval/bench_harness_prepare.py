@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from kernelwright.eval.passthrough_candidate import passthrough_source
 from kernelwright.tools.procenv import scrubbed_env
-from kernelwright.tools.resources import tree_memory
+from kernelwright.tools.sandbox.resources import tree_memory
 
 CandidateKind = Literal["offline", "passthrough", "given"]  # given: a file in --candidates without a manifest entry
 MANIFEST = "manifest.json"

@@ -145,7 +145,7 @@ def markdown(rows: list[HarnessRow], summary: dict[str, Any], mode: Mode) -> str
                 f"{_num(r.durations_s.get('timing'))} | {_num(r.seconds, 1)} | {_gb(r.memory.get('rss_bytes'))} | "
                 f"{_gb(r.memory.get('pss_bytes'))} | {_gb(gpu)} | {verdict(r)} | "
                 f"{_num(r.speedup_vs_eager) + 'x' if r.speedup_vs_eager else '-'} |")
-    from kernelwright.tools.precision import precision_profile
+    from kernelwright.tools.verify.precision import precision_profile
 
     profile = precision_profile(str((summary.get("settings") or {}).get("precision") or "strict"))
     lines = [profile.label() + ".", ""] + lines

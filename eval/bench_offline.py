@@ -4,7 +4,7 @@
            [--suite-dir eval/suite] [--compile-baseline [--prewarm 8]] [--time-budget-s 480] [--gpus 0,1]
 
 First every problem is translated (CPU) and all candidates' CUDA is built in parallel (the shared compile
-cache); then, per problem, every proposed variant is evaluated by the harness (tools/evaluate.Evaluator:
+cache); then, per problem, every proposed variant is evaluated by the harness (tools.harness.evaluate.Evaluator:
 correctness trials, integrity checks, timing against eager, and torch.compile with --compile-baseline,
 which adds its compile time, ~10-60 s a problem), and the tuner spends what is left of the budget while
 the run is on schedule for --time-budget-s. The best passed candidate then goes through compute-sanitizer
@@ -74,9 +74,9 @@ def prebuild_sources(sources: list[str], jobs: int) -> float:
     parallel, for the arch a worker on this GPU will ask for; seconds taken."""
     import re
 
-    from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
-    from kernelwright.tools.precompile import detect_arch
-    from kernelwright.tools.raw_kernel import _ERROR_HELPER
+    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
+    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+    from kernelwright.tools.harness.precompile import detect_arch
 
     started = time.perf_counter()
     opts = NvccOptions(arch=detect_arch())  # what load_cuda uses in a worker on this GPU
@@ -87,8 +87,8 @@ def prebuild_sources(sources: list[str], jobs: int) -> float:
 
 
 def evaluator_for(problem: Path, compile_baseline: bool) -> Any:
-    from kernelwright.tools.evaluate import EvalSettings, Evaluator
-    from kernelwright.tools.timing import BenchSettings
+    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.measure.timing import BenchSettings
 
     settings = EvalSettings(compile_baseline=compile_baseline,
                             bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
@@ -119,7 +119,7 @@ def outcome(result: Any, sanitize: Any) -> dict[str, Any]:
     (graphs.sanitizing, the run's rule) has not rejected it; on memory errors the next best is tried."""
     from kernelwright.agents.offline.tune import TuneTrial
     from kernelwright.graphs.sanitizing import sanitize_in_order
-    from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
+    from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
 
     ranked = sorted((t for t in result.history if t.passed), key=TuneTrial.score, reverse=True)
     check = sanitize_in_order([(t.path, Path(t.path)) for t in ranked], sanitize)
@@ -161,9 +161,9 @@ def prewarm_compile(problems: list[Path], parallel: int) -> Any:
 
 
 def _compile_once(problem: Path) -> tuple[str, float, str | None]:
-    from kernelwright.tools.inputs import InputSpec
+    from kernelwright.tools.measure.timing import BenchSettings
+    from kernelwright.tools.problem.inputs import InputSpec
     from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
-    from kernelwright.tools.timing import BenchSettings
 
     started = time.perf_counter()
     worker = SandboxWorker("reference", WorkerOptions())
@@ -232,7 +232,7 @@ def sanitized_cell(row: dict[str, Any]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: dict[str, str]) -> str:
-    from kernelwright.tools.precision import precision_profile
+    from kernelwright.tools.verify.precision import precision_profile
 
     lines = [precision_profile(summary.get("precision", "strict")).label() + ".", "","| problem | category | status | success | sanitized | vs eager | vs compile | variant | kept ATen ops |",
              "|---|---|---|---|---|---|---|---|---|"]

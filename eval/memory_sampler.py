@@ -1,6 +1,6 @@
 """Peak host and GPU memory of a process tree, sampled by a thread while something runs.
 
-Host: RSS and PSS summed over the tree (tools.resources.tree_memory; RSS counts shared libraries once per
+Host: RSS and PSS summed over the tree (tools.sandbox.resources.tree_memory; RSS counts shared libraries once per
 process, PSS shares them out, so both are reported). GPU: NVML's per-process used memory for the tree's
 pids, and the whole devices' used memory. Where NVML is missing the GPU figures are None, with why; where
 NVML lists processes but none of the tree's pids (another pid namespace), the tree's GPU figure is None.
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kernelwright.tools.errors import ToolUnavailable
-from kernelwright.tools.resources import descendants, tree_memory
+from kernelwright.tools.sandbox.resources import descendants, tree_memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class TreeSampler:
     def _open_nvml(self) -> Any:
         if not self.gpu:
             return None
-        from kernelwright.tools.gpu_info import Nvml
+        from kernelwright.tools.measure.gpu_info import Nvml
 
         try:
             nvml = Nvml().__enter__()

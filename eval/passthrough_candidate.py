@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 from kernelwright.agents.offline.codegen_host import REFERENCE_CLASS, reference_module_source
-from kernelwright.tools.problem import read_source
+from kernelwright.tools.problem.files import read_source
 
 # Byte copy, 16 bytes a thread where both pointers are 16-byte aligned, so one kernel serves every dtype.
 COPY_CUDA = r"""

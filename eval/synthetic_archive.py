@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from kernelwright.memory.records import ArchiveRecord, Lineage, ProblemSignature, SigOp, SigTensor
-from kernelwright.tools.results import Status
+from kernelwright.tools.harness.results import Status
 from kernelwright.tools.source_hash import candidate_id
 
 # Problem families: op lists that real KernelBench problems have.

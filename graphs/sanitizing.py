@@ -21,8 +21,8 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.context import KContext
 from kernelwright.graphs.selection import ranked_verified
 from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 from kernelwright.tools.run_folder import CandidateFolder
-from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 
 log = structlog.get_logger(__name__)
 Sanitize = Callable[[Path], Mapping[str, Any]]  # candidate file -> SanitizeVerdict.to_dict()

@@ -16,8 +16,8 @@ from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.agents.evaluator import CandidateProfile, EvaluatorDefaults
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
-from kernelwright.tools.results import EvalReport, Status
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.results import EvalReport, Status
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 CRITIC = "VERDICT: memory-bound at 40% of DRAM bandwidth\nDIRECTIONS:\n- vectorize loads to float4\n- fuse the two passes"

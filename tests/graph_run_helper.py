@@ -21,8 +21,8 @@ from graph_fakes import answer, fake_report, scripted, verdict
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.run import optimize
-from kernelwright.tools.results import EvalReport
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 

@@ -21,7 +21,7 @@ from kernelwright.eval.bench_report import synthetic_profile
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunResult, optimize
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
 
 RUN_ID = "recorded-1"
 GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}

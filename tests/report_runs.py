@@ -20,7 +20,7 @@ from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.eval.run_data import load_run
 from kernelwright.run import RunResult, optimize
-from kernelwright.tools.ncu import parse_ncu_output
+from kernelwright.tools.measure.ncu import parse_ncu_output
 
 UNUSABLE = "Sorry, I cannot write that kernel."  # no code block: the proposer records an error
 

@@ -23,7 +23,7 @@ from kernelwright.api import evaluate, optimize, problem_from_module
 from kernelwright.config import ConfigError
 from kernelwright.logging_setup import api_logging
 from kernelwright.tools.errors import LoadError, ProblemError
-from kernelwright.tools.module_problem import load_user_class
+from kernelwright.tools.problem.from_module import load_user_class
 
 SCRIPT = '''
 import json

@@ -195,7 +195,7 @@ def test_examples_for_prompt_formats_whole_examples_within_budget(archive: Kerne
 
 def test_signature_from_a_traced_functional_form() -> None:
     torch = pytest.importorskip("torch")
-    from kernelwright.tools.functional import functional_form
+    from kernelwright.tools.problem.functional import functional_form
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
     form = functional_form(model, [torch.randn(4, 16)], module_source="")
@@ -215,7 +215,8 @@ def test_tools_never_import_chromadb() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, kernelwright.tools.evaluate, kernelwright.tools.functional, kernelwright.tools.source_hash;"
+    code = ("import sys, kernelwright.tools.harness.evaluate, kernelwright.tools.problem.functional,"
+            " kernelwright.tools.source_hash;"
             "print('chromadb' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "False"
@@ -242,7 +243,7 @@ FUNCTIONAL = {"method": "export", "source": "def forward(x):\n    relu = torch.o
 
 def test_a_runs_verified_candidates_go_into_the_archive(archive: KernelArchive, tmp_path: Path) -> None:
     from kernelwright.memory.prompting import archive_run
-    from kernelwright.tools.results import EvalReport
+    from kernelwright.tools.harness.results import EvalReport
 
     run_dir = tmp_path / "run"
     src_ok = make_record("relu", idea="vector").kernel_source

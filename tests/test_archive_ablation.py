@@ -31,7 +31,7 @@ def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only
 
     from kernelwright.eval.bench_archive_ablation import ablation
     from kernelwright.memory.embedding import HashedEmbedding
-    from kernelwright.tools.results import EvalReport
+    from kernelwright.tools.harness.results import EvalReport
     from kernelwright.tools.source_hash import candidate_id
 
     seen: dict[str, int] = {}
@@ -184,7 +184,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     from kernelwright.graphs import harness_evaluator
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.embedding import HashedEmbedding
-    from kernelwright.tools.evaluate import EvalSettings
+    from kernelwright.tools.harness.evaluate import EvalSettings
 
     made: list[tuple[Path, bool]] = []
 
@@ -222,7 +222,7 @@ def test_the_ablation_harness_is_the_owners_defaults_but_for_the_compile_baselin
     from dataclasses import replace
 
     from kernelwright.eval.archive_ablation import ablation_harness
-    from kernelwright.tools.evaluate import EvalSettings
+    from kernelwright.tools.harness.evaluate import EvalSettings
 
     assert ablation_harness() == replace(EvalSettings(), compile_baseline=False)
     assert ablation_harness(compile_baseline=True) == EvalSettings()  # the owner's default times torch.compile

@@ -14,7 +14,7 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize
-from kernelwright.tools.functional import functional_form
+from kernelwright.tools.problem.functional import functional_form
 
 
 class TracingFakeEvaluator(FakeEvaluator):

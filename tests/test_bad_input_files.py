@@ -14,10 +14,10 @@ from conftest import RELU_CANDIDATE
 from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.config import ConfigError, load_config
-from kernelwright.tools.diagnostics import Diagnostic
+from kernelwright.tools.compile.diagnostics import Diagnostic
 from kernelwright.tools.errors import CompileError, InputFileError, ProblemError, location
-from kernelwright.tools.nvcc import NvccCompiler, NvccOptions, unsupported_arch
-from kernelwright.tools.problem import check_source, read_source
+from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, unsupported_arch
+from kernelwright.tools.problem.files import check_source, read_source
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 runner = CliRunner()

@@ -18,9 +18,9 @@ from kernelwright.eval.bench_harness_prepare import (CandidateEntry, _lazy_mode,
 from kernelwright.eval.bench_harness_table import final_line
 from kernelwright.eval.memory_sampler import TreeSampler
 from kernelwright.eval.passthrough_candidate import passthrough_source
-from kernelwright.tools.problem import check_source
-from kernelwright.tools.resources import tree_memory
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.sandbox.resources import tree_memory
+from kernelwright.tools.harness.results import EvalReport
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELBENCH = ROOT.parent / "shared" / "kernelbench"
@@ -215,7 +215,7 @@ def test_passthrough_candidate_is_a_valid_candidate(tmp_path: Path) -> None:
 def test_passthrough_candidate_compiles_and_owns_the_models_weights(tmp_path: Path) -> None:
     import torch
 
-    from kernelwright.tools.problem import build_model, import_file
+    from kernelwright.tools.problem.files import build_model, import_file
 
     problem = tmp_path / "p.py"
     problem.write_text(PROBLEM)

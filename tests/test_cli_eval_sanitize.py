@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from kernelwright import api
 from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app
-from kernelwright.tools.results import EvalReport
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 FIX = Path(__file__).parent / "fixtures"
 ARGS = ["eval", str(FIX / "problems" / "relu_affine.py"), str(FIX / "problems" / "relu_affine.py"), "--no-profile"]
@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 class FakeHarness:
-    """Stands in for tools.evaluate.Evaluator: every candidate passes; memcheck answers `status`."""
+    """Stands in for tools.harness.evaluate.Evaluator: every candidate passes; memcheck answers `status`."""
 
     status = "clean"
     sanitized: list[str] = []

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kernelwright.tools.diagnostics import parse_diagnostics, parse_resource_usage
+from kernelwright.tools.compile.diagnostics import parse_diagnostics, parse_resource_usage
+from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, arch_flags, arch_for_capability
 from kernelwright.tools.errors import CompileError, ToolTimeout, ToolUnavailable
-from kernelwright.tools.nvcc import NvccCompiler, NvccOptions, arch_flags, arch_for_capability
 
 KERNEL = r"""
 extern "C" __global__ void scale(float* x, float a, int n) {

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools.evaluate import EvalSettings, Evaluator
-from kernelwright.tools.functional import functional_form
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.problem.functional import functional_form
 from kernelwright.tools.sandbox.pool import WorkerOptions
 
 PROBLEMS = Path(__file__).parent / "fixtures" / "problems"

@@ -49,7 +49,7 @@ def test_bf16_gemms_never_take_the_split(name: str) -> None:
 
 @pytest.mark.nvcc
 def test_the_split_kernel_compiles_with_nvcc(tmp_path) -> None:
-    from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
+    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
 
     result = NvccCompiler(cache_dir=tmp_path).compile(PRELUDE + SPLIT_CUDA, NvccOptions(arch="sm_90"))
     assert result.artifact.exists()

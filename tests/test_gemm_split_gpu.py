@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 
 @pytest.fixture(scope="module")
 def helpers() -> dict[str, Any]:
-    from kernelwright.tools.raw_kernel import load_cuda
+    from kernelwright.tools.compile.raw_kernel import load_cuda
 
     namespace: dict[str, Any] = {"torch": torch, "_kw_lib": load_cuda(PRELUDE + SPLIT_CUDA, {SPLIT_LAUNCHER: SPLIT_SPEC})}
     exec(compile(SPLIT_PYTHON, "<gemm_split>", "exec"), namespace)

@@ -10,9 +10,9 @@ import pytest
 
 from conftest import RELU_CANDIDATE
 
-from kernelwright.tools.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from kernelwright.tools.timing import BenchSettings
+from kernelwright.tools.measure.timing import BenchSettings
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -105,7 +105,7 @@ def test_healthy_candidate_worker_is_reused(evaluators) -> None:
 
 
 def test_sanitizer_flags_out_of_bounds_write_and_passes_honest_kernel() -> None:
-    from kernelwright.tools.sanitizer import sanitize
+    from kernelwright.tools.harness.sanitizer import sanitize
 
     problem = str(FIXTURES / "problems" / "small_relu_affine.py")
     bad = sanitize(problem, str(FIXTURES / "sanitizer" / "out_of_bounds_write.py"), timeout_s=300)

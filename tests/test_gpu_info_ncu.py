@@ -20,11 +20,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools import gpu_info, ncu
 from kernelwright.tools.errors import ToolTimeout, ToolUnavailable
-from kernelwright.tools.gpu_info import ClockSnapshot, GpuFacts, PeakFlops, decode_throttle_reasons, throttle_warning
-from kernelwright.tools.ncu import DEFAULT_METRICS, ProfileResult, ProfileUnavailable, parse_ncu_output
-from kernelwright.tools.roofline import compute_roofline
+from kernelwright.tools.measure import gpu_info, ncu
+from kernelwright.tools.measure.gpu_info import (
+    ClockSnapshot,
+    GpuFacts,
+    PeakFlops,
+    decode_throttle_reasons,
+    throttle_warning,
+)
+from kernelwright.tools.measure.ncu import DEFAULT_METRICS, ProfileResult, ProfileUnavailable, parse_ncu_output
+from kernelwright.tools.measure.roofline import compute_roofline
 
 DATA = Path(__file__).parent / "data" / "ncu"
 HAS_CUDA = torch.cuda.is_available()

@@ -8,7 +8,7 @@ from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
 
 
 def test_guard_sees_patched_torch_and_harness_functions() -> None:
-    import kernelwright.tools.compare as compare
+    import kernelwright.tools.verify.compare as compare
 
     guard = HarnessGuard.capture()
     assert guard.changed() == []
@@ -19,7 +19,7 @@ def test_guard_sees_patched_torch_and_harness_functions() -> None:
         changed = guard.changed()
     finally:
         torch.allclose, compare.compare_output = real_allclose, real_compare
-    assert "torch.allclose" in changed and "kernelwright.tools.compare.compare_output" in changed
+    assert "torch.allclose" in changed and "kernelwright.tools.verify.compare.compare_output" in changed
     assert guard.changed() == []
 
 

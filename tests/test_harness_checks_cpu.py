@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools.evaluate import EvalSettings, Evaluator, ReferenceData
-from kernelwright.tools.floors import WriteBandwidth, output_bytes
-from kernelwright.tools.inputs import InputSpec
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, ReferenceData
+from kernelwright.tools.harness.verdicts import timing_gap_message
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.problem.inputs import InputSpec
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from kernelwright.tools.timing import BenchSettings
-from kernelwright.tools.verdicts import timing_gap_message
+from kernelwright.tools.verify.floors import WriteBandwidth, output_bytes
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CPU_CHEATS = sorted((FIXTURES / "cpu_cheats").glob("*.py"))

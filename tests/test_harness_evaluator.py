@@ -44,7 +44,7 @@ def test_visible_gpus_follows_cuda_visible_devices(monkeypatch: pytest.MonkeyPat
 
 def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
     from kernelwright.tools.errors import CompileError, IntegrityError, ToolTimeout, WorkerCrash
-    from kernelwright.tools.evaluate import _reason_for, reason_for_error
+    from kernelwright.tools.harness.evaluate import _reason_for, reason_for_error
 
     cases = [(IntegrityError("reference_op_called", "calls torch.softmax"), "reference_op_called"),
              (CompileError("nvcc failed", returncode=1, stderr="error"), "compile_error"),

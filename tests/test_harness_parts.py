@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import kernelwright.tools.compare as compare
-from kernelwright.tools.compare import Tolerance, compare_output
-from kernelwright.tools.fingerprint import fingerprint
-from kernelwright.tools.inputs import InputSpec, Perturber, input_shapes, refill
-from kernelwright.tools.precision import STRICT_FLAGS, FlagSwitch, precision_profile
-from kernelwright.tools.problem import check_source, import_file
-from kernelwright.tools.shape_scaling import rescaled_module, scaled_override
-from kernelwright.tools.tensor_share import open_shared, share_tensor
+import kernelwright.tools.verify.compare as compare
+from kernelwright.tools.problem.files import check_source, import_file
+from kernelwright.tools.problem.inputs import InputSpec, Perturber, input_shapes, refill
+from kernelwright.tools.problem.shape_scaling import rescaled_module, scaled_override
+from kernelwright.tools.sandbox.tensor_share import open_shared, share_tensor
+from kernelwright.tools.verify.compare import Tolerance, compare_output
+from kernelwright.tools.verify.fingerprint import fingerprint
+from kernelwright.tools.verify.precision import STRICT_FLAGS, FlagSwitch, precision_profile
 
 TOL = Tolerance(1e-4, 1e-4, 1e-3)
 KERNELBENCH = Path(__file__).resolve().parents[2] / "shared" / "kernelbench"

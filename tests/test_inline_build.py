@@ -17,18 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools.errors import CompileError
-from kernelwright.tools.inline import (
+from kernelwright.tools.compile.inline import (
     InlineBuilder,
     fast_load_inline,
     fast_load_inline_installed,
     install_fast_load_inline,
     uninstall_fast_load_inline,
 )
-from kernelwright.tools.inline.headers import strip_includes
-from kernelwright.tools.inline.loader import syntax_only
-from kernelwright.tools.inline.sources import InlineSpec, build_sources, link_flags
-from kernelwright.tools.nvcc import NvccCompiler
+from kernelwright.tools.compile.inline.headers import strip_includes
+from kernelwright.tools.compile.inline.loader import syntax_only
+from kernelwright.tools.compile.inline.sources import InlineSpec, build_sources, link_flags
+from kernelwright.tools.compile.nvcc import NvccCompiler
+from kernelwright.tools.errors import CompileError
 
 needs_nvcc = pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc on PATH")
 
@@ -131,7 +131,7 @@ def test_strip_includes_keeps_lines_and_light_headers() -> None:
 
 
 def test_syntax_only_classifier() -> None:
-    from kernelwright.tools.diagnostics import Diagnostic
+    from kernelwright.tools.compile.diagnostics import Diagnostic
 
     def err(message: str) -> CompileError:
         return CompileError("x", returncode=1, stderr="", diagnostics=(Diagnostic("error", message, "cuda.cu", 3),))
@@ -302,7 +302,7 @@ def test_unsupported_signature_is_handed_to_stock(compiler: NvccCompiler, tmp_pa
 
 
 def _fake_paths():
-    from kernelwright.tools.inline.headers import TorchPaths
+    from kernelwright.tools.compile.inline.headers import TorchPaths
 
     return TorchPaths(version="x", include_dirs=("/t/include", "/t/include/api"), lib_dir="/t/lib",
                       python_include="/py", cxx11_abi=1, has_cuda_macros=False, has_cuda_libs=False)

@@ -8,12 +8,12 @@ import threading
 import pytest
 import torch
 
-from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, outputs_identical
-from kernelwright.tools.gpu_memory import POISON_BYTE
-from kernelwright.tools.integrity import check_mutation, check_traces
-from kernelwright.tools.kernel_trace import CallTrace, GpuActivity, _parse_events, base_name, classify
 from kernelwright.tools.sandbox.protocol import recv_message, send_message
-from kernelwright.tools.tensor_wire import decode_tensor, encode_tensor
+from kernelwright.tools.sandbox.tensor_wire import decode_tensor, encode_tensor
+from kernelwright.tools.verify.compare import Tolerance, compare_output, outputs_close, outputs_identical
+from kernelwright.tools.verify.gpu_memory import POISON_BYTE
+from kernelwright.tools.verify.integrity import check_mutation, check_traces
+from kernelwright.tools.verify.kernel_trace import CallTrace, GpuActivity, _parse_events, base_name, classify
 
 TOL = Tolerance(1e-4, 1e-4, 1e-3)
 
@@ -162,7 +162,7 @@ def test_outputs_close_samples_first_but_still_sees_a_single_differing_element()
 
 
 def test_worker_stage_seconds_are_summed_per_stage_under_a_prefix() -> None:
-    from kernelwright.tools.evaluate import _add_stage_seconds
+    from kernelwright.tools.harness.evaluate import _add_stage_seconds
 
     durations = {"trials_call": 0.5}
     _add_stage_seconds(durations, [{"stages_s": {"call": 0.25, "encode": 0.1}}, {"stages_s": {"call": 0.25}}, {}],

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from kernelwright.tools.literals import python_literal
+from kernelwright.tools.problem.literals import python_literal
 
 
 @pytest.mark.parametrize("value", [None, True, 3, -2.5, "same", (4,), [1, (2, 3)], torch.bfloat16,
@@ -29,7 +29,7 @@ def test_a_leaf_overrides_the_rules_and_the_fallback_writes_or_refuses_the_rest(
 
 def test_the_functional_form_of_a_masked_fill_with_minus_infinity_is_valid_python() -> None:
     """It used to write a bare `-inf`, a name no namespace defines."""
-    from kernelwright.tools.functional import functional_form
+    from kernelwright.tools.problem.functional import functional_form
 
     class Masked(torch.nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ from kernelwright.agents.llm import (DEFAULT_MODEL, OPENAI_URL, ChosenModel, LLM
 from kernelwright.cli import EXIT_NO_LLM, app
 from kernelwright.eval.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
-from kernelwright.tools.results import EvalReport
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL", "ANTHROPIC_API_KEY")

@@ -11,8 +11,8 @@ import torch
 
 from kernelwright.api import problem_from_module
 from kernelwright.tools.errors import ProblemError
-from kernelwright.tools.inputs import InputSpec, make_inputs
-from kernelwright.tools.problem import check_source
+from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.problem.inputs import InputSpec, make_inputs
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -162,7 +162,7 @@ def test_run_problem_sanitizes_inside_the_evaluators_lifetime(tmp_path: Path, mo
     from types import SimpleNamespace
 
     from kernelwright.agents.offline import tune as tune_module
-    from kernelwright.tools.sanitizer import SanitizeVerdict
+    from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
     class Harness:
         reference_durations_s = {"total": 1.0}

@@ -18,8 +18,8 @@ import torch
 from offline_support import fixture_problems, suite_problems
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
-from kernelwright.tools.nvcc import NvccCompiler, NvccOptions, default_cache_dir
-from kernelwright.tools.raw_kernel import _ERROR_HELPER
+from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, default_cache_dir
+from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 
 pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
 PROBLEMS = suite_problems() + fixture_problems()

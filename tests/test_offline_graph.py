@@ -15,9 +15,9 @@ from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.run_folder import CandidateFolder
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
 
@@ -62,7 +62,7 @@ class TracingHashEvaluator(HashSpeedEvaluator):
     def functional_form(self) -> dict[str, Any]:
         import importlib.util
 
-        from kernelwright.tools.functional import functional_form
+        from kernelwright.tools.problem.functional import functional_form
 
         spec = importlib.util.spec_from_file_location("softmax_problem", PROBLEM)
         module = importlib.util.module_from_spec(spec)

@@ -200,8 +200,8 @@ def _cuda_of(source: str) -> str:
 def test_pool_candidates_compile_with_nvcc(tmp_path: Path) -> None:
     """Suite 20 and 44, the pooling fixture and every CPU case, at default tunables and at the far corner of the
     pool space (BLOCK 64, 4 outputs a thread)."""
-    from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
-    from kernelwright.tools.raw_kernel import _ERROR_HELPER
+    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
+    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 
     problems = [suite_dir() / "20_conv2d_relu_avgpool.py", suite_dir() / "44_conv_bn_relu_pool.py",
                 FIXTURES / "offline" / "pooling.py"]
@@ -231,9 +231,9 @@ def test_pool_candidates_compile_with_nvcc(tmp_path: Path) -> None:
 def test_pool_candidates_pass_the_real_harness(problem: Path, build_cache: Path, tmp_path: Path) -> None:
     """On a GPU: every variant is verified and timed; the only PyTorch-side kernels left are cuDNN's conv (a
     library kernel), so the harness no longer rejects problem 20 as reference_op_called."""
-    from kernelwright.tools.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.measure.timing import BenchSettings
     from kernelwright.tools.sandbox.pool import WorkerOptions
-    from kernelwright.tools.timing import BenchSettings
 
     settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
                             bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))

@@ -33,7 +33,7 @@ def test_wheel_has_every_subpackage_in_the_namespace(wheel: Path) -> None:
 
 def test_wheel_has_the_data_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    data = [p for sub in ("prompts", "tools/inline") for p in (ROOT / sub).rglob("*")
+    data = [p for sub in ("prompts", "tools/compile/inline") for p in (ROOT / sub).rglob("*")
             if p.is_file() and p.suffix in (".md", ".txt", ".h", ".cpp") and "__pycache__" not in p.parts]
     data += list((ROOT / "eval" / "problems").glob("*.py"))  # benchmark problems ship with the package
     data += [*(ROOT / "eval" / "suite").glob("*.py"), ROOT / "eval" / "suite" / "manifest.json"]  # the suite too

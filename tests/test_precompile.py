@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RELU_CANDIDATE
-from kernelwright.tools.precompile import build_candidates
+from kernelwright.tools.harness.precompile import build_candidates
 from kernelwright.tools.sandbox.pool import WorkerOptions
 
 FIX = Path(__file__).parent / "fixtures"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kernelwright.tools.errors import ProblemError
-from kernelwright.tools.problem import check_source
+from kernelwright.tools.problem.files import check_source
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"
 PROBLEMS = Path(__file__).parent / "fixtures" / "problems"

@@ -17,7 +17,7 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.graphs.events import RecordingEvaluator
 from kernelwright.tools.run_folder import EventLog
 from kernelwright.run import RunError, optimize
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
 
 
 @pytest.fixture(scope="module")

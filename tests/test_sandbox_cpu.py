@@ -12,7 +12,7 @@ import pytest
 from conftest import RELU_CANDIDATE
 
 from kernelwright.tools.errors import ReferenceFailure
-from kernelwright.tools.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 
 FIX = Path(__file__).parent / "fixtures"

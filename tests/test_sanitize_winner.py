@@ -18,8 +18,8 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize
-from kernelwright.tools.results import EvalReport
-from kernelwright.tools.sanitizer import SanitizeVerdict
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
 ONE_GENERATION = dict(generations=1, candidates_per_generation=3, critic=False)
 

@@ -17,8 +17,8 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_NO_LLM, EXIT_REJECTED, app
 from kernelwright.config import ConfigError, KernelwrightConfig, ModelConfig, load_config
-from kernelwright.tools.evaluate import EvalSettings
-from kernelwright.tools.nvcc import BuildSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
+from kernelwright.tools.compile.nvcc import BuildSettings
 
 FIX = Path(__file__).parent / "fixtures"
 runner = CliRunner()

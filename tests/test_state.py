@@ -48,7 +48,7 @@ def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> N
     from kernelwright.agents.run_state import CANDIDATE_STATUSES, SCREENED_OUT, candidate_status
     from kernelwright.eval.report.charts import STATUS_ORDER
     from kernelwright.eval.run_data import FAILED_STATUSES
-    from kernelwright.tools.results import STATUSES, status_of
+    from kernelwright.tools.harness.results import STATUSES, status_of
     from kernelwright.trace_view import STATUS_ICON, STATUS_STYLE
 
     assert set(STATUSES) < set(CANDIDATE_STATUSES) and SCREENED_OUT in CANDIDATE_STATUSES

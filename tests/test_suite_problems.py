@@ -19,8 +19,8 @@ import torch
 
 from kernelwright.eval.suite_manifest import MANIFEST, SUITE_DIR, SuiteProblem, load_suite
 from kernelwright.tools.errors import ProblemError
-from kernelwright.tools.functional import functional_form
-from kernelwright.tools.problem import check_source
+from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.problem.functional import functional_form
 
 SUITE = load_suite()
 IDS = [p.name for p in SUITE]

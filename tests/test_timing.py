@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kernelwright.tools.errors import BenchmarkError
-from kernelwright.tools.timing import BenchSettings, TimingStats, bench
+from kernelwright.tools.measure.timing import BenchSettings, TimingStats, bench
 
 
 def test_stats_from_samples() -> None:

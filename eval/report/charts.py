@@ -18,7 +18,7 @@ from kernelwright.eval.report.tables import table
 from kernelwright.eval.run_data import Candidate, RunData
 from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import generation_label
-from kernelwright.tools.ncu import short_kernel_name
+from kernelwright.tools.measure.ncu import short_kernel_name
 
 STATUS_ORDER: tuple[CandidateStatus, ...] = ("passed", "rejected", "error", "screened_out", "needs_gpu", "pending")
 MAX_NUMBERED = 30  # roofline points numbered and listed; more are drawn unnumbered

@@ -25,7 +25,7 @@ from typing import Literal
 
 import structlog
 
-from kernelwright.tools.diagnostics import Diagnostic, KernelResources, parse_diagnostics, parse_resource_usage
+from kernelwright.tools.compile.diagnostics import Diagnostic, KernelResources, parse_diagnostics, parse_resource_usage
 from kernelwright.tools.errors import CompileError, KernelwrightError, ToolTimeout, ToolUnavailable
 from kernelwright.tools.procenv import scrubbed_env
 
@@ -126,7 +126,7 @@ class BuildSettings:
     arch: str | None = None  # nvcc target, e.g. sm_90a
     cache_dir: Path | None = None  # kernelwright's cache folder; builds go in its build/
     timeout_s: float | None = None  # nvcc's limit per compile of a candidate's sources
-    fast_inline: bool = True  # candidates' load_inline builds with the fast builder (tools.inline)
+    fast_inline: bool = True  # candidates' load_inline builds with the fast builder (tools.compile.inline)
 
     def worker_env(self) -> dict[str, str]:
         """The variables that carry these settings into a sandbox worker (an unset field: none)."""

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, NvccCompiler, NvccOptions, arch_for_capability
 from kernelwright.tools.errors import LoadError
-from kernelwright.tools.nvcc import DEFAULT_ARCH, BuildSettings, NvccCompiler, NvccOptions, arch_for_capability
 
 _POINTER_DTYPES: dict[str, torch.dtype] = {
     "f32*": torch.float32, "f16*": torch.float16, "bf16*": torch.bfloat16, "f64*": torch.float64,

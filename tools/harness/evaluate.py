@@ -18,21 +18,21 @@ from typing import Any
 
 import structlog
 
-from kernelwright.tools.compare import Tolerance
+from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.errors import (DoesNotFit, IntegrityError, KernelwrightError, ReferenceFailure, ResourceLimit,
                                        ToolTimeout, ToolUnavailable, WorkerCrash)
-from kernelwright.tools.floors import WriteBandwidth
-from kernelwright.tools.inputs import InputSpec
-from kernelwright.tools.integrity import check_mutation, check_traces, kernel_usage
-from kernelwright.tools.kernel_trace import CallTrace, library_symbols
-from kernelwright.tools.nvcc import BuildSettings
-from kernelwright.tools.precision import PrecisionProfile, precision_profile
-from kernelwright.tools.problem import check_source
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.verify.floors import WriteBandwidth
+from kernelwright.tools.problem.inputs import InputSpec
+from kernelwright.tools.verify.integrity import check_mutation, check_traces, kernel_usage
+from kernelwright.tools.verify.kernel_trace import CallTrace, library_symbols
+from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.verify.precision import PrecisionProfile, precision_profile
+from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
-from kernelwright.tools.timing import BenchSettings
-from kernelwright.tools.verdicts import TrialJudge, timing_gap_message
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.harness.verdicts import TrialJudge, timing_gap_message
 
 log = structlog.get_logger(__name__)
 SENSITISING_SCALES = (8.0, 64.0)
@@ -45,7 +45,7 @@ class EvalSettings:
     n_trials: int = 5
     base_seed: int = 1000
     init_seed: int = 42
-    precision: str = "strict"  # tools.precision profile: "strict" (default) or "kernelbench"
+    precision: str = "strict"  # tools.verify.precision profile: "strict" (default) or "kernelbench"
     tolerances: dict[str, Tolerance] = field(default_factory=dict)  # overrides on top of the profile's
     bench: BenchSettings = BenchSettings()
     build: BuildSettings = BuildSettings()  # how the candidate's CUDA is built (its worker gets them)
@@ -565,7 +565,7 @@ class Evaluator:
 
     def _record_gpu(self, report: EvalReport, before: Any, after: Any) -> None:
         """GPU identity and clocks around the candidate's timing (NVML); a throttle is a warning."""
-        from kernelwright.tools.gpu_info import gpu_facts, throttle_warning
+        from kernelwright.tools.measure.gpu_info import gpu_facts, throttle_warning
 
         if self._gpu_identity is None:
             try:
@@ -583,7 +583,7 @@ class Evaluator:
     def sanitize(self, candidate: str | Path) -> Any:
         """compute-sanitizer memcheck over one call of `candidate` (a SanitizeVerdict): run on the winner of a
         run or benchmark problem before it is reported as verified."""
-        from kernelwright.tools.sanitizer import sanitize_verdict
+        from kernelwright.tools.harness.sanitizer import sanitize_verdict
 
         verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
                                    env={**os.environ, **self.options.env})
@@ -592,7 +592,7 @@ class Evaluator:
         return verdict
 
     def _sanitize(self, candidate: Path, report: EvalReport) -> None:
-        from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, verdict_update
+        from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS, verdict_update
 
         verdict = self.sanitize(candidate)
         for key, value in verdict_update(verdict.to_dict()).items():
@@ -612,7 +612,7 @@ class Evaluator:
 
 
 def _clocks() -> Any:
-    from kernelwright.tools.gpu_info import clock_snapshot
+    from kernelwright.tools.measure.gpu_info import clock_snapshot
 
     try:
         return clock_snapshot()

@@ -18,8 +18,8 @@ from typing import Any
 
 import structlog
 
+from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
 from kernelwright.tools.errors import KernelwrightError, ToolUnavailable
-from kernelwright.tools.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 
 log = structlog.get_logger(__name__)
@@ -39,7 +39,7 @@ class BuildOutcome:
 
 def detect_arch() -> str:
     """The visible GPU's nvcc target via NVML (no CUDA context here), else the default."""
-    from kernelwright.tools.gpu_info import gpu_facts
+    from kernelwright.tools.measure.gpu_info import gpu_facts
 
     try:
         return arch_for_capability(*gpu_facts(use_torch=False).compute_capability)

@@ -31,7 +31,7 @@ class EvalReport:
     speedup_vs_eager: float | None = None
     speedup_vs_compile: float | None = None
     speedup_vs_eager_strict: float | None = None  # against eager with TF32 off (an extra column)
-    precision: str = "strict"  # the precision profile the verdict and tolerances used (tools.precision)
+    precision: str = "strict"  # the precision profile the verdict and tolerances used (tools.verify.precision)
     floor: dict[str, Any] | None = None  # the physical floor the timed median was checked against
     resources: dict[str, Any] = field(default_factory=dict)  # peak GPU and host memory of the evaluation
     gpu: dict[str, Any] = field(default_factory=dict)

@@ -56,7 +56,7 @@ def sanitize(problem: str, candidate: str, *, tool: str = "memcheck", timeout_s:
              env: dict[str, str] | None = None) -> SanitizerReport:
     exe = find_compute_sanitizer()
     cmd = [exe, "--tool", tool, "--error-exitcode", "86", "--print-limit", "20",
-           sys.executable, "-m", "kernelwright.tools.run_once", problem, candidate, "--calls", "1"]
+           sys.executable, "-m", "kernelwright.tools.measure.run_once", problem, candidate, "--calls", "1"]
     child_env = scrubbed_env(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
                             start_new_session=True)

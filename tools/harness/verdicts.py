@@ -11,11 +11,11 @@ from __future__ import annotations
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from kernelwright.tools.inputs import InputSpec
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.problem.inputs import InputSpec
 
 if TYPE_CHECKING:
-    from kernelwright.tools.evaluate import ReferenceData
+    from kernelwright.tools.harness.evaluate import ReferenceData
 
 # A first call on never-seen inputs slower than this many timed medians (plus the slack) means the timed
 # calls were served from a cache: honest kernels take about as long on new inputs as on rotated ones.

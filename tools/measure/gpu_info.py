@@ -27,7 +27,7 @@ from typing import Any
 import structlog
 
 from kernelwright.tools.errors import KernelwrightError, ToolUnavailable
-from kernelwright.tools.ncu import find_ncu, ncu_version
+from kernelwright.tools.measure.ncu import find_ncu, ncu_version
 from kernelwright.tools.procenv import scrubbed_env
 
 log = structlog.get_logger(__name__)

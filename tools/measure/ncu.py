@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import structlog
 
 from kernelwright.tools.errors import ToolTimeout
+from kernelwright.tools.measure.roofline import LATENCY_BOUND_PCT, Roofline, compute_roofline
 from kernelwright.tools.procenv import scrubbed_env
-from kernelwright.tools.roofline import LATENCY_BOUND_PCT, Roofline, compute_roofline
 
 if TYPE_CHECKING:  # attribute access only, so no import cycle with gpu_info (which imports this module)
-    from kernelwright.tools.gpu_info import GpuFacts
+    from kernelwright.tools.measure.gpu_info import GpuFacts
 
 log = structlog.get_logger(__name__)
 

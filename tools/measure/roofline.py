@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # attribute access only: gpu_info imports ncu, which imports this module
-    from kernelwright.tools.gpu_info import GpuFacts
+    from kernelwright.tools.measure.gpu_info import GpuFacts
 
 LATENCY_BOUND_PCT = 60.0  # ncu's SpeedOfLight rule (sections/SpeedOfLight.py): both below -> latency-bound
 

@@ -1,6 +1,6 @@
 """Run a candidate's forward a few times in this process: the target for ncu and compute-sanitizer.
 
-    python -m kernelwright.tools.run_once PROBLEM CANDIDATE [--calls N] [--seed S]
+    python -m kernelwright.tools.measure.run_once PROBLEM CANDIDATE [--calls N] [--seed S]
 
 External tools wrap this process (they must see the kernels), so it loads the
 candidate itself; it prints nothing but errors and exits non-zero on failure.
@@ -14,8 +14,8 @@ import sys
 import torch
 
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.inputs import InputSpec, make_inputs
-from kernelwright.tools.problem import build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.files import build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.inputs import InputSpec, make_inputs
 
 
 def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed: int) -> None:
@@ -25,7 +25,7 @@ def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed
     problem = check_source(problem_path, "problem")
     candidate = check_source(candidate_path, "candidate")
     pmod = import_file(problem, "kw_problem")
-    from kernelwright.tools.inline.patch import fast_load_inline_installed
+    from kernelwright.tools.compile.inline.patch import fast_load_inline_installed
 
     with fast_load_inline_installed():
         cmod = import_file(candidate, "kw_candidate")

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import torch
 
-from kernelwright.tools.literals import python_literal
+from kernelwright.tools.problem.literals import python_literal
 
 Method = Literal["export", "fx", "source"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.inputs import input_shapes
+from kernelwright.tools.problem.inputs import input_shapes
 
 Overrides = Sequence[tuple[str, int]]
 

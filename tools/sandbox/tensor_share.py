@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.tensor_wire import decode_tensor, dtype_from_name, dtype_name, encode_tensor
+from kernelwright.tools.sandbox.tensor_wire import decode_tensor, dtype_from_name, dtype_name, encode_tensor
 
 
 class ShareError(Exception):

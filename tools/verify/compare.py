@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.gpu_memory import POISON_BYTE
+from kernelwright.tools.verify.gpu_memory import POISON_BYTE
 
 
 @dataclass(frozen=True, slots=True)

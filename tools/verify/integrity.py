@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kernelwright.tools.kernel_trace import CallTrace, classify
+from kernelwright.tools.verify.kernel_trace import CallTrace, classify
 
 REFERENCE_SHARE_LIMIT = 0.5  # at most half the candidate's GPU time may be the reference's own (non-library) kernels
 HOST_COPY_SLACK_BYTES = 4096

@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from kernelwright.tools.compare import DEFAULT_TOLERANCES, Tolerance
+from kernelwright.tools.verify.compare import DEFAULT_TOLERANCES, Tolerance
 
 ProfileName = Literal["strict", "kernelbench"]
 FlagSet = Literal["strict", "default"]

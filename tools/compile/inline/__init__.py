@@ -1,6 +1,6 @@
 """A fast, drop-in replacement for torch.utils.cpp_extension.load_inline (see DESIGN.md).
 
-    from kernelwright.tools.inline import fast_load_inline, fast_load_inline_installed
+    from kernelwright.tools.compile.inline import fast_load_inline, fast_load_inline_installed
 
     mod = fast_load_inline(name="relu", cpp_sources=cpp, cuda_sources=cu, functions=["relu_cuda"])
     mod.relu_cuda(x); mod.build_info.path      # "light" | "full" | "stock"
@@ -9,8 +9,14 @@
         candidate = importlib.import_module(...)
 """
 
-from kernelwright.tools.inline.loader import InlineBuild, InlineBuilder, InlineBuildInfo, InlineModule, fast_load_inline
-from kernelwright.tools.inline.patch import (
+from kernelwright.tools.compile.inline.loader import (
+    InlineBuild,
+    InlineBuilder,
+    InlineBuildInfo,
+    InlineModule,
+    fast_load_inline,
+)
+from kernelwright.tools.compile.inline.patch import (
     Installation,
     fast_load_inline_installed,
     install_fast_load_inline,

@@ -17,9 +17,9 @@ from types import ModuleType
 
 import structlog
 
+from kernelwright.tools.compile.inline.headers import HeaderDirs, TorchPaths
+from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
 from kernelwright.tools.errors import LoadError
-from kernelwright.tools.inline.headers import HeaderDirs, TorchPaths
-from kernelwright.tools.nvcc import NvccCompiler, NvccOptions
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +56,7 @@ def bridge_options(paths: TorchPaths, headers: HeaderDirs, arch: str) -> NvccOpt
 
 def load_bridge(compiler: NvccCompiler, paths: TorchPaths, headers: HeaderDirs, arch: str) -> Bridge:
     """Build (first time; ~10-40 s) or fetch from the cache, then import. Raises CompileError or LoadError."""
-    source = resources.files("kernelwright.tools.inline").joinpath("bridge.cpp").read_text()
+    source = resources.files("kernelwright.tools.compile.inline").joinpath("bridge.cpp").read_text()
     source = f"// {paths.identity}\n" + source
     result = compiler.compile({"kw_bridge.cpp": source}, bridge_options(paths, headers, arch),
                               artifact_name=BRIDGE_MODULE)

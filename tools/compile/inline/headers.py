@@ -131,7 +131,7 @@ def prepare_header_dirs(root: Path, paths: TorchPaths) -> HeaderDirs:
 
 def _static_files() -> dict[str, str]:
     """Packaged header sources -> their path inside the generated tree."""
-    pkg = resources.files("kernelwright.tools.inline")
+    pkg = resources.files("kernelwright.tools.compile.inline")
     files = {
         "support/kw_inline/abi.h": (pkg / "kw_abi.h").read_text(),
         "support/kw_inline/trampoline.h": (pkg / "kw_trampoline.h").read_text(),

@@ -31,12 +31,12 @@ from typing import Any, Literal
 import structlog
 from torch.utils.cpp_extension import load_inline as _stock_load_inline
 
+from kernelwright.tools.compile.inline.bridge import Bridge, load_bridge
+from kernelwright.tools.compile.inline.headers import HeaderDirs, TorchPaths, prepare_header_dirs, torch_paths
+from kernelwright.tools.compile.inline.sources import InlineSpec, build_options, build_sources
+from kernelwright.tools.compile.nvcc import BuildSettings, CompileResult, NvccCompiler
+from kernelwright.tools.compile.raw_kernel import target_arch
 from kernelwright.tools.errors import CompileError, LoadError
-from kernelwright.tools.inline.bridge import Bridge, load_bridge
-from kernelwright.tools.inline.headers import HeaderDirs, TorchPaths, prepare_header_dirs, torch_paths
-from kernelwright.tools.inline.sources import InlineSpec, build_options, build_sources
-from kernelwright.tools.nvcc import BuildSettings, CompileResult, NvccCompiler
-from kernelwright.tools.raw_kernel import target_arch
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import structlog
 import torch.utils.cpp_extension as cpp_extension
 
-from kernelwright.tools.inline.loader import fast_load_inline
-from kernelwright.tools.nvcc import NvccCompiler
+from kernelwright.tools.compile.inline.loader import fast_load_inline
+from kernelwright.tools.compile.nvcc import NvccCompiler
 
 log = structlog.get_logger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from kernelwright.tools.compile.inline.headers import HeaderDirs, TorchPaths
+from kernelwright.tools.compile.nvcc import NvccOptions
 from kernelwright.tools.errors import LoadError
-from kernelwright.tools.inline.headers import HeaderDirs, TorchPaths
-from kernelwright.tools.nvcc import NvccOptions
 
 HeaderMode = Literal["light", "full"]
 
