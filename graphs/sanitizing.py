@@ -5,7 +5,7 @@ sanitized (`CandidateEvaluator.sanitize`). Memory errors (status out_of_bounds) 
 in its record and its report, and the next best is sanitized, until one is not rejected or none is
 left. A sanitizer that cannot run (unavailable, timeout, error) leaves the kernel the best, and every report
 says `sanitized: no` and why. `sanitize_in_order` is that rule for the suite benchmark too
-(eval/bench_offline); `sanitized_text` is how every report words a verdict.
+(eval/bench/offline); `sanitized_text` is how every report words a verdict.
 """
 
 from __future__ import annotations

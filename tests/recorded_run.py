@@ -17,8 +17,8 @@ from graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluat
 
 from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.bench_report import synthetic_profile
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.synthetic_run import synthetic_profile
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunResult, optimize
 from kernelwright.tools.harness.results import EvalReport

@@ -17,8 +17,8 @@ from test_gpu_info_ncu import fixture_text, h100_facts
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
-from kernelwright.eval.run_data import load_run
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.report.run_data import load_run
 from kernelwright.run import RunResult, optimize
 from kernelwright.tools.measure.ncu import parse_ncu_output
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kernelwright.eval.bench_archive_ablation import evaluation_order, evaluations_to_reach
+from kernelwright.eval.bench.ablation_experiment import evaluation_order, evaluations_to_reach
 
 
 def test_counts_evaluations_in_proposal_order_until_the_target() -> None:
@@ -29,7 +29,7 @@ def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only
 
     from archive_helpers import make_record
 
-    from kernelwright.eval.bench_archive_ablation import ablation
+    from kernelwright.eval.bench.ablation_experiment import ablation
     from kernelwright.memory.embedding import HashedEmbedding
     from kernelwright.tools.harness.results import EvalReport
     from kernelwright.tools.source_hash import candidate_id
@@ -64,7 +64,7 @@ def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) 
     import json
     from pathlib import Path
 
-    from kernelwright.eval.bench_archive_ablation import first_run, report, second_run
+    from kernelwright.eval.bench.ablation_experiment import first_run, report, second_run
     from kernelwright.memory.embedding import HashedEmbedding
 
     speeds = {"a-empty": [1.0, 1.4, 1.5], "b-empty": [1.2, 2.0], "a-filled": [1.5], "b-filled": [1.0, 1.1, 1.3]}
@@ -96,7 +96,7 @@ def test_phases_run_as_separate_processes_share_their_results_on_disk(tmp_path) 
 
 
 def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases() -> None:
-    from kernelwright.eval.archive_ablation import over_gpus
+    from kernelwright.eval.bench.archive_ablation import over_gpus
 
     started: list[tuple[str, str, str]] = []
     waited: list[str] = []
@@ -114,7 +114,7 @@ def test_over_gpus_runs_each_phase_as_one_child_per_gpu_and_waits_between_phases
         assert "--gpus" not in command and command.count("--out") == 1
         # every child of the first phase is waited for before any of the second starts
         assert phase == "empty" or waited.count("empty") == 2
-        assert command[2:4] == ["-m", "kernelwright.eval.archive_ablation"]  # the command itself, once per GPU
+        assert command[2:4] == ["-m", "kernelwright.eval.bench.archive_ablation"]  # the command itself, once per GPU
         started.append((phase, env["CUDA_VISIBLE_DEVICES"], only))
         return Child(phase, 0)
 
@@ -138,8 +138,8 @@ def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares
     from kernelwright.agents.offline.check import check_problem
     from kernelwright.agents.offline.propose import plans_for, trace_all
     from kernelwright.agents.offline.space import plan_space
-    from kernelwright.eval.archive_ablation import FAMILIES
-    from kernelwright.eval.bench_archive_ablation import SAME_WIDTH_FAMILY, suite_problems
+    from kernelwright.eval.bench.ablation_experiment import SAME_WIDTH_FAMILY, suite_problems
+    from kernelwright.eval.bench.archive_ablation import FAMILIES
 
     for name, family in FAMILIES.items():
         paths = suite_problems(",".join(family))
@@ -154,7 +154,7 @@ def test_every_family_resolves_to_problem_files_and_the_same_width_family_shares
 
 
 def test_the_median_counts_a_run_that_never_reached_the_target_as_the_slowest() -> None:
-    from kernelwright.eval.bench_archive_ablation import median_count
+    from kernelwright.eval.bench.ablation_experiment import median_count
 
     assert median_count([2, 1, None, 1, 1]) == 1
     assert median_count([6, None, None]) is None
@@ -162,7 +162,7 @@ def test_the_median_counts_a_run_that_never_reached_the_target_as_the_slowest() 
 
 
 def test_the_table_shows_a_missing_figure_as_a_dash_not_zero() -> None:
-    from kernelwright.eval.bench_archive_ablation import markdown
+    from kernelwright.eval.bench.ablation_experiment import markdown
 
     text = markdown([{"problem": "p", "target_speedup": None, "n_empty": None, "n_filled": None, "best_filled": None},
                      {"problem": "q", "target_speedup": 1.5, "n_empty": 3, "n_filled": 1, "best_filled": 1.52}])
@@ -170,7 +170,7 @@ def test_the_table_shows_a_missing_figure_as_a_dash_not_zero() -> None:
 
 
 def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(tmp_path, monkeypatch) -> None:
-    """eval/archive_ablation wires a run from the graph's parts: the harness evaluator (a CPU stand-in here, given
+    """eval/bench/archive_ablation wires a run from the graph's parts: the harness evaluator (a CPU stand-in here, given
     the ablation's harness settings), the offline translator and tuner, the archive; the run folder records it."""
     import json
     import zlib
@@ -180,7 +180,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
 
     from kernelwright.agents.context import RunSettings
     from kernelwright.agents.evaluator import EvaluatorDefaults
-    from kernelwright.eval.archive_ablation import ablation_harness, offline_run
+    from kernelwright.eval.bench.archive_ablation import ablation_harness, offline_run
     from kernelwright.graphs import harness_evaluator
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.embedding import HashedEmbedding
@@ -221,7 +221,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
 def test_the_ablation_harness_is_the_owners_defaults_but_for_the_compile_baseline() -> None:
     from dataclasses import replace
 
-    from kernelwright.eval.archive_ablation import ablation_harness
+    from kernelwright.eval.bench.archive_ablation import ablation_harness
     from kernelwright.tools.harness.evaluate import EvalSettings
 
     assert ablation_harness() == replace(EvalSettings(), compile_baseline=False)
@@ -232,7 +232,7 @@ def test_the_command_runs_as_a_module_of_eval() -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-P", "-m", "kernelwright.eval.archive_ablation", "--help"],
+    done = subprocess.run([sys.executable, "-P", "-m", "kernelwright.eval.bench.archive_ablation", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--compile-baseline" in done.stdout and "--gpus" in done.stdout

@@ -9,7 +9,7 @@ from typing import Any
 from graph_fakes import PROBLEM, FakeEvaluator, answer
 
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding

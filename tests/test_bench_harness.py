@@ -1,4 +1,4 @@
-"""The harness benchmark (eval/bench_harness*.py): bookkeeping with a fake evaluator, the memory sampler on a real
+"""The harness benchmark (eval/bench/harness*.py): bookkeeping with a fake evaluator, the memory sampler on a real
 child process, candidate preparation (passthrough and offline, memory-capped) on KernelBench dev problems."""
 
 from __future__ import annotations
@@ -12,15 +12,20 @@ from typing import Any
 
 import pytest
 
-from kernelwright.eval import bench_harness as bh
-from kernelwright.eval.bench_harness_prepare import (CandidateEntry, _lazy_mode, candidate_path, read_manifest,
-                                                     write_manifest)
-from kernelwright.eval.bench_harness_table import final_line
-from kernelwright.eval.memory_sampler import TreeSampler
-from kernelwright.eval.passthrough_candidate import passthrough_source
+from kernelwright.eval.bench import harness as bh
+from kernelwright.eval.bench.harness_prepare import (
+    CandidateEntry,
+    _lazy_mode,
+    candidate_path,
+    read_manifest,
+    write_manifest,
+)
+from kernelwright.eval.bench.harness_table import final_line
+from kernelwright.eval.bench.memory_sampler import TreeSampler
+from kernelwright.eval.bench.passthrough_candidate import passthrough_source
+from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.sandbox.resources import tree_memory
-from kernelwright.tools.harness.results import EvalReport
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELBENCH = ROOT.parent / "shared" / "kernelbench"
@@ -276,7 +281,7 @@ def test_prepare_only_on_kernelbench_dev_problems(tmp_path: Path) -> None:
 
 
 def test_a_child_past_its_address_space_cap_gets_a_passthrough(tmp_path: Path) -> None:
-    from kernelwright.eval.bench_harness_prepare import prepare_one
+    from kernelwright.eval.bench.harness_prepare import prepare_one
 
     problem = tmp_path / "p.py"
     # get_inputs writes x through numpy, out of torch's (and the meta device's) sight: no size is known, so
@@ -291,7 +296,7 @@ def test_a_child_past_its_address_space_cap_gets_a_passthrough(tmp_path: Path) -
 
 
 def test_the_watch_kills_a_child_over_its_resident_budget() -> None:
-    from kernelwright.eval.bench_harness_prepare import _watch
+    from kernelwright.eval.bench.harness_prepare import _watch
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(1 << 30); time.sleep(30)"])
     started = time.monotonic()

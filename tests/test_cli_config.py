@@ -131,7 +131,7 @@ def test_run_without_an_llm_on_a_problem_the_offline_translator_cannot_trace_say
 @pytest.mark.nvcc
 def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, build_cache: Path) -> None:
     from conftest import RELU_CANDIDATE
-    from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+    from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 
     answer = "```python\n" + RELU_CANDIDATE.read_text() + "```"
     with ReplayServer([ReplayRule(answer, repeat=True)]) as server:

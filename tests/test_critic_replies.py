@@ -12,7 +12,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from kernelwright.agents.critic_replies import Critique, Screen, ask_structured, read_critique, read_screen, reply_text
 from kernelwright.agents.llm import ModelSettings, make_chat_model
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 
 ASK = [SystemMessage("you review CUDA kernels"), HumanMessage("review this kernel")]
 CRITIQUE_JSON = '{"verdict": "latency-bound: one block per row", "directions": ["two rows per block", "use float4"]}'

@@ -17,7 +17,7 @@ import pytest
 from conftest import RELU_CANDIDATE
 from graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunBudget, optimize
 

@@ -13,7 +13,7 @@ from conftest import FIXTURES, RELU_CANDIDATE
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from kernelwright.eval.gpu_split import cpu_shares, parse_gpus, round_robin, run_on_gpus, without_option
+from kernelwright.eval.bench.gpu_split import cpu_shares, parse_gpus, round_robin, run_on_gpus, without_option
 
 
 def test_round_robin_and_option_removal() -> None:
@@ -39,10 +39,10 @@ def test_children_get_their_gpu_and_the_same_interpreter_and_all_are_waited_for(
         seen.append((command, env["CUDA_VISIBLE_DEVICES"]))
         return Child(len(seen) - 1)
 
-    codes = run_on_gpus("kernelwright.eval.bench_offline", [["--out", "A"], ["--out", "B"]], ["2", "5"], spawn)
+    codes = run_on_gpus("kernelwright.eval.bench.offline", [["--out", "A"], ["--out", "B"]], ["2", "5"], spawn)
     assert codes == [0, 1]
     assert [gpu for _, gpu in seen] == ["2", "5"]
-    assert all(cmd[0] == sys.executable and cmd[cmd.index("-m") + 1] == "kernelwright.eval.bench_offline"
+    assert all(cmd[0] == sys.executable and cmd[cmd.index("-m") + 1] == "kernelwright.eval.bench.offline"
                for cmd, _ in seen)
 
 

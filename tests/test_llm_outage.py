@@ -18,7 +18,7 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.cli import EXIT_NO_LLM, app
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import LLMRunError, RunError, optimize
 
 PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"

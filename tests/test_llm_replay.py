@@ -7,7 +7,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 
 from kernelwright.agents.answer_parsing import AnswerError, parse_candidate
 from kernelwright.agents.llm import DEFAULT_MODEL, ModelSettings, choose_model, make_chat_model
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.tools.errors import ToolUnavailable
 
 CANDIDATE = "```python\nimport torch.nn as nn\n\n\nclass ModelNew(nn.Module):\n    def forward(self, x):\n        return x\n```"

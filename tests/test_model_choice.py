@@ -16,7 +16,7 @@ from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.llm import (DEFAULT_MODEL, OPENAI_URL, ChosenModel, LLMUnavailable, ModelPlan, ModelSettings,
                                      choose_model, make_chat_model, plan_models)
 from kernelwright.cli import EXIT_NO_LLM, app
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict

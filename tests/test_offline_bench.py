@@ -1,4 +1,4 @@
-"""bench_offline's bookkeeping (CPU): success needs a verified kernel at >= 0.95x eager; summaries and resume."""
+"""The offline benchmark's bookkeeping (CPU): success needs a verified kernel at >= 0.95x eager; summaries, resume."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelwright.eval import bench_offline
+from kernelwright.eval.bench import offline as bench_offline
 
 
 def _rows() -> list[dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
-from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.graphs.optimize import build_optimize_graph
 
 

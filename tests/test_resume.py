@@ -50,7 +50,7 @@ def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Pat
     from graph_run_helper import LoggingEvaluator
 
     from kernelwright.agents.llm import ModelSettings
-    from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+    from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
     from kernelwright.agents.context import RunSettings
 
     problem = HERE / "fixtures" / "problems" / "relu_affine.py"

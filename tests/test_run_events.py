@@ -11,7 +11,7 @@ import pytest
 from graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 from recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
-from kernelwright.eval.run_data import load_run
+from kernelwright.eval.report.run_data import load_run
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.graphs.events import RecordingEvaluator

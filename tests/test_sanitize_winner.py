@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from kernelwright.cli import app
 from kernelwright.eval.report import render_report
-from kernelwright.eval.run_data import list_runs, load_run
+from kernelwright.eval.report.run_data import list_runs, load_run
 from kernelwright.graphs.sanitizing import sanitize_in_order, sanitized_text
 from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive

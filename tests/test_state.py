@@ -47,7 +47,7 @@ def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> N
     one that is not passed or pending as failed."""
     from kernelwright.agents.run_state import CANDIDATE_STATUSES, SCREENED_OUT, candidate_status
     from kernelwright.eval.report.charts import STATUS_ORDER
-    from kernelwright.eval.run_data import FAILED_STATUSES
+    from kernelwright.eval.report.run_data import FAILED_STATUSES
     from kernelwright.tools.harness.results import STATUSES, status_of
     from kernelwright.trace_view import STATUS_ICON, STATUS_STYLE
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from kernelwright.cli import app
-from kernelwright.eval.run_data import list_runs, load_run
+from kernelwright.eval.report.run_data import list_runs, load_run
 from kernelwright.progress import RunProgress
 from kernelwright.trace_view import build_tree, follow
 
@@ -144,7 +144,7 @@ def test_trace_and_report_of_a_real_cli_run(tmp_path: Path, build_cache: Path) -
     """The CPU end-to-end run (real harness, compile only, no GPU) traces and reports without error."""
     from conftest import RELU_CANDIDATE
 
-    from kernelwright.eval.replay_server import ReplayRule, ReplayServer
+    from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 
     problem = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
     env = {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}

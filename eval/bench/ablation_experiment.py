@@ -1,12 +1,13 @@
 """Is the archive worth it? Evaluations needed to reach a run's best, with an empty archive vs a filled one.
 
-    python -m kernelwright.eval.archive_ablation --out DIR [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...]
-           [--generations 3] [--candidates 3] [--start variants|random] [--embedding auto|minilm|hashed]
+    python -m kernelwright.eval.bench.archive_ablation --out DIR
+           [--problems 26_softmax_rows,27_log_softmax_dim1_bf16,...] [--generations 3] [--candidates 3]
+           [--start variants|random] [--embedding auto|minilm|hashed]
            [--family softmax|row_norm] [--gpus 0,1] [--phase all|empty|filled|report [--only NAMES]]
            [--profile] [--compile-baseline]
 
-(The command, eval/archive_ablation.py, performs the offline runs; this module is the experiment, given a
-function that performs one.)
+(The command, eval/bench/archive_ablation.py, performs the offline runs; this module is the experiment, given
+a function that performs one.)
 
 For a group of related problems (default: the suite's softmax family), offline (no LLM), on a GPU:
 1. each problem runs with an empty archive; its best verified speedup is the target, and the number of
@@ -30,9 +31,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.bench_offline import speedup_text
+from kernelwright.eval.bench.offline import speedup_text
+from kernelwright.eval.suite_manifest import SUITE_DIR
 
-HERE = Path(__file__).resolve().parent
+EVAL_DIR = SUITE_DIR.parent  # 'folder/name' problems (e.g. ablation/...) are relative to eval/
 SOFTMAX_FAMILY = ("26_softmax_rows", "27_log_softmax_dim1_bf16", "14_linear_bias_softmax", "24_conv2d_channel_softmax",
                   "38_causal_masked_softmax")
 # Row normalisations of one width and dtype (eval/ablation/, written for this experiment): one row kernel
@@ -166,5 +168,5 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 def suite_problems(names: str) -> list[Path]:
     """Problem files by name: 'NN_name' in eval/suite, 'folder/name' relative to eval/ (e.g. ablation/...)."""
-    return [HERE / f"{name}.py" if "/" in name else HERE / "suite" / f"{name}.py"
+    return [EVAL_DIR / f"{name}.py" if "/" in name else SUITE_DIR / f"{name}.py"
             for name in (n.strip() for n in names.split(",")) if name]

@@ -1,6 +1,6 @@
 """Archive benchmark: insertion throughput and retrieval latency at 10,000 records.
 
-    python -m kernelwright.eval.bench_archive --records 10000 --queries 200 --out bench_archive.json
+    python -m kernelwright.eval.bench.archive --records 10000 --queries 200 --out bench_archive.json
 
 Uses the real offline embedding (packaged all-MiniLM-L6-v2 on CPU) and a real persistent Chroma
 folder. A query is what a graph node pays: embed the signature text, fetch the nearest pool (and
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.synthetic_archive import FAMILIES, signature, synthetic_records
+from kernelwright.eval.fakes.synthetic_archive import FAMILIES, signature, synthetic_records
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import MiniLMEmbedding
 

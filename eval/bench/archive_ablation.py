@@ -1,4 +1,4 @@
-"""`python -m kernelwright.eval.archive_ablation --out DIR`: the archive ablation (eval.bench_archive_ablation)
+"""`python -m kernelwright.eval.bench.archive_ablation --out DIR`: the archive ablation (eval.bench.ablation_experiment)
 with complete offline runs of the optimisation graph on this machine's GPU, through the harness evaluator.
 
 Each run is the graph with the offline translator and tuner only (no LLM, no plugins), recorded in its run
@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.context import KContext, RunSettings
-from kernelwright.eval.bench_archive_ablation import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY, ablation,
-                                                     first_run, markdown, report, second_run, suite_problems)
-from kernelwright.eval.gpu_split import parse_gpus
+from kernelwright.eval.bench.ablation_experiment import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY,
+                                                         ablation, first_run, markdown, report, second_run,
+                                                         suite_problems)
+from kernelwright.eval.bench.gpu_split import parse_gpus
 from kernelwright.tools.harness.evaluate import EvalSettings
 
-MODULE = "kernelwright.eval.archive_ablation"  # what `--gpus` starts once per GPU
+MODULE = "kernelwright.eval.bench.archive_ablation"  # what `--gpus` starts once per GPU
 FAMILIES = {"softmax": SOFTMAX_FAMILY, "row_norm": ROW_NORM_FAMILY, "same_width": SAME_WIDTH_FAMILY}
 
 
@@ -71,7 +72,7 @@ def _embedding(choice: str) -> Any:
 def over_gpus(argv: Sequence[str], family: Sequence[str], gpus: Sequence[str], spawn: Any = None) -> int:
     """Both phases, each split round-robin over `gpus` as child processes of this command (same arguments,
     `--phase` and `--only` added); the first non-zero exit status of a phase, or 0."""
-    from kernelwright.eval.gpu_split import round_robin, run_on_gpus, without_option
+    from kernelwright.eval.bench.gpu_split import round_robin, run_on_gpus, without_option
 
     base = without_option(argv, "--gpus", "--phase", "--only")
     for phase in ("empty", "filled"):

@@ -1,6 +1,6 @@
 """Compile-time benchmark: raw form vs fast load_inline vs stock load_inline, on this machine.
 
-    python -m kernelwright.eval.bench_compile --out bench.json
+    python -m kernelwright.eval.bench.compile --out bench.json
 
 Cold means a fresh, empty cache (and, for stock, a fresh build directory).
 Rows that cannot run here (stock's CUDA build on a CPU-only torch) are reported

@@ -1,14 +1,14 @@
 """The harness at KernelBench scale: every problem's eager reference against an honest candidate.
 
-    python -m kernelwright.eval.bench_harness --problems ../shared/kernelbench/level1 --out bench_l1
+    python -m kernelwright.eval.bench.harness --problems ../shared/kernelbench/level1 --out bench_l1
            [--only 19,23_Softmax] [--match conv] [--candidates DIR | --prepare-only] [--time-budget-s 540]
            [--baselines-only] [--compile-baseline] [--precision strict|kernelbench] [--no-overlap] [--repeats N]
 
 Per problem, one Evaluator (closed after): the offline translator's first variant, or a passthrough candidate
-(eval/passthrough_candidate.py), is verified and timed; the row holds the input size, seconds per stage, peak
+(eval/bench/passthrough_candidate.py), is verified and timed; the row holds the input size, seconds per stage, peak
 host RSS and PSS of this process tree and its GPU memory (a sampler thread), the verdict, and the eager
 (default and strict fp32) and torch.compile baselines where measured. Candidates are written first (each in a
-memory-capped child, eval/bench_harness_prepare.py); --prepare-only stops there, so they can be made on a CPU
+memory-capped child, eval/bench/harness_prepare.py); --prepare-only stops there, so they can be made on a CPU
 machine and carried over with --candidates. --baselines-only times the reference side only.
 
 Rows go to <out>/results/<problem>.json as each problem ends; a rerun skips them (a problem the last run died
@@ -30,9 +30,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from kernelwright.eval.bench_harness_prepare import CandidateEntry, candidate_path, prepare_all, read_manifest
-from kernelwright.eval.bench_harness_table import HarnessRow, Mode, final_line, read_rows, write_row, write_summary
-from kernelwright.eval.memory_sampler import TreeSampler
+from kernelwright.eval.bench.harness_prepare import CandidateEntry, candidate_path, prepare_all, read_manifest
+from kernelwright.eval.bench.harness_table import HarnessRow, Mode, final_line, read_rows, write_row, write_summary
+from kernelwright.eval.bench.memory_sampler import TreeSampler
 from kernelwright.tools.errors import ReferenceFailure
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.measure.timing import BenchSettings
@@ -140,7 +140,7 @@ def _candidate_file(options: BenchOptions, problem: str) -> Path:
 
 def _prebuild(files: list[Path], log: Callable[[str], None]) -> None:
     """Build every candidate's CUDA in parallel first, where there is an nvcc and a GPU to build for."""
-    from kernelwright.eval.bench_offline import prebuild_sources
+    from kernelwright.eval.bench.offline import prebuild_sources
     from kernelwright.tools.errors import ToolUnavailable
     from kernelwright.tools.measure.gpu_info import gpu_facts
 

@@ -1,6 +1,6 @@
 """Candidates for the harness benchmark: the offline translator's where it writes one, else a passthrough.
 
-Each problem is prepared in its own child process (`python -m kernelwright.eval.bench_harness_prepare`),
+Each problem is prepared in its own child process (`python -m kernelwright.eval.bench.harness_prepare`),
 watched by the parent: resident memory over the budget or a timeout kills it, and the problem gets the
 passthrough candidate with that reason. Why: tracing a KernelBench problem runs its get_inputs(), and level 1
 has 4-17 GB inputs; one traced in this process would take the machine's memory with it.
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kernelwright.eval.passthrough_candidate import passthrough_source
+from kernelwright.eval.bench.passthrough_candidate import passthrough_source
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox.resources import tree_memory
 
@@ -96,7 +96,7 @@ def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: fl
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kw-prepare-") as tmp:
         result_file = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "kernelwright.eval.bench_harness_prepare", str(problem), str(out),
+        cmd = [sys.executable, "-m", "kernelwright.eval.bench.harness_prepare", str(problem), str(out),
                str(result_file), str(budget_bytes)]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=scrubbed_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True)

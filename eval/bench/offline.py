@@ -1,6 +1,6 @@
 """Benchmark the offline translator on the suite: propose, tune briefly, verify and time with the harness.
 
-    python -m kernelwright.eval.bench_offline --out offline_bench [--problems 07,26] [--tune-budget 5]
+    python -m kernelwright.eval.bench.offline --out offline_bench [--problems 07,26] [--tune-budget 5]
            [--suite-dir eval/suite] [--compile-baseline [--prewarm 8]] [--time-budget-s 480] [--gpus 0,1]
 
 First every problem is translated (CPU) and all candidates' CUDA is built in parallel (the shared compile
@@ -29,10 +29,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from kernelwright.eval.gpu_split import parse_gpus, round_robin, run_on_gpus, without_option
+from kernelwright.eval.bench.gpu_split import parse_gpus, round_robin, run_on_gpus, without_option
+from kernelwright.eval.suite_manifest import SUITE_DIR
 
 SUCCESS_THRESHOLD = 0.95
-HERE = Path(__file__).resolve().parent
 
 
 def _categories(suite_dir: Path) -> dict[str, str]:
@@ -248,7 +248,7 @@ def markdown(rows: list[dict[str, Any]], summary: dict[str, Any], categories: di
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("offline_bench"))
-    parser.add_argument("--suite-dir", type=Path, default=HERE / "suite")
+    parser.add_argument("--suite-dir", type=Path, default=SUITE_DIR)
     parser.add_argument("--problems", default="", help="comma-separated name fragments (e.g. 07,softmax)")
     parser.add_argument("--tune-budget", type=int, default=5, help="evaluations per problem (variants included)")
     parser.add_argument("--compile-baseline", action="store_true", help="also time torch.compile (slow to compile)")
@@ -340,7 +340,7 @@ def _over_gpus(argv: list[str], out: Path, problems: list[Path], pending: list[P
     """The pending problems as one child run per GPU, then every row (earlier ones included) in out's table."""
     groups = [(gpu, group) for gpu, group in zip(gpus, round_robin([p.stem for p in pending], len(gpus))) if group]
     base = without_option(argv, "--gpus", "--out", "--problems")
-    codes = run_on_gpus("kernelwright.eval.bench_offline",
+    codes = run_on_gpus("kernelwright.eval.bench.offline",
                         [[*base, "--out", str(out / f"gpu{gpu}"), "--problems", ",".join(group)] for gpu, group in groups],
                         [gpu for gpu, _ in groups])
     owner = {stem: gpu for gpu, group in groups for stem in group}

@@ -46,7 +46,7 @@ extern "C" int kw_copy_bytes(const uint8_t* src, uint8_t* dst, int64_t n, cudaSt
 }
 """
 
-_TEMPLATE = '''"""Passthrough candidate for {name}, written by kernelwright.eval.bench_harness.
+_TEMPLATE = '''"""Passthrough candidate for {name}, written by kernelwright.eval.bench.harness.
 
 ModelNew runs the problem's own Model and copies each output through a custom CUDA copy kernel.
 Why not the offline translator: {why}

@@ -9,7 +9,7 @@ message. Every request is recorded for assertions. Loopback only.
     with ReplayServer([ReplayRule(answer="```python\\n...```", when="softmax")]) as server:
         ChatOpenAI(base_url=server.base_url, api_key="test", model="replay").invoke("...softmax...")
 
-Run standalone: python -m kernelwright.eval.replay_server SCRIPT.json [--port N]
+Run standalone: python -m kernelwright.eval.fakes.replay_server SCRIPT.json [--port N]
 (SCRIPT.json: [{"answer": "...", "when": "optional substring", "repeat": false}, ...]).
 """
 

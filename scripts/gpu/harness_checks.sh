@@ -14,7 +14,7 @@ if [ "$TESTS_S" -gt 0 ]; then
   grep -E "passed|failed|FAILED|ERROR|hang caught|Error" "$OUT/gpu_tests.log" | tail -45
 fi
 if [ "$BENCH_S" -gt 0 ]; then
-  python3 -P -m kernelwright.eval.bench_harness --problems runs/kb/level1 --candidates runs/l1_prep/candidates \
+  python3 -P -m kernelwright.eval.bench.harness --problems runs/kb/level1 --candidates runs/l1_prep/candidates \
     --out runs/bench_l1 --time-budget-s "$BENCH_S" 2>&1 | grep -v "\[debug\|\[info " > "$OUT/bench_l1.log"
   tar czf "$OUT/bench_l1.tgz" runs/bench_l1
   cp runs/bench_l1/summary.md "$OUT/" 2>/dev/null
