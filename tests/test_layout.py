@@ -11,7 +11,8 @@ import re
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import ROOT
+
 # tools/' parts, lowest first: a module imports only the shared basics (tools/*.py) and parts of a lower rank.
 TOOLS_RANK = {"basics": 0, "problem": 1, "compile": 1, "verify": 1, "measure": 2, "sandbox": 3, "harness": 4}
 TOOLS_EXCEPTIONS = {

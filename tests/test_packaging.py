@@ -8,8 +8,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ["tools", "agents", "graphs", "prompts", "memory", "eval"]
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from graph_fakes import CRITIC, CRITIQUE_ASKS, SCREEN_ASKS, answer, run_graph, scripted
 from langchain_core.messages import HumanMessage, SystemMessage
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, SCREEN_ASKS, answer, run_graph, scripted
 
 from kernelwright.agents.critic_replies import Critique, Screen, ask_structured, read_critique, read_screen, reply_text
 from kernelwright.agents.llm import ModelSettings, make_chat_model

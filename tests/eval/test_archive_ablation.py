@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from support.paths import PROBLEMS
+
 from kernelwright.eval.bench.ablation_experiment import evaluation_order, evaluations_to_reach
 
 
@@ -27,7 +29,7 @@ def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only
     import json
     from pathlib import Path
 
-    from archive_helpers import make_record
+    from support.archive import make_record
 
     from kernelwright.eval.bench.ablation_experiment import ablation
     from kernelwright.memory.embedding import HashedEmbedding
@@ -176,7 +178,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     import zlib
     from pathlib import Path
 
-    from graph_fakes import fake_report, verdict
+    from support.graph_fakes import fake_report, verdict
 
     from kernelwright.agents.context import RunSettings
     from kernelwright.agents.evaluator import EvaluatorDefaults
@@ -201,7 +203,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
             return verdict("clean")
 
     monkeypatch.setattr(harness_evaluator, "HarnessEvaluator", CpuHarness)
-    problem = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
+    problem = PROBLEMS / "softmax_rows.py"
     settings = RunSettings(generations=2, candidates_per_generation=2, profile=False)
     with KernelArchive.open_local(tmp_path / "archive", embedding=HashedEmbedding()) as archive:
         done = offline_run(problem, tmp_path / "runs" / "softmax_rows-empty", settings, archive, ablation_harness())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import KERNELBENCH, ROOT
 
 from kernelwright.eval.bench import harness as bh
 from kernelwright.eval.bench.harness_prepare import (
@@ -27,8 +28,6 @@ from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.sandbox.resources import tree_memory
 
-ROOT = Path(__file__).resolve().parents[1]
-KERNELBENCH = ROOT.parent / "shared" / "kernelbench"
 PROBLEM = '''import torch
 import torch.nn as nn
 

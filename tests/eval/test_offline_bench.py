@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.paths import PROBLEMS
 
 from kernelwright.eval.bench import offline as bench_offline
 
@@ -90,7 +91,7 @@ def test_a_run_stopped_part_way_leaves_a_partial_summary(tmp_path: Path, monkeyp
 
 def test_prewarming_a_baseline_reports_instead_of_raising(tmp_path: Path) -> None:
     """No GPU here: the throwaway worker loads the problem and fails to time; the failure comes back as text."""
-    problem = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+    problem = PROBLEMS / "relu_affine.py"
     (future,) = bench_offline.prewarm_compile([problem], 1)
     name, seconds, error = future.result(timeout=300)
     assert name == "relu_affine" and seconds > 0

@@ -3,7 +3,7 @@
 Generation counts and empty generations in the header, unverified candidates kept off
 the speedup axis, roofline labels that do not collide, the profile as a table, and a
 lineage of labelled nodes that says when it has no edges. Needs Debian's chromium and
-chromium-driver, like tests/test_run_report.py; without them these tests fail and say so.
+chromium-driver, like tests/eval/test_run_report.py; without them these tests fail and say so.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recorded_run import record_run
-from report_runs import record_stalled_run, use_ncu_profile
+from support.recorded_run import record_run
+from support.report_runs import record_stalled_run, use_ncu_profile
 
 from kernelwright.eval.fakes.synthetic_run import synthetic_run
 from kernelwright.eval.report import write_report

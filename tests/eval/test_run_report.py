@@ -12,7 +12,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from recorded_run import RUN_ID, record_run
+from support.recorded_run import RUN_ID, record_run
 from typer.testing import CliRunner
 
 from kernelwright.cli import app

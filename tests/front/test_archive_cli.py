@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from support.archive import make_record
 
-from archive_helpers import make_record
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import MiniLMEmbedding

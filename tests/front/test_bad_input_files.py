@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from support.paths import PROBLEMS, RELU_CANDIDATE
 
-from conftest import RELU_CANDIDATE
 from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.config import ConfigError, load_config
@@ -19,7 +19,7 @@ from kernelwright.tools.errors import CompileError, InputFileError, ProblemError
 from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, unsupported_arch
 from kernelwright.tools.problem.files import check_source, read_source
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 runner = CliRunner()
 
 

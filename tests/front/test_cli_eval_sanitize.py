@@ -1,14 +1,14 @@
 """`kernelwright eval`: a candidate that passes is the user's winner, so memcheck runs on it by default; the output
 and --json say sanitized yes/no; memory errors reject it (exit 1), a sanitizer that cannot run does not (exit 0).
-The harness is a fake here (no GPU); the real one is in test_gpu_sanitize.py."""
+The harness is a fake here (no GPU); the real one is in tests/front/test_gpu_sanitize.py."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import FIXTURES as FIX
 from typer.testing import CliRunner
 
 from kernelwright import api
@@ -16,7 +16,6 @@ from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
-FIX = Path(__file__).parent / "fixtures"
 ARGS = ["eval", str(FIX / "problems" / "relu_affine.py"), str(FIX / "problems" / "relu_affine.py"), "--no-profile"]
 runner = CliRunner()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from support.paths import ROOT
 from typer.testing import CliRunner
 
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.cli_errors import ERROR_PREFIX
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner(env={"COLUMNS": "200"})
 
 

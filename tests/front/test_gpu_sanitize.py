@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from support.paths import FIXTURES, RELU_CANDIDATE
 
-from conftest import FIXTURES, RELU_CANDIDATE
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app

@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 from langchain_core.tracers.langchain import LangChainTracer
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.graphs.event_callbacks import GraphEventHandler

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
+from support.graph_fakes import answer
+from support.graph_run import LoggingEvaluator
+from support.paths import PROBLEMS
 
-from graph_run_helper import LoggingEvaluator
-from graph_fakes import answer
 from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model
@@ -21,7 +22,7 @@ from kernelwright.cli import EXIT_NO_LLM, app
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import LLMRunError, RunError, optimize
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 SETTINGS = RunSettings(generations=1, candidates_per_generation=1, screen=False, profile=False, critic=False,
                        offline_seeds=False)
 runner = CliRunner()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from support.paths import PROBLEMS
 
 from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.cli_errors import ERROR_PREFIX
@@ -21,7 +22,7 @@ from kernelwright.run import optimize
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL", "ANTHROPIC_API_KEY")
 runner = CliRunner()
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
+from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
-from conftest import RELU_CANDIDATE
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_NO_LLM, EXIT_REJECTED, app
@@ -20,7 +20,6 @@ from kernelwright.config import ConfigError, KernelwrightConfig, ModelConfig, lo
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.compile.nvcc import BuildSettings
 
-FIX = Path(__file__).parent / "fixtures"
 runner = CliRunner()
 
 # A value other than the default for every field of the tree; a new field must be added here (and be read).

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from recorded_run import RUN_ID, RecordingFakeEvaluator, record_run
 from rich.console import Console
+from support.paths import PROBLEMS
+from support.recorded_run import RUN_ID, RecordingFakeEvaluator, record_run
 from typer.testing import CliRunner
 
 from kernelwright.cli import app
@@ -142,11 +143,11 @@ def test_follow_tails_a_live_run_until_it_ends(tmp_path: Path) -> None:
 @pytest.mark.nvcc
 def test_trace_and_report_of_a_real_cli_run(tmp_path: Path, build_cache: Path) -> None:
     """The CPU end-to-end run (real harness, compile only, no GPU) traces and reports without error."""
-    from conftest import RELU_CANDIDATE
+    from support.paths import RELU_CANDIDATE
 
     from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 
-    problem = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+    problem = PROBLEMS / "relu_affine.py"
     env = {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}
     with ReplayServer([ReplayRule("```python\n" + RELU_CANDIDATE.read_text() + "```", repeat=True)]) as server:
         result = runner.invoke(app, ["run", str(problem), "--runs-dir", str(tmp_path), "--generations", "1",

@@ -13,16 +13,16 @@ import json
 from pathlib import Path
 
 import pytest
+from support.graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
+from support.paths import PROBLEMS, RELU_CANDIDATE
 
-from conftest import RELU_CANDIDATE
-from graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunBudget, optimize
 
 pytestmark = pytest.mark.gpu
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 
 
 def fenced(source: str) -> str:

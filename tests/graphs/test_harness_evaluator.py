@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import FIXTURES as FIX
 
 from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.config import load_config
 from kernelwright.graphs.harness_evaluator import HarnessEvaluator, visible_gpus
 
-FIX = Path(__file__).parent / "fixtures"
-
 
 @pytest.mark.nvcc
 def test_prepare_reports_compile_errors_and_passes_good_builds(build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import RELU_CANDIDATE
+    from support.paths import RELU_CANDIDATE
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     config = load_config(overrides={"compile.cache_dir": str(build_cache), "compile.arch": "sm_90a"})
@@ -57,7 +56,7 @@ def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
 
 
 def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
-    from conftest import RELU_CANDIDATE
+    from support.paths import RELU_CANDIDATE
 
     evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
     try:

@@ -7,8 +7,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import fake_report, verdict
 from langgraph.checkpoint.memory import InMemorySaver
+from support.graph_fakes import fake_report, verdict
+from support.paths import PROBLEMS
 
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import KContext, RunSettings
@@ -19,7 +20,7 @@ from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.run_folder import CandidateFolder
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "softmax_rows.py"
+PROBLEM = PROBLEMS / "softmax_rows.py"
 
 
 class HashSpeedEvaluator(EvaluatorDefaults):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
+
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
@@ -150,7 +151,7 @@ def test_token_budget_stops_cleanly_and_keeps_the_best(tmp_path: Path) -> None:
 
 
 def test_cost_budget_with_priced_ensemble_models(tmp_path: Path) -> None:
-    from graph_fakes import PROBLEM
+    from support.graph_fakes import PROBLEM
 
     from langgraph.checkpoint.memory import InMemorySaver
 

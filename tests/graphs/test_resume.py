@@ -11,18 +11,20 @@ import pytest
 import torch.nn as nn
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from graph_fakes import answer, scripted
-from graph_run_helper import run
+
+from support.graph_fakes import answer, scripted
+from support.graph_run import run
+from support.paths import PROBLEMS, TESTS
+
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.run import LLMRunError, RunError, optimize
-
-HERE = Path(__file__).parent
 
 
 def test_kill_mid_generation_then_resume(tmp_path: Path) -> None:
     runs, log = tmp_path / "runs", tmp_path / "evaluated.log"
-    killed = subprocess.run([sys.executable, str(HERE / "graph_run_helper.py"), str(runs), "r1", str(log),
-                             "--crash-after", "2"], capture_output=True, text=True, timeout=120)
+    # tests/ is the working directory so that `-m support.graph_run` finds the support package
+    killed = subprocess.run([sys.executable, "-m", "support.graph_run", str(runs), "r1", str(log),
+                             "--crash-after", "2"], cwd=TESTS, capture_output=True, text=True, timeout=120)
     assert killed.returncode == 9, killed.stderr[-2000:]
     assert len(log.read_text().splitlines()) == 2  # two of generation 0's three candidates were evaluated
     conn = sqlite3.connect(runs / "r1" / "checkpoints.sqlite")
@@ -42,18 +44,18 @@ def test_kill_mid_generation_then_resume(tmp_path: Path) -> None:
 
 def test_resume_of_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="no run 'nope'"):
-        optimize(HERE / "fixtures" / "problems" / "relu_affine.py", runs_dir=tmp_path, resume="nope", llm=object(),
+        optimize(PROBLEMS / "relu_affine.py", runs_dir=tmp_path, resume="nope", llm=object(),
                  evaluator=object())
 
 
 def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Path) -> None:
-    from graph_run_helper import LoggingEvaluator
+    from support.graph_run import LoggingEvaluator
 
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
     from kernelwright.agents.context import RunSettings
 
-    problem = HERE / "fixtures" / "problems" / "relu_affine.py"
+    problem = PROBLEMS / "relu_affine.py"
     settings = RunSettings(generations=2, candidates_per_generation=1, screen=False, profile=False, critic=False)
     log = tmp_path / "evaluated.log"
     outage = ReplayRule("service unavailable", repeat=True, status=503)
@@ -84,7 +86,7 @@ def test_public_optimize_takes_a_module_and_reports_the_best_kernel(tmp_path: Pa
     import torch
 
     import kernelwright
-    from graph_fakes import FakeEvaluator
+    from support.graph_fakes import FakeEvaluator
     from kernelwright.agents.context import RunSettings
 
     result = kernelwright.optimize(Scale, example_inputs=[torch.randn(8, 8)], runs_dir=tmp_path,

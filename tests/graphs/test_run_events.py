@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
-from recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
+from support.recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
 from kernelwright.eval.report.run_data import load_run
 from kernelwright.agents.context import RunSettings

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graph_fakes import PROBLEM, FakeEvaluator, answer, run_graph, scripted
 from typer.testing import CliRunner
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer, run_graph, scripted
 
 from kernelwright.cli import app
 from kernelwright.eval.report import render_report

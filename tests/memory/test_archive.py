@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
+from support.archive import make_record, signature, synthetic_records
 
-from archive_helpers import make_record, signature, synthetic_records
 from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive, default_archive_path
 from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding
 from kernelwright.memory.prompting import examples_for_prompt, format_examples, retrieve_examples

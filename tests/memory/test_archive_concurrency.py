@@ -15,16 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from archive_helpers import synthetic_records
+
+from support.archive import synthetic_records
+from support.paths import TESTS
+
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
-
-HERE = Path(__file__).parent
 
 WORKER = r"""
 import json, sys, time
 sys.path.insert(0, {tests!r})
-from archive_helpers import synthetic_records
+from support.archive import synthetic_records
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 path, role, lo, hi = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -52,7 +53,7 @@ print(json.dumps(out))
 def test_two_writer_processes_and_a_reader_lose_and_corrupt_nothing(tmp_path: Path) -> None:
     path = tmp_path / "archive"
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(HERE)))
+    script.write_text(WORKER.format(tests=str(TESTS)))
     # writer A: records 0..90, writer B: 60..150 -> 30 overlapping kernels, 150 distinct in all
     jobs = [("writer", 0, 90), ("writer", 60, 150), ("reader", 0, 10)]
     procs = [subprocess.Popen([sys.executable, str(script), str(path), role, str(lo), str(hi)],

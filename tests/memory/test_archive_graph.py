@@ -6,7 +6,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import PROBLEM, FakeEvaluator, answer
+
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer
 
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer

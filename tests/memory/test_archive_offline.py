@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
+from support.paths import TESTS
 
 SCRIPT = r"""
 import ipaddress, json, socket, sys
@@ -52,7 +52,7 @@ def getaddrinfo(host, *args, **kwargs):
 socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
 
 sys.path.insert(0, sys.argv[2])
-from archive_helpers import make_record, signature
+from support.archive import make_record, signature
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import MiniLMEmbedding
 
@@ -69,7 +69,7 @@ def test_no_network_is_touched_by_the_offline_embedding(tmp_path: Path) -> None:
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "SENTENCE_TRANSFORMERS"))}
     env["HF_HOME"] = str(tmp_path / "empty-hub-cache")  # nothing cached to fall back on
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "archive"), str(HERE)], env=env,
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "archive"), str(TESTS)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-4000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

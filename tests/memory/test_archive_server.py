@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.archive import make_record, signature
 
-from archive_helpers import make_record, signature
 from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.memory.prompting import retrieve_examples

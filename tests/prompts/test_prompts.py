@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from kernelwright.prompts.library import PromptError, PromptLibrary, parse_template
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_packaged_templates_load_and_render() -> None:

@@ -18,8 +18,9 @@ from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.tools.harness.results import EvalReport, Status
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from support.paths import PROBLEMS
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 CRITIC = "VERDICT: memory-bound at 40% of DRAM bandwidth\nDIRECTIONS:\n- vectorize loads to float4\n- fuse the two passes"
 # What only the critic's prompts ask for (replay rules pick the critique and the screen requests by them)
 CRITIQUE_ASKS, SCREEN_ASKS = '"directions"', '"defect"'

@@ -1,6 +1,6 @@
 """A run of the optimisation graph in its own process, for the kill-and-resume test.
 
-    python graph_run_helper.py RUNS_DIR RUN_ID LOG [--crash-after N]
+    python -m support.graph_run RUNS_DIR RUN_ID LOG [--crash-after N]     (from tests/)
 
 The scripted model answers three candidates per generation; the fake evaluator
 appends each candidate it evaluates to LOG and, with --crash-after N, kills the
@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from graph_fakes import answer, fake_report, scripted, verdict
-
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import EvaluatorDefaults
 from kernelwright.run import optimize
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from support.graph_fakes import answer, fake_report, scripted, verdict
+from support.paths import PROBLEMS
 
-PROBLEM = Path(__file__).parent / "fixtures" / "problems" / "relu_affine.py"
+PROBLEM = PROBLEMS / "relu_affine.py"
 
 
 def scripted_model() -> Any:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures"
+from support.paths import FIXTURES, ROOT
 
 
 def suite_dir() -> Path:

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, answer
-from recorded_run import RecordingFakeEvaluator
-from test_gpu_info_ncu import fixture_text, h100_facts
-
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.eval.report.run_data import load_run
 from kernelwright.run import RunResult, optimize
 from kernelwright.tools.measure.ncu import parse_ncu_output
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, answer
+from support.ncu import fixture_text, h100_facts
+from support.recorded_run import RecordingFakeEvaluator
 
 UNUSABLE = "Sorry, I cannot write that kernel."  # no code block: the proposer records an error
 

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
+from support.paths import PROBLEMS
 
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.problem.functional import functional_form
 from kernelwright.tools.sandbox.pool import WorkerOptions
-
-PROBLEMS = Path(__file__).parent / "fixtures" / "problems"
 
 
 def _load(name: str):

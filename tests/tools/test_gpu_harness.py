@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RELU_CANDIDATE
+
+from support.paths import FIXTURES, RELU_CANDIDATE
 
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import WorkerOptions
 from kernelwright.tools.measure.timing import BenchSettings
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
-FIXTURES = Path(__file__).parent / "fixtures"
 FAST = EvalSettings(call_timeout_s=20.0, compile_baseline=False,
                     bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
 

@@ -14,44 +14,22 @@ import subprocess
 import sys
 import time
 import types
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from support.ncu import NCU_DATA, fixture_text, h100_facts
 
 from kernelwright.tools.errors import ToolTimeout, ToolUnavailable
 from kernelwright.tools.measure import gpu_info, ncu
-from kernelwright.tools.measure.gpu_info import (
-    ClockSnapshot,
-    GpuFacts,
-    PeakFlops,
-    decode_throttle_reasons,
-    throttle_warning,
-)
+from kernelwright.tools.measure.gpu_info import ClockSnapshot, PeakFlops, decode_throttle_reasons, throttle_warning
 from kernelwright.tools.measure.ncu import DEFAULT_METRICS, ProfileResult, ProfileUnavailable, parse_ncu_output
 from kernelwright.tools.measure.roofline import compute_roofline
 
-DATA = Path(__file__).parent / "data" / "ncu"
 HAS_CUDA = torch.cuda.is_available()
 # The first vec_add launch in vadd_prelude.csv (ncu 2025.3.1, H100, 1 << 22 floats).
 VADD = {"duration_ns": 18624, "dram_read_bytes": 33559040, "dram_write_bytes": 6545408, "occupancy_pct": 79.19,
         "l2_hit_pct": 35.47}
-
-
-def fixture_text(name: str) -> str:
-    return (DATA / name).read_text()
-
-
-def h100_facts(**overrides) -> GpuFacts:
-    peaks = PeakFlops("datasheet: test", fp64_tflops=33.5, fp32_tflops=66.9, fp16_tflops=133.8,
-                      tf32_tensor_tflops=494.7, bf16_tensor_tflops=989.4, fp16_tensor_tflops=989.4)
-    facts = GpuFacts(name="NVIDIA H100 80GB HBM3", uuid="GPU-test", driver_version="580.159.04",
-                     cuda_driver_version="13.0", compute_capability=(9, 0), sm_count=132,
-                     memory_total_bytes=85520809984, memory_bus_width_bits=5120, max_sm_clock_mhz=1980,
-                     max_mem_clock_mhz=2619, peak_dram_bandwidth_gbps=3352.3,
-                     peak_dram_bandwidth_source="derived: test", l2_bytes=50 * 1024 * 1024, peak_flops=peaks)
-    return replace(facts, **overrides)
 
 
 # -- parsing recorded ncu output -----------------------------------------------------------------
@@ -339,7 +317,8 @@ def fake_ncu(tmp_path):
     exe.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     env = {"PATH": os.environ.get("PATH", ""), "FAKE_NCU_LOG": str(log),
-           "FAKE_NCU_OUTPUT": str(DATA / "vadd_prelude.csv"), "FAKE_NCU_UNKNOWN": str(DATA / "unknown_metric.txt"),
+           "FAKE_NCU_OUTPUT": str(NCU_DATA / "vadd_prelude.csv"),
+           "FAKE_NCU_UNKNOWN": str(NCU_DATA / "unknown_metric.txt"),
            "MY_API_TOKEN": "do-not-leak"}
 
     def calls():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.paths import KERNELBENCH
 
 import kernelwright.tools.verify.compare as compare
 from kernelwright.tools.problem.files import check_source, import_file
@@ -18,7 +19,6 @@ from kernelwright.tools.verify.fingerprint import fingerprint
 from kernelwright.tools.verify.precision import STRICT_FLAGS, FlagSwitch, precision_profile
 
 TOL = Tolerance(1e-4, 1e-4, 1e-3)
-KERNELBENCH = Path(__file__).resolve().parents[2] / "shared" / "kernelbench"
 
 
 def test_fingerprint_sees_any_single_change_and_swaps() -> None:

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
-from conftest import RELU_CANDIDATE
 from kernelwright.tools.harness.precompile import build_candidates
 from kernelwright.tools.sandbox.pool import WorkerOptions
-
-FIX = Path(__file__).parent / "fixtures"
 
 
 @pytest.mark.nvcc

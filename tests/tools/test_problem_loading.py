@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.paths import FIXTURES, PROBLEMS
 
 from kernelwright.tools.errors import ProblemError
 from kernelwright.tools.problem.files import check_source
 
-BROKEN = Path(__file__).parent / "fixtures" / "broken"
-PROBLEMS = Path(__file__).parent / "fixtures" / "problems"
+BROKEN = FIXTURES / "broken"
 
 
 def test_syntax_error_names_file_and_line() -> None:

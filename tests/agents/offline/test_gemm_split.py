@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from offline_support import suite_dir
+from support.offline import suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.cuda_common import PRELUDE

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from offline_support import fixture_problems, suite_problems
+from support.offline import fixture_problems, suite_problems
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, default_cache_dir

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from offline_support import FIXTURES, suite_dir
+from support.offline import FIXTURES, suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.tune import tune

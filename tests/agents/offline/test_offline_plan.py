@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from offline_support import FIXTURES, fixture_problems, suite_problems
+from support.offline import FIXTURES, fixture_problems, suite_problems
 
 from kernelwright.agents.offline.check import check_problem, small_overrides
 from kernelwright.agents.offline.interp import interpret
@@ -101,7 +101,7 @@ def test_small_overrides_shrink_sizes() -> None:
 
 @pytest.mark.parametrize("name", ["20_conv2d_relu_avgpool", "22_conv1d_gelu_residual", "23_convtranspose2d_bias_tanh"])
 def test_a_conv_bias_joins_the_next_kernel_instead_of_its_own_pass(name: str) -> None:
-    from offline_support import suite_dir
+    from support.offline import suite_dir
 
     from kernelwright.agents.offline.ir import HostStep, Layout
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from offline_support import FIXTURES, suite_dir
+from support.offline import FIXTURES, suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.check import check_problem, check_traced

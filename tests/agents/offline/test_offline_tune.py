@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from offline_support import FIXTURES
+from support.offline import FIXTURES
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.propose import trace_all

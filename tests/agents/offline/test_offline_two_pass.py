@@ -4,7 +4,7 @@ online accumulator; the conservative variant keeps the one-pass form, so both st
 from __future__ import annotations
 
 import pytest
-from offline_support import suite_dir
+from support.offline import suite_dir
 
 from kernelwright.agents.offline import propose
 

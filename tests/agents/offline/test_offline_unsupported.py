@@ -4,7 +4,7 @@ partially supported problems keep the rest as ATen and say which ops they kept."
 from __future__ import annotations
 
 import pytest
-from offline_support import FIXTURES
+from support.offline import FIXTURES
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.errors import KernelwrightError
