@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -28,6 +29,12 @@ def test_wheel_has_every_subpackage_in_the_namespace(wheel: Path) -> None:
     for sub in SUBPACKAGES:
         assert f"kernelwright/{sub}/__init__.py" in names, sub
     assert "kernelwright/tools/sandbox/worker.py" in names
+    # every package pyproject declares (tests/test_layout.py: that is every package folder) with its modules
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for package in declared:
+        assert package.replace(".", "/") + "/__init__.py" in names, package
+    assert {"kernelwright/tools/harness/evaluate.py", "kernelwright/tools/raw_kernel.py",
+            "kernelwright/eval/bench/harness.py", "kernelwright/eval/fakes/replay_server.py"} <= names
     assert not any(n.startswith(("tools/", "agents/", "eval/")) for n in names), "generic top-level names leaked"
 
 
