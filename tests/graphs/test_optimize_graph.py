@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from support.graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
 
 from kernelwright.agents.llm import ModelSettings, make_chat_model

@@ -11,7 +11,6 @@ import pytest
 import torch.nn as nn
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-
 from support.graph_fakes import answer, scripted
 from support.graph_run import run
 from support.paths import PROBLEMS, TESTS

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-
 from support.archive import synthetic_records
 from support.paths import TESTS
 

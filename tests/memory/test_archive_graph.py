@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-
 from support.graph_fakes import PROBLEM, FakeEvaluator, answer
 
 from kernelwright.agents.llm import ModelSettings

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
 from support.graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluator, answer, profile_of
 
 from kernelwright.agents.evaluator import CandidateProfile

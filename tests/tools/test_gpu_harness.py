@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 from support.paths import FIXTURES, RELU_CANDIDATE
 
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator

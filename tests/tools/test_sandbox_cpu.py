@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-
 from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
 from kernelwright.tools.errors import ReferenceFailure
