@@ -22,7 +22,7 @@ from kernelwright.agents.context import KContext
 from kernelwright.agents.critic_replies import Critique, Screen, ask_structured, read_critique, read_screen, reply_text
 from kernelwright.agents.proposals import Spend, reply_spend
 from kernelwright.agents.run_state import SCREENED_OUT, CandidateRecord, RunState
-from kernelwright.tools.problem import read_source
+from kernelwright.tools.problem.files import read_source
 from kernelwright.tools.run_folder import CandidateFolder
 
 _KERNEL_MARKERS = ("__global__", "load_cuda", "load_inline", "cpp_extension", "triton.jit", "cupy")

@@ -1,10 +1,10 @@
 """What the graph asks of an evaluator, and what it gets back.
 
 `CandidateEvaluator` is every call the graph and the run make on an evaluator, each with a typed result:
-the harness's own types (tools.results.EvalReport, tools.sanitizer.SanitizeVerdict) and the profile file's model
-(tools.run_folder.CandidateProfile: a one-line summary, or 'profiler unavailable: why', and what it measured).
-The harness evaluator (graphs.harness_evaluator) implements all of it; test fakes and other evaluators
-subclass `EvaluatorDefaults`, which answers the calls an evaluator without a GPU, a tracer or a profiler
+the harness's own types (tools.harness.results.EvalReport, tools.harness.sanitizer.SanitizeVerdict) and the
+profile file's model (tools.run_folder.CandidateProfile: a one-line summary, or 'profiler unavailable: why', and
+what it measured). The harness evaluator (graphs.harness_evaluator) implements all of it; test fakes and other
+evaluators subclass `EvaluatorDefaults`, which answers the calls an evaluator without a GPU, a tracer or a profiler
 can answer plainly, and implement `evaluate` and `sanitize`.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 from kernelwright.tools.run_folder import CandidateProfile
-from kernelwright.tools.sanitizer import SanitizeVerdict
 
 __all__ = ["CandidateEvaluator", "CandidateProfile", "EvaluatorDefaults"]
 
@@ -25,7 +25,7 @@ __all__ = ["CandidateEvaluator", "CandidateProfile", "EvaluatorDefaults"]
 class CandidateEvaluator(Protocol):
     """Verify, time, memcheck and profile candidate files of one problem.
 
-    - `functional_form()`: the problem's functional form (tools.functional.FunctionalForm.to_dict()), or
+    - `functional_form()`: the problem's functional form (tools.problem.functional.FunctionalForm.to_dict()), or
       {"method": "source", "fallback_reason": why}; raises ReferenceFailure when the problem itself is broken.
     - `prepare(candidate)`: build only, safe to call from several threads; a failed build's report, or None
       when it built (or the evaluator builds inside `evaluate`).

@@ -17,8 +17,8 @@ from kernelwright.agents.offline_proposer import offline_tune
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.agents.translator import translate
-from kernelwright.tools.diagnostics import Diagnostic
-from kernelwright.tools.problem import read_source
+from kernelwright.tools.compile.diagnostics import Diagnostic
+from kernelwright.tools.problem.files import read_source
 from kernelwright.tools.run_folder import CandidateFolder
 
 # Rejections a rewrite can plausibly fix; integrity verdicts (cheats) and timeouts of the harness itself are not retried.

@@ -2,16 +2,16 @@
 state's keys. Agents import these, never `graphs/` (the dependency direction); `graphs.state.KState`
 extends `RunState` with the reducers that decide how the graph merges node updates.
 
-A candidate's status is a `CandidateStatus`: the harness's verdicts (tools.results.Status) plus the two the
+A candidate's status is a `CandidateStatus`: the harness's verdicts (tools.harness.results.Status) plus the two the
 graph adds. Its reason is the harness's stable name for a rejection (tools: compile_error, wrong_output, the
-integrity check's name, tools.sanitizer.OUT_OF_BOUNDS, ...) or SCREENED_OUT, which this module owns."""
+integrity check's name, tools.harness.sanitizer.OUT_OF_BOUNDS, ...) or SCREENED_OUT, which this module owns."""
 
 from __future__ import annotations
 
 from typing import Any, Final, Literal, TypedDict, get_args
 
-from kernelwright.tools.results import Status
-from kernelwright.tools.sanitizer import SanitizeStatus
+from kernelwright.tools.harness.results import Status
+from kernelwright.tools.harness.sanitizer import SanitizeStatus
 
 # pending: proposed, not yet evaluated; screened_out: the critic's screen kept it from the harness
 CandidateStatus = Literal[Status, "pending", "screened_out"]

@@ -12,7 +12,7 @@ from kernelwright.agents.offline_proposer import offline_candidates
 from kernelwright.agents.proposals import ProposalRequest, propose
 from kernelwright.agents.run_state import RunState
 from kernelwright.prompts.library import RenderedPrompt
-from kernelwright.tools.problem import read_source
+from kernelwright.tools.problem.files import read_source
 
 
 def translator_prompt(state: RunState, ctx: KContext) -> RenderedPrompt:

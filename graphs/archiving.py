@@ -16,7 +16,7 @@ import structlog
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
-from kernelwright.tools.sanitizer import OUT_OF_BOUNDS
+from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
 from kernelwright.graphs.state import KState
 
 log = structlog.get_logger(__name__)

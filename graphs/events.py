@@ -34,9 +34,9 @@ import structlog
 
 from kernelwright.agents.evaluator import CandidateEvaluator, CandidateProfile
 from kernelwright.graphs.sanitizing import memcheck_rejected
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, EventLog, RunFolder, lineage_of
-from kernelwright.tools.sanitizer import SanitizeVerdict
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """The graph's evaluator on real hardware: builds in parallel on CPU workers, verifies on a pool of GPUs.
 
-One `tools.evaluate.Evaluator` per GPU (its workers see only that GPU); an
+One `tools.harness.evaluate.Evaluator` per GPU (its workers see only that GPU); an
 evaluation takes whichever is free. `prepare` builds a candidate in a CPU-only
 worker, so several builds overlap with GPU work; the GPU evaluation then loads
 the cached library.
@@ -20,11 +20,11 @@ from typing import Any
 import structlog
 
 from kernelwright.agents.context import RunSettings
-from kernelwright.tools.evaluate import EvalSettings
-from kernelwright.tools.nvcc import BuildSettings
-from kernelwright.tools.results import EvalReport
+from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
+from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 from kernelwright.tools.run_folder import CandidateProfile
-from kernelwright.tools.sanitizer import SanitizeVerdict
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +55,7 @@ class HarnessEvaluator:
 
     def __init__(self, problem: Path, settings: EvalSettings, gpus: list[str] | None = None):
         """`settings`: the run's harness, timing and build settings (KernelwrightConfig.eval_settings())."""
-        from kernelwright.tools.evaluate import Evaluator
+        from kernelwright.tools.harness.evaluate import Evaluator
         from kernelwright.tools.sandbox.pool import WorkerOptions
 
         self.problem = Path(problem)
@@ -72,8 +72,8 @@ class HarnessEvaluator:
 
     def prepare(self, candidate: Path) -> EvalReport | None:
         """Build the candidate on a CPU worker; a failed build's report (status rejected), or None when it built."""
-        from kernelwright.tools.evaluate import reason_for_error
-        from kernelwright.tools.precompile import build_candidates
+        from kernelwright.tools.harness.evaluate import reason_for_error
+        from kernelwright.tools.harness.precompile import build_candidates
 
         (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
         if outcome.ok:
@@ -122,15 +122,15 @@ def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSe
     """Nsight Compute metrics of the candidate's kernels, or why they could not be read (with a "summary")."""
     import sys
 
-    from kernelwright.tools.gpu_info import gpu_facts
-    from kernelwright.tools.ncu import profile_command
+    from kernelwright.tools.measure.gpu_info import gpu_facts
+    from kernelwright.tools.measure.ncu import profile_command
     from kernelwright.tools.procenv import scrubbed_env
 
     try:
         facts = gpu_facts(use_torch=False)  # keep CUDA out of the harness process
     except Exception:  # noqa: BLE001 - facts only sharpen the roofline; profiling goes on without them
         facts = None
-    cmd = [sys.executable, "-m", "kernelwright.tools.run_once", str(problem), str(candidate), "--calls", "2"]
+    cmd = [sys.executable, "-m", "kernelwright.tools.measure.run_once", str(problem), str(candidate), "--calls", "2"]
     result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
                              launch_count=20, facts=facts)
     out = result.to_dict()
@@ -143,7 +143,7 @@ def with_gpu_facts(settings: RunSettings, gpus: Sequence[str]) -> RunSettings:
     (settings unchanged when they name a GPU already, or there is none)."""
     if settings.gpu_description != RunSettings.gpu_description or not gpus:
         return settings
-    from kernelwright.tools.gpu_info import gpu_facts
+    from kernelwright.tools.measure.gpu_info import gpu_facts
 
     try:
         f = gpu_facts(int(gpus[0]) if str(gpus[0]).isdigit() else 0, use_torch=False)

@@ -5,7 +5,7 @@ sanitized (`CandidateEvaluator.sanitize`). Memory errors (status out_of_bounds) 
 in its record and its report, and the next best is sanitized, until one is not rejected or none is
 left. A sanitizer that cannot run (unavailable, timeout, error) leaves the kernel the best, and every report
 says `sanitized: no` and why. `sanitize_in_order` is that rule for the suite benchmark too
-(eval/bench_offline); `sanitized_text` is how every report words a verdict.
+(eval/bench/offline); `sanitized_text` is how every report words a verdict.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from langgraph.runtime import Runtime
 from kernelwright.agents.context import KContext
 from kernelwright.graphs.selection import ranked_verified
 from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 from kernelwright.tools.run_folder import CandidateFolder
-from kernelwright.tools.sanitizer import OUT_OF_BOUNDS, SanitizeVerdict, verdict_update
 
 log = structlog.get_logger(__name__)
 Sanitize = Callable[[Path], Mapping[str, Any]]  # candidate file -> SanitizeVerdict.to_dict()

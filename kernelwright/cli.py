@@ -20,7 +20,7 @@ from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU,
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.results import Status
+from kernelwright.tools.harness.results import Status
 
 app = KernelwrightTyper(add_completion=False, no_args_is_help=True,
                         help="kernelwright: write, verify, profile and evolve CUDA kernels for PyTorch code.")
@@ -30,7 +30,7 @@ app.add_typer(archive_app, name="archive")
 
 def _check_arch(arch: str | None) -> str | None:
     """An arch nvcc cannot build for is a bad --arch value (exit 2), not a rejected candidate."""
-    from kernelwright.tools.nvcc import unsupported_arch
+    from kernelwright.tools.compile.nvcc import unsupported_arch
 
     if arch is not None and (why := unsupported_arch(arch)):
         raise typer.BadParameter(why)
@@ -206,7 +206,7 @@ def _times(speedup: float | None) -> str:
 @app.command("env")
 def env_command(as_json: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
     """GPU, driver, clocks, CUDA and torch versions, nvcc and ncu availability."""
-    from kernelwright.tools.gpu_info import environment_report
+    from kernelwright.tools.measure.gpu_info import environment_report
 
     report = environment_report()
     if as_json:
@@ -229,7 +229,7 @@ def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 
 def _print_report(console: Console, r: dict[str, Any]) -> None:
     from kernelwright.graphs.sanitizing import sanitized_text
-    from kernelwright.tools.diagnostics import Diagnostic
+    from kernelwright.tools.compile.diagnostics import Diagnostic
 
     styles: dict[Status, str] = {"passed": "green", "rejected": "red", "needs_gpu": "yellow"}
     status_style = styles.get(r["status"], "magenta")

@@ -3,8 +3,8 @@
 Precedence, lowest to highest:
 
 1. defaults, owned by the typed settings of the part that uses them; each section takes its defaults from
-   there: [harness] from tools.evaluate.EvalSettings (and agents.context.RunSettings for `profile`),
-   [timing] from tools.timing.BenchSettings, [compile] from tools.nvcc.BuildSettings, [agents] from
+   there: [harness] from tools.harness.evaluate.EvalSettings (and agents.context.RunSettings for `profile`),
+   [timing] from tools.measure.timing.BenchSettings, [compile] from tools.compile.nvcc.BuildSettings, [agents] from
    agents.context.RunSettings and agents.llm.ModelSettings;
 2. the config file (TOML: `--config FILE`, `load_config(path)`);
 3. the environment: KERNELWRIGHT_<SECTION>__<FIELD> (e.g. KERNELWRIGHT_HARNESS__N_TRIALS=8),
@@ -14,7 +14,7 @@ Precedence, lowest to highest:
 
 Only `load_config` reads the environment for these settings. The parts get them as arguments
 (`eval_settings`, `build_settings`, `run_settings`, `AgentsConfig.model_settings`); a sandbox worker gets
-its build settings in its own process environment (tools.nvcc.BuildSettings.worker_env). KERNELWRIGHT_MODEL
+its build settings in its own process environment (tools.compile.nvcc.BuildSettings.worker_env). KERNELWRIGHT_MODEL
 and KERNELWRIGHT_ARCHIVE are no config fields: agents.llm and memory.archive read them.
 """
 
@@ -32,12 +32,12 @@ from pydantic_core import PydanticCustomError
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.tools.compare import Tolerance
+from kernelwright.tools.compile.nvcc import BuildSettings, unsupported_arch
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.evaluate import EvalSettings
-from kernelwright.tools.nvcc import BuildSettings, unsupported_arch
-from kernelwright.tools.precision import ProfileName
-from kernelwright.tools.timing import BenchSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.verify.compare import Tolerance
+from kernelwright.tools.verify.precision import ProfileName
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -64,7 +64,7 @@ class _Section(BaseModel):
 
 
 class CompileConfig(_Section):
-    """tools.nvcc.BuildSettings: how candidates' CUDA is built."""
+    """tools.compile.nvcc.BuildSettings: how candidates' CUDA is built."""
 
     arch: str | None = Field(_default(BuildSettings, "arch"),
                              description="nvcc target, e.g. sm_90a; None = the visible GPU's")
@@ -85,7 +85,7 @@ class CompileConfig(_Section):
 
 
 class TimingConfig(_Section):
-    """tools.timing.BenchSettings, and how many input sets the harness rotates while timing."""
+    """tools.measure.timing.BenchSettings, and how many input sets the harness rotates while timing."""
 
     warmup_ms: float = _default(BenchSettings, "warmup_ms")
     rep_ms: float = _default(BenchSettings, "rep_ms")
@@ -98,7 +98,7 @@ class TimingConfig(_Section):
 
 
 class HarnessConfig(_Section):
-    """tools.evaluate.EvalSettings: how a candidate is verified; `profile` is also RunSettings.profile."""
+    """tools.harness.evaluate.EvalSettings: how a candidate is verified; `profile` is also RunSettings.profile."""
 
     n_trials: int = Field(_default(EvalSettings, "n_trials"), ge=1,
                           description="correctness trials, each with fresh seeded inputs")

@@ -41,7 +41,7 @@ def _run_dir(run: str, runs_dir: Path | None, config_file: Path | None) -> Path:
 
 def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = ConfigOpt) -> None:
     """List runs: id, problem, start, generations, candidates, best speedup, whether memcheck passed it, status."""
-    from kernelwright.eval.run_data import list_runs
+    from kernelwright.eval.report.run_data import list_runs
 
     runs_dir = _runs_dir(runs_dir, config_file)
     rows = list_runs(runs_dir)
@@ -82,7 +82,7 @@ def trace_command(
     config_file: Path | None = ConfigOpt,
 ) -> None:
     """Show a run as a tree: generations -> candidates -> agent steps (LLM and tool calls)."""
-    from kernelwright.eval.run_data import RunDataError, load_run
+    from kernelwright.eval.report.run_data import RunDataError, load_run
     from kernelwright.trace_view import build_tree
     from kernelwright.trace_view import follow as follow_run
 

@@ -26,7 +26,7 @@ from kernelwright.graphs.optimize import build_optimize_graph, run_config
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
-from kernelwright.tools.problem import check_source
+from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.run_folder import RUN_FILE, RunFolder
 from kernelwright.tracing import observe_run
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from kernelwright.agents.run_state import CandidateStatus
-from kernelwright.eval.run_data import Candidate, LlmCall, RunData, ToolCall, load_run
+from kernelwright.eval.report.run_data import Candidate, LlmCall, RunData, ToolCall, load_run
 from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.nodes import EVALUATE_ONE
 

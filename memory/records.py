@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.results import Status, status_of
+from kernelwright.tools.harness.results import Status, status_of
 from kernelwright.tools.run_folder import LINEAGE_KEY, CandidateFolder, CandidateProfile, lineage_of
 from kernelwright.tools.source_hash import candidate_id
 
@@ -71,7 +71,7 @@ class ProblemSignature:
 
     @classmethod
     def from_functional(cls, form: Any, name: str = "") -> ProblemSignature:
-        """From a `tools.functional.FunctionalForm` or its `to_dict()`."""
+        """From a `tools.problem.functional.FunctionalForm` or its `to_dict()`."""
         data = form.to_dict() if hasattr(form, "to_dict") else dict(form)
         ops = tuple(SigOp(str(o["target"]), tuple(SigTensor.from_dict(t) for t in o.get("outputs", ())))
                     for o in data.get("ops", ()))

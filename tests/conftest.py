@@ -1,4 +1,6 @@
-"""Shared test setup: markers that skip cleanly when the GPU or nvcc is missing."""
+"""Shared test setup: markers that skip cleanly when the GPU or nvcc is missing, and session fixtures.
+
+Constants and helpers that test modules import live in the `support` package (tests/support/)."""
 
 from __future__ import annotations
 
@@ -6,10 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-FIXTURES = Path(__file__).parent / "fixtures"
-# The bundled example doubles as the honest raw-form fixture for the relu_affine problems.
-RELU_CANDIDATE = Path(__file__).resolve().parents[1] / "examples" / "relu" / "candidate_raw.py"
+from support.paths import FIXTURES
 
 
 def _has_gpu() -> bool:

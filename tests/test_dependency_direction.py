@@ -7,7 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from support.paths import ROOT
+
 RANK = {"front": 5, "eval": 4, "graphs": 3, "agents": 2, "prompts": 1, "memory": 1, "tools": 0}
 FOLDERS = {"kernelwright": "front", "eval": "eval", "graphs": "graphs", "agents": "agents", "prompts": "prompts",
            "memory": "memory", "tools": "tools"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ["tools", "agents", "graphs", "prompts", "memory", "eval"]
 
 
@@ -28,12 +29,18 @@ def test_wheel_has_every_subpackage_in_the_namespace(wheel: Path) -> None:
     for sub in SUBPACKAGES:
         assert f"kernelwright/{sub}/__init__.py" in names, sub
     assert "kernelwright/tools/sandbox/worker.py" in names
+    # every package pyproject declares (tests/test_layout.py: that is every package folder) with its modules
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    for package in declared:
+        assert package.replace(".", "/") + "/__init__.py" in names, package
+    assert {"kernelwright/tools/harness/evaluate.py", "kernelwright/tools/raw_kernel.py",
+            "kernelwright/eval/bench/harness.py", "kernelwright/eval/fakes/replay_server.py"} <= names
     assert not any(n.startswith(("tools/", "agents/", "eval/")) for n in names), "generic top-level names leaked"
 
 
 def test_wheel_has_the_data_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    data = [p for sub in ("prompts", "tools/inline") for p in (ROOT / sub).rglob("*")
+    data = [p for sub in ("prompts", "tools/compile/inline") for p in (ROOT / sub).rglob("*")
             if p.is_file() and p.suffix in (".md", ".txt", ".h", ".cpp") and "__pycache__" not in p.parts]
     data += list((ROOT / "eval" / "problems").glob("*.py"))  # benchmark problems ship with the package
     data += [*(ROOT / "eval" / "suite").glob("*.py"), ROOT / "eval" / "suite" / "manifest.json"]  # the suite too

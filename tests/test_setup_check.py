@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-CHECK = Path(__file__).resolve().parents[1] / "scripts" / "check_install.py"
-SETUP = Path(__file__).resolve().parents[1] / "scripts" / "setup.sh"
+from support.paths import ROOT
+
+CHECK = ROOT / "scripts" / "check_install.py"
+SETUP = ROOT / "scripts" / "setup.sh"
 
 
 def _dist(site: Path, name: str, version: str, *requires: str) -> None:

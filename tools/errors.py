@@ -166,7 +166,7 @@ def error_from_dict(data: dict[str, Any]) -> KernelwrightError:
     where = data.get("where")
     details = data.get("details") or {}
     if cls is CompileError:
-        from kernelwright.tools.diagnostics import Diagnostic
+        from kernelwright.tools.compile.diagnostics import Diagnostic
 
         diags = tuple(Diagnostic.from_dict(d) for d in data.get("diagnostics", []))
         return CompileError(message, returncode=int(details.get("returncode", -1)), stderr=str(data.get("stderr", "")),

@@ -20,8 +20,9 @@ nvidia-ml-py, structlog and the standard library, so the models are frozen, slot
 lineage key `parent_ids` is read as `parents`); a file that is absent, unreadable or not a JSON object reads
 as None. JSON files are replaced atomically, so a killed process never leaves half a file.
 
-The report and the profile are other parts' records (the harness's `tools.results.EvalReport`, the profiler's
-result, e.g. `tools.ncu`): their models keep the whole object as written and type the fields a run's readers use.
+The report and the profile are other parts' records (the harness's `tools.harness.results.EvalReport`, the
+profiler's result, e.g. `tools.measure.ncu`): their models keep the whole object as written and type the fields a
+run's readers use.
 """
 
 from __future__ import annotations
@@ -153,7 +154,7 @@ class CandidateMeta:
 
 @dataclass(frozen=True, slots=True)
 class CandidateReport:
-    """report.json: the harness's report as it returned it (`tools.results.EvalReport.to_dict()`, or a failed
+    """report.json: the harness's report as it returned it (`tools.harness.results.EvalReport.to_dict()`, or a failed
     build's report), later merged with the winner's memcheck verdict. `data` is the whole object; the
     properties type what the run's readers use."""
 
@@ -212,7 +213,7 @@ class CandidateReport:
 
     @property
     def sanitizer(self) -> dict[str, Any] | None:
-        """The memcheck verdict the report carries (tools.sanitizer.SanitizeVerdict.to_dict()), if any."""
+        """The memcheck verdict the report carries (tools.harness.sanitizer.SanitizeVerdict.to_dict()), if any."""
         verdict = self.data.get("sanitizer")
         return dict(verdict) if isinstance(verdict, Mapping) else None
 

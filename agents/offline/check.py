@@ -17,8 +17,8 @@ from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import Plan
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.trace import TracedProblem, trace_problem
-from kernelwright.tools.compare import compare_output, tolerance_for
-from kernelwright.tools.problem import read_source
+from kernelwright.tools.problem.files import read_source
+from kernelwright.tools.verify.compare import compare_output, tolerance_for
 
 BATCH_NAMES = {"batch", "batch_size", "tokens", "rows", "m", "b", "n_batch", "num_tokens"}
 

@@ -13,7 +13,7 @@ import torch
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
-from kernelwright.tools.literals import python_literal
+from kernelwright.tools.problem.literals import python_literal
 
 REFERENCE_CLASS = "_KwReferenceModel"
 _PROBLEM_FUNCTIONS = {"get_inputs", "get_init_inputs", "get_input_variants"}

@@ -149,7 +149,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
 
-    `form` (tools.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
+    `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the
     fused variant (names from its TuneSpace)."""
     where = str(problem_path)

@@ -1,6 +1,6 @@
 """Trace a problem for the offline translator: the FX graph with real node arguments.
 
-tools/functional.py keeps op arguments as text (enough for prompts); codegen needs
+tools/problem/functional.py keeps op arguments as text (enough for prompts); codegen needs
 the real values (dims, eps, scalars), so this re-traces with torch.export and
 keeps the graph. Composite ops the translator has no kernel for (losses, cosine
 similarity, ...) are decomposed into ATen ops it does know; the ops it handles
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.inputs import InputSpec, make_inputs
-from kernelwright.tools.problem import SourceFile, build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.files import SourceFile, build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.inputs import InputSpec, make_inputs
 
 INIT_SEED = 42  # the harness's default init seed; only the graph matters here, not the weights
 

@@ -15,10 +15,10 @@ from kernelwright.eval.report.labels import Box, place_labels, text_size
 from kernelwright.eval.report.profile_table import KernelGroup, kernel_groups
 from kernelwright.eval.report.svg import Axes, circle, document, esc, fmt, legend, nice_ticks, polyline
 from kernelwright.eval.report.tables import table
-from kernelwright.eval.run_data import Candidate, RunData
+from kernelwright.eval.report.run_data import Candidate, RunData
 from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import generation_label
-from kernelwright.tools.ncu import short_kernel_name
+from kernelwright.tools.measure.ncu import short_kernel_name
 
 STATUS_ORDER: tuple[CandidateStatus, ...] = ("passed", "rejected", "error", "screened_out", "needs_gpu", "pending")
 MAX_NUMBERED = 30  # roofline points numbered and listed; more are drawn unnumbered

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelwright.eval.report.svg import esc
-from kernelwright.tools.ncu import STALL_HINTS, short_kernel_name
+from kernelwright.tools.measure.ncu import STALL_HINTS, short_kernel_name
 
 MAX_KERNELS = 5  # columns; the summary names the same number
 

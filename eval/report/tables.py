@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kernelwright.eval.report.run_data import Candidate, RunData
 from kernelwright.eval.report.svg import esc
-from kernelwright.eval.run_data import Candidate, RunData
 from kernelwright.graphs.event_callbacks import NODE_AGENTS
 
 TOP_CANDIDATES = 100

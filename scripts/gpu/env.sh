@@ -12,4 +12,4 @@ for f in kernelwright/*; do ln -sfn "$PWD/$f" /tmp/kwpkg/kernelwright/; done
 for d in tools agents graphs prompts memory eval; do ln -sfn "$PWD/$d" /tmp/kwpkg/kernelwright/$d; done
 export PYTHONPATH=/tmp/kwpkg:/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 export KERNELWRIGHT_CACHE_DIR=${KERNELWRIGHT_CACHE_DIR:-/tmp/kw-build}
-python3 -P -c "import kernelwright.tools.evaluate, structlog, torch; print('kernelwright ready:', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+python3 -P -c "import kernelwright.tools.harness.evaluate, structlog, torch; print('kernelwright ready:', torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"

@@ -14,7 +14,7 @@ import os
 import threading
 from dataclasses import dataclass
 
-from kernelwright.tools.resources import children_of
+from kernelwright.tools.sandbox.resources import children_of
 
 
 @dataclass(frozen=True, slots=True)

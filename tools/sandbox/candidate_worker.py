@@ -15,19 +15,19 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import IntegrityError, LoadError
-from kernelwright.tools.fingerprint import fingerprint
-from kernelwright.tools.floors import output_bytes
-from kernelwright.tools.gpu_memory import poison_free_memory
-from kernelwright.tools.inputs import InputSpec, as_output_list, refill
-from kernelwright.tools.kernel_trace import CallTrace, trace_call
-from kernelwright.tools.problem import build_model, check_arity, check_source, import_file
+from kernelwright.tools.measure.timing import BenchSettings, time_one_call
+from kernelwright.tools.problem.files import build_model, check_arity, check_source, import_file
+from kernelwright.tools.problem.inputs import InputSpec, as_output_list, refill
 from kernelwright.tools.sandbox.background import Activity, left_running
 from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
 from kernelwright.tools.sandbox.libraries import candidate_libraries, loaded_libraries
+from kernelwright.tools.sandbox.tensor_share import ShareError, share_tensor
 from kernelwright.tools.sandbox.timed_sets import TimedSets
 from kernelwright.tools.sandbox.worker import WorkerBase, does_not_fit
-from kernelwright.tools.tensor_share import ShareError, share_tensor
-from kernelwright.tools.timing import BenchSettings, time_one_call
+from kernelwright.tools.verify.fingerprint import fingerprint
+from kernelwright.tools.verify.floors import output_bytes
+from kernelwright.tools.verify.gpu_memory import poison_free_memory
+from kernelwright.tools.verify.kernel_trace import CallTrace, trace_call
 
 _EXTRA_TRIALS = 8  # up to this many more timed trials, drawn at random: the judged last call is not countable
 
@@ -290,6 +290,6 @@ def _fast_inline(enabled: bool) -> Any:
 
     if not enabled:
         return contextlib.nullcontext()
-    from kernelwright.tools.inline.patch import fast_load_inline_installed
+    from kernelwright.tools.compile.inline.patch import fast_load_inline_installed
 
     return fast_load_inline_installed()

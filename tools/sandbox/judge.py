@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.compare import Tolerance, compare_output, outputs_close, tolerance_for
-from kernelwright.tools.fingerprint import fingerprint, strided_sample
-from kernelwright.tools.inputs import InputSpec, as_output_list, input_bytes
-from kernelwright.tools.kernel_trace import CallTrace, trace_call
+from kernelwright.tools.problem.inputs import InputSpec, as_output_list, input_bytes
+from kernelwright.tools.verify.compare import Tolerance, compare_output, outputs_close, tolerance_for
+from kernelwright.tools.verify.fingerprint import fingerprint, strided_sample
+from kernelwright.tools.verify.kernel_trace import CallTrace, trace_call
 
 MakeInputs = Callable[[InputSpec], list[Any]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from kernelwright.tools.nvcc import default_cache_dir
+from kernelwright.tools.compile.nvcc import default_cache_dir
 
 
 def loaded_libraries() -> set[str]:

@@ -23,8 +23,8 @@ import structlog
 
 from kernelwright.tools.errors import KernelwrightError, ResourceLimit, ToolTimeout, WorkerCrash, error_from_dict
 from kernelwright.tools.procenv import scrubbed_env
-from kernelwright.tools.resources import tree_memory
 from kernelwright.tools.sandbox.protocol import Message, ProtocolError, recv_message, send_message
+from kernelwright.tools.sandbox.resources import tree_memory
 
 log = structlog.get_logger(__name__)
 Role = Literal["reference", "candidate"]

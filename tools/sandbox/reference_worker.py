@@ -12,18 +12,18 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.compare import Tolerance
+from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.floors import measure_write_bandwidth
-from kernelwright.tools.fingerprint import fingerprint
-from kernelwright.tools.inputs import InputSpec, as_output_list
-from kernelwright.tools.problem import call_user
+from kernelwright.tools.verify.floors import measure_write_bandwidth
+from kernelwright.tools.verify.fingerprint import fingerprint
+from kernelwright.tools.problem.inputs import InputSpec, as_output_list
+from kernelwright.tools.problem.files import call_user
 from kernelwright.tools.sandbox.judge import ReferenceStore, judge_outputs
 from kernelwright.tools.sandbox.timed_sets import TimedSets
 from kernelwright.tools.sandbox.worker import WorkerBase, takes_blobs
-from kernelwright.tools.shape_scaling import scaled_override
-from kernelwright.tools.tensor_share import ShareError, open_shared
-from kernelwright.tools.timing import BenchSettings
+from kernelwright.tools.problem.shape_scaling import scaled_override
+from kernelwright.tools.sandbox.tensor_share import ShareError, open_shared
+from kernelwright.tools.measure.timing import BenchSettings
 
 KEEP_FRACTION = 0.2  # of the GPU's memory, for reference outputs kept between candidates
 # baseline name -> (flag set, torch.compile mode or None for eager)

@@ -12,8 +12,8 @@ from typing import Any, Protocol
 
 import torch
 
-from kernelwright.tools.inputs import InputSpec, Perturber, input_bytes
-from kernelwright.tools.timing import BenchSettings, TimingStats, bench
+from kernelwright.tools.measure.timing import BenchSettings, TimingStats, bench
+from kernelwright.tools.problem.inputs import InputSpec, Perturber, input_bytes
 
 MAX_TIMING_INPUT_BYTES = 4 << 30  # more sets than fit this are not made (one set of a huge problem is enough)
 SAMPLE_BYTES = 512 << 20  # timed calls are sampled for judging only where a set and its output are this small

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import DoesNotFit, KernelwrightError, LoadError
-from kernelwright.tools.inputs import InputSpec, input_bytes, input_shapes, make_inputs
-from kernelwright.tools.kernel_trace import trace_call
-from kernelwright.tools.precision import FlagSwitch
-from kernelwright.tools.problem import SourceFile, build_model, call_user, check_arity, check_source, import_file
+from kernelwright.tools.measure.timing import BenchSettings, bench, l2_flush_buffer
+from kernelwright.tools.problem.files import SourceFile, build_model, call_user, check_arity, check_source, import_file
+from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs
+from kernelwright.tools.problem.shape_scaling import rescaled_module
 from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
-from kernelwright.tools.shape_scaling import rescaled_module
-from kernelwright.tools.timing import BenchSettings, bench, l2_flush_buffer
+from kernelwright.tools.verify.kernel_trace import trace_call
+from kernelwright.tools.verify.precision import FlagSwitch
 
 
 class WorkerBase:
@@ -99,7 +99,7 @@ class WorkerBase:
 
     def op_functional(self, req: dict) -> dict:
         """The problem's functional form, traced on CPU (needs no GPU)."""
-        from kernelwright.tools.functional import functional_form
+        from kernelwright.tools.problem.functional import functional_form
 
         if self.problem is None or self.problem_module is None:
             raise KernelwrightError("load a problem before asking for its functional form")

@@ -1,0 +1,262 @@
+"""Candidates for the harness benchmark: the offline translator's where it writes one, else a passthrough.
+
+Each problem is prepared in its own child process (`python -m kernelwright.eval.bench.harness_prepare`),
+watched by the parent: resident memory over the budget or a timeout kills it, and the problem gets the
+passthrough candidate with that reason. Why: tracing a KernelBench problem runs its get_inputs(), and level 1
+has 4-17 GB inputs; one traced in this process would take the machine's memory with it.
+
+Inside the child the torch calls of the problem's own get_inputs() (torch.rand, randint, `* scale`, ...)
+run on the meta device and return uninitialised CPU tensors of the same shape, stride and dtype
+(`LazyProblemInputs`): torch.export reads shapes, never values, so the candidate is the same (a test
+compares) and its untouched pages cost no memory.
+The manifest (`<candidates>/manifest.json`, one `CandidateEntry` per problem) is read and written here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from kernelwright.eval.bench.passthrough_candidate import passthrough_source
+from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.sandbox.resources import tree_memory
+
+CandidateKind = Literal["offline", "passthrough", "given"]  # given: a file in --candidates without a manifest entry
+MANIFEST = "manifest.json"
+POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateEntry:
+    problem: str  # the problem file's stem: the candidate is <candidates>/<problem>.py
+    problem_path: str
+    kind: CandidateKind
+    why: str  # the offline variant used, or why there is no offline candidate
+    variant: str | None = None
+    input_bytes: int | None = None  # from get_inputs() on the meta device; None where that fails
+    seconds: float = 0.0
+    peak_rss_bytes: int = 0  # the preparing child's
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CandidateEntry:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def read_manifest(folder: Path) -> dict[str, CandidateEntry]:
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    return {k: CandidateEntry.from_dict(v) for k, v in json.loads(path.read_text())["entries"].items()}
+
+
+def write_manifest(folder: Path, entries: dict[str, CandidateEntry]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"entries": {k: entries[k].to_dict() for k in sorted(entries)}}
+    tmp = folder / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(folder / MANIFEST)  # a reader never sees half a manifest
+
+
+def candidate_path(folder: Path, problem: str) -> Path:
+    return folder / f"{problem}.py"
+
+
+# ---------------------------------------------------------------- parent side
+
+def available_bytes() -> int:
+    """MemAvailable from /proc/meminfo (a large number where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 50
+
+
+def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float) -> CandidateEntry:
+    """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry."""
+    started = time.perf_counter()
+    out = candidate_path(folder, problem.stem)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kw-prepare-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "kernelwright.eval.bench.harness_prepare", str(problem), str(out),
+               str(result_file), str(budget_bytes)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                env=scrubbed_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True)
+        stderr: list[bytes] = []
+        reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+        reader.start()
+        peak, killed = _watch(proc, budget_bytes, timeout_s)
+        reader.join(timeout=5)
+        result = json.loads(result_file.read_text()) if result_file.exists() else {}
+    tail = (b"".join(stderr).decode(errors="replace").strip().splitlines() or [""])[-1][:300]
+    why = killed or result.get("why") or f"preparation failed (exit {proc.returncode}): {tail}"
+    kind: CandidateKind = "offline" if result.get("kind") == "offline" and out.exists() and not killed else "passthrough"
+    if kind == "passthrough":
+        out.write_text(passthrough_source(problem, why))
+    return CandidateEntry(problem.stem, str(problem.resolve()), kind, why, result.get("variant") if kind == "offline" else None,
+                          result.get("input_bytes"), round(time.perf_counter() - started, 2), peak)
+
+
+def _watch(proc: subprocess.Popen, budget_bytes: int, timeout_s: float) -> tuple[int, str | None]:
+    """Poll the child's resident memory until it exits; kill it over budget or time. (peak RSS, why killed)."""
+    deadline, peak = time.monotonic() + timeout_s, 0
+    while proc.poll() is None:
+        peak = max(peak, tree_memory(proc.pid).rss_bytes)
+        why = (f"preparation killed: resident memory {peak / 1e9:.1f} GB over the {budget_bytes / 1e9:.1f} GB budget"
+               if peak > budget_bytes else f"preparation killed: over {timeout_s:.0f} s" if time.monotonic() > deadline
+               else None)
+        if why:
+            proc.kill()
+            proc.wait()
+            return peak, why
+        time.sleep(POLL_S)
+    return peak, None
+
+
+def prepare_all(problems: Sequence[Path], folder: Path, *, budget_bytes: int, timeout_s: float = 600.0,
+                jobs: int = 1, on_done: Callable[[CandidateEntry], None] | None = None) -> dict[str, CandidateEntry]:
+    """Prepare every problem without an entry yet (the manifest is rewritten after each, so this resumes)."""
+    entries = read_manifest(folder)
+    pending = [p for p in problems if p.stem not in entries or not candidate_path(folder, p.stem).exists()]
+    lock = threading.Lock()
+
+    def one(problem: Path) -> None:
+        budget = min(budget_bytes, available_bytes() // (2 * max(jobs, 1)))  # never more than half of what is free
+        entry = prepare_one(problem, folder, budget_bytes=budget, timeout_s=timeout_s)
+        with lock:
+            entries[problem.stem] = entry
+            write_manifest(folder, entries)
+        if on_done is not None:
+            on_done(entry)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, pending))
+    return entries
+
+
+# ---------------------------------------------------------------- child side
+
+def meta_input_bytes(module: Any) -> int | None:
+    """Bytes of get_inputs()'s tensors, computed on the meta device (nothing allocated); None if it fails there."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            inputs = module.get_inputs()
+        return sum(t.numel() * t.element_size() for t in inputs if isinstance(t, torch.Tensor))
+    except Exception:  # noqa: BLE001 - some input functions need real values (.numpy(), .item()); the size is optional
+        return None
+
+
+def _lazy_mode(problem: Path) -> Any:
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._pytree import tree_flatten, tree_map
+
+    path = str(problem.resolve())
+
+    def to_meta(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device="meta")
+        return value
+
+    def from_meta(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_meta:
+            return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype)
+        return value
+
+    class LazyProblemInputs(TorchFunctionMode):
+        """Every torch call made inside the problem's get_inputs()/get_input_variants() runs on the meta device
+        and hands back an uninitialised (so untouched) CPU tensor of the result's shape, stride and dtype; a
+        call the meta device cannot run (.item(), .numpy()) runs as is. Calls from anywhere else are untouched."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+            kwargs = kwargs or {}
+            if not _called_from_inputs(path):
+                return func(*args, **kwargs)
+            meta_args, meta_kwargs = tree_map(to_meta, (args, {k: v for k, v in kwargs.items() if k != "generator"}))
+            if not any(isinstance(v, torch.Tensor) for v in tree_flatten((args, kwargs))[0]):
+                meta_kwargs["device"] = "meta"  # a factory: torch.rand, randint, ones, tensor, ...
+            try:
+                result = func(*meta_args, **meta_kwargs)
+            except Exception:  # noqa: BLE001 - not runnable on meta: the real call
+                return func(*args, **kwargs)
+            return tree_map(from_meta, result)
+
+    return LazyProblemInputs()
+
+
+def _called_from_inputs(path: str, depth: int = 12) -> bool:
+    frame = sys._getframe(2)
+    while frame is not None and depth > 0:
+        code = frame.f_code
+        if code.co_name in ("get_inputs", "get_input_variants") and os.path.realpath(code.co_filename) == path:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
+
+
+def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int) -> None:
+    from kernelwright.agents.offline import OfflineUnsupported, propose
+    from kernelwright.agents.offline.trace import load_problem
+
+    result: dict[str, Any] = {"kind": "passthrough"}
+    try:
+        _, module = load_problem(problem)
+        result["input_bytes"] = meta_input_bytes(module)
+        result_file.write_text(json.dumps(result))  # the size survives a kill
+        # A hard ceiling on address space behind the parent's RSS watch: the lazy inputs reserve their size.
+        vm = _vm_bytes()
+        limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        with _lazy_mode(problem):
+            candidates = propose(problem)
+        candidates[0].write(out)
+        result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}")
+    except OfflineUnsupported as exc:
+        result["why"] = f"offline translator: {exc.message}"
+    except MemoryError:
+        result["why"] = "preparation ran out of its address-space limit"
+    except Exception as exc:  # noqa: BLE001 - any failure means a passthrough, with the reason
+        result["why"] = f"preparation raised {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    result_file.write_text(json.dumps(result))
+
+
+def _vm_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="prepare one problem's candidate (a child of bench_harness)")
+    parser.add_argument("problem", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("result", type=Path)
+    parser.add_argument("budget_bytes", type=int)
+    args = parser.parse_args(argv)
+    _child(args.problem, args.out, args.result, args.budget_bytes)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

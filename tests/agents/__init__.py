@@ -1,0 +1,1 @@
+"""Tests of kernelwright.agents: answer parsing, the critic's replies, the LLM client, the run state."""

@@ -1,0 +1,1 @@
+"""Tests of kernelwright.agents.offline: the rule-based translator and tuner."""

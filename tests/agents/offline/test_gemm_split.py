@@ -1,0 +1,55 @@
+"""The 3xTF32 GEMM path of the offline translator: which steps take it, the tunable, and the emitted code."""
+
+from __future__ import annotations
+
+import pytest
+from support.offline import suite_dir
+
+from kernelwright.agents.offline import propose
+from kernelwright.agents.offline.cuda_common import PRELUDE
+from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
+from kernelwright.agents.offline.propose import plans_for, render, trace_all
+from kernelwright.agents.offline.space import conservative, plan_space
+
+
+def _forward(source: str) -> str:
+    return source.split("class ModelNew", 1)[1]
+
+
+def test_large_fp32_gemms_default_to_the_split_and_the_plain_gemm_stays_a_choice() -> None:
+    traced = trace_all(suite_dir() / "12_linear_relu_scale.py")
+    plan = plans_for(traced)["fused"][0]
+    space = plan_space(plan)
+    gemm_dims = [d for d in space.dims if d.name.endswith(".GEMM")]
+    assert [d.choices for d in gemm_dims] == [("fp32", "tf32x3")]
+    assert gemm_dims[0].default == "tf32x3"  # 4096^3: far above the split's break-even
+    assert conservative(space)[gemm_dims[0].name] == "fp32"
+    split = render(traced, [plan], space.defaults(), "fused")
+    plain = render(traced, [plan], {**space.defaults(), gemm_dims[0].name: "fp32"}, "fused")
+    assert "_kw_linear_tf32x3(" in _forward(split) and "kw_tf32x3_split" in split
+    assert "_kw_linear_tf32x3(" not in _forward(plain) and "kw_tf32x3_split" not in plain
+    assert "torch.ops.aten.linear.default(" in _forward(plain)
+
+
+@pytest.mark.parametrize("name, helper", [("16_bmm_bias_silu", "_kw_matmul_tf32x3("),
+                                          ("14_linear_bias_softmax", "_kw_linear_tf32x3(")])
+def test_fp32_bmm_and_linear_problems_get_the_split_in_their_fused_variant(name: str, helper: str) -> None:
+    by_variant = {c.variant: c for c in propose(suite_dir() / f"{name}.py")}
+    assert helper in _forward(by_variant["fused"].source)
+    assert helper not in _forward(by_variant["fused_scalar"].source)
+
+
+@pytest.mark.parametrize("name", ["13_linear_gelu_gain_bf16", "15_matmul_residual_clamp_bf16"])
+def test_bf16_gemms_never_take_the_split(name: str) -> None:
+    traced = trace_all(suite_dir() / f"{name}.py")
+    plan = plans_for(traced)["fused"][0]
+    assert gemm_modes(plan, {}) == {}
+    assert not [d for d in plan_space(plan).dims if d.name.endswith(".GEMM")]
+
+
+@pytest.mark.nvcc
+def test_the_split_kernel_compiles_with_nvcc(tmp_path) -> None:
+    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
+
+    result = NvccCompiler(cache_dir=tmp_path).compile(PRELUDE + SPLIT_CUDA, NvccOptions(arch="sm_90"))
+    assert result.artifact.exists()

@@ -1,0 +1,1 @@
+"""Tests of kernelwright.graphs: the optimisation graph, its events, resume, plugins, the harness evaluator."""

@@ -1,0 +1,67 @@
+"""The graph's real evaluator without a GPU: parallel CPU builds report compile errors; good builds go on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.paths import FIXTURES as FIX
+
+from kernelwright.agents.evaluator import CandidateEvaluator
+from kernelwright.config import load_config
+from kernelwright.graphs.harness_evaluator import HarnessEvaluator, visible_gpus
+
+
+@pytest.mark.nvcc
+def test_prepare_reports_compile_errors_and_passes_good_builds(build_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from support.paths import RELU_CANDIDATE
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    config = load_config(overrides={"compile.cache_dir": str(build_cache), "compile.arch": "sm_90a"})
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", config.eval_settings())
+    try:
+        assert evaluator.gpus == []
+        broken = evaluator.prepare(FIX / "broken" / "candidate_compile_error.py")
+        assert broken is not None and (broken.status, broken.stage, broken.reason) == ("rejected", "build",
+                                                                                       "compile_error")
+        assert "undefined_symbol" in str(broken.error)
+        assert evaluator.prepare(RELU_CANDIDATE) is None
+        report = evaluator.evaluate(RELU_CANDIDATE)  # builds are cached: this only loads, then says needs_gpu
+        assert report.status == "needs_gpu"
+        profile = evaluator.profile(RELU_CANDIDATE)
+        assert profile.summary.startswith("profiler unavailable") and not profile.available
+    finally:
+        evaluator.close()
+
+
+def test_visible_gpus_follows_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert visible_gpus() == []
+
+
+def test_one_rejection_reason_mapping_for_errors_and_their_dicts() -> None:
+    from kernelwright.tools.errors import CompileError, IntegrityError, ToolTimeout, WorkerCrash
+    from kernelwright.tools.harness.evaluate import _reason_for, reason_for_error
+
+    cases = [(IntegrityError("reference_op_called", "calls torch.softmax"), "reference_op_called"),
+             (CompileError("nvcc failed", returncode=1, stderr="error"), "compile_error"),
+             (ToolTimeout("no reply", timeout_s=30.0), "timeout"),
+             (WorkerCrash("segfault", exitcode=-11), "crash")]
+    for exc, reason in cases:
+        assert _reason_for(exc) == reason == reason_for_error(exc.to_dict())
+    assert reason_for_error({"kind": "load", "message": "no ModelNew"}) == "load_error"
+    assert reason_for_error({}) == "load_error"
+
+
+def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
+    from support.paths import RELU_CANDIDATE
+
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
+    try:
+        assert isinstance(evaluator, CandidateEvaluator) and not evaluator.gpus and evaluator.traces_out_of_process
+        verdict = evaluator.sanitize(RELU_CANDIDATE)
+    finally:
+        evaluator.close()
+    assert (verdict.status, verdict.sanitized) == ("unavailable", False) and "GPU" in verdict.message

@@ -1,0 +1,1 @@
+"""Tests of kernelwright.memory: the kernel archive, alone and inside runs."""

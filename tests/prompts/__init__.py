@@ -1,0 +1,1 @@
+"""Tests of kernelwright.prompts: the templates."""

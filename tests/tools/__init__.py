@@ -1,0 +1,1 @@
+"""Tests of kernelwright.tools: problem files, compile, verify, measure, sandbox and the harness."""

@@ -1,0 +1,89 @@
+"""The harness's checks end to end in its CPU self-test mode (workers on the CPU, outputs passed as bytes):
+every new check rejects its cheating fixture for its reason, the honest fixture passes. The same checks
+run on the GPU with CUDA fixtures in test_gpu_harness.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from support.paths import FIXTURES
+
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, ReferenceData
+from kernelwright.tools.harness.verdicts import timing_gap_message
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.problem.inputs import InputSpec
+from kernelwright.tools.sandbox.pool import WorkerOptions
+from kernelwright.tools.verify.floors import WriteBandwidth, output_bytes
+
+CPU_CHEATS = sorted((FIXTURES / "cpu_cheats").glob("*.py"))
+FAST = EvalSettings(compile_baseline=False, keep_standby=False, bench=BenchSettings(rep_ms=20.0, min_trials=10))
+
+
+def _expect(path: Path) -> tuple[str, str]:
+    text = path.read_text()
+    problem = re.search(r"^# problem: (\S+)", text, re.M)
+    expect = re.search(r"^# expect: (\S+)", text, re.M)
+    assert problem and expect, path
+    return problem.group(1), expect.group(1)
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    settings = EvalSettings(**{**FAST.__dict__, "host_memory_limit_gb": 2.5})
+    with Evaluator(FIXTURES / "problems" / "relu_affine_batched.py", settings, WorkerOptions(device="cpu")) as ev:
+        yield ev
+
+
+@pytest.mark.parametrize("fixture", CPU_CHEATS, ids=[p.stem for p in CPU_CHEATS])
+def test_each_check_rejects_its_fixture_and_the_honest_one_passes(fixture: Path, evaluator: Evaluator) -> None:
+    _, expected = _expect(fixture)
+    report = evaluator.evaluate(fixture)
+    if expected == "passed":
+        assert report.status == "passed", (report.reason, report.message)
+        phases = {t["phase"] for t in report.trials}
+        assert {"trial", "unseen_size", "timed_call", "refilled_inputs", "first_call"} <= phases, phases
+        assert report.precision == "strict" and "eager_strict" in report.timing
+    else:
+        assert report.status == "rejected", report.to_dict()
+        assert report.reason == expected, (report.reason, report.message)
+        assert report.speedup_vs_eager is None
+
+
+def test_the_reference_knows_its_unseen_size_and_keeps_no_tensor_in_the_harness(evaluator: Evaluator) -> None:
+    ref = evaluator.reference()
+    assert ref.scaled is not None and ref.scaled.overrides == (("batch_size", 32),)
+    entry = ref.entries[ref.scaled]
+    assert entry["outputs"][0]["shape"] == [32, 1024]
+    assert all(isinstance(e["fingerprints"][0], str) for e in ref.entries.values())
+
+
+def test_watchdog_scales_with_the_reference_call() -> None:
+    ev = Evaluator.__new__(Evaluator)
+    ev.settings = EvalSettings(call_timeout_s=600.0)
+    ref = ReferenceData([InputSpec(1)], {InputSpec(1): {"call_s": 0.002, "inputs_s": 0.001}}, [])
+    assert ev._call_timeout(ref) == 10.0  # max(10 s, 100x a 2 ms call)
+    slow = ReferenceData([InputSpec(1)], {InputSpec(1): {"call_s": 0.5, "inputs_s": 0.1}}, [])
+    assert ev._call_timeout(slow) == pytest.approx(50.4)
+    huge = ReferenceData([InputSpec(1)], {InputSpec(1): {"call_s": 20.0, "inputs_s": 0.1}}, [])
+    assert ev._call_timeout(huge) == 600.0
+    assert ev._call_timeout(None) == 600.0
+
+
+def test_timing_gap_flags_cached_timed_calls_only() -> None:
+    assert timing_gap_message([1.0, 1.1, 0.9], 0.01) is not None  # 1 ms first calls vs 10 us timed
+    assert timing_gap_message([0.012, 0.011, 0.013], 0.010) is None  # launch jitter, not a cache
+    assert timing_gap_message([], 0.01) is None
+
+
+def test_physical_floor_counts_only_what_must_reach_memory() -> None:
+    bw = WriteBandwidth(gbps=3000.0, l2_bytes=50 << 20, probe_bytes=1 << 30)
+    assert bw.floor_ms(40 << 20) == 0.0  # fits the L2: no floor
+    floor = bw.floor_ms(256 << 20)
+    assert floor == pytest.approx((206 << 20) / (3000e9 * 1.5) * 1e3)
+    x = torch.randn(4, 8)
+    expanded = torch.randn(1, 8).expand(4, 8)
+    assert output_bytes([x * 2, expanded], [x]) == 4 * 8 * 4 + 8 * 4
+    assert output_bytes([x], [x]) == 0  # an input returned as it is wrote nothing

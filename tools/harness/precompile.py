@@ -1,0 +1,78 @@
+"""Build many candidates at once on CPU workers, before any GPU time is spent on them.
+
+Each candidate is imported in its own CPU-only sandbox worker (CUDA hidden), which
+runs its load_cuda / load_inline builds into the shared content-addressed cache;
+the GPU evaluation that follows then loads cached libraries. Builds run in
+parallel under a job limit; a failure comes back in place with its diagnostics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
+from kernelwright.tools.errors import KernelwrightError, ToolUnavailable
+from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOutcome:
+    candidate: str
+    ok: bool
+    seconds: float
+    error: dict[str, Any] | None = None
+    libraries: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect_arch() -> str:
+    """The visible GPU's nvcc target via NVML (no CUDA context here), else the default."""
+    from kernelwright.tools.measure.gpu_info import gpu_facts
+
+    try:
+        return arch_for_capability(*gpu_facts(use_torch=False).compute_capability)
+    except (ToolUnavailable, TypeError):
+        return DEFAULT_ARCH
+
+
+def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, build: BuildSettings = BuildSettings(),
+                     jobs: int | None = None, options: WorkerOptions | None = None,
+                     timeout_s: float = 600.0) -> list[BuildOutcome]:
+    """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order."""
+    options = options or WorkerOptions()
+    # A CPU worker sees no GPU to ask, so the arch is settled here (the GPU evaluation must find the same build).
+    settled = replace(build, arch=build.arch or detect_arch())
+    cpu_options = replace(options, env={**settled.worker_env(), **options.env, "CUDA_VISIBLE_DEVICES": ""})
+    # Each worker runs nvcc itself; two builds per core keeps the machine busy without thrashing.
+    jobs = jobs or max(1, (os.cpu_count() or 2) // 2)
+
+    def build_one(candidate: str | Path) -> BuildOutcome:
+        started = time.perf_counter()
+        worker = SandboxWorker("candidate", cpu_options)
+        try:
+            worker.start()
+            reply = worker.request("load", timeout_s=timeout_s, problem=str(problem), candidate=str(candidate),
+                                   fast_inline=build.fast_inline)
+            return BuildOutcome(str(candidate), True, time.perf_counter() - started,
+                                libraries=list(reply.header.get("candidate_libs", [])))
+        except KernelwrightError as exc:
+            return BuildOutcome(str(candidate), False, time.perf_counter() - started, error=exc.to_dict())
+        finally:
+            worker.close()
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        outcomes = list(pool.map(build_one, candidates))
+    log.info("candidates_built", total=len(outcomes), ok=sum(o.ok for o in outcomes), jobs=jobs)
+    return outcomes

@@ -1,0 +1,111 @@
+"""Integrity policies over what a candidate's calls ran on the GPU (kernel traces).
+
+Each rule returns a named rejection; names are stable so tests, reports and
+the evolution loop can count them: no_kernel_launched, host_computation,
+no_custom_kernel, reference_op_called, side_stream_escape, input_mutation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kernelwright.tools.verify.kernel_trace import CallTrace, classify
+
+REFERENCE_SHARE_LIMIT = 0.5  # at most half the candidate's GPU time may be the reference's own (non-library) kernels
+HOST_COPY_SLACK_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelUsage:
+    """What the candidate launched, by class, with GPU-time shares (from its first traced call)."""
+
+    custom: tuple[str, ...]
+    library: tuple[str, ...]
+    framework: tuple[str, ...]
+    library_time_share: float
+    framework_time_share: float
+    reference_kernel_share: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def kernel_usage(trace: CallTrace, custom_names: set[str], reference_names: set[str]) -> KernelUsage:
+    groups: dict[str, list[str]] = {"custom": [], "library": [], "framework": []}
+    time_by: dict[str, float] = {"custom": 0.0, "library": 0.0, "framework": 0.0}
+    shared_time = 0.0
+    for k in trace.kernels:
+        cls = classify(k.name, custom_names)
+        groups[cls].append(k.name)
+        time_by[cls] += k.end_us - k.start_us
+        if cls == "framework" and k.name in reference_names:
+            shared_time += k.end_us - k.start_us
+    total = sum(time_by.values()) or 1.0
+    uniq = {key: tuple(dict.fromkeys(v)) for key, v in groups.items()}
+    return KernelUsage(uniq["custom"], uniq["library"], uniq["framework"], time_by["library"] / total,
+                       time_by["framework"] / total, shared_time / total)
+
+
+def check_traces(candidate: Sequence[CallTrace], reference: Sequence[CallTrace], custom_names: set[str]) -> list[Rejection]:
+    """Apply the launch policies to every traced candidate call."""
+    usable = [t for t in candidate if t.available]
+    if not usable:
+        return []
+    ref_names = {k.name for t in reference if t.available for k in t.kernels}
+    ref_dth = max((t.device_to_host_bytes() for t in reference if t.available), default=0)
+    rejections: list[Rejection] = []
+    for i, trace in enumerate(usable):
+        dth = trace.device_to_host_bytes()
+        if dth > ref_dth + HOST_COPY_SLACK_BYTES:
+            rejections.append(Rejection("host_computation", f"call {i} copied {dth} bytes device->host (the reference "
+                                        f"copies {ref_dth}): work was done on the host", {"bytes": dth}))
+            break
+        if not trace.kernels:
+            rejections.append(Rejection("no_kernel_launched", f"call {i} launched no GPU kernel: the output was not "
+                                        "computed by a kernel (returned from memory or computed elsewhere)"))
+            break
+        usage = kernel_usage(trace, custom_names, ref_names)
+        if not usage.custom:
+            shared = sorted(set(usage.framework) & ref_names)
+            reason = "reference_op_called" if shared else "no_custom_kernel"
+            rejections.append(Rejection(reason, f"call {i} ran no kernel of the candidate's own; it ran "
+                                        f"{len(usage.framework)} PyTorch and {len(usage.library)} library kernels"
+                                        + (f", including the reference's own {shared[:3]}" if shared else ""),
+                                        {"framework": list(usage.framework)[:20], "library": list(usage.library)[:20]}))
+            break
+        if usage.reference_kernel_share > REFERENCE_SHARE_LIMIT:
+            rejections.append(Rejection("reference_op_called", f"call {i}: {usage.reference_kernel_share:.0%} of GPU "
+                                        "time is spent in the reference's own PyTorch kernels",
+                                        {"share": usage.reference_kernel_share}))
+            break
+        escaped = trace.escaped()
+        if escaped:
+            rejections.append(Rejection("side_stream_escape", f"call {i}: {len(escaped)} GPU operation(s) were still "
+                                        "running after the call returned on its stream (work on a side stream or an "
+                                        "unjoined async copy would escape the timed region)",
+                                        {"activities": [a.name[:120] for a in escaped[:5]],
+                                         "streams": sorted({a.stream for a in escaped})}))
+            break
+    return rejections
+
+
+def check_mutation(candidate_mutated: Sequence[Sequence[int]], reference_mutated: Sequence[Sequence[int]]) -> list[Rejection]:
+    allowed = set().union(*map(set, reference_mutated)) if reference_mutated else set()
+    for i, positions in enumerate(candidate_mutated):
+        extra = sorted(set(positions) - allowed)
+        if extra:
+            return [Rejection("input_mutation", f"call {i} modified input(s) {extra} in place; the reference does not",
+                              {"inputs": extra})]
+    return []
