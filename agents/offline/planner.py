@@ -19,9 +19,25 @@ from typing import Any
 
 import torch
 
-from kernelwright.agents.offline.ir import (Buffer, Const, Dag, ElementwiseStep, Expr, HostStep, Layout, Load, Op,
-                                            Plan, PoolStep, PoolWindow, ReductionStep, Special, StepOutput,
-                                            contiguous_strides, expand_layout)
+from kernelwright.agents.offline.ir import (
+    Buffer,
+    Const,
+    Dag,
+    ElementwiseStep,
+    Expr,
+    HostStep,
+    Layout,
+    Load,
+    Op,
+    Plan,
+    PoolStep,
+    PoolWindow,
+    ReductionStep,
+    Special,
+    StepOutput,
+    contiguous_strides,
+    expand_layout,
+)
 from kernelwright.agents.offline.lowering import IDENTITY, LOWERINGS
 from kernelwright.agents.offline.ops import PRIMITIVES
 from kernelwright.agents.offline.pooling import NotPoolable, is_pool, pool_window, supported_pool
@@ -41,7 +57,7 @@ class Real:
 
 @dataclass(frozen=True)
 class Lazy:
-    group: "Group"
+    group: Group
     node: int
     dtype: str
 
@@ -377,7 +393,7 @@ class Planner:
             if layouts is None:
                 return self.host(node, name, args, kwargs)
         if isinstance(layouts, list):
-            return Tup(tuple(Real(l, real.dtype) for l in layouts))
+            return Tup(tuple(Real(layout, real.dtype) for layout in layouts))
         return Real(layouts, real.dtype)
 
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:

@@ -146,7 +146,7 @@ class ReplayServer:
     def requests(self) -> list[dict[str, Any]]:
         return list(self.script.requests)
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         self.thread.start()
         return self
 

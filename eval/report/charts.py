@@ -11,12 +11,12 @@ import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.eval.report.labels import Box, place_labels, text_size
 from kernelwright.eval.report.profile_table import KernelGroup, kernel_groups
+from kernelwright.eval.report.run_data import Candidate, RunData
 from kernelwright.eval.report.svg import Axes, circle, document, esc, fmt, legend, nice_ticks, polyline
 from kernelwright.eval.report.tables import table
-from kernelwright.eval.report.run_data import Candidate, RunData
-from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import generation_label
 from kernelwright.tools.measure.ncu import short_kernel_name
 

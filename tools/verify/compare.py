@@ -194,7 +194,7 @@ def outputs_close(a: list[torch.Tensor], b: list[torch.Tensor], overrides: dict[
             return False
         tol = tolerance_for(x.dtype, overrides)
 
-        def close(u: torch.Tensor, v: torch.Tensor) -> bool:
+        def close(u: torch.Tensor, v: torch.Tensor, tol: Tolerance = tol) -> bool:
             return torch.allclose(u.to(torch.float64), v.to(torch.float64), atol=tol.atol, rtol=tol.rtol, equal_nan=True)
 
         # Outputs of different inputs usually differ everywhere: a strided sample (a subset, so failing on it

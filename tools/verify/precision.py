@@ -66,7 +66,7 @@ class BackendFlags:
     cudnn_tf32: bool
 
     @classmethod
-    def current(cls) -> "BackendFlags":
+    def current(cls) -> BackendFlags:
         return cls(bool(torch.backends.cuda.matmul.allow_tf32), bool(torch.backends.cudnn.allow_tf32))
 
     def apply(self) -> None:

@@ -54,7 +54,7 @@ class InlineSpec:
                               extra_cflags: Sequence[str] | None = None, extra_cuda_cflags: Sequence[str] | None = None,
                               extra_ldflags: Sequence[str] | None = None,
                               extra_include_paths: Sequence[str] | None = None, with_cuda: bool | None = None,
-                              no_implicit_headers: bool = False) -> "InlineSpec":
+                              no_implicit_headers: bool = False) -> InlineSpec:
         cpp = _as_tuple(cpp_sources)
         cuda = _as_tuple(cuda_sources)
         if isinstance(functions, str):
