@@ -150,7 +150,8 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
                    offline=OfflineSession() if offline is not False else None, archive=opened_archive)
     graph_config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
-    node, failed_in = "start", ()
+    node = "start"
+    failed_in: tuple[str, ...] = ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,

@@ -47,7 +47,7 @@ class Diagnostic:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Diagnostic:
-        fields = {k: data.get(k) for k in cls.__dataclass_fields__}  # type: ignore[attr-defined]
+        fields = {k: data.get(k) for k in cls.__dataclass_fields__}
         fields["context"] = fields.get("context") or ""
         fields["source"] = fields.get("source") or "nvcc"
         return cls(**fields)  # type: ignore[arg-type]

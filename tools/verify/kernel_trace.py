@@ -45,7 +45,7 @@ class GpuActivity:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GpuActivity:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # type: ignore[attr-defined]
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True, slots=True)

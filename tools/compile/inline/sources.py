@@ -57,6 +57,7 @@ class InlineSpec:
                               no_implicit_headers: bool = False) -> InlineSpec:
         cpp = _as_tuple(cpp_sources)
         cuda = _as_tuple(cuda_sources)
+        funcs: tuple[tuple[str, str], ...]
         if isinstance(functions, str):
             funcs = ((functions, functions),)
         elif isinstance(functions, Mapping):
