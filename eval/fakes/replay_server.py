@@ -140,7 +140,7 @@ class ReplayServer:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # a TCP server: host is a str
 
     @property
     def requests(self) -> list[dict[str, Any]]:
