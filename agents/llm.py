@@ -94,7 +94,7 @@ class ChosenModel:
         return {**data, "key_env": self.key_env}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], named_by: str) -> "ChosenModel":
+    def from_dict(cls, data: Mapping[str, Any], named_by: str) -> ChosenModel:
         known = {f.name for f in fields(ModelSettings)} - {"api_key", "named_by"}
         return cls(ModelSettings(**{k: v for k, v in data.items() if k in known}, named_by=named_by),
                    data.get("key_env"))
@@ -125,7 +125,7 @@ class ModelPlan:
                 "critic": self.critic.to_dict() if self.critic else None, "caller_supplied": self.caller_supplied}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], named_by: str) -> "ModelPlan":
+    def from_dict(cls, data: Mapping[str, Any], named_by: str) -> ModelPlan:
         critic = data.get("critic")
         return cls(tuple(ChosenModel.from_dict(m, named_by) for m in data.get("proposers") or ()),
                    ChosenModel.from_dict(critic, named_by) if critic else None, bool(data.get("caller_supplied")))

@@ -30,7 +30,7 @@ class Spend:
     tokens: int = 0
     cost_usd: float = 0.0
 
-    def add(self, other: "Spend") -> None:
+    def add(self, other: Spend) -> None:
         self.tokens += other.tokens
         self.cost_usd += other.cost_usd
 

@@ -16,8 +16,8 @@ import structlog
 from langgraph.runtime import Runtime
 
 from kernelwright.agents.context import KContext
-from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
 from kernelwright.graphs.state import KState
+from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
 
 log = structlog.get_logger(__name__)
 

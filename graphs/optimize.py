@@ -23,15 +23,28 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.agents.critic import critique, screen
 from kernelwright.agents.mutator import mutate, repair
 from kernelwright.agents.profiler import profile
 from kernelwright.agents.translator import translate
 from kernelwright.graphs.archiving import archive
-from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.graphs.evaluation import collect, describe, dispatch, evaluate_one, fan_out
-from kernelwright.graphs.nodes import (ARCHIVE, COLLECT, CRITIQUE, DESCRIBE, DISPATCH, EVALUATE_ONE, MUTATE, PROFILE,
-                                      REPAIR, SANITIZE_WINNER, SCREEN, SELECT, TRANSLATE)
+from kernelwright.graphs.nodes import (
+    ARCHIVE,
+    COLLECT,
+    CRITIQUE,
+    DESCRIBE,
+    DISPATCH,
+    EVALUATE_ONE,
+    MUTATE,
+    PROFILE,
+    REPAIR,
+    SANITIZE_WINNER,
+    SCREEN,
+    SELECT,
+    TRANSLATE,
+)
 from kernelwright.graphs.plugins import AgentPlugin, chains
 from kernelwright.graphs.sanitizing import sanitize_winner
 from kernelwright.graphs.selection import AFTER_EVALUATE, after_collect, next_step, select

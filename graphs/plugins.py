@@ -39,7 +39,7 @@ class AgentPlugin:
     node: Callable[..., dict[str, Any]]
     attach: AttachPoint
 
-    def validate(self) -> "AgentPlugin":
+    def validate(self) -> AgentPlugin:
         if self.attach not in ATTACH_POINTS:
             raise PluginError(f"plugin {self.name!r}: attach must be one of {ATTACH_POINTS}, not {self.attach!r}")
         if self.name in RESERVED or not self.name.isidentifier():

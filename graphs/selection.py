@@ -8,9 +8,9 @@ from typing import Any, Final, Literal
 from langgraph.graph import END
 from langgraph.runtime import Runtime
 
-from kernelwright.agents.mutator import repairable
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext
+from kernelwright.agents.mutator import repairable
 from kernelwright.agents.run_state import SCREENED_OUT
 from kernelwright.graphs.generations import FIRST_GENERATION
 from kernelwright.graphs.nodes import CRITIQUE, MUTATE, REPAIR, SANITIZE_WINNER, NodeName

@@ -34,7 +34,7 @@ def merge_candidates(current: dict[str, CandidateRecord] | None,
         return dict(update.value)
     merged = dict(current or {})
     for cid, record in update.items():
-        merged[cid] = {**merged.get(cid, {}), **record}  # type: ignore[typeddict-item]
+        merged[cid] = {**merged.get(cid, {}), **record}
     return merged
 
 

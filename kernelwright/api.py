@@ -17,11 +17,11 @@ import structlog
 from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.graphs.harness_evaluator import profile_candidate
 from kernelwright.logging_setup import api_logging
-from kernelwright.tools.harness.sanitizer import verdict_update
 from kernelwright.tools.harness.evaluate import Evaluator
-from kernelwright.tools.problem.from_module import stop_if_reloading_script, write_problem_from_module
-from kernelwright.tools.problem.files import check_source, read_source
 from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.sanitizer import verdict_update
+from kernelwright.tools.problem.files import check_source, read_source
+from kernelwright.tools.problem.from_module import stop_if_reloading_script, write_problem_from_module
 
 log = structlog.get_logger(__name__)
 

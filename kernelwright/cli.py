@@ -15,8 +15,15 @@ from kernelwright import inspect_cli
 from kernelwright.agents.context import RunSettings
 from kernelwright.archive_cli import archive_app
 from kernelwright.cli_app import KernelwrightTyper
-from kernelwright.cli_errors import (EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED,
-                                     EXIT_REJECTED, fail)
+from kernelwright.cli_errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_NEEDS_GPU,
+    EXIT_NO_LLM,
+    EXIT_PASSED,
+    EXIT_REJECTED,
+    fail,
+)
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError

@@ -12,7 +12,6 @@ from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 from kernelwright.cli_tables import Column, fitted_table
 from kernelwright.tools.run_folder import HTML_REPORT_FILE, RunFolder
 
-
 RunsDirOpt = typer.Option(None, help="where run directories are (default: the config's runs_dir, ./runs)")
 ConfigOpt = typer.Option(None, "--config", help="TOML config file (for its runs_dir)")
 

@@ -15,11 +15,11 @@ from typing import Any
 import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from kernelwright.agents.context import KContext, NamedModel, RunSettings
+from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.agents.context import KContext, NamedModel, RunSettings
-from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.config import DEFAULT_RUNS_DIR, KernelwrightConfig, load_config
 from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
@@ -150,7 +150,8 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
                    offline=OfflineSession() if offline is not False else None, archive=opened_archive)
     graph_config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
-    node, failed_in = "start", ()
+    node = "start"
+    failed_in: tuple[str, ...] = ()
     try:
         with recorder, _checkpointer(run_dir) as saver:
             graph = build_optimize_graph(checkpointer=saver,

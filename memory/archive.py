@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -51,7 +51,7 @@ class SearchHit:
     similarity: float  # cosine similarity of the text embeddings
 
 
-def default_archive_path(env: dict[str, str] | None = None) -> Path:
+def default_archive_path(env: Mapping[str, str] | None = None) -> Path:
     """$KERNELWRIGHT_ARCHIVE, else the user cache dir (~/.cache/kernelwright/archive on Linux)."""
     env = os.environ if env is None else env
     if env.get(ENV_VAR):

@@ -27,7 +27,7 @@ def retrieve_examples(archive: KernelArchive | str | Path | None, query: Any, *,
     """`archive.search(...)`, or [] with a warning when the archive cannot answer (whatever the cause)."""
     if archive is None:
         return []
-    options = {"gpu_arch": gpu_arch, "diversity": diversity, "pool": pool, "per_run": per_run}
+    options: dict[str, Any] = {"gpu_arch": gpu_arch, "diversity": diversity, "pool": pool, "per_run": per_run}
     try:
         if not isinstance(archive, KernelArchive):
             with KernelArchive.open_local(archive, create=False, lock_timeout_s=10.0) as opened:

@@ -75,7 +75,8 @@ class ProblemSignature:
         data = form.to_dict() if hasattr(form, "to_dict") else dict(form)
         ops = tuple(SigOp(str(o["target"]), tuple(SigTensor.from_dict(t) for t in o.get("outputs", ())))
                     for o in data.get("ops", ()))
-        inputs, params = [], []
+        inputs: list[SigTensor] = []
+        params: list[SigTensor] = []
         for arg in data.get("args", ()):
             (inputs if arg.get("kind") == "input" else params).append(SigTensor.from_dict(arg.get("spec") or {}))
         outputs = tuple(SigTensor.from_dict(t) for t in data.get("outputs", ()))

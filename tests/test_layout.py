@@ -8,8 +8,9 @@ import ast
 import importlib
 import importlib.util
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from support.paths import ROOT
 

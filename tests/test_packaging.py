@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import tomllib
+
 from support.paths import ROOT
 
 SUBPACKAGES = ["tools", "agents", "graphs", "prompts", "memory", "eval"]

@@ -19,8 +19,9 @@ def is_secret_name(name: str) -> bool:
     return name not in _ALLOWED and bool(_SECRET_RE.search(name))
 
 
-def scrubbed_env(base: Mapping[str, str] | None = None, **overrides: str) -> dict[str, str]:
-    """A copy of `base` (default: this process's environment) without secrets, plus overrides."""
+def scrubbed_env(base: Mapping[str, str] | None = None, /, **overrides: str) -> dict[str, str]:
+    """A copy of `base` (default: this process's environment) without secrets, plus overrides (any names:
+    `base` is positional-only, so a variable called "base" is an override too)."""
     source = os.environ if base is None else base
     env = {k: v for k, v in source.items() if not is_secret_name(k)}
     # `python -m kernelwright...` children must import the installed package, not a folder that happens to be

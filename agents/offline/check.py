@@ -45,7 +45,7 @@ def size_globals(source: str) -> dict[str, int]:
         if not isinstance(node, ast.Assign) or len(node.targets) != 1:
             continue
         target, value = node.targets[0], node.value
-        pairs = []
+        pairs: list[tuple[ast.expr, ast.expr]] = []
         if isinstance(target, ast.Name):
             pairs = [(target, value)]
         elif isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple) and len(target.elts) == len(value.elts):

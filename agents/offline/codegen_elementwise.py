@@ -8,8 +8,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kernelwright.agents.offline.cuda_common import (emit_dag, index_type, is_linear, launcher_signature, params_for,
-                                                     struct_text)
+from kernelwright.agents.offline.cuda_common import (
+    emit_dag,
+    index_type,
+    is_linear,
+    launcher_signature,
+    params_for,
+    struct_text,
+)
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load
 from kernelwright.agents.offline.ops import STORAGE_CTYPE
 

@@ -108,7 +108,7 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     buffers = dict(plan.buffers)
     by_step = {k.step: k for k in kernels}
     fetch: list[str] = []
-    for name, buf in buffers.items():
+    for buf in buffers.values():
         if buf.origin == "parameter":
             fetch.append(f"self.kw_ref.get_parameter({buf.target!r})")
         elif buf.origin == "buffer":
@@ -183,7 +183,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
         dispatch.append(f"if _kw_key == {shapes_key!r}:")
         dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
         body = _forward_body(plan, kernels, params, index, constant_attr, modes[index])
-        methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + l for l in body))
+        methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + line for line in body))
     # Shapes it was not traced at (a batch size the harness tries, a user's other input): the problem's own
     # module computes them, so the candidate is right everywhere and fast where it was built.
     dispatch.append(f"return self.kw_ref({', '.join(params)})")

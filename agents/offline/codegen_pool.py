@@ -15,8 +15,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
-from kernelwright.agents.offline.cuda_common import (emit_dag, index_expr, index_type, launcher_signature, params_for,
-                                                     struct_text)
+from kernelwright.agents.offline.cuda_common import (
+    emit_dag,
+    index_expr,
+    index_type,
+    launcher_signature,
+    params_for,
+    struct_text,
+)
 from kernelwright.agents.offline.ir import Buffer, Const, Dag, Load, Op, PoolStep, Special
 from kernelwright.agents.offline.ops import STORAGE_CTYPE
 

@@ -121,7 +121,7 @@ def _stats_and_z(step: ReductionStep, at: str) -> tuple[list[str], str]:
 
 def reduction_kernel(step: ReductionStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any]) -> StepKernel:
     p = {**REDUCTION_DEFAULTS, **params}
-    tag, O, R, I = step.name, step.outer, step.reduce, step.inner
+    tag, O, R, I = step.name, step.outer, step.reduce, step.inner  # noqa: E741 - outer, reduce, inner extents
     in_dtype = next((e.dtype for e in step.prologue.nodes[-1:]), "float32")
     at = "double" if in_dtype == "float64" or step.prologue.nodes[-1].dtype == "float64" else "float"
     loads = [e for e in (*step.prologue.nodes, *step.epilogue.nodes) if isinstance(e, Load)]
@@ -176,7 +176,7 @@ extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t 
 
 
 def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
-    O, R = step.outer, step.reduce
+    O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
     tpr = int(p["TPR"]) or default_tpr(R)
     rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
     items = -(-R // tpr)
@@ -279,7 +279,7 @@ def _two_pass_from_registers(step: ReductionStep, it: str, at: str, tag: str) ->
 
 
 def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
-    O, R, I = step.outer, step.reduce, step.inner
+    O, R, I = step.outer, step.reduce, step.inner  # noqa: E741 - outer, reduce, inner extents
     cy = max(1, min(int(p["CY"]) or default_cy(step), 32))
     push = _push_value(step, "v", at)
     if step.is_normalisation:
@@ -318,7 +318,7 @@ __global__ void __launch_bounds__(32 * KW_{tag}_CY) kw_{tag}(P_{tag} p) {{
 
 
 def _split(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str, split: int) -> tuple[str, str]:
-    O, R = step.outer, step.reduce
+    O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
     tpr = 256
     chunk = -(-R // split)
     push = _push_value(step, "v", at)
@@ -354,7 +354,7 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
 def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str) -> tuple[str, str]:
     """Inclusive prefix sum: rows (inner == 1) block-wide in tiles of TPR x ITEMS (thread-local runs, a
     warp-shuffle scan of the thread totals, a carry across tiles); columns one thread per (outer, inner)."""
-    O, R, I = step.outer, step.reduce, step.inner
+    O, R, I = step.outer, step.reduce, step.inner  # noqa: E741 - outer, reduce, inner extents
     if I != 1:
         body = f"""__global__ void __launch_bounds__(256) kw_{tag}(P_{tag} p) {{
     const {it} t = ({it})blockIdx.x * 256 + threadIdx.x;

@@ -9,8 +9,19 @@ from typing import Any
 
 import torch
 
-from kernelwright.agents.offline.ir import (Const, Dag, ElementwiseStep, HostStep, Layout, Load, Plan, PoolStep,
-                                            PoolWindow, ReductionStep, Special)
+from kernelwright.agents.offline.ir import (
+    Const,
+    Dag,
+    ElementwiseStep,
+    HostStep,
+    Layout,
+    Load,
+    Plan,
+    PoolStep,
+    PoolWindow,
+    ReductionStep,
+    Special,
+)
 from kernelwright.agents.offline.ops import PRIMITIVES, TORCH_DTYPE, compute_dtype, operand_dtype
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from math import prod
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
 
@@ -120,7 +120,7 @@ class Op:
         return dict(self.attrs).get(name, default)
 
 
-Expr = Union[Load, Const, Special, Op]
+Expr = Load | Const | Special | Op
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +250,7 @@ class HostStep:
     kind: Literal["host"] = "host"
 
 
-Step = Union[ElementwiseStep, ReductionStep, PoolStep, HostStep]
+Step = ElementwiseStep | ReductionStep | PoolStep | HostStep
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,29 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 
-from kernelwright.agents.offline.ir import (Buffer, Const, Dag, ElementwiseStep, Expr, HostStep, Layout, Load, Op,
-                                            Plan, PoolStep, PoolWindow, ReductionStep, Special, StepOutput,
-                                            contiguous_strides, expand_layout)
+from kernelwright.agents.offline.ir import (
+    Buffer,
+    Const,
+    Dag,
+    ElementwiseStep,
+    Expr,
+    HostStep,
+    Layout,
+    Load,
+    Op,
+    Plan,
+    PoolStep,
+    PoolWindow,
+    ReductionStep,
+    Special,
+    StepOutput,
+    contiguous_strides,
+    expand_layout,
+)
 from kernelwright.agents.offline.lowering import IDENTITY, LOWERINGS
 from kernelwright.agents.offline.ops import PRIMITIVES
 from kernelwright.agents.offline.pooling import NotPoolable, is_pool, pool_window, supported_pool
@@ -41,7 +57,7 @@ class Real:
 
 @dataclass(frozen=True)
 class Lazy:
-    group: "Group"
+    group: Group
     node: int
     dtype: str
 
@@ -193,7 +209,7 @@ class Planner:
         return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
                     tuple(self.notes), self.output_kind())
 
-    def output_kind(self) -> str:
+    def output_kind(self) -> Literal["single", "tuple", "list"]:
         spec = self.program.call_spec.out_spec
         if spec is None or spec.is_leaf():
             return "single"
@@ -209,7 +225,7 @@ class Planner:
     def call(self, node: torch.fx.Node) -> Any:
         target = node.target
         if target is operator.getitem:
-            item = self.env[node.args[0].name].items[node.args[1]]
+            item = self.env[_node_arg(node, 0).name].items[node.args[1]]
             self.pass_through(node, item)
             return item
         name = _target_name(target)
@@ -292,7 +308,7 @@ class Planner:
         src = args[0]
         if not isinstance(src, (Real, Lazy)):
             raise NotReducible("reduction of a non-tensor")
-        in_meta = node.args[0].meta["val"]
+        in_meta = _node_arg(node, 0).meta["val"]
         in_shape, in_dtype = tuple(in_meta.shape), _dtype(in_meta)
         if in_dtype not in ("float32", "float16", "bfloat16", "float64"):
             raise NotReducible(f"reduction over {in_dtype}")
@@ -338,7 +354,7 @@ class Planner:
     # ---------------------------------------------------------------- pooling
     def pool(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
         supported_pool(name)
-        src, in_meta, val = args[0], node.args[0].meta.get("val"), node.meta.get("val")
+        src, in_meta, val = args[0], _node_arg(node, 0).meta.get("val"), node.meta.get("val")
         if not isinstance(src, (Real, Lazy)) or not isinstance(val, torch.Tensor):
             raise NotPoolable("pooling that is not one tensor to one tensor")
         in_shape, out_shape, dtype = tuple(in_meta.shape), tuple(val.shape), _dtype(val)
@@ -377,7 +393,7 @@ class Planner:
             if layouts is None:
                 return self.host(node, name, args, kwargs)
         if isinstance(layouts, list):
-            return Tup(tuple(Real(l, real.dtype) for l in layouts))
+            return Tup(tuple(Real(layout, real.dtype) for layout in layouts))
         return Real(layouts, real.dtype)
 
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
@@ -519,3 +535,8 @@ def _map(fn: Any, x: Any) -> Any:
 
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "") -> Plan:
     return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix).run()
+
+
+def _node_arg(node: torch.fx.Node, index: int) -> torch.fx.Node:
+    # fx types args as any Argument; getitem, reductions and pools take a traced tensor (a Node) first
+    return cast(torch.fx.Node, node.args[index])

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
-from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, PoolStep, ReductionStep
 

@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.context import KContext, RunSettings
-from kernelwright.eval.bench.ablation_experiment import (ROW_NORM_FAMILY, SAME_WIDTH_FAMILY, SOFTMAX_FAMILY,
-                                                         ablation, first_run, markdown, report, second_run,
-                                                         suite_problems)
+from kernelwright.eval.bench.ablation_experiment import (
+    ROW_NORM_FAMILY,
+    SAME_WIDTH_FAMILY,
+    SOFTMAX_FAMILY,
+    ablation,
+    first_run,
+    markdown,
+    report,
+    second_run,
+    suite_problems,
+)
 from kernelwright.eval.bench.gpu_split import parse_gpus
 from kernelwright.tools.harness.evaluate import EvalSettings
 

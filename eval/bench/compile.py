@@ -107,7 +107,7 @@ def bench_fast(root: Path, can_load: bool) -> tuple[list[BenchRow], Any]:
     builder = InlineBuilder(compiler)
     bridge_s, bridge = _timed(builder.bridge)
     rows = [BenchRow("fast_inline", "bridge_once", bridge_s, detail={"cache_hit": bridge.cache_hit})]
-    kwargs = dict(name=f"relu_{uuid.uuid4().hex[:8]}", cpp_sources=INLINE_CPP, cuda_sources=INLINE_CUDA,
+    kwargs: dict[str, Any] = dict(name=f"relu_{uuid.uuid4().hex[:8]}", cpp_sources=INLINE_CPP, cuda_sources=INLINE_CUDA,
                   functions=["relu_cuda"], extra_cuda_cflags=["-O3"])
     if can_load:
         for phase in ("cold", "cached"):

@@ -49,7 +49,7 @@ def cpu_shares(n: int) -> list[list[int] | None]:
 
 
 def _spawn(command: list[str], env: dict[str, str], cores: Sequence[int] | None) -> subprocess.Popen[bytes]:
-    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None  # type: ignore[attr-defined]
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
     return subprocess.Popen(command, env=env, preexec_fn=pin)
 
 

@@ -74,7 +74,7 @@ def read_rows(out: Path, problems: list[str]) -> dict[str, HarnessRow]:
 
 
 def _peak(rows: list[HarnessRow], key: str) -> tuple[float | None, str | None]:
-    found = [(r.memory.get(key), r.problem) for r in rows if r.memory.get(key) is not None]
+    found = [(value, r.problem) for r in rows if (value := r.memory.get(key)) is not None]
     if not found:
         return None, None
     value, problem = max(found)

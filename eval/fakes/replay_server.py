@@ -140,13 +140,13 @@ class ReplayServer:
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host}:{port}/v1"  # type: ignore[str-bytes-safe]  # a TCP server: host is a str
 
     @property
     def requests(self) -> list[dict[str, Any]]:
         return list(self.script.requests)
 
-    def __enter__(self) -> "ReplayServer":
+    def __enter__(self) -> ReplayServer:
         self.thread.start()
         return self
 

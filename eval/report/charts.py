@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Any
 
+from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.eval.report.labels import Box, place_labels, text_size
 from kernelwright.eval.report.profile_table import KernelGroup, kernel_groups
+from kernelwright.eval.report.run_data import Candidate, RunData
 from kernelwright.eval.report.svg import Axes, circle, document, esc, fmt, legend, nice_ticks, polyline
 from kernelwright.eval.report.tables import table
-from kernelwright.eval.report.run_data import Candidate, RunData
-from kernelwright.agents.run_state import CandidateStatus
 from kernelwright.graphs.generations import generation_label
 from kernelwright.tools.measure.ncu import short_kernel_name
 
@@ -57,7 +58,7 @@ def elite_by_generation(run: RunData, population: int) -> dict[int, list[float]]
     return out
 
 
-def _generation_ticks(gens: list[int]) -> dict[str, object]:
+def _generation_ticks(gens: list[int]) -> dict[str, Any]:
     """Axis ticks at each generation (or at round steps when many), numbered as people see them."""
     ticks = gens if len(gens) <= 25 else [int(t) for t in nice_ticks(gens[0], gens[-1]) if float(t).is_integer()]
     return {"x_ticks": ticks, "x_labels": [str(g) for g in ticks]}

@@ -7,16 +7,22 @@ import time
 from importlib.resources import files
 from pathlib import Path
 
-from kernelwright.eval.report.charts import (Chart, failure_chart, lineage_chart, population_chart, progress_chart,
-                                             roofline_chart)
+from kernelwright.eval.report.charts import (
+    Chart,
+    failure_chart,
+    lineage_chart,
+    population_chart,
+    progress_chart,
+    roofline_chart,
+)
 from kernelwright.eval.report.profile_table import profile_table
+from kernelwright.eval.report.run_data import RunData, load_run
 from kernelwright.eval.report.svg import esc
 from kernelwright.eval.report.tables import candidate_tables, node_table, spend_table, table
-from kernelwright.eval.report.run_data import RunData, load_run
 from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.sanitizing import sanitized_text
-from kernelwright.tools.run_folder import RunFolder
 from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
+from kernelwright.tools.run_folder import RunFolder
 
 # Set once the page has been laid out and painted (two animation frames after the last element):
 # the benchmark and the browser tests read it.

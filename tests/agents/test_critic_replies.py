@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
-from support.graph_fakes import CRITIC, CRITIQUE_ASKS, SCREEN_ASKS, answer, run_graph, scripted
 
 from kernelwright.agents.critic_replies import Critique, Screen, ask_structured, read_critique, read_screen, reply_text
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, SCREEN_ASKS, answer, run_graph, scripted
 
 ASK = [SystemMessage("you review CUDA kernels"), HumanMessage("review this kernel")]
 CRITIQUE_JSON = '{"verdict": "latency-bound: one block per row", "directions": ["two rows per block", "use float4"]}'

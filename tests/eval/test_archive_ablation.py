@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from support.paths import PROBLEMS
-
 from kernelwright.eval.bench.ablation_experiment import evaluation_order, evaluations_to_reach
+from support.paths import PROBLEMS
 
 
 def test_counts_evaluations_in_proposal_order_until_the_target() -> None:
@@ -29,12 +28,11 @@ def test_the_experiment_fills_each_problems_archive_with_the_others_kernels_only
     import json
     from pathlib import Path
 
-    from support.archive import make_record
-
     from kernelwright.eval.bench.ablation_experiment import ablation
     from kernelwright.memory.embedding import HashedEmbedding
     from kernelwright.tools.harness.results import EvalReport
     from kernelwright.tools.source_hash import candidate_id
+    from support.archive import make_record
 
     seen: dict[str, int] = {}
 
@@ -178,8 +176,6 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     import zlib
     from pathlib import Path
 
-    from support.graph_fakes import fake_report, verdict
-
     from kernelwright.agents.context import RunSettings
     from kernelwright.agents.evaluator import EvaluatorDefaults
     from kernelwright.eval.bench.archive_ablation import ablation_harness, offline_run
@@ -187,6 +183,7 @@ def test_one_ablation_run_is_a_complete_offline_run_recorded_in_its_own_folder(t
     from kernelwright.memory.archive import KernelArchive
     from kernelwright.memory.embedding import HashedEmbedding
     from kernelwright.tools.harness.evaluate import EvalSettings
+    from support.graph_fakes import fake_report, verdict
 
     made: list[tuple[Path, bool]] = []
 

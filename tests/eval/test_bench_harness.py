@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.paths import KERNELBENCH, ROOT
 
 from kernelwright.eval.bench import harness as bh
 from kernelwright.eval.bench.harness_prepare import (
@@ -27,6 +26,7 @@ from kernelwright.eval.bench.passthrough_candidate import passthrough_source
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.sandbox.resources import tree_memory
+from support.paths import KERNELBENCH, ROOT
 
 PROBLEM = '''import torch
 import torch.nn as nn
@@ -102,7 +102,7 @@ def test_resume_skips_finished_problems(tmp_path: Path) -> None:
     log: list[str] = []
     summary, complete = _run(problems, cands, tmp_path / "out", log)
     assert complete and summary["done"] == 3 and not summary["partial"]
-    assert sorted(l for l in log if l.startswith("open")) == ["open 1_a", "open 2_b", "open 3_c"]
+    assert sorted(line for line in log if line.startswith("open")) == ["open 1_a", "open 2_b", "open 3_c"]
     assert log.count("close 1_a") == 1  # every evaluator is closed
     row = json.loads((tmp_path / "out" / "results" / "2_b.json").read_text())
     assert row["status"] == "passed" and row["eager_ms"] == 2.0 and row["candidate_ms"] == 1.0

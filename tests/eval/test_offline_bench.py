@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from support.paths import PROBLEMS
 
 from kernelwright.eval.bench import offline as bench_offline
+from support.paths import PROBLEMS
 
 
 def _rows() -> list[dict]:

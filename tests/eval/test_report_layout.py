@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.recorded_run import record_run
-from support.report_runs import record_stalled_run, use_ncu_profile
 
 from kernelwright.eval.fakes.synthetic_run import synthetic_run
 from kernelwright.eval.report import write_report
 from kernelwright.eval.report.browser import headless_chromium, open_and_wait_rendered
 from kernelwright.eval.report.profile_table import profile_table
 from kernelwright.eval.report.run_data import load_run
+from support.recorded_run import record_run
+from support.report_runs import record_stalled_run, use_ncu_profile
 
 Rect = list[float]  # left, top, right, bottom (CSS px)
 

@@ -12,7 +12,6 @@ import struct
 from pathlib import Path
 
 import pytest
-from support.recorded_run import RUN_ID, record_run
 from typer.testing import CliRunner
 
 from kernelwright.cli import app
@@ -20,6 +19,7 @@ from kernelwright.eval.fakes.synthetic_run import synthetic_run
 from kernelwright.eval.report import write_report
 from kernelwright.eval.report.browser import headless_chromium, open_and_wait_rendered
 from kernelwright.eval.report.run_data import load_run
+from support.recorded_run import RUN_ID, record_run
 
 # Sizes and counts of the drawn marks, per section, as the browser laid them out.
 MEASURE = """

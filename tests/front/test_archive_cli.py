@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from support.archive import make_record
 
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import MiniLMEmbedding
+from support.archive import make_record
 
 runner = CliRunner(env={"COLUMNS": "240"})  # rich tables: no wrapping of ids
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from support.paths import PROBLEMS, RELU_CANDIDATE
 
-from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.cli import EXIT_BAD_INPUT, app
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.config import ConfigError, load_config
 from kernelwright.tools.compile.diagnostics import Diagnostic
-from kernelwright.tools.errors import CompileError, InputFileError, ProblemError, location
 from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, unsupported_arch
+from kernelwright.tools.errors import CompileError, InputFileError, ProblemError, location
 from kernelwright.tools.problem.files import check_source, read_source
+from support.paths import PROBLEMS, RELU_CANDIDATE
 
 PROBLEM = PROBLEMS / "relu_affine.py"
 runner = CliRunner()

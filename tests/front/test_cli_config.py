@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-
 import structlog
 from typer.testing import CliRunner
-from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
 from kernelwright.cli import EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, app
 from kernelwright.config import ConfigError, load_config
 from kernelwright.logging_setup import configure_logging
+from support.paths import FIXTURES as FIX
+from support.paths import RELU_CANDIDATE
 
 runner = CliRunner()
 
@@ -129,8 +129,8 @@ def test_run_without_an_llm_on_a_problem_the_offline_translator_cannot_trace_say
 
 @pytest.mark.nvcc
 def test_run_end_to_end_over_http_compiles_then_needs_a_gpu(tmp_path: Path, build_cache: Path) -> None:
-    from support.paths import RELU_CANDIDATE
     from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
+    from support.paths import RELU_CANDIDATE
 
     answer = "```python\n" + RELU_CANDIDATE.read_text() + "```"
     with ReplayServer([ReplayRule(answer, repeat=True)]) as server:

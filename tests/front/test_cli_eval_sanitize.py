@@ -8,13 +8,13 @@ import json
 from typing import Any
 
 import pytest
-from support.paths import FIXTURES as FIX
 from typer.testing import CliRunner
 
 from kernelwright import api
 from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from support.paths import FIXTURES as FIX
 
 ARGS = ["eval", str(FIX / "problems" / "relu_affine.py"), str(FIX / "problems" / "relu_affine.py"), "--no-profile"]
 runner = CliRunner()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import typer.main
-from support.paths import ROOT
 from typer.testing import CliRunner
 
 from kernelwright.cli import EXIT_BAD_INPUT, app
 from kernelwright.cli_errors import ERROR_PREFIX
+from support.paths import ROOT
 
 runner = CliRunner(env={"COLUMNS": "200"})
 

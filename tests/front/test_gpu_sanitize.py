@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from support.paths import FIXTURES, RELU_CANDIDATE
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_PASSED, EXIT_REJECTED, app
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
+from support.paths import FIXTURES, RELU_CANDIDATE
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 PROBLEM = FIXTURES / "problems" / "small_relu_affine.py"

@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from support.graph_fakes import answer
-from support.graph_run import LoggingEvaluator
-from support.paths import PROBLEMS
 
-from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.cli import EXIT_NO_LLM, app
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import LLMRunError, RunError, optimize
+from support.graph_fakes import answer
+from support.graph_run import LoggingEvaluator
+from support.paths import PROBLEMS
 
 PROBLEM = PROBLEMS / "relu_affine.py"
 SETTINGS = RunSettings(generations=1, candidates_per_generation=1, screen=False, profile=False, critic=False,

@@ -10,17 +10,26 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from support.paths import PROBLEMS
 
 from kernelwright.agents.evaluator import EvaluatorDefaults
-from kernelwright.cli_errors import ERROR_PREFIX
-from kernelwright.agents.llm import (DEFAULT_MODEL, OPENAI_URL, ChosenModel, LLMUnavailable, ModelPlan, ModelSettings,
-                                     choose_model, make_chat_model, plan_models)
+from kernelwright.agents.llm import (
+    DEFAULT_MODEL,
+    OPENAI_URL,
+    ChosenModel,
+    LLMUnavailable,
+    ModelPlan,
+    ModelSettings,
+    choose_model,
+    make_chat_model,
+    plan_models,
+)
 from kernelwright.cli import EXIT_NO_LLM, app
+from kernelwright.cli_errors import ERROR_PREFIX
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.run import optimize
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from support.paths import PROBLEMS
 
 PROBLEM = PROBLEMS / "relu_affine.py"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL", "ANTHROPIC_API_KEY")

@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 from typer.testing import CliRunner
-from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_NO_LLM, EXIT_REJECTED, app
 from kernelwright.config import ConfigError, KernelwrightConfig, ModelConfig, load_config
-from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
+from support.paths import FIXTURES as FIX
+from support.paths import RELU_CANDIDATE
 
 runner = CliRunner()
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from support.paths import PROBLEMS
-from support.recorded_run import RUN_ID, RecordingFakeEvaluator, record_run
 from typer.testing import CliRunner
 
 from kernelwright.cli import app
 from kernelwright.eval.report.run_data import list_runs, load_run
 from kernelwright.progress import RunProgress
 from kernelwright.trace_view import build_tree, follow
+from support.paths import PROBLEMS
+from support.recorded_run import RUN_ID, RecordingFakeEvaluator, record_run
 
 runner = CliRunner()
 CANDIDATE_LINE = re.compile(r"[✓✗!⊘?…] ([0-9a-f]{12})  (\w+)")
@@ -143,9 +143,8 @@ def test_follow_tails_a_live_run_until_it_ends(tmp_path: Path) -> None:
 @pytest.mark.nvcc
 def test_trace_and_report_of_a_real_cli_run(tmp_path: Path, build_cache: Path) -> None:
     """The CPU end-to-end run (real harness, compile only, no GPU) traces and reports without error."""
-    from support.paths import RELU_CANDIDATE
-
     from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
+    from support.paths import RELU_CANDIDATE
 
     problem = PROBLEMS / "relu_affine.py"
     env = {"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a"}

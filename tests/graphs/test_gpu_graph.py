@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-from support.graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
-from support.paths import PROBLEMS, RELU_CANDIDATE
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
-from kernelwright.agents.context import RunSettings
 from kernelwright.run import RunBudget, optimize
+from support.graph_fakes import CRITIQUE_ASKS, SCREEN_ASKS
+from support.paths import PROBLEMS, RELU_CANDIDATE
 
 pytestmark = pytest.mark.gpu
 PROBLEM = PROBLEMS / "relu_affine.py"

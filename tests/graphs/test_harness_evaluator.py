@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.paths import FIXTURES as FIX
 
 from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.config import load_config
 from kernelwright.graphs.harness_evaluator import HarnessEvaluator, visible_gpus
+from support.paths import FIXTURES as FIX
 
 
 @pytest.mark.nvcc

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.memory import InMemorySaver
-from support.graph_fakes import fake_report, verdict
-from support.paths import PROBLEMS
 
-from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.context import KContext, RunSettings
 from kernelwright.agents.evaluator import EvaluatorDefaults
+from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.state import Budget, make_initial_state
 from kernelwright.tools.harness.results import EvalReport
-from kernelwright.tools.run_folder import CandidateFolder
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from kernelwright.tools.run_folder import CandidateFolder
+from support.graph_fakes import fake_report, verdict
+from support.paths import PROBLEMS
 
 PROBLEM = PROBLEMS / "softmax_rows.py"
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support.graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
-
 from kernelwright.agents.llm import ModelSettings, make_chat_model
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.graphs.optimize import build_optimize_graph
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, FakeEvaluator, answer, run_graph, scripted
 
 
 def test_generations_of_translate_then_mutate_keep_the_fastest(tmp_path: Path) -> None:
@@ -150,12 +149,11 @@ def test_token_budget_stops_cleanly_and_keeps_the_best(tmp_path: Path) -> None:
 
 
 def test_cost_budget_with_priced_ensemble_models(tmp_path: Path) -> None:
-    from support.graph_fakes import PROBLEM
-
     from langgraph.checkpoint.memory import InMemorySaver
 
     from kernelwright.agents.context import KContext, NamedModel, RunSettings
     from kernelwright.graphs.state import Budget, make_initial_state
+    from support.graph_fakes import PROBLEM
 
     with ReplayServer([ReplayRule(answer(1.1, tag="a"), when="", repeat=False), ReplayRule(answer(1.2, tag="b")),
                        ReplayRule(answer(1.3, tag="c")), ReplayRule(answer(1.4, tag="d"))]) as server:

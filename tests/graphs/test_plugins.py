@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from support.graph_fakes import PROBLEM, FakeEvaluator, answer
-from support.paths import ROOT
 
 from kernelwright.graphs.optimize import build_optimize_graph
 from kernelwright.graphs.plugins import AgentPlugin, PluginError, discover_plugins
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer
+from support.paths import ROOT
 
 
 def _example_plugin_module():

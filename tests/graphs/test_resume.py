@@ -11,12 +11,11 @@ import pytest
 import torch.nn as nn
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from kernelwright.graphs.optimize import build_optimize_graph
+from kernelwright.run import LLMRunError, RunError, optimize
 from support.graph_fakes import answer, scripted
 from support.graph_run import run
 from support.paths import PROBLEMS, TESTS
-
-from kernelwright.graphs.optimize import build_optimize_graph
-from kernelwright.run import LLMRunError, RunError, optimize
 
 
 def test_kill_mid_generation_then_resume(tmp_path: Path) -> None:
@@ -48,11 +47,10 @@ def test_resume_of_unknown_run_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_llm_outage_stops_the_run_with_its_id_then_resume_finishes(tmp_path: Path) -> None:
-    from support.graph_run import LoggingEvaluator
-
+    from kernelwright.agents.context import RunSettings
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
-    from kernelwright.agents.context import RunSettings
+    from support.graph_run import LoggingEvaluator
 
     problem = PROBLEMS / "relu_affine.py"
     settings = RunSettings(generations=2, candidates_per_generation=1, screen=False, profile=False, critic=False)
@@ -85,8 +83,8 @@ def test_public_optimize_takes_a_module_and_reports_the_best_kernel(tmp_path: Pa
     import torch
 
     import kernelwright
-    from support.graph_fakes import FakeEvaluator
     from kernelwright.agents.context import RunSettings
+    from support.graph_fakes import FakeEvaluator
 
     result = kernelwright.optimize(Scale, example_inputs=[torch.randn(8, 8)], runs_dir=tmp_path,
                                    llm=scripted(answer(1.6)), evaluator=FakeEvaluator(), offline=False,

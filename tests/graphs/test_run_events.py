@@ -8,16 +8,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
-from support.recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
-from kernelwright.eval.report.run_data import load_run
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
+from kernelwright.eval.report.run_data import load_run
 from kernelwright.graphs.events import RecordingEvaluator
-from kernelwright.tools.run_folder import EventLog
 from kernelwright.run import RunError, optimize
 from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.run_folder import EventLog
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
+from support.recorded_run import GPU, RUN_ID, RecordingFakeEvaluator, record_run
 
 
 @pytest.fixture(scope="module")

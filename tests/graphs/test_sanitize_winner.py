@@ -8,18 +8,18 @@ import json
 from pathlib import Path
 
 from typer.testing import CliRunner
-from support.graph_fakes import PROBLEM, FakeEvaluator, answer, run_graph, scripted
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.cli import app
 from kernelwright.eval.report import render_report
 from kernelwright.eval.report.run_data import list_runs, load_run
 from kernelwright.graphs.sanitizing import sanitize_in_order, sanitized_text
-from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer, run_graph, scripted
 
 ONE_GENERATION = dict(generations=1, candidates_per_generation=3, critic=False)
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
-from support.archive import make_record, signature, synthetic_records
 
 from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive, default_archive_path
 from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding
 from kernelwright.memory.prompting import examples_for_prompt, format_examples, retrieve_examples
 from kernelwright.memory.records import ArchiveRecord, ProblemSignature
+from support.archive import make_record, signature, synthetic_records
 
 
 @pytest.fixture()

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from support.archive import synthetic_records
-from support.paths import TESTS
-
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
+from support.archive import synthetic_records
+from support.paths import TESTS
 
 WORKER = r"""
 import json, sys, time

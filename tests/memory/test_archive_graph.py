@@ -6,15 +6,14 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from support.graph_fakes import PROBLEM, FakeEvaluator, answer
-
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
-from kernelwright.agents.context import RunSettings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.run import optimize
 from kernelwright.tools.problem.functional import functional_form
+from support.graph_fakes import PROBLEM, FakeEvaluator, answer
 
 
 class TracingFakeEvaluator(FakeEvaluator):

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.archive import make_record, signature
 
 from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
 from kernelwright.memory.prompting import retrieve_examples
+from support.archive import make_record, signature
 
 LAUNCH = "import sys; from chromadb.cli.cli import app; sys.argv[0] = 'chroma'; sys.exit(app())"
 

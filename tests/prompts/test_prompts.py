@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.paths import ROOT
 
 from kernelwright.prompts.library import PromptError, PromptLibrary, parse_template
+from support.paths import ROOT
 
 
 def test_packaged_templates_load_and_render() -> None:

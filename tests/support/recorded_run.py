@@ -13,15 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support.graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluator, answer, profile_of
-
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import CandidateProfile
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.fakes.synthetic_run import synthetic_profile
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
-from kernelwright.agents.context import RunSettings
+from kernelwright.eval.fakes.synthetic_run import synthetic_profile
 from kernelwright.run import RunResult, optimize
 from kernelwright.tools.harness.results import EvalReport
+from support.graph_fakes import CRITIC, CRITIQUE_ASKS, PROBLEM, SCREEN_ASKS, FakeEvaluator, answer, profile_of
 
 RUN_ID = "recorded-1"
 GPU = {"name": "NVIDIA H100 80GB HBM3", "compute_capability": [9, 0]}

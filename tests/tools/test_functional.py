@@ -6,11 +6,11 @@ import importlib.util
 
 import pytest
 import torch
-from support.paths import PROBLEMS
 
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.problem.functional import functional_form
 from kernelwright.tools.sandbox.pool import WorkerOptions
+from support.paths import PROBLEMS
 
 
 def _load(name: str):

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from support.paths import FIXTURES, RELU_CANDIDATE
-
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-from kernelwright.tools.sandbox.pool import WorkerOptions
 from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.sandbox.pool import WorkerOptions
+from support.paths import FIXTURES, RELU_CANDIDATE
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 FAST = EvalSettings(call_timeout_s=20.0, compile_baseline=False,

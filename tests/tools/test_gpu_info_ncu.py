@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.ncu import NCU_DATA, fixture_text, h100_facts
 
 from kernelwright.tools.errors import ToolTimeout, ToolUnavailable
 from kernelwright.tools.measure import gpu_info, ncu
 from kernelwright.tools.measure.gpu_info import ClockSnapshot, PeakFlops, decode_throttle_reasons, throttle_warning
 from kernelwright.tools.measure.ncu import DEFAULT_METRICS, ProfileResult, ProfileUnavailable, parse_ncu_output
 from kernelwright.tools.measure.roofline import compute_roofline
+from support.ncu import NCU_DATA, fixture_text, h100_facts
 
 HAS_CUDA = torch.cuda.is_available()
 # The first vec_add launch in vadd_prelude.csv (ncu 2025.3.1, H100, 1 << 22 floats).

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.paths import FIXTURES
 
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, ReferenceData
 from kernelwright.tools.harness.verdicts import timing_gap_message
@@ -17,6 +16,7 @@ from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.inputs import InputSpec
 from kernelwright.tools.sandbox.pool import WorkerOptions
 from kernelwright.tools.verify.floors import WriteBandwidth, output_bytes
+from support.paths import FIXTURES
 
 CPU_CHEATS = sorted((FIXTURES / "cpu_cheats").glob("*.py"))
 FAST = EvalSettings(compile_baseline=False, keep_standby=False, bench=BenchSettings(rep_ms=20.0, min_trials=10))

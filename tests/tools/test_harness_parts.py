@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.paths import KERNELBENCH
 
 import kernelwright.tools.verify.compare as compare
 from kernelwright.tools.problem.files import check_source, import_file
@@ -17,6 +16,7 @@ from kernelwright.tools.sandbox.tensor_share import open_shared, share_tensor
 from kernelwright.tools.verify.compare import Tolerance, compare_output
 from kernelwright.tools.verify.fingerprint import fingerprint
 from kernelwright.tools.verify.precision import STRICT_FLAGS, FlagSwitch, precision_profile
+from support.paths import KERNELBENCH
 
 TOL = Tolerance(1e-4, 1e-4, 1e-3)
 

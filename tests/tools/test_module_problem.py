@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.paths import FIXTURES as FIX
 
 from kernelwright.api import problem_from_module
 from kernelwright.tools.errors import ProblemError
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec, make_inputs
+from support.paths import FIXTURES as FIX
 
 
 def _user_module():

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.paths import FIXTURES as FIX, RELU_CANDIDATE
 
 from kernelwright.tools.harness.precompile import build_candidates
 from kernelwright.tools.sandbox.pool import WorkerOptions
+from support.paths import FIXTURES as FIX
+from support.paths import RELU_CANDIDATE
 
 
 @pytest.mark.nvcc

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.paths import FIXTURES, PROBLEMS
 
 from kernelwright.tools.errors import ProblemError
 from kernelwright.tools.problem.files import check_source
+from support.paths import FIXTURES, PROBLEMS
 
 BROKEN = FIXTURES / "broken"
 

@@ -7,8 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kernelwright.tools.run_folder import (LINEAGE_KEY, CandidateFolder, CandidateMeta, CandidateProfile,
-                                           CandidateReport, RunFolder, RunInfo, lineage_of)
+from kernelwright.tools.run_folder import (
+    LINEAGE_KEY,
+    CandidateFolder,
+    CandidateMeta,
+    CandidateProfile,
+    CandidateReport,
+    RunFolder,
+    RunInfo,
+    lineage_of,
+)
 from kernelwright.tools.source_hash import candidate_id
 
 SOURCE = "import torch\n\n\nclass ModelNew(torch.nn.Module):\n    def forward(self, x):\n        return x.relu()\n"

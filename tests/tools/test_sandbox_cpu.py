@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from support.paths import FIXTURES as FIX, RELU_CANDIDATE
-
 from kernelwright.tools.errors import ReferenceFailure
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
+from support.paths import FIXTURES as FIX
+from support.paths import RELU_CANDIDATE
 
 PROBLEM = FIX / "problems" / "relu_affine.py"
 QUICK = EvalSettings(load_timeout_s=20.0, call_timeout_s=10.0)

@@ -46,8 +46,8 @@ class Diagnostic:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Diagnostic":
-        fields = {k: data.get(k) for k in cls.__dataclass_fields__}  # type: ignore[attr-defined]
+    def from_dict(cls, data: dict[str, Any]) -> Diagnostic:
+        fields = {k: data.get(k) for k in cls.__dataclass_fields__}
         fields["context"] = fields.get("context") or ""
         fields["source"] = fields.get("source") or "nvcc"
         return cls(**fields)  # type: ignore[arg-type]

@@ -134,7 +134,7 @@ class BuildSettings:
         return {_WORKER_ENV[name]: str(value) for name, value in values.items() if value is not None}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "BuildSettings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BuildSettings:
         """The settings a worker was started with (`worker_env`'s variables; default: this process's environment)."""
         env = os.environ if env is None else env
         arch, cache_dir, timeout_s = (env.get(_WORKER_ENV[name]) or None for name in ("arch", "cache_dir", "timeout_s"))
@@ -290,7 +290,7 @@ class NvccCompiler:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise ToolTimeout(f"nvcc did not finish within {timeout_s:.0f} s", timeout_s=timeout_s, where=" ".join(command[-1:]))
+            raise ToolTimeout(f"nvcc did not finish within {timeout_s:.0f} s", timeout_s=timeout_s, where=" ".join(command[-1:])) from None
         if proc.returncode != 0:
             diags = parse_diagnostics(output)
             errors = [d for d in diags if d.severity == "error"]

@@ -18,21 +18,29 @@ from typing import Any
 
 import structlog
 
-from kernelwright.tools.verify.compare import Tolerance
-from kernelwright.tools.errors import (DoesNotFit, IntegrityError, KernelwrightError, ReferenceFailure, ResourceLimit,
-                                       ToolTimeout, ToolUnavailable, WorkerCrash)
-from kernelwright.tools.verify.floors import WriteBandwidth
-from kernelwright.tools.problem.inputs import InputSpec
-from kernelwright.tools.verify.integrity import check_mutation, check_traces, kernel_usage
-from kernelwright.tools.verify.kernel_trace import CallTrace, library_symbols
 from kernelwright.tools.compile.nvcc import BuildSettings
-from kernelwright.tools.verify.precision import PrecisionProfile, precision_profile
-from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.errors import (
+    DoesNotFit,
+    IntegrityError,
+    KernelwrightError,
+    ReferenceFailure,
+    ResourceLimit,
+    ToolTimeout,
+    ToolUnavailable,
+    WorkerCrash,
+)
 from kernelwright.tools.harness.results import EvalReport
+from kernelwright.tools.harness.verdicts import TrialJudge, timing_gap_message
+from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.problem.inputs import InputSpec
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
-from kernelwright.tools.measure.timing import BenchSettings
-from kernelwright.tools.harness.verdicts import TrialJudge, timing_gap_message
+from kernelwright.tools.verify.compare import Tolerance
+from kernelwright.tools.verify.floors import WriteBandwidth
+from kernelwright.tools.verify.integrity import check_mutation, check_traces, kernel_usage
+from kernelwright.tools.verify.kernel_trace import CallTrace, library_symbols
+from kernelwright.tools.verify.precision import PrecisionProfile, precision_profile
 
 log = structlog.get_logger(__name__)
 SENSITISING_SCALES = (8.0, 64.0)
@@ -118,7 +126,7 @@ class Evaluator:
                  worker_options: WorkerOptions | None = None):
         self.problem = check_source(problem, "problem")
         self.settings = settings
-        settings.profile  # an unknown profile fails here, not mid-evaluation
+        settings.profile  # noqa: B018 - an unknown profile fails here, not mid-evaluation
         options = worker_options or WorkerOptions()
         # The build settings travel to the workers explicitly; a variable the caller sets itself goes on top.
         self.options = replace(options, env={**settings.build.worker_env(), **options.env})
@@ -604,7 +612,7 @@ class Evaluator:
         self.ref_slot.close()
         self.cand_slot.close()
 
-    def __enter__(self) -> "Evaluator":
+    def __enter__(self) -> Evaluator:
         return self
 
     def __exit__(self, *exc: object) -> None:

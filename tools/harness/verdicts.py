@@ -32,7 +32,7 @@ _TIMING_PHASES = {
 class TrialJudge:
     """Records trials into `report` and decides its verdict."""
 
-    def __init__(self, report: EvalReport, ref: "ReferenceData"):
+    def __init__(self, report: EvalReport, ref: ReferenceData):
         self.report = report
         self.ref = ref
         self.calls: list[dict[str, Any]] = []

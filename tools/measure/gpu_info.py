@@ -245,7 +245,7 @@ def gpu_facts(index: int = 0, *, use_torch: bool = True) -> GpuFacts:
         sm_mhz = nvml.optional("nvmlDeviceGetMaxClockInfo", h, nvml.lib.NVML_CLOCK_SM)
         mem_mhz = nvml.optional("nvmlDeviceGetMaxClockInfo", h, nvml.lib.NVML_CLOCK_MEM)
         cores = nvml.optional("nvmlDeviceGetNumGpuCores", h)
-        facts = dict(
+        facts: dict[str, Any] = dict(
             name=name, uuid=uuid, driver_version=_text(nvml.call("nvmlSystemGetDriverVersion")),
             cuda_driver_version=f"{cuda_ver // 1000}.{cuda_ver % 1000 // 10}" if cuda_ver else None,
             compute_capability=(int(major), int(minor)),

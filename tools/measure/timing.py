@@ -53,7 +53,7 @@ class TimingStats:
         return out
 
     @classmethod
-    def from_samples(cls, samples: list[float], *, method: str, l2_flushed: bool) -> "TimingStats":
+    def from_samples(cls, samples: list[float], *, method: str, l2_flushed: bool) -> TimingStats:
         if not samples:
             raise BenchmarkError("no timing samples were recorded")
         ordered = sorted(samples)

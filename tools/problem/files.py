@@ -177,7 +177,7 @@ def build_model(cls: Any, init_inputs: Any, source: SourceFile, what: str, *, se
     return model
 
 
-def check_arity(module_cls: type, n_inputs: int, source: SourceFile, cls_name: str) -> None:
+def check_arity(module_cls: type[Any], n_inputs: int, source: SourceFile, cls_name: str) -> None:
     """forward must accept as many positional inputs as get_inputs() returns."""
     try:
         sig = inspect.signature(module_cls.forward)

@@ -178,7 +178,7 @@ def _from_fx(model: torch.nn.Module, inputs: Sequence[Any]) -> FunctionalForm:
 
 def functional_form(model: torch.nn.Module, inputs: Sequence[Any], *, module_source: str) -> FunctionalForm:
     """Trace `model` on `inputs` (CPU tensors are fine: export traces with fake tensors)."""
-    reasons = []
+    reasons: list[str] = []
     for method in (_from_export, _from_fx):
         try:
             form = method(model, inputs)

@@ -28,7 +28,7 @@ class InputSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
+    def from_dict(cls, data: dict[str, Any]) -> InputSpec:
         overrides = tuple((str(k), int(v)) for k, v in data.get("overrides") or ())
         return cls(int(data["seed"]), float(data.get("scale", 1.0)), int(data.get("variant", -1)), overrides)
 

@@ -24,7 +24,7 @@ class Activity:
     children: frozenset[int]
 
     @classmethod
-    def now(cls) -> "Activity":
+    def now(cls) -> Activity:
         main = threading.main_thread().ident
         py = frozenset(t.ident for t in threading.enumerate() if t.ident is not None and t.ident != main and t.is_alive())
         try:

@@ -168,7 +168,7 @@ class CandidateWorker(WorkerBase):
             fresh = self._make_for_check(InputSpec.from_dict(spec_data))  # made while the previous set is alive
             result: list[Any] = []
             with torch.no_grad():
-                times.append(time_one_call(lambda: result.append(model(*fresh)), flush_buffer=self.flush_buffer(),
+                times.append(time_one_call(lambda: result.append(model(*fresh)), flush_buffer=self.flush_buffer(),  # noqa: B023 - called at once
                                            device=self.device))
             inputs, outputs = fresh, result[0]
         self._check_guard("during fresh calls")

@@ -92,7 +92,7 @@ class HarnessGuard:
     objects: dict[str, object]  # keep the originals alive so ids stay unique
 
     @classmethod
-    def capture(cls) -> "HarnessGuard":
+    def capture(cls) -> HarnessGuard:
         objects = {**_targets(), **_module_functions()}
         return cls({k: id(v) for k, v in objects.items()}, objects)
 

@@ -12,18 +12,18 @@ from typing import Any
 
 import torch
 
-from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.verify.floors import measure_write_bandwidth
-from kernelwright.tools.verify.fingerprint import fingerprint
-from kernelwright.tools.problem.inputs import InputSpec, as_output_list
+from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import call_user
+from kernelwright.tools.problem.inputs import InputSpec, as_output_list
+from kernelwright.tools.problem.shape_scaling import scaled_override
 from kernelwright.tools.sandbox.judge import ReferenceStore, judge_outputs
+from kernelwright.tools.sandbox.tensor_share import ShareError, open_shared
 from kernelwright.tools.sandbox.timed_sets import TimedSets
 from kernelwright.tools.sandbox.worker import WorkerBase, takes_blobs
-from kernelwright.tools.problem.shape_scaling import scaled_override
-from kernelwright.tools.sandbox.tensor_share import ShareError, open_shared
-from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.verify.compare import Tolerance
+from kernelwright.tools.verify.fingerprint import fingerprint
+from kernelwright.tools.verify.floors import measure_write_bandwidth
 
 KEEP_FRACTION = 0.2  # of the GPU's memory, for reference outputs kept between candidates
 # baseline name -> (flag set, torch.compile mode or None for eager)
@@ -62,7 +62,7 @@ class ReferenceWorker(WorkerBase):
         entries = []
         with self.flags.using(self.reference_flags):  # type: ignore[arg-type]
             for spec in specs:
-                entry = call_user(lambda: store.entry(spec, trace=bool(req.get("trace", True)),
+                entry = call_user(lambda: store.entry(spec, trace=bool(req.get("trace", True)),  # noqa: B023 - called at once
                                                       fp64_check=bool(req.get("fp64_check", True))),
                                   f"Model.forward() on inputs ({spec.describe()})", self.problem)  # type: ignore[arg-type]
                 entries.append(entry.summary())
@@ -106,7 +106,8 @@ class ReferenceWorker(WorkerBase):
         else:
             model = self.require_model()
             with torch.no_grad():
-                reference = as_output_list(call_user(lambda: model(*given), "Model.forward() on the timed inputs",
+                # F821: the lambda runs at once, before the `del given` below, which ruff reads as leaving it unbound
+                reference = as_output_list(call_user(lambda: model(*given), "Model.forward() on the timed inputs",  # noqa: F821
                                                      self.problem))  # type: ignore[arg-type]
             noise = None
             self.sync()

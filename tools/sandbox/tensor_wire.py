@@ -34,7 +34,7 @@ class TensorMeta:
         return {"dtype": self.dtype, "shape": list(self.shape)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TensorMeta":
+    def from_dict(cls, data: dict[str, Any]) -> TensorMeta:
         return cls(str(data["dtype"]), tuple(int(s) for s in data["shape"]))
 
 

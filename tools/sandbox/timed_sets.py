@@ -30,7 +30,7 @@ class TimedSets:
         self.last_index = 0
 
     @classmethod
-    def make(cls, worker: MakesInputs, base: InputSpec, n_sets: int, settings: BenchSettings) -> "TimedSets":
+    def make(cls, worker: MakesInputs, base: InputSpec, n_sets: int, settings: BenchSettings) -> TimedSets:
         sample = worker.make(base)
         n = 1 if settings.cuda_graph else max(1, min(n_sets, MAX_TIMING_INPUT_BYTES // max(1, input_bytes(sample))))
         others = [worker.make(InputSpec(base.seed + k, base.scale, base.variant, base.overrides)) for k in range(1, n)]

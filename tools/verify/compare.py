@@ -64,7 +64,7 @@ def compare_output(index: int, out: torch.Tensor, ref: torch.Tensor, tol: Tolera
     """Judge one output against the reference, chunk by chunk on the tensors' own device (the GPU in a run),
     so outputs of gigabytes need only bounded scratch memory."""
     def fail(kind: str, message: str, **stats: Any) -> OutputComparison:
-        base = dict(max_abs_err=float("inf"), max_rel_err=float("inf"), mismatch_fraction=1.0,
+        base: dict[str, Any] = dict(max_abs_err=float("inf"), max_rel_err=float("inf"), mismatch_fraction=1.0,
                     first_bad_index=None, rel_l2=None, rel_l2_checked=False)
         base.update(stats)
         return OutputComparison(index, False, kind, message, **base)
@@ -86,7 +86,7 @@ def compare_output(index: int, out: torch.Tensor, ref: torch.Tensor, tol: Tolera
         rel_l2 = num / denom if denom > 0 else (0.0 if num == 0 else float("inf"))
     max_abs = acc.max_abs if acc.finite else float("inf")
     max_rel = acc.max_rel if acc.finite and math.isfinite(acc.max_rel) else float("inf")
-    stats = dict(max_abs_err=max_abs, max_rel_err=max_rel, mismatch_fraction=acc.n_bad / out.numel(),
+    stats: dict[str, Any] = dict(max_abs_err=max_abs, max_rel_err=max_rel, mismatch_fraction=acc.n_bad / out.numel(),
                  first_bad_index=first, rel_l2=rel_l2, rel_l2_checked=check_rel_l2 and rel_l2 is not None)
     if acc.n_bad:
         if acc.n_poison:
@@ -194,7 +194,7 @@ def outputs_close(a: list[torch.Tensor], b: list[torch.Tensor], overrides: dict[
             return False
         tol = tolerance_for(x.dtype, overrides)
 
-        def close(u: torch.Tensor, v: torch.Tensor) -> bool:
+        def close(u: torch.Tensor, v: torch.Tensor, tol: Tolerance = tol) -> bool:
             return torch.allclose(u.to(torch.float64), v.to(torch.float64), atol=tol.atol, rtol=tol.rtol, equal_nan=True)
 
         # Outputs of different inputs usually differ everywhere: a strided sample (a subset, so failing on it

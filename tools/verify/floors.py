@@ -27,7 +27,7 @@ class WriteBandwidth:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "WriteBandwidth":
+    def from_dict(cls, data: dict[str, Any]) -> WriteBandwidth:
         return cls(float(data["gbps"]), int(data["l2_bytes"]), int(data["probe_bytes"]))
 
     def floor_ms(self, output_bytes: int) -> float:

@@ -44,8 +44,8 @@ class GpuActivity:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "GpuActivity":
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # type: ignore[attr-defined]
+    def from_dict(cls, data: dict[str, Any]) -> GpuActivity:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ class CallTrace:
                 "available": self.available, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "CallTrace":
+    def from_dict(cls, data: dict[str, Any]) -> CallTrace:
         return cls(tuple(GpuActivity.from_dict(a) for a in data.get("activities", [])), data.get("marker_start_us"),
                    bool(data.get("available", True)), str(data.get("reason", "")))
 

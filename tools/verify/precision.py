@@ -55,7 +55,7 @@ PROFILES: dict[ProfileName, PrecisionProfile] = {
 def precision_profile(name: str) -> PrecisionProfile:
     if name not in PROFILES:
         raise ValueError(f"unknown precision profile {name!r}; choose one of {', '.join(PROFILE_NAMES)}")
-    return PROFILES[name]  # type: ignore[index]
+    return PROFILES[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class BackendFlags:
     cudnn_tf32: bool
 
     @classmethod
-    def current(cls) -> "BackendFlags":
+    def current(cls) -> BackendFlags:
         return cls(bool(torch.backends.cuda.matmul.allow_tf32), bool(torch.backends.cudnn.allow_tf32))
 
     def apply(self) -> None:

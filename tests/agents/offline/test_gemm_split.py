@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from support.offline import suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import conservative, plan_space
+from support.offline import suite_dir
 
 
 def _forward(source: str) -> str:

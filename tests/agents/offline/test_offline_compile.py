@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.offline import fixture_problems, suite_problems
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, default_cache_dir
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+from support.offline import fixture_problems, suite_problems
 
 pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
 PROBLEMS = suite_problems() + fixture_problems()

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.offline import FIXTURES, suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.tune import tune
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.sandbox.pool import WorkerOptions
+from support.offline import FIXTURES, suite_dir
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 FAST = EvalSettings(call_timeout_s=60.0, compile_baseline=False,

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.offline import FIXTURES, fixture_problems, suite_problems
 
 from kernelwright.agents.offline.check import check_problem, small_overrides
 from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import ElementwiseStep, ReductionStep, describe
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.trace import trace_problem
+from support.offline import FIXTURES, fixture_problems, suite_problems
 
 SUITE = suite_problems()
 
@@ -81,8 +81,8 @@ def test_interpreter_catches_a_wrong_plan() -> None:
     """The check can fail: corrupt a constant in the plan and the comparison must notice."""
     import dataclasses
 
-    from kernelwright.agents.offline.ir import Const
     from kernelwright.agents.offline.check import check_traced
+    from kernelwright.agents.offline.ir import Const
 
     traced = trace_problem(FIXTURES / "problems" / "relu_affine.py")
     plan = build_plan(traced.program)
@@ -101,9 +101,8 @@ def test_small_overrides_shrink_sizes() -> None:
 
 @pytest.mark.parametrize("name", ["20_conv2d_relu_avgpool", "22_conv1d_gelu_residual", "23_convtranspose2d_bias_tanh"])
 def test_a_conv_bias_joins_the_next_kernel_instead_of_its_own_pass(name: str) -> None:
-    from support.offline import suite_dir
-
     from kernelwright.agents.offline.ir import HostStep, Layout
+    from support.offline import suite_dir
 
     plan = build_plan(trace_problem(suite_dir() / f"{name}.py").program)
     conv, after = plan.steps[0], plan.steps[1]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.offline import FIXTURES, suite_dir
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.check import check_problem, check_traced
@@ -21,6 +20,7 @@ from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import plan_space
 from kernelwright.agents.offline.trace import trace_problem
+from support.offline import FIXTURES, suite_dir
 
 PROBLEM = '''import torch
 import torch.nn as nn

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from support.offline import FIXTURES
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.propose import trace_all
 from kernelwright.agents.offline.space import TuneDim, TuneSpace
 from kernelwright.agents.offline.tune import tune
+from support.offline import FIXTURES
 
 PROBLEM = FIXTURES / "problems" / "linear_softmax.py"  # linear + softmax: an elementwise-free plan with tunables
 

@@ -4,9 +4,9 @@ online accumulator; the conservative variant keeps the one-pass form, so both st
 from __future__ import annotations
 
 import pytest
-from support.offline import suite_dir
 
 from kernelwright.agents.offline import propose
+from support.offline import suite_dir
 
 
 def _kernels(source: str) -> str:

@@ -4,10 +4,10 @@ partially supported problems keep the rest as ATen and say which ops they kept."
 from __future__ import annotations
 
 import pytest
-from support.offline import FIXTURES
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.errors import KernelwrightError
+from support.offline import FIXTURES
 
 
 def test_untraceable_problem_is_reported_with_the_reason() -> None:

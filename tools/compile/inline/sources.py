@@ -54,9 +54,10 @@ class InlineSpec:
                               extra_cflags: Sequence[str] | None = None, extra_cuda_cflags: Sequence[str] | None = None,
                               extra_ldflags: Sequence[str] | None = None,
                               extra_include_paths: Sequence[str] | None = None, with_cuda: bool | None = None,
-                              no_implicit_headers: bool = False) -> "InlineSpec":
+                              no_implicit_headers: bool = False) -> InlineSpec:
         cpp = _as_tuple(cpp_sources)
         cuda = _as_tuple(cuda_sources)
+        funcs: tuple[tuple[str, str], ...]
         if isinstance(functions, str):
             funcs = ((functions, functions),)
         elif isinstance(functions, Mapping):
