@@ -32,7 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.tools.compile.nvcc import BuildSettings, unsupported_arch
+from kernelwright.tools.compile.nvcc import WORKER_ENV, BuildSettings, unsupported_arch
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.measure.timing import BenchSettings
@@ -45,7 +45,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 ENV_PREFIX = "KERNELWRIGHT_"
-ENV_SHORT_FORMS = {"KERNELWRIGHT_ARCH": "compile.arch", "KERNELWRIGHT_CACHE_DIR": "compile.cache_dir"}
+ENV_SHORT_FORMS = {WORKER_ENV[field]: f"compile.{field}" for field in ("arch", "cache_dir")}  # KERNELWRIGHT_ARCH, ..._CACHE_DIR
 DEFAULT_RUNS_DIR = Path("runs")
 
 

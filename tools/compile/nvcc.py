@@ -110,8 +110,8 @@ def arch_for_capability(major: int, minor: int) -> str:
 
 # A sandbox worker's channel for BuildSettings: the candidate's own load_cuda / load_inline calls take no
 # settings (and may build late, in a forward call), so the worker process carries them as these variables.
-# worker_env writes them and from_env reads them; nothing else uses the names.
-_WORKER_ENV = {"arch": "KERNELWRIGHT_ARCH", "cache_dir": "KERNELWRIGHT_CACHE_DIR",
+# worker_env writes them and from_env reads them; kernelwright's config takes two of them as the user's short forms.
+WORKER_ENV = {"arch": "KERNELWRIGHT_ARCH", "cache_dir": "KERNELWRIGHT_CACHE_DIR",
                "timeout_s": "KERNELWRIGHT_NVCC_TIMEOUT_S"}
 
 
@@ -131,13 +131,13 @@ class BuildSettings:
     def worker_env(self) -> dict[str, str]:
         """The variables that carry these settings into a sandbox worker (an unset field: none)."""
         values = {"arch": self.arch, "cache_dir": self.cache_dir, "timeout_s": self.timeout_s}
-        return {_WORKER_ENV[name]: str(value) for name, value in values.items() if value is not None}
+        return {WORKER_ENV[name]: str(value) for name, value in values.items() if value is not None}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildSettings:
         """The settings a worker was started with (`worker_env`'s variables; default: this process's environment)."""
         env = os.environ if env is None else env
-        arch, cache_dir, timeout_s = (env.get(_WORKER_ENV[name]) or None for name in ("arch", "cache_dir", "timeout_s"))
+        arch, cache_dir, timeout_s = (env.get(WORKER_ENV[name]) or None for name in ("arch", "cache_dir", "timeout_s"))
         return cls(arch=arch, cache_dir=Path(cache_dir) if cache_dir else None,
                    timeout_s=float(timeout_s) if timeout_s else None)
 
