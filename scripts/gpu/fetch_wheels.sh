@@ -14,6 +14,7 @@ get structlog
 if [ "${1:-harness}" = full ]; then
   get pydantic pydantic-core annotated-types typing-inspection langgraph langgraph-checkpoint langgraph-sdk \
       langgraph-prebuilt langgraph-checkpoint-sqlite langchain-core langchain-openai openai jsonpatch jsonpointer \
-      langsmith orjson ormsgpack tenacity sqlite-vec aiosqlite distro jiter tiktoken platformdirs sniffio uuid-utils langchain-protocol websockets zstandard requests-toolbelt xxhash
+      langsmith orjson ormsgpack tenacity sqlite-vec aiosqlite distro jiter tiktoken platformdirs sniffio uuid-utils langchain-protocol websockets zstandard requests-toolbelt xxhash \
+      httpx2 httpcore2 truststore h11 anyio idna  # openai 3.x speaks HTTP through httpx2
 fi
 du -sh .whl
