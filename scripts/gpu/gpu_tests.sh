@@ -9,5 +9,5 @@ source scripts/gpu/env.sh
 SECONDS_LIMIT=${1:-300}; shift || true
 TARGETS=("$@"); [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(tests --ignore=tests/tools/test_gpu_harness.py)
 timeout "$SECONDS_LIMIT" python3 -P -m pytest -v -rA -p no:cacheprovider --continue-on-collection-errors -m gpu "${TARGETS[@]}" 2>&1 \
-  | grep -v "\[debug\|\[info " > "$OUT/gpu_tests_all.log"
+  | grep --line-buffered -v "\[debug\|\[info " > "$OUT/gpu_tests_all.log"
 grep -E "PASSED|FAILED|ERROR|SKIPPED|passed|failed" "$OUT/gpu_tests_all.log" | tail -90
