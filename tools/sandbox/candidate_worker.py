@@ -103,8 +103,9 @@ class CandidateWorker(WorkerBase):
         model = self.require_model()
         clock = _StageClock()
         poison = None
-        if self.on_gpu:
-            poison = poison_free_memory(self.device, _affordable(int(req.get("reserve_bytes", 0)), self.device))
+        gpu = self.gpu
+        if gpu is not None:
+            poison = poison_free_memory(gpu, _affordable(int(req.get("reserve_bytes", 0)), gpu))
         clock.lap("poison")
         before = Activity.now()
         with torch.no_grad():

@@ -20,6 +20,8 @@ _HDR = struct.Struct("!IQ")  # header length, number of blobs
 _BLOB = struct.Struct("!Q")
 MAX_HEADER_BYTES = 64 << 20
 
+Blob = bytes | bytearray | memoryview  # what a frame carries after its header
+
 
 class ProtocolError(Exception):
     """The peer closed the channel or sent a malformed frame."""
@@ -28,14 +30,14 @@ class ProtocolError(Exception):
 @dataclass
 class Message:
     header: dict[str, Any]
-    blobs: list[bytes | bytearray | memoryview] = field(default_factory=list)
+    blobs: list[Blob] = field(default_factory=list)
 
 
 def send_message(sock: socket.socket, header: dict[str, Any],
-                 blobs: list[bytes | bytearray | memoryview] | None = None) -> None:
+                 blobs: list[Blob] | None = None) -> None:
     blobs = blobs or []
     raw = json.dumps(header, allow_nan=True).encode()
-    parts = [_HDR.pack(len(raw), len(blobs)), raw]
+    parts: list[Blob] = [_HDR.pack(len(raw), len(blobs)), raw]
     for blob in blobs:
         parts.append(_BLOB.pack(memoryview(blob).nbytes))
         parts.append(blob)
@@ -57,7 +59,7 @@ def recv_message(sock: socket.socket, *, timeout_s: float | None = None,
     header = json.loads(_recv_exact(sock, head_len, deadline, on_wait))
     if not isinstance(header, dict):
         raise ProtocolError("header is not a JSON object")
-    blobs = []
+    blobs: list[Blob] = []
     for _ in range(n_blobs):
         (size,) = _BLOB.unpack(_recv_exact(sock, _BLOB.size, deadline, on_wait))
         blobs.append(_recv_exact(sock, size, deadline, on_wait))

@@ -42,7 +42,7 @@ def encode_tensor(t: torch.Tensor) -> tuple[dict[str, Any], memoryview | bytes]:
     """Meta + the raw bytes of a (detached, contiguous, CPU) copy of `t`, as a view of that copy (no second copy)."""
     cpu = t.detach().to("cpu").contiguous()
     meta = TensorMeta(dtype_name(cpu.dtype), tuple(cpu.shape)).to_dict()
-    raw = memoryview(cpu.reshape(-1).view(torch.uint8).numpy()) if cpu.numel() else b""
+    raw = cpu.reshape(-1).view(torch.uint8).numpy().data if cpu.numel() else b""
     return meta, raw
 
 

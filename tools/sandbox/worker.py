@@ -48,8 +48,13 @@ class WorkerBase:
         self._flush: torch.Tensor | None = None
 
     @property
+    def gpu(self) -> torch.device | None:
+        """The CUDA device this worker runs on; None in CPU self-test mode or without a GPU."""
+        return self.device if self.device is not None and self.device.type == "cuda" else None
+
+    @property
     def on_gpu(self) -> bool:
-        return self.device is not None and self.device.type == "cuda"
+        return self.gpu is not None
 
     # -- requests -----------------------------------------------------------
     def op_hello(self, req: dict) -> dict:
@@ -139,8 +144,9 @@ class WorkerBase:
             torch.cuda.synchronize(self.device)
 
     def flush_buffer(self) -> torch.Tensor | None:
-        if self.on_gpu and self._flush is None:
-            self._flush = l2_flush_buffer(self.device)
+        gpu = self.gpu
+        if gpu is not None and self._flush is None:
+            self._flush = l2_flush_buffer(gpu)
         return self._flush
 
     def peak_gpu_bytes(self) -> int | None:
