@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from kernelwright.tools.source_hash import candidate_id
 
@@ -190,7 +191,7 @@ class CandidateReport:
 
     @property
     def trials(self) -> list[dict[str, Any]]:
-        return [t for t in self.data.get("trials") or () if isinstance(t, Mapping)]
+        return [dict(t) for t in self.data.get("trials") or () if isinstance(t, Mapping)]
 
     @property
     def timing(self) -> dict[str, Any]:
@@ -252,7 +253,7 @@ class CandidateProfile:
 
     @property
     def kernels(self) -> list[dict[str, Any]]:
-        return [k for k in self.data.get("kernels") or () if isinstance(k, Mapping)]
+        return [dict(k) for k in self.data.get("kernels") or () if isinstance(k, Mapping)]
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, **{k: v for k, v in self.data.items() if k != "summary"}}
@@ -352,7 +353,7 @@ class EventLog:
                 self._file.close()
 
 
-def _epoch(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _epoch(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
     event["t"] = round(time.time(), 6)
     return event
 

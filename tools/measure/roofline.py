@@ -49,12 +49,13 @@ def compute_roofline(flops_by_kind: Mapping[str, float], dram_bytes: float | Non
     gflops = flops / secs / 1e9 if flops is not None and secs else None
     gbps = dram_bytes / secs / 1e9 if dram_bytes is not None and secs else None
     intensity = flops / dram_bytes if flops is not None and dram_bytes else None
-    peak_gflops = peak_gbps = None
+    peak_gflops: float | None = None
+    peak_gbps: float | None = None
     if facts is not None:
         peak_gbps = facts.peak_dram_bandwidth_gbps
         busy = {k: v for k, v in flops_by_kind.items() if v > 0}
-        peaks = {k: facts.peak_flops.for_kind(k) for k in busy}
-        if busy and all(peaks.values()):
+        peaks = {k: peak for k in busy if (peak := facts.peak_flops.for_kind(k))}  # the kinds with a known peak
+        if busy and len(peaks) == len(busy):
             peak_gflops = sum(busy.values()) / sum(v / (peaks[k] * 1e3) for k, v in busy.items())
     pct_flops = 100.0 * gflops / peak_gflops if gflops is not None and peak_gflops else None
     pct_bw = 100.0 * gbps / peak_gbps if gbps is not None and peak_gbps else None
