@@ -133,11 +133,13 @@ def pool_values(w: PoolWindow, x: torch.Tensor) -> torch.Tensor:
     after = [max(0, e - p - size) for e, p, size in zip(extent, w.padding, w.in_hw)]
     fill = float("-inf") if w.pool == "max" else 0.0
     xp = torch.nn.functional.pad(x, (pw, after[1], ph, after[0]), value=fill)
-    acc = None
+    acc: torch.Tensor | None = None
     for i in range(kh):
         for j in range(kw):
             part = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
             acc = part if acc is None else (torch.maximum(acc, part) if w.pool == "max" else acc + part)
+    if acc is None:
+        raise ValueError(f"pool window {w.kernel} covers no element")  # pool_window() admits kernels >= 1 only
     if w.pool == "max":
         return acc
     if w.divisor_override:

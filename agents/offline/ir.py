@@ -179,13 +179,16 @@ class ReductionStep:
         return self.reduction in NORMALISATIONS
 
 
+PoolKind = Literal["avg", "max"]
+
+
 @dataclass(frozen=True, slots=True)
 class PoolWindow:
     """The geometry of a 2-D pool over [planes, H, W] (a 1-D pool is H = 1, kernel_h = 1): output (oh, ow)
     combines input rows oh * stride_h - pad_h + i * dilation_h for i < kernel_h (columns likewise); positions
     outside the input are skipped (max) or count as zeros (avg, through the divisor, as ATen computes it)."""
 
-    pool: Literal["avg", "max"]
+    pool: PoolKind
     planes: int
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]

@@ -355,7 +355,7 @@ class Planner:
     def pool(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
         supported_pool(name)
         src, in_meta, val = args[0], _node_arg(node, 0).meta.get("val"), node.meta.get("val")
-        if not isinstance(src, (Real, Lazy)) or not isinstance(val, torch.Tensor):
+        if not isinstance(src, (Real, Lazy)) or not isinstance(in_meta, torch.Tensor) or not isinstance(val, torch.Tensor):
             raise NotPoolable("pooling that is not one tensor to one tensor")
         in_shape, out_shape, dtype = tuple(in_meta.shape), tuple(val.shape), _dtype(val)
         window = pool_window(name, args[1:], kwargs, in_shape, out_shape, _dtype(in_meta))
@@ -439,16 +439,19 @@ class Planner:
             nodes, remap = _prune(slot.nodes, sorted(slot.outputs))
             outputs = tuple(StepOutput(remap[n], b) for n, b in sorted(slot.outputs.items()))
             dag = Dag(slot.shape, nodes)
-            pro_nodes = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])[0] if slot.prologue else ()
-            if slot.pool is not None:
-                steps.append(PoolStep(f"{self.prefix}k{slot.index}", slot.pool, Dag(slot.prologue.shape, pro_nodes),
-                                      dag, outputs))
-            elif slot.reduction is None:
+            if slot.elementwise:
                 steps.append(ElementwiseStep(f"{self.prefix}k{slot.index}", dag, outputs))
-            else:
+                continue
+            if slot.prologue is None:  # reduce() and pool() always give their group one
+                raise AssertionError(f"group {slot.index} reduces or pools without a prologue")
+            pro_nodes = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])[0]
+            prologue = Dag(slot.prologue.shape, pro_nodes)
+            if slot.pool is not None:
+                steps.append(PoolStep(f"{self.prefix}k{slot.index}", slot.pool, prologue, dag, outputs))
+            elif slot.reduction is not None:
                 r = slot.reduction
                 steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
-                                           Dag(slot.prologue.shape, pro_nodes), dag, outputs, r.attrs))
+                                           prologue, dag, outputs, r.attrs))
         return tuple(steps)
 
 

@@ -13,10 +13,10 @@ import re
 from math import prod
 from typing import Any
 
-from kernelwright.agents.offline.ir import FLOAT_DTYPES, PoolWindow
+from kernelwright.agents.offline.ir import FLOAT_DTYPES, PoolKind, PoolWindow
 
 # op name -> (pool kind, spatial dims, ATen argument names after the input, in order)
-POOL_OPS = {
+POOL_OPS: dict[str, tuple[PoolKind, int, tuple[str, ...]]] = {
     "avg_pool2d": ("avg", 2, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")),
     "max_pool2d": ("max", 2, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
     "avg_pool1d": ("avg", 1, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
@@ -38,7 +38,7 @@ def is_pool(target: str) -> bool:
     return _FAMILY.fullmatch(target.partition(".")[0]) is not None
 
 
-def supported_pool(target: str) -> tuple[str, int, tuple[str, ...]]:
+def supported_pool(target: str) -> tuple[PoolKind, int, tuple[str, ...]]:
     """(pool kind, spatial dims, argument names) of a supported op; NotPoolable saying why for any other."""
     op, _, overload = target.partition(".")
     if op in POOL_OPS and overload == "default":
@@ -59,6 +59,12 @@ def _ints(value: Any, n: int, what: str) -> tuple[int, ...]:
     if len(vals) != n or not all(isinstance(v, int) for v in vals):
         raise NotPoolable(f"{what} {value!r} is not {n} integer(s)")
     return tuple(vals)
+
+
+def _as_2d(values: tuple[int, ...], nd: int, fill: int) -> tuple[int, int]:
+    """A 1-D pool is a 2-D one over rows of height 1: `values` of an `nd`-d pool with `fill` in front."""
+    h, w = (fill,) * (2 - nd) + values
+    return h, w
 
 
 def pool_window(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], in_shape: tuple[int, ...],
@@ -84,7 +90,6 @@ def pool_window(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], in_s
         raise NotPoolable(f"{op} with divisor_override {divisor!r}")
     if prod(out_shape) == 0 or prod(in_shape) == 0:
         raise NotPoolable(f"{op} of an empty tensor")
-    pad1 = lambda t: (1,) * (2 - nd) + tuple(t)  # noqa: E731  a 1-D pool is a 2-D one over rows of height 1
-    return PoolWindow(kind, prod(in_shape[:-nd]), pad1(in_shape[-nd:]), pad1(out_shape[-nd:]), pad1(kernel),
-                      pad1(stride), (0,) * (2 - nd) + padding, pad1(dilation), bool(given["count_include_pad"]),
-                      divisor, nd)
+    return PoolWindow(kind, prod(in_shape[:-nd]), _as_2d(in_shape[-nd:], nd, 1), _as_2d(out_shape[-nd:], nd, 1),
+                      _as_2d(kernel, nd, 1), _as_2d(stride, nd, 1), _as_2d(padding, nd, 0), _as_2d(dilation, nd, 1),
+                      bool(given["count_include_pad"]), divisor, nd)
