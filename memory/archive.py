@@ -231,7 +231,8 @@ class KernelArchive:
                 col.upsert(ids=[i for i, _ in keep], embeddings=[v for _, v in keep],
                            documents=[json.dumps(best[i].to_dict()) for i, _ in keep],
                            metadatas=[record_metadata(best[i]) for i, _ in keep])
-        self.log.info("archive_add", **Counter(outcomes.values()))
+        counts: Counter[str] = Counter(outcomes.values())  # str keys for **: a Mapping's key type is invariant
+        self.log.info("archive_add", **counts)
         return outcomes
 
     # -- reading -----------------------------------------------------------------------------------
