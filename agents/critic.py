@@ -92,6 +92,6 @@ def screen(state: RunState, runtime: Runtime[KContext]) -> dict[str, Any]:
             verdict = "PASS (static)" if defect is None else f"FAIL (static): {defect}"
         update: CandidateRecord = {"screen": verdict}
         if defect is not None and ctx.settings.screen_blocks:
-            update.update(status=SCREENED_OUT, reason=SCREENED_OUT)
+            update["status"] = update["reason"] = SCREENED_OUT
         updates[cid] = update
     return {"candidates": updates, "spent": spend.as_counts()}

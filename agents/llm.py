@@ -229,12 +229,15 @@ def make_chat_model(settings: ModelSettings | ChosenModel, env: Mapping[str, str
             raise _unusable(s, _init_chat_model_refusal(str(chosen.provider), str(exc))) from None
     import openai
     from langchain_openai import ChatOpenAI
+    from pydantic import SecretStr
 
+    # the constructor's keywords are the fields' aliases: max_completion_tokens sets `max_tokens`
     return ChatOpenAI(
-        model=chosen.api_model, temperature=s.temperature, max_tokens=s.max_tokens, max_retries=s.max_retries,
+        model=chosen.api_model, temperature=s.temperature, max_completion_tokens=s.max_tokens,
+        max_retries=s.max_retries,
         timeout=openai.Timeout(s.timeout_s, connect=min(CONNECT_TIMEOUT_S, s.timeout_s)), base_url=s.base_url,
         # Local endpoints often need no key; the client insists on one.
-        api_key=s.api_key or env.get(KEY_ENV) or "not-needed",
+        api_key=SecretStr(s.api_key or env.get(KEY_ENV) or "not-needed"),
     )
 
 

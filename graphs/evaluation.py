@@ -20,6 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Send
 
 from kernelwright.agents.context import KContext
+from kernelwright.agents.run_state import candidate_status
 from kernelwright.graphs.nodes import COLLECT, EVALUATE_ONE, NodeName
 from kernelwright.graphs.state import CandidateRecord, KState
 from kernelwright.tools.errors import KernelwrightError, ReferenceFailure
@@ -71,7 +72,7 @@ def evaluate_one(task: EvalTask, runtime: Runtime[KContext]) -> dict[str, Any]:
         verdict = evaluator.prepare(source) or evaluator.evaluate(source)  # a failed build is the verdict
         report = CandidateReport.from_dict(verdict.to_dict())
         folder.write_report(report)
-    record = CandidateRecord(status=report.status, reason=report.reason, speedup_vs_eager=report.speedup_vs_eager,
+    record = CandidateRecord(status=candidate_status(report.status), reason=report.reason, speedup_vs_eager=report.speedup_vs_eager,
                              speedup_vs_compile=report.speedup_vs_compile, report_path=str(folder.report_path),
                              seconds=round(time.perf_counter() - started, 3))
     return {"candidates": {task["candidate_id"]: record}, "spent": {"candidates": 1}}

@@ -61,7 +61,7 @@ class HarnessEvaluator:
         self.problem = Path(problem)
         self.settings = settings
         self.gpus = visible_gpus() if gpus is None else gpus
-        slots = self.gpus or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
+        slots: list[str | None] = [*self.gpus] or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
         self._all = [Evaluator(self.problem, settings,
                                WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}))
                      for g in slots]

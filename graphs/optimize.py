@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
@@ -50,7 +50,11 @@ from kernelwright.graphs.sanitizing import sanitize_winner
 from kernelwright.graphs.selection import AFTER_EVALUATE, after_collect, next_step, select
 from kernelwright.graphs.state import KState
 
-Node = Callable[[KState, Runtime[KContext]], dict[str, Any]]
+
+class Node(Protocol):
+    """An agent node: LangGraph passes the runtime by keyword, `timed` by position."""
+
+    def __call__(self, state: KState, runtime: Runtime[KContext]) -> dict[str, Any]: ...
 
 
 def timed(node: Node) -> Node:
@@ -77,7 +81,9 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
                        (ARCHIVE, archive), (SANITIZE_WINNER, sanitize_winner)):
         builder.add_node(name, timed(node))
     builder.add_node(DISPATCH, dispatch)
-    builder.add_node(EVALUATE_ONE, evaluate_one)
+    # langgraph's add_node overloads solve a node's input to Never under mypy when it is a Send payload (EvalTask)
+    # rather than the graph's state, and `input_schema=EvalTask` does not help (a TypedDict is no `type[...]`)
+    builder.add_node(EVALUATE_ONE, evaluate_one)  # type: ignore[arg-type]
     builder.add_node(COLLECT, collect)
     for plugin in plugins:
         builder.add_node(plugin.name, plugin.node)
@@ -99,7 +105,7 @@ def build_optimize_graph(checkpointer: Any = None, plugins: Sequence[AgentPlugin
     return builder.compile(checkpointer=checkpointer)
 
 
-def _chain(builder: StateGraph, names: list[str]) -> None:
+def _chain(builder: StateGraph[KState, KContext, KState, KState], names: list[str]) -> None:
     for a, b in zip(names, names[1:]):
         builder.add_edge(a, b)
 

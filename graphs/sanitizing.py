@@ -94,5 +94,5 @@ def _apply(record: CandidateRecord, verdict: dict[str, Any]) -> CandidateRecord:
         CandidateFolder.of_source(record["source_path"]).update_report(update)
     out = CandidateRecord(sanitizer=verdict["status"], archived=False)
     if "status" in update:
-        out.update(status=update["status"], reason=update["reason"])
+        out["status"], out["reason"] = update["status"], update["reason"]
     return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
@@ -14,7 +14,7 @@ from kernelwright.agents.mutator import repairable
 from kernelwright.agents.run_state import SCREENED_OUT
 from kernelwright.graphs.generations import FIRST_GENERATION
 from kernelwright.graphs.nodes import CRITIQUE, MUTATE, REPAIR, SANITIZE_WINNER, NodeName
-from kernelwright.graphs.state import CandidateRecord, KState
+from kernelwright.graphs.state import Budget, CandidateRecord, KState
 
 AfterEvaluate = Literal["after_evaluate"]
 AFTER_EVALUATE: Final = "after_evaluate"  # a route, not a node: the first after-evaluate plugin, else profile
@@ -36,7 +36,7 @@ def select(state: KState, runtime: Runtime[KContext]) -> dict[str, Any]:
     elite = [r["id"] for r in passed[: runtime.context.settings.population]]
     update: dict[str, Any] = {"population": elite, "best_id": elite[0] if elite else state.get("best_id"),
                               "generation": state.get("generation", FIRST_GENERATION) + 1, "spent": {"generations": 1}}
-    spent = dict(state.get("spent") or {})
+    spent = (state.get("spent") or Budget()).copy()
     spent["generations"] = spent.get("generations", 0) + 1
     update["stop_reason"] = (exhausted(state.get("budget"), spent) or _nothing_verifiable(state)
                              or _nothing_to_propose(state, runtime.context))
@@ -72,6 +72,7 @@ def _nothing_verifiable(state: KState) -> str | None:
 def next_step(state: KState, runtime: Runtime[KContext]) -> NodeName | Literal["__end__"]:
     """Another generation, or the end: the winner's memcheck first, then (after its archive pass) END."""
     if state.get("stop_reason") or exhausted(state.get("budget"), state.get("spent")):
-        return END if state.get("winner_checked") else SANITIZE_WINNER
+        end = cast(Literal["__end__"], END)  # langgraph types END as str (sys.intern("__end__")), not its literal
+        return end if state.get("winner_checked") else SANITIZE_WINNER
     ctx = runtime.context
     return CRITIQUE if ctx.settings.critic and ctx.has_llm and state.get("best_id") else MUTATE
