@@ -56,7 +56,11 @@ class ConfigError(KernelwrightError):
 def _default(owner: type, name: str) -> Any:
     """The default of field `name` of the settings dataclass `owner`, which owns it (the config copies none)."""
     field = next(f for f in dataclasses.fields(owner) if f.name == name)
-    return field.default_factory() if field.default is dataclasses.MISSING else field.default
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise TypeError(f"{owner.__name__}.{name} has no default")
 
 
 class _Section(BaseModel):
@@ -66,14 +70,14 @@ class _Section(BaseModel):
 class CompileConfig(_Section):
     """tools.compile.nvcc.BuildSettings: how candidates' CUDA is built."""
 
-    arch: str | None = Field(_default(BuildSettings, "arch"),
+    arch: str | None = Field(default=_default(BuildSettings, "arch"),
                              description="nvcc target, e.g. sm_90a; None = the visible GPU's")
-    timeout_s: float | None = Field(_default(BuildSettings, "timeout_s"), gt=0,
+    timeout_s: float | None = Field(default=_default(BuildSettings, "timeout_s"), gt=0,
                                     description="nvcc's limit per build of a candidate; None = 180 s for load_cuda, "
                                                 "600 s for load_inline")
-    cache_dir: Path | None = Field(_default(BuildSettings, "cache_dir"),
+    cache_dir: Path | None = Field(default=_default(BuildSettings, "cache_dir"),
                                    description="cache folder (builds go in its build/); None = ~/.cache/kernelwright")
-    fast_inline: bool = Field(_default(BuildSettings, "fast_inline"),
+    fast_inline: bool = Field(default=_default(BuildSettings, "fast_inline"),
                               description="build load_inline candidates with the fast builder")
 
     @field_validator("arch")
@@ -89,45 +93,45 @@ class TimingConfig(_Section):
 
     warmup_ms: float = _default(BenchSettings, "warmup_ms")
     rep_ms: float = _default(BenchSettings, "rep_ms")
-    min_trials: int = Field(_default(BenchSettings, "min_trials"), ge=1)
+    min_trials: int = Field(default=_default(BenchSettings, "min_trials"), ge=1)
     max_total_ms: float = _default(BenchSettings, "max_total_ms")
     flush_l2: bool = _default(BenchSettings, "flush_l2")
     cuda_graph: bool = _default(BenchSettings, "cuda_graph")
-    input_sets: int = Field(_default(EvalSettings, "n_timing_sets"), ge=1,
+    input_sets: int = Field(default=_default(EvalSettings, "n_timing_sets"), ge=1,
                             description="input sets rotated during timing")
 
 
 class HarnessConfig(_Section):
     """tools.harness.evaluate.EvalSettings: how a candidate is verified; `profile` is also RunSettings.profile."""
 
-    n_trials: int = Field(_default(EvalSettings, "n_trials"), ge=1,
+    n_trials: int = Field(default=_default(EvalSettings, "n_trials"), ge=1,
                           description="correctness trials, each with fresh seeded inputs")
     base_seed: int = _default(EvalSettings, "base_seed")
     init_seed: int = _default(EvalSettings, "init_seed")
     tolerances: dict[str, tuple[float, float, float]] = Field(
         default_factory=dict, description="dtype -> (atol, rtol, rel_l2), overriding the defaults")
     precision: ProfileName = Field(
-        _default(EvalSettings, "precision"),
+        default=_default(EvalSettings, "precision"),
         description="strict: fp32 reference with TF32 off, fp32 atol=rtol=1e-4; kernelbench: reference under "
                     "PyTorch defaults and atol=rtol=1e-2, as KernelBench's evaluator (tables say which)")
     eager_baseline: bool = _default(EvalSettings, "eager_baseline")
-    strict_baseline: bool = Field(_default(EvalSettings, "strict_baseline"),
+    strict_baseline: bool = Field(default=_default(EvalSettings, "strict_baseline"),
                                   description="also time eager with TF32 off (an extra column)")
     compile_baseline: bool = _default(EvalSettings, "compile_baseline")
     compile_mode: str | None = _default(EvalSettings, "compile_mode")
-    autotune_baseline: bool = Field(_default(EvalSettings, "autotune_baseline"),
+    autotune_baseline: bool = Field(default=_default(EvalSettings, "autotune_baseline"),
                                     description="also time torch.compile(mode='max-autotune-no-cudagraphs')")
-    call_timeout_s: float = Field(_default(EvalSettings, "call_timeout_s"), gt=0,
+    call_timeout_s: float = Field(default=_default(EvalSettings, "call_timeout_s"), gt=0,
                                   description="upper bound of a call's watchdog, which otherwise scales with the "
                                               "reference's call: max(10 s, 100x)")
     load_timeout_s: float = _default(EvalSettings, "load_timeout_s")
-    host_memory_limit_gb: float | None = Field(_default(EvalSettings, "host_memory_limit_gb"), gt=0,
+    host_memory_limit_gb: float | None = Field(default=_default(EvalSettings, "host_memory_limit_gb"), gt=0,
                                                description="host memory (PSS) of one evaluation's workers together; "
                                                            "past it the worker is stopped")
-    sanitize: bool = Field(_default(EvalSettings, "sanitize"),
+    sanitize: bool = Field(default=_default(EvalSettings, "sanitize"),
                            description="compute-sanitizer memcheck on every candidate that passes correctness, before "
                                        "timing (slow); winners are memchecked whatever this says")
-    profile: bool = Field(_default(RunSettings, "profile"),
+    profile: bool = Field(default=_default(RunSettings, "profile"),
                           description="Nsight Compute metrics of a passed candidate (eval) or of each generation's "
                                       "best (run)")
 
@@ -137,11 +141,11 @@ class ModelConfig(_Section):
     provider:model."""
 
     model: str
-    temperature: float = Field(_default(ModelSettings, "temperature"), ge=0.0, le=2.0)
+    temperature: float = Field(default=_default(ModelSettings, "temperature"), ge=0.0, le=2.0)
     base_url: str | None = _default(ModelSettings, "base_url")
-    price_in_per_mtok: float = Field(_default(ModelSettings, "price_in_per_mtok"), ge=0.0,
+    price_in_per_mtok: float = Field(default=_default(ModelSettings, "price_in_per_mtok"), ge=0.0,
                                      description="USD per million prompt tokens, for the cost budget")
-    price_out_per_mtok: float = Field(_default(ModelSettings, "price_out_per_mtok"), ge=0.0,
+    price_out_per_mtok: float = Field(default=_default(ModelSettings, "price_out_per_mtok"), ge=0.0,
                                       description="USD per million completion tokens")
 
     def settings(self, named_by: str) -> ModelSettings:
@@ -159,8 +163,8 @@ class AgentsConfig(_Section):
     temperatures: tuple[float, ...] = _default(RunSettings, "temperatures")  # the proposers' steps, by generation
     temperature_schedule: Literal["fixed", "anneal"] = _default(RunSettings, "temperature_schedule")
     screen: bool = _default(RunSettings, "screen")
-    crossover_rate: float = Field(_default(RunSettings, "crossover_rate"), ge=0.0, le=1.0)
-    repair_rounds: int = Field(_default(RunSettings, "repair_rounds"), ge=0)
+    crossover_rate: float = Field(default=_default(RunSettings, "crossover_rate"), ge=0.0, le=1.0)
+    repair_rounds: int = Field(default=_default(RunSettings, "repair_rounds"), ge=0)
 
     def model_settings(self, named_by: str) -> tuple[list[ModelSettings], ModelSettings | None]:
         """The proposers and the critic, each saying it was named by `named_by` (the file, for messages)."""
@@ -173,7 +177,7 @@ class KernelwrightConfig(_Section):
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
-    runs_dir: Path = Field(DEFAULT_RUNS_DIR, description="where run directories go (run, runs, trace, report)")
+    runs_dir: Path = Field(default=DEFAULT_RUNS_DIR, description="where run directories go (run, runs, trace, report)")
     # The Python API's console log level (KERNELWRIGHT_LOG_LEVEL; the CLI has --log-level). None: warnings and
     # errors only, and a structlog setup of the calling program is left as it is.
     log_level: Literal["debug", "info", "warning", "error", "critical"] | None = None
