@@ -188,14 +188,19 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
 
 
 def _open_archive(archive: Any) -> Any:
+    path: str | Path | None
     if archive is None or archive is False:
         return None
-    if not isinstance(archive, (str, Path, bool)):
+    if archive is True:
+        path = None  # the default archive
+    elif isinstance(archive, (str, Path)):
+        path = archive
+    else:
         return archive  # an open KernelArchive: the caller owns it
     try:
         from kernelwright.memory.archive import KernelArchive
 
-        return KernelArchive.open_local(None if archive is True else archive)
+        return KernelArchive.open_local(path)
     except Exception as exc:  # noqa: BLE001 - a damaged archive means a run without examples, never a failed run
         log.warning("archive_unavailable", error=f"{type(exc).__name__}: {exc}")
         return None
