@@ -108,7 +108,8 @@ def show_command(record_id: str = typer.Argument(..., help="kernel id or a uniqu
     console = Console()
     table = Table(show_header=False, title=f"kernel {record.id[:16]}")
     lin = record.lineage
-    lineage = f"{lin.agent} {lin.prompt} {generation_label(lin.generation)} parents {[p[:16] for p in lin.parents]}"
+    generation = generation_label(lin.generation) if lin.generation is not None else "generation ?"  # not recorded
+    lineage = f"{lin.agent} {lin.prompt} {generation} parents {[p[:16] for p in lin.parents]}"
     for key, value in (("problem", record.signature.text()), ("status", record.status),
                        ("gpu", f"{record.gpu_name or '?'} ({record.gpu_arch or '?'})"),
                        ("speedup vs eager", _speed(record.speedup_vs_eager)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -46,6 +47,17 @@ def test_show_by_prefix_and_json(filled: tuple[Path, list]) -> None:
     assert data["id"] == records[0].id and data["speedup_vs_eager"] == 3.25
     missing = runner.invoke(app, ["archive", "show", "ffffffffffff", "--path", str(path)])
     assert missing.exit_code == EXIT_BAD_INPUT and "no kernel" in missing.output
+
+
+def test_show_a_kernel_whose_generation_was_not_recorded(tmp_path: Path) -> None:
+    """A record without a generation used to show "generation None" in its lineage row."""
+    record = make_record("gelu")
+    record = dataclasses.replace(record, lineage=dataclasses.replace(record.lineage, generation=None))
+    path = tmp_path / "archive"
+    with KernelArchive.open_local(path, embedding=MiniLMEmbedding()) as archive:
+        archive.add_many([record])
+    out = _run("show", record.id, "--path", str(path)).output
+    assert "translator@v1 generation ? parents" in out and "None" not in out, out
 
 
 def test_search_by_text_and_by_example(filled: tuple[Path, list]) -> None:
