@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any, Literal
 
 from kernelwright.eval.bench.passthrough_candidate import passthrough_source
@@ -101,7 +102,9 @@ def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: fl
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=scrubbed_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True)
         stderr: list[bytes] = []
-        reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read()), daemon=True)
+        pipe = proc.stderr
+        assert pipe is not None  # stderr=PIPE above
+        reader = threading.Thread(target=lambda: stderr.append(pipe.read()), daemon=True)
         reader.start()
         peak, killed = _watch(proc, budget_bytes, timeout_s)
         reader.join(timeout=5)
@@ -205,7 +208,7 @@ def _lazy_mode(problem: Path) -> Any:
 
 
 def _called_from_inputs(path: str, depth: int = 12) -> bool:
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and depth > 0:
         code = frame.f_code
         if code.co_name in ("get_inputs", "get_input_variants") and os.path.realpath(code.co_filename) == path:
