@@ -8,11 +8,9 @@ class Model(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.bn = nn.BatchNorm2d(channels)
-        mean, var = self.bn.running_mean, self.bn.running_var
-        assert mean is not None and var is not None  # BatchNorm2d keeps running statistics by default
         with torch.no_grad():
-            mean.copy_(torch.randn(channels) * 0.5)
-            var.uniform_(0.5, 2.0)
+            self.bn.running_mean.copy_(torch.randn(channels) * 0.5)
+            self.bn.running_var.uniform_(0.5, 2.0)
             self.bn.weight.uniform_(0.5, 1.5)
             self.bn.bias.uniform_(-0.5, 0.5)
 

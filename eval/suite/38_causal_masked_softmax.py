@@ -5,8 +5,6 @@ import torch.nn as nn
 
 
 class Model(nn.Module):
-    causal: torch.Tensor  # a registered buffer
-
     def __init__(self, max_seq: int, scale: float):
         super().__init__()
         self.scale = scale

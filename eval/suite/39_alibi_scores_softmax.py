@@ -5,9 +5,6 @@ import torch.nn as nn
 
 
 class Model(nn.Module):
-    slopes: torch.Tensor  # registered buffers
-    distance: torch.Tensor
-
     def __init__(self, heads: int, seq: int, head_dim: int):
         super().__init__()
         self.scale = head_dim ** -0.5

@@ -9,9 +9,6 @@ import torch.nn as nn
 
 
 class Model(nn.Module):
-    cos: torch.Tensor  # registered buffers
-    sin: torch.Tensor
-
     def __init__(self, seq: int, head_dim: int, base: float):
         super().__init__()
         inv_freq = 1.0 / base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)

@@ -10,11 +10,9 @@ class Model(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(out_channels)
         self.pool = nn.MaxPool2d(2)
-        mean, var = self.bn.running_mean, self.bn.running_var
-        assert mean is not None and var is not None  # BatchNorm2d keeps running statistics by default
         with torch.no_grad():
-            mean.copy_(torch.randn(out_channels) * 0.2)
-            var.uniform_(0.1, 0.5)
+            self.bn.running_mean.copy_(torch.randn(out_channels) * 0.2)
+            self.bn.running_var.uniform_(0.1, 0.5)
             self.bn.weight.uniform_(0.5, 1.5)
             self.bn.bias.uniform_(-0.3, 0.3)
 
