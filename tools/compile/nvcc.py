@@ -34,6 +34,9 @@ log = structlog.get_logger(__name__)
 DEFAULT_ARCH = "sm_90a"  # the H100/H200 targets; used when no GPU can be asked
 _ARCH_RE = re.compile(r"^sm_(\d+)([af]?)$")
 
+# A cache entry's record of its build (command, warnings, resources, log), kept beside the built library.
+BUILD_RECORD = "build.json"
+
 
 @dataclass(frozen=True, slots=True)
 class NvccOptions:
@@ -241,7 +244,7 @@ class NvccCompiler:
             warnings = tuple(d for d in diags if d.severity == "warning")
             meta = {"command": command, "warnings": [w.to_dict() for w in warnings],
                     "resources": [r.to_dict() for r in resources], "log": full_log[-20000:]}
-            (work / "meta.json").write_text(json.dumps(meta))
+            (work / BUILD_RECORD).write_text(json.dumps(meta))
             try:
                 os.rename(work, final_dir)  # atomic publish; loses the race gracefully
             except OSError:
@@ -322,7 +325,7 @@ def _dir_digest(path: Path) -> str:
 
 def _read_meta(final_dir: Path) -> dict:
     try:
-        return json.loads((final_dir / "meta.json").read_text())
+        return json.loads((final_dir / BUILD_RECORD).read_text())
     except (OSError, ValueError):
         return {}
 
