@@ -139,11 +139,8 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     run_dir = runs_dir / run_id
     if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    requested = [_named_by(m, "models=" if models else "model=") for m in (models or [model])]
-    if setup.proposers and not any(m.names_a_model for m in requested):
-        requested = list(setup.proposers)
-    critic = _named_by(critic_model, "critic_model=") if critic_model else setup.critic
-    plan = _plan_models(llm, offline, requested, critic, _recorded_plan(run_dir, run_id) if resume else None)
+    plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
+                         recorded=_recorded_plan(run_dir, run_id) if resume else None)
     ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
                                 m.settings.price_out_per_mtok) for m in plan.proposers)
     critic_llm = make_chat_model(plan.critic) if plan.critic else None
@@ -238,6 +235,18 @@ def _pending_nodes(graph: Any, config: dict[str, Any]) -> tuple[str, ...]:
         return tuple(graph.get_state(config).next)
     except Exception:  # noqa: BLE001 - only sharpens the message
         return ()
+
+
+def choose_models(setup: RunSetup, *, model: ModelSettings = ModelSettings(), models: Sequence[ModelSettings] = (),
+                  critic_model: ModelSettings | None = None, llm: Any = None, offline: bool | None = None,
+                  recorded: ModelPlan | None = None) -> ModelPlan:
+    """The models a run with these arguments uses (the arguments' models, else the setup's), or why it runs
+    offline; LLMUnavailable for a named model that cannot be used. `recorded`: a resumed run's plan."""
+    requested = [_named_by(m, "models=" if models else "model=") for m in (models or [model])]
+    if setup.proposers and not any(m.names_a_model for m in requested):
+        requested = list(setup.proposers)
+    critic = _named_by(critic_model, "critic_model=") if critic_model else setup.critic
+    return _plan_models(llm, offline, requested, critic, recorded)
 
 
 def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettings], critic: ModelSettings | None,
