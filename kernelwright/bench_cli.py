@@ -14,10 +14,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from kernelwright.agents.context import RunSettings
-from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
+from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
 from kernelwright.tools.errors import KernelwrightError
-
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it: finished problems are saved, --resume continues
 
 
 def bench_command(
@@ -147,8 +145,8 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
              "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)
     if not options.translate_only and all(lane.gpu is None for lane in plan.lanes):
-        console.print("no GPU visible: candidates were compiled, nothing was verified (use --translate-only on a "
-                      "machine without a GPU)")
+        console.print("no GPU visible, so nothing was verified; on a machine without a GPU, --translate-only "
+                      "translates and compiles without starting each problem's run")
         raise typer.Exit(EXIT_NEEDS_GPU)
 
 
@@ -174,8 +172,8 @@ def _summary(console: Console, folder: Path) -> None:
 def print_table(console: Console, bench: Any) -> None:
     """The table's per-level parts, as summary.md has them."""
     from kernelwright.eval.kernelbench.markdown import (
-        TRANSLATE_ONLY_NOTE,
         baseline_text,
+        no_gpu_note,
         outcome_rows,
         precision_text,
         speedup_rows,
@@ -183,9 +181,9 @@ def print_table(console: Console, bench: Any) -> None:
     )
 
     console.print(escape(precision_text(bench)), soft_wrap=True)
-    console.print(escape(TRANSLATE_ONLY_NOTE if bench.translate_only else baseline_text(bench)), soft_wrap=True)
+    console.print(escape(no_gpu_note(bench) if bench.without_gpu else baseline_text(bench)), soft_wrap=True)
     # Levels as columns, figures as rows: four levels and the total fit a narrow terminal.
-    parts = [outcome_rows(bench)] + ([] if bench.translate_only else [speedup_rows(bench)]) + [spend_rows(bench)]
+    parts = [outcome_rows(bench)] + ([] if bench.without_gpu else [speedup_rows(bench)]) + [spend_rows(bench)]
     levels = [str(row[0]) for row in parts[0][1]]
     table = Table("", *levels, title="kernelwright bench")
     for headers, rows in parts:

@@ -17,7 +17,7 @@ from typing import Any
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.kernelbench.child import run_in_child
 from kernelwright.eval.kernelbench.problems import BenchProblem
-from kernelwright.eval.kernelbench.rows import FailureKind, ProblemRow, failed_row
+from kernelwright.eval.kernelbench.rows import FailureKind, ProblemRow, ProblemStatus, failed_row
 from kernelwright.eval.kernelbench.runner import Interrupted, Lane, Solve
 from kernelwright.graphs.run import RunBudget, RunResult, RunSetup
 from kernelwright.tools.problem.files import check_source
@@ -100,6 +100,7 @@ def row_from_run(problem: BenchProblem, result: RunResult, precision: str) -> Pr
     on_gpu = [r for r in compiled if r.get("status") != "needs_gpu"]
     spent = state.get("spent") or {}
     best = result.best
+    status: ProblemStatus
     if best is not None:
         status, reason = "verified", ""
     elif not records:

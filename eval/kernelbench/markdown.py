@@ -10,6 +10,12 @@ from kernelwright.tools.verify.precision import PROFILES, precision_profile
 
 TRANSLATE_ONLY_NOTE = ("translate-only: candidates were written and compiled on a machine without a GPU; nothing was "
                        "verified or timed, so there are no correct, fast_p or speedup figures")
+NO_GPU_NOTE = ("no GPU was visible: each run compiled its candidates and stopped, as `kernelwright run` does there; "
+               "nothing was verified or timed, so there are no correct, fast_p or speedup figures")
+
+
+def no_gpu_note(table: BenchTable) -> str:
+    return TRANSLATE_ONLY_NOTE if table.translate_only else NO_GPU_NOTE
 
 
 def share(n: int, total: int) -> str:
@@ -56,12 +62,12 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str
 
 def outcome_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
     headers = ["level", "problems", "candidate", "compiled"]
-    if not table.translate_only:
+    if not table.without_gpu:
         headers += ["correct", *(fast_p_name(p) for p in FAST_P)]
     rows = []
     for s in table.levels:
         row: list[object] = [s.level, s.problems, share(s.candidate, s.problems), share(s.compiled, s.problems)]
-        if not table.translate_only:
+        if not table.without_gpu:
             row += [share(s.correct, s.problems), *(percent(s.fast_p_eager[fast_p_name(p)]) for p in FAST_P)]
         rows.append(row)
     return headers, rows
@@ -79,19 +85,19 @@ def speedup_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
 
 
 def spend_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
-    if table.translate_only:
+    if table.without_gpu:
         return ["level", "wall time", "failed"], [[s.level, duration(s.wall_s), s.failed] for s in table.levels]
     headers = ["level", "wall time", "GPU time", "LLM tokens", "LLM cost", "failed"]
     return headers, [[s.level, duration(s.wall_s), duration(s.gpu_s), f"{s.tokens:,}",
                       f"${s.cost_usd:.2f}" if s.cost_usd else "-", s.failed] for s in table.levels]
 
 
-def problem_rows(rows: Sequence[ProblemRow]) -> tuple[list[str], list[list[object]]]:
+def problem_rows(rows: Sequence[ProblemRow], without_gpu: bool = False) -> tuple[list[str], list[list[object]]]:
     headers = ["problem", "status", "candidate", "compiled", "correct", "vs eager", "vs torch.compile", "seconds",
                "reason"]
     yes = {True: "yes", False: "no"}
     return headers, [[r.key, r.status if not r.failure else f"failed ({r.failure})", yes[r.candidate],
-                      yes[r.compiled], "-" if r.mode == "translate_only" else yes[r.verified],
+                      yes[r.compiled], "-" if without_gpu else yes[r.verified],
                       times(r.speedup_vs_eager), times(r.speedup_vs_compile), f"{r.wall_s:.0f}", r.reason or "-"]
                      for r in rows]
 
@@ -103,15 +109,15 @@ def fast_p_compile_line(overall: LevelSummary) -> str:
 
 def markdown(table: BenchTable, title: str = "kernelwright bench") -> str:
     lines = [f"# {title}", "", precision_text(table) + ".", ""]
-    if table.translate_only:
-        lines += [f"_{TRANSLATE_ONLY_NOTE}._", ""]
+    if table.without_gpu:
+        lines += [f"_{no_gpu_note(table)}._", ""]
     else:
         lines += [baseline_text(table), "fast_p: share of all problems that are correct and more than p times faster "
                   "than eager (KernelBench's fastp). Speedups over all problems count a problem with no verified "
                   "kernel as 1.0x.", ""]
     lines += _table(*outcome_rows(table))
-    if not table.translate_only:
+    if not table.without_gpu:
         lines += _table(*speedup_rows(table)) + [fast_p_compile_line(table.overall), ""]
     lines += _table(*spend_rows(table))
-    lines += ["## Problems", "", *_table(*problem_rows(table.rows))]
+    lines += ["## Problems", "", *_table(*problem_rows(table.rows, table.without_gpu))]
     return "\n".join(lines).rstrip() + "\n"

@@ -117,6 +117,12 @@ class BenchTable:
     def translate_only(self) -> bool:
         return set(self.modes) == {"translate_only"}
 
+    @property
+    def without_gpu(self) -> bool:
+        """No problem ran where a GPU could judge it (--translate-only, or a bench on a machine without one): the
+        table then has no correct, fast_p or speedup figures rather than zeros."""
+        return not any(r.gpu is not None or r.status in ("verified", "not_verified") for r in self.rows)
+
     def to_dict(self) -> dict[str, Any]:
         return {"precisions": self.precisions, "gpus": self.gpus, "modes": self.modes,
                 "levels": [asdict(s) for s in self.levels], "rows": [r.to_dict() for r in self.rows]}

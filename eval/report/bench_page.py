@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kernelwright.eval.kernelbench.markdown import (
-    TRANSLATE_ONLY_NOTE,
     baseline_text,
     fast_p_compile_line,
+    no_gpu_note,
     outcome_rows,
     precision_text,
     problem_rows,
@@ -69,8 +69,8 @@ def _link(row: ProblemRow, page_dir: Path) -> str:
     return f'<a href="{esc(os.path.relpath(report, page_dir))}">{esc(row.key)}</a>'
 
 
-def _problem_table(rows: Sequence[ProblemRow], page_dir: Path) -> str:
-    headers, cells = problem_rows(rows)
+def _problem_table(rows: Sequence[ProblemRow], without_gpu: bool, page_dir: Path) -> str:
+    headers, cells = problem_rows(rows, without_gpu)
     html = table(headers, cells, numeric_from=5)
     for row in rows:  # the key cells become links to the problems' run reports
         html = html.replace(f"<td>{esc(row.key)}</td>", f"<td>{_link(row, page_dir)}</td>", 1)
@@ -79,22 +79,22 @@ def _problem_table(rows: Sequence[ProblemRow], page_dir: Path) -> str:
 
 def render_bench_page(bench: BenchTable, title: str, page_dir: Path) -> str:
     notes = [precision_text(bench) + "."]
-    notes.append(TRANSLATE_ONLY_NOTE + "." if bench.translate_only else baseline_text(bench))
+    notes.append(no_gpu_note(bench) + "." if bench.without_gpu else baseline_text(bench))
     header = (f"<header><h1>{esc(title)}</h1>" + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
               + "</header>")
     results = table(*outcome_rows(bench))
-    if not bench.translate_only:
+    if not bench.without_gpu:
         results += ("<h3>speedups</h3>" + table(*speedup_rows(bench)) + f'<p class="note">{esc(fast_p_compile_line(bench.overall))}'
                     " (fast_p: share of all problems that are correct and more than p times faster; over all problems, "
                     "a problem with no verified kernel counts as 1.0x)</p>")
     results += "<h3>time and spend</h3>" + table(*spend_rows(bench))
     body = [header, section("kernelbench", "KernelBench table", results)]
-    if not bench.translate_only:
+    if not bench.without_gpu:
         plots = "".join(f"<h3>{esc(s.level)}</h3><div class=\"chart-wrap\">"
                         f"{distribution_svg(s.level, [r for r in bench.rows if r.level == s.level])}</div>"
                         for s in bench.levels if s.level != OVERALL)
         body.append(section("distribution", "Speedup distribution per level", plots))
-    body.append(section("problems", "Problems", _problem_table(bench.rows, page_dir)))
+    body.append(section("problems", "Problems", _problem_table(bench.rows, bench.without_gpu, page_dir)))
     body.append(f'<footer>written {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by kernelwright bench</footer>')
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{esc(title)}</title>"

@@ -96,7 +96,9 @@ def test_without_a_gpu_the_full_job_compiles_each_problem_as_run_does_and_says_s
     assert (row.key, row.status, row.candidate, row.compiled, row.verified) == ("problems/tiny_relu", "compiled",
                                                                                True, True, False)
     assert row.reason == "verification needs a CUDA GPU and none is visible"
-    assert (out / "runs" / "problems-tiny_relu" / "run.json").exists() and (out / "summary.md").exists()
+    assert (out / "runs" / "problems-tiny_relu" / "run.json").exists()
+    md = (out / "summary.md").read_text()
+    assert "_no GPU was visible: each run compiled its candidates and stopped" in md and "fast_1" not in md
     assert "[1/1] problems/tiny_relu: compiled: verification needs a CUDA GPU" in text
 
 
