@@ -48,12 +48,14 @@ def bench_command(
                                                       "+ 10; 0: never)"),
     archive: Path | None = typer.Option(None, help="kernel archive the runs learn from and fill (default: none, so "
                                                    "the table measures the system, not remembered kernels)"),
-    config_file: Path | None = typer.Option(None, "--config", help="TOML config file ([agents], [harness], [timing], "
-                                                                   "[compile])"),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML config file (its agents, harness, timing "
+                                                                   "and compile sections)"),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
-    """Run KernelBench-format problems through the agent graph (offline by default) and write the table:
-    problems, candidate, compiled, correct, fast_p, speedups over eager and torch.compile, time and spend."""
+    """Benchmark KernelBench-format problems with the agent graph and write the KernelBench table.
+
+    Per level and overall: problems, candidate, compiled, correct, fast_p, speedups over eager and torch.compile,
+    time and spend (offline translator by default, the LLM agents when a model is configured)."""
     from kernelwright.logging_setup import configure_logging
 
     console = Console()

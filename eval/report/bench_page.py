@@ -70,11 +70,14 @@ def _link(row: ProblemRow, page_dir: Path) -> str:
 
 
 def _problem_table(rows: Sequence[ProblemRow], without_gpu: bool, page_dir: Path) -> str:
+    """Each problem (linked to its run report) with its outcome; figures right-aligned, the reason as text."""
     headers, cells = problem_rows(rows, without_gpu)
-    html = table(headers, cells, numeric_from=5)
-    for row in rows:  # the key cells become links to the problems' run reports
-        html = html.replace(f"<td>{esc(row.key)}</td>", f"<td>{_link(row, page_dir)}</td>", 1)
-    return html
+    numeric = {headers.index(h) for h in ("vs eager", "vs torch.compile", "seconds")}
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + f"<td>{_link(row, page_dir)}</td>" + "".join(
+        f'<td{" class=num" if i in numeric else ""}>{esc(v)}</td>' for i, v in enumerate(cell) if i > 0) + "</tr>"
+        for row, cell in zip(rows, cells))
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def render_bench_page(bench: BenchTable, title: str, page_dir: Path) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -99,12 +100,16 @@ def test_the_speedup_distribution_puts_each_problem_in_one_bar() -> None:
 
 def test_the_summary_is_rebuilt_from_a_results_folder(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
-    for row in ROWS:
+    run_dir = tmp_path / "runs" / "level1-1_a"
+    run_dir.mkdir(parents=True)
+    (run_dir / "report.html").write_text("<html></html>")
+    for row in [replace(ROWS[0], run_dir=str(run_dir)), *ROWS[1:]]:
         store.write(row)
     table, files = rebuild_summary(tmp_path)
     assert table.overall.problems == 6 and [f.name for f in files] == ["summary.md", "summary.json", "report.html"]
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 2 and "KernelBench table" in page and "http" not in page.split("<body>")[1]
+    assert '<a href="runs/level1-1_a/report.html">level1/1_a</a>' in page and "<td>level1/2_b</td>" in page
     assert (tmp_path / "summary.md").read_text() == markdown(table, "kernelwright bench: level1, level2")
     store.write(_row("level3", "1_g", "verified", eager=3.0))  # a resumed bench adds a level
     assert write_summary(tmp_path)[0].overall.problems == 7

@@ -1,6 +1,7 @@
-"""`kernelwright bench`: bad input is a typed one-line error (exit 2, no traceback, nothing written), `--summary`
-rebuilds the table, and on a machine without a GPU `--translate-only` (and the full job, as `run` does there)
-translates and compiles KernelBench problems read from the dev split beside the checkout."""
+"""`kernelwright bench`: bad input is a typed one-line error (exit 2, no traceback, nothing written; an unusable
+model exit 5), `--summary` rebuilds the table, progress is shown per problem, and on a machine without a GPU
+`--translate-only` (and the full job, as `run` does there) translates and compiles KernelBench problems read from
+the dev split beside the checkout."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kernelwright.bench_progress import BenchProgress, outcome_text
 from kernelwright.cli import app
-from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_PASSED
+from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED
+from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
+from kernelwright.eval.kernelbench.runner import BenchEvent, Lane
 from support.paths import KERNELBENCH, ROOT
 
 runner = CliRunner()
@@ -119,3 +123,27 @@ def test_translate_only_on_kernelbench_level_1_2_and_3_problems(tmp_path: Path) 
     assert "| all | 3 | 3 (100%) | 3 (100%) |" in md and "translate-only" in md and "fast_1" not in md
     code, text = _bench(*map(str, problems), "--out", str(out), "--translate-only", "--resume")
     assert code == EXIT_PASSED and "3 problems (3 finished before)" in text  # a resume redoes nothing
+
+
+def test_a_named_model_that_cannot_be_used_stops_the_bench_before_any_problem(tmp_path: Path) -> None:
+    code, out = _bench(str(TINY), "--out", str(tmp_path / "out"), "--model", "gpt-4.1")
+    assert code == EXIT_NO_LLM, out
+    assert out.count(ERROR_PREFIX) == 1 and "OPENAI_API_KEY" in out and "Traceback" not in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_counts_problems_as_they_finish_and_shows_what_each_lane_runs() -> None:
+    problem = BenchProblem("level2/1_a", "level2", Path("/kb/level2/1_a.py"))
+    lane = Lane("gpu1", "1")
+    progress = BenchProgress(total=3)
+    progress.apply(BenchEvent("skipped", BenchProblem("level1/1_z", "level1", Path("/kb/level1/1_z.py"))))
+    progress.apply(BenchEvent("started", problem, lane))
+    assert progress.running == {"gpu1": "level2/1_a"} and progress.done == 1
+    row = ProblemRow(problem.key, problem.level, str(problem.path), "run", "verified", verified=True,
+                     speedup_vs_eager=1.31, speedup_vs_compile=0.97, wall_s=42.4, gpu="1")
+    progress.apply(BenchEvent("finished", problem, lane, row))
+    assert progress.last == "[2/3] level2/1_a: verified 1.31x vs eager, 0.97x vs torch.compile (42 s, gpu 1)"
+    assert progress.running == {} and progress.outcomes["verified"] == 1 and progress.table("t").row_count == 5
+    failed = ProblemRow("level2/2_b", "level2", "/kb/level2/2_b.py", "run", "failed", reason="killed after 60 s",
+                        failure="timeout", wall_s=60)
+    assert outcome_text(failed) == "failed (timeout): killed after 60 s"
