@@ -95,7 +95,7 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
                  models=tuple(ModelSettings(model=m, named_by="--model") for m in model),
                  critic_model=ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None,
                  archive=archive, timeout_s=timeout_s or None)
-    options = BenchOptions(out, resume=resume, gpus=tuple(parse_gpus(gpus)) if gpus is not None else None,
+    options = BenchOptions(out, resume=resume, gpus=tuple(dict.fromkeys(parse_gpus(gpus))) if gpus is not None else None,
                            translate_only=translate_only, jobs=jobs)
     return options, job
 

@@ -112,7 +112,7 @@ def markdown(table: BenchTable, title: str = "kernelwright bench") -> str:
     if table.without_gpu:
         lines += [f"_{no_gpu_note(table)}._", ""]
     else:
-        lines += [baseline_text(table), "fast_p: share of all problems that are correct and more than p times faster "
+        lines += [baseline_text(table), "", "fast_p: share of all problems that are correct and more than p times faster "
                   "than eager (KernelBench's fastp). Speedups over all problems count a problem with no verified "
                   "kernel as 1.0x.", ""]
     lines += _table(*outcome_rows(table))
