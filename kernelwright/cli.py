@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kernelwright import inspect_cli
+from kernelwright import bench_cli, inspect_cli
 from kernelwright.agents.context import RunSettings
 from kernelwright.archive_cli import archive_app
 from kernelwright.cli_app import KernelwrightTyper
@@ -275,6 +275,7 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
 
 
 inspect_cli.register(app)  # runs, trace, report
+bench_cli.register(app)  # bench
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from rich.text import Text
 
 # Distinct so scripts can tell a rejected kernel from a missing GPU (README, "Exit codes").
 EXIT_PASSED, EXIT_REJECTED, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_ERROR, EXIT_NO_LLM = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (`bench`: finished problems are saved, --resume continues)
 
 ERROR_PREFIX = "Error:"
 

@@ -25,7 +25,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -36,8 +36,12 @@ from kernelwright.tools.compile.nvcc import WORKER_ENV, BuildSettings, unsupport
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.run_folder import DEFAULT_RUNS_DIR
 from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.verify.precision import ProfileName
+
+if TYPE_CHECKING:
+    from kernelwright.graphs.run import RunSetup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,7 +50,6 @@ else:  # pragma: no cover
 
 ENV_PREFIX = "KERNELWRIGHT_"
 ENV_SHORT_FORMS = {WORKER_ENV[field]: f"compile.{field}" for field in ("arch", "cache_dir")}  # KERNELWRIGHT_ARCH, ..._CACHE_DIR
-DEFAULT_RUNS_DIR = Path("runs")
 
 
 class ConfigError(KernelwrightError):
@@ -210,6 +213,16 @@ class KernelwrightConfig(_Section):
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
             host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize,
         )
+
+    def run_setup(self, *, runs_dir: str | Path | None = None, settings: RunSettings | None = None) -> RunSetup:
+        """What a run of the agent graph takes from these settings; `runs_dir` and `settings` (explicit
+        arguments) replace the config's."""
+        from kernelwright.graphs.run import RunSetup  # the graph's imports (langgraph) only when a run is made
+
+        proposers, critic = self.agents.model_settings(f"{self.source} [agents]")
+        return RunSetup(eval_settings=self.eval_settings(), run_settings=settings or self.run_settings(),
+                        runs_dir=self.runs_dir if runs_dir is None else Path(runs_dir), proposers=tuple(proposers),
+                        critic=critic)
 
     def run_settings(self, **explicit: Any) -> RunSettings:
         """A run's RunSettings from [agents] (and [harness] profile); `explicit` (CLI flags, e.g. generations) wins."""

@@ -1,103 +1,31 @@
-"""`optimize()`: run the agent graph on a problem, resumable from its SQLite checkpoint."""
+"""`optimize()`: the public way to run the agent graph on a problem (kernelwright.graphs.run does the work).
+
+This module wires: it loads the settings tree (kernelwright.config) and hands its typed settings to
+`kernelwright.graphs.run.optimize_problem`, which owns the run, its errors and its result.
+"""
 
 from __future__ import annotations
 
-import shlex
-import sqlite3
-import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
-from langgraph.checkpoint.sqlite import SqliteSaver
-
-from kernelwright.agents.context import KContext, NamedModel, RunSettings
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
-from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
-from kernelwright.agents.llm_failure import llm_failure
-from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.config import DEFAULT_RUNS_DIR, KernelwrightConfig, load_config
-from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
-from kernelwright.graphs.optimize import build_optimize_graph, run_config
-from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
-from kernelwright.graphs.state import Budget, make_initial_state
-from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
+from kernelwright.agents.llm import ModelPlan, ModelSettings
+from kernelwright.config import KernelwrightConfig, load_config
+from kernelwright.graphs.plugins import AgentPlugin
+from kernelwright.graphs.run import LLMRunError, RunBudget, RunError, RunResult, optimize_problem, resume_command
 from kernelwright.tools.problem.files import check_source
-from kernelwright.tools.run_folder import RUN_FILE, RunFolder
-from kernelwright.tracing import observe_run
 
-log = structlog.get_logger(__name__)
-
-
-class RunError(KernelwrightError):
-    kind = "run"
-
-
-class LLMRunError(RunError):
-    """The run stopped because a chat model call failed (unreachable, key rejected, ...); it is resumable."""
-
-    kind = "llm"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    run_dir: Path
-    best: dict[str, Any] | None  # the best verified candidate's record (None: nothing verified)
-    state: dict[str, Any]
-
-    @property
-    def best_kernel(self) -> Path | None:
-        """The best verified candidate file (a drop-in `ModelNew`)."""
-        return Path(self.best["source_path"]) if self.best else None
-
-    @property
-    def speedup_vs_eager(self) -> float | None:
-        return (self.best or {}).get("speedup_vs_eager")
-
-    @property
-    def speedup_vs_compile(self) -> float | None:
-        return (self.best or {}).get("speedup_vs_compile")
-
-    @property
-    def sanitizer(self) -> dict[str, Any] | None:
-        """The best kernel's compute-sanitizer memcheck verdict (None: nothing verified to check)."""
-        return self.state.get("winner_sanitizer")
-
-    @property
-    def sanitized(self) -> bool:
-        """True only when memcheck ran on the best kernel and found no memory errors."""
-        return bool((self.sanitizer or {}).get("sanitized"))
-
-
-@contextmanager
-def _checkpointer(run_dir: Path) -> Iterator[SqliteSaver]:
-    conn = sqlite3.connect(RunFolder(run_dir).checkpoints_path, check_same_thread=False)
-    try:
-        yield SqliteSaver(conn)
-    finally:
-        conn.close()
-
-
-@dataclass(frozen=True)
-class RunBudget:
-    """Limits beyond the generation count; 0 means no limit. The run stops cleanly at any of them."""
-
-    candidates: int = 200
-    wall_s: float = 0.0
-    tokens: int = 0
-    cost_usd: float = 0.0
+__all__ = ["LLMRunError", "RunBudget", "RunError", "RunResult", "optimize", "resume_command"]
 
 
 def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, runs_dir: str | Path | None = None,
              resume: str | None = None, run_id: str | None = None,
              settings: RunSettings | None = None, model: ModelSettings = ModelSettings(),
              models: Sequence[ModelSettings] = (), critic_model: ModelSettings | None = None, llm: Any = None,
-             evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
+             evaluator: CandidateEvaluator | None = None, budget: RunBudget | None = None,
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
              plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
              archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
@@ -106,174 +34,11 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     `config` (default: load_config(), the defaults and the environment) gives what no argument does: the
     harness's settings ([harness], [timing], [compile]), `runs_dir`, the RunSettings ([agents]; an explicit
     `settings` replaces them) and the models ([agents] proposers and critic, when no argument names one).
-    `models` (several) form an ensemble that takes turns proposing; otherwise `model`,
-    or an explicit langchain `llm`. `plugins` default to those installed under the
-    `kernelwright.agents` entry-point group. A failure inside the run raises RunError
-    naming the run; everything evaluated so far is checkpointed and `resume` continues.
-    `offline`: None uses the offline translator and tuner when no model is named and no LLM
-    endpoint is configured (and its kernels as seeds with an LLM); True uses it alone; False
-    requires an LLM. A model that is named (here, or by KERNELWRIGHT_MODEL) but cannot be
-    used raises LLMUnavailable before anything runs. A resumed run keeps the models it
-    recorded unless `model`/`models`/`critic_model` name others. `on_models` gets the
-    chosen ModelPlan before any work.
-    `archive`: a memory.archive.KernelArchive, a path to one, or True for the default
-    path; its verified kernels become prompt examples and this run's kernels join it.
-    An archive that cannot be opened means a run without one (with a warning).
+    The other arguments: see kernelwright.graphs.run.optimize_problem.
     """
-    problem = check_source(problem, "problem").path
+    problem = check_source(problem, "problem").path  # a bad path is reported before any settings are read
     config = config or load_config()
-    runs_dir = config.runs_dir if runs_dir is None else Path(runs_dir)
-    settings = settings or config.run_settings()
-    run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    run_dir = runs_dir / run_id
-    if resume and not RunFolder(run_dir).checkpoints_path.exists():
-        raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
-    requested = [_named_by(m, "models=" if models else "model=") for m in (models or [model])]
-    configured, configured_critic = config.agents.model_settings(f"{config.source} [agents]")
-    if configured and not any(m.names_a_model for m in requested):
-        requested = configured
-    critic = _named_by(critic_model, "critic_model=") if critic_model else configured_critic
-    plan = _plan_models(llm, offline, requested, critic, _recorded_plan(run_dir, run_id) if resume else None)
-    ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
-                                m.settings.price_out_per_mtok) for m in plan.proposers)
-    critic_llm = make_chat_model(plan.critic) if plan.critic else None
-    log.info("models_chosen", plan=plan.describe())
-    if on_models is not None:
-        on_models(plan)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
-    owned = evaluator is None
-    evaluator = evaluator or HarnessEvaluator(problem, config.eval_settings())
-    settings = with_gpu_facts(settings, evaluator.gpus)
-    opened_archive = _open_archive(archive)
-    ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
-                   model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
-                   offline=OfflineSession() if offline is not False else None, archive=opened_archive)
-    graph_config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
-    node = "start"
-    failed_in: tuple[str, ...] = ()
-    try:
-        with recorder, _checkpointer(run_dir) as saver:
-            graph = build_optimize_graph(checkpointer=saver,
-                                         plugins=discover_plugins() if plugins is None else plugins)
-            start = None if resume else make_initial_state(
-                run_id, str(problem), Budget(generations=settings.generations, candidates=budget.candidates,
-                                             wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
-            if not resume:
-                _write_run_json(run_dir, run_id, problem, settings, budget)
-            RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
-            try:
-                # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
-                for chunk in graph.stream(start, context=ctx, config=graph_config, stream_mode="updates", durability="sync"):
-                    for node, update in chunk.items():
-                        log.info("node_done", run_id=run_id, node=node)
-                        if on_update is not None:
-                            on_update(node, update or {})
-            except Exception:
-                failed_in = _pending_nodes(graph, graph_config)
-                raise
-            state = graph.get_state(graph_config).values
-            recorder.finish(state)
-    except (ReferenceFailure, ProblemError):
-        raise  # the problem itself is bad input, whatever node found out
-    except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
-        raise _stopped(exc, plan, run_id, run_dir, resume_command(problem, run_id, runs_dir), node, failed_in) from exc
-    finally:
-        if owned:
-            evaluator.close()
-        if opened_archive is not None and opened_archive is not archive:
-            opened_archive.close()
-    best = state.get("candidates", {}).get(state.get("best_id") or "")
-    return RunResult(run_id, run_dir, best, state)
-
-
-def _open_archive(archive: Any) -> Any:
-    path: str | Path | None
-    if archive is None or archive is False:
-        return None
-    if archive is True:
-        path = None  # the default archive
-    elif isinstance(archive, (str, Path)):
-        path = archive
-    else:
-        return archive  # an open KernelArchive: the caller owns it
-    try:
-        from kernelwright.memory.archive import KernelArchive
-
-        return KernelArchive.open_local(path)
-    except Exception as exc:  # noqa: BLE001 - a damaged archive means a run without examples, never a failed run
-        log.warning("archive_unavailable", error=f"{type(exc).__name__}: {exc}")
-        return None
-
-
-def resume_command(problem: Path, run_id: str, runs_dir: str | Path) -> str:
-    """The command that continues run `run_id` (the models it recorded come back with it)."""
-    command = f"kernelwright run {shlex.quote(str(problem))} --resume {shlex.quote(run_id)}"
-    return command if Path(runs_dir) == DEFAULT_RUNS_DIR else f"{command} --runs-dir {shlex.quote(str(runs_dir))}"
-
-
-def _stopped(exc: Exception, plan: ModelPlan, run_id: str, run_dir: Path, resume: str, last_done: str,
-             failed_in: tuple[str, ...]) -> RunError:
-    """Why the run stopped, where, and the command that continues it; an LLM's failure is an LLMRunError."""
-    node = failed_in[0] if len(set(failed_in)) == 1 else None
-    at = f"in node {node!r}" if node else f"after node {last_done!r}"
-    details = {"run_id": run_id, "node": node or last_done, "resume_command": resume}
-    failure = llm_failure(exc, plan)
-    if failure is not None:
-        return LLMRunError(f"run {run_id} stopped {at}: {failure}. Everything evaluated so far is saved; once the "
-                           f"LLM answers, continue with `{resume}`", where=str(run_dir), details=details)
-    cause = str(exc).strip().rstrip(".")
-    return RunError(f"run {run_id} stopped {at}: {type(exc).__name__}: {cause}. Everything evaluated so far is "
-                    f"saved; continue with `{resume}`", where=str(run_dir), details=details)
-
-
-def _pending_nodes(graph: Any, config: dict[str, Any]) -> tuple[str, ...]:
-    """The nodes the last checkpoint was about to run: where a failure happened."""
-    try:
-        return tuple(graph.get_state(config).next)
-    except Exception:  # noqa: BLE001 - only sharpens the message
-        return ()
-
-
-def _plan_models(llm: Any, offline: bool | None, requested: Sequence[ModelSettings], critic: ModelSettings | None,
-                 recorded: ModelPlan | None) -> ModelPlan:
-    if llm is not None:
-        chosen_critic = choose_model(critic) if critic is not None and critic.names_a_model else None
-        return ModelPlan(critic=chosen_critic, caller_supplied=True)
-    if offline is True:
-        return ModelPlan(why_offline="offline=True")
-    plan = plan_models(requested, critic, recorded=recorded)
-    if offline is False and not plan.proposers:
-        raise LLMUnavailable(f"offline=False needs an LLM, and there is none ({plan.why_offline})", where="llm")
-    return plan
-
-
-def _recorded_plan(run_dir: Path, run_id: str) -> ModelPlan | None:
-    """The models a run recorded in its run record (None for runs from before it recorded them)."""
-    data = RunFolder(run_dir).read_info().llm
-    return ModelPlan.from_dict(data, f"run {run_id}'s {RUN_FILE}") if data is not None else None
-
-
-def _named_by(settings: ModelSettings, argument: str) -> ModelSettings:
-    if settings.named_by or not settings.names_a_model:
-        return settings
-    return replace(settings, named_by=f"optimize({argument}...)")
-
-
-def _model_names(ctx: KContext) -> list[str]:
-    return [m.name for m in ctx.proposal_models()] or ["offline translator + tuner"]
-
-
-def _write_run_json(run_dir: Path, run_id: str, problem: Path, settings: RunSettings, budget: RunBudget) -> None:
-    # Merged, atomically, with what the event recorder keeps there (status, outcome).
-    RunFolder(run_dir).update_info(run_id=run_id, problem=str(problem), started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                   settings=asdict(settings), budget=asdict(budget), kernelwright=_version())
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("kernelwright")
-    except PackageNotFoundError:
-        return "unknown"
+    return optimize_problem(problem, config.run_setup(runs_dir=runs_dir, settings=settings), resume=resume,
+                            run_id=run_id, model=model, models=models, critic_model=critic_model, llm=llm,
+                            evaluator=evaluator, budget=budget or RunBudget(), on_update=on_update, plugins=plugins,
+                            offline=offline, archive=archive, on_models=on_models)

@@ -3,7 +3,7 @@
     RUN_DIR/
       run.json             RunInfo: what the run was asked, where it runs, how it ended (merged field by field)
       events.jsonl         EventLog: one JSON object per line (graphs/events names the events and their fields)
-      checkpoints.sqlite   LangGraph's checkpointer database (kernelwright/run opens it; only its name is here)
+      checkpoints.sqlite   LangGraph's checkpointer database (graphs/run opens it; only its name is here)
       report.html          the HTML report's default place (eval/report writes it)
       candidates/<id16>/   CandidateFolder, named by the first 16 characters of the candidate's id
         candidate.py       the kernel source; its id is tools.source_hash.candidate_id of this text
@@ -50,6 +50,7 @@ RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.sqlite"
 HTML_REPORT_FILE = "report.html"
+DEFAULT_RUNS_DIR = Path("runs")  # where run folders go unless the settings' runs_dir says otherwise
 FOLDER_ID_CHARS = 16  # a candidate folder's name: its id's first characters
 
 LINEAGE_KEY = "parents"  # the one name of a kernel's lineage, in meta.json, run.json, the state and the archive

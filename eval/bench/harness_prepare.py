@@ -90,8 +90,10 @@ def available_bytes() -> int:
     return 1 << 50
 
 
-def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float) -> CandidateEntry:
-    """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry."""
+def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
+                passthrough: bool = True) -> CandidateEntry:
+    """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
+    `passthrough` False nothing is written where the translator gives no candidate (the entry says why)."""
     started = time.perf_counter()
     out = candidate_path(folder, problem.stem)
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,8 +114,10 @@ def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: fl
     tail = (b"".join(stderr).decode(errors="replace").strip().splitlines() or [""])[-1][:300]
     why = killed or result.get("why") or f"preparation failed (exit {proc.returncode}): {tail}"
     kind: CandidateKind = "offline" if result.get("kind") == "offline" and out.exists() and not killed else "passthrough"
-    if kind == "passthrough":
+    if kind == "passthrough" and passthrough:
         out.write_text(passthrough_source(problem, why))
+    elif kind == "passthrough":
+        out.unlink(missing_ok=True)  # a candidate file a killed child left half written
     return CandidateEntry(problem.stem, str(problem.resolve()), kind, why, result.get("variant") if kind == "offline" else None,
                           result.get("input_bytes"), round(time.perf_counter() - started, 2), peak)
 

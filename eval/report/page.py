@@ -30,11 +30,11 @@ RENDER_MARK = ("<script>requestAnimationFrame(function(){requestAnimationFrame(f
                "window.kwRenderedMs=performance.now();document.body.setAttribute('data-rendered','1');});});</script>")
 
 
-def _css() -> str:
+def css() -> str:
     return files("kernelwright.eval.report").joinpath("style.css").read_text(encoding="utf-8")
 
 
-def _section(ident: str, title: str, content: str, note: str = "") -> str:
+def section(ident: str, title: str, content: str, note: str = "") -> str:
     note_html = f'<p class="note">{esc(note)}</p>' if note else ""
     return f'<section id="{ident}"><h2>{esc(title)}</h2>{note_html}{content}</section>'
 
@@ -177,19 +177,19 @@ def render_report(run: RunData) -> str:
     lineage, roofline, failures = lineage_chart(run), roofline_chart(run), failure_chart(run)
     body = [
         _header(run),
-        _section("progress", "Best speedup and elite over generations", _chart(progress), progress.note),
-        _section("population", "Candidates per generation", _chart(population), population.note),
-        _section("winner", "The winning kernel and why it won", _winner(run)),
-        _section("lineage", "Lineage", _chart(lineage), lineage.note),
-        _section("roofline", "Roofline of profiled kernels", _chart(roofline), roofline.note if roofline.svg else ""),
-        _section("failures", "Failure reasons", _chart(failures), failures.note if failures.svg else ""),
-        _section("spend", "Tokens and time per agent", spend_table(run) + "<h3>time per graph node</h3>" + node_table(run)),
-        _section("candidates", "Candidates", candidate_tables(run)),
+        section("progress", "Best speedup and elite over generations", _chart(progress), progress.note),
+        section("population", "Candidates per generation", _chart(population), population.note),
+        section("winner", "The winning kernel and why it won", _winner(run)),
+        section("lineage", "Lineage", _chart(lineage), lineage.note),
+        section("roofline", "Roofline of profiled kernels", _chart(roofline), roofline.note if roofline.svg else ""),
+        section("failures", "Failure reasons", _chart(failures), failures.note if failures.svg else ""),
+        section("spend", "Tokens and time per agent", spend_table(run) + "<h3>time per graph node</h3>" + node_table(run)),
+        section("candidates", "Candidates", candidate_tables(run)),
         f'<footer>written {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by kernelwright report</footer>',
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>kernelwright run "
-            f"{esc(run.run_id)}</title><style>{_css()}</style></head><body>{''.join(body)}{RENDER_MARK}</body></html>")
+            f"{esc(run.run_id)}</title><style>{css()}</style></head><body>{''.join(body)}{RENDER_MARK}</body></html>")
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:

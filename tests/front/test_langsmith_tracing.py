@@ -13,8 +13,8 @@ from langchain_core.tracers.langchain import LangChainTracer
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.graphs.event_callbacks import GraphEventHandler
+from kernelwright.graphs.tracing import langsmith_settings, observe_run
 from kernelwright.run import optimize
-from kernelwright.tracing import langsmith_settings, observe_run
 from support.graph_fakes import PROBLEM, FakeEvaluator, answer, scripted
 
 VARIABLES = ("LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING",

@@ -112,7 +112,7 @@ def _config_file(tmp_path: Path) -> Path:
 def test_run_config_file_reaches_the_harness_timing_compile_and_agents(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`kernelwright run --config` used to hand the harness a config loaded without the file."""
-    import kernelwright.run as run_module
+    import kernelwright.graphs.run as run_module
 
     made: list[Any] = []
 

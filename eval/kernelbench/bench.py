@@ -1,0 +1,213 @@
+"""A bench end to end, for the front door: plan it (problems, lanes, models, the results folder), run it, and
+write its table.
+
+    <out>/bench.json        what the folder holds (mode, precision profile, paths): a resume continues the same bench
+    <out>/results/<level>/<problem>.json   one row per finished problem (rows.ResultStore)
+    <out>/runs/<level>-<problem>/          each problem's run folder (mode "run")
+    <out>/candidates/<level>/<problem>.py  each problem's candidate (--translate-only)
+    <out>/logs/<level>/<problem>.log       each problem's process output (mode "run")
+    <out>/summary.md, summary.json, report.html   the table, rewritten as each problem finishes
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
+from kernelwright.eval.kernelbench.markdown import markdown
+from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
+from kernelwright.eval.kernelbench.rows import BenchMode, ResultStore
+from kernelwright.eval.kernelbench.runner import BenchEvent, BenchRun, Lane, run_problems
+from kernelwright.eval.kernelbench.table import BenchTable, summarise
+from kernelwright.eval.kernelbench.translate_only import translate_solver
+from kernelwright.tools.errors import KernelwrightError
+
+MANIFEST_FILE = "bench.json"
+SUMMARY_MD, SUMMARY_JSON, PAGE_FILE = "summary.md", "summary.json", "report.html"
+RUNS_DIR = "runs"
+
+
+class BenchError(KernelwrightError):
+    """The bench cannot start as asked (its results folder, its GPUs): the caller's input, nothing ran."""
+
+    kind = "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    out: Path
+    resume: bool = False
+    gpus: tuple[str, ...] | None = None  # None: every visible GPU
+    translate_only: bool = False
+    jobs: int = 1  # --translate-only: problems translated and compiled at once
+
+    @property
+    def mode(self) -> BenchMode:
+        return "translate_only" if self.translate_only else "run"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchManifest:
+    mode: BenchMode
+    precision: str
+    paths: tuple[str, ...]
+    started: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, out: Path) -> BenchManifest | None:
+        try:
+            data = json.loads((out / MANIFEST_FILE).read_text())
+            return cls(data["mode"], data["precision"], tuple(data.get("paths") or ()), data.get("started", ""))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    paths: tuple[str, ...]  # as the user named them
+    problems: list[BenchProblem]
+    lanes: list[Lane]
+    options: BenchOptions
+    job: RunJob
+    models: str  # which models the runs use, or why offline (nothing for --translate-only)
+    finished: int  # problems with a row already (skipped)
+
+    @property
+    def store(self) -> ResultStore:
+        return ResultStore(self.options.out)
+
+
+def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
+               visible: Callable[[], list[str]] | None = None) -> BenchPlan:
+    """Everything checked before a problem runs: the paths, the results folder, the GPUs and the models.
+    InputFileError / BenchError / LLMUnavailable say what is wrong; nothing is written then."""
+    problems = find_problems(paths)
+    out = options.out
+    if out.exists() and not out.is_dir():
+        raise BenchError("the results folder is a file", where=str(out))
+    manifest = BenchManifest.read(out)
+    store = ResultStore(out)
+    if not options.resume and (manifest is not None or store.rows()):
+        raise BenchError("this folder holds a bench already: pass --resume to continue it (finished problems are "
+                         "not redone), or choose another --out", where=str(out))
+    if manifest is not None and (manifest.mode, manifest.precision) != (options.mode, job.precision):
+        raise BenchError(f"this folder holds a {_mode_text(manifest.mode)} bench under the {manifest.precision} "
+                         f"precision profile; --resume continues it only with the same mode and profile (asked: "
+                         f"{_mode_text(options.mode)}, {job.precision}); choose another --out", where=str(out))
+    job = replace(job, setup=replace(job.setup, runs_dir=out / RUNS_DIR))
+    models = "" if options.translate_only else _models_text(job)
+    finished = store.finished()
+    return BenchPlan(tuple(str(p) for p in paths), problems, _lanes(options, visible), options, job, models,
+                     sum(1 for p in problems if p.key in finished))
+
+
+def _mode_text(mode: BenchMode) -> str:
+    return "translate-only" if mode == "translate_only" else "full (agent graph)"
+
+
+def _models_text(job: RunJob) -> str:
+    from kernelwright.graphs.run import choose_models
+
+    plan = choose_models(job.setup, models=job.models, critic_model=job.critic_model)  # LLMUnavailable: stop now
+    return plan.describe()
+
+
+def _lanes(options: BenchOptions, visible: Callable[[], list[str]] | None) -> list[Lane]:
+    from kernelwright.eval.bench.gpu_split import cpu_shares
+
+    if options.translate_only:
+        return [Lane(f"cpu{i}") for i in range(max(1, options.jobs))]
+    seen = (visible or _visible_gpus)()
+    gpus = list(options.gpus) if options.gpus is not None else seen
+    if options.gpus is not None:
+        missing = [g for g in gpus if g not in seen]
+        if missing:
+            raise BenchError(f"GPU {', '.join(missing)} not visible here (visible: {', '.join(seen) or 'none'}); "
+                             "on a machine without a GPU use --translate-only", where="--gpus")
+    if not gpus:
+        return [Lane("cpu")]  # no GPU: each run compiles and stops, as `kernelwright run` does there
+    return [Lane(f"gpu{g}", g, tuple(cores) if cores else None) for g, cores in zip(gpus, cpu_shares(len(gpus)))]
+
+
+def _visible_gpus() -> list[str]:
+    from kernelwright.graphs.harness_evaluator import visible_gpus
+
+    return visible_gpus()
+
+
+@dataclass(frozen=True)
+class BenchOutcome:
+    run: BenchRun
+    table: BenchTable
+    files: tuple[Path, ...]  # summary.md, summary.json, report.html
+
+
+def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None = None,
+              stop: threading.Event | None = None) -> BenchOutcome:
+    """Solve every problem of `plan` without a finished row; the table is rewritten as each one finishes."""
+    options, job = plan.options, plan.job
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    if BenchManifest.read(out) is None:
+        manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
+    solve = (translate_solver(out, job.setup.eval_settings.build, lanes=len(plan.lanes), precision=job.precision)
+             if options.translate_only else graph_solver(job, out))
+    lock = threading.Lock()
+
+    def event(e: BenchEvent) -> None:
+        if e.kind == "finished":
+            with lock:
+                write_summary(out)  # a stopped bench still has its table
+        if on_event is not None:
+            on_event(e)
+
+    result = run_problems(plan.problems, plan.store, solve, plan.lanes, mode=options.mode, precision=job.precision,
+                          stop=stop, on_event=event)
+    table, files = write_summary(out)
+    return BenchOutcome(result, table, files)
+
+
+def title_for(table: BenchTable) -> str:
+    levels = sorted({r.level for r in table.rows}, key=natural_key)
+    return "kernelwright bench: " + ", ".join(levels) if levels else "kernelwright bench"
+
+
+def rebuild_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
+    """`--summary DIR`: the table again from DIR's result files; BenchError where DIR holds none."""
+    if not out.is_dir():
+        raise BenchError("no such results folder", where=str(out))
+    if not ResultStore(out).rows():
+        raise BenchError("no bench results here (expected results/<level>/<problem>.json, as `kernelwright bench "
+                         "--out` writes them)", where=str(out))
+    return write_summary(out)
+
+
+def write_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
+    """The table of every row in <out>/results: summary.md, summary.json and report.html."""
+    from kernelwright.eval.report.bench_page import render_bench_page
+
+    table = summarise(ResultStore(out).rows())
+    title = title_for(table)
+    manifest = BenchManifest.read(out)
+    data = {"bench": manifest.to_dict() if manifest else None, **table.to_dict()}
+    files = (out / SUMMARY_MD, out / SUMMARY_JSON, out / PAGE_FILE)
+    _replace(files[0], markdown(table, title))
+    _replace(files[1], json.dumps(data, indent=2, default=str))
+    _replace(files[2], render_bench_page(table, title, out))
+    return table, files
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,123 @@
+"""One problem's work in its own process: a crash, a hang or a problem's memory stays there.
+
+Why a process per problem: the run traces the problem in its own process (level-1 inputs are 4-17 GB),
+torch.export keeps process-wide state (two lanes must not trace in one process), and a problem that hangs or
+kills its interpreter must cost only its own row. The child is started with multiprocessing's "spawn" (a fresh
+interpreter: no CUDA state or threads inherited; the arguments travel pickled, never through a file), sees only
+its lane's GPU, runs on its lane's cores, ignores Ctrl-C (the parent stops it, so a stop never looks like a
+crash) and writes stdout and stderr to its log file. Its return value (a JSON-safe dict) comes back through a
+file the parent names.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+POLL_S = 0.2
+EXIT_RAISED = 3  # the target raised: the file holds the error instead of a result
+
+
+@dataclass(frozen=True, slots=True)
+class ChildOutcome:
+    result: dict[str, Any] | None  # the target's return value; None when it did not return
+    failure: str | None = None  # "timeout" | "crash" | "raised" | "stopped"
+    message: str = ""
+    seconds: float = 0.0
+    error_kind: str | None = None  # a raised KernelwrightError's kind ("load": a bad problem, "llm", ...)
+
+
+def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, log_path: Path,
+                 gpu: str | None = None, cores: Sequence[int] | None = None, timeout_s: float | None = None,
+                 stop: threading.Event | None = None) -> ChildOutcome:
+    """`target(*args)` in a spawned child; killed past `timeout_s` or once `stop` is set."""
+    started = time.perf_counter()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kw-bench-child-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        proc = multiprocessing.get_context("spawn").Process(
+            target=_child_main, args=(target, tuple(args), str(result_file), str(log_path), gpu,
+                                      tuple(cores) if cores else None), name="kw-bench-problem")
+        proc.start()
+        deadline = None if not timeout_s else time.monotonic() + timeout_s
+        why = None
+        while proc.is_alive():
+            proc.join(POLL_S)
+            if stop is not None and stop.is_set():
+                why = "stopped"
+            elif deadline is not None and time.monotonic() > deadline:
+                why = "timeout"
+            if why and proc.is_alive():
+                proc.kill()  # its sandbox workers leave when their channel closes
+                proc.join()
+                break
+        seconds = time.perf_counter() - started
+        if why == "stopped":
+            return ChildOutcome(None, "stopped", "the bench was stopped", seconds)
+        if why == "timeout":
+            return ChildOutcome(None, "timeout", f"killed after {timeout_s:.0f} s (the problem's time limit)", seconds)
+        data = _read(result_file)
+        if proc.exitcode == 0 and data is not None and "result" in data:
+            return ChildOutcome(data["result"], seconds=seconds)
+        if proc.exitcode == EXIT_RAISED and data is not None and "error" in data:
+            return ChildOutcome(None, "raised", str(data["error"]), seconds, data.get("kind"))
+        return ChildOutcome(None, "crash", f"the problem's process {_exit_text(proc.exitcode)}{_log_tail(log_path)}",
+                            seconds)
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def _log_tail(log_path: Path) -> str:
+    try:
+        lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _child_main(target: Callable[..., dict[str, Any]], args: tuple[Any, ...], result_file: str, log_file: str,
+                gpu: str | None, cores: tuple[int, ...] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything asks NVML or CUDA
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        result = target(*args)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
+        import traceback
+
+        traceback.print_exc()
+        kind = getattr(exc, "kind", None)  # a KernelwrightError says what kind of failure it is
+        Path(result_file).write_text(json.dumps({"error": (str(exc) if kind else f"{type(exc).__name__}: {exc}")[:1000],
+                                                 "kind": kind if isinstance(kind, str) else None}))
+        os._exit(EXIT_RAISED)
+    Path(result_file).write_text(json.dumps({"result": result}, default=str))

@@ -1,0 +1,123 @@
+"""The bench's table as Markdown (summary.md), and the cell formats the HTML page and the CLI share."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kernelwright.eval.kernelbench.rows import ProblemRow
+from kernelwright.eval.kernelbench.table import FAST_P, BenchTable, LevelSummary, SpeedupStats, fast_p_name
+from kernelwright.tools.verify.precision import PROFILES, precision_profile
+
+TRANSLATE_ONLY_NOTE = ("translate-only: candidates were written and compiled on a machine without a GPU; nothing was "
+                       "verified or timed, so there are no correct, fast_p or speedup figures")
+NO_GPU_NOTE = ("no GPU was visible: each run compiled its candidates and stopped, as `kernelwright run` does there; "
+               "nothing was verified or timed, so there are no correct, fast_p or speedup figures")
+
+
+def no_gpu_note(table: BenchTable) -> str:
+    return TRANSLATE_ONLY_NOTE if table.translate_only else NO_GPU_NOTE
+
+
+def share(n: int, total: int) -> str:
+    return f"{n} ({100 * n / total:.0f}%)" if total else "0"
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def precision_text(table: BenchTable) -> str:
+    """The precision profile's label (tools.verify.precision owns it), or the mix when rows differ."""
+    if len(table.precisions) == 1:
+        (name,) = table.precisions
+        return precision_profile(name).label() if name in PROFILES else f"Precision profile: {name}"
+    return "Precision profiles (mixed): " + ", ".join(f"{name} ({n} problems)" for name, n in table.precisions.items())
+
+
+def baseline_text(table: BenchTable) -> str:
+    cards = ", ".join(table.gpus) or "the GPU of each run"
+    return (f"Baselines: PyTorch eager and torch.compile, timed in each problem's own run on the same card as its "
+            f"kernel ({cards}).")
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers),
+            *("| " + " | ".join(_cell(v) for v in row) + " |" for row in rows), ""]
+
+
+def outcome_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
+    headers = ["level", "problems", "candidate", "compiled"]
+    if not table.without_gpu:
+        headers += ["correct", *(fast_p_name(p) for p in FAST_P)]
+    rows = []
+    for s in table.levels:
+        row: list[object] = [s.level, s.problems, share(s.candidate, s.problems), share(s.compiled, s.problems)]
+        if not table.without_gpu:
+            row += [share(s.correct, s.problems), *(percent(s.fast_p_eager[fast_p_name(p)]) for p in FAST_P)]
+        rows.append(row)
+    return headers, rows
+
+
+def _stats(stats: SpeedupStats) -> list[object]:
+    return [times(stats.median_all), times(stats.geomean_all), times(stats.median_correct),
+            times(stats.geomean_correct)]
+
+
+def speedup_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
+    headers = ["level", *(f"vs {baseline} {stat} ({over})" for baseline in ("eager", "torch.compile")
+                          for over in ("all", "correct") for stat in ("median", "geomean"))]
+    return headers, [[s.level, *_stats(s.vs_eager), *_stats(s.vs_compile)] for s in table.levels]
+
+
+def spend_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
+    if table.without_gpu:
+        return ["level", "wall time", "failed"], [[s.level, duration(s.wall_s), s.failed] for s in table.levels]
+    headers = ["level", "wall time", "GPU time", "LLM tokens", "LLM cost", "failed"]
+    return headers, [[s.level, duration(s.wall_s), duration(s.gpu_s), f"{s.tokens:,}",
+                      f"${s.cost_usd:.2f}" if s.cost_usd else "-", s.failed] for s in table.levels]
+
+
+def problem_rows(rows: Sequence[ProblemRow], without_gpu: bool = False) -> tuple[list[str], list[list[object]]]:
+    headers = ["problem", "status", "candidate", "compiled", "correct", "vs eager", "vs torch.compile", "seconds",
+               "reason"]
+    yes = {True: "yes", False: "no"}
+    return headers, [[r.key, r.status if not r.failure else f"failed ({r.failure})", yes[r.candidate],
+                      yes[r.compiled], "-" if without_gpu else yes[r.verified],
+                      times(r.speedup_vs_eager), times(r.speedup_vs_compile), f"{r.wall_s:.0f}", r.reason or "-"]
+                     for r in rows]
+
+
+def fast_p_compile_line(overall: LevelSummary) -> str:
+    return "fast_p over torch.compile (all levels): " + ", ".join(
+        f"{fast_p_name(p)} {percent(overall.fast_p_compile[fast_p_name(p)])}" for p in FAST_P)
+
+
+def markdown(table: BenchTable, title: str = "kernelwright bench") -> str:
+    lines = [f"# {title}", "", precision_text(table) + ".", ""]
+    if table.without_gpu:
+        lines += [f"_{no_gpu_note(table)}._", ""]
+    else:
+        lines += [baseline_text(table), "", "fast_p: share of all problems that are correct and more than p times faster "
+                  "than eager (KernelBench's fastp). Speedups over all problems count a problem with no verified "
+                  "kernel as 1.0x.", ""]
+    lines += _table(*outcome_rows(table))
+    if not table.without_gpu:
+        lines += _table(*speedup_rows(table)) + [fast_p_compile_line(table.overall), ""]
+    lines += _table(*spend_rows(table))
+    lines += ["## Problems", "", *_table(*problem_rows(table.rows, table.without_gpu))]
+    return "\n".join(lines).rstrip() + "\n"

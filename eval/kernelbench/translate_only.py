@@ -1,0 +1,49 @@
+"""`--translate-only`: what a machine without a GPU can tell about a problem, as `kernelwright run` does there.
+
+The offline translator writes the problem's candidate in a memory-capped child process that runs get_inputs()
+on the meta device (eval.bench.harness_prepare: level-1 inputs are GB-sized, level-3 models big); nvcc then
+builds it in a CPU-only sandbox worker (tools.harness.precompile, the run's own build path). The row says
+whether a candidate was produced (else the translator's reason) and whether it compiled (else nvcc's first
+error line). Nothing is verified: that needs a GPU.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from kernelwright.eval.bench.harness_prepare import available_bytes, candidate_path, prepare_one
+from kernelwright.eval.kernelbench.problems import BenchProblem
+from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
+from kernelwright.eval.kernelbench.runner import Lane, Solve
+from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.problem.files import check_source
+
+CANDIDATES_DIR = "candidates"
+PREPARE_BUDGET_BYTES = 16 << 30  # level3/2_ShallowWideMLP (8.6 GB of weights) peaks at 8.9 GB; never more than half of what is free
+PREPARE_TIMEOUT_S = 900.0
+
+
+def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precision: str = "strict") -> Solve:
+    def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
+        from kernelwright.tools.harness.precompile import build_candidates
+
+        started = time.perf_counter()
+        check_source(problem.path, "problem")
+        folder = out / CANDIDATES_DIR / problem.level
+        budget = min(PREPARE_BUDGET_BYTES, available_bytes() // (2 * max(lanes, 1)))
+        entry = prepare_one(problem.path, folder, budget_bytes=budget, timeout_s=PREPARE_TIMEOUT_S, passthrough=False)
+        row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
+                         reason=entry.why, precision=precision)
+        if entry.kind == "offline":
+            candidate = candidate_path(folder, problem.path.stem)
+            (built,) = build_candidates(problem.path, [candidate], build=build, jobs=1)
+            row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
+                             "compiled" if built.ok else "not_compiled",
+                             reason="" if built.ok else first_error_line(built.error), candidate=True,
+                             compiled=built.ok, precision=precision, kernel=str(candidate))
+        return replace(row, wall_s=round(time.perf_counter() - started, 2))
+
+    return solve

@@ -1,0 +1,205 @@
+"""`kernelwright bench PATH...`: KernelBench-format problems through the main job, and the field's table
+(registered on the main typer app; the work is eval.kernelbench's, this module wires settings and output)."""
+
+from __future__ import annotations
+
+import shlex
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kernelwright.agents.context import RunSettings
+from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
+from kernelwright.tools.errors import KernelwrightError
+
+
+def bench_command(
+    paths: list[Path] | None = typer.Argument(None, help="KernelBench-format problem files or folders, e.g. "
+                                                         "../shared/kernelbench/level2 (a folder without .py files of "
+                                                         "its own: its levelN subfolders)"),
+    out: Path = typer.Option(Path("bench"), help="results folder: one row per problem, each run, the table"),
+    resume: bool = typer.Option(False, "--resume", help="continue the bench in --out: finished problems are not redone"),
+    summary: Path | None = typer.Option(None, "--summary", help="rebuild and print the table of this results folder "
+                                                                "(runs nothing)"),
+    gpus: str | None = typer.Option(None, help="GPUs to deal the problems over, e.g. 0,1 (default: every visible GPU)"),
+    translate_only: bool = typer.Option(False, "--translate-only",
+                                        help="no GPU needed: translate (offline translator) and compile each problem, "
+                                             "and say why a problem got no candidate"),
+    jobs: int = typer.Option(1, min=1, help="--translate-only: problems translated and compiled at once"),
+    precision: str | None = typer.Option(None, help="precision profile: strict (default) or kernelbench (as "
+                                                    "KernelBench's evaluator: compare with published tables)"),
+    model: list[str] = typer.Option([], help="chat model(s) for the agents (default: the config's, else offline)"),
+    critic_model: str | None = typer.Option(None, help="chat model for the critic (default: the first model)"),
+    generations: int = typer.Option(RunSettings.generations, min=1, help="generations per problem"),
+    candidates: int = typer.Option(RunSettings.candidates_per_generation, min=1,
+                                   help="candidates proposed per generation"),
+    population: int = typer.Option(RunSettings.population, min=1, help="elite kept between generations"),
+    max_candidates: int = typer.Option(200, min=0, help="per problem: evaluated candidates (0: no limit)"),
+    max_minutes: float = typer.Option(30.0, min=0.0, help="per problem: agent and evaluation time (0: no limit)"),
+    max_tokens: int = typer.Option(0, min=0, help="per problem: LLM tokens (0: no limit)"),
+    max_cost: float = typer.Option(0.0, min=0.0, help="per problem: LLM cost in USD (0: no limit; needs prices)"),
+    timeout_minutes: float | None = typer.Option(None, min=0.0,
+                                                 help="per problem: kill its run past this (default: 2x --max-minutes "
+                                                      "+ 10; 0: never)"),
+    archive: Path | None = typer.Option(None, help="kernel archive the runs learn from and fill (default: none, so "
+                                                   "the table measures the system, not remembered kernels)"),
+    config_file: Path | None = typer.Option(None, "--config", help="TOML config file (its agents, harness, timing "
+                                                                   "and compile sections)"),
+    log_level: str = typer.Option("warning", help="console log level"),
+) -> None:
+    """Benchmark KernelBench-format problems with the agent graph and write the KernelBench table.
+
+    Per level and overall: problems, candidate, compiled, correct, fast_p, speedups over eager and torch.compile,
+    time and spend (offline translator by default, the LLM agents when a model is configured)."""
+    from kernelwright.logging_setup import configure_logging
+
+    console = Console()
+    configure_logging(level=log_level)
+    if summary is not None:
+        if paths:
+            fail("--summary DIR rebuilds the table of a results folder; it takes no problem paths", EXIT_BAD_INPUT)
+        _summary(console, summary)
+        return
+    options, job = _options(paths or [], out, resume, gpus, translate_only, jobs, precision, model, critic_model,
+                            generations, candidates, population, max_candidates, max_minutes, max_tokens, max_cost,
+                            timeout_minutes, archive, config_file)
+    _run(console, paths or [], options, job)
+
+
+def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, translate_only: bool, jobs: int,
+             precision: str | None, model: list[str], critic_model: str | None, generations: int, candidates: int,
+             population: int, max_candidates: int, max_minutes: float, max_tokens: int, max_cost: float,
+             timeout_minutes: float | None, archive: Path | None, config_file: Path | None) -> tuple[Any, Any]:
+    from kernelwright.agents.llm import ModelSettings
+    from kernelwright.config import ConfigError, load_config
+    from kernelwright.eval.bench.gpu_split import parse_gpus
+    from kernelwright.eval.kernelbench.bench import BenchOptions
+    from kernelwright.eval.kernelbench.full_job import RunJob
+    from kernelwright.graphs.run import RunBudget
+
+    try:
+        config = load_config(config_file, overrides={"harness.precision": precision})
+    except ConfigError as exc:
+        fail(exc, EXIT_BAD_INPUT)
+    if gpus is not None and not parse_gpus(gpus):
+        fail(f"--gpus {gpus!r} names no GPU (expected e.g. 0,1)", EXIT_BAD_INPUT)
+    settings = config.run_settings(generations=generations, population=population, candidates_per_generation=candidates)
+    timeout_s = (max_minutes * 2 + 10) * 60 if timeout_minutes is None and max_minutes else (timeout_minutes or 0) * 60
+    job = RunJob(config.run_setup(settings=settings),
+                 RunBudget(candidates=max_candidates, wall_s=max_minutes * 60, tokens=max_tokens, cost_usd=max_cost),
+                 models=tuple(ModelSettings(model=m, named_by="--model") for m in model),
+                 critic_model=ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None,
+                 archive=archive, timeout_s=timeout_s or None)
+    options = BenchOptions(out, resume=resume, gpus=tuple(dict.fromkeys(parse_gpus(gpus))) if gpus is not None else None,
+                           translate_only=translate_only, jobs=jobs)
+    return options, job
+
+
+def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
+    from rich.live import Live
+
+    from kernelwright.bench_progress import BenchProgress
+    from kernelwright.eval.kernelbench.bench import plan_bench, run_bench
+
+    try:
+        plan = plan_bench(paths, options, job)
+    except KernelwrightError as exc:
+        fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_BAD_INPUT)
+    lanes = ", ".join(lane.name for lane in plan.lanes)
+    console.print(escape(f"{len(plan.problems)} problems ({plan.finished} finished before) on {lanes}; results in "
+                         f"{options.out}"))
+    console.print(escape("translate-only: offline translator and nvcc, nothing verified" if options.translate_only
+                         else f"{plan.models}; per problem: {_budget_text(job)}"))
+    progress = BenchProgress(total=len(plan.problems))
+    title = f"kernelwright bench ({options.out})"
+    live = Live(progress.table(title), console=console, refresh_per_second=2) if console.is_terminal else None
+    lock = threading.Lock()
+
+    def on_event(event: Any) -> None:
+        with lock:
+            progress.apply(event)
+            if live is not None:
+                live.update(progress.table(title))
+            elif event.kind == "finished":
+                console.print(escape(progress.last), soft_wrap=True)
+
+    if live is not None:
+        live.start()
+    try:
+        outcome = run_bench(plan, on_event=on_event)
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        resume = f"kernelwright bench {' '.join(shlex.quote(str(p)) for p in paths)} --out {shlex.quote(str(options.out))} --resume"
+        fail(f"stopped: {progress.done} of {len(plan.problems)} problems are finished and saved in {options.out}; "
+             f"continue with `{resume}`", EXIT_INTERRUPTED)
+    finally:
+        if live is not None:
+            live.stop()
+    print_table(console, outcome.table)
+    console.print(escape("table: " + ", ".join(str(f) for f in outcome.files)), soft_wrap=True)
+    if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
+        fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
+             "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)
+    if not options.translate_only and all(lane.gpu is None for lane in plan.lanes):
+        console.print("no GPU visible, so nothing was verified; on a machine without a GPU, --translate-only "
+                      "translates and compiles without starting each problem's run")
+        raise typer.Exit(EXIT_NEEDS_GPU)
+
+
+def _budget_text(job: Any) -> str:
+    b = job.budget
+    parts = [f"{b.candidates} evaluations" if b.candidates else "", f"{b.wall_s / 60:g} min" if b.wall_s else "",
+             f"{b.tokens} tokens" if b.tokens else "", f"${b.cost_usd:g}" if b.cost_usd else "",
+             f"killed after {job.timeout_s / 60:g} min" if job.timeout_s else ""]
+    return ", ".join(p for p in parts if p) or "no limits"
+
+
+def _summary(console: Console, folder: Path) -> None:
+    from kernelwright.eval.kernelbench.bench import rebuild_summary
+
+    try:
+        table, files = rebuild_summary(folder)
+    except KernelwrightError as exc:
+        fail(exc, EXIT_BAD_INPUT)
+    print_table(console, table)
+    console.print(escape("table: " + ", ".join(str(f) for f in files)), soft_wrap=True)
+
+
+def print_table(console: Console, bench: Any) -> None:
+    """The table's per-level parts, as summary.md has them."""
+    from kernelwright.eval.kernelbench.markdown import (
+        baseline_text,
+        no_gpu_note,
+        outcome_rows,
+        precision_text,
+        speedup_rows,
+        spend_rows,
+    )
+
+    console.print(escape(precision_text(bench)), soft_wrap=True)
+    console.print(escape(no_gpu_note(bench) if bench.without_gpu else baseline_text(bench)), soft_wrap=True)
+    # Levels as columns, figures as rows: four levels and the total fit a narrow terminal.
+    parts = [outcome_rows(bench)] + ([] if bench.without_gpu else [speedup_rows(bench)]) + [spend_rows(bench)]
+    levels = [str(row[0]) for row in parts[0][1]]
+    table = Table("", *levels, title="kernelwright bench")
+    for headers, rows in parts:
+        for i, figure in enumerate(headers[1:], start=1):
+            table.add_row(escape(figure), *(escape(str(row[i])) for row in rows))
+        table.add_section()
+    console.print(table)
+    failed = [r for r in bench.rows if r.status in ("failed", "no_candidate", "not_compiled")]
+    for row in failed[:20]:
+        console.print(escape(f"  {row.key}: {row.status}{f' ({row.failure})' if row.failure else ''}: {row.reason}"),
+                      soft_wrap=True)
+    if len(failed) > 20:
+        console.print(f"  ... and {len(failed) - 20} more (summary.md lists every problem)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench_command)

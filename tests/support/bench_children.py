@@ -1,0 +1,29 @@
+"""Targets for the bench's child-process tests: each runs in a spawned child (so it lives in an importable module,
+and imports only what a child starts quickly with)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+def report_environment(tag: str) -> dict[str, Any]:
+    print(f"child {tag} says hello")  # goes to the problem's log file, not to the parent's terminal
+    return {"tag": tag, "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
+
+
+def exit_hard(code: int) -> dict[str, Any]:
+    print("about to die")
+    os._exit(code)
+
+
+def sleep(seconds: float) -> dict[str, Any]:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def raise_problem_error(message: str) -> dict[str, Any]:
+    from kernelwright.tools.errors import ReferenceFailure
+
+    raise ReferenceFailure(message, where="problem.py")
