@@ -40,7 +40,7 @@ def initial_memory(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
             mem[name] = inputs[positions[name]].contiguous()
         elif buf.origin == "parameter":
             mem[name] = model.get_parameter(buf.target).detach().contiguous()
-        elif buf.origin == "buffer":
+        elif buf.origin in ("buffer", "attribute"):  # the traced Model has its state attributes as buffers
             mem[name] = model.get_buffer(buf.target).contiguous()
         elif buf.origin == "constant":
             mem[name] = (constants or {})[buf.target].contiguous()

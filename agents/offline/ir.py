@@ -28,7 +28,8 @@ class Buffer:
     name: str
     shape: tuple[int, ...]
     dtype: str  # torch dtype name without the prefix: float32, int64, bool, ...
-    origin: Literal["input", "parameter", "buffer", "constant", "step"]
+    # attribute: a plain tensor attribute of the Model that forward reassigns (state kept across calls)
+    origin: Literal["input", "parameter", "buffer", "attribute", "constant", "step"]
     target: str = ""  # the module attribute (conv.weight) or the input position (input[0])
 
     @property
@@ -262,6 +263,12 @@ class Plan:
     kept_aten_ops: tuple[str, ...] = ()  # non-library ATen ops the candidate still calls
     notes: tuple[str, ...] = field(default_factory=tuple)
     output_kind: Literal["single", "tuple", "list"] = "single"  # how forward returns its outputs
+    # Model state forward leaves behind: (buffer or attribute target, its new value), written back after the
+    # outputs are computed; such state is read afresh on every call.
+    state_updates: tuple[tuple[str, Layout], ...] = ()
+
+    def mutated(self, buf: Buffer) -> bool:
+        return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)
 
     @property
     def custom_steps(self) -> tuple[Step, ...]:

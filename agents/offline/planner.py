@@ -46,7 +46,7 @@ from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
 
 LIBRARY_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "einsum",
                "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
-               "conv_transpose3d", "tensordot", "scaled_dot_product_attention")
+               "conv_transpose3d", "tensordot", "scaled_dot_product_attention", "lstm", "gru", "rnn_tanh", "rnn_relu")
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,10 @@ def _target_name(target: Any) -> str:
 
 
 class Planner:
-    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = ""):
+    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = "",
+                 attributes: frozenset[str] = frozenset()):
         self.program = program
+        self.attributes = attributes  # buffers that are plain tensor attributes in the problem's Model
         self.prefix = prefix  # step names are <prefix>k<n> (one plan per input shape in a candidate)
         self.fuse_reductions = fuse_reductions
         self.buffers: dict[str, Buffer] = {}
@@ -195,6 +197,8 @@ class Planner:
                     continue
                 origin = {"user_input": "input", "parameter": "parameter", "buffer": "buffer",
                           "constant_tensor": "constant"}.get(kind, "input")
+                if origin == "buffer" and target in self.attributes:
+                    origin = "attribute"
                 name = self.new_buffer(tuple(val.shape), _dtype(val), -1, origin,
                                        target or f"input[{len(user_inputs)}]")
                 self.env[node.name] = self.real_for(name)
@@ -203,11 +207,26 @@ class Planner:
             elif node.op == "call_function":
                 self.env[node.name] = self.call(node)
             elif node.op == "output":
-                outs = node.args[0]
+                outs, updates = self.split_outputs(node.args[0])
                 outputs = tuple(self.output_of(self.env[o.name]) if isinstance(o, torch.fx.Node) else Const(o, "float32")
                                 for o in outs)
+                state = tuple((target, self.materialise(self.env[o.name]).layout) for target, o in updates)
         return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
-                    tuple(self.notes), self.output_kind())
+                    tuple(self.notes), self.output_kind(), state)
+
+    def split_outputs(self, outs: Any) -> tuple[list[Any], list[tuple[str, torch.fx.Node]]]:
+        """The graph's outputs: forward's own, and (target, value) for each buffer forward leaves changed."""
+        specs = self.program.graph_signature.output_specs
+        user, updates = [], []
+        for spec, value in zip(specs, outs):
+            kind = spec.kind.name.lower()
+            if kind == "user_output":
+                user.append(value)
+            elif kind == "buffer_mutation" and isinstance(value, torch.fx.Node):
+                updates.append((spec.target, value))
+            else:
+                raise PlanningError(f"forward changes {spec.target or 'an input'} in place ({kind}): not supported")
+        return user, updates
 
     def output_kind(self) -> Literal["single", "tuple", "list"]:
         spec = self.program.call_spec.out_spec
@@ -235,6 +254,9 @@ class Planner:
         if name in IDENTITY:
             self.pass_through(node, args[0])
             return args[0]
+        if name == "copy.default" and _same_meta(val, node.args[1]):  # dst.copy_(src), functionalised: src's value
+            self.pass_through(node, args[1])
+            return args[1]
         if name == "scalar_tensor.default":
             return Scalar(args[0], _dtype(val))
         if name.partition(".")[0] in VIEW_OPS and isinstance(args[0], (Real, Lazy)):
@@ -519,6 +541,12 @@ def _prune(nodes: list[Expr] | tuple[Expr, ...], roots: list[int]) -> tuple[tupl
     return tuple(out), remap
 
 
+def _same_meta(val: Any, src: Any) -> bool:
+    meta = src.meta.get("val") if isinstance(src, torch.fx.Node) else None
+    return (isinstance(val, torch.Tensor) and isinstance(meta, torch.Tensor) and val.shape == meta.shape
+            and val.dtype == meta.dtype)
+
+
 def _flatten(x: Any) -> list[Any]:
     if isinstance(x, dict):
         return [y for v in x.values() for y in _flatten(v)]
@@ -533,8 +561,11 @@ def _map(fn: Any, x: Any) -> Any:
     return fn(x)
 
 
-def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "") -> Plan:
-    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix).run()
+def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
+               attributes: frozenset[str] = frozenset()) -> Plan:
+    """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
+    forward reassigns, registered as buffers only to trace it)."""
+    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix, attributes=attributes).run()
 
 
 def _node_arg(node: torch.fx.Node, index: int) -> torch.fx.Node:

@@ -102,9 +102,15 @@ def plan_space(plan: Plan) -> TuneSpace:
     return TuneSpace(tuple(dims))
 
 
-def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
-    prefix = f"{step}."
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+def params_by_step(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tunables of each step, keyed by step name, without the "<step>." prefix (step names have no dot:
+    <prefix>k<n>, <prefix>h<n>)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        step, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(step, {})[name] = value
+    return out
 
 
 def conservative(space: TuneSpace) -> dict[str, Any]:
