@@ -1,0 +1,305 @@
+"""Whole networks (KernelBench level 3): recurrent layers stay one library call and trace fast, Model state
+that forward changes is carried across calls, Models too large to build are traced without their weights,
+and batch norm uses running statistics only where the Model is in eval mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernelwright.agents.offline import OfflineUnsupported, propose
+from kernelwright.agents.offline.check import check_traced
+from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Load
+from kernelwright.agents.offline.planner import build_plan
+from kernelwright.agents.offline.recurrent import NAMESPACE
+from kernelwright.agents.offline.trace import KEEP_WHOLE, TraceFailure, trace_problem
+
+RECURRENT = '''
+import torch
+import torch.nn as nn
+
+KIND, BIDIRECTIONAL, BATCH_FIRST, SEQ, LAYERS, TAIL = "lstm", False, False, 5, 2, True
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}[KIND]
+        extra = {"nonlinearity": "relu"} if KIND == "rnn_relu" else {}
+        self.rnn = cls(6, 8, LAYERS, batch_first=BATCH_FIRST, bidirectional=BIDIRECTIONAL, **extra)
+
+    def forward(self, x, h0):
+        out, _ = self.rnn(x, (h0, h0 * 0.5) if KIND == "lstm" else h0)
+        return torch.relu(out) + 1.0 if TAIL else out
+
+
+def get_inputs():
+    x = torch.rand(3, SEQ, 6) if BATCH_FIRST else torch.rand(SEQ, 3, 6)
+    return [x, torch.rand(LAYERS * (2 if BIDIRECTIONAL else 1), 3, 8)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def _problem(tmp_path: Path, text: str, **settings: object) -> Path:
+    """`text` with module-level settings overridden (assignments after the defaults line)."""
+    defaults = next(line for line in text.splitlines() if line.startswith("KIND, "))
+    overrides = "".join(f"\n{k} = {v!r}" for k, v in settings.items())
+    path = tmp_path / "problem.py"
+    path.write_text(text.replace(defaults, defaults + overrides, 1))
+    return path
+
+
+def _shape_graph(graph: torch.fx.Graph) -> list[tuple]:
+    """The graph as (op, target, argument structure, output shapes), names replaced by positions."""
+    index = {n: i for i, n in enumerate(graph.nodes)}
+
+    def arg(a: object) -> object:
+        if isinstance(a, torch.fx.Node):
+            return ("node", index[a])
+        if isinstance(a, (list, tuple)):
+            return tuple(arg(x) for x in a)
+        return a
+
+    def shapes(v: object) -> object:
+        if isinstance(v, torch.Tensor):
+            return (tuple(v.shape), v.dtype, tuple(v.stride()))
+        if isinstance(v, (list, tuple)):
+            return tuple(shapes(x) for x in v)
+        return None
+
+    return [(n.op, str(n.target), arg(n.args), shapes(n.meta.get("val"))) for n in graph.nodes]
+
+
+@pytest.mark.parametrize(("kind", "bidirectional", "batch_first"),
+                         [("lstm", True, True), ("gru", False, False), ("rnn_tanh", True, False), ("rnn_relu", False, True)])
+def test_a_recurrent_layer_is_one_library_call_with_the_slow_traces_graph(tmp_path: Path, kind: str, bidirectional: bool,
+                                                                          batch_first: bool) -> None:
+    path = _problem(tmp_path, RECURRENT, KIND=kind, BIDIRECTIONAL=bidirectional, BATCH_FIRST=batch_first)
+    traced = trace_problem(path)
+    aten_op = getattr(torch.ops.aten, kind).input
+    targets = [n.target for n in traced.graph.nodes if n.op == "call_function"]
+    assert targets.count(aten_op) == 1
+    assert not any(getattr(t, "namespace", "") == NAMESPACE for t in targets)  # every stand-in pointed back
+    # the same graph as torch's own (slow) trace, which runs the op's decomposition to learn its shapes
+    table = torch.export.default_decompositions()
+    for op in KEEP_WHOLE:
+        table.pop(op, None)
+    with torch.no_grad():
+        slow = torch.export.export(traced.model, tuple(traced.inputs), strict=False).run_decompositions(table)
+    assert _shape_graph(traced.graph) == _shape_graph(slow.graph)
+    # planned as a library call, the ops after it fused; on the CPU the plan reproduces the Model
+    plan = build_plan(traced.program)
+    host = [s for s in plan.steps if isinstance(s, HostStep)]
+    assert [(s.target, s.library) for s in host] == [(f"aten.{kind}.input", True)] and plan.custom_steps
+    check = check_traced(traced, {"fused": plan}, {})
+    assert all(c["passed"] for c in check.results["fused"]), check.results
+    source = propose(path)[0].source
+    assert f"torch.ops.aten.{kind}.input(" in source and "_kw_r[0]" in source
+
+
+def test_a_long_deep_recurrent_network_traces_without_unrolling(tmp_path: Path) -> None:
+    # KernelBench's LSTMs are 512 steps x 6 layers: decomposed, ~50k ops and minutes to trace and plan
+    path = _problem(tmp_path, RECURRENT, KIND="gru", SEQ=512, LAYERS=6, TAIL=False)
+    traced = trace_problem(path)
+    assert sum(1 for n in traced.graph.nodes if n.op == "call_function") < 10
+    with pytest.raises(OfflineUnsupported) as info:
+        propose(path)  # nothing around the library call to fuse: said so, with the op
+    assert "no kernel of its own" in info.value.message and info.value.ops == ("aten.gru.input",)
+
+
+STATEFUL = '''
+import torch
+import torch.nn as nn
+
+batch_size = 4
+
+
+class Model(nn.Module):
+    """KernelBench's 33_VanillaRNN, scaled down: the hidden state is a plain attribute forward reassigns."""
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.hidden = torch.randn((batch_size, hidden_size))
+        self.i2h = nn.Linear(input_size + hidden_size, hidden_size)
+        self.h2o = nn.Linear(hidden_size, output_size)
+
+    def forward(self, x, initial_hidden=None):
+        if initial_hidden is not None:
+            self.hidden.copy_(initial_hidden)
+        self.hidden = self.hidden.to(x.device)
+        self.hidden = torch.tanh(self.i2h(torch.cat((x, self.hidden), dim=1)))
+        return self.h2o(self.hidden)
+
+
+def get_inputs():
+    return [torch.rand(batch_size, 8), torch.rand(batch_size, 16)]
+
+
+def get_init_inputs():
+    return [8, 16, 5]
+'''
+
+
+def test_state_a_forward_reassigns_is_read_each_call_and_written_back(tmp_path: Path) -> None:
+    path = tmp_path / "stateful.py"
+    path.write_text(STATEFUL)
+    traced = trace_problem(path)  # export refuses a mutated constant: it is traced as a buffer instead
+    assert traced.attributes == ("hidden",)
+    plan = build_plan(traced.program, attributes=frozenset(traced.attributes))
+    (target, value), = plan.state_updates
+    assert target == "hidden" and len(plan.outputs) == 1 and plan.outputs[0] != value
+    assert [b.origin for b in plan.buffers.values() if b.target == "hidden"] == ["attribute"]
+    check = check_traced(traced, {"fused": plan}, {})
+    assert all(c["passed"] for c in check.results["fused"]), check.results
+    source = propose(path)[0].source
+    body = source[source.index("def _kw_forward_0"):]
+    # read afresh (a plain attribute: moved as the Model moves it), never cached, then reassigned
+    assert "getattr(self.kw_ref.get_submodule(''), 'hidden').to(_kw_dev)" in body
+    assert "'hidden'" not in body[:body.index("_kw_dev =")]
+    assert f"setattr(self.kw_ref.get_submodule(''), 'hidden', {value.buffer})" in body
+    assert body.index("setattr(") < body.index("return ")
+
+
+COUNTER = '''
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(1))
+
+    def forward(self, x):
+        self.calls.add_(1)
+        return torch.relu(x) * 2
+
+
+def get_inputs():
+    return [torch.rand(16, 32)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def test_a_buffer_forward_changes_is_updated_in_place_and_not_returned(tmp_path: Path) -> None:
+    path = tmp_path / "counter.py"
+    path.write_text(COUNTER)
+    traced = trace_problem(path)
+    plan = build_plan(traced.program)
+    assert [t for t, _ in plan.state_updates] == ["calls"]
+    check = check_traced(traced, {"fused": plan}, {})  # forward's output, not the buffer's new value
+    assert all(c["passed"] for c in check.results["fused"]), check.results
+    body = propose(path)[0].source.split("def _kw_forward_0")[1]
+    assert "self._kw_state" not in body  # the buffer is the only state, and it is never cached
+    assert "self.kw_ref.get_buffer('calls').contiguous()" in body
+    assert f"self.kw_ref.get_buffer('calls').copy_({plan.state_updates[0][1].buffer})" in body
+
+
+def test_forward_changing_its_input_in_place_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "inplace.py"
+    path.write_text(COUNTER.replace("self.calls.add_(1)", "x.add_(1)"))
+    with pytest.raises(OfflineUnsupported) as info:
+        propose(path)
+    assert "forward changes x in place" in info.value.message
+
+
+MLP = '''
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self, sizes):
+        super().__init__()
+        layers = []
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.net = nn.Sequential(*layers[:-1])
+        self.register_buffer("scale", torch.full((sizes[-1],), 0.5))
+
+    def forward(self, x):
+        return self.net(x) * self.scale
+
+
+def get_inputs():
+    return [torch.rand(4, 32)]
+
+
+def get_init_inputs():
+    return [[32, 64, 48, 16]]
+'''
+
+
+@pytest.mark.parametrize("text", [MLP, STATEFUL], ids=["mlp", "stateful"])
+def test_lazily_built_weights_give_the_same_candidates(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "p.py"
+    path.write_text(text)
+    real = [(c.variant, c.source) for c in propose(path)]
+    assert real and [(c.variant, c.source) for c in propose(path, lazy_weights=True)] == real
+
+
+def test_lazy_weights_refuse_a_model_whose_constants_a_candidate_embeds(tmp_path: Path) -> None:
+    path = tmp_path / "p.py"
+    # a plain tensor attribute forward only reads: export lifts it as a constant, embedded by value
+    path.write_text(MLP.replace('self.register_buffer("scale", torch.full((sizes[-1],), 0.5))',
+                                "self.scale = torch.full((sizes[-1],), 0.5)"))
+    assert propose(path)  # with real weights: embedded
+    with pytest.raises(TraceFailure, match=r"too large to build in memory here.*\(scale\)"):
+        trace_problem(path, lazy_weights=True)
+
+
+CONV_BN = '''
+import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)) + x.mean())
+
+
+def get_inputs():
+    return [torch.rand(2, 3, 8, 8)]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def test_batch_norm_uses_running_statistics_only_in_eval_mode(tmp_path: Path) -> None:
+    path = tmp_path / "conv_bn.py"
+    path.write_text(CONV_BN)
+    traced = trace_problem(path)
+    assert not traced.model.training  # the translator (like the harness, Model and ModelNew alike) is in eval mode
+    plan = build_plan(traced.program)
+    stats = {n for n, b in plan.buffers.items() if b.target in ("bn.running_mean", "bn.running_var")}
+    # eval: the normalisation (with the conv's bias and the ReLU) is the conv's epilogue kernel, on running stats
+    assert [s.target for s in plan.steps if isinstance(s, HostStep)] == ["aten.conv2d.default"]
+    readers = [s for s in plan.steps if isinstance(s, ElementwiseStep)
+               and stats <= {e.layout.buffer for e in s.dag.nodes if isinstance(e, Load)}]
+    assert len(readers) == 1 and not plan.state_updates
+    # training: batch statistics. Never the running ones: batch norm stays an ATen op, and the running
+    # statistics it updates are written back as the Model's would be
+    model = traced.model.train()
+    with torch.no_grad():
+        training = torch.export.export(model, tuple(traced.inputs), strict=False).run_decompositions()
+    plan = build_plan(training)
+    stats = {n for n, b in plan.buffers.items() if b.target in ("bn.running_mean", "bn.running_var")}
+    assert not any(e.layout.buffer in stats for s in plan.steps if isinstance(s, ElementwiseStep)
+                   for e in s.dag.nodes if isinstance(e, Load))
+    assert any("batch_norm" in op for op in plan.kept_aten_ops)
+    assert {"bn.running_mean", "bn.running_var"} <= {t for t, _ in plan.state_updates}
