@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
+from kernelwright.agents.offline.codegen_recurrent import recurrent_host_lines
 from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
-from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
 
 REFERENCE_CLASS = "_KwReferenceModel"
@@ -147,6 +148,9 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     for step in plan.steps:
         if isinstance(step, HostStep):
             body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32")))
+            continue
+        if isinstance(step, RecurrentStep):
+            body.extend(recurrent_host_lines(step, buffers, by_step.get(step.name), _layout_expr))
             continue
         kernel = by_step[step.name]
         for out in step.outputs:

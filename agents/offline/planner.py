@@ -32,6 +32,7 @@ from kernelwright.agents.offline.ir import (
     Plan,
     PoolStep,
     PoolWindow,
+    RecurrentStep,
     ReductionStep,
     Special,
     StepOutput,
@@ -47,6 +48,14 @@ from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
 LIBRARY_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "einsum",
                "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
                "conv_transpose3d", "tensordot", "scaled_dot_product_attention", "lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+RECURRENT_OPS = ("lstm.input", "gru.input", "rnn_tanh.input", "rnn_relu.input")
+RECURRENT_SMEM_BYTES = 160 * 1024  # one hidden unit's weights and the whole h a step reads, per block
+
+
+class NotRecurrent(Exception):
+    """A recurrent op the RecurrentStep kernel does not cover (it stays the library call)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +133,7 @@ class Planner:
         self.fuse_reductions = fuse_reductions
         self.buffers: dict[str, Buffer] = {}
         self.producer: dict[str, int] = {}  # buffer -> index of the step that writes it (-1: given)
-        self.slots: list[Group | HostStep] = []
+        self.slots: list[Group | HostStep | RecurrentStep] = []
         self.env: dict[str, Any] = {}
         self.kept: list[str] = []
         self.notes: list[str] = []
@@ -421,6 +430,11 @@ class Planner:
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
         if _conv_bias_to_fold(name, args, kwargs, node.meta.get("val")):
             return self.conv_then_bias(node, name, args, kwargs)
+        if name in RECURRENT_OPS:
+            try:
+                return self.recurrent(node, name, args, kwargs)
+            except NotRecurrent as exc:
+                self.notes.append(f"{name}: {exc}; kept as the library call")
         conv = lambda v: self.materialise(v).layout if isinstance(v, (Real, Lazy)) else (  # noqa: E731
             self.materialise(v).layout if isinstance(v, Scalar) else v)
         host_args = _map(conv, args)
@@ -436,6 +450,37 @@ class Planner:
         self.slots.append(HostStep(f"{self.prefix}h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
         results = tuple(self.real_for(b) if b is not None else None for b in outs)
         return Tup(results) if isinstance(val, (tuple, list)) else results[0]
+
+    def recurrent(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Tup:
+        """The whole recurrent network as a RecurrentStep (see ir.RecurrentStep), where it is supported."""
+        cell = name.partition(".")[0]
+        val = node.meta.get("val")
+        if kwargs or len(args) != 9 or not isinstance(val, (tuple, list)):
+            raise NotRecurrent("an unexpected call form")
+        x, hx, params, has_biases, layers, dropout, train, bidirectional, batch_first = args
+        states = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+        metas = list(val)
+        if not all(isinstance(v, (Real, Lazy)) for v in [x, *states, *params]):
+            raise NotRecurrent("a non-tensor operand")
+        if any(_dtype(m) != "float32" for m in metas) or metas[0].dim() != 3:
+            raise NotRecurrent("only batched float32 sequences have a kernel")
+        if not has_biases:
+            raise NotRecurrent("a recurrent layer without biases")
+        if train and dropout:
+            raise NotRecurrent("dropout between layers")
+        if len({tuple(m.shape) for m in metas[1:]}) != 1 or len(params) != 4 * layers * (2 if bidirectional else 1):
+            raise NotRecurrent("an LSTM with projections (proj_size)")
+        batch, hidden = metas[1].shape[1], metas[1].shape[2]
+        gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1
+        if (batch * hidden + gates * hidden) * 4 > RECURRENT_SMEM_BYTES:
+            raise NotRecurrent(f"batch x hidden = {batch} x {hidden} does not fit one block's shared memory")
+        lay = lambda v: self.materialise(v).layout  # noqa: E731
+        index = len(self.slots)
+        outs = tuple(self.new_buffer(tuple(m.shape), "float32", index) for m in metas)
+        self.slots.append(RecurrentStep(f"{self.prefix}r{index}", cell, lay(x), tuple(lay(s) for s in states),  # type: ignore[arg-type]
+                                        tuple(lay(p) for p in params), int(layers), bool(bidirectional),
+                                        bool(batch_first), outs))
+        return Tup(tuple(self.real_for(b) for b in outs))
 
     def conv_then_bias(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
         """The library conv without its bias, and the bias as a lazy per-channel add. ATen adds a conv's bias
@@ -453,7 +498,7 @@ class Planner:
     def finish(self) -> tuple:
         steps: list = []
         for slot in self.slots:
-            if isinstance(slot, HostStep):
+            if isinstance(slot, (HostStep, RecurrentStep)):
                 steps.append(slot)
                 continue
             if slot.dead or not slot.outputs:

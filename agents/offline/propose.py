@@ -20,10 +20,11 @@ import structlog
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
 from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_source
 from kernelwright.agents.offline.codegen_pool import pool_kernel
+from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
-from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, ReductionStep, describe
+from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, RecurrentStep, ReductionStep, describe
 from kernelwright.agents.offline.planner import PlanningError, build_plan
 from kernelwright.agents.offline.space import TuneSpace, conservative, params_by_step, plan_space
 from kernelwright.agents.offline.trace import TracedProblem, TraceFailure, n_variants, trace_problem
@@ -78,6 +79,8 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
             out.append(reduction_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, PoolStep):
             out.append(pool_kernel(step, plan.buffers, per_step.get(step.name, {})))
+        elif isinstance(step, RecurrentStep) and (kernel := recurrent_kernel(step, per_step.get(step.name, {}))):
+            out.append(kernel)
     return out
 
 

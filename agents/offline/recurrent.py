@@ -1,6 +1,6 @@
 """Recurrent layers (nn.LSTM, nn.GRU, nn.RNN) traced as one op each, fast.
 
-The translator keeps aten.lstm/gru/rnn_tanh/rnn_relu whole (cuDNN runs the whole sequence), but those ops are
+The translator keeps aten.lstm/gru/rnn_tanh/rnn_relu whole (planned as one RecurrentStep), but those ops are
 CompositeImplicitAutograd: to learn their output shapes, torch.export runs their Python decomposition with
 fake tensors, one cell per time step and layer, twice (export and run_decompositions). For a 512-step,
 6-layer LSTM that is ~10k cells and 15-40 s per problem, to produce a graph that then keeps the one op.

@@ -40,8 +40,8 @@ KEEP_WHOLE = (
     _aten.avg_pool1d.default, _aten.avg_pool2d.default, _aten.avg_pool3d.default,
     _aten.adaptive_avg_pool2d.default, _aten.adaptive_avg_pool1d.default,
     _aten.scaled_dot_product_attention.default,  # flash / cuDNN attention: far faster than its decomposition
-    # Recurrent layers: cuDNN runs the whole sequence; decomposed, a 512-step 6-layer LSTM becomes ~50k ops
-    # (minutes to trace and plan, thousands of kernels, and slower than cuDNN on the GPU).
+    # Recurrent layers: one RecurrentStep (a persistent kernel per layer) or the cuDNN call; decomposed, a
+    # 512-step 6-layer LSTM becomes ~50k ops (minutes to trace and plan, thousands of kernels).
     _aten.lstm.input, _aten.gru.input, _aten.rnn_tanh.input, _aten.rnn_relu.input,
 )
 

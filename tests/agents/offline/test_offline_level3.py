@@ -11,7 +11,7 @@ import torch
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.agents.offline.check import check_traced
-from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Load
+from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Load, RecurrentStep
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.recurrent import NAMESPACE
 from kernelwright.agents.offline.trace import KEEP_WHOLE, TraceFailure, trace_problem
@@ -31,7 +31,9 @@ class Model(nn.Module):
         self.rnn = cls(6, 8, LAYERS, batch_first=BATCH_FIRST, bidirectional=BIDIRECTIONAL, **extra)
 
     def forward(self, x, h0):
-        out, _ = self.rnn(x, (h0, h0 * 0.5) if KIND == "lstm" else h0)
+        out, state = self.rnn(x, (h0, h0 * 0.5) if KIND == "lstm" else h0)
+        if TAIL == "all":
+            return (out, *state) if KIND == "lstm" else (out, state)
         return torch.relu(out) + 1.0 if TAIL else out
 
 
@@ -77,8 +79,8 @@ def _shape_graph(graph: torch.fx.Graph) -> list[tuple]:
 
 @pytest.mark.parametrize(("kind", "bidirectional", "batch_first"),
                          [("lstm", True, True), ("gru", False, False), ("rnn_tanh", True, False), ("rnn_relu", False, True)])
-def test_a_recurrent_layer_is_one_library_call_with_the_slow_traces_graph(tmp_path: Path, kind: str, bidirectional: bool,
-                                                                          batch_first: bool) -> None:
+def test_a_recurrent_layer_traces_as_one_op_with_the_slow_traces_graph(tmp_path: Path, kind: str, bidirectional: bool,
+                                                                       batch_first: bool) -> None:
     path = _problem(tmp_path, RECURRENT, KIND=kind, BIDIRECTIONAL=bidirectional, BATCH_FIRST=batch_first)
     traced = trace_problem(path)
     aten_op = getattr(torch.ops.aten, kind).input
@@ -92,14 +94,44 @@ def test_a_recurrent_layer_is_one_library_call_with_the_slow_traces_graph(tmp_pa
     with torch.no_grad():
         slow = torch.export.export(traced.model, tuple(traced.inputs), strict=False).run_decompositions(table)
     assert _shape_graph(traced.graph) == _shape_graph(slow.graph)
-    # planned as a library call, the ops after it fused; on the CPU the plan reproduces the Model
+
+
+@pytest.mark.parametrize(("kind", "bidirectional", "batch_first"),
+                         [("lstm", True, True), ("lstm", False, False), ("gru", True, False), ("gru", False, True),
+                          ("rnn_tanh", True, False), ("rnn_relu", False, True)])
+def test_a_recurrent_network_is_one_step_that_reproduces_the_model(tmp_path: Path, kind: str, bidirectional: bool,
+                                                                   batch_first: bool) -> None:
+    path = _problem(tmp_path, RECURRENT, KIND=kind, BIDIRECTIONAL=bidirectional, BATCH_FIRST=batch_first, LAYERS=3,
+                    TAIL="all")
+    traced = trace_problem(path)
     plan = build_plan(traced.program)
-    host = [s for s in plan.steps if isinstance(s, HostStep)]
-    assert [(s.target, s.library) for s in host] == [(f"aten.{kind}.input", True)] and plan.custom_steps
+    rec = [s for s in plan.steps if isinstance(s, RecurrentStep)]
+    assert len(rec) == 1 and rec[0].cell == kind and not any(isinstance(s, HostStep) for s in plan.steps)
+    # interp runs the step as its kernel does (gate projection, then step by step, reverse direction backwards):
+    # output, h_n (and c_n) match the Model's own nn.LSTM / GRU / RNN
     check = check_traced(traced, {"fused": plan}, {})
+    assert len(check.results["fused"]) == (3 if kind == "lstm" else 2)  # output, h_n (, c_n)
     assert all(c["passed"] for c in check.results["fused"]), check.results
+    step = rec[0]
     source = propose(path)[0].source
-    assert f"torch.ops.aten.{kind}.input(" in source and "_kw_r[0]" in source
+    body = source.split("def _kw_forward_0")[1]
+    assert body.count(f"_kw_lib.kw_launch_{step.name}(") == 3  # one launch per layer, both directions in it
+    assert body.count("torch.ops.aten.linear.default(_kw_x") == 3 * step.directions  # the gate projections
+    assert f"torch.ops.aten.{kind}.input(" not in body and "cudaLaunchCooperativeKernel" in source
+    # the tuner can put the library call back
+    library = propose(path, params={f"{step.name}.IMPL": "library"}, variants=("fused",))[0].source
+    assert f"torch.ops.aten.{kind}.input(" in library and f"kw_launch_{step.name}" not in library
+
+
+def test_a_recurrent_layer_the_kernel_does_not_cover_stays_the_library_call(tmp_path: Path) -> None:
+    path = _problem(tmp_path, RECURRENT.replace("self.rnn = cls(6, 8, LAYERS,", "self.rnn = cls(6, 8, LAYERS, proj_size=4,"),
+                    KIND="lstm")
+    text = path.read_text().replace("torch.rand(LAYERS * (2 if BIDIRECTIONAL else 1), 3, 8)]",
+                                    "torch.rand(LAYERS, 3, 4)]").replace("(h0, h0 * 0.5)", "(h0, torch.ones(LAYERS, 3, 8))")
+    path.write_text(text)
+    plan = build_plan(trace_problem(path).program)
+    assert [s.target for s in plan.steps if isinstance(s, HostStep) and s.library] == ["aten.lstm.input"]
+    assert any("projections" in note for note in plan.notes)
 
 
 def test_a_long_deep_recurrent_network_traces_without_unrolling(tmp_path: Path) -> None:
@@ -107,9 +139,8 @@ def test_a_long_deep_recurrent_network_traces_without_unrolling(tmp_path: Path) 
     path = _problem(tmp_path, RECURRENT, KIND="gru", SEQ=512, LAYERS=6, TAIL=False)
     traced = trace_problem(path)
     assert sum(1 for n in traced.graph.nodes if n.op == "call_function") < 10
-    with pytest.raises(OfflineUnsupported) as info:
-        propose(path)  # nothing around the library call to fuse: said so, with the op
-    assert "no kernel of its own" in info.value.message and info.value.ops == ("aten.gru.input",)
+    candidate = propose(path)[0]
+    assert "Custom kernels: 1;" in candidate.source and candidate.source.count("_kw_lib.kw_launch_r") == 6
 
 
 STATEFUL = '''
