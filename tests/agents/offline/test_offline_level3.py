@@ -4,6 +4,8 @@ and batch norm uses running statistics only where the Model is in eval mode."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ import torch
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.agents.offline.check import check_traced
-from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Load, RecurrentStep
+from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Load, Op, RecurrentStep
+from kernelwright.agents.offline.ops import PRIMITIVES
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.recurrent import NAMESPACE
 from kernelwright.agents.offline.trace import KEEP_WHOLE, TraceFailure, trace_problem
@@ -334,3 +337,24 @@ def test_batch_norm_uses_running_statistics_only_in_eval_mode(tmp_path: Path) ->
                    for e in s.dag.nodes if isinstance(e, Load))
     assert any("batch_norm" in op for op in plan.kept_aten_ops)
     assert {"bn.running_mean", "bn.running_var"} <= {t for t, _ in plan.state_updates}
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a host C++ compiler")
+@pytest.mark.parametrize("prim", ["fmod", "remainder", "floor_divide"])
+def test_integer_fmod_remainder_and_floor_divide_are_device_code_with_torchs_results(tmp_path: Path, prim: str) -> None:
+    # torch.roll decomposes into an int64 fmod (30_SwinTransformerV2): <cmath>'s fmod/floor on integers are
+    # host-only constexpr functions, which nvcc refuses in a kernel. The C expression is plain C++: run it here.
+    op = Op(prim, (0, 1), "int64")
+    text = PRIMITIVES[prim].c(["a", "b"], op, "long long")
+    assert "fmod(" not in text and "floor(" not in text
+    values = [-7, -6, -5, -1, 0, 1, 3, 5, 6, 7, 56, -56]
+    program = tmp_path / "p.cpp"
+    program.write_text("#include <cstdio>\nint main() {\n    long long xs[] = {" + ", ".join(map(str, values)) + "};\n"
+                       "    for (long long a : xs) for (long long b : xs) if (b != 0) "
+                       f"printf(\"%lld\\n\", (long long)({text}));\n}}\n")
+    subprocess.run(["g++", "-std=c++17", "-o", str(tmp_path / "p"), str(program)], check=True, timeout=120)
+    got = [int(v) for v in subprocess.run([str(tmp_path / "p")], capture_output=True, text=True, check=True).stdout.split()]
+    a = torch.tensor([x for x in values for y in values if y != 0])
+    b = torch.tensor([y for x in values for y in values if y != 0])
+    want = {"fmod": torch.fmod, "remainder": torch.remainder, "floor_divide": torch.floor_divide}[prim](a, b)
+    assert got == want.tolist()
