@@ -98,7 +98,7 @@ def recurrent_ops_whole() -> Iterator[None]:
 
     _define()
     real = rnn._VF
-    rnn._VF = _VFShim(real)
+    rnn._VF = _VFShim(real)  # type: ignore[assignment]  # duck-types the module's attribute lookups
     try:
         yield
     finally:
