@@ -89,5 +89,7 @@ def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1) ->
     """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model."""
     overrides = small_overrides(read_source(path, "problem")) if scale else {}
     traced = trace_problem(path, overrides=overrides, variant=variant)
-    plans = {"fused": build_plan(traced.program), "aten_reductions": build_plan(traced.program, fuse_reductions=False)}
+    attributes = frozenset(traced.attributes)
+    plans = {"fused": build_plan(traced.program, attributes=attributes),
+             "aten_reductions": build_plan(traced.program, fuse_reductions=False, attributes=attributes)}
     return check_traced(traced, plans, overrides)

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
+from kernelwright.agents.offline.codegen_recurrent import recurrent_host_lines
 from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
-from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
 
 REFERENCE_CLASS = "_KwReferenceModel"
@@ -96,6 +97,14 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
     return lines
 
 
+def _owner(target: str) -> str:
+    return target.rpartition(".")[0]
+
+
+def _attr(target: str) -> str:
+    return target.rpartition(".")[2]
+
+
 def _constant_init(attr: str, value: torch.Tensor) -> str:
     if value.numel() > 4096:
         raise HostEmitError(f"a lifted constant has {value.numel()} elements (too big to embed)")
@@ -109,13 +118,15 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     by_step = {k.step: k for k in kernels}
     fetch: list[str] = []
     for buf in buffers.values():
+        if plan.mutated(buf) or buf.origin == "attribute":
+            continue  # state forward changes: read on every call (below)
         if buf.origin == "parameter":
             fetch.append(f"self.kw_ref.get_parameter({buf.target!r})")
         elif buf.origin == "buffer":
             fetch.append(f"self.kw_ref.get_buffer({buf.target!r})")
         elif buf.origin == "constant":
             fetch.append(f"self.{constant_attr[buf.target]}")
-    state_names = [n for n, b in buffers.items() if b.origin in ("parameter", "buffer", "constant")]
+    state_names = [n for n, b in buffers.items() if b.origin in ("parameter", "buffer", "constant") and not plan.mutated(b)]
     body: list[str] = []
     for pname, buf_name in zip(params, plan.user_inputs):
         if buf_name is not None:
@@ -128,9 +139,18 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     if device_of is None:
         raise HostEmitError("forward has neither tensor inputs nor parameters")
     body.append(f"_kw_dev = {device_of}.device")
+    for buf in buffers.values():
+        if buf.origin == "attribute":  # a plain attribute: .to() as the Model does (ModelNew.to() does not move it)
+            body.append(f"{buf.name} = getattr(self.kw_ref.get_submodule({_owner(buf.target)!r}), "
+                        f"{_attr(buf.target)!r}).to(_kw_dev).contiguous()")
+        elif plan.mutated(buf):
+            body.append(f"{buf.name} = self.kw_ref.get_buffer({buf.target!r}).contiguous()")
     for step in plan.steps:
         if isinstance(step, HostStep):
             body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32")))
+            continue
+        if isinstance(step, RecurrentStep):
+            body.extend(recurrent_host_lines(step, buffers, by_step.get(step.name), _layout_expr))
             continue
         kernel = by_step[step.name]
         for out in step.outputs:
@@ -141,6 +161,13 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
             body.append(f"_kw_scratch = torch.empty({kernel.scratch_bytes}, dtype=torch.uint8, device=_kw_dev)")
             args.append("_kw_scratch")
         body.append(f"_kw_lib.{kernel.launcher}({', '.join(args)})")
+    origin = {b.target: b.origin for b in buffers.values() if b.origin in ("buffer", "attribute")}
+    for target, value in plan.state_updates:  # the state the Model's forward leaves, as it leaves it
+        if origin.get(target) == "attribute":  # forward reassigned the attribute
+            body.append(f"setattr(self.kw_ref.get_submodule({_owner(target)!r}), {_attr(target)!r}, "
+                        f"{_layout_expr(value, buffers)})")
+        else:  # a registered buffer, changed in place
+            body.append(f"self.kw_ref.get_buffer({target!r}).copy_({_layout_expr(value, buffers)})")
     outs = [_layout_expr(o, buffers) if isinstance(o, Layout) else f"torch.tensor({o.value!r}, device=_kw_dev)"
             for o in plan.outputs]
     if plan.output_kind == "single":

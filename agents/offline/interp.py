@@ -19,6 +19,7 @@ from kernelwright.agents.offline.ir import (
     Plan,
     PoolStep,
     PoolWindow,
+    RecurrentStep,
     ReductionStep,
     Special,
 )
@@ -40,7 +41,7 @@ def initial_memory(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
             mem[name] = inputs[positions[name]].contiguous()
         elif buf.origin == "parameter":
             mem[name] = model.get_parameter(buf.target).detach().contiguous()
-        elif buf.origin == "buffer":
+        elif buf.origin in ("buffer", "attribute"):  # the traced Model has its state attributes as buffers
             mem[name] = model.get_buffer(buf.target).contiguous()
         elif buf.origin == "constant":
             mem[name] = (constants or {})[buf.target].contiguous()
@@ -172,6 +173,11 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         values = eval_dag(step.epilogue, mem, {"value": value})
         for out in step.outputs:
             _store(mem, plan, out.buffer, values[out.node])
+    elif isinstance(step, RecurrentStep):
+        outs = run_recurrent(step, view(mem, step.input), [view(mem, h) for h in step.hx],
+                             [view(mem, w) for w in step.params])
+        for buf, value in zip(step.outputs, outs):
+            mem[buf] = value.contiguous()
     elif isinstance(step, HostStep):
         conv = lambda v: view(mem, v) if isinstance(v, Layout) else v  # noqa: E731
         args = _map(conv, step.args)
@@ -183,6 +189,46 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
                 mem[buf] = value.contiguous()
     else:
         raise TypeError(f"unknown step {type(step).__name__}")
+
+
+def run_recurrent(step: RecurrentStep, x: torch.Tensor, hx: list[torch.Tensor],
+                  params: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The RecurrentStep as its kernel computes it (per layer: the gate projection of the whole sequence,
+    then step by step h W_hh^T + b_hh and the cell, the reverse direction from the last step), in torch:
+    checks the plan's wiring and the kernel's formulas against the Model's own recurrent layer."""
+    D, H = step.directions, step.hidden
+    seq_first = x.transpose(0, 1) if step.batch_first else x  # [T, B, features]
+    h_n, c_n, layer_in = [], [], seq_first
+    for layer in range(step.layers):
+        outs = []
+        for d in range(D):
+            w_ih, w_hh, b_ih, b_hh = params[4 * (layer * D + d): 4 * (layer * D + d) + 4]
+            proj = torch.nn.functional.linear(layer_in, w_ih, b_ih)
+            h = hx[0][layer * D + d]
+            c = hx[1][layer * D + d] if step.cell == "lstm" else None
+            ys = [torch.empty(0)] * step.seq
+            for s in range(step.seq):
+                t = step.seq - 1 - s if d else s
+                x_t, a = proj[t], torch.nn.functional.linear(h, w_hh, b_hh)
+                if step.cell == "lstm":
+                    i, f, g, o = (x_t + a).split(H, dim=-1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                elif step.cell == "gru":
+                    xr, xz, xn = x_t.split(H, dim=-1)
+                    ar, az, an = a.split(H, dim=-1)
+                    r, z = torch.sigmoid(xr + ar), torch.sigmoid(xz + az)
+                    h = (1 - z) * torch.tanh(xn + r * an) + z * h
+                else:
+                    h = torch.tanh(x_t + a) if step.cell == "rnn_tanh" else torch.relu(x_t + a)
+                ys[t] = h
+            outs.append(torch.stack(ys))
+            h_n.append(h)
+            if c is not None:
+                c_n.append(c)
+        layer_in = torch.cat(outs, dim=-1)
+    out = layer_in.transpose(0, 1) if step.batch_first else layer_in
+    return [out, torch.stack(h_n)] + ([torch.stack(c_n)] if step.cell == "lstm" else [])
 
 
 def interpret(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],

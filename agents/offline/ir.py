@@ -28,7 +28,8 @@ class Buffer:
     name: str
     shape: tuple[int, ...]
     dtype: str  # torch dtype name without the prefix: float32, int64, bool, ...
-    origin: Literal["input", "parameter", "buffer", "constant", "step"]
+    # attribute: a plain tensor attribute of the Model that forward reassigns (state kept across calls)
+    origin: Literal["input", "parameter", "buffer", "attribute", "constant", "step"]
     target: str = ""  # the module attribute (conv.weight) or the input position (input[0])
 
     @property
@@ -253,7 +254,50 @@ class HostStep:
     kind: Literal["host"] = "host"
 
 
-Step = ElementwiseStep | ReductionStep | PoolStep | HostStep
+RecurrentCell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
+GATES = {"lstm": 4, "gru": 3, "rnn_tanh": 1, "rnn_relu": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrentStep:
+    """A whole multi-layer recurrent network (aten.lstm/gru/rnn_*.input, batched, float32, with biases, no
+    projection, no dropout). Per layer: one library GEMM projects the whole sequence's input onto the gates
+    (x W_ih^T + b_ih), then one persistent kernel runs every time step of every direction (h W_hh^T, the
+    cell, h and c kept on chip between steps) with a grid-wide barrier between steps."""
+
+    name: str
+    cell: RecurrentCell
+    input: Layout  # [seq, batch, features], or [batch, seq, features] when batch_first
+    hx: tuple[Layout, ...]  # [layers * directions, batch, hidden]: (h0,) or, for an LSTM, (h0, c0)
+    params: tuple[Layout, ...]  # per layer and direction: w_ih [G*hidden, in], w_hh [G*hidden, hidden], b_ih, b_hh
+    layers: int
+    bidirectional: bool
+    batch_first: bool
+    outputs: tuple[str, ...]  # output [.., .., directions * hidden], h_n (and c_n), as the ATen op returns them
+    kind: Literal["recurrent"] = "recurrent"
+
+    @property
+    def directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def seq(self) -> int:
+        return self.input.shape[1 if self.batch_first else 0]
+
+    @property
+    def batch(self) -> int:
+        return self.input.shape[0 if self.batch_first else 1]
+
+    @property
+    def hidden(self) -> int:
+        return self.hx[0].shape[-1]
+
+    @property
+    def gates(self) -> int:
+        return GATES[self.cell]
+
+
+Step = ElementwiseStep | ReductionStep | PoolStep | HostStep | RecurrentStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +309,12 @@ class Plan:
     kept_aten_ops: tuple[str, ...] = ()  # non-library ATen ops the candidate still calls
     notes: tuple[str, ...] = field(default_factory=tuple)
     output_kind: Literal["single", "tuple", "list"] = "single"  # how forward returns its outputs
+    # Model state forward leaves behind: (buffer or attribute target, its new value), written back after the
+    # outputs are computed; such state is read afresh on every call.
+    state_updates: tuple[tuple[str, Layout], ...] = ()
+
+    def mutated(self, buf: Buffer) -> bool:
+        return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)
 
     @property
     def custom_steps(self) -> tuple[Step, ...]:
@@ -287,6 +337,10 @@ def describe(plan: Plan) -> str:
     for step in plan.steps:
         if isinstance(step, HostStep):
             lines.append(f"{step.name}: {'library' if step.library else 'aten'} {step.target} -> {list(step.outputs)}")
+            continue
+        if isinstance(step, RecurrentStep):
+            lines.append(f"{step.name}: {step.cell} layers={step.layers} directions={step.directions} seq={step.seq} "
+                         f"batch={step.batch} hidden={step.hidden} batch_first={step.batch_first} -> {list(step.outputs)}")
             continue
         if isinstance(step, ReductionStep):
             lines.append(f"{step.name}: {step.reduction}[{step.outer}, {step.reduce}, {step.inner}] {dict(step.attrs)}")

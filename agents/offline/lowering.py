@@ -197,6 +197,7 @@ LOWERINGS: dict[str, Lowering] = {
     "where.self": _where, "where.ScalarSelf": _where, "where.ScalarOther": _where, "where.Scalar": _where,
     "masked_fill.Scalar": _masked_fill, "masked_fill.Tensor": _masked_fill,
     "_to_copy.default": _cast, "to.dtype": _cast, "to.dtype_layout": _cast, "to.device": _cast,
+    "copy.default": lambda e, dst, src, *args, **kw: e.op("cast", [e.v(src)]),  # dst's shape and dtype, src's values
     "type_as.default": _cast, "frac.default": _frac, "addcmul.default": _addcmul, "addcdiv.default": _addcdiv,
     "lerp.Scalar": _lerp, "lerp.Tensor": _lerp, "threshold.default": _threshold,
     "softshrink.default": _shrink("softshrink"), "hardshrink.default": _shrink("hardshrink"),

@@ -52,6 +52,15 @@ def lit(value: Any, ctype: str) -> str:
     return f"(({ctype}){int(value)}LL)"
 
 
+FLOAT_MATH = ("float", "double")
+
+
+def _int_floor_adjust(a: list[str]) -> str:
+    """Integer division truncates; floor differs when there is a remainder and the signs differ (C's `%`
+    on integers is fmod's truncated remainder, and <cmath>'s fmod/floor are host-only for integer types)."""
+    return f"({a[0]} % {a[1]} != 0 && (({a[0]} % {a[1]} < 0) != ({a[1]} < 0)))"
+
+
 def fn(name: str, t: str) -> str:
     """C math function for the math type: expf for float, exp for double."""
     return name + "f" if t == "float" else name
@@ -226,10 +235,14 @@ PRIMITIVES: dict[str, Prim] = {
     "minimum": Prim(2, lambda a, op, t: (f"{fn('fmin', t)}({a[0]}, {a[1]})" if t in ("float", "double")
                                          else f"({a[0]} < {a[1]} ? {a[0]} : {a[1]})"), lambda a, op: torch.minimum(a[0], a[1])),
     "atan2": Prim(2, lambda a, op, t: f"{fn('atan2', t)}({a[0]}, {a[1]})", lambda a, op: torch.atan2(a[0], a[1])),
-    "fmod": Prim(2, lambda a, op, t: f"{fn('fmod', t)}({a[0]}, {a[1]})", lambda a, op: torch.fmod(a[0], a[1])),
-    "remainder": Prim(2, lambda a, op, t: f"({a[0]} - {fn('floor', t)}({a[0]} / {a[1]}) * {a[1]})",
+    "fmod": Prim(2, lambda a, op, t: f"{fn('fmod', t)}({a[0]}, {a[1]})" if t in FLOAT_MATH else f"({a[0]} % {a[1]})",
+                 lambda a, op: torch.fmod(a[0], a[1])),
+    "remainder": Prim(2, lambda a, op, t: (f"({a[0]} - {fn('floor', t)}({a[0]} / {a[1]}) * {a[1]})" if t in FLOAT_MATH
+                                           else f"({a[0]} % {a[1]} + ({_int_floor_adjust(a)} ? {a[1]} : 0))"),
                       lambda a, op: a[0] - torch.floor(a[0] / a[1]) * a[1]),
-    "floor_divide": Prim(2, lambda a, op, t: f"{fn('floor', t)}({a[0]} / {a[1]})", lambda a, op: torch.floor(a[0] / a[1])),
+    "floor_divide": Prim(2, lambda a, op, t: (f"{fn('floor', t)}({a[0]} / {a[1]})" if t in FLOAT_MATH
+                                              else f"({a[0]} / {a[1]} - ({_int_floor_adjust(a)} ? 1 : 0))"),
+                         lambda a, op: torch.floor(a[0] / a[1])),
     "where": Prim(3, lambda a, op, t: f"({a[0]} ? {a[1]} : {a[2]})", lambda a, op: torch.where(a[0], a[1], a[2])),
     "cast": Prim(1, _cast_c, lambda a, op: _round_t(a[0], op), "any"),
 }

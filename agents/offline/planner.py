@@ -32,6 +32,7 @@ from kernelwright.agents.offline.ir import (
     Plan,
     PoolStep,
     PoolWindow,
+    RecurrentStep,
     ReductionStep,
     Special,
     StepOutput,
@@ -46,7 +47,15 @@ from kernelwright.agents.offline.views import VIEW_OPS, view_layouts
 
 LIBRARY_OPS = ("linear", "matmul", "mm", "bmm", "addmm", "baddbmm", "addbmm", "addmv", "mv", "dot", "einsum",
                "conv1d", "conv2d", "conv3d", "convolution", "_convolution", "conv_transpose1d", "conv_transpose2d",
-               "conv_transpose3d", "tensordot", "scaled_dot_product_attention")
+               "conv_transpose3d", "tensordot", "scaled_dot_product_attention", "lstm", "gru", "rnn_tanh", "rnn_relu")
+
+
+RECURRENT_OPS = ("lstm.input", "gru.input", "rnn_tanh.input", "rnn_relu.input")
+RECURRENT_SMEM_BYTES = 160 * 1024  # one hidden unit's weights and the whole h a step reads, per block
+
+
+class NotRecurrent(Exception):
+    """A recurrent op the RecurrentStep kernel does not cover (it stays the library call)."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +125,15 @@ def _target_name(target: Any) -> str:
 
 
 class Planner:
-    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = ""):
+    def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = "",
+                 attributes: frozenset[str] = frozenset()):
         self.program = program
+        self.attributes = attributes  # buffers that are plain tensor attributes in the problem's Model
         self.prefix = prefix  # step names are <prefix>k<n> (one plan per input shape in a candidate)
         self.fuse_reductions = fuse_reductions
         self.buffers: dict[str, Buffer] = {}
         self.producer: dict[str, int] = {}  # buffer -> index of the step that writes it (-1: given)
-        self.slots: list[Group | HostStep] = []
+        self.slots: list[Group | HostStep | RecurrentStep] = []
         self.env: dict[str, Any] = {}
         self.kept: list[str] = []
         self.notes: list[str] = []
@@ -195,6 +206,8 @@ class Planner:
                     continue
                 origin = {"user_input": "input", "parameter": "parameter", "buffer": "buffer",
                           "constant_tensor": "constant"}.get(kind, "input")
+                if origin == "buffer" and target in self.attributes:
+                    origin = "attribute"
                 name = self.new_buffer(tuple(val.shape), _dtype(val), -1, origin,
                                        target or f"input[{len(user_inputs)}]")
                 self.env[node.name] = self.real_for(name)
@@ -203,11 +216,26 @@ class Planner:
             elif node.op == "call_function":
                 self.env[node.name] = self.call(node)
             elif node.op == "output":
-                outs = node.args[0]
+                outs, updates = self.split_outputs(node.args[0])
                 outputs = tuple(self.output_of(self.env[o.name]) if isinstance(o, torch.fx.Node) else Const(o, "float32")
                                 for o in outs)
+                state = tuple((target, self.materialise(self.env[o.name]).layout) for target, o in updates)
         return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
-                    tuple(self.notes), self.output_kind())
+                    tuple(self.notes), self.output_kind(), state)
+
+    def split_outputs(self, outs: Any) -> tuple[list[Any], list[tuple[str, torch.fx.Node]]]:
+        """The graph's outputs: forward's own, and (target, value) for each buffer forward leaves changed."""
+        specs = self.program.graph_signature.output_specs
+        user, updates = [], []
+        for spec, value in zip(specs, outs):
+            kind = spec.kind.name.lower()
+            if kind == "user_output":
+                user.append(value)
+            elif kind == "buffer_mutation" and isinstance(value, torch.fx.Node):
+                updates.append((spec.target, value))
+            else:
+                raise PlanningError(f"forward changes {spec.target or 'an input'} in place ({kind}): not supported")
+        return user, updates
 
     def output_kind(self) -> Literal["single", "tuple", "list"]:
         spec = self.program.call_spec.out_spec
@@ -235,6 +263,9 @@ class Planner:
         if name in IDENTITY:
             self.pass_through(node, args[0])
             return args[0]
+        if name == "copy.default" and _same_meta(val, node.args[1]):  # dst.copy_(src), functionalised: src's value
+            self.pass_through(node, args[1])
+            return args[1]
         if name == "scalar_tensor.default":
             return Scalar(args[0], _dtype(val))
         if name.partition(".")[0] in VIEW_OPS and isinstance(args[0], (Real, Lazy)):
@@ -399,6 +430,11 @@ class Planner:
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
         if _conv_bias_to_fold(name, args, kwargs, node.meta.get("val")):
             return self.conv_then_bias(node, name, args, kwargs)
+        if name in RECURRENT_OPS:
+            try:
+                return self.recurrent(node, name, args, kwargs)
+            except NotRecurrent as exc:
+                self.notes.append(f"{name}: {exc}; kept as the library call")
         conv = lambda v: self.materialise(v).layout if isinstance(v, (Real, Lazy)) else (  # noqa: E731
             self.materialise(v).layout if isinstance(v, Scalar) else v)
         host_args = _map(conv, args)
@@ -414,6 +450,37 @@ class Planner:
         self.slots.append(HostStep(f"{self.prefix}h{index}", f"aten.{name}", host_args, host_kwargs, outs, library))
         results = tuple(self.real_for(b) if b is not None else None for b in outs)
         return Tup(results) if isinstance(val, (tuple, list)) else results[0]
+
+    def recurrent(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Tup:
+        """The whole recurrent network as a RecurrentStep (see ir.RecurrentStep), where it is supported."""
+        cell = name.partition(".")[0]
+        val = node.meta.get("val")
+        if kwargs or len(args) != 9 or not isinstance(val, (tuple, list)):
+            raise NotRecurrent("an unexpected call form")
+        x, hx, params, has_biases, layers, dropout, train, bidirectional, batch_first = args
+        states = list(hx) if isinstance(hx, (list, tuple)) else [hx]
+        metas = list(val)
+        if not all(isinstance(v, (Real, Lazy)) for v in [x, *states, *params]):
+            raise NotRecurrent("a non-tensor operand")
+        if any(_dtype(m) != "float32" for m in metas) or metas[0].dim() != 3:
+            raise NotRecurrent("only batched float32 sequences have a kernel")
+        if not has_biases:
+            raise NotRecurrent("a recurrent layer without biases")
+        if train and dropout:
+            raise NotRecurrent("dropout between layers")
+        if len({tuple(m.shape) for m in metas[1:]}) != 1 or len(params) != 4 * layers * (2 if bidirectional else 1):
+            raise NotRecurrent("an LSTM with projections (proj_size)")
+        batch, hidden = metas[1].shape[1], metas[1].shape[2]
+        gates = 4 if cell == "lstm" else 3 if cell == "gru" else 1
+        if (batch * hidden + gates * hidden) * 4 > RECURRENT_SMEM_BYTES:
+            raise NotRecurrent(f"batch x hidden = {batch} x {hidden} does not fit one block's shared memory")
+        lay = lambda v: self.materialise(v).layout  # noqa: E731
+        index = len(self.slots)
+        outs = tuple(self.new_buffer(tuple(m.shape), "float32", index) for m in metas)
+        self.slots.append(RecurrentStep(f"{self.prefix}r{index}", cell, lay(x), tuple(lay(s) for s in states),  # type: ignore[arg-type]
+                                        tuple(lay(p) for p in params), int(layers), bool(bidirectional),
+                                        bool(batch_first), outs))
+        return Tup(tuple(self.real_for(b) for b in outs))
 
     def conv_then_bias(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
         """The library conv without its bias, and the bias as a lazy per-channel add. ATen adds a conv's bias
@@ -431,7 +498,7 @@ class Planner:
     def finish(self) -> tuple:
         steps: list = []
         for slot in self.slots:
-            if isinstance(slot, HostStep):
+            if isinstance(slot, (HostStep, RecurrentStep)):
                 steps.append(slot)
                 continue
             if slot.dead or not slot.outputs:
@@ -522,6 +589,12 @@ def _prune(nodes: list[Expr] | tuple[Expr, ...], roots: list[int]) -> tuple[tupl
     return tuple(out), remap
 
 
+def _same_meta(val: Any, src: Any) -> bool:
+    meta = src.meta.get("val") if isinstance(src, torch.fx.Node) else None
+    return (isinstance(val, torch.Tensor) and isinstance(meta, torch.Tensor) and val.shape == meta.shape
+            and val.dtype == meta.dtype)
+
+
 def _flatten(x: Any) -> list[Any]:
     if isinstance(x, dict):
         return [y for v in x.values() for y in _flatten(v)]
@@ -536,8 +609,11 @@ def _map(fn: Any, x: Any) -> Any:
     return fn(x)
 
 
-def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "") -> Plan:
-    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix).run()
+def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
+               attributes: frozenset[str] = frozenset()) -> Plan:
+    """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
+    forward reassigns, registered as buffers only to trace it)."""
+    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix, attributes=attributes).run()
 
 
 def _node_arg(node: torch.fx.Node, index: int) -> torch.fx.Node:

@@ -20,12 +20,13 @@ import structlog
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
 from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_source
 from kernelwright.agents.offline.codegen_pool import pool_kernel
+from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
-from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, ReductionStep, describe
+from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, RecurrentStep, ReductionStep, describe
 from kernelwright.agents.offline.planner import PlanningError, build_plan
-from kernelwright.agents.offline.space import TuneSpace, conservative, plan_space, step_params
+from kernelwright.agents.offline.space import TuneSpace, conservative, params_by_step, plan_space
 from kernelwright.agents.offline.trace import TracedProblem, TraceFailure, n_variants, trace_problem
 from kernelwright.tools.errors import KernelwrightError
 
@@ -69,14 +70,17 @@ class GeneratedCandidate:
 
 
 def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
+    per_step = params_by_step(params)  # one pass: a lookup per step was quadratic in the plan's size
     out = []
     for step in plan.steps:
         if isinstance(step, ElementwiseStep):
-            out.append(elementwise_kernel(step, plan.buffers, step_params(params, step.name)))
+            out.append(elementwise_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ReductionStep):
-            out.append(reduction_kernel(step, plan.buffers, step_params(params, step.name)))
+            out.append(reduction_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, PoolStep):
-            out.append(pool_kernel(step, plan.buffers, step_params(params, step.name)))
+            out.append(pool_kernel(step, plan.buffers, per_step.get(step.name, {})))
+        elif isinstance(step, RecurrentStep) and (kernel := recurrent_kernel(step, per_step.get(step.name, {}))):
+            out.append(kernel)
     return out
 
 
@@ -103,10 +107,11 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 
 def plans_for(traced: Sequence[TracedProblem]) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused)."""
-    fused = [build_plan(t.program, prefix=_prefix(i)) for i, t in enumerate(traced)]
+    fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes)) for i, t in enumerate(traced)]
     plans = {"fused": fused}
     if any(isinstance(s, ReductionStep) for p in fused for s in p.steps):
-        plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i))
+        plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
+                                               attributes=frozenset(t.attributes))
                                     for i, t in enumerate(traced)]
     return plans
 
@@ -139,22 +144,26 @@ def _prefix(shape_index: int) -> str:
     return "" if shape_index == 0 else f"s{shape_index}"
 
 
-def trace_all(problem_path: str | Path) -> list[TracedProblem]:
+def trace_all(problem_path: str | Path, *, lazy_weights: bool = False) -> list[TracedProblem]:
     """get_inputs() and every get_input_variants() entry (a candidate must serve all the harness calls)."""
-    first = trace_problem(problem_path)
-    return [first] + [trace_problem(problem_path, variant=v) for v in range(n_variants(first.module))]
+    first = trace_problem(problem_path, lazy_weights=lazy_weights)
+    return [first] + [trace_problem(problem_path, variant=v, lazy_weights=lazy_weights)
+                      for v in range(n_variants(first.module))]
 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
-            variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None) -> list[GeneratedCandidate]:
+            variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
+            lazy_weights: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
+    `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
+    too large to build in memory).
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the
     fused variant (names from its TuneSpace)."""
     where = str(problem_path)
     try:
-        traced = list(traced or trace_all(problem_path))
+        traced = list(traced or trace_all(problem_path, lazy_weights=lazy_weights))
     except TraceFailure as exc:
         reason = exc.message + (f" (functional form: {form.fallback_reason})" if getattr(form, "fallback_reason", None) else "")
         raise OfflineUnsupported(reason, where=where) from None

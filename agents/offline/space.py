@@ -12,10 +12,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
+from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
-from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, PoolStep, ReductionStep
+from kernelwright.agents.offline.ir import (
+    Buffer,
+    ElementwiseStep,
+    HostStep,
+    Load,
+    Plan,
+    PoolStep,
+    RecurrentStep,
+    ReductionStep,
+)
 
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
@@ -99,12 +109,21 @@ def plan_space(plan: Plan) -> TuneSpace:
         elif isinstance(step, PoolStep):
             dims += [TuneDim(f"{step.name}.BLOCK", (64, 128, 256, 512), POOL_DEFAULTS["BLOCK"]),
                      TuneDim(f"{step.name}.OPT", (1, 2, 4), POOL_DEFAULTS["OPT"])]
+        elif isinstance(step, RecurrentStep):
+            dims += [TuneDim(f"{step.name}.IMPL", IMPLS, RECURRENT_DEFAULTS["IMPL"]),
+                     TuneDim(f"{step.name}.THREADS", (128, 256, 512), RECURRENT_DEFAULTS["THREADS"])]
     return TuneSpace(tuple(dims))
 
 
-def step_params(params: Mapping[str, Any], step: str) -> dict[str, Any]:
-    prefix = f"{step}."
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+def params_by_step(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tunables of each step, keyed by step name, without the "<step>." prefix (step names have no dot:
+    <prefix>k<n>, <prefix>h<n>)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        step, dot, name = key.partition(".")
+        if dot:
+            out.setdefault(step, {})[name] = value
+    return out
 
 
 def conservative(space: TuneSpace) -> dict[str, Any]:

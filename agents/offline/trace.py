@@ -9,6 +9,7 @@ natively (softmax, layer_norm, linear, conv, gelu, ...) are kept whole.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 
+from kernelwright.agents.offline.recurrent import recurrent_ops_whole, restore_aten_targets
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.problem.files import SourceFile, build_model, call_user, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, make_inputs
@@ -38,6 +40,9 @@ KEEP_WHOLE = (
     _aten.avg_pool1d.default, _aten.avg_pool2d.default, _aten.avg_pool3d.default,
     _aten.adaptive_avg_pool2d.default, _aten.adaptive_avg_pool1d.default,
     _aten.scaled_dot_product_attention.default,  # flash / cuDNN attention: far faster than its decomposition
+    # Recurrent layers: one RecurrentStep (a persistent kernel per layer) or the cuDNN call; decomposed, a
+    # 512-step 6-layer LSTM becomes ~50k ops (minutes to trace and plan, thousands of kernels).
+    _aten.lstm.input, _aten.gru.input, _aten.rnn_tanh.input, _aten.rnn_relu.input,
 )
 
 
@@ -58,6 +63,8 @@ class TracedProblem:
     program: Any  # torch.export.ExportedProgram
     forward_params: tuple[str, ...]
     variant: int = -1
+    # plain tensor attributes forward reassigns (state across calls), registered as buffers to be traced
+    attributes: tuple[str, ...] = ()
 
     @property
     def graph(self) -> torch.fx.Graph:
@@ -79,28 +86,106 @@ def n_variants(module: ModuleType) -> int:
     return len(variants()) if callable(variants) else 0
 
 
+def weight_bytes(module: ModuleType) -> int | None:
+    """Bytes of the Model's parameters and buffers, from a build on the meta device (nothing allocated);
+    None where the Model cannot be built there."""
+    try:
+        with torch.device("meta"):
+            model = module.Model(*module.get_init_inputs())
+        return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    except Exception:  # noqa: BLE001 - a constructor that needs real values: the size is optional
+        return None
+
+
+def _lazy_model(module: ModuleType, init_inputs: list[Any], source: SourceFile) -> torch.nn.Module:
+    """The Model with uninitialised CPU parameters and buffers: built on the meta device, then given storage
+    that is never written (so, however large, it costs address space but no memory). Tracing reads shapes
+    only, so the candidate is the one real weights give."""
+    torch.manual_seed(INIT_SEED)
+    with torch.device("meta"):
+        model = call_user(lambda: module.Model(*init_inputs), "Model(*get_init_inputs())", source)
+    model = model.to_empty(device=torch.device("cpu")).eval()
+    for sub in model.modules():  # plain tensor attributes too (to_empty moves parameters and buffers only)
+        for name, value in list(vars(sub).items()):
+            if isinstance(value, torch.Tensor) and value.is_meta:
+                setattr(sub, name, torch.empty_strided(value.shape, value.stride(), dtype=value.dtype))
+    return model
+
+
 def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = None, seed: int = 0,
-                  variant: int = -1) -> TracedProblem:
+                  variant: int = -1, lazy_weights: bool = False) -> TracedProblem:
     """Load, build (eval mode, the harness's init seed) and export the problem's Model on get_inputs() (or on
-    get_input_variants()[variant]); TraceFailure on failure."""
+    get_input_variants()[variant]); TraceFailure on failure. `lazy_weights`: build the Model without
+    initialising its weights (for a Model too large to build in memory; see _lazy_model)."""
     try:
         source, module = load_problem(path, overrides=overrides)
         init_inputs = list(call_user(module.get_init_inputs, "get_init_inputs()", source))
         spec = InputSpec(seed, variant=variant)
         inputs = call_user(lambda: make_inputs(module.get_inputs, spec, torch.device("cpu"),
                                                getattr(module, "get_input_variants", None)), "get_inputs()", source)
-        model = build_model(module.Model, init_inputs, source, "Model", seed=INIT_SEED, device=torch.device("cpu"))
+        model = (_lazy_model(module, init_inputs, source) if lazy_weights else
+                 build_model(module.Model, init_inputs, source, "Model", seed=INIT_SEED, device=torch.device("cpu")))
     except KernelwrightError as exc:
         raise TraceFailure(f"cannot load the problem: {exc.message}", where=exc.where or str(path)) from None
     try:
-        with torch.no_grad():
-            program = torch.export.export(model, tuple(inputs), strict=False)
-            table = torch.export.default_decompositions()
-            for op in KEEP_WHOLE:
-                table.pop(op, None)
-            program = program.run_decompositions(table)
+        program, attributes = _export(model, inputs)
     except Exception as exc:  # export fails in many shapes; each becomes a typed report
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TraceFailure(f"torch.export failed: {type(exc).__name__}: {first}", where=str(path)) from None
+    embedded = sorted(s.target for s in program.graph_signature.input_specs if s.kind.name == "CONSTANT_TENSOR")
+    if lazy_weights and embedded:
+        # a lifted constant is embedded in the candidate by value, and lazily built ones have none
+        raise TraceFailure("the Model is too large to build in memory here, and its forward reads tensor attributes "
+                           f"({', '.join(embedded)}) whose values a candidate would embed", where=str(path))
     params = source.forward_params or tuple(f"in{i}" for i in range(len(inputs)))
-    return TracedProblem(Path(path).resolve(), source, module, model, list(inputs), init_inputs, program, params, variant)
+    return TracedProblem(Path(path).resolve(), source, module, model, list(inputs), init_inputs, program, params, variant,
+                         attributes)
+
+
+def _export(model: torch.nn.Module, inputs: list[Any]) -> tuple[Any, tuple[str, ...]]:
+    """The decomposed program (KEEP_WHOLE ops kept), and the plain tensor attributes registered as buffers
+    on the way because forward changes them."""
+    attributes: list[str] = []
+    table = torch.export.default_decompositions()
+    for op in KEEP_WHOLE:
+        table.pop(op, None)
+    with torch.no_grad(), recurrent_ops_whole():
+        while True:
+            try:
+                program = torch.export.export(model, tuple(inputs), strict=False).run_decompositions(table)
+                break
+            except RuntimeError as exc:
+                name = _mutated_attribute(exc, model)
+                if name is None or name in attributes:
+                    raise
+                _register_as_buffer(model, name)
+                attributes.append(name)
+    restore_aten_targets(program.graph)
+    return program, tuple(attributes)
+
+
+_MUTATED_CONSTANT = re.compile(r"Constant (\S+) is mutated in the forward method")
+
+
+def _mutated_attribute(exc: Exception, model: torch.nn.Module) -> str | None:
+    """The plain tensor attribute that torch.export refused because forward reassigns or changes it (the
+    Model keeps state across calls, like an RNN's hidden state), or None for any other failure."""
+    match = _MUTATED_CONSTANT.search(str(exc))
+    if match is None:
+        return None
+    owner, _, attr = match.group(1).rpartition(".")
+    try:
+        value = getattr(model.get_submodule(owner), attr)
+    except AttributeError:
+        return None
+    return match.group(1) if isinstance(value, torch.Tensor) else None
+
+
+def _register_as_buffer(model: torch.nn.Module, target: str) -> None:
+    """Make the attribute a (non-persistent) buffer of its module, so that export traces its update as a
+    buffer mutation; the candidate still reads and writes it as the attribute it is in the problem's Model."""
+    owner_name, _, attr = target.rpartition(".")
+    owner = model.get_submodule(owner_name)
+    value = getattr(owner, attr)
+    delattr(owner, attr)
+    owner.register_buffer(attr, value, persistent=False)

@@ -223,21 +223,26 @@ def _called_from_inputs(path: str, depth: int = 12) -> bool:
 
 def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
-    from kernelwright.agents.offline.trace import load_problem
+    from kernelwright.agents.offline.trace import load_problem, weight_bytes
 
     result: dict[str, Any] = {"kind": "passthrough"}
     try:
         _, module = load_problem(problem)
         result["input_bytes"] = meta_input_bytes(module)
         result_file.write_text(json.dumps(result))  # the size survives a kill
+        # Weights over a quarter of the budget are never initialised (the same candidate; they cost address
+        # space only, which the limit below allows for).
+        weights = weight_bytes(module) or 0
+        lazy_weights = weights > budget_bytes // 4
         # A hard ceiling on address space behind the parent's RSS watch: the lazy inputs reserve their size.
         vm = _vm_bytes()
-        limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes
+        limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes + (2 * weights if lazy_weights else 0)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         with _lazy_mode(problem):
-            candidates = propose(problem)
+            candidates = propose(problem, lazy_weights=lazy_weights)
         candidates[0].write(out)
-        result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}")
+        result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}"
+                      + (f" (its {weights / 1e9:.1f} GB of weights traced uninitialised)" if lazy_weights else ""))
     except OfflineUnsupported as exc:
         result["why"] = f"offline translator: {exc.message}"
     except MemoryError:
