@@ -212,6 +212,7 @@ def run_recurrent(step: RecurrentStep, x: torch.Tensor, hx: list[torch.Tensor],
                 x_t, a = proj[t], torch.nn.functional.linear(h, w_hh, b_hh)
                 if step.cell == "lstm":
                     i, f, g, o = (x_t + a).split(H, dim=-1)
+                    assert c is not None  # an LSTM carries its cell state
                     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
                     h = torch.sigmoid(o) * torch.tanh(c)
                 elif step.cell == "gru":
