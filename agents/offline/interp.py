@@ -184,9 +184,9 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         kwargs = {k: _map(conv, v) for k, v in step.kwargs}
         result = resolve_op(step.target)(*args, **kwargs)
         results = list(result) if isinstance(result, (tuple, list)) else [result]
-        for out, value in zip(step.outputs, results):
-            if out is not None:  # an output the graph does not use
-                mem[out] = value.contiguous()
+        for name, value in zip(step.outputs, results):
+            if name is not None:  # an output the graph does not use
+                mem[name] = value.contiguous()
     else:
         raise TypeError(f"unknown step {type(step).__name__}")
 
