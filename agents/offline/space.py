@@ -11,11 +11,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernelwright.agents.offline.codegen_gemm import gemm_dims
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
-from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, HostStep, Load, Plan, PoolStep, ReductionStep
+from kernelwright.agents.offline.ir import (
+    Buffer,
+    ElementwiseStep,
+    GemmStep,
+    HostStep,
+    Load,
+    Plan,
+    PoolStep,
+    ReductionStep,
+)
 
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
@@ -68,7 +78,9 @@ def _vec_choices(step: ElementwiseStep, buffers: Mapping[str, Buffer]) -> tuple[
 def plan_space(plan: Plan) -> TuneSpace:
     dims: list[TuneDim] = []
     for step in plan.steps:
-        if isinstance(step, HostStep):
+        if isinstance(step, GemmStep):
+            dims += [TuneDim(name, choices, default) for name, choices, default in gemm_dims(step, plan.buffers)]
+        elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind)))
         elif isinstance(step, ElementwiseStep):
