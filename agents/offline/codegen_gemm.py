@@ -225,8 +225,10 @@ using {name}_t = typename cutlass::gemm::device::GemmUniversal<
     cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<8>, {stages}, {align_a}, {align_b},
     {operator}>::GemmKernel;
 
-__global__ void __launch_bounds__({name}_t::kThreadCount) {name}_kernel(typename {name}_t::Params params, int triangle,
-                                                                          long long diagonal) {{
+// C linkage: the symbol is the plain name, which traces show and `nm` finds in the candidate's library (the
+// C++ name, mangled over CUTLASS's template arguments, is too deep for nm's demangler).
+extern "C" __global__ void __launch_bounds__({name}_t::kThreadCount) {name}_kernel(typename {name}_t::Params params,
+                                                                                     int triangle, long long diagonal) {{
     if (triangle && kw_gemm_tile_outside<{name}_t>(params, triangle, diagonal)) return;
     extern __shared__ int kw_gemm_smem[];
     {name}_t::invoke(params, *reinterpret_cast<typename {name}_t::SharedStorage*>(kw_gemm_smem));

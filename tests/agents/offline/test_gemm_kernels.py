@@ -21,7 +21,10 @@ from kernelwright.agents.offline.propose import plans_for, render, tuning_target
 from kernelwright.agents.offline.space import plan_space
 from kernelwright.agents.offline.trace import trace_problem
 from support.gemm import (
+    CASES,
     LEVEL1,
+    GemmCase,
+    case_problem,
     cuda_of,
     fixture_gemm_problems,
     headers_of,
@@ -201,3 +204,21 @@ def test_run_gemm_reads_through_the_launch_numbers_so_a_wrong_layout_fails_the_c
         mem = {"a": a, "b": b}
         run_gemm(step, buffers, mem)
         assert torch.allclose(mem["c"], a @ b, atol=1e-5) is same
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_the_gpu_tests_cases_plan_right_and_take_their_tunables(case: GemmCase, tmp_path: Path) -> None:
+    """The cases test_gemm_gpu.py runs on a GPU, checked here on CPU: the plan (through the launcher's numbers)
+    agrees with the Model, and the candidate is built with the tunables the case names."""
+    problem = case_problem(case, tmp_path)
+    traced = trace_problem(problem)
+    gemm = gemm_plan(build_plan(traced.program))
+    assert gemm is not None
+    check = check_traced(traced, {"gemm": gemm}, {})
+    assert check.passed, check.failures()
+    (cand,) = propose(problem, params=case.params)
+    assert {k: cand.params[k] for k in case.params} == case.params
+    forward = traced_forward(cand.source)
+    assert re.search(r"_kw_lib\.kw_gem\w+\(", forward) and not ATEN_GEMM.search(forward)
+    if "h0.TILE" in case.params:
+        assert f"_{case.params['h0.TILE']}_s{case.params['h0.STAGES']}(" in forward
