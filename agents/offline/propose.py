@@ -78,7 +78,7 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
     for step in plan.steps:
         if isinstance(step, GemmStep):
             out.append(gemm_kernel(step, plan.buffers, step_params(params, step.name)))
-        if isinstance(step, ElementwiseStep):
+        elif isinstance(step, ElementwiseStep):
             out.append(elementwise_kernel(step, plan.buffers, step_params(params, step.name)))
         elif isinstance(step, ReductionStep):
             out.append(reduction_kernel(step, plan.buffers, step_params(params, step.name)))
