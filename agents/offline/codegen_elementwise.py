@@ -28,6 +28,7 @@ class StepKernel:
     spec: str
     args: tuple[str, ...]  # buffers in launcher order
     scratch_bytes: int = 0  # > 0: the launcher takes a u8* scratch buffer of this size after the buffers
+    headers: tuple[str, ...] = ()  # header-only libraries the source includes (load_cuda's `headers`)
 
 
 ELEMENTWISE_DEFAULTS = {"BLOCK": 256, "VEC": 4, "BPS": 8}

@@ -192,6 +192,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
     if len(params) != len(main.user_inputs):
         params = [f"in{i}" for i in range(len(main.user_inputs))]
     launchers = {k.launcher: k.spec for _, kernels in shapes for k in kernels}
+    headers = tuple(dict.fromkeys(h for _, kernels in shapes for k in kernels for h in k.headers))
     if split_used:
         launchers[SPLIT_LAUNCHER] = SPLIT_SPEC
     init_lines = [f"        self.kw_ref = {REFERENCE_CLASS}(*args, **kwargs)"]
@@ -230,7 +231,7 @@ _KW_CUDA_SRC = r"""{cuda_source}"""
 
 _kw_lib = load_cuda(_KW_CUDA_SRC, {{
 {launcher_text}
-}})
+}}{f", headers={headers!r}" if headers else ""})
 {SPLIT_PYTHON if split_used else ""}
 
 

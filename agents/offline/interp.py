@@ -9,10 +9,12 @@ from typing import Any
 
 import torch
 
+from kernelwright.agents.offline.gemm_plan import run_gemm
 from kernelwright.agents.offline.ir import (
     Const,
     Dag,
     ElementwiseStep,
+    GemmStep,
     HostStep,
     Layout,
     Load,
@@ -178,6 +180,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
                              [view(mem, w) for w in step.params])
         for buf, value in zip(step.outputs, outs):
             mem[buf] = value.contiguous()
+    elif isinstance(step, GemmStep):
+        run_gemm(step, plan.buffers, mem)
     elif isinstance(step, HostStep):
         conv = lambda v: view(mem, v) if isinstance(v, Layout) else v  # noqa: E731
         args = _map(conv, step.args)

@@ -297,7 +297,34 @@ class RecurrentStep:
         return GATES[self.cell]
 
 
-Step = ElementwiseStep | ReductionStep | PoolStep | HostStep | RecurrentStep
+GemmTriangle = Literal["upper", "lower"]
+
+
+@dataclass(frozen=True, slots=True)
+class GemmStep:
+    """out[p] = a[p] @ b[p] on the candidate's own GEMM kernel, for p < batch: `a` is a (batch, M, K) view,
+    `b` a (batch, K, N) view (a batch stride of 0: one matrix shared by every product), and the single output a
+    contiguous buffer holding (batch, M, N). `triangle` keeps only the upper (col - row >= diagonal) or lower
+    (col - row <= diagonal) part of each product and zeros the rest, as torch.triu / torch.tril do."""
+
+    name: str
+    a: Layout
+    b: Layout
+    outputs: tuple[StepOutput, ...]
+    triangle: GemmTriangle | None = None
+    diagonal: int = 0
+    kind: Literal["gemm"] = "gemm"
+
+    @property
+    def batch(self) -> int:
+        return self.a.shape[0]
+
+    @property
+    def mnk(self) -> tuple[int, int, int]:
+        return self.a.shape[1], self.b.shape[2], self.a.shape[2]
+
+
+Step = ElementwiseStep | ReductionStep | PoolStep | HostStep | RecurrentStep | GemmStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +368,14 @@ def describe(plan: Plan) -> str:
         if isinstance(step, RecurrentStep):
             lines.append(f"{step.name}: {step.cell} layers={step.layers} directions={step.directions} seq={step.seq} "
                          f"batch={step.batch} hidden={step.hidden} batch_first={step.batch_first} -> {list(step.outputs)}")
+            continue
+        if isinstance(step, GemmStep):
+            m, n, k = step.mnk
+            tri = f" {step.triangle}(diagonal={step.diagonal})" if step.triangle else ""
+            lines.append(f"{step.name}: gemm batch={step.batch} m={m} n={n} k={k}{tri}")
+            lines.extend(f"    {role} {lay.buffer} strides={list(lay.strides)} off={lay.offset}"
+                         for role, lay in (("a", step.a), ("b", step.b)))
+            lines.append("    -> " + ", ".join(o.buffer for o in step.outputs))
             continue
         if isinstance(step, ReductionStep):
             lines.append(f"{step.name}: {step.reduction}[{step.outer}, {step.reduce}, {step.inner}] {dict(step.attrs)}")

@@ -5,6 +5,9 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 - fused_scalar: the same plan with the simplest code paths (no vector loads, no register caching);
 - aten_reductions: reductions stay ATen (cuDNN/ATen softmax, norms, sums), only elementwise
   chains (the epilogues after library ops included) and pools are fused kernels.
+
+A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
+(codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
 """
 
 from __future__ import annotations
@@ -18,13 +21,23 @@ from typing import Any
 import structlog
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
+from kernelwright.agents.offline.codegen_gemm import gemm_kernel
 from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_source
 from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
 from kernelwright.agents.offline.cuda_common import PRELUDE
+from kernelwright.agents.offline.gemm_plan import gemm_plan
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
-from kernelwright.agents.offline.ir import ElementwiseStep, Plan, PoolStep, RecurrentStep, ReductionStep, describe
+from kernelwright.agents.offline.ir import (
+    ElementwiseStep,
+    GemmStep,
+    Plan,
+    PoolStep,
+    RecurrentStep,
+    ReductionStep,
+    describe,
+)
 from kernelwright.agents.offline.planner import PlanningError, build_plan
 from kernelwright.agents.offline.space import TuneSpace, conservative, params_by_step, plan_space
 from kernelwright.agents.offline.trace import TracedProblem, TraceFailure, n_variants, trace_problem
@@ -73,7 +86,9 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
     per_step = params_by_step(params)  # one pass: a lookup per step was quadratic in the plan's size
     out = []
     for step in plan.steps:
-        if isinstance(step, ElementwiseStep):
+        if isinstance(step, GemmStep):
+            out.append(gemm_kernel(step, plan.buffers, per_step.get(step.name, {})))
+        elif isinstance(step, ElementwiseStep):
             out.append(elementwise_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ReductionStep):
             out.append(reduction_kernel(step, plan.buffers, per_step.get(step.name, {})))
@@ -88,7 +103,8 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
     """The candidate file: the first plan (get_inputs' shapes) takes `params`; other shapes use defaults."""
     shapes = [(plan, kernels_for(plan, params if i == 0 else {})) for i, plan in enumerate(plans)]
     modes = [gemm_modes(plan, params if i == 0 else {}) for i, plan in enumerate(plans)]
-    cuda = PRELUDE + "".join(k.source for _, kernels in shapes for k in kernels)
+    # GEMM kernels of one configuration have one source, whichever shapes and steps use them: written once
+    cuda = PRELUDE + "".join(dict.fromkeys(k.source for _, kernels in shapes for k in kernels))
     if any(m == "tf32x3" for per_shape in modes for m in per_shape.values()):
         cuda += SPLIT_CUDA
     main = plans[0]
@@ -108,6 +124,9 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 def plans_for(traced: Sequence[TracedProblem]) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes)) for i, t in enumerate(traced)]
+    gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
+    if all(g is not None for g in gemms):
+        fused = [g for g in gemms if g is not None]
     plans = {"fused": fused}
     if any(isinstance(s, ReductionStep) for p in fused for s in p.steps):
         plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
@@ -182,6 +201,8 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         if shape_plans is None or not all(p.custom_steps for p in shape_plans):
             continue
         plan = shape_plans[0]
+        if variant == "fused_scalar" and all(isinstance(s, GemmStep) for p in shape_plans for s in p.custom_steps):
+            continue  # a GEMM kernel has no simpler code path: the same kernel under another name
         space = plan_space(plan)
         chosen = {**space.defaults(), **(params or {})} if variant == "fused" else (
             conservative(space) if variant == "fused_scalar" else space.defaults())

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernelwright.agents.offline.codegen_gemm import gemm_dims
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
@@ -19,6 +20,7 @@ from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kin
 from kernelwright.agents.offline.ir import (
     Buffer,
     ElementwiseStep,
+    GemmStep,
     HostStep,
     Load,
     Plan,
@@ -78,7 +80,9 @@ def _vec_choices(step: ElementwiseStep, buffers: Mapping[str, Buffer]) -> tuple[
 def plan_space(plan: Plan) -> TuneSpace:
     dims: list[TuneDim] = []
     for step in plan.steps:
-        if isinstance(step, HostStep):
+        if isinstance(step, GemmStep):
+            dims += [TuneDim(name, choices, default) for name, choices, default in gemm_dims(step, plan.buffers)]
+        elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind)))
         elif isinstance(step, ElementwiseStep):

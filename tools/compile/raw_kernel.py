@@ -10,18 +10,24 @@ launcher's parameters in a short spec string. nvcc builds it in about a second
 
 Spec types: pointers f32* f16* bf16* f64* i64* i32* i16* i8* u8* bool* (a contiguous
 CUDA tensor of that dtype), scalars i64 i32 f32 f64 bool.
+
+A source that includes a header-only library names it, and the build gets its include path and flags
+(tools.compile.header_libraries owns where they are):
+
+    lib = load_cuda(CUDA_SRC, {"launch_gemm": "f32*, f32*, f32*, i64"}, headers=("cutlass",))
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kernelwright.tools.compile.header_libraries import build_options
 from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, NvccCompiler, NvccOptions, arch_for_capability
 from kernelwright.tools.errors import LoadError
 
@@ -116,11 +122,16 @@ def target_arch() -> str:
 
 
 def load_cuda(source: str, launchers: Mapping[str, str], *, extra_flags: tuple[str, ...] = (),
-              compiler: NvccCompiler | None = None) -> RawLibrary:
-    """Build `source` (cached by content) and bind its launchers. Raises CompileError or LoadError."""
+              compiler: NvccCompiler | None = None, headers: Sequence[str] = ()) -> RawLibrary:
+    """Build `source` (cached by content) and bind its launchers. `headers` names the header-only libraries the
+    source includes ("cutlass"). Raises CompileError, LoadError, or ToolUnavailable (a named library is missing)."""
     specs = {name: parse_spec(spec, where=f"launcher {name}") for name, spec in launchers.items()}
     compiler = compiler or NvccCompiler()
-    opts = NvccOptions(arch=target_arch(), extra_flags=tuple(extra_flags))
+    try:
+        include_dirs, library_flags = build_options(tuple(headers))
+    except ValueError as exc:
+        raise LoadError(str(exc), where="load_cuda headers") from None
+    opts = NvccOptions(arch=target_arch(), extra_flags=library_flags + tuple(extra_flags), include_dirs=include_dirs)
     if timeout_s := BuildSettings.from_env().timeout_s:
         opts = replace(opts, timeout_s=timeout_s)
     result = compiler.compile(source + _ERROR_HELPER, opts)
