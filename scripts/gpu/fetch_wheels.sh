@@ -16,5 +16,6 @@ if [ "${1:-harness}" = full ]; then
       langgraph-prebuilt langgraph-checkpoint-sqlite langchain-core langchain-openai openai jsonpatch jsonpointer \
       langsmith orjson ormsgpack tenacity sqlite-vec aiosqlite distro jiter tiktoken platformdirs sniffio uuid-utils langchain-protocol websockets zstandard requests-toolbelt xxhash \
       httpx2 httpcore2 truststore h11 anyio idna  # openai 3.x speaks HTTP through httpx2
+  get einops nvidia-cutlass  # KernelBench's Mamba problems import einops; CUTLASS headers for the GEMM kernels
 fi
 du -sh .whl

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# On the GPU machine, from the repository root (carry: .whl runs/kb runs/bench_kb):
+#   bash scripts/gpu/bench.sh SECONDS PATH [BENCH_ARGS...]      e.g. bash scripts/gpu/bench.sh 540 runs/kb/level2
+# `kernelwright bench PATH --out runs/bench_kb --resume` for at most SECONDS (stopped with SIGINT, so the problem in
+# flight gets no row and the next call redoes it). runs/bench_kb comes back as $OUT/bench_kb.tgz: unpack it in the
+# repo root here and carry it again to go on. runs/kb is a copy of ../shared/kernelbench (levels 1-3).
+set -uo pipefail
+source scripts/gpu/env.sh
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+LIMIT=${1:?seconds}; TARGET=${2:?problem folder or file}; shift 2
+timeout --signal=INT --kill-after=30 "$LIMIT" python3 -P -m kernelwright.cli bench "$TARGET" --out runs/bench_kb \
+  --resume "$@" 2>&1 | grep --line-buffered -v "\[debug\|\[info " > "$OUT/bench_kb.log"
+tar czf "$OUT/bench_kb.tgz" runs/bench_kb
+cp runs/bench_kb/summary.md "$OUT/" 2>/dev/null
+tail -30 "$OUT/bench_kb.log"
