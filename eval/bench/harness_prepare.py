@@ -90,6 +90,11 @@ def available_bytes() -> int:
     return 1 << 50
 
 
+def child_budget(cap_bytes: int, jobs: int) -> int:
+    """A preparing child's memory budget: the cap, but never more than its share of half of what is free now."""
+    return min(cap_bytes, available_bytes() // (2 * max(jobs, 1)))
+
+
 def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
                 passthrough: bool = True) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
@@ -146,8 +151,7 @@ def prepare_all(problems: Sequence[Path], folder: Path, *, budget_bytes: int, ti
     lock = threading.Lock()
 
     def one(problem: Path) -> None:
-        budget = min(budget_bytes, available_bytes() // (2 * max(jobs, 1)))  # never more than half of what is free
-        entry = prepare_one(problem, folder, budget_bytes=budget, timeout_s=timeout_s)
+        entry = prepare_one(problem, folder, budget_bytes=child_budget(budget_bytes, jobs), timeout_s=timeout_s)
         with lock:
             entries[problem.stem] = entry
             write_manifest(folder, entries)

@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from kernelwright.eval.bench.harness_prepare import available_bytes, candidate_path, prepare_one
+from kernelwright.eval.bench.harness_prepare import candidate_path, child_budget, prepare_one
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
 from kernelwright.eval.kernelbench.runner import Lane, Solve
@@ -22,7 +22,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.problem.files import check_source
 
 CANDIDATES_DIR = "candidates"
-PREPARE_BUDGET_BYTES = 16 << 30  # level3/2_ShallowWideMLP (8.6 GB of weights) peaks at 8.9 GB; never more than half of what is free
+PREPARE_BUDGET_BYTES = 16 << 30  # room for users' own big models; child_budget keeps it under half of what is free
 PREPARE_TIMEOUT_S = 900.0
 
 
@@ -33,8 +33,8 @@ def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precisi
         started = time.perf_counter()
         check_source(problem.path, "problem")
         folder = out / CANDIDATES_DIR / problem.level
-        budget = min(PREPARE_BUDGET_BYTES, available_bytes() // (2 * max(lanes, 1)))
-        entry = prepare_one(problem.path, folder, budget_bytes=budget, timeout_s=PREPARE_TIMEOUT_S, passthrough=False)
+        entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
+                            timeout_s=PREPARE_TIMEOUT_S, passthrough=False)
         row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
                          reason=entry.why, precision=precision)
         if entry.kind == "offline":
