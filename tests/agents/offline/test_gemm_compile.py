@@ -9,12 +9,10 @@ candidate of the same configuration (sizes are launcher arguments).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,6 +20,7 @@ from kernelwright.agents.offline.codegen_gemm import MATH
 from kernelwright.tools.compile.header_libraries import build_options
 from kernelwright.tools.compile.nvcc import CompileResult, NvccCompiler, NvccOptions
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.verify.kernel_trace import library_symbols
 from support.gemm import (
     LEVEL1,
@@ -70,13 +69,6 @@ def _assert_no_spills(result: CompileResult) -> None:
     assert not spilled, spilled
 
 
-def _import(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_representative_gemm_candidates_compile_without_spills_and_import(cache: Path, tmp_path: Path) -> None:
     problems = [p for p in fixture_gemm_problems() if p.stem in REPRESENTATIVE]
@@ -88,7 +80,7 @@ def test_representative_gemm_candidates_compile_without_spills_and_import(cache:
         kernels = set(re.findall(r"__global__ void (?:__launch_bounds__\(.*?\) )?(kw_\w+)\(", cuda_of(cand.source)))
         assert kernels and kernels <= library_symbols([str(result.artifact)]), kernels
     for problem, cand in zip(problems, candidates):
-        module = _import(cand.write(tmp_path / f"{problem.stem}.py"), f"kw_gemm_candidate_{problem.stem}")
+        module = import_file(check_source(cand.write(tmp_path / f"{problem.stem}.py"), "candidate"), f"kw_gemm_candidate_{problem.stem}")
         launchers = [name for name in vars(module._kw_lib) if name.startswith("kw_gem")]
         assert launchers, problem.stem
         assert module.ModelNew is not None

@@ -15,7 +15,6 @@ fallback), not the target (the issue's target, 1.5x over eager on every fp32 GEM
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +25,13 @@ from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.tune import tune
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.sandbox.pool import WorkerOptions
 from kernelwright.tools.verify.compare import DEFAULT_TOLERANCES
 from support.gemm import CASES, LEVEL1, GemmCase, case_problem, fixture_gemm_problems
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 SQUARE_FP32_MIN_SPEEDUP = 1.3
-
-def _import(path: Path, name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +45,9 @@ def cache_env(build_cache: Path) -> Any:
 def _run_both(problem: Path, params: dict[str, Any], tmp_path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(the candidate's output, the float64 reference, the candidate source) on the problem's own inputs."""
     (cand,) = [c for c in propose(problem, params=params) if c.variant == "fused"]
-    prob = _import(problem, f"kw_gemm_problem_{problem.stem}")
-    module = _import(cand.write(tmp_path / "candidate.py"), f"kw_gemm_cand_{problem.stem}_{abs(hash(str(params)))}")
+    prob = import_file(check_source(problem, "problem"), f"kw_gemm_problem_{problem.stem}")
+    module = import_file(check_source(cand.write(tmp_path / "candidate.py"), "candidate"),
+                         f"kw_gemm_cand_{problem.stem}_{abs(hash(str(params)))}")
     torch.manual_seed(0)
     inputs = [x.cuda() for x in prob.get_inputs()]
     torch.manual_seed(42)

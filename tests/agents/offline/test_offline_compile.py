@@ -8,7 +8,6 @@ propose the 46-problem suite, ~2 min to compile its ~110 candidates.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, default_cache_dir
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+from kernelwright.tools.problem.files import check_source, import_file
 from support.offline import fixture_problems, suite_problems
 
 pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
@@ -56,16 +56,6 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
-def _import(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _load_problem(path: Path, name: str):
-    return _import(path, name)
-
 
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_candidates_compile_import_and_share_parameters(problem: Path, built) -> None:
@@ -75,14 +65,14 @@ def test_candidates_compile_import_and_share_parameters(problem: Path, built) ->
         pytest.fail(f"no candidate: {proposals.message} (ops: {proposals.ops})")
     for cand, result in zip(proposals, results):
         assert hasattr(result, "artifact"), f"{cand.variant}: {result}\n{getattr(result, 'stderr', '')[-3000:]}"
-    prob = _load_problem(problem, f"kw_test_problem_{problem.stem}")
+    prob = import_file(check_source(problem, "problem"), f"kw_test_problem_{problem.stem}")
     init = prob.get_init_inputs()
     torch.manual_seed(42)
     ref = prob.Model(*init)
     ref_state = {k: v.clone() for k, v in ref.state_dict().items()}
     for cand in proposals:
         path = cand.write(out_dir / f"{problem.stem}_{cand.variant}.py")
-        module = _import(path, f"kw_test_cand_{problem.stem}_{cand.variant}")
+        module = import_file(check_source(path, "candidate"), f"kw_test_cand_{problem.stem}_{cand.variant}")
         for launcher in re.findall(r"'(kw_launch_\w+)':", cand.source):
             assert callable(getattr(module._kw_lib, launcher)), launcher
         torch.manual_seed(42)
