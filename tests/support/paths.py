@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -11,4 +12,6 @@ PROBLEMS = FIXTURES / "problems"
 DATA = TESTS / "data"
 # The bundled example doubles as the honest raw-form fixture for the relu_affine problems.
 RELU_CANDIDATE = ROOT / "examples" / "relu" / "candidate_raw.py"
-KERNELBENCH = ROOT.parent / "shared" / "kernelbench"  # KernelBench's problems, where a checkout sits beside them
+# KernelBench's problems, where a checkout sits beside them; KERNELBENCH_DIR names a copy elsewhere (the GPU machine
+# gets only the checkout, so scripts/gpu carries one in runs/kb).
+KERNELBENCH = Path(os.environ.get("KERNELBENCH_DIR") or ROOT.parent / "shared" / "kernelbench")

@@ -106,6 +106,7 @@ def test_gemm_candidates_pass_the_harness_on_their_own_kernels(problem: Path, op
     with Evaluator(problem, FAST, options) as ev:
         report = ev.evaluate(cand.write(tmp_path / "fused.py"))
     assert report.status == "passed", (report.reason, report.message)
+    print(f"{problem.stem}: {report.speedup_vs_eager:.2f}x over eager fp32")  # the figure, in the GPU log (-rA)
     usage = report.kernel_usage or {}
     assert any("kw_gem" in k for k in usage.get("custom", ())), usage
     assert not usage.get("library"), usage  # no cuBLAS: the GEMM is the candidate's
