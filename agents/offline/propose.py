@@ -163,7 +163,7 @@ def _prefix(shape_index: int) -> str:
     return "" if shape_index == 0 else f"s{shape_index}"
 
 
-def trace_all(problem_path: str | Path, *, lazy_weights: bool = False) -> list[TracedProblem]:
+def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> list[TracedProblem]:
     """get_inputs() and every get_input_variants() entry (a candidate must serve all the harness calls)."""
     first = trace_problem(problem_path, lazy_weights=lazy_weights)
     return [first] + [trace_problem(problem_path, variant=v, lazy_weights=lazy_weights)
@@ -172,10 +172,10 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool = False) -> list[T
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool = False) -> list[GeneratedCandidate]:
+            lazy_weights: bool | None = None) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
-    too large to build in memory).
+    too large to build in memory; None: decided by its size, see trace_problem).
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the

@@ -20,8 +20,10 @@ import torch
 
 from kernelwright.agents.offline.recurrent import recurrent_ops_whole, restore_aten_targets
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.problem.files import SourceFile, build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.files import SourceFile, call_user, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, make_inputs
+from kernelwright.tools.problem.model_build import build_model, is_large
+from kernelwright.tools.problem.model_build import weight_bytes as model_weight_bytes
 
 INIT_SEED = 42  # the harness's default init seed; only the graph matters here, not the weights
 
@@ -87,44 +89,27 @@ def n_variants(module: ModuleType) -> int:
 
 
 def weight_bytes(module: ModuleType) -> int | None:
-    """Bytes of the Model's parameters and buffers, from a build on the meta device (nothing allocated);
-    None where the Model cannot be built there."""
-    try:
-        with torch.device("meta"):
-            model = module.Model(*module.get_init_inputs())
-        return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    except Exception:  # noqa: BLE001 - a constructor that needs real values: the size is optional
-        return None
-
-
-def _lazy_model(module: ModuleType, init_inputs: list[Any], source: SourceFile) -> torch.nn.Module:
-    """The Model with uninitialised CPU parameters and buffers: built on the meta device, then given storage
-    that is never written (so, however large, it costs address space but no memory). Tracing reads shapes
-    only, so the candidate is the one real weights give."""
-    torch.manual_seed(INIT_SEED)
-    with torch.device("meta"):
-        model = call_user(lambda: module.Model(*init_inputs), "Model(*get_init_inputs())", source)
-    model = model.to_empty(device=torch.device("cpu")).eval()
-    for sub in model.modules():  # plain tensor attributes too (to_empty moves parameters and buffers only)
-        for name, value in list(vars(sub).items()):
-            if isinstance(value, torch.Tensor) and value.is_meta:
-                setattr(sub, name, torch.empty_strided(value.shape, value.stride(), dtype=value.dtype))
-    return model
+    """Bytes of the problem's Model's parameters and buffers (None where it cannot be built on the meta device)."""
+    return model_weight_bytes(module.Model, module.get_init_inputs())
 
 
 def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = None, seed: int = 0,
-                  variant: int = -1, lazy_weights: bool = False) -> TracedProblem:
+                  variant: int = -1, lazy_weights: bool | None = None) -> TracedProblem:
     """Load, build (eval mode, the harness's init seed) and export the problem's Model on get_inputs() (or on
     get_input_variants()[variant]); TraceFailure on failure. `lazy_weights`: build the Model without
-    initialising its weights (for a Model too large to build in memory; see _lazy_model)."""
+    initialising its weights (for a Model too large to build in memory; see tools.problem.model_build); None:
+    so for a large Model, unless its forward reads tensor attributes whose values a candidate embeds."""
     try:
         source, module = load_problem(path, overrides=overrides)
         init_inputs = list(call_user(module.get_init_inputs, "get_init_inputs()", source))
         spec = InputSpec(seed, variant=variant)
         inputs = call_user(lambda: make_inputs(module.get_inputs, spec, torch.device("cpu"),
                                                getattr(module, "get_input_variants", None)), "get_inputs()", source)
-        model = (_lazy_model(module, init_inputs, source) if lazy_weights else
-                 build_model(module.Model, init_inputs, source, "Model", seed=INIT_SEED, device=torch.device("cpu")))
+        auto = lazy_weights is None
+        if lazy_weights is None:
+            lazy_weights = is_large(model_weight_bytes(module.Model, init_inputs))
+        model = build_model(module.Model, init_inputs, source, "Model", seed=INIT_SEED, device=torch.device("cpu"),
+                            place="uninitialised" if lazy_weights else "host")
     except KernelwrightError as exc:
         raise TraceFailure(f"cannot load the problem: {exc.message}", where=exc.where or str(path)) from None
     try:
@@ -133,6 +118,8 @@ def trace_problem(path: str | Path, *, overrides: Mapping[str, Any] | None = Non
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         raise TraceFailure(f"torch.export failed: {type(exc).__name__}: {first}", where=str(path)) from None
     embedded = sorted(s.target for s in program.graph_signature.input_specs if s.kind.name == "CONSTANT_TENSOR")
+    if lazy_weights and embedded and auto:
+        return trace_problem(path, overrides=overrides, seed=seed, variant=variant, lazy_weights=False)
     if lazy_weights and embedded:
         # a lifted constant is embedded in the candidate by value, and lazily built ones have none
         raise TraceFailure("the Model is too large to build in memory here, and its forward reads tensor attributes "

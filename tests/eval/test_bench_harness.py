@@ -219,7 +219,8 @@ def test_passthrough_candidate_is_a_valid_candidate(tmp_path: Path) -> None:
 def test_passthrough_candidate_compiles_and_owns_the_models_weights(tmp_path: Path) -> None:
     import torch
 
-    from kernelwright.tools.problem.files import build_model, import_file
+    from kernelwright.tools.problem.files import import_file
+    from kernelwright.tools.problem.model_build import build_model
 
     problem = tmp_path / "p.py"
     problem.write_text(PROBLEM)

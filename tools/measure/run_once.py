@@ -14,8 +14,9 @@ import sys
 import torch
 
 from kernelwright.tools.errors import KernelwrightError
-from kernelwright.tools.problem.files import build_model, call_user, check_source, import_file
+from kernelwright.tools.problem.files import call_user, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, make_inputs
+from kernelwright.tools.problem.model_build import build_model, weight_bytes, weight_place
 
 
 def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed: int) -> None:
@@ -30,7 +31,8 @@ def run(problem_path: str, candidate_path: str, calls: int, seed: int, init_seed
     with fast_load_inline_installed():
         cmod = import_file(candidate, "kw_candidate")
     init_inputs = call_user(pmod.get_init_inputs, "get_init_inputs()", problem)
-    model = build_model(cmod.ModelNew, init_inputs, candidate, "ModelNew", seed=init_seed, device=device)
+    place = weight_place(weight_bytes(pmod.Model, init_inputs), device)  # as the harness built it
+    model = build_model(cmod.ModelNew, init_inputs, candidate, "ModelNew", seed=init_seed, device=device, place=place)
     inputs = make_inputs(pmod.get_inputs, InputSpec(seed), device)
     with torch.no_grad():
         for _ in range(calls):

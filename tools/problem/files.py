@@ -166,17 +166,6 @@ def call_user(fn: Any, what: str, source: SourceFile, *args: Any) -> Any:
                         details={"traceback": _tb(exc)}) from None
 
 
-def build_model(cls: Any, init_inputs: Any, source: SourceFile, what: str, *, seed: int, device: Any) -> Any:
-    """`cls(*init_inputs)` under a fixed seed (so Model and ModelNew get the same weights), on `device`, in eval mode."""
-    import torch
-
-    torch.manual_seed(seed)
-    model = call_user(lambda: cls(*init_inputs), f"{what}(*get_init_inputs())", source)
-    if isinstance(model, torch.nn.Module):
-        model = model.to(device).eval()
-    return model
-
-
 def check_arity(module_cls: type[Any], n_inputs: int, source: SourceFile, cls_name: str) -> None:
     """forward must accept as many positional inputs as get_inputs() returns."""
     try:

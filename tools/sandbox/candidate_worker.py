@@ -16,7 +16,7 @@ import torch
 
 from kernelwright.tools.errors import IntegrityError, LoadError
 from kernelwright.tools.measure.timing import BenchSettings, time_one_call
-from kernelwright.tools.problem.files import build_model, check_arity, check_source, import_file
+from kernelwright.tools.problem.files import check_arity, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, as_output_list, refill
 from kernelwright.tools.sandbox.background import Activity, left_running
 from kernelwright.tools.sandbox.guard import HarnessGuard, plain_tensor_problem
@@ -63,8 +63,7 @@ class CandidateWorker(WorkerBase):
                 raise LoadError("candidate file defines no `ModelNew`", where=str(candidate.path))
             check_arity(cls, n_inputs, candidate, "ModelNew")
             if self.device is not None:
-                self.model = build_model(cls, self._init_inputs, candidate, "ModelNew",
-                                         seed=int(req.get("init_seed", 42)), device=self.device)
+                self.model = self.build(cls, candidate, "ModelNew", req)
                 self._check_guard("while constructing ModelNew")
         self._check_background(before, "importing and constructing the candidate", count_native=False)
         self.candidate_libs = candidate_libraries(before_libs)

@@ -21,8 +21,9 @@ import torch
 
 from kernelwright.tools.errors import DoesNotFit, KernelwrightError, LoadError
 from kernelwright.tools.measure.timing import BenchSettings, bench, l2_flush_buffer
-from kernelwright.tools.problem.files import SourceFile, build_model, call_user, check_arity, check_source, import_file
+from kernelwright.tools.problem.files import SourceFile, call_user, check_arity, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs
+from kernelwright.tools.problem.model_build import WeightPlace, build_model, is_large, weight_bytes, weight_place
 from kernelwright.tools.problem.shape_scaling import rescaled_module
 from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
 from kernelwright.tools.verify.kernel_trace import trace_call
@@ -45,6 +46,7 @@ class WorkerBase:
         self.model: Any = None  # reference Model, or the candidate's ModelNew
         self.candidate_loaded = False
         self._rescaled: dict[tuple[tuple[str, int], ...], Any] = {}
+        self._weight_bytes: int | None = None  # the reference Model's, which decides where models are built
         self._flush: torch.Tensor | None = None
 
     @property
@@ -88,6 +90,7 @@ class WorkerBase:
         n_variants = len(call_user(variants, "get_input_variants()", self.problem)) if callable(variants) else 0
         check_arity(self.problem_module.Model, len(sample), self.problem, "Model")
         self._init_inputs = init_inputs
+        self._weight_bytes = weight_bytes(self.problem_module.Model, init_inputs)
         return {"n_inputs": len(sample), "input_bytes": sum(int(v.get("bytes", 0)) for v in sample),
                 "input_meta": sample, "n_variants": n_variants}
 
@@ -100,7 +103,13 @@ class WorkerBase:
         return init
 
     def build(self, cls: Any, source: SourceFile, what: str, req: dict) -> Any:
-        return build_model(cls, self._init_inputs, source, what, seed=int(req.get("init_seed", 42)), device=self.device)
+        return build_model(cls, self._init_inputs, source, what, seed=int(req.get("init_seed", 42)), device=self.device,
+                           place=self.weight_place)
+
+    @property
+    def weight_place(self) -> WeightPlace:
+        """Where this problem's Model and candidates are built (the same in both workers: see model_build)."""
+        return weight_place(self._weight_bytes, self.device)
 
     def op_functional(self, req: dict) -> dict:
         """The problem's functional form, traced on CPU (needs no GPU)."""
@@ -110,8 +119,9 @@ class WorkerBase:
             raise KernelwrightError("load a problem before asking for its functional form")
         problem, module = self.problem, self.problem_module
         cpu = torch.device("cpu")
+        # a large Model is traced with uninitialised weights: the form reads shapes, and its weights would not fit
         model = build_model(module.Model, self.init_inputs(), problem, "Model", seed=int(req.get("init_seed", 42)),
-                            device=cpu)
+                            device=cpu, place="uninitialised" if is_large(self._weight_bytes) else "host")
         inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), cpu), "get_inputs()", problem)
         form = functional_form(model, inputs, module_source=problem.text)
         return {"form": form.to_dict()}
