@@ -104,7 +104,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     from rich.live import Live
 
     from kernelwright.bench_progress import BenchProgress
-    from kernelwright.eval.kernelbench.bench import plan_bench, run_bench
+    from kernelwright.eval.kernelbench.bench import plan_bench, run_bench, search_line
 
     try:
         plan = plan_bench(paths, options, job)
@@ -141,7 +141,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     finally:
         if live is not None:
             live.stop()
-    print_table(console, outcome.table)
+    print_table(console, outcome.table, search_line(options.out))
     console.print(escape("table: " + ", ".join(str(f) for f in outcome.files)), soft_wrap=True)
     if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
@@ -161,18 +161,18 @@ def _budget_text(job: Any) -> str:
 
 
 def _summary(console: Console, folder: Path) -> None:
-    from kernelwright.eval.kernelbench.bench import rebuild_summary
+    from kernelwright.eval.kernelbench.bench import rebuild_summary, search_line
 
     try:
         table, files = rebuild_summary(folder)
     except KernelwrightError as exc:
         fail(exc, EXIT_BAD_INPUT)
-    print_table(console, table)
+    print_table(console, table, search_line(folder))
     console.print(escape("table: " + ", ".join(str(f) for f in files)), soft_wrap=True)
 
 
-def print_table(console: Console, bench: Any) -> None:
-    """The table's per-level parts, as summary.md has them."""
+def print_table(console: Console, bench: Any, search: str | None = None) -> None:
+    """The table's per-level parts, as summary.md has them; `search`: the line on the search settings."""
     from kernelwright.eval.kernelbench.markdown import (
         baseline_text,
         no_gpu_note,
@@ -183,6 +183,8 @@ def print_table(console: Console, bench: Any) -> None:
     )
 
     console.print(escape(precision_text(bench)), soft_wrap=True)
+    if search:
+        console.print(escape(search), soft_wrap=True)
     console.print(escape(no_gpu_note(bench) if bench.without_gpu else baseline_text(bench)), soft_wrap=True)
     # Levels as columns, figures as rows: four levels and the total fit a narrow terminal.
     parts = [outcome_rows(bench)] + ([] if bench.without_gpu else [speedup_rows(bench)]) + [spend_rows(bench)]

@@ -1,7 +1,8 @@
 """A bench end to end, for the front door: plan it (problems, lanes, models, the results folder), run it, and
 write its table.
 
-    <out>/bench.json        what the folder holds (mode, precision profile, paths): a resume continues the same bench
+    <out>/bench.json        what the folder holds (mode, precision profile, search settings, paths): a resume
+                            continues the same bench
     <out>/results/<level>/<problem>.json   one row per finished problem (rows.ResultStore)
     <out>/runs/<level>-<problem>/          each problem's run folder (mode "run")
     <out>/candidates/<level>/<problem>.py  each problem's candidate (--translate-only)
@@ -19,11 +20,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kernelwright.agents.llm import ModelPlan
 from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
 from kernelwright.eval.kernelbench.rows import BenchMode, ResultStore
 from kernelwright.eval.kernelbench.runner import BenchEvent, BenchRun, Lane, run_problems
+from kernelwright.eval.kernelbench.search import SearchSettings, flags_text
 from kernelwright.eval.kernelbench.table import BenchTable, summarise
 from kernelwright.eval.kernelbench.translate_only import translate_solver
 from kernelwright.tools.errors import KernelwrightError
@@ -31,6 +34,9 @@ from kernelwright.tools.errors import KernelwrightError
 MANIFEST_FILE = "bench.json"
 SUMMARY_MD, SUMMARY_JSON, PAGE_FILE = "summary.md", "summary.json", "report.html"
 RUNS_DIR = "runs"
+SEARCH_NOT_RECORDED = ("Search settings: not recorded (this folder's bench.json predates them, or is missing), so "
+                       "the budget that made these rows is unknown")
+SEARCH_TRANSLATE_ONLY = "Search: none (translate-only: the offline translator's candidate, compiled once)"
 
 
 class BenchError(KernelwrightError):
@@ -58,6 +64,9 @@ class BenchManifest:
     precision: str
     paths: tuple[str, ...]
     started: str = ""
+    # The settings every row of a full bench is made with; None for --translate-only (no search), and for a
+    # manifest written before they were recorded (unknown: such a folder resumes without the comparison).
+    search: SearchSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,9 +75,30 @@ class BenchManifest:
     def read(cls, out: Path) -> BenchManifest | None:
         try:
             data = json.loads((out / MANIFEST_FILE).read_text())
-            return cls(data["mode"], data["precision"], tuple(data.get("paths") or ()), data.get("started", ""))
-        except (OSError, ValueError, KeyError, TypeError):
+            return cls(data["mode"], data["precision"], tuple(data.get("paths") or ()), data.get("started", ""),
+                       _read_search(data.get("search")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def search_text(self) -> str:
+        """The table's line on the search settings (under the precision line)."""
+        if self.mode == "translate_only":
+            return SEARCH_TRANSLATE_ONLY
+        return self.search.describe() if self.search is not None else SEARCH_NOT_RECORDED
+
+
+def _read_search(data: Any) -> SearchSettings | None:
+    """A manifest's search settings; None (unknown) where it has none or they are unreadable."""
+    try:
+        return SearchSettings.from_dict(data) if isinstance(data, dict) else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def search_line(out: Path) -> str:
+    """The search settings of the bench in `out`, as its table states them."""
+    manifest = BenchManifest.read(out)
+    return manifest.search_text() if manifest is not None else SEARCH_NOT_RECORDED
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,7 @@ class BenchPlan:
     job: RunJob
     models: str  # which models the runs use, or why offline (nothing for --translate-only)
     finished: int  # problems with a row already (skipped)
+    search: SearchSettings | None = None  # what every row is made with (None for --translate-only)
 
     @property
     def store(self) -> ResultStore:
@@ -104,21 +135,36 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
                          f"precision profile; --resume continues it only with the same mode and profile (asked: "
                          f"{_mode_text(options.mode)}, {job.precision}); choose another --out", where=str(out))
     job = replace(job, setup=replace(job.setup, runs_dir=out / RUNS_DIR))
-    models = "" if options.translate_only else _models_text(job)
+    models, search = "", None
+    if not options.translate_only:
+        model_plan = _model_plan(job)
+        models = model_plan.describe()
+        search = SearchSettings.of(job.setup.run_settings, job.budget, model_plan, job.archive)
+        if manifest is not None and manifest.search is not None:
+            _check_same_search(search, manifest.search, out)
     finished = store.finished()
     return BenchPlan(tuple(str(p) for p in paths), problems, _lanes(options, visible), options, job, models,
-                     sum(1 for p in problems if p.key in finished))
+                     sum(1 for p in problems if p.key in finished), search)
+
+
+def _check_same_search(asked: SearchSettings, recorded: SearchSettings, out: Path) -> None:
+    """One table, one budget: a resume with other search settings would mix rows made under both."""
+    differences = asked.differences(recorded)
+    if differences:
+        raise BenchError("this folder's bench was made with other search settings, and one table must not mix them: "
+                         + "; ".join(d.text() for d in differences) + ". --resume continues it only with the same "
+                         f"settings (flags: {flags_text(recorded)}, and the same --config); or choose another --out "
+                         "for the new settings", where=str(out))
 
 
 def _mode_text(mode: BenchMode) -> str:
     return "translate-only" if mode == "translate_only" else "full (agent graph)"
 
 
-def _models_text(job: RunJob) -> str:
+def _model_plan(job: RunJob) -> ModelPlan:
     from kernelwright.graphs.run import choose_models
 
-    plan = choose_models(job.setup, models=job.models, critic_model=job.critic_model)  # LLMUnavailable: stop now
-    return plan.describe()
+    return choose_models(job.setup, models=job.models, critic_model=job.critic_model)  # LLMUnavailable: stop now
 
 
 def _lanes(options: BenchOptions, visible: Callable[[], list[str]] | None) -> list[Lane]:
@@ -158,7 +204,8 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
     if BenchManifest.read(out) is None:
-        manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                                 plan.search)
         (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
     solve = (translate_solver(out, job.setup.eval_settings.build, lanes=len(plan.lanes), precision=job.precision)
              if options.translate_only else graph_solver(job, out))
@@ -199,11 +246,12 @@ def write_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
     table = summarise(ResultStore(out).rows())
     title = title_for(table)
     manifest = BenchManifest.read(out)
-    data = {"bench": manifest.to_dict() if manifest else None, **table.to_dict()}
+    search = search_line(out)
+    data = {"bench": manifest.to_dict() if manifest else None, "search": search, **table.to_dict()}
     files = (out / SUMMARY_MD, out / SUMMARY_JSON, out / PAGE_FILE)
-    _replace(files[0], markdown(table, title))
+    _replace(files[0], markdown(table, title, search))
     _replace(files[1], json.dumps(data, indent=2, default=str))
-    _replace(files[2], render_bench_page(table, title, out))
+    _replace(files[2], render_bench_page(table, title, out, search))
     return table, files
 
 

@@ -107,8 +107,9 @@ def fast_p_compile_line(overall: LevelSummary) -> str:
         f"{fast_p_name(p)} {percent(overall.fast_p_compile[fast_p_name(p)])}" for p in FAST_P)
 
 
-def markdown(table: BenchTable, title: str = "kernelwright bench") -> str:
-    lines = [f"# {title}", "", precision_text(table) + ".", ""]
+def markdown(table: BenchTable, title: str = "kernelwright bench", search: str | None = None) -> str:
+    """`search`: the line on the search settings the rows were made with (the bench's manifest owns them)."""
+    lines = [f"# {title}", "", precision_text(table) + ".", ""] + ([search + ".", ""] if search else [])
     if table.without_gpu:
         lines += [f"_{no_gpu_note(table)}._", ""]
     else:

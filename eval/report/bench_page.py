@@ -80,8 +80,8 @@ def _problem_table(rows: Sequence[ProblemRow], without_gpu: bool, page_dir: Path
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def render_bench_page(bench: BenchTable, title: str, page_dir: Path) -> str:
-    notes = [precision_text(bench) + "."]
+def render_bench_page(bench: BenchTable, title: str, page_dir: Path, search: str | None = None) -> str:
+    notes = [precision_text(bench) + "."] + ([search + "."] if search else [])
     notes.append(no_gpu_note(bench) + "." if bench.without_gpu else baseline_text(bench))
     header = (f"<header><h1>{esc(title)}</h1>" + "".join(f'<p class="note">{esc(n)}</p>' for n in notes)
               + "</header>")

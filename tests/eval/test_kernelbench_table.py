@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelwright.eval.kernelbench.bench import rebuild_summary, write_summary
+from kernelwright.eval.kernelbench.bench import SEARCH_NOT_RECORDED, rebuild_summary, write_summary
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
 from kernelwright.eval.kernelbench.table import OVERALL, summarise
@@ -110,6 +110,9 @@ def test_the_summary_is_rebuilt_from_a_results_folder(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") == 2 and "KernelBench table" in page and "http" not in page.split("<body>")[1]
     assert '<a href="runs/level1-1_a/report.html">level1/1_a</a>' in page and "<td>level1/2_b</td>" in page
-    assert (tmp_path / "summary.md").read_text() == markdown(table, "kernelwright bench: level1, level2")
+    # no bench.json here: the search settings that made the rows are unknown, and the table says so
+    assert (tmp_path / "summary.md").read_text() == markdown(table, "kernelwright bench: level1, level2",
+                                                             SEARCH_NOT_RECORDED)
+    assert "\n\nSearch settings: not recorded" in (tmp_path / "summary.md").read_text()
     store.write(_row("level3", "1_g", "verified", eager=3.0))  # a resumed bench adds a level
     assert write_summary(tmp_path)[0].overall.problems == 7

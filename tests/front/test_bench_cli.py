@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.bench_progress import BenchProgress, outcome_text
 from kernelwright.cli import app
 from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
 from kernelwright.eval.kernelbench.runner import BenchEvent, Lane
+from kernelwright.eval.kernelbench.search import SearchSettings
+from kernelwright.graphs.run import RunBudget
 from support.paths import KERNELBENCH, ROOT
 
 runner = CliRunner()
@@ -56,6 +59,25 @@ def test_a_results_folder_is_continued_only_with_resume_and_the_same_mode(tmp_pa
     code, text = _bench(str(TINY), "--out", str(out), "--resume")
     _bad_input(code, text, "holds a translate-only bench under the strict precision profile",
                "--resume continues it only with the same mode and profile")
+
+
+def test_resume_with_other_search_flags_is_refused_naming_each_and_keeps_the_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    row = ResultStore(out).write(ProblemRow("misc/tiny_relu", "misc", str(TINY), "run", "compiled"))
+    code, text = _bench("--summary", str(out))  # a folder without bench.json: settings unknown, said so
+    assert code == EXIT_PASSED and "Search settings: not recorded" in text, text
+    recorded = SearchSettings(RunSettings(), RunBudget(candidates=200, wall_s=1800.0))  # the flags' defaults
+    manifest = {"mode": "run", "precision": "strict", "paths": [str(TINY)], "search": recorded.to_dict()}
+    (out / "bench.json").write_text(json.dumps(manifest))
+    before = (out / "bench.json").read_text()
+    code, text = _bench(str(TINY), "--out", str(out), "--resume", "--generations", "1", "--max-cost", "2")
+    _bad_input(code, text, f"{out}: this folder's bench was made with other search settings",
+               "--generations 1 (recorded: 3); --max-cost 2 (recorded: 0)", "--resume continues it only with the "
+               "same settings (flags: --generations 3 --candidates 4", "or choose another --out")
+    assert (out / "bench.json").read_text() == before and row.exists()
+    assert not (out / "runs").exists() and not (out / "logs").exists()  # nothing ran
+    code, text = _bench("--summary", str(out))
+    assert code == EXIT_PASSED and "Search: offline translator + tuner, 3 generations x 4 candidates" in text, text
 
 
 def test_gpus_that_are_not_visible_and_a_bad_precision_are_bad_input(tmp_path: Path) -> None:
@@ -103,6 +125,9 @@ def test_without_a_gpu_the_full_job_compiles_each_problem_as_run_does_and_says_s
     assert (out / "runs" / "problems-tiny_relu" / "run.json").exists()
     md = (out / "summary.md").read_text()
     assert "_no GPU was visible: each run compiled its candidates and stopped" in md and "fast_1" not in md
+    assert "Search: offline translator + tuner, 1 generation x 4 candidates, population 4, at most 200 evaluations " \
+           "and 30 min per problem, no archive." in md
+    assert json.loads((out / "bench.json").read_text())["search"]["run"]["generations"] == 1
     assert "[1/1] problems/tiny_relu: compiled: verification needs a CUDA GPU" in text
 
 

@@ -1,0 +1,156 @@
+"""The search settings a bench's rows are made with: recorded in bench.json, stated by the table, compared by
+`--resume` (which refuses other settings, naming each, and goes on with the same), and unknown (said so, no
+crash) for a manifest from before they were recorded. The problems are solved by a fake solver."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kernelwright.agents.context import RunSettings
+from kernelwright.agents.llm import ChosenModel, ModelPlan, ModelSettings
+from kernelwright.eval.kernelbench import bench
+from kernelwright.eval.kernelbench.bench import (
+    SEARCH_NOT_RECORDED,
+    BenchError,
+    BenchManifest,
+    BenchOptions,
+    plan_bench,
+    rebuild_summary,
+    run_bench,
+)
+from kernelwright.eval.kernelbench.full_job import RunJob
+from kernelwright.eval.kernelbench.problems import BenchProblem
+from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
+from kernelwright.eval.kernelbench.runner import Lane
+from kernelwright.eval.kernelbench.search import SearchSettings
+from kernelwright.graphs.run import RunBudget, RunSetup
+
+LINE = ("Search: offline translator + tuner, 1 generation x 4 candidates, population 4, at most 200 evaluations and "
+        "30 min per problem, no archive")
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("KERNELWRIGHT_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def solved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The problems the bench solves (a fake graph solver: a verified row each)."""
+    keys: list[str] = []
+
+    def fake_solver(job: RunJob, out: Path):
+        def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
+            keys.append(problem.key)
+            return ProblemRow(problem.key, problem.level, str(problem.path), "run", "verified", candidate=True,
+                              compiled=True, verified=True, speedup_vs_eager=1.5, gpu="0", precision=job.precision)
+        return solve
+
+    monkeypatch.setattr(bench, "graph_solver", fake_solver)
+    return keys
+
+
+def _problems(root: Path, *stems: str) -> list[Path]:
+    (root / "level1").mkdir(parents=True, exist_ok=True)
+    paths = [root / "level1" / f"{stem}.py" for stem in stems]
+    for path in paths:
+        path.write_text("# a problem the fake solver never reads\n")
+    return paths
+
+
+def _job(generations: int = 1, **budget: float) -> RunJob:
+    return RunJob(RunSetup(run_settings=RunSettings(generations=generations)),
+                  RunBudget(**{"candidates": 200, "wall_s": 1800.0, **budget}))  # type: ignore[arg-type]
+
+
+def _bench(paths: list[Path], out: Path, job: RunJob, resume: bool = False) -> None:
+    plan = plan_bench(paths, BenchOptions(out, resume=resume), job, visible=lambda: ["0"])
+    run_bench(plan)
+
+
+def test_the_manifest_records_the_search_settings_and_the_table_states_them(tmp_path: Path, solved: list[str]) -> None:
+    out = tmp_path / "out"
+    _bench(_problems(tmp_path / "kb", "1_a"), out, _job(generations=1, tokens=5000))
+    recorded = json.loads((out / "bench.json").read_text())["search"]
+    assert recorded["run"]["generations"] == 1 and recorded["run"]["candidates_per_generation"] == 4
+    assert recorded["budget"] == {"candidates": 200, "wall_s": 1800.0, "tokens": 5000, "cost_usd": 0.0}
+    assert recorded["models"] == [] and recorded["archive"] is None
+    line = ("Search: offline translator + tuner, 1 generation x 4 candidates, population 4, at most 200 evaluations, "
+            "30 min and 5,000 tokens per problem, no archive")
+    md = (out / "summary.md").read_text().splitlines()
+    assert md[2].startswith("Precision profile: strict") and md[4] == line + "."  # under the precision line
+    assert json.loads((out / "summary.json").read_text())["search"] == line
+    assert line in (out / "report.html").read_text()
+
+
+def test_resume_with_other_search_settings_is_refused_naming_each_and_nothing_is_redone(tmp_path: Path,
+                                                                                      solved: list[str]) -> None:
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths[:1], out, _job(generations=3))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(BenchError) as info:
+        _bench(paths, out, _job(generations=1, wall_s=600.0), resume=True)
+    text = str(info.value)
+    assert text.startswith(f"{out}: this folder's bench was made with other search settings")
+    assert "--generations 1 (recorded: 3); --max-minutes 10 (recorded: 30)" in text
+    assert "--candidates" not in text.split("flags:")[0]  # only the settings that differ are named
+    assert "(flags: --generations 3 --candidates 4 --population 4 --max-candidates 200 --max-minutes 30" in text
+    assert "or choose another --out" in text
+    assert solved == ["level1/1_a"]  # nothing re-run ...
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # ... written or deleted
+
+
+def test_resume_with_the_same_search_settings_goes_on(tmp_path: Path, solved: list[str]) -> None:
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths[:1], out, _job())
+    manifest = (out / "bench.json").read_text()
+    _bench(paths, out, _job(), resume=True)
+    assert solved == ["level1/1_a", "level1/2_b"]  # the finished one is not redone
+    assert (out / "bench.json").read_text() == manifest
+    assert LINE + "." in (out / "summary.md").read_text()
+
+
+def test_an_old_manifest_without_search_settings_still_summarises_and_resumes(tmp_path: Path,
+                                                                             solved: list[str]) -> None:
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    ResultStore(out).write(ProblemRow("level1/1_a", "level1", str(paths[0]), "run", "verified", verified=True,
+                                      speedup_vs_eager=2.0, gpu="0"))
+    old = {"mode": "run", "precision": "strict", "paths": [str(paths[0])], "started": "2025-01-01T00:00:00"}
+    (out / "bench.json").write_text(json.dumps(old))
+    manifest = BenchManifest.read(out)
+    assert manifest is not None and manifest.search is None  # unknown, not a crash
+    rebuild_summary(out)
+    assert SEARCH_NOT_RECORDED + "." in (out / "summary.md").read_text()
+    assert json.loads((out / "summary.json").read_text())["search"] == SEARCH_NOT_RECORDED
+    _bench(paths, out, _job(generations=2), resume=True)  # nothing to compare with: it goes on
+    assert solved == ["level1/2_b"]
+    assert json.loads((out / "bench.json").read_text()) == old  # not labelled with settings its rows may not have
+
+
+def test_a_difference_is_named_as_the_user_sets_it() -> None:
+    recorded = SearchSettings(RunSettings(), RunBudget(), ("gpt-4.1",), None, "/arch")
+    asked = replace(recorded, run=replace(recorded.run, crossover_rate=0.5, eval_concurrency=8), models=(),
+                    archive=None, budget=RunBudget(cost_usd=2.5))
+    texts = [d.text() for d in asked.differences(recorded)]
+    # eval_concurrency only decides how many evaluations are in flight: not compared
+    assert texts == ["run setting crossover_rate 0.5 (recorded: 0.3)", "--max-cost 2.5 (recorded: 0)",
+                     "--model none (offline translator + tuner) (recorded: gpt-4.1)", "--archive none (recorded: /arch)"]
+
+
+def test_the_settings_line_names_the_models_and_every_limit() -> None:
+    plan = ModelPlan((ChosenModel(ModelSettings(model="gpt-4.1")), ChosenModel(ModelSettings(model="o3"))),
+                     ChosenModel(ModelSettings(model="o3")))
+    settings = SearchSettings.of(RunSettings(generations=2, candidates_per_generation=8, population=6),
+                                 RunBudget(candidates=0, wall_s=0.0, tokens=0, cost_usd=3.0), plan, Path("arch"))
+    assert settings.describe() == (f"Search: models gpt-4.1, o3 (critic: o3), 2 generations x 8 candidates, "
+                                   f"population 6, at most $3 per problem, archive {Path('arch').resolve()}")
+    assert SearchSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
