@@ -19,6 +19,7 @@ from typing import Any, Literal
 import torch
 
 from kernelwright.tools.measure.gpu_info import PeakFlops
+from kernelwright.tools.problem.inputs import as_output_list
 from kernelwright.tools.verify.floors import output_bytes
 
 FloorBound = Literal["memory", "compute"]
@@ -95,8 +96,7 @@ def count_work(model: Any, inputs: list[Any]) -> ProblemWork:
         with torch.no_grad():
             outputs = model(*inputs)
         flops, note = None, f"FLOP counting failed ({type(exc).__name__}: {str(exc)[:160]}): no FLOP floor"
-    outs = list(outputs) if isinstance(outputs, (tuple, list)) else [outputs]
-    return ProblemWork(in_bytes, output_bytes(outs, inputs), param_bytes, flops, dtype, note)
+    return ProblemWork(in_bytes, output_bytes(as_output_list(outputs), inputs), param_bytes, flops, dtype, note)
 
 
 def compute_peak(peaks: PeakFlops | None, dtype: str, *, tf32_allowed: bool) -> tuple[float, str] | None:
