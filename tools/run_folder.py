@@ -203,6 +203,19 @@ class CandidateReport:
         return [str(w) for w in self.data.get("weak_checks") or ()]
 
     @property
+    def kernel_usage(self) -> dict[str, Any]:
+        """What the candidate launched (tools.verify.integrity.KernelUsage.to_dict()); empty when not traced."""
+        value = self.data.get("kernel_usage")
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    @property
+    def floor(self) -> dict[str, Any]:
+        """The floors its timed median was checked against (tools.harness.evaluate: the physical floor, and the
+        problem's roofline with `floor_ratio` and `roofline_bound` where it was computed); empty when untimed."""
+        value = self.data.get("floor")
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    @property
     def error(self) -> dict[str, Any]:
         return dict(self.data.get("error") or {})
 

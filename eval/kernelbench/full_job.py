@@ -119,7 +119,8 @@ def row_from_run(problem: BenchProblem, result: RunResult, precision: str) -> Pr
         gpu_name=_gpu_name(best) if best is not None else None,
         gpu_s=round(sum(float(r.get("seconds") or 0.0) for r in on_gpu), 2), evaluations=len(evaluated),
         tokens=int(spent.get("tokens") or 0), cost_usd=float(spent.get("cost_usd") or 0.0),
-        run_dir=str(result.run_dir), kernel=str(result.best_kernel) if result.best_kernel else None)
+        run_dir=str(result.run_dir), kernel=str(result.best_kernel) if result.best_kernel else None,
+        **(_headroom(best) if best is not None else {}))
 
 
 def _compiled(record: dict[str, Any]) -> bool:
@@ -153,6 +154,20 @@ def _gpu_name(best: dict[str, Any]) -> str | None:
     report = _report(best)
     name = report.gpu.get("name") if report is not None else None
     return str(name) if name else None
+
+
+def _headroom(best: dict[str, Any]) -> dict[str, Any]:
+    """The best kernel's share of GPU time in library kernels and its time over the problem's roofline floor,
+    from its report; absent figures (an old report, no trace, no GPU measurement) stay None."""
+    report = _report(best)
+    if report is None:
+        return {}
+    usage, floor = report.kernel_usage, report.floor
+    share = usage.get("library_time_share")
+    ratio = floor.get("floor_ratio")
+    return {"library_share": float(share) if isinstance(share, (int, float)) else None,
+            "floor_ratio": float(ratio) if isinstance(ratio, (int, float)) else None,
+            "floor_bound": str(floor["roofline_bound"]) if floor.get("roofline_bound") else None}
 
 
 def _report(record: dict[str, Any]) -> CandidateReport | None:

@@ -13,6 +13,11 @@ TRANSLATE_ONLY_NOTE = ("translate-only: candidates were written and compiled on 
 NO_GPU_NOTE = ("no GPU was visible: each run compiled its candidates and stopped, as `kernelwright run` does there; "
                "nothing was verified or timed, so there are no correct, fast_p or speedup figures")
 
+FLOOR_NOTE = ("x floor: the verified kernel's median time over its problem's roofline floor on that card (bytes that "
+              "must move at the measured copy bandwidth, or FLOPs at the datasheet peak for the dtype, whichever is "
+              "longer; memory or compute says which); 1.00x is at the floor. library: the share of its GPU time in "
+              "library kernels (cuBLAS, cuDNN, CUTLASS; docs/KERNEL_POLICY.md).")
+
 
 def no_gpu_note(table: BenchTable) -> str:
     return TRANSLATE_ONLY_NOTE if table.translate_only else NO_GPU_NOTE
@@ -78,10 +83,18 @@ def _stats(stats: SpeedupStats) -> list[object]:
             times(stats.geomean_correct)]
 
 
+def floor_cell(row: ProblemRow) -> str:
+    """'3.20x (memory)': the verified kernel's time over its roofline floor and what bounds the floor."""
+    if row.floor_ratio is None:
+        return "-"
+    return times(row.floor_ratio) + (f" ({row.floor_bound})" if row.floor_bound else "")
+
+
 def speedup_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
     headers = ["level", *(f"vs {baseline} {stat} ({over})" for baseline in ("eager", "torch.compile")
-                          for over in ("all", "correct") for stat in ("median", "geomean"))]
-    return headers, [[s.level, *_stats(s.vs_eager), *_stats(s.vs_compile)] for s in table.levels]
+                          for over in ("all", "correct") for stat in ("median", "geomean")), "x floor median (correct)"]
+    return headers, [[s.level, *_stats(s.vs_eager), *_stats(s.vs_compile), times(s.median_floor_ratio)]
+                     for s in table.levels]
 
 
 def spend_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
@@ -93,12 +106,13 @@ def spend_rows(table: BenchTable) -> tuple[list[str], list[list[object]]]:
 
 
 def problem_rows(rows: Sequence[ProblemRow], without_gpu: bool = False) -> tuple[list[str], list[list[object]]]:
-    headers = ["problem", "status", "candidate", "compiled", "correct", "vs eager", "vs torch.compile", "seconds",
-               "reason"]
+    headers = ["problem", "status", "candidate", "compiled", "correct", "vs eager", "vs torch.compile", "x floor",
+               "library", "seconds", "reason"]
     yes = {True: "yes", False: "no"}
     return headers, [[r.key, r.status if not r.failure else f"failed ({r.failure})", yes[r.candidate],
                       yes[r.compiled], "-" if without_gpu else yes[r.verified],
-                      times(r.speedup_vs_eager), times(r.speedup_vs_compile), f"{r.wall_s:.0f}", r.reason or "-"]
+                      times(r.speedup_vs_eager), times(r.speedup_vs_compile), floor_cell(r), percent(r.library_share),
+                      f"{r.wall_s:.0f}", r.reason or "-"]
                      for r in rows]
 
 
@@ -115,7 +129,7 @@ def markdown(table: BenchTable, title: str = "kernelwright bench", search: str |
     else:
         lines += [baseline_text(table), "", "fast_p: share of all problems that are correct and more than p times faster "
                   "than eager (KernelBench's fastp). Speedups over all problems count a problem with no verified "
-                  "kernel as 1.0x.", ""]
+                  "kernel as 1.0x.", "", FLOOR_NOTE, ""]
     lines += _table(*outcome_rows(table))
     if not table.without_gpu:
         lines += _table(*speedup_rows(table)) + [fast_p_compile_line(table.overall), ""]

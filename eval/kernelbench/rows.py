@@ -51,6 +51,9 @@ class ProblemRow:
     cost_usd: float = 0.0
     run_dir: str | None = None  # the problem's run folder (mode "run")
     kernel: str | None = None  # the best verified kernel, or (translate-only) the candidate file
+    library_share: float | None = None  # share of the best kernel's GPU time in library kernels (docs/KERNEL_POLICY.md)
+    floor_ratio: float | None = None  # the best kernel's median time over the problem's roofline floor (1.0: at it)
+    floor_bound: str | None = None  # what sets that floor: "memory" (bytes) or "compute" (FLOPs)
 
     @property
     def finished(self) -> bool:

@@ -7,6 +7,9 @@ Definitions (README "Benchmarking on KernelBench"):
 - speedups "over all problems": a problem with no verified kernel counts as 1.0x (the user keeps PyTorch); a
   verified kernel counts with its measured speedup, also when it is slower. "Over correct": verified kernels only.
 - the geometric mean is exp(mean(log speedup)); medians and means of an empty set are None (shown as "-").
+- x floor: a verified kernel's median time over its problem's roofline floor (tools.measure.problem_floor:
+  bytes at the card's measured copy bandwidth or FLOPs at its peak rate, whichever is longer); per level, the
+  median over the verified kernels that have one.
 Baselines are those timed in each problem's own run on its own card, so every ratio compares like with like.
 """
 
@@ -87,6 +90,7 @@ class LevelSummary:
     gpu_s: float
     tokens: int
     cost_usd: float
+    median_floor_ratio: float | None = None  # verified kernels' time over their problem's roofline floor
 
     @classmethod
     def of(cls, level: str, rows: Sequence[ProblemRow]) -> LevelSummary:
@@ -98,7 +102,8 @@ class LevelSummary:
             {fast_p_name(p): fast_p(rows, p, _compile) for p in FAST_P},
             SpeedupStats.of(rows, _eager), SpeedupStats.of(rows, _compile),
             round(sum(r.wall_s for r in rows), 1), round(sum(r.gpu_s for r in rows), 1), sum(r.tokens for r in rows),
-            round(sum(r.cost_usd for r in rows), 4))
+            round(sum(r.cost_usd for r in rows), 4),
+            median([r.floor_ratio for r in rows if r.verified and r.floor_ratio is not None]))
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def _link(row: ProblemRow, page_dir: Path) -> str:
 def _problem_table(rows: Sequence[ProblemRow], without_gpu: bool, page_dir: Path) -> str:
     """Each problem (linked to its run report) with its outcome; figures right-aligned, the reason as text."""
     headers, cells = problem_rows(rows, without_gpu)
-    numeric = {headers.index(h) for h in ("vs eager", "vs torch.compile", "seconds")}
+    numeric = {headers.index(h) for h in ("vs eager", "vs torch.compile", "x floor", "library", "seconds")}
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + f"<td>{_link(row, page_dir)}</td>" + "".join(
         f'<td{" class=num" if i in numeric else ""}>{esc(v)}</td>' for i, v in enumerate(cell) if i > 0) + "</tr>"

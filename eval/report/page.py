@@ -15,6 +15,7 @@ from kernelwright.eval.report.charts import (
     progress_chart,
     roofline_chart,
 )
+from kernelwright.eval.report.kernel_usage_table import kernel_usage_table, roofline_line
 from kernelwright.eval.report.profile_table import profile_table
 from kernelwright.eval.report.run_data import RunData, load_run
 from kernelwright.eval.report.svg import esc
@@ -156,7 +157,10 @@ def _winner(run: RunData) -> str:
              f"<details{' open' if len(steps) <= 15 else ''}><summary>lineage: {len(steps)} step(s) from the first "
              f"proposal</summary><ol class=\"lineage-path\">{''.join(steps)}</ol></details>"]
     if timing:
-        parts.append("<h3>timing (ms)</h3>" + table(["what", "median", "p20", "p80", "trials"], timing))
+        parts.append("<h3>timing (ms)</h3>" + table(["what", "median", "p20", "p80", "trials"], timing)
+                     + roofline_line(best.report))
+    if kernels := kernel_usage_table(best.report):
+        parts.append("<h3>GPU kernels launched</h3>" + kernels)
     if best.profile:
         parts.append("<h3>profile (Nsight Compute)</h3>" + profile_table(best.profile))
     source = best.source()

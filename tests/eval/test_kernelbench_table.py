@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from kernelwright.eval.kernelbench.bench import SEARCH_NOT_RECORDED, rebuild_summary, write_summary
+from kernelwright.eval.kernelbench.full_job import row_from_run
 from kernelwright.eval.kernelbench.markdown import markdown
+from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
 from kernelwright.eval.kernelbench.table import OVERALL, summarise
 from kernelwright.eval.report.bench_page import NOT_VERIFIED, speedup_counts
+from kernelwright.graphs.run import RunResult
+from kernelwright.tools.run_folder import CandidateFolder
 
 
 def _row(level: str, name: str, status: str, *, eager: float | None = None, compiled: float | None = None,
@@ -88,7 +92,7 @@ def test_the_markdown_table_names_the_precision_profile_and_shows_the_hand_worke
     assert "| level1 | 4 | 3 (75%) | 3 (75%) | 2 (50%) | 50.0% | 25.0% | 25.0% | 0.0% |" in text
     assert "| all | 6 | 5 (83%) | 5 (83%) | 4 (67%) | 66.7% | 50.0% | 33.3% | 16.7% |" in text
     assert "| level1 | 1.00x | 1.12x | 1.40x | 1.26x | 1.00x | 0.80x | 0.70x | 0.63x |" in text
-    assert "| level1/4_d | failed (timeout) | no | no | no | - | - | 100 | why not |" in text
+    assert "| level1/4_d | failed (timeout) | no | no | no | - | - | - | - | 100 | why not |" in text
     assert "| all | 2.5 min | 7 s | 150 | $0.75 | 1 |" in text
 
 
@@ -116,3 +120,43 @@ def test_the_summary_is_rebuilt_from_a_results_folder(tmp_path: Path) -> None:
     assert "\n\nSearch settings: not recorded" in (tmp_path / "summary.md").read_text()
     store.write(_row("level3", "1_g", "verified", eager=3.0))  # a resumed bench adds a level
     assert write_summary(tmp_path)[0].overall.problems == 7
+
+
+def _best_with_report(tmp_path: Path, report: dict) -> dict:
+    """A run's best candidate record whose folder holds `report` as its report.json."""
+    folder = CandidateFolder(tmp_path / "run" / "candidates" / "abc")
+    folder.path.mkdir(parents=True)
+    (folder.path / "kernel.py").write_text("class ModelNew: ...\n")
+    folder.write_report(report)
+    return {"id": "abc", "status": "passed", "source_path": str(folder.path / "kernel.py"), "speedup_vs_eager": 1.6,
+            "speedup_vs_compile": 1.2, "seconds": 3.0}
+
+
+def test_a_bench_row_carries_the_library_share_and_the_roofline_ratio_into_the_tables(tmp_path: Path) -> None:
+    report = {"status": "passed", "gpu": {"name": "NVIDIA H100 80GB HBM3"},
+              "kernel_usage": {"custom": ["k"], "library": ["sm90_xmma_gemm"], "framework": [],
+                               "library_time_share": 0.75, "framework_time_share": 0.0, "reference_kernel_share": 0.0},
+              "floor": {"output_bytes": 4096, "floor_ms": 0.001, "write_gbps": 3000.0, "l2_bytes": 0,
+                        "median_ms": 0.5, "roofline_ms": 0.2, "roofline_bound": "compute", "floor_ratio": 2.5}}
+    best = _best_with_report(tmp_path, report)
+    result = RunResult("run", tmp_path / "run", best, {"candidates": {"abc": best}})
+    problem = BenchProblem("level1/1_gemm", "level1", tmp_path / "1_gemm.py")
+    row = row_from_run(problem, result, "strict")
+    assert (row.library_share, row.floor_ratio, row.floor_bound) == (0.75, 2.5, "compute")
+    assert ProblemRow.from_dict(row.to_dict()) == row  # a results file keeps them
+    other = replace(ROWS[1], floor_ratio=1.5, floor_bound="memory", library_share=0.0)
+    table = summarise([row, other, *ROWS[2:4]])
+    assert table.levels[0].median_floor_ratio == 2.0  # median of 2.5 and 1.5: verified kernels only
+    text = markdown(table)
+    assert "| level1/1_gemm | verified | yes | yes | yes | 1.60x | 1.20x | 2.50x (compute) | 75.0% | 0 | - |" in text
+    assert "| level1/2_b | verified | yes | yes | yes | 0.80x | 0.40x | 1.50x (memory) | 0.0% | 10 | - |" in text
+    assert "x floor median (correct) |" in text and text.count("| 2.00x |") == 2  # level1 and all
+    assert "x floor: the verified kernel's median time over its problem's roofline floor" in text
+
+
+def test_a_report_without_roofline_or_trace_leaves_the_columns_empty(tmp_path: Path) -> None:
+    best = _best_with_report(tmp_path, {"status": "passed", "floor": {"output_bytes": 1, "floor_ms": 0.0}})
+    row = row_from_run(BenchProblem("level1/2_x", "level1", tmp_path / "2_x.py"),
+                       RunResult("run", tmp_path / "run", best, {"candidates": {"abc": best}}), "strict")
+    assert (row.library_share, row.floor_ratio, row.floor_bound) == (None, None, None)
+    assert "| level1/2_x | verified | yes | yes | yes | 1.60x | 1.20x | - | - | 0 | - |" in markdown(summarise([row]))

@@ -12,7 +12,7 @@ from kernelwright.tools.sandbox.protocol import recv_message, send_message
 from kernelwright.tools.sandbox.tensor_wire import decode_tensor, encode_tensor
 from kernelwright.tools.verify.compare import Tolerance, compare_output, outputs_close, outputs_identical
 from kernelwright.tools.verify.gpu_memory import POISON_BYTE
-from kernelwright.tools.verify.integrity import check_mutation, check_traces
+from kernelwright.tools.verify.integrity import check_mutation, check_traces, kernel_times, kernel_usage
 from kernelwright.tools.verify.kernel_trace import CallTrace, GpuActivity, _parse_events, base_name, classify
 
 TOL = Tolerance(1e-4, 1e-4, 1e-3)
@@ -113,6 +113,23 @@ def test_trace_policies_each_fire() -> None:
     assert check_traces([escaped], REF, custom)[0].reason == "side_stream_escape"
     with_gemm = _trace(("void my_kernel(float*)", 0, 10), ("sm90_xmma_gemm_f32f32_tn", 10, 90))
     assert check_traces([with_gemm], REF, custom) == []
+
+
+def test_kernel_usage_breaks_gpu_time_down_per_kernel_with_launch_counts() -> None:
+    gemm = "sm90_xmma_gemm_f32f32_tn"
+    fill = "void at::native::vectorized_elementwise_kernel<4, FillFunctor<float>>(int)"
+    trace = _trace(("void my_kernel(float*)", 0, 10), (gemm, 10, 70), (gemm, 70, 90), (fill, 90, 100))
+    usage = kernel_usage(trace, {"my_kernel"}, set())
+    by_name = {k.name: k for k in usage.kernels}
+    assert [k.name for k in usage.kernels] == [gemm, "void my_kernel(float*)", fill]  # longest first
+    assert (by_name[gemm].cls, by_name[gemm].total_us, by_name[gemm].calls) == ("library", 80.0, 2)
+    assert by_name[gemm].share == 0.8 and by_name[fill].share == 0.1 and by_name[fill].cls == "framework"
+    assert usage.library_time_share == 0.8 and usage.library == (gemm,)  # the class totals are unchanged
+    data = usage.to_dict()
+    assert {"custom", "library", "framework", "library_time_share", "kernels"} <= set(data)
+    assert kernel_times(data) == list(usage.kernels)  # read back from a report's dict
+    old_report = {k: v for k, v in data.items() if k != "kernels"}  # report.json written before the breakdown
+    assert kernel_times(old_report) == [] and kernel_times(None) == []
 
 
 def test_unavailable_trace_applies_no_policy() -> None:

@@ -31,6 +31,8 @@ from kernelwright.tools.errors import (
 )
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.verdicts import TrialJudge, timing_gap_message
+from kernelwright.tools.measure.gpu_info import datasheet_peaks
+from kernelwright.tools.measure.problem_floor import ProblemFloor, ProblemWork, problem_floor
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec
@@ -138,6 +140,9 @@ class Evaluator:
         self._reference: ReferenceData | None = None
         self._baselines: dict[str, Any] | None = None
         self._bandwidth: WriteBandwidth | None | bool = False  # False: not measured yet
+        self._copy_gbps: float | None = None  # measured with the write bandwidth (the roofline's yardstick)
+        self._device_name = ""
+        self._roofline: ProblemFloor | None | bool = False  # False: not computed yet
         self._via_host: bool | None = None  # outputs as bytes instead of CUDA IPC (decided by a probe)
         self._transport_note = ""
         self._gpu_identity: dict[str, Any] | None = None
@@ -278,7 +283,30 @@ class Evaluator:
             reply = self._ask(self.ref_slot.get(), "bandwidth", timeout_s=60)
             data = reply.header.get("bandwidth")
             self._bandwidth = WriteBandwidth.from_dict(data) if data else None
+            self._copy_gbps = float(reply.header["copy_gbps"]) if reply.header.get("copy_gbps") else None
+            self._device_name = str(reply.header.get("device_name") or "")
         return self._bandwidth  # type: ignore[return-value]
+
+    def roofline(self) -> ProblemFloor | None:
+        """The problem's roofline floor on this card (tools.measure.problem_floor), once per evaluator: it depends
+        on the problem and the card, not on the candidate. None without a GPU or when the count failed."""
+        if self._roofline is False:
+            self._roofline = None
+            if self.bandwidth() is not None and self._copy_gbps:
+                worker = self.ref_slot.get()
+                try:
+                    reply = self._ask(worker, "work", timeout_s=self._call_timeout(self._reference) + 60,
+                                      input=InputSpec(self.settings.base_seed + 555).to_dict())
+                    self._roofline = problem_floor(
+                        ProblemWork.from_dict(reply.header["work"]), self._copy_gbps,
+                        datasheet_peaks(self._device_name), card=self._device_name,
+                        tf32_allowed=self.settings.profile.reference_flags == "default")
+                except KernelwrightError as exc:  # the table loses a column, the candidate loses nothing
+                    self.log.warning("roofline_unavailable", error=exc.message[:300])
+                    if not worker.alive:
+                        self.ref_slot.discard()
+                        self._reference = self._problem_info = None
+        return self._roofline  # type: ignore[return-value]
 
     # -- watchdogs ---------------------------------------------------------------
     def _call_timeout(self, ref: ReferenceData | None) -> float:
@@ -564,6 +592,8 @@ class Evaluator:
         floor_ms = bandwidth.floor_ms(output_bytes)
         report.floor = {"output_bytes": output_bytes, "floor_ms": floor_ms, "write_gbps": round(bandwidth.gbps, 1),
                         "l2_bytes": bandwidth.l2_bytes, "median_ms": median_ms}
+        if median_ms >= floor_ms and (roof := self.roofline()) is not None:
+            report.floor.update(roofline_fields(roof, median_ms))
         if median_ms < floor_ms:
             report.status, report.reason = "rejected", "below_physical_floor"
             report.message = (f"timed at {median_ms * 1e3:.1f} us, below the physical floor of {floor_ms * 1e3:.1f} us: "
@@ -617,6 +647,12 @@ class Evaluator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def roofline_fields(roof: ProblemFloor, median_ms: float) -> dict[str, Any]:
+    """What a report's `floor` gains from the problem's roofline: the floor, its bound, the timed median over it."""
+    return {"roofline_ms": roof.floor_ms, "roofline_bound": roof.bound,
+            "floor_ratio": median_ms / roof.floor_ms if roof.floor_ms > 0 else None, "roofline": roof.to_dict()}
 
 
 def _clocks() -> Any:

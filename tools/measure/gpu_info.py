@@ -104,6 +104,12 @@ def _datasheet_for(name: str) -> _Datasheet | None:
     return next((d for d in _DATASHEETS if re.search(d.pattern, name)), None)
 
 
+def datasheet_peaks(name: str) -> PeakFlops | None:
+    """The datasheet peaks of a card by its name (NVML's or torch's); None for a card not in the table."""
+    sheet = _datasheet_for(name)
+    return sheet.peaks if sheet else None
+
+
 @dataclass(frozen=True, slots=True)
 class GpuFacts:
     name: str

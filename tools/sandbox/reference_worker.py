@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.measure.problem_floor import count_work
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import call_user
 from kernelwright.tools.problem.inputs import InputSpec, as_output_list
@@ -23,7 +24,7 @@ from kernelwright.tools.sandbox.timed_sets import TimedSets
 from kernelwright.tools.sandbox.worker import WorkerBase, takes_blobs
 from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.verify.fingerprint import fingerprint
-from kernelwright.tools.verify.floors import measure_write_bandwidth
+from kernelwright.tools.verify.floors import measure_copy_bandwidth, measure_write_bandwidth
 
 KEEP_FRACTION = 0.2  # of the GPU's memory, for reference outputs kept between candidates
 # baseline name -> (flag set, torch.compile mode or None for eager)
@@ -151,9 +152,22 @@ class ReferenceWorker(WorkerBase):
                 "compile_mode": mode}
 
     def op_bandwidth(self, _: dict) -> dict:
+        """The card's write bandwidth (the physical floor's), its copy bandwidth (the roofline's) and its name."""
         if not self.on_gpu:
             return {"bandwidth": None}
-        return {"bandwidth": measure_write_bandwidth(self.device).to_dict()}  # type: ignore[arg-type]
+        return {"bandwidth": measure_write_bandwidth(self.device).to_dict(),  # type: ignore[arg-type]
+                "copy_gbps": measure_copy_bandwidth(self.device),  # type: ignore[arg-type]
+                "device_name": torch.cuda.get_device_name(self.device)}
+
+    def op_work(self, req: dict) -> dict:
+        """Bytes and FLOPs of one reference call on input set `input` (the roofline floor's numerators)."""
+        model = self.require_model()
+        inputs = self.make(InputSpec.from_dict(req["input"]))
+        with self.flags.using(self.reference_flags):  # type: ignore[arg-type]
+            work = count_work(model, inputs)
+        del inputs
+        self.free_cached_memory()
+        return {"work": work.to_dict(), "peak_gpu_bytes": self.peak_gpu_bytes()}
 
     def _compiled(self, model: Any, mode: str) -> Any:
         if mode not in self.compiled:

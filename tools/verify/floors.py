@@ -57,6 +57,30 @@ def measure_write_bandwidth(device: torch.device, repeats: int = 5) -> WriteBand
     return WriteBandwidth(size / (best_ms * 1e-3) / 1e9, l2, size)
 
 
+def measure_copy_bandwidth(device: torch.device, repeats: int = 5) -> float:
+    """The card's read+write bandwidth in GB/s (bytes read plus bytes written per second / 1e9), from timed
+    device-to-device copies between two buffers each several times the L2 size, best of several: the
+    yardstick of the roofline floor (tools.measure.problem_floor), where inputs are read and outputs written."""
+    props = torch.cuda.get_device_properties(device)
+    l2 = int(getattr(props, "L2_cache_size", 0) or 50 << 20)
+    free, _ = torch.cuda.mem_get_info(device)
+    size = int(min(max(4 * l2, 1 << 29), free // 8))
+    src = torch.ones(size, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    dst.copy_(src)
+    torch.cuda.synchronize(device)
+    best_ms = float("inf")
+    for _ in range(repeats):
+        start.record()
+        dst.copy_(src)
+        end.record()
+        torch.cuda.synchronize(device)
+        best_ms = min(best_ms, start.elapsed_time(end))
+    del src, dst
+    return 2 * size / (best_ms * 1e-3) / 1e9
+
+
 def output_bytes(outputs: list[Any], inputs: list[Any]) -> int:
     """Bytes a call must have written: each output tensor's own storage (an expanded view counts once),
     skipping outputs that share storage with an input (returned, not computed)."""

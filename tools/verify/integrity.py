@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kernelwright.tools.verify.kernel_trace import CallTrace, classify
+from kernelwright.tools.verify.kernel_trace import CallTrace, KernelClass, classify
 
 REFERENCE_SHARE_LIMIT = 0.5  # at most half the candidate's GPU time may be the reference's own (non-library) kernels
 HOST_COPY_SLACK_BYTES = 4096
@@ -28,8 +28,25 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class KernelTime:
+    """One kernel (by its full name) of a traced call: its class, GPU time summed over its launches, its share."""
+
+    name: str
+    cls: KernelClass
+    total_us: float
+    share: float  # of the call's kernel time
+    calls: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class KernelUsage:
-    """What the candidate launched, by class, with GPU-time shares (from its first traced call)."""
+    """What the candidate launched, by class, with GPU-time shares (from its first traced call).
+
+    `kernels` breaks the time down per kernel, longest first; reports written before it existed lack the key,
+    so readers use `kernel_times()` rather than indexing it."""
 
     custom: tuple[str, ...]
     library: tuple[str, ...]
@@ -37,25 +54,42 @@ class KernelUsage:
     library_time_share: float
     framework_time_share: float
     reference_kernel_share: float
+    kernels: tuple[KernelTime, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def kernel_times(usage: dict[str, Any] | None) -> list[KernelTime]:
+    """The per-kernel breakdown of a report's `kernel_usage` dict; empty for reports that predate it."""
+    out = []
+    for k in (usage or {}).get("kernels") or []:
+        if isinstance(k, dict) and k.get("name"):
+            out.append(KernelTime(str(k["name"]), k.get("cls", "framework"), float(k.get("total_us") or 0.0),
+                                  float(k.get("share") or 0.0), int(k.get("calls") or 0)))
+    return out
+
+
 def kernel_usage(trace: CallTrace, custom_names: set[str], reference_names: set[str]) -> KernelUsage:
     groups: dict[str, list[str]] = {"custom": [], "library": [], "framework": []}
     time_by: dict[str, float] = {"custom": 0.0, "library": 0.0, "framework": 0.0}
+    per_kernel: dict[str, tuple[KernelClass, float, int]] = {}
     shared_time = 0.0
     for k in trace.kernels:
         cls = classify(k.name, custom_names)
         groups[cls].append(k.name)
-        time_by[cls] += k.end_us - k.start_us
+        took = k.end_us - k.start_us
+        time_by[cls] += took
+        _, spent, calls = per_kernel.get(k.name, (cls, 0.0, 0))
+        per_kernel[k.name] = (cls, spent + took, calls + 1)
         if cls == "framework" and k.name in reference_names:
-            shared_time += k.end_us - k.start_us
+            shared_time += took
     total = sum(time_by.values()) or 1.0
     uniq = {key: tuple(dict.fromkeys(v)) for key, v in groups.items()}
+    kernels = tuple(sorted((KernelTime(name, cls, round(spent, 3), spent / total, calls)
+                            for name, (cls, spent, calls) in per_kernel.items()), key=lambda t: -t.total_us))
     return KernelUsage(uniq["custom"], uniq["library"], uniq["framework"], time_by["library"] / total,
-                       time_by["framework"] / total, shared_time / total)
+                       time_by["framework"] / total, shared_time / total, kernels)
 
 
 def check_traces(candidate: Sequence[CallTrace], reference: Sequence[CallTrace], custom_names: set[str]) -> list[Rejection]:
