@@ -115,6 +115,22 @@ def test_trace_policies_each_fire() -> None:
     assert check_traces([with_gemm], REF, custom) == []
 
 
+def test_a_candidate_that_keeps_every_launch_of_the_reference_replaced_nothing() -> None:
+    gemm, relu = "sm90_xmma_gemm_f32f32_tn_cublas", "void at::native::vectorized_elementwise_kernel<4, relu>(int)"
+    ref = [_trace((gemm, 0, 90))]
+    token = _trace((gemm, 0, 90), ("void my_kernel(float*)", 90, 91))  # the reference's GEMM and a token kernel
+    assert check_traces([token], ref, {"my_kernel"})[0].reason == "reference_op_called"
+    own_gemm = _trace(("void my_kernel(float*)", 0, 80))
+    assert check_traces([own_gemm], ref, {"my_kernel"}) == []
+    # the reference's GEMM kept, its elementwise launches fused into the candidate's own kernel: work replaced
+    ref2 = [_trace((gemm, 0, 80), (relu, 80, 90), (gemm, 90, 170), (relu, 170, 180))]
+    partial = _trace((gemm, 0, 80), ("void my_kernel(float*)", 80, 85), (gemm, 85, 165), (relu, 165, 175), marker=200.0)
+    assert check_traces([partial], ref2, {"my_kernel"}) == []  # one of two ReLU launches fused: counts, not names
+    everything = _trace((gemm, 0, 80), (relu, 80, 90), (gemm, 90, 170), (relu, 170, 180), ("void my_kernel(float*)", 180, 181),
+                        marker=200.0)
+    assert check_traces([everything], ref2, {"my_kernel"})[0].reason == "reference_op_called"
+
+
 def test_kernel_usage_breaks_gpu_time_down_per_kernel_with_launch_counts() -> None:
     gemm = "sm90_xmma_gemm_f32f32_tn"
     fill = "void at::native::vectorized_elementwise_kernel<4, FillFunctor<float>>(int)"

@@ -3,10 +3,12 @@
 Each rule returns a named rejection; names are stable so tests, reports and
 the evolution loop can count them: no_kernel_launched, host_computation,
 no_custom_kernel, reference_op_called, side_stream_escape, input_mutation.
+docs/KERNEL_POLICY.md says in words what these rules allow.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -99,6 +101,7 @@ def check_traces(candidate: Sequence[CallTrace], reference: Sequence[CallTrace],
         return []
     ref_names = {k.name for t in reference if t.available for k in t.kernels}
     ref_dth = max((t.device_to_host_bytes() for t in reference if t.available), default=0)
+    ref_launches = next((launch_counts(t) for t in reference if t.available and t.kernels), Counter())
     rejections: list[Rejection] = []
     for i, trace in enumerate(usable):
         dth = trace.device_to_host_bytes()
@@ -124,6 +127,15 @@ def check_traces(candidate: Sequence[CallTrace], reference: Sequence[CallTrace],
                                         "time is spent in the reference's own PyTorch kernels",
                                         {"share": usage.reference_kernel_share}))
             break
+        if ref_launches and all(launch_counts(trace)[name] >= n for name, n in ref_launches.items()):
+            # Every launch of the reference is still there (library GEMMs and convolutions included, which the
+            # share rule above does not count): the candidate's own kernels replaced none of its work, only
+            # added to it. Counts, not names, so a partial fusion that leaves one of several launches passes.
+            rejections.append(Rejection("reference_op_called", f"call {i} ran every kernel the reference runs "
+                                        f"({sum(ref_launches.values())} launches, e.g. {_short(next(iter(ref_launches)))}) "
+                                        "and its own kernels besides: they replaced none of the reference's work",
+                                        {"reference_kernels": [_short(n) for n in list(ref_launches)[:10]]}))
+            break
         escaped = trace.escaped()
         if escaped:
             rejections.append(Rejection("side_stream_escape", f"call {i}: {len(escaped)} GPU operation(s) were still "
@@ -133,6 +145,15 @@ def check_traces(candidate: Sequence[CallTrace], reference: Sequence[CallTrace],
                                          "streams": sorted({a.stream for a in escaped})}))
             break
     return rejections
+
+
+def launch_counts(trace: CallTrace) -> Counter[str]:
+    """How many times the call launched each kernel (by name)."""
+    return Counter(k.name for k in trace.kernels)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 80 else name[:77] + "..."
 
 
 def check_mutation(candidate_mutated: Sequence[Sequence[int]], reference_mutated: Sequence[Sequence[int]]) -> list[Rejection]:
