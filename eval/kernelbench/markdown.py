@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from kernelwright.eval.kernelbench.rows import ProblemRow
 from kernelwright.eval.kernelbench.table import FAST_P, BenchTable, LevelSummary, SpeedupStats, fast_p_name
+from kernelwright.tools.problem.model_build import MODEL_MODE_TEXT
 from kernelwright.tools.verify.precision import PROFILES, precision_profile
 
 TRANSLATE_ONLY_NOTE = ("translate-only: candidates were written and compiled on a machine without a GPU; nothing was "
@@ -53,7 +54,7 @@ def precision_text(table: BenchTable) -> str:
 def baseline_text(table: BenchTable) -> str:
     cards = ", ".join(table.gpus) or "the GPU of each run"
     return (f"Baselines: PyTorch eager and torch.compile, timed in each problem's own run on the same card as its "
-            f"kernel ({cards}).")
+            f"kernel ({cards}). {MODEL_MODE_TEXT}")
 
 
 def _cell(value: object) -> str:

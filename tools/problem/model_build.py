@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from kernelwright.tools.problem.files import SourceFile, call_user
 
+# Every Model and ModelNew is judged in eval mode; what that means, for tables that compare with KernelBench's.
+MODEL_MODE_TEXT = ("Models run in eval mode (BatchNorm with its running statistics, dropout off), as the harness builds "
+                   "Model and ModelNew; KernelBench's own evaluator leaves them in training mode.")
 LARGE_WEIGHTS_BYTES = 1 << 30  # above this, a Model's weights are made where they are used (see the docstring)
 WeightPlace = Literal["host", "device", "uninitialised"]
 
