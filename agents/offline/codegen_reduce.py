@@ -18,7 +18,7 @@ from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
 from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launcher_signature, params_for, struct_text
-from kernelwright.agents.offline.ir import Buffer, Load, ReductionStep
+from kernelwright.agents.offline.ir import SCANS, Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
 
 REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1}  # 0: chosen from the geometry
@@ -151,7 +151,7 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
         split = 0
     c_params, spec = launcher_signature(plist)
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
-    if step.reduction == "cumsum":
+    if step.reduction in SCANS:
         body, launch = _scan(step, p, it, at, tag)
     elif I != 1:
         body, launch = _columns(step, p, it, at, acc, tag)
@@ -352,18 +352,21 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
 
 
 def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str) -> tuple[str, str]:
-    """Inclusive prefix sum: rows (inner == 1) block-wide in tiles of TPR x ITEMS (thread-local runs, a
-    warp-shuffle scan of the thread totals, a carry across tiles); columns one thread per (outer, inner)."""
+    """Inclusive prefix sum (cumsum) or product (cumprod): rows (inner == 1) block-wide in tiles of TPR x ITEMS
+    (thread-local runs, a warp-shuffle scan of the thread totals, a carry across tiles); columns one thread per
+    (outer, inner)."""
     O, R, I = step.outer, step.reduce, step.inner  # noqa: E741 - outer, reduce, inner extents
+    prod = step.reduction == "cumprod"
+    one, mul = (f"({at})1", "*=") if prod else ("0", "+=")
     if I != 1:
         body = f"""__global__ void __launch_bounds__(256) kw_{tag}(P_{tag} p) {{
     const {it} t = ({it})blockIdx.x * 256 + threadIdx.x;
     if (t >= ({it}){O} * ({it}){I}) return;
     const {it} o = t / ({it}){I}, i = t % ({it}){I};
-    {at} run = 0;
+    {at} run = {one};
     for (int r = 0; r < {R}; ++r) {{
         const {it} l = (o * ({it}){R} + r) * ({it}){I} + i;
-        run += kw_{tag}_pro(p, l);
+        run {mul} kw_{tag}_pro(p, l);
         kw_{tag}_epi(p, l, 0, 0, run);
     }}
 }}"""
@@ -371,44 +374,50 @@ def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str)
     tpr = int(p.get("TPR") or 0) or min(1024, max(64, 1 << max(0, (-(-R // 8) - 1).bit_length())))
     tpr = max(32, tpr)
     items = int(p.get("ITEMS") or 8)
+    if prod:  # no inverse to subtract a thread's own run with (zeros): the previous lane's inclusive product
+        exclusive = [f"{at} excl = __shfl_up_sync(KW_FULL, inc, 1);", f"if (lane == 0) excl = {one};"]
+        offset = "carry * before * excl"
+    else:
+        exclusive, offset = [], "carry + before + inc - run"
+    excl_text = "".join(f"\n        {line}" for line in exclusive)
     body = f"""#define KW_{tag}_TPR {tpr}
 #define KW_{tag}_ITEMS {items}
 __global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
     const {it} row = blockIdx.x;
     __shared__ {at} warp_total[KW_{tag}_TPR / 32];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    {at} carry = 0;
+    {at} carry = {one};
     for (int base = 0; base < {R}; base += KW_{tag}_TPR * KW_{tag}_ITEMS) {{
         const int start = base + (int)threadIdx.x * KW_{tag}_ITEMS;
-        {at} run = 0, v[KW_{tag}_ITEMS];
+        {at} run = {one}, v[KW_{tag}_ITEMS];
 #pragma unroll
         for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
             const int r = start + k;
-            run += r < {R} ? kw_{tag}_pro(p, row * ({it}){R} + r) : ({at})0;
+            run {mul} r < {R} ? kw_{tag}_pro(p, row * ({it}){R} + r) : ({at}){one};
             v[k] = run;
         }}
         {at} inc = run;
 #pragma unroll
         for (int off = 1; off < 32; off <<= 1) {{
             const {at} y = __shfl_up_sync(KW_FULL, inc, off);
-            if (lane >= off) inc += y;
-        }}
+            if (lane >= off) inc {mul} y;
+        }}{excl_text}
         if (lane == 31) warp_total[warp] = inc;
         __syncthreads();
-        {at} before = 0, tile = 0;
+        {at} before = {one}, tile = {one};
         for (int w = 0; w < KW_{tag}_TPR / 32; ++w) {{
             const {at} t = warp_total[w];
-            if (w < warp) before += t;
-            tile += t;
+            if (w < warp) before {mul} t;
+            tile {mul} t;
         }}
         __syncthreads();
-        const {at} offset = carry + before + inc - run;
+        const {at} offset = {offset};
 #pragma unroll
         for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
             const int r = start + k;
-            if (r < {R}) kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, offset + v[k]);
+            if (r < {R}) kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {"offset * v[k]" if prod else "offset + v[k]"});
         }}
-        carry += tile;
+        carry {mul} tile;
     }}
 }}"""
     return body, f"    kw_{tag}<<<(unsigned){O}, KW_{tag}_TPR, 0, stream>>>(p);"

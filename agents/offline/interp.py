@@ -122,6 +122,8 @@ def reduce_values(step: ReductionStep, x: torch.Tensor) -> dict[str, torch.Tenso
         return {"z": (x - mean) * torch.rsqrt(var + step.attr("eps"))}
     if kind == "cumsum":
         return {"z": torch.cumsum(x, 1)}
+    if kind == "cumprod":
+        return {"z": torch.cumprod(x, 1)}
     if kind == "rms_norm":
         return {"z": x * torch.rsqrt((x * x).mean(1, keepdim=True) + step.attr("eps"))}
     raise ValueError(f"unknown reduction {kind}")

@@ -152,8 +152,9 @@ class ElementwiseStep:
 
 ReductionKind = Literal["sum", "mean", "max", "min", "argmax", "argmin", "max_with_index", "min_with_index",
                         "prod", "var", "std", "logsumexp", "norm", "softmax", "log_softmax", "layer_norm", "rms_norm",
-                        "cumsum"]
-NORMALISATIONS = ("softmax", "log_softmax", "layer_norm", "rms_norm", "cumsum")  # one output per input element
+                        "cumsum", "cumprod"]
+SCANS = ("cumsum", "cumprod")  # inclusive prefix sums and products along the reduced dim
+NORMALISATIONS = ("softmax", "log_softmax", "layer_norm", "rms_norm", *SCANS)  # one output per input element
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,8 +86,8 @@ def reduction_spec(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], s
     if op in ("softmax", "_softmax", "log_softmax", "_log_softmax"):
         kind = "softmax" if "log" not in op else "log_softmax"
         return spec(kind, _dims(_arg(args, kwargs, 1, "dim"), nd), ("z",))  # type: ignore[arg-type]
-    if op == "cumsum":
-        return spec("cumsum", _dims(_arg(args, kwargs, 1, "dim"), nd), ("z",))
+    if op in ("cumsum", "cumprod"):
+        return spec(op, _dims(_arg(args, kwargs, 1, "dim"), nd), ("z",))  # type: ignore[arg-type]
     if op == "layer_norm":
         normalized = list(_arg(args, kwargs, 1, "normalized_shape"))
         base = spec("layer_norm", list(range(nd - len(normalized), nd)), ("z",), eps=float(_arg(args, kwargs, 4, "eps", 1e-5)))
@@ -125,7 +125,7 @@ def _with_affine(base: ReductionSpec, affine: tuple[tuple[str, Any], ...]) -> Re
 
 REDUCTION_OPS = {"sum", "mean", "prod", "amax", "amin", "max", "min", "argmax", "argmin", "var", "std", "logsumexp",
                  "linalg_vector_norm", "softmax", "_softmax", "log_softmax", "_log_softmax", "layer_norm", "rms_norm",
-                 "group_norm", "instance_norm", "cumsum"}
+                 "group_norm", "instance_norm", "cumsum", "cumprod"}
 
 
 def is_reduction(target: str) -> bool:

@@ -18,6 +18,7 @@ from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_c
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
 from kernelwright.agents.offline.ir import (
+    SCANS,
     Buffer,
     ElementwiseStep,
     GemmStep,
@@ -91,7 +92,7 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
-            if step.reduction == "cumsum":
+            if step.reduction in SCANS:
                 if step.inner == 1:
                     dims += [TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
                              TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
