@@ -46,6 +46,9 @@ CONV_TARGETS = {
     "aten.conv1d.default": (1, False), "aten.conv2d.default": (2, False), "aten.conv3d.default": (3, False),
     "aten.conv_transpose1d.input": (1, True), "aten.conv_transpose2d.input": (2, True),
     "aten.conv_transpose3d.input": (3, True),
+    # conv_transpose1d traces to its .default overload (same arguments)
+    "aten.conv_transpose1d.default": (1, True), "aten.conv_transpose2d.default": (2, True),
+    "aten.conv_transpose3d.default": (3, True),
 }
 TENSOR_LIMIT_BYTES = 1 << 31  # CUTLASS 2.x conv iterators index one tensor with 32-bit offsets
 
