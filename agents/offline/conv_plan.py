@@ -123,7 +123,7 @@ def _three(values: Sequence[int], fill: int) -> tuple[int, int, int]:
 def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer]) -> ConvLaunch:
     dtype = buffers[step.input.buffer].dtype
     out_shape = buffers[step.outputs[0].buffer].shape
-    n, in_ch, *in_sp = step.input.shape
+    n, in_ch, in_sp = step.input.shape[0], step.input.shape[1], step.input.shape[2:]
     out_ch, out_sp = out_shape[1], out_shape[2:]
     kernel = step.weight.shape[2:]
     if step.transposed:  # dgrad: CUTLASS's activation is our output; its output gradient our input
