@@ -100,7 +100,8 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
 
     try:
         traced = ctx.offline.traced_problem(state["problem_path"])
-        generated = [] if ctx.settings.offline_start == "random" else propose(state["problem_path"], traced=traced)
+        generated = [] if ctx.settings.offline_start == "random" else propose(state["problem_path"], traced=traced,
+                                                                                 conv=ctx.settings.offline_conv)
     except OfflineUnsupported as exc:
         log.warning("offline_unsupported", problem=state["problem_path"], error=exc.message)
         return {"errors": [{"node": AGENT, "generation": generation, **exc.to_dict()}]}
@@ -119,7 +120,8 @@ def random_candidates(state: RunState, ctx: KContext, count: int) -> list[Candid
     runs of one problem draw the same sequence and differ only by what else they start from."""
     from kernelwright.agents.offline.propose import tuning_target
 
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused")
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
+                           conv=ctx.settings.offline_conv)
     if target is None or count <= 0:
         return []
     target = replace(target, variant="fused_sampled")
@@ -200,7 +202,8 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0, pool=SEED_POOL, per_run=2)
     hits = seed_order(hits)
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused")
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
+                           conv=ctx.settings.offline_conv)
     if target is None:
         return []
     dims = target.space.to_dict()
@@ -234,7 +237,8 @@ def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
     if not passed:
         return offline_candidates(state, ctx) if not known else {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"])
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"],
+                           conv=ctx.settings.offline_conv)
     if target is None or target.space.size() <= 1:
         return {}
     space = target.space

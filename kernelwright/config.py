@@ -168,6 +168,7 @@ class AgentsConfig(_Section):
     screen: bool = _default(RunSettings, "screen")
     crossover_rate: float = Field(default=_default(RunSettings, "crossover_rate"), ge=0.0, le=1.0)
     repair_rounds: int = Field(default=_default(RunSettings, "repair_rounds"), ge=0)
+    offline_conv: bool = _default(RunSettings, "offline_conv")  # KERNELWRIGHT_AGENTS__OFFLINE_CONV
 
     def model_settings(self, named_by: str) -> tuple[list[ModelSettings], ModelSettings | None]:
         """The proposers and the critic, each saying it was named by `named_by` (the file, for messages)."""
@@ -229,7 +230,8 @@ class KernelwrightConfig(_Section):
         a = self.agents
         return RunSettings(**{"temperatures": a.temperatures, "temperature_schedule": a.temperature_schedule,
                               "screen": a.screen, "crossover_rate": a.crossover_rate,
-                              "repair_rounds": a.repair_rounds, "profile": self.harness.profile, **explicit})
+                              "repair_rounds": a.repair_rounds, "offline_conv": a.offline_conv,
+                              "profile": self.harness.profile, **explicit})
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,

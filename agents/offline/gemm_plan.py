@@ -41,7 +41,7 @@ GEMM_TARGETS = ("aten.mm.default", "aten.bmm.default", "aten.matmul.default", "a
 GEMM_DTYPES = ("float32", "bfloat16", "float16")
 MAX_GRID_Z = 65535  # a batched kernel puts the batch on the grid's z dimension
 _ARANGE = "aten.arange.start_step"
-_ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+ELEMENT_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 VECTOR_BYTES = 16  # the widest load a kernel issues per thread
 # Tensor-core main loops copy operands with cp.async, 4 bytes at least: 16-bit operands need an even alignment.
 MIN_TENSOR_CORE_ALIGN = {"float32": 1, "bfloat16": 2, "float16": 2}
@@ -110,9 +110,9 @@ class GemmLaunch:
         return 2 * self.batch * self.m * self.n * self.k
 
 
-def _alignment(dtype: str, extent: int, *others: int) -> int:
+def vector_alignment(dtype: str, extent: int, *others: int) -> int:
     """The widest vector (elements, up to 16 bytes) dividing the contiguous extent and every other offset."""
-    widest = VECTOR_BYTES // _ELEMENT_BYTES[dtype]
+    widest = VECTOR_BYTES // ELEMENT_BYTES[dtype]
     width = widest
     while width > 1 and any(v % width for v in (extent, *others)):
         width //= 2
@@ -131,9 +131,9 @@ def gemm_launch(step: GemmStep, buffers: Mapping[str, Buffer]) -> GemmLaunch | N
     sa, sb = (step.a.strides[0], step.b.strides[0]) if batch > 1 else (0, 0)
     a_extent = k if a.order == "row" else m
     b_extent = n if b.order == "row" else k
-    align_a = _alignment(dtype, a_extent, a.ld, sa, step.a.offset)
-    align_b = _alignment(dtype, b_extent, b.ld, sb, step.b.offset)
-    align_c = _alignment(dtype, n)
+    align_a = vector_alignment(dtype, a_extent, a.ld, sa, step.a.offset)
+    align_b = vector_alignment(dtype, b_extent, b.ld, sb, step.b.offset)
+    align_c = vector_alignment(dtype, n)
     triangle = {None: 0, "upper": 1, "lower": 2}[step.triangle]
     return GemmLaunch(dtype, m, n, k, batch, a, b, n, sa, sb, m * n if batch > 1 else 0, step.a.offset,
                       step.b.offset, align_a, align_b, align_c, triangle, step.diagonal)

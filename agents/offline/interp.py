@@ -9,9 +9,11 @@ from typing import Any
 
 import torch
 
+from kernelwright.agents.offline.conv_plan import run_conv
 from kernelwright.agents.offline.gemm_plan import run_gemm
 from kernelwright.agents.offline.ir import (
     Const,
+    ConvStep,
     Dag,
     ElementwiseStep,
     GemmStep,
@@ -184,6 +186,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
             mem[buf] = value.contiguous()
     elif isinstance(step, GemmStep):
         run_gemm(step, plan.buffers, mem)
+    elif isinstance(step, ConvStep):
+        run_conv(step, plan.buffers, mem)
     elif isinstance(step, HostStep):
         conv = lambda v: view(mem, v) if isinstance(v, Layout) else v  # noqa: E731
         args = _map(conv, step.args)

@@ -325,7 +325,30 @@ class GemmStep:
         return self.a.shape[1], self.b.shape[2], self.a.shape[2]
 
 
-Step = ElementwiseStep | ReductionStep | PoolStep | HostStep | RecurrentStep | GemmStep
+@dataclass(frozen=True, slots=True)
+class ConvStep:
+    """A 1-, 2- or 3-D convolution (groups == 1) on the candidate's own implicit-GEMM kernel, with its bias:
+    `input` is (N, C, *spatial) and the single output (N, K, *out_spatial), both contiguous. Forward: `weight`
+    is (K, C, *kernel); transposed (conv_transposeNd): (C, K, *kernel), and output_padding widens the output."""
+
+    name: str
+    input: Layout
+    weight: Layout
+    bias: Layout | None
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    transposed: bool
+    outputs: tuple[StepOutput, ...]
+    kind: Literal["conv"] = "conv"
+
+    @property
+    def dims(self) -> int:
+        return len(self.stride)
+
+
+Step = ElementwiseStep | ReductionStep | PoolStep | HostStep | RecurrentStep | GemmStep | ConvStep
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +400,14 @@ def describe(plan: Plan) -> str:
             lines.extend(f"    {role} {lay.buffer} strides={list(lay.strides)} off={lay.offset}"
                          for role, lay in (("a", step.a), ("b", step.b)))
             lines.append("    -> " + ", ".join(o.buffer for o in step.outputs))
+            continue
+        if isinstance(step, ConvStep):
+            lines.append(f"{step.name}: conv{step.dims}d{' transposed' if step.transposed else ''} "
+                         f"{step.input.buffer}{list(step.input.shape)} * {step.weight.buffer}{list(step.weight.shape)}"
+                         f"{' + ' + step.bias.buffer if step.bias else ''} stride={list(step.stride)} "
+                         f"padding={list(step.padding)} dilation={list(step.dilation)}"
+                         + (f" output_padding={list(step.output_padding)}" if step.transposed else "")
+                         + f" -> {step.outputs[0].buffer}")
             continue
         if isinstance(step, ReductionStep):
             lines.append(f"{step.name}: {step.reduction}[{step.outer}, {step.reduce}, {step.inner}] {dict(step.attrs)}")

@@ -8,6 +8,8 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
+With `conv=True` (RunSettings.offline_conv, off by default until verified on a GPU), a problem whose only work
+is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv).
 """
 
 from __future__ import annotations
@@ -20,16 +22,19 @@ from typing import Any
 
 import structlog
 
+from kernelwright.agents.offline.codegen_conv import conv_kernel
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
 from kernelwright.agents.offline.codegen_gemm import gemm_kernel
 from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_source
 from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
+from kernelwright.agents.offline.conv_plan import conv_plan
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
 from kernelwright.agents.offline.ir import (
+    ConvStep,
     ElementwiseStep,
     GemmStep,
     Plan,
@@ -88,6 +93,8 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
     for step in plan.steps:
         if isinstance(step, GemmStep):
             out.append(gemm_kernel(step, plan.buffers, per_step.get(step.name, {})))
+        elif isinstance(step, ConvStep):
+            out.append(conv_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ElementwiseStep):
             out.append(elementwise_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ReductionStep):
@@ -121,12 +128,16 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
                             constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
 
 
-def plans_for(traced: Sequence[TracedProblem]) -> dict[str, list[Plan]]:
-    """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused)."""
+def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[str, list[Plan]]:
+    """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
+    `conv`: a pure convolution problem gets its own implicit-GEMM kernel (RunSettings.offline_conv)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes)) for i, t in enumerate(traced)]
     gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
+    convs = [conv_plan(p) for p in fused] if conv else []  # a pure convolution problem, when asked for
     if all(g is not None for g in gemms):
         fused = [g for g in gemms if g is not None]
+    elif convs and all(c is not None for c in convs):
+        fused = [c for c in convs if c is not None]
     plans = {"fused": fused}
     if any(isinstance(s, ReductionStep) for p in fused for s in p.steps):
         plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
@@ -149,11 +160,11 @@ class TuningTarget:
         return render(self.traced, self.plans, params, self.variant)
 
 
-def tuning_target(traced: Sequence[TracedProblem], best_variant: str) -> TuningTarget | None:
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, conv: bool = False) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
     else tunes the fused plan), or None when that plan does not exist for this problem."""
     plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
-    plans = plans_for(traced).get(plan_key)
+    plans = plans_for(traced, conv=conv).get(plan_key)
     if not plans:
         return None
     return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")
@@ -172,10 +183,11 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool | None = None) -> list[GeneratedCandidate]:
+            lazy_weights: bool | None = None, conv: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
-    too large to build in memory; None: decided by its size, see trace_problem).
+    too large to build in memory; None: decided by its size, see trace_problem). `conv`: pure convolution
+    problems get kernels of their own (RunSettings.offline_conv; off: they keep cuDNN, as before).
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the
@@ -187,7 +199,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         reason = exc.message + (f" (functional form: {form.fallback_reason})" if getattr(form, "fallback_reason", None) else "")
         raise OfflineUnsupported(reason, where=where) from None
     try:
-        plans = plans_for(traced)
+        plans = plans_for(traced, conv=conv)
     except PlanningError as exc:
         raise OfflineUnsupported(f"cannot plan: {exc}", where=where) from None
     except Exception as exc:  # a translator bug must not stop the run: report it with its traceback
@@ -201,8 +213,8 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         if shape_plans is None or not all(p.custom_steps for p in shape_plans):
             continue
         plan = shape_plans[0]
-        if variant == "fused_scalar" and all(isinstance(s, GemmStep) for p in shape_plans for s in p.custom_steps):
-            continue  # a GEMM kernel has no simpler code path: the same kernel under another name
+        if variant == "fused_scalar" and all(isinstance(s, (GemmStep, ConvStep)) for p in shape_plans for s in p.custom_steps):
+            continue  # a GEMM or conv kernel has no simpler code path: the same kernel under another name
         space = plan_space(plan)
         chosen = {**space.defaults(), **(params or {})} if variant == "fused" else (
             conservative(space) if variant == "fused_scalar" else space.defaults())

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kernelwright.agents.offline.codegen_conv import conv_dims
 from kernelwright.agents.offline.codegen_gemm import gemm_dims
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
@@ -20,6 +21,7 @@ from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kin
 from kernelwright.agents.offline.ir import (
     SCANS,
     Buffer,
+    ConvStep,
     ElementwiseStep,
     GemmStep,
     HostStep,
@@ -83,6 +85,8 @@ def plan_space(plan: Plan) -> TuneSpace:
     for step in plan.steps:
         if isinstance(step, GemmStep):
             dims += [TuneDim(name, choices, default) for name, choices, default in gemm_dims(step, plan.buffers)]
+        elif isinstance(step, ConvStep):
+            dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
         elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind)))

@@ -1,0 +1,244 @@
+"""CUDA for a conv step: a CUTLASS implicit-GEMM convolution the candidate builds, between layout copies.
+
+CUTLASS's 2.x conv kernels (fprop for a conv, dgrad for a transposed conv, SM80 tensor cores, which run on
+sm_90a) take channels-last tensors; PyTorch's are channels-first. So each call: the input NCHW -> NHWC and the
+weight KCRS -> KRSC (tiled shared-memory transposes, redone every call: nothing derived from the inputs is
+kept), the conv into an NHWC buffer with the bias in its epilogue (the C operand is the bias vector with every
+stride 0, beta = 1), and the result back to NCHW. fp32 runs CUTLASS's 3xTF32 arithmetic (OpMultiplyAddFastF32,
+fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation. A batch whose tensors exceed
+CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
+
+As for GEMMs, the source depends only on the configuration (dtype, operator, 2-D or 3-D, stride support,
+iterator, alignments, tile, stages); sizes are launcher arguments, so one build serves every problem of that
+configuration. The kernel is an extern "C" __global__ of our own around CUTLASS's kernel body (its plain name
+is what traces show and `nm` finds). Tunables: TILE and STAGES, the GEMM path's choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kernelwright.agents.offline.codegen_elementwise import StepKernel
+from kernelwright.agents.offline.codegen_gemm import GEMM_HEADERS, MATH, SMALL_TILE, SMEM_LIMIT, STAGE_CHOICES, Tile
+from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch
+from kernelwright.agents.offline.gemm_plan import ELEMENT_BYTES
+from kernelwright.agents.offline.ir import Buffer, ConvStep
+from kernelwright.agents.offline.ops import SPEC, STORAGE_CTYPE
+
+SCRATCH_ALIGN = 256  # bytes: each scratch tensor starts 16-byte (vector) aligned and then some
+
+
+def default_tile(launch: ConvLaunch) -> str:
+    return SMALL_TILE[launch.dtype] if launch.out_channels <= 64 else MATH[launch.dtype].tiles[0]
+
+
+def conv_dims(step: ConvStep, buffers: Mapping[str, Buffer]) -> list[tuple[str, tuple[Any, ...], Any]]:
+    """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims)."""
+    launch = conv_launch(step, buffers)
+    mode = MATH[launch.dtype]
+    return [(f"{step.name}.TILE", mode.tiles, default_tile(launch)),
+            (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
+
+
+def scratch_layout(launch: ConvLaunch) -> tuple[int, int, int, int]:
+    """Byte offsets of the NHWC input, the KRSC filter and the NHWC output in the scratch buffer, and its size."""
+    size = ELEMENT_BYTES[launch.dtype]
+    parts = (launch.n * launch.in_channels * launch.in_spatial, launch.filter_numel,
+             launch.n * launch.out_channels * launch.out_spatial)
+    offsets, at = [], 0
+    for numel in parts:
+        offsets.append(at)
+        at += -(-numel * size // SCRATCH_ALIGN) * SCRATCH_ALIGN
+    return offsets[0], offsets[1], offsets[2], at
+
+
+def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any]) -> StepKernel:
+    launch = conv_launch(step, buffers)
+    mode = MATH[launch.dtype]
+    tile_text = str(params.get("TILE", default_tile(launch)))
+    tile = Tile.parse(tile_text if tile_text in mode.tiles else default_tile(launch))
+    stages = int(params.get("STAGES", mode.default_stages))
+    if stages not in STAGE_CHOICES or tile.smem_bytes(stages, mode.element_bytes) > SMEM_LIMIT:
+        stages = mode.default_stages
+    iterator = "optimized" if launch.operator == "fprop" or launch.stride_support == "unity" or launch.dims == 2 \
+        else "analytic"
+    name = (f"kw_conv{launch.dims}d_{launch.operator}_{mode.tag}_{launch.stride_support[0]}{iterator[0]}_"
+            f"a{launch.align_a}{launch.align_b}{launch.align_c}_{tile}_s{stages}")
+    x_at, w_at, y_at, scratch = scratch_layout(launch)
+    ptr = SPEC[launch.dtype]
+    spec = f"{ptr}, {ptr}, {ptr}, {ptr}, " + ", ".join(["i64"] * 22) + ", i64, u8*"
+    numbers = (launch.n, launch.c, launch.k, *launch.dhw, *launch.trs, *launch.zpq, *launch.pad, *launch.stride,
+               *launch.dilation, int(step.bias is not None))
+    args = (step.input.buffer, step.weight.buffer, step.bias.buffer if step.bias else step.weight.buffer,
+            step.outputs[0].buffer, *(str(v) for v in numbers), str(x_at), str(w_at), str(y_at), str(scratch))
+    return StepKernel(step.name, _source(name, launch, tile, stages, iterator), name, spec, args,
+                      scratch_bytes=scratch, headers=GEMM_HEADERS)
+
+
+_COMMON = r"""
+#include <cutlass/cutlass.h>
+#include <cutlass/conv/conv2d_problem_size.h>
+#include <cutlass/conv/conv3d_problem_size.h>
+#include <cutlass/conv/kernel/default_conv2d_fprop.h>
+#include <cutlass/conv/kernel/default_conv2d_dgrad.h>
+#include <cutlass/conv/kernel/default_conv3d_fprop.h>
+#include <cutlass/conv/kernel/default_conv3d_dgrad.h>
+#include <cutlass/conv/device/implicit_gemm_convolution.h>
+#include <cutlass/epilogue/thread/linear_combination.h>
+#ifndef KW_CONV_COMMON
+#define KW_CONV_COMMON
+// out[b, c, r] = in[b, r, c] for a batch of (rows, cols) matrices: NCHW <-> NHWC and KCRS -> KRSC. 32x32 tiles
+// through shared memory (both sides coalesced); tiles on the grid's x (rows * cols can be large), batch on y.
+template <typename T>
+__global__ void kw_conv_relayout(const T* __restrict__ in, T* __restrict__ out, long long rows, long long cols,
+                                 long long col_tiles) {
+    __shared__ T tile[32][33];
+    const long long b = blockIdx.y, r0 = (long long)(blockIdx.x / col_tiles) * 32, c0 = (long long)(blockIdx.x % col_tiles) * 32;
+    in += b * rows * cols;
+    out += b * rows * cols;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const long long r = r0 + i, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+    }
+    __syncthreads();
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const long long c = c0 + i, r = r0 + threadIdx.x;
+        if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][i];
+    }
+}
+
+template <typename T>
+static int kw_conv_relayout_launch(const T* in, T* out, long long batch, long long rows, long long cols, cudaStream_t stream) {
+    if (batch == 0 || rows == 0 || cols == 0) return 0;
+    const long long row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
+    for (long long b0 = 0; b0 < batch; b0 += 65535) {  // the grid's y holds 65535 at most
+        const long long nb = batch - b0 < 65535 ? batch - b0 : 65535;
+        kw_conv_relayout<T><<<dim3((unsigned)(row_tiles * col_tiles), (unsigned)nb), dim3(32, 8), 0, stream>>>(
+            in + b0 * rows * cols, out + b0 * rows * cols, rows, cols, col_tiles);
+    }
+    return (int)cudaGetLastError();
+}
+#endif
+"""
+
+_TEMPLATE = r"""
+// ---- {name}: {dtype} {dims}-D {operator} ({what}), implicit GEMM on tensor cores ({math}), bias in the epilogue
+using {name}_t = typename cutlass::conv::kernel::DefaultConv{dims}d{Operator}<
+    {element}, {layout}, {element}, {layout}, {element}, {layout}, float,
+    cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
+    cutlass::gemm::GemmShape<{tm}, {tn}, {tk}>, cutlass::gemm::GemmShape<{wm}, {wn}, {tk}>,
+    cutlass::gemm::GemmShape<{im}, {in_}, {ik}>,
+    cutlass::epilogue::thread::LinearCombination<{element}, {align_c}, float, float>,
+    {swizzle}, {stages}, {operator_tag},
+    cutlass::conv::IteratorAlgorithm::k{Iterator}, cutlass::conv::StrideSupport::k{Stride}{alignments}>::Kernel;
+
+// C linkage: the symbol is the plain name (traces, `nm`), not one mangled over CUTLASS's template arguments.
+extern "C" __global__ void __launch_bounds__({name}_t::kThreadCount) {name}_kernel(typename {name}_t::Params params) {{
+    extern __shared__ int kw_conv_smem[];
+    {name}_t op;
+    op(params, *reinterpret_cast<typename {name}_t::SharedStorage*>(kw_conv_smem));
+}}
+
+// x: the step's input (NCHW), w: its weight (KCRS; a transposed conv's (C_in, C_out, ...) is CUTLASS's KCRS of
+// the conv it is the gradient of), y: its output (NCHW). The scratch holds x and w channels-last and the result.
+extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* bias, {storage}* y, long long n,
+                      long long c, long long k, long long d, long long h, long long wd, long long t, long long r,
+                      long long s, long long z, long long p, long long q, long long pad_d, long long pad_h,
+                      long long pad_w, long long stride_d, long long stride_h, long long stride_w, long long dil_d,
+                      long long dil_h, long long dil_w, long long has_bias, long long x_at, long long w_at,
+                      long long y_at, long long scratch_bytes, unsigned char* scratch, cudaStream_t stream) {{
+    using Kernel = {name}_t;
+    using Element = {element};
+    const bool fprop = {fprop};
+    const long long in_ch = fprop ? c : k, out_ch = fprop ? k : c;
+    const long long act = d * h * wd, grad = z * p * q;
+    const long long in_sp = fprop ? act : grad, out_sp = fprop ? grad : act;
+    {storage}* x_cl = reinterpret_cast<{storage}*>(scratch + x_at);
+    {storage}* w_cl = reinterpret_cast<{storage}*>(scratch + w_at);
+    {storage}* y_cl = reinterpret_cast<{storage}*>(scratch + y_at);
+    if (y_at + n * out_ch * out_sp * (long long)sizeof({storage}) > scratch_bytes) return (int)cudaErrorInvalidValue;
+    if (has_bias && !kw_aligned(bias, {align_c} * (int)sizeof(Element))) return (int)cudaErrorMisalignedAddress;
+    int e = kw_conv_relayout_launch<{storage}>(x, x_cl, n, in_ch, in_sp, stream);
+    if (e) return e;
+    e = kw_conv_relayout_launch<{storage}>(w, w_cl, k, c, t * r * s, stream);
+    if (e) return e;
+    // CUTLASS 2.x indexes one tensor with 32-bit offsets: slices of whole images, each under 2 GiB per tensor
+    const long long image = (in_ch * in_sp > out_ch * out_sp ? in_ch * in_sp : out_ch * out_sp) * (long long)sizeof(Element);
+    const long long per_slice = ((1ll << 31) - 1) / image;
+    if (per_slice < 1) return (int)cudaErrorInvalidValue;
+    constexpr int smem = (int)sizeof(typename Kernel::SharedStorage);
+    static unsigned long long configured = 0;  // one bit per device that has the shared-memory limit raised
+    int dev = 0;
+    cudaGetDevice(&dev);
+    if (smem >= (48 << 10) && dev < 64 && !((configured >> dev) & 1ull)) {{
+        cudaError_t err = cudaFuncSetAttribute({name}_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (err != cudaSuccess) return (int)err;
+        configured |= 1ull << dev;
+    }}
+    for (long long n0 = 0; n0 < n; n0 += per_slice) {{
+        const int nb = (int)(n - n0 < per_slice ? n - n0 : per_slice);
+        Element* in_ptr = reinterpret_cast<Element*>(x_cl + n0 * in_ch * in_sp);
+        Element* out_ptr = reinterpret_cast<Element*>(y_cl + n0 * out_ch * out_sp);
+        Element* filter = reinterpret_cast<Element*>(w_cl);
+        Element* act_ptr = fprop ? in_ptr : out_ptr;
+        Element* grad_ptr = fprop ? out_ptr : in_ptr;
+{problem}
+        const {layout} act_layout = {layout}::packed({act_extent});
+        const {layout} filter_layout = {layout}::packed({filter_extent});
+        const {layout} grad_layout = {layout}::packed({grad_extent});
+        const {layout} out_layout = fprop ? grad_layout : act_layout;
+        // the bias: every position of the output reads bias[channel] (strides 0), beta = 1
+        Element* source = has_bias ? reinterpret_cast<Element*>(const_cast<{storage}*>(bias)) : out_ptr;
+        const {layout} source_layout = has_bias ? {layout}(typename {layout}::Stride(0)) : out_layout;
+        typename Kernel::Arguments args(problem,
+            {{fprop ? act_ptr : grad_ptr, fprop ? act_layout : grad_layout}}, {{filter, filter_layout}},
+            {{source, source_layout}}, {{out_ptr, out_layout}}, {{1.0f, has_bias ? 1.0f : 0.0f}});
+        if (cutlass::conv::device::ImplicitGemmConvolution<Kernel>::can_implement(args) != cutlass::Status::kSuccess)
+            return (int)cudaErrorInvalidValue;
+        typename Kernel::Params params(args, nullptr);
+        typename Kernel::ThreadblockSwizzle swizzle;
+        {name}_kernel<<<swizzle.get_grid_shape(params.grid_tiled_shape), Kernel::kThreadCount, smem, stream>>>(params);
+        e = (int)cudaGetLastError();
+        if (e) return e;
+    }}
+    return kw_conv_relayout_launch<{storage}>(y_cl, y, n, out_sp, out_ch, stream);
+}}
+"""
+
+_PROBLEM_2D = """        const cutlass::conv::Conv2dProblemSize problem(nb, (int)h, (int)wd, (int)c, (int)k, (int)r, (int)s, (int)p,
+            (int)q, (int)pad_h, (int)pad_w, (int)stride_h, (int)stride_w, (int)dil_h, (int)dil_w,
+            cutlass::conv::Mode::kCrossCorrelation);"""
+_PROBLEM_3D = """        const cutlass::conv::Conv3dProblemSize problem(nb, (int)d, (int)h, (int)wd, (int)c, (int)k, (int)t, (int)r,
+            (int)s, (int)z, (int)p, (int)q, (int)pad_d, (int)pad_h, (int)pad_w, (int)stride_d, (int)stride_h,
+            (int)stride_w, (int)dil_d, (int)dil_h, (int)dil_w, cutlass::conv::Mode::kCrossCorrelation);"""
+
+
+def _source(name: str, launch: ConvLaunch, tile: Tile, stages: int, iterator: str) -> str:
+    mode = MATH[launch.dtype]
+    im, in_, ik = mode.instruction
+    three = launch.dims == 3
+    strided_dgrad = launch.operator == "dgrad" and launch.stride_support == "strided" and not three
+    swizzle = ("cutlass::conv::threadblock::StridedDgradIdentityThreadblockSwizzle<1>" if strided_dgrad
+               else "cutlass::gemm::threadblock::GemmIdentityThreadblockSwizzle<4>")
+    if three:
+        extents = ("cutlass::Tensor5DCoord((int)nb, (int)d, (int)h, (int)wd, (int)c)",
+                   "cutlass::Tensor5DCoord((int)k, (int)t, (int)r, (int)s, (int)c)",
+                   "cutlass::Tensor5DCoord((int)nb, (int)z, (int)p, (int)q, (int)k)")
+    else:
+        extents = ("cutlass::Tensor4DCoord((int)nb, (int)h, (int)wd, (int)c)",
+                   "cutlass::Tensor4DCoord((int)k, (int)r, (int)s, (int)c)",
+                   "cutlass::Tensor4DCoord((int)nb, (int)p, (int)q, (int)k)")
+    what = "a transposed convolution as the data gradient of a convolution" if launch.operator == "dgrad" else "a convolution"
+    math = "3xTF32: fp32 accuracy" if launch.dtype == "float32" else f"{launch.dtype}, fp32 accumulation"
+    return _COMMON + _TEMPLATE.format(
+        name=name, dtype=launch.dtype, dims=launch.dims, operator=launch.operator, what=what, math=math,
+        Operator="Fprop" if launch.operator == "fprop" else "Dgrad", element=mode.element,
+        layout="cutlass::layout::TensorNDHWC" if three else "cutlass::layout::TensorNHWC",
+        tm=tile.m, tn=tile.n, tk=tile.k, wm=tile.warp_m, wn=tile.warp_n, im=im, in_=in_, ik=ik,
+        align_a=launch.align_a, align_b=launch.align_b, align_c=launch.align_c, swizzle=swizzle, stages=stages,
+        operator_tag=mode.operator, Iterator=iterator.capitalize(),
+        Stride="Unity" if launch.stride_support == "unity" else "Strided", storage=STORAGE_CTYPE[launch.dtype],
+        fprop="true" if launch.operator == "fprop" else "false", problem=_PROBLEM_3D if three else _PROBLEM_2D,
+        act_extent=extents[0], filter_extent=extents[1], grad_extent=extents[2],
+        alignments="" if three else f", {launch.align_a}, {launch.align_b}")  # 3-D kernels load 16 bytes only

@@ -1,0 +1,167 @@
+"""Pure convolution problems get candidates whose conv is the candidate's own CUTLASS implicit-GEMM kernel, when
+RunSettings.offline_conv is on; off (the default) they get exactly what they got before (cuDNN)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernelwright.agents.offline.codegen_gemm import MATH, STAGE_CHOICES
+from kernelwright.agents.offline.conv_plan import conv_launch, conv_plan
+from kernelwright.agents.offline.interp import interpret
+from kernelwright.agents.offline.ir import ConvStep, HostStep
+from kernelwright.agents.offline.planner import build_plan
+from kernelwright.agents.offline.propose import OfflineUnsupported, plans_for, propose, trace_all
+from kernelwright.agents.offline.trace import trace_problem
+from support.conv import fixture_conv_problems, propose_conv
+from support.gemm import traced_forward
+
+FIXTURES = {p.stem: p for p in fixture_conv_problems()}
+
+
+def test_the_fixtures_cover_each_kind_of_conv() -> None:
+    assert set(FIXTURES) >= {"conv2d_bias", "conv3d_fp32", "conv1d_dilated", "conv2d_bf16_dilated",
+                             "conv_transpose2d_strided", "conv_transpose3d_dilated"}
+
+
+@pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)
+def test_the_conv_plan_agrees_with_the_model(problem: Path) -> None:
+    """The interpreter computes the ConvStep from conv_launch's numbers (sizes, roles, padding, stride, dilation,
+    bias): a wrong one is a mismatch with the Model."""
+    (traced,) = trace_all(problem)
+    (plan,) = plans_for([traced], conv=True)["fused"]
+    (step,) = plan.steps
+    assert isinstance(step, ConvStep)
+    (got,) = interpret(plan, traced.model, traced.inputs, dict(traced.program.constants))
+    with torch.no_grad():
+        want = traced.model(*traced.inputs)
+    tol = 1e-2 if want.dtype == torch.bfloat16 else 1e-4
+    assert got.shape == want.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)
+def test_conv_candidates_launch_their_own_kernel_and_no_torch_conv(problem: Path) -> None:
+    (cand,) = propose_conv(problem)
+    forward = traced_forward(cand.source)
+    assert "torch.ops.aten.conv" not in forward and "torch.nn.functional" not in forward
+    assert re.search(r"_kw_lib\.kw_conv[23]d_(fprop|dgrad)_\w+\(", forward), forward
+    assert "headers=('cutlass',)" in cand.source
+    assert cand.kept_aten_ops == ()
+    transposed = "transpose" in problem.stem
+    assert ("dgrad" in forward) == transposed
+    assert ("kw_conv3d_" in forward) == ("3d" in problem.stem)
+
+
+def test_the_bias_joins_the_epilogue_and_is_passed_to_the_kernel() -> None:
+    (cand,) = propose_conv(FIXTURES["conv2d_bias"])
+    forward = traced_forward(cand.source)
+    call = re.search(r"_kw_lib\.(kw_conv\w+)\((.*)\)", forward)
+    assert call is not None
+    args = [a.strip() for a in call.group(2).split(",")]
+    assert args[2] != args[1]  # the bias buffer, not the weight standing in for none
+    assert args[4 + 22 - 1] == "1"  # has_bias
+    assert forward.count("_kw_lib.") == 1  # no separate bias kernel
+
+
+def test_a_1d_conv_runs_as_a_2d_one_with_unit_height() -> None:
+    (traced,) = trace_all(FIXTURES["conv1d_dilated"])
+    (plan,) = plans_for([traced], conv=True)["fused"]
+    launch = conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
+    assert launch.dims == 2 and launch.dhw[:2] == (1, 1) and launch.trs[:2] == (1, 1) and launch.zpq[:2] == (1, 1)
+    assert launch.stride == (1, 1, 3) and launch.dilation == (1, 1, 2) and launch.pad == (0, 0, 2)
+
+
+def test_a_transposed_conv_is_the_data_gradient_of_the_conv_it_inverts() -> None:
+    (traced,) = trace_all(FIXTURES["conv_transpose2d_strided"])
+    (plan,) = plans_for([traced], conv=True)["fused"]
+    launch = conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
+    # input (4, 32, 30, 26), weight (32, 48, 3, 4), stride 2, padding 1, output_padding 1 -> (4, 48, 60, 53)
+    assert launch.operator == "dgrad" and (launch.k, launch.c) == (32, 48)
+    assert launch.zpq[1:] == (30, 26) and launch.dhw[1:] == (60, 53) and launch.stride_support == "strided"
+
+
+def test_the_tuners_space_has_tiles_and_stages() -> None:
+    (cand,) = propose_conv(FIXTURES["conv2d_bf16_dilated"])
+    dims = {d.name: d for d in cand.space.dims}
+    assert dims["h0.TILE"].choices == MATH["bfloat16"].tiles and dims["h0.STAGES"].choices == STAGE_CHOICES
+    (other,) = propose_conv(FIXTURES["conv2d_bf16_dilated"], params={"h0.TILE": MATH["bfloat16"].tiles[3]})
+    assert other.source != cand.source and MATH["bfloat16"].tiles[3].split("_")[0] in other.source
+
+
+def test_off_by_default_a_conv_without_bias_gets_no_candidate_as_before() -> None:
+    with pytest.raises(OfflineUnsupported, match="nothing to generate: every op is a library call") as info:
+        propose(FIXTURES["conv3d_fp32"])
+    assert info.value.ops == ("aten.conv3d.default",)
+
+
+def test_off_by_default_a_conv_with_bias_keeps_cudnn_and_adds_a_bias_kernel() -> None:
+    cands = propose(FIXTURES["conv2d_bias"])
+    assert cands
+    for cand in cands:
+        forward = traced_forward(cand.source)
+        assert "torch.ops.aten.conv2d.default(" in forward and "kw_conv" not in cand.source
+
+
+def _plan_of(source: str, tmp_path: Path) -> object:
+    path = tmp_path / "problem.py"
+    path.write_text(source)
+    traced = trace_problem(path)
+    return build_plan(traced.program)
+
+
+_TEMPLATE = '''import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = {layer}
+
+    def forward(self, x):
+        return {expr}
+
+
+def get_inputs():
+    return [torch.rand({shape})]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+@pytest.mark.parametrize(("layer", "expr", "shape", "why"), [
+    ("nn.Conv2d(16, 16, 3, groups=4)", "self.conv(x)", "2, 16, 12, 12", "grouped"),
+    ("nn.Conv2d(16, 16, 3, groups=16)", "self.conv(x)", "2, 16, 12, 12", "depthwise"),
+    ("nn.Conv2d(16, 32, 3)", "torch.relu(self.conv(x))", "2, 16, 12, 12", "a conv in a chain (level 2)"),
+    ("nn.ConvTranspose2d(16, 32, 3, stride=2, dilation=2)", "self.conv(x)", "2, 16, 12, 12",
+     "strided and dilated transposed"),
+    ("nn.Conv2d(3, 32, 3)", "self.conv(x)", "2, 3, 12, 12", "3 fp32 channels: fine in 2-D"),
+    ("nn.Conv3d(3, 32, 3)", "self.conv(x)", "2, 3, 8, 8, 8", "3 channels in 3-D: no 16-byte vectors"),
+])
+def test_what_keeps_its_library_conv(layer: str, expr: str, shape: str, why: str, tmp_path: Path) -> None:
+    plan = _plan_of(_TEMPLATE.format(layer=layer, expr=expr, shape=shape), tmp_path)
+    result = conv_plan(plan)  # type: ignore[arg-type]
+    if why.endswith("fine in 2-D"):
+        assert result is not None and isinstance(result.steps[0], ConvStep)
+    else:
+        assert result is None, why
+        assert any(isinstance(s, HostStep) and "conv" in s.target for s in plan.steps)  # type: ignore[attr-defined]
+
+
+def test_the_setting_is_off_by_default_and_reachable_from_the_config_file_and_the_environment(tmp_path: Path) -> None:
+    from kernelwright.agents.context import RunSettings
+    from kernelwright.config import load_config
+
+    assert RunSettings().offline_conv is False
+    assert load_config(env={}).run_settings().offline_conv is False
+    path = tmp_path / "kernelwright.toml"
+    path.write_text("[agents]\noffline_conv = true\n")
+    assert load_config(path, env={}).run_settings().offline_conv is True
+    assert load_config(env={"KERNELWRIGHT_AGENTS__OFFLINE_CONV": "1"}).run_settings().offline_conv is True
+
