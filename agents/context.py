@@ -39,9 +39,10 @@ class RunSettings:
     # forms) or "random" (the fused plan at seeded random settings: a proposer with no prior of its own,
     # which is what the archive ablation measures retrieval against).
     offline_start: Literal["variants", "random"] = "variants"
-    # Pure convolution problems get the offline translator's own CUTLASS implicit-GEMM kernels (docs/GEMM.md,
-    # "Convolutions"); off, they keep cuDNN as before. Off by default until verified on a GPU.
-    offline_conv: bool = False
+    # Kernel families of the offline translator still awaiting verification on a GPU, off by default until then:
+    # pure convolutions on its own CUTLASS implicit-GEMM kernels (docs/GEMM.md, "Convolutions"; off, they keep
+    # cuDNN as before). A family verified on the GPU machine leaves this switch and is on for everyone.
+    offline_preview: bool = False
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate

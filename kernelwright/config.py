@@ -168,7 +168,7 @@ class AgentsConfig(_Section):
     screen: bool = _default(RunSettings, "screen")
     crossover_rate: float = Field(default=_default(RunSettings, "crossover_rate"), ge=0.0, le=1.0)
     repair_rounds: int = Field(default=_default(RunSettings, "repair_rounds"), ge=0)
-    offline_conv: bool = _default(RunSettings, "offline_conv")  # KERNELWRIGHT_AGENTS__OFFLINE_CONV
+    offline_preview: bool = _default(RunSettings, "offline_preview")  # KERNELWRIGHT_AGENTS__OFFLINE_PREVIEW
 
     def model_settings(self, named_by: str) -> tuple[list[ModelSettings], ModelSettings | None]:
         """The proposers and the critic, each saying it was named by `named_by` (the file, for messages)."""
@@ -230,7 +230,7 @@ class KernelwrightConfig(_Section):
         a = self.agents
         return RunSettings(**{"temperatures": a.temperatures, "temperature_schedule": a.temperature_schedule,
                               "screen": a.screen, "crossover_rate": a.crossover_rate,
-                              "repair_rounds": a.repair_rounds, "offline_conv": a.offline_conv,
+                              "repair_rounds": a.repair_rounds, "offline_preview": a.offline_preview,
                               "profile": self.harness.profile, **explicit})
 
 

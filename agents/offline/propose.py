@@ -8,7 +8,7 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
-With `conv=True` (RunSettings.offline_conv, off by default until verified on a GPU), a problem whose only work
+With `conv=True` (RunSettings.offline_preview, off by default until verified on a GPU), a problem whose only work
 is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv).
 """
 
@@ -130,7 +130,7 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 
 def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
-    `conv`: a pure convolution problem gets its own implicit-GEMM kernel (RunSettings.offline_conv)."""
+    `conv`: a pure convolution problem gets its own implicit-GEMM kernel (RunSettings.offline_preview)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes)) for i, t in enumerate(traced)]
     gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
     convs = [conv_plan(p) for p in fused] if conv else []  # a pure convolution problem, when asked for
@@ -187,7 +187,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
     too large to build in memory; None: decided by its size, see trace_problem). `conv`: pure convolution
-    problems get kernels of their own (RunSettings.offline_conv; off: they keep cuDNN, as before).
+    problems get kernels of their own (RunSettings.offline_preview; off: they keep cuDNN, as before).
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the

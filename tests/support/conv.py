@@ -17,7 +17,7 @@ def fixture_conv_problems() -> list[Path]:
 
 
 def propose_conv(problem: Path, params: dict[str, Any] | None = None) -> Sequence[Any]:
-    """The candidates with RunSettings.offline_conv on (pure convolutions get kernels of their own)."""
+    """The candidates with RunSettings.offline_preview on (pure convolutions get kernels of their own)."""
     from kernelwright.agents.offline import propose
 
     return propose(problem, params=params, conv=True)

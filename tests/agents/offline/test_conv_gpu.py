@@ -1,4 +1,4 @@
-"""The candidates' own convolutions (offline_conv on) on a GPU: every fixture of tests/fixtures/conv against a
+"""The candidates' own convolutions (offline_preview on) on a GPU: every fixture of tests/fixtures/conv against a
 float64 reference at the harness's per-element tolerances, and the fp32 2-D, 3-D and transposed fixtures through
 the real harness with kernel usage showing the candidate's own conv kernel and no cuDNN. Not run yet (no GPU
 where they were written)."""

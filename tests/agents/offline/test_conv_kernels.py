@@ -1,5 +1,5 @@
 """Pure convolution problems get candidates whose conv is the candidate's own CUTLASS implicit-GEMM kernel, when
-RunSettings.offline_conv is on; off (the default) they get exactly what they got before (cuDNN)."""
+RunSettings.offline_preview is on; off (the default) they get exactly what they got before (cuDNN)."""
 
 from __future__ import annotations
 
@@ -158,10 +158,10 @@ def test_the_setting_is_off_by_default_and_reachable_from_the_config_file_and_th
     from kernelwright.agents.context import RunSettings
     from kernelwright.config import load_config
 
-    assert RunSettings().offline_conv is False
-    assert load_config(env={}).run_settings().offline_conv is False
+    assert RunSettings().offline_preview is False
+    assert load_config(env={}).run_settings().offline_preview is False
     path = tmp_path / "kernelwright.toml"
-    path.write_text("[agents]\noffline_conv = true\n")
-    assert load_config(path, env={}).run_settings().offline_conv is True
-    assert load_config(env={"KERNELWRIGHT_AGENTS__OFFLINE_CONV": "1"}).run_settings().offline_conv is True
+    path.write_text("[agents]\noffline_preview = true\n")
+    assert load_config(path, env={}).run_settings().offline_preview is True
+    assert load_config(env={"KERNELWRIGHT_AGENTS__OFFLINE_PREVIEW": "1"}).run_settings().offline_preview is True
 
