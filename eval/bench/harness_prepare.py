@@ -96,16 +96,17 @@ def child_budget(cap_bytes: int, jobs: int) -> int:
 
 
 def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
-                passthrough: bool = True) -> CandidateEntry:
+                passthrough: bool = True, preview: bool = False) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
-    `passthrough` False nothing is written where the translator gives no candidate (the entry says why)."""
+    `passthrough` False nothing is written where the translator gives no candidate (the entry says why).
+    `preview`: the translator's kernel families still awaiting GPU verification too (RunSettings.offline_preview)."""
     started = time.perf_counter()
     out = candidate_path(folder, problem.stem)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kw-prepare-") as tmp:
         result_file = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "kernelwright.eval.bench.harness_prepare", str(problem), str(out),
-               str(result_file), str(budget_bytes)]
+               str(result_file), str(budget_bytes), *(["--preview"] if preview else [])]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=scrubbed_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True)
         stderr: list[bytes] = []
@@ -225,7 +226,7 @@ def _called_from_inputs(path: str, depth: int = 12) -> bool:
     return False
 
 
-def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int) -> None:
+def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = False) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.trace import load_problem, weight_bytes
 
@@ -243,7 +244,7 @@ def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int) -> No
         limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes + (2 * weights if lazy_weights else 0)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         with _lazy_mode(problem):
-            candidates = propose(problem, lazy_weights=lazy_weights)
+            candidates = propose(problem, lazy_weights=lazy_weights, conv=preview)
         candidates[0].write(out)
         result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}"
                       + (f" (its {weights / 1e9:.1f} GB of weights traced uninitialised)" if lazy_weights else ""))
@@ -269,8 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("result", type=Path)
     parser.add_argument("budget_bytes", type=int)
+    parser.add_argument("--preview", action="store_true", help="kernel families awaiting GPU verification too")
     args = parser.parse_args(argv)
-    _child(args.problem, args.out, args.result, args.budget_bytes)
+    _child(args.problem, args.out, args.result, args.budget_bytes, args.preview)
     return 0
 
 

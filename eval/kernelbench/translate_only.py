@@ -26,7 +26,10 @@ PREPARE_BUDGET_BYTES = 16 << 30  # room for users' own big models; child_budget 
 PREPARE_TIMEOUT_S = 900.0
 
 
-def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precision: str = "strict") -> Solve:
+def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precision: str = "strict",
+                     preview: bool = False) -> Solve:
+    """`preview`: RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
+
     def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
         from kernelwright.tools.harness.precompile import build_candidates
 
@@ -34,7 +37,7 @@ def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precisi
         check_source(problem.path, "problem")
         folder = out / CANDIDATES_DIR / problem.level
         entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
-                            timeout_s=PREPARE_TIMEOUT_S, passthrough=False)
+                            timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
         row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
                          reason=entry.why, precision=precision)
         if entry.kind == "offline":
