@@ -1,12 +1,13 @@
 """CUDA for a conv step: a CUTLASS implicit-GEMM convolution the candidate builds, between layout copies.
 
 CUTLASS's 2.x conv kernels (fprop for a conv, dgrad for a transposed conv, SM80 tensor cores, which run on
-sm_90a) take channels-last tensors; PyTorch's are channels-first. So each call: the input NCHW -> NHWC and the
-weight KCRS -> KRSC (tiled shared-memory transposes, redone every call: nothing derived from the inputs is
-kept), the conv into an NHWC buffer with the bias in its epilogue (the C operand is the bias vector with every
-stride 0, beta = 1), and the result back to NCHW. fp32 runs CUTLASS's 3xTF32 arithmetic (OpMultiplyAddFastF32,
-fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation. A batch whose tensors exceed
-CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
+sm_90a) take channels-last tensors; PyTorch's are channels-first. So each call: the input NCHW -> one packed
+NHWC tensor per group and the weight -> one KRSC filter per group (redone every call: nothing derived from the
+inputs is kept; these copies also write the zero channels that pad a count the operand copies cannot align, the
+zeros of a zero-inserted input and a flipped filter, see conv_plan.ConvLaunch), one implicit GEMM per group
+into an NHWC buffer, and the result back to NCHW with the bias added on that pass. fp32 runs CUTLASS's 3xTF32
+arithmetic (OpMultiplyAddFastF32, fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation.
+A batch whose tensors exceed CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
 
 As for GEMMs, the source depends only on the configuration (dtype, operator, 2-D or 3-D, stride support,
 iterator, alignments, tile, stages); sizes are launcher arguments, so one build serves every problem of that

@@ -60,7 +60,7 @@ def test_conv_candidates_launch_their_own_kernel_and_no_torch_conv(problem: Path
     assert ("kw_conv3d_" in forward) == ("3d" in problem.stem)
 
 
-def test_the_bias_joins_the_epilogue_and_is_passed_to_the_kernel() -> None:
+def test_the_bias_joins_the_conv_launcher_output_copy_and_is_passed_to_the_kernel() -> None:
     (cand,) = propose_conv(FIXTURES["conv2d_bias"])
     forward = traced_forward(cand.source)
     call = re.search(r"_kw_lib\.(kw_conv\w+)\((.*)\)", forward)
