@@ -1,12 +1,13 @@
 """CUDA for a conv step: a CUTLASS implicit-GEMM convolution the candidate builds, between layout copies.
 
 CUTLASS's 2.x conv kernels (fprop for a conv, dgrad for a transposed conv, SM80 tensor cores, which run on
-sm_90a) take channels-last tensors; PyTorch's are channels-first. So each call: the input NCHW -> NHWC and the
-weight KCRS -> KRSC (tiled shared-memory transposes, redone every call: nothing derived from the inputs is
-kept), the conv into an NHWC buffer with the bias in its epilogue (the C operand is the bias vector with every
-stride 0, beta = 1), and the result back to NCHW. fp32 runs CUTLASS's 3xTF32 arithmetic (OpMultiplyAddFastF32,
-fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation. A batch whose tensors exceed
-CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
+sm_90a) take channels-last tensors; PyTorch's are channels-first. So each call: the input NCHW -> one packed
+NHWC tensor per group and the weight -> one KRSC filter per group (redone every call: nothing derived from the
+inputs is kept; these copies also write the zero channels that pad a count the operand copies cannot align, the
+zeros of a zero-inserted input and a flipped filter, see conv_plan.ConvLaunch), one implicit GEMM per group
+into an NHWC buffer, and the result back to NCHW with the bias added on that pass. fp32 runs CUTLASS's 3xTF32
+arithmetic (OpMultiplyAddFastF32, fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation.
+A batch whose tensors exceed CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
 
 As for GEMMs, the source depends only on the configuration (dtype, operator, 2-D or 3-D, stride support,
 iterator, alignments, tile, stages); sizes are launcher arguments, so one build serves every problem of that
@@ -42,10 +43,11 @@ def conv_dims(step: ConvStep, buffers: Mapping[str, Buffer]) -> list[tuple[str, 
 
 
 def scratch_layout(launch: ConvLaunch) -> tuple[int, int, int, int]:
-    """Byte offsets of the NHWC input, the KRSC filter and the NHWC output in the scratch buffer, and its size."""
+    """Byte offsets of the NHWC input, the KRSC filter and the NHWC output (each one packed tensor per group,
+    padded channels included) in the scratch buffer, and its size."""
     size = ELEMENT_BYTES[launch.dtype]
-    parts = (launch.n * launch.in_channels * launch.in_spatial, launch.filter_numel,
-             launch.n * launch.out_channels * launch.out_spatial)
+    parts = (launch.groups * launch.n * launch.in_channels * launch.in_spatial, launch.filter_numel,
+             launch.groups * launch.n * launch.out_channels * launch.out_spatial)
     offsets, at = [], 0
     for numel in parts:
         offsets.append(at)
@@ -67,9 +69,10 @@ def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[s
             f"a{launch.align_a}{launch.align_b}{launch.align_c}_{tile}_s{stages}")
     x_at, w_at, y_at, scratch = scratch_layout(launch)
     ptr = SPEC[launch.dtype]
-    spec = f"{ptr}, {ptr}, {ptr}, {ptr}, " + ", ".join(["i64"] * 22) + ", i64, u8*"
     numbers = (launch.n, launch.c, launch.k, *launch.dhw, *launch.trs, *launch.zpq, *launch.pad, *launch.stride,
-               *launch.dilation, int(step.bias is not None))
+               *launch.dilation, int(step.bias is not None), launch.groups, launch.c_used, launch.k_used,
+               *launch.src, *launch.zero_insert, int(launch.flip))
+    spec = f"{ptr}, {ptr}, {ptr}, {ptr}, " + ", ".join(["i64"] * (len(numbers) + 3)) + ", i64, u8*"
     args = (step.input.buffer, step.weight.buffer, step.bias.buffer if step.bias else step.weight.buffer,
             step.outputs[0].buffer, *(str(v) for v in numbers), str(x_at), str(w_at), str(y_at), str(scratch))
     return StepKernel(step.name, _source(name, launch, tile, stages, iterator), name, spec, args,
@@ -88,42 +91,128 @@ _COMMON = r"""
 #include <cutlass/epilogue/thread/linear_combination.h>
 #ifndef KW_CONV_COMMON
 #define KW_CONV_COMMON
-// out[b, c, r] = in[b, r, c] for a batch of (rows, cols) matrices: NCHW <-> NHWC and KCRS -> KRSC. 32x32 tiles
-// through shared memory (both sides coalesced); tiles on the grid's x (rows * cols can be large), batch on y.
+// The input NCHW (N, G * used, source spatial) -> one packed channels-last tensor per group (G, N, spatial,
+// channels): channels past `used` are zeros, and with zero insertion (stride > 1) so is every position off the
+// stride lattice. 32x32 tiles of (channel, position) through shared memory (both sides coalesced when nothing is
+// inserted); tiles on the grid's x, the (group, image) pair on y.
+struct KwConvCopyIn {
+    long long n, groups, used, channels;  // images, groups, real and padded channels per group
+    long long sd, sh, sw;                 // the source's spatial size
+    long long dd, dh, dw;                 // the destination's (zero-inserted: (source - 1) * stride + 1)
+    long long zd, zh, zw;                 // zero-insertion strides (1: a plain copy)
+};
+
 template <typename T>
-__global__ void kw_conv_relayout(const T* __restrict__ in, T* __restrict__ out, long long rows, long long cols,
-                                 long long col_tiles) {
+__global__ void kw_conv_copy_in(const T* __restrict__ in, T* __restrict__ out, KwConvCopyIn m, long long b0,
+                                long long col_tiles) {
     __shared__ T tile[32][33];
-    const long long b = blockIdx.y, r0 = (long long)(blockIdx.x / col_tiles) * 32, c0 = (long long)(blockIdx.x % col_tiles) * 32;
-    in += b * rows * cols;
-    out += b * rows * cols;
+    const long long b = b0 + blockIdx.y, g = b / m.n, img = b % m.n;
+    const long long rows = m.channels, cols = m.dd * m.dh * m.dw, src_sp = m.sd * m.sh * m.sw;
+    const long long r0 = (long long)(blockIdx.x / col_tiles) * 32, c0 = (long long)(blockIdx.x % col_tiles) * 32;
+    const T* src = in + (img * m.groups + g) * m.used * src_sp;
     for (int i = threadIdx.y; i < 32; i += 8) {
         const long long r = r0 + i, c = c0 + threadIdx.x;
-        if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+        if (r < rows && c < cols) {
+            T v = KwStore<T>::of(0.0f);
+            const long long x = c % m.dw, y = (c / m.dw) % m.dh, z = c / (m.dw * m.dh);
+            if (r < m.used && x % m.zw == 0 && y % m.zh == 0 && z % m.zd == 0)
+                v = src[r * src_sp + ((z / m.zd) * m.sh + y / m.zh) * m.sw + x / m.zw];
+            tile[i][threadIdx.x] = v;
+        }
     }
     __syncthreads();
+    out += b * rows * cols;
     for (int i = threadIdx.y; i < 32; i += 8) {
         const long long c = c0 + i, r = r0 + threadIdx.x;
         if (r < rows && c < cols) out[c * rows + r] = tile[threadIdx.x][i];
     }
 }
 
+// Per group channels-last (G, N, spatial, channels) -> the output NCHW (N, G * used, spatial), dropping the
+// padded channels, with the bias added (a per-channel add: it rides on this pass).
+struct KwConvCopyOut {
+    long long n, groups, used, channels, spatial;
+};
+
 template <typename T>
-static int kw_conv_relayout_launch(const T* in, T* out, long long batch, long long rows, long long cols, cudaStream_t stream) {
+__global__ void kw_conv_copy_out(const T* __restrict__ in, T* __restrict__ out, const T* __restrict__ bias,
+                                 KwConvCopyOut m, long long b0, long long col_tiles) {
+    __shared__ T tile[32][33];
+    const long long b = b0 + blockIdx.y, g = b / m.n, img = b % m.n;
+    const long long rows = m.spatial, cols = m.channels;
+    const long long r0 = (long long)(blockIdx.x / col_tiles) * 32, c0 = (long long)(blockIdx.x % col_tiles) * 32;
+    in += b * rows * cols;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const long long r = r0 + i, c = c0 + threadIdx.x;
+        if (r < rows && c < cols) tile[i][threadIdx.x] = in[r * cols + c];
+    }
+    __syncthreads();
+    T* dst = out + (img * m.groups + g) * m.used * m.spatial;
+    for (int i = threadIdx.y; i < 32; i += 8) {
+        const long long c = c0 + i, r = r0 + threadIdx.x;
+        if (r < rows && c < m.used) {
+            const T v = tile[threadIdx.x][i];
+            dst[c * rows + r] = bias ? KwStore<T>::of(kw_cvt(v) + kw_cvt(bias[g * m.used + c])) : v;
+        }
+    }
+}
+
+// The weight -> one channels-last filter per group (G, K, taps, C), zeros past the real channels. `flip`: the
+// weight is a transposed conv's (G * C, K, taps) and the filter that conv's as a forward one over the
+// zero-inserted input: its two channel roles swapped and its taps reversed (every kernel dim flipped).
+template <typename T>
+__global__ void kw_conv_filter(const T* __restrict__ w, T* __restrict__ out, long long k, long long c,
+                               long long k_used, long long c_used, long long taps, int flip, long long total) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long ci = i % c, tap = (i / c) % taps, ki = (i / (c * taps)) % k, g = i / (c * taps * k);
+        T v = KwStore<T>::of(0.0f);
+        if (ci < c_used && ki < k_used)
+            v = flip ? w[((g * c_used + ci) * k_used + ki) * taps + (taps - 1 - tap)]
+                     : w[((g * k_used + ki) * c_used + ci) * taps + tap];
+        out[i] = v;
+    }
+}
+
+template <typename T>
+static int kw_conv_copy_in_launch(const T* in, T* out, const KwConvCopyIn& m, cudaStream_t stream) {
+    const long long rows = m.channels, cols = m.dd * m.dh * m.dw, batch = m.groups * m.n;
     if (batch == 0 || rows == 0 || cols == 0) return 0;
-    const long long row_tiles = (rows + 31) / 32, col_tiles = (cols + 31) / 32;
+    const long long col_tiles = (cols + 31) / 32, tiles = (rows + 31) / 32 * col_tiles;
     for (long long b0 = 0; b0 < batch; b0 += 65535) {  // the grid's y holds 65535 at most
         const long long nb = batch - b0 < 65535 ? batch - b0 : 65535;
-        kw_conv_relayout<T><<<dim3((unsigned)(row_tiles * col_tiles), (unsigned)nb), dim3(32, 8), 0, stream>>>(
-            in + b0 * rows * cols, out + b0 * rows * cols, rows, cols, col_tiles);
+        kw_conv_copy_in<T><<<dim3((unsigned)tiles, (unsigned)nb), dim3(32, 8), 0, stream>>>(in, out, m, b0, col_tiles);
     }
+    return (int)cudaGetLastError();
+}
+
+template <typename T>
+static int kw_conv_copy_out_launch(const T* in, T* out, const T* bias, const KwConvCopyOut& m, cudaStream_t stream) {
+    const long long rows = m.spatial, cols = m.channels, batch = m.groups * m.n;
+    if (batch == 0 || rows == 0 || cols == 0) return 0;
+    const long long col_tiles = (cols + 31) / 32, tiles = (rows + 31) / 32 * col_tiles;
+    for (long long b0 = 0; b0 < batch; b0 += 65535) {
+        const long long nb = batch - b0 < 65535 ? batch - b0 : 65535;
+        kw_conv_copy_out<T><<<dim3((unsigned)tiles, (unsigned)nb), dim3(32, 8), 0, stream>>>(in, out, bias, m, b0,
+                                                                                             col_tiles);
+    }
+    return (int)cudaGetLastError();
+}
+
+template <typename T>
+static int kw_conv_filter_launch(const T* w, T* out, long long groups, long long k, long long c, long long k_used,
+                                 long long c_used, long long taps, int flip, cudaStream_t stream) {
+    const long long total = groups * k * c * taps;
+    if (total == 0) return 0;
+    const long long blocks = (total + 255) / 256 < (1ll << 20) ? (total + 255) / 256 : (1ll << 20);
+    kw_conv_filter<T><<<(unsigned)blocks, 256, 0, stream>>>(w, out, k, c, k_used, c_used, taps, flip, total);
     return (int)cudaGetLastError();
 }
 #endif
 """
 
 _TEMPLATE = r"""
-// ---- {name}: {dtype} {dims}-D {operator} ({what}), implicit GEMM on tensor cores ({math}), bias in the epilogue
+// ---- {name}: {dtype} {dims}-D {operator} ({what}), implicit GEMM on tensor cores ({math})
 using {name}_t = typename cutlass::conv::kernel::DefaultConv{dims}d{Operator}<
     {element}, {layout}, {element}, {layout}, {element}, {layout}, float,
     cutlass::arch::OpClassTensorOp, cutlass::arch::Sm80,
@@ -140,28 +229,34 @@ extern "C" __global__ void __launch_bounds__({name}_t::kThreadCount) {name}_kern
     op(params, *reinterpret_cast<typename {name}_t::SharedStorage*>(kw_conv_smem));
 }}
 
-// x: the step's input (NCHW), w: its weight (KCRS; a transposed conv's (C_in, C_out, ...) is CUTLASS's KCRS of
-// the conv it is the gradient of), y: its output (NCHW). The scratch holds x and w channels-last and the result.
+// x: the step's input (NCHW), w: its weight (KCRS; a transposed conv's (C_in, C_out / groups, ...) is CUTLASS's
+// KCRS of the conv it is the gradient of), y: its output (NCHW). The sizes are one group's as CUTLASS sees them
+// (c and k padded with zero channels; c_used and k_used real). The scratch holds x and w channels-last, one
+// packed tensor per group, and the result.
 extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* bias, {storage}* y, long long n,
                       long long c, long long k, long long d, long long h, long long wd, long long t, long long r,
                       long long s, long long z, long long p, long long q, long long pad_d, long long pad_h,
                       long long pad_w, long long stride_d, long long stride_h, long long stride_w, long long dil_d,
-                      long long dil_h, long long dil_w, long long has_bias, long long x_at, long long w_at,
+                      long long dil_h, long long dil_w, long long has_bias, long long groups, long long c_used,
+                      long long k_used, long long src_d, long long src_h, long long src_w, long long zi_d,
+                      long long zi_h, long long zi_w, long long flip, long long x_at, long long w_at,
                       long long y_at, long long scratch_bytes, unsigned char* scratch, cudaStream_t stream) {{
     using Kernel = {name}_t;
     using Element = {element};
     const bool fprop = {fprop};
     const long long in_ch = fprop ? c : k, out_ch = fprop ? k : c;
+    const long long in_used = fprop ? c_used : k_used, out_used = fprop ? k_used : c_used;
     const long long act = d * h * wd, grad = z * p * q;
     const long long in_sp = fprop ? act : grad, out_sp = fprop ? grad : act;
     {storage}* x_cl = reinterpret_cast<{storage}*>(scratch + x_at);
     {storage}* w_cl = reinterpret_cast<{storage}*>(scratch + w_at);
     {storage}* y_cl = reinterpret_cast<{storage}*>(scratch + y_at);
-    if (y_at + n * out_ch * out_sp * (long long)sizeof({storage}) > scratch_bytes) return (int)cudaErrorInvalidValue;
-    if (has_bias && !kw_aligned(bias, {align_c} * (int)sizeof(Element))) return (int)cudaErrorMisalignedAddress;
-    int e = kw_conv_relayout_launch<{storage}>(x, x_cl, n, in_ch, in_sp, stream);
+    if (y_at + groups * n * out_ch * out_sp * (long long)sizeof({storage}) > scratch_bytes) return (int)cudaErrorInvalidValue;
+    const KwConvCopyIn copy_in{{n, groups, in_used, in_ch, src_d, src_h, src_w, fprop ? d : z, fprop ? h : p,
+                                fprop ? wd : q, zi_d, zi_h, zi_w}};
+    int e = kw_conv_copy_in_launch<{storage}>(x, x_cl, copy_in, stream);
     if (e) return e;
-    e = kw_conv_relayout_launch<{storage}>(w, w_cl, k, c, t * r * s, stream);
+    e = kw_conv_filter_launch<{storage}>(w, w_cl, groups, k, c, k_used, c_used, t * r * s, (int)flip, stream);
     if (e) return e;
     // CUTLASS 2.x indexes one tensor with 32-bit offsets: slices of whole images, each under 2 GiB per tensor
     const long long image = (in_ch * in_sp > out_ch * out_sp ? in_ch * in_sp : out_ch * out_sp) * (long long)sizeof(Element);
@@ -176,11 +271,12 @@ extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* b
         if (err != cudaSuccess) return (int)err;
         configured |= 1ull << dev;
     }}
-    for (long long n0 = 0; n0 < n; n0 += per_slice) {{
+    for (long long g = 0; g < groups; ++g) {{  // one implicit GEMM per group, on that group's packed tensors
+      for (long long n0 = 0; n0 < n; n0 += per_slice) {{
         const int nb = (int)(n - n0 < per_slice ? n - n0 : per_slice);
-        Element* in_ptr = reinterpret_cast<Element*>(x_cl + n0 * in_ch * in_sp);
-        Element* out_ptr = reinterpret_cast<Element*>(y_cl + n0 * out_ch * out_sp);
-        Element* filter = reinterpret_cast<Element*>(w_cl);
+        Element* in_ptr = reinterpret_cast<Element*>(x_cl + (g * n + n0) * in_ch * in_sp);
+        Element* out_ptr = reinterpret_cast<Element*>(y_cl + (g * n + n0) * out_ch * out_sp);
+        Element* filter = reinterpret_cast<Element*>(w_cl + g * k * t * r * s * c);
         Element* act_ptr = fprop ? in_ptr : out_ptr;
         Element* grad_ptr = fprop ? out_ptr : in_ptr;
 {problem}
@@ -188,12 +284,9 @@ extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* b
         const {layout} filter_layout = {layout}::packed({filter_extent});
         const {layout} grad_layout = {layout}::packed({grad_extent});
         const {layout} out_layout = fprop ? grad_layout : act_layout;
-        // the bias: every position of the output reads bias[channel] (strides 0), beta = 1
-        Element* source = has_bias ? reinterpret_cast<Element*>(const_cast<{storage}*>(bias)) : out_ptr;
-        const {layout} source_layout = has_bias ? {layout}(typename {layout}::Stride(0)) : out_layout;
         typename Kernel::Arguments args(problem,
             {{fprop ? act_ptr : grad_ptr, fprop ? act_layout : grad_layout}}, {{filter, filter_layout}},
-            {{source, source_layout}}, {{out_ptr, out_layout}}, {{1.0f, has_bias ? 1.0f : 0.0f}});
+            {{out_ptr, out_layout}}, {{out_ptr, out_layout}}, {{1.0f, 0.0f}});
         if (cutlass::conv::device::ImplicitGemmConvolution<Kernel>::can_implement(args) != cutlass::Status::kSuccess)
             return (int)cudaErrorInvalidValue;
         typename Kernel::Params params(args, nullptr);
@@ -201,8 +294,10 @@ extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* b
         {name}_kernel<<<swizzle.get_grid_shape(params.grid_tiled_shape), Kernel::kThreadCount, smem, stream>>>(params);
         e = (int)cudaGetLastError();
         if (e) return e;
+      }}
     }}
-    return kw_conv_relayout_launch<{storage}>(y_cl, y, n, out_sp, out_ch, stream);
+    const KwConvCopyOut copy_out{{n, groups, out_used, out_ch, out_sp}};
+    return kw_conv_copy_out_launch<{storage}>(y_cl, y, has_bias ? bias : nullptr, copy_out, stream);
 }}
 """
 

@@ -1,11 +1,11 @@
 """Pure convolution problems: their library conv (and its bias) becomes a ConvStep the candidate builds itself.
 
-A plan qualifies when its only work is one `conv1d/2d/3d` or `conv_transpose1d/2d/3d` library call with
-groups == 1 in fp32, bf16 or fp16, optionally followed by the per-channel bias add the planner splits off it
-(planner.conv_then_bias). The bias joins the conv's epilogue. Anything else keeps its plan (and cuDNN): grouped
-and depthwise convs, a conv inside a longer chain (level 2), transposed convs with both a stride and a dilation
-above 1 (CUTLASS's strided dgrad has no dilation), tensors whose single image exceeds CUTLASS 2.x's 2 GiB
-tensor limit, and channel counts a tensor-core operand copy cannot align.
+A plan qualifies when its only work is one `conv1d/2d/3d` or `conv_transpose1d/2d/3d` library call in fp32,
+bf16 or fp16, optionally followed by the per-channel bias add the planner splits off it
+(planner.conv_then_bias). A grouped conv runs one implicit GEMM per group; channel counts the operand copies
+cannot align get zero channels; a transposed conv with both a stride and a dilation above 1 runs as a conv over
+its zero-inserted input. Anything else keeps its plan (and cuDNN): depthwise convs, a conv inside a longer
+chain (level 2), tensors whose single image exceeds CUTLASS 2.x's 2 GiB tensor limit.
 
 `conv_launch` turns a step into the numbers a CUTLASS implicit-GEMM kernel is given (a 3-D problem size; 1-D
 and 2-D problems are 3-D ones with unit depth and height), and `run_conv` computes a step from exactly those
@@ -55,11 +55,18 @@ TENSOR_LIMIT_BYTES = 1 << 31  # CUTLASS 2.x conv iterators index one tensor with
 
 @dataclass(frozen=True, slots=True)
 class ConvLaunch:
-    """A step as CUTLASS's implicit GEMM sees it. `operator` fprop: activation = the step's input (N, D, H, W, C),
-    output (N, Z, P, Q, K); dgrad (a transposed conv): activation = the step's output (N, D, H, W, C), output
-    gradient = its input (N, Z, P, Q, K). The filter is (K, T, R, S, C) either way. Sizes are 3-D (depth, height,
-    width); a 2-D step has D = T = Z = 1, a 1-D one also H = R = P = 1. `stride_support` "unity": every stride is
-    1 (dgrad then allows dilation)."""
+    """A step as CUTLASS's implicit GEMM sees it, for one group. `operator` fprop: activation = the step's input
+    (N, D, H, W, C), output (N, Z, P, Q, K); dgrad (a transposed conv): activation = the step's output
+    (N, D, H, W, C), output gradient = its input (N, Z, P, Q, K). The filter is (K, T, R, S, C) either way. Sizes
+    are 3-D (depth, height, width); a 2-D step has D = T = Z = 1, a 1-D one also H = R = P = 1.
+    `stride_support` "unity": every stride is 1 (dgrad then allows dilation).
+
+    `c` and `k` are per group and padded with zero channels up to what the kernel's operand copies need
+    (`c_used` / `k_used` of them are real): the layout copies write the zeros, which leave the result exact. A
+    transposed conv with both a stride and a dilation above 1 (CUTLASS's strided dgrad has no dilation) is an
+    fprop over its input with `zero_insert` - 1 zeros between samples, with the filter flipped and its two
+    channel roles swapped (`flip`), stride 1 and padding dilation * (kernel - 1) - padding; `src` is the step
+    input's own spatial size (before zero insertion)."""
 
     dtype: str
     operator: Literal["fprop", "dgrad"]
@@ -77,15 +84,30 @@ class ConvLaunch:
     align_b: int
     align_c: int
     stride_support: Literal["unity", "strided"]
+    groups: int = 1
+    c_used: int = 0
+    k_used: int = 0
+    src: tuple[int, int, int] = (1, 1, 1)
+    zero_insert: tuple[int, int, int] = (1, 1, 1)
+    flip: bool = False
 
     @property
     def in_channels(self) -> int:
-        """Channels of the step's input tensor (what the NCHW -> NHWC copy moves)."""
+        """Channels of the step's input tensor per group, padded (what the NCHW -> NHWC copy writes)."""
         return self.c if self.operator == "fprop" else self.k
 
     @property
     def out_channels(self) -> int:
         return self.k if self.operator == "fprop" else self.c
+
+    @property
+    def in_used(self) -> int:
+        """Real channels of the step's input per group (what the NCHW -> NHWC copy reads)."""
+        return self.c_used if self.operator == "fprop" else self.k_used
+
+    @property
+    def out_used(self) -> int:
+        return self.k_used if self.operator == "fprop" else self.c_used
 
     @property
     def in_spatial(self) -> int:
@@ -97,21 +119,33 @@ class ConvLaunch:
 
     @property
     def filter_numel(self) -> int:
-        return self.k * self.c * prod(self.trs)
+        """Elements of all the groups' channels-last filters (padded)."""
+        return self.groups * self.k * self.c * prod(self.trs)
 
     @property
     def flops(self) -> int:
-        return 2 * self.n * prod(self.zpq) * self.k * self.c * prod(self.trs)
+        """The conv's useful work: real channels only, and no products with inserted zeros."""
+        positions = prod(self.src) if self.flip else prod(self.zpq)
+        return 2 * self.n * self.groups * positions * self.k_used * self.c_used * prod(self.trs)
 
     @property
     def fits_a_kernel(self) -> bool:
         bytes_ = ELEMENT_BYTES[self.dtype]
         per_image = max(self.in_channels * self.in_spatial, self.out_channels * self.out_spatial) * bytes_
-        # CUTLASS's 3-D kernels copy operands 16 bytes at a time: their channel counts must hold whole vectors
-        least = VECTOR_BYTES // bytes_ if self.dims == 3 else MIN_TENSOR_CORE_ALIGN[self.dtype]
-        return (min(self.align_a, self.align_b) >= least and self.align_c >= MIN_TENSOR_CORE_ALIGN[self.dtype]
+        return (min(self.align_a, self.align_b) >= least_channels(self.dtype, self.dims)
+                and self.align_c >= MIN_TENSOR_CORE_ALIGN[self.dtype] and min(self.pad) >= 0
                 and per_image < TENSOR_LIMIT_BYTES and self.filter_numel * bytes_ < TENSOR_LIMIT_BYTES
                 and not (self.operator == "dgrad" and self.stride_support == "strided" and max(self.dilation) > 1))
+
+
+def least_channels(dtype: str, dims: int) -> int:
+    """The channel multiple the kernel's A and B operand copies need: CUTLASS's 3-D kernels copy 16 bytes at a
+    time (they have no alignment parameter); 2-D ones take any tensor-core alignment."""
+    return VECTOR_BYTES // ELEMENT_BYTES[dtype] if dims == 3 else MIN_TENSOR_CORE_ALIGN[dtype]
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 def _three(values: Sequence[int], fill: int) -> tuple[int, int, int]:
@@ -120,46 +154,89 @@ def _three(values: Sequence[int], fill: int) -> tuple[int, int, int]:
     return out[0], out[1], out[2]
 
 
+def zero_inserted(step: ConvStep) -> bool:
+    """A transposed conv CUTLASS's dgrad cannot run (stride and dilation both above 1): an fprop over its input
+    with zeros inserted between samples instead."""
+    return step.transposed and max(step.stride) > 1 and max(step.dilation) > 1
+
+
 def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer]) -> ConvLaunch:
     dtype = buffers[step.input.buffer].dtype
     out_shape = buffers[step.outputs[0].buffer].shape
-    n, in_ch, in_sp = step.input.shape[0], step.input.shape[1], step.input.shape[2:]
-    out_ch, out_sp = out_shape[1], out_shape[2:]
-    kernel = step.weight.shape[2:]
-    if step.transposed:  # dgrad: CUTLASS's activation is our output; its output gradient our input
-        operator: Literal["fprop", "dgrad"] = "dgrad"
-        c, k, dhw, zpq = out_ch, in_ch, out_sp, in_sp
+    groups = step.groups
+    n, in_ch, in_sp = step.input.shape[0], step.input.shape[1] // groups, tuple(step.input.shape[2:])
+    out_ch, out_sp = out_shape[1] // groups, tuple(out_shape[2:])
+    kernel = tuple(step.weight.shape[2:])
+    ones = (1,) * step.dims
+    flip = zero_inserted(step)
+    operator: Literal["fprop", "dgrad"]
+    if flip:  # conv(zero_insert(x, s), flip(w) with C_in and C_out swapped, stride 1, padding d * (k - 1) - p)
+        operator, c, k, zpq, zero = "fprop", in_ch, out_ch, out_sp, step.stride
+        dhw = tuple((i - 1) * s + 1 for i, s in zip(in_sp, step.stride))
+        pad = tuple(d * (t - 1) - p for d, t, p in zip(step.dilation, kernel, step.padding))
+        stride: tuple[int, ...] = ones
+    elif step.transposed:  # dgrad: CUTLASS's activation is our output; its output gradient our input
+        operator, c, k, dhw, zpq, zero = "dgrad", out_ch, in_ch, out_sp, in_sp, ones
+        pad, stride = step.padding, step.stride
     else:
-        operator, c, k, dhw, zpq = "fprop", in_ch, out_ch, in_sp, out_sp
-    a_channels = c if operator == "fprop" else k
-    unity = all(s == 1 for s in step.stride)
-    return ConvLaunch(dtype, operator, 3 if step.dims == 3 else 2, n, c, k, _three(dhw, 1), _three(kernel, 1),
-                      _three(zpq, 1), _three(step.padding, 0), _three(step.stride, 1), _three(step.dilation, 1),
-                      vector_alignment(dtype, a_channels), vector_alignment(dtype, c),
-                      vector_alignment(dtype, c if operator == "dgrad" else k), "unity" if unity else "strided")
+        operator, c, k, dhw, zpq, zero = "fprop", in_ch, out_ch, in_sp, out_sp, ones
+        pad, stride = step.padding, step.stride
+    dims = 3 if step.dims == 3 else 2
+    # zero channels up to what the operand copies need: c is the filter's (B's) channel count either way; k is
+    # the A operand's in dgrad, only the output's in fprop
+    least = least_channels(dtype, dims)
+    cp = _round_up(c, least)
+    kp = _round_up(k, least if operator == "dgrad" else MIN_TENSOR_CORE_ALIGN[dtype])
+    a_channels = cp if operator == "fprop" else kp
+    unity = all(s == 1 for s in stride)
+    return ConvLaunch(dtype, operator, dims, n, cp, kp, _three(dhw, 1), _three(kernel, 1), _three(zpq, 1),
+                      _three(pad, 0), _three(stride, 1), _three(step.dilation, 1),
+                      vector_alignment(dtype, a_channels), vector_alignment(dtype, cp),
+                      vector_alignment(dtype, cp if operator == "dgrad" else kp), "unity" if unity else "strided",
+                      groups, c, k, _three(in_sp, 1), _three(zero, 1), flip)
 
 
 def run_conv(step: ConvStep, buffers: Mapping[str, Buffer], mem: dict[str, torch.Tensor]) -> None:
-    """The interpreter's conv: a float64 convolution (as a 3-D one) from conv_launch's numbers, so a wrong size,
-    padding, stride, dilation or operand role shows up as a mismatch with the Model."""
+    """The interpreter's conv, in float64 from conv_launch's numbers and as the kernels run it: the input copied
+    per group with its zero channels (and inserted zeros), the filter per group (padded; flipped and its channel
+    roles swapped for a zero-inserted transposed conv), one conv per group (as a 3-D one) with CUTLASS's
+    semantics (padding on the near side, the output size given), the real channels copied back and the bias
+    added. A wrong size, padding, stride, dilation, operand role or group offset is a mismatch with the Model."""
     launch = conv_launch(step, buffers)
-    x = mem[step.input.buffer].reshape(launch.n, launch.in_channels, *_spatial(launch, "in")).to(torch.float64)
-    w = mem[step.weight.buffer].reshape(launch.k, launch.c, *launch.trs).to(torch.float64)
-    if launch.operator == "fprop":
-        out = F.conv3d(x, w, stride=launch.stride, padding=launch.pad, dilation=launch.dilation)
-    else:  # the gradient of a conv of `out` with w, as its own conv: the transposed conv of x, sized to dhw
-        extra = [d - ((z - 1) * s - 2 * p + dl * (t - 1) + 1)
-                 for d, z, s, p, dl, t in zip(launch.dhw, launch.zpq, launch.stride, launch.pad, launch.dilation, launch.trs)]
-        out = F.conv_transpose3d(x, w, stride=launch.stride, padding=launch.pad, output_padding=extra,
-                                 dilation=launch.dilation)
+    g, n = launch.groups, launch.n
+    x = mem[step.input.buffer].to(torch.float64).reshape(n, g, launch.in_used, *launch.src)
+    x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, launch.in_channels - launch.in_used))
+    if launch.flip:
+        spread = torch.zeros(n, g, launch.in_channels, *launch.dhw, dtype=torch.float64)
+        zd, zh, zw = launch.zero_insert
+        spread[:, :, :, ::zd, ::zh, ::zw] = x
+        x = spread
+    w = mem[step.weight.buffer].to(torch.float64)
+    if launch.flip:  # (G * C_in, C_out, *kernel) -> per group (C_out, C_in, *kernel), every kernel dim reversed
+        w = w.reshape(g, launch.c_used, launch.k_used, *launch.trs).transpose(1, 2).flip((3, 4, 5))
+    else:
+        w = w.reshape(g, launch.k_used, launch.c_used, *launch.trs)
+    w = F.pad(w, (0, 0, 0, 0, 0, 0, 0, launch.c - launch.c_used, 0, launch.k - launch.k_used))
+    outs = []
+    for group in range(g):
+        xg, wg = x[:, group], w[group]
+        if launch.operator == "fprop":
+            # near side: the padding; far side: whatever makes the output size the one given (cropping if negative)
+            far = [(z - 1) * s + dl * (t - 1) + 1 - p - d for z, s, dl, t, p, d in
+                   zip(launch.zpq, launch.stride, launch.dilation, launch.trs, launch.pad, launch.dhw)]
+            xg = F.pad(xg, (launch.pad[2], far[2], launch.pad[1], far[1], launch.pad[0], far[0]))
+            out = F.conv3d(xg, wg, stride=launch.stride, dilation=launch.dilation)
+        else:  # the gradient of a conv of `out` with w, as its own conv: the transposed conv of x, sized to dhw
+            extra = [d - ((z - 1) * s - 2 * p + dl * (t - 1) + 1) for d, z, s, p, dl, t in
+                     zip(launch.dhw, launch.zpq, launch.stride, launch.pad, launch.dilation, launch.trs)]
+            out = F.conv_transpose3d(xg, wg, stride=launch.stride, padding=launch.pad, output_padding=extra,
+                                     dilation=launch.dilation)
+        outs.append(out[:, :launch.out_used])
+    result = torch.cat(outs, dim=1)
     if step.bias is not None:
-        out = out + mem[step.bias.buffer].reshape(1, -1, 1, 1, 1).to(torch.float64)
+        result = result + mem[step.bias.buffer].reshape(1, -1, 1, 1, 1).to(torch.float64)
     target = step.outputs[0].buffer
-    mem[target] = out.to(getattr(torch, launch.dtype)).reshape(buffers[target].shape).contiguous()
-
-
-def _spatial(launch: ConvLaunch, side: Literal["in", "out"]) -> tuple[int, int, int]:
-    return launch.dhw if (side == "in") == (launch.operator == "fprop") else launch.zpq
+    mem[target] = result.to(getattr(torch, launch.dtype)).reshape(buffers[target].shape).contiguous()
 
 
 # ---------------------------------------------------------------- recognising a pure-conv plan
@@ -178,7 +255,7 @@ def conv_plan(plan: Plan) -> Plan | None:
         if bias is None or conv.bias is not None:
             return None
         conv = ConvStep(conv.name, conv.input, conv.weight, bias[0], conv.stride, conv.padding, conv.dilation,
-                        conv.output_padding, conv.transposed, (StepOutput(0, bias[1]),))
+                        conv.output_padding, conv.transposed, (StepOutput(0, bias[1]),), conv.groups)
     if not conv_launch(conv, plan.buffers).fits_a_kernel:
         return None
     used = {conv.input.buffer, conv.weight.buffer, conv.outputs[0].buffer} | (
@@ -217,7 +294,7 @@ def _conv_step(step: HostStep, buffers: Mapping[str, Buffer]) -> ConvStep | None
     stride, padding = _ints(args[3], dims), _ints(args[4], dims)
     output_padding, groups, dilation = ((_ints(args[5], dims), args[6], _ints(args[7], dims)) if transposed
                                         else ((0,) * dims, args[6], _ints(args[5], dims)))
-    if stride is None or padding is None or dilation is None or output_padding is None or groups != 1:
+    if stride is None or padding is None or dilation is None or output_padding is None:
         return None
     out = step.outputs[0]
     if not (isinstance(x, Layout) and isinstance(w, Layout) and (bias is None or isinstance(bias, Layout))):
@@ -232,8 +309,13 @@ def _conv_step(step: HostStep, buffers: Mapping[str, Buffer]) -> ConvStep | None
         return None  # an unbatched input
     if min(*x.shape, *w.shape, *buffers[out].shape) == 0 or min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
         return None
+    out_ch = buffers[out].shape[1]
+    if not (isinstance(groups, int) and groups >= 1 and x.shape[1] % groups == 0 and out_ch % groups == 0):
+        return None
+    if groups > 1 and groups == x.shape[1]:
+        return None  # depthwise: memory-bound, not a GEMM (a direct kernel's job)
     return ConvStep(step.name, x, w, bias, stride, padding, dilation, output_padding, transposed,
-                    (StepOutput(0, out),))
+                    (StepOutput(0, out),), groups)
 
 
 def _bias_add(step: object, conv_out: str, buffers: Mapping[str, Buffer]) -> tuple[Layout, str] | None:

@@ -327,9 +327,10 @@ class GemmStep:
 
 @dataclass(frozen=True, slots=True)
 class ConvStep:
-    """A 1-, 2- or 3-D convolution (groups == 1) on the candidate's own implicit-GEMM kernel, with its bias:
-    `input` is (N, C, *spatial) and the single output (N, K, *out_spatial), both contiguous. Forward: `weight`
-    is (K, C, *kernel); transposed (conv_transposeNd): (C, K, *kernel), and output_padding widens the output."""
+    """A 1-, 2- or 3-D convolution on the candidate's own implicit-GEMM kernel, with its bias: `input` is
+    (N, C, *spatial) and the single output (N, K, *out_spatial), both contiguous. Forward: `weight` is
+    (K, C / groups, *kernel); transposed (conv_transposeNd): (C, K / groups, *kernel), and output_padding widens
+    the output."""
 
     name: str
     input: Layout
@@ -341,6 +342,7 @@ class ConvStep:
     output_padding: tuple[int, ...]
     transposed: bool
     outputs: tuple[StepOutput, ...]
+    groups: int = 1
     kind: Literal["conv"] = "conv"
 
     @property
@@ -407,6 +409,7 @@ def describe(plan: Plan) -> str:
                          f"{' + ' + step.bias.buffer if step.bias else ''} stride={list(step.stride)} "
                          f"padding={list(step.padding)} dilation={list(step.dilation)}"
                          + (f" output_padding={list(step.output_padding)}" if step.transposed else "")
+                         + (f" groups={step.groups}" if step.groups != 1 else "")
                          + f" -> {step.outputs[0].buffer}")
             continue
         if isinstance(step, ReductionStep):

@@ -1,7 +1,7 @@
 """The candidates' own convolutions (offline_preview on) on a GPU: every fixture of tests/fixtures/conv against a
-float64 reference at the harness's per-element tolerances, and the fp32 2-D, 3-D and transposed fixtures through
-the real harness with kernel usage showing the candidate's own conv kernel and no cuDNN. Not run yet (no GPU
-where they were written)."""
+float64 reference at the harness's per-element tolerances, and the fp32 2-D, 3-D, transposed, padded-channel,
+grouped and zero-inserted transposed fixtures through the real harness with kernel usage showing the candidate's
+own conv kernel and no cuDNN. Not run yet (no GPU where they were written)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def test_conv_fixtures_match_float64(problem: Path, cache_env: Path, tmp_path: P
 
 FAST = EvalSettings(call_timeout_s=120.0, compile_baseline=False,
                     bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=3000.0))
-HARNESS = ["conv2d_bias", "conv3d_fp32", "conv_transpose2d_strided"]
+HARNESS = ["conv2d_bias", "conv3d_fp32", "conv_transpose2d_strided", "conv3d_c3", "conv_transpose3d_grouped",
+           "conv_transpose3d_strided_dilated"]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kernelwright.agents.offline.codegen_gemm import MATH, STAGE_CHOICES
-from kernelwright.agents.offline.conv_plan import conv_launch, conv_plan
+from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch, conv_plan
 from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import ConvStep, HostStep
 from kernelwright.agents.offline.planner import build_plan
@@ -24,7 +24,10 @@ FIXTURES = {p.stem: p for p in fixture_conv_problems()}
 
 def test_the_fixtures_cover_each_kind_of_conv() -> None:
     assert set(FIXTURES) >= {"conv2d_bias", "conv3d_fp32", "conv1d_dilated", "conv2d_bf16_dilated",
-                             "conv_transpose2d_strided", "conv_transpose3d_dilated"}
+                             "conv_transpose2d_strided", "conv_transpose3d_dilated", "conv3d_c3", "conv2d_c3_bf16",
+                             "conv2d_grouped_bf16", "conv_transpose2d_grouped_strided_dilated",
+                             "conv_transpose3d_grouped", "conv_transpose3d_strided_dilated",
+                             "conv_transpose1d_strided_dilated"}
 
 
 @pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)
@@ -51,12 +54,13 @@ def test_conv_candidates_launch_their_own_kernel_and_no_torch_conv(problem: Path
     assert re.search(r"_kw_lib\.kw_conv[23]d_(fprop|dgrad)_\w+\(", forward), forward
     assert "headers=('cutlass',)" in cand.source
     assert cand.kept_aten_ops == ()
-    transposed = "transpose" in problem.stem
-    assert ("dgrad" in forward) == transposed
+    # a transposed conv is a data gradient, unless stride and dilation are both above 1 (a zero-inserted fprop)
+    dgrad = "transpose" in problem.stem and "strided_dilated" not in problem.stem
+    assert ("dgrad" in forward) == dgrad
     assert ("kw_conv3d_" in forward) == ("3d" in problem.stem)
 
 
-def test_the_bias_joins_the_epilogue_and_is_passed_to_the_kernel() -> None:
+def test_the_bias_joins_the_conv_launcher_output_copy_and_is_passed_to_the_kernel() -> None:
     (cand,) = propose_conv(FIXTURES["conv2d_bias"])
     forward = traced_forward(cand.source)
     call = re.search(r"_kw_lib\.(kw_conv\w+)\((.*)\)", forward)
@@ -82,6 +86,58 @@ def test_a_transposed_conv_is_the_data_gradient_of_the_conv_it_inverts() -> None
     # input (4, 32, 30, 26), weight (32, 48, 3, 4), stride 2, padding 1, output_padding 1 -> (4, 48, 60, 53)
     assert launch.operator == "dgrad" and (launch.k, launch.c) == (32, 48)
     assert launch.zpq[1:] == (30, 26) and launch.dhw[1:] == (60, 53) and launch.stride_support == "strided"
+
+
+def _launch_of(name: str) -> ConvLaunch:
+    (traced,) = trace_all(FIXTURES[name])
+    (plan,) = plans_for([traced], conv=True)["fused"]
+    return conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
+
+
+def test_channels_the_operand_copies_cannot_align_are_padded_with_zeros() -> None:
+    launch = _launch_of("conv3d_c3")  # 3-D fp32: whole 16-byte vectors, 4 channels
+    assert (launch.c, launch.c_used, launch.k, launch.k_used) == (4, 3, 16, 16)
+    assert launch.align_a == launch.align_b == 4 and launch.fits_a_kernel
+    bf16 = _launch_of("conv2d_c3_bf16")  # 2-D bf16: 4-byte copies, an even count
+    assert (bf16.c, bf16.c_used, bf16.align_a) == (4, 3, 4)
+    fp32_2d = _launch_of("conv2d_bias")  # already aligned: nothing padded
+    assert (fp32_2d.c, fp32_2d.c_used, fp32_2d.k, fp32_2d.k_used) == (32, 32, 64, 64)
+
+
+def test_a_grouped_conv_is_one_implicit_gemm_per_group_with_its_channels_per_group() -> None:
+    launch = _launch_of("conv2d_grouped_bf16")  # 12 -> 32 channels in 4 groups: 3 (padded to 4) -> 8 a group
+    assert (launch.groups, launch.c, launch.c_used, launch.k, launch.k_used) == (4, 4, 3, 8, 8)
+    assert launch.filter_numel == 4 * 8 * 4 * 9
+    t3 = _launch_of("conv_transpose3d_grouped")  # 32 -> 32 in 4 groups: a strided dgrad per group of 8 -> 8
+    assert t3.operator == "dgrad" and (t3.groups, t3.k, t3.c) == (4, 8, 8) and t3.stride == (2, 2, 2)
+
+
+def test_a_strided_dilated_transposed_conv_is_a_conv_over_its_zero_inserted_input() -> None:
+    launch = _launch_of("conv_transpose3d_strided_dilated")  # (2, 16, 5, 6, 7), k 3, stride 2, padding 1, dilation 2
+    assert launch.operator == "fprop" and launch.flip and launch.zero_insert == (2, 2, 2)
+    assert launch.src == (5, 6, 7) and launch.dhw == (9, 11, 13)  # (n - 1) * stride + 1
+    assert launch.stride == (1, 1, 1) and launch.dilation == (2, 2, 2) and launch.pad == (3, 3, 3)  # 2 * 2 - 1
+    assert launch.zpq == (11, 13, 15) and (launch.c, launch.k) == (16, 32)
+    one = _launch_of("conv_transpose1d_strided_dilated")  # output_padding 1: the output size, one longer
+    assert one.dims == 2 and one.dhw == (1, 1, 599) and one.zpq == (1, 1, 602) and one.pad == (0, 0, 3)
+    grouped = _launch_of("conv_transpose2d_grouped_strided_dilated")
+    assert grouped.groups == 4 and grouped.zero_insert == (1, 2, 3) and grouped.pad == (0, 3, 2)
+
+
+@pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)
+def test_the_launcher_spec_matches_its_arguments_and_the_c_signature(problem: Path) -> None:
+    (cand,) = propose_conv(problem)
+    forward = traced_forward(cand.source)
+    call = re.search(r"_kw_lib\.(kw_conv\w+)\((.*)\)", forward)
+    assert call is not None
+    spec = re.search(rf"'{call.group(1)}': '([^']*)'", cand.source)
+    assert spec is not None, cand.source[:2000]
+    kinds = [k.strip() for k in spec.group(1).split(",")]
+    args = [a.strip() for a in call.group(2).split(",")]
+    signature = re.search(rf'extern "C" int {call.group(1)}\((.*?)\)\s*{{', cand.source, re.S)
+    assert signature is not None
+    params = [p for p in signature.group(1).split(",") if "cudaStream_t" not in p]
+    assert len(kinds) == len(args) == len(params)
 
 
 def test_the_tuners_space_has_tiles_and_stages() -> None:
@@ -136,18 +192,21 @@ def get_init_inputs():
 
 
 @pytest.mark.parametrize(("layer", "expr", "shape", "why"), [
-    ("nn.Conv2d(16, 16, 3, groups=4)", "self.conv(x)", "2, 16, 12, 12", "grouped"),
+    ("nn.Conv2d(16, 16, 3, groups=4)", "self.conv(x)", "2, 16, 12, 12", "grouped: fine"),
     ("nn.Conv2d(16, 16, 3, groups=16)", "self.conv(x)", "2, 16, 12, 12", "depthwise"),
+    ("nn.ConvTranspose2d(16, 16, 3, groups=16)", "self.conv(x)", "2, 16, 12, 12", "depthwise transposed"),
     ("nn.Conv2d(16, 32, 3)", "torch.relu(self.conv(x))", "2, 16, 12, 12", "a conv in a chain (level 2)"),
     ("nn.ConvTranspose2d(16, 32, 3, stride=2, dilation=2)", "self.conv(x)", "2, 16, 12, 12",
-     "strided and dilated transposed"),
+     "strided and dilated transposed: fine"),
+    ("nn.ConvTranspose2d(16, 32, 3, stride=2, dilation=2, padding=5)", "self.conv(x)", "2, 16, 12, 12",
+     "strided and dilated transposed with padding over dilation * (kernel - 1): a negative conv padding"),
     ("nn.Conv2d(3, 32, 3)", "self.conv(x)", "2, 3, 12, 12", "3 fp32 channels: fine in 2-D"),
-    ("nn.Conv3d(3, 32, 3)", "self.conv(x)", "2, 3, 8, 8, 8", "3 channels in 3-D: no 16-byte vectors"),
+    ("nn.Conv3d(3, 32, 3)", "self.conv(x)", "2, 3, 8, 8, 8", "3 channels in 3-D: padded, fine"),
 ])
 def test_what_keeps_its_library_conv(layer: str, expr: str, shape: str, why: str, tmp_path: Path) -> None:
     plan = _plan_of(_TEMPLATE.format(layer=layer, expr=expr, shape=shape), tmp_path)
     result = conv_plan(plan)  # type: ignore[arg-type]
-    if why.endswith("fine in 2-D"):
+    if "fine" in why:
         assert result is not None and isinstance(result.steps[0], ConvStep)
     else:
         assert result is None, why
