@@ -9,6 +9,7 @@ measured write bandwidth (a large fill, the fastest way to write), taken with a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,17 +44,7 @@ def measure_write_bandwidth(device: torch.device, repeats: int = 5) -> WriteBand
     free, _ = torch.cuda.mem_get_info(device)
     size = int(min(max(8 * l2, 1 << 30), free // 4))
     buf = torch.empty(size, dtype=torch.uint8, device=device)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    buf.fill_(1)
-    torch.cuda.synchronize(device)
-    best_ms = float("inf")
-    for i in range(repeats):
-        start.record()
-        buf.fill_(i)
-        end.record()
-        torch.cuda.synchronize(device)
-        best_ms = min(best_ms, start.elapsed_time(end))
-    del buf
+    best_ms = _best_ms(lambda i: buf.fill_(i), device, repeats)
     return WriteBandwidth(size / (best_ms * 1e-3) / 1e9, l2, size)
 
 
@@ -67,18 +58,23 @@ def measure_copy_bandwidth(device: torch.device, repeats: int = 5) -> float:
     size = int(min(max(4 * l2, 1 << 29), free // 8))
     src = torch.ones(size, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
+    best_ms = _best_ms(lambda _: dst.copy_(src), device, repeats)
+    return 2 * size / (best_ms * 1e-3) / 1e9
+
+
+def _best_ms(op: Callable[[int], Any], device: torch.device, repeats: int) -> float:
+    """The shortest of `repeats` timed runs of op(i), after one untimed run (CUDA events on the current stream)."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    dst.copy_(src)
+    op(1)
     torch.cuda.synchronize(device)
     best_ms = float("inf")
-    for _ in range(repeats):
+    for i in range(repeats):
         start.record()
-        dst.copy_(src)
+        op(i)
         end.record()
         torch.cuda.synchronize(device)
         best_ms = min(best_ms, start.elapsed_time(end))
-    del src, dst
-    return 2 * size / (best_ms * 1e-3) / 1e9
+    return best_ms
 
 
 def output_bytes(outputs: list[Any], inputs: list[Any]) -> int:

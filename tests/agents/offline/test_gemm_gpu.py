@@ -25,9 +25,8 @@ from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.tune import tune
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.measure.timing import BenchSettings
-from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from kernelwright.tools.verify.compare import DEFAULT_TOLERANCES
+from support.float64_check import assert_close_to_float64, run_against_float64
 from support.gemm import CASES, LEVEL1, GemmCase, case_problem, fixture_gemm_problems
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -45,43 +44,22 @@ def cache_env(build_cache: Path) -> Any:
 def _run_both(problem: Path, params: dict[str, Any], tmp_path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(the candidate's output, the float64 reference, the candidate source) on the problem's own inputs."""
     (cand,) = [c for c in propose(problem, params=params) if c.variant == "fused"]
-    prob = import_file(check_source(problem, "problem"), f"kw_gemm_problem_{problem.stem}")
-    module = import_file(check_source(cand.write(tmp_path / "candidate.py"), "candidate"),
-                         f"kw_gemm_cand_{problem.stem}_{abs(hash(str(params)))}")
-    torch.manual_seed(0)
-    inputs = [x.cuda() for x in prob.get_inputs()]
-    torch.manual_seed(42)
-    model = prob.Model(*prob.get_init_inputs()).cuda().eval()
-    torch.manual_seed(42)
-    new = module.ModelNew(*prob.get_init_inputs()).cuda().eval()
-    with torch.no_grad():
-        out = new(*inputs)
-        ref = model.double()(*[x.double() for x in inputs])
-    torch.cuda.synchronize()
+    (out,), ref = run_against_float64(problem, cand.write(tmp_path / "candidate.py"),
+                                      f"gemm_{problem.stem}_{abs(hash(str(params)))}")
     return out, ref, cand.source
-
-
-def _assert_close(out: torch.Tensor, ref: torch.Tensor) -> None:
-    tol = DEFAULT_TOLERANCES[str(out.dtype).removeprefix("torch.")]
-    assert out.shape == ref.shape
-    err = (out.double() - ref).abs()
-    bound = tol.atol + tol.rtol * ref.abs()
-    worst = int(torch.argmax(err - bound))
-    assert bool((err <= bound).all()), (f"max err {float(err.max()):.3g}; worst at flat {worst}: got "
-                                        f"{float(out.flatten()[worst]):.6g}, want {float(ref.flatten()[worst]):.6g}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_gemm_kernels_match_float64(case: GemmCase, cache_env: Path, tmp_path: Path) -> None:
     out, ref, source = _run_both(case_problem(case, tmp_path), case.params, tmp_path)
     assert "_kw_lib.kw_gem" in source
-    _assert_close(out, ref)
+    assert_close_to_float64(out, ref)
 
 
 @pytest.mark.parametrize("problem", fixture_gemm_problems(), ids=lambda p: p.stem)
 def test_fixture_gemms_at_full_size_match_float64(problem: Path, cache_env: Path, tmp_path: Path) -> None:
     out, ref, _ = _run_both(problem, {}, tmp_path)
-    _assert_close(out, ref)
+    assert_close_to_float64(out, ref)
 
 
 FAST = EvalSettings(call_timeout_s=120.0, compile_baseline=False,
