@@ -152,10 +152,12 @@ def pool_values(w: PoolWindow, x: torch.Tensor, weight: torch.Tensor | None = No
         taps = filters.repeat(xp.shape[0] // filters.shape[0], *[1] * len(axes))  # plane p: filter p % channels
     acc: torch.Tensor | None = None
     for offsets in itertools.product(*(range(k) for k in w.kernel)):
-        part = xp[(slice(None), *(slice(i * d, i * d + (o - 1) * s + 1, s)
-                                  for i, d, o, s in zip(offsets, w.dilation, w.out_size, w.stride)))]
+        window: tuple[slice, ...] = (slice(None),) + tuple(
+            slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(offsets, w.dilation, w.out_size, w.stride))
+        part = xp[window]
         if taps is not None:
-            part = part * taps[(slice(None), *offsets)].reshape(-1, *[1] * len(axes))
+            tap: tuple[slice | int, ...] = (slice(None),) + offsets
+            part = part * taps[tap].reshape(-1, *[1] * len(axes))
         acc = part if acc is None else (torch.maximum(acc, part) if w.pool == "max" else acc + part)
     if acc is None:
         raise ValueError(f"pool window {w.kernel} covers no element")  # pool_window() admits kernels >= 1 only
