@@ -41,7 +41,8 @@ class RunSettings:
     offline_start: Literal["variants", "random"] = "variants"
     # Kernel families of the offline translator still awaiting verification on a GPU, off by default until then:
     # pure convolutions on its own CUTLASS implicit-GEMM kernels (docs/GEMM.md, "Convolutions"; off, they keep
-    # cuDNN as before). A family verified on the GPU machine leaves this switch and is on for everyone.
+    # cuDNN as before), depthwise convolutions and 3-D pools on its pool kernel (off: cuDNN and ATen as before).
+    # A family verified on the GPU machine leaves this switch and is on for everyone.
     offline_preview: bool = False
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)

@@ -85,11 +85,13 @@ def check_traced(traced: TracedProblem, plans: dict[str, Plan], overrides: dict[
     return check
 
 
-def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1) -> PlanCheck:
-    """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model."""
+def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1, preview: bool = False) -> PlanCheck:
+    """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model. `preview`:
+    plan as RunSettings.offline_preview does (3-D pools, depthwise convs)."""
     overrides = small_overrides(read_source(path, "problem")) if scale else {}
     traced = trace_problem(path, overrides=overrides, variant=variant)
     attributes = frozenset(traced.attributes)
-    plans = {"fused": build_plan(traced.program, attributes=attributes),
-             "aten_reductions": build_plan(traced.program, fuse_reductions=False, attributes=attributes)}
+    plans = {"fused": build_plan(traced.program, attributes=attributes, preview=preview),
+             "aten_reductions": build_plan(traced.program, fuse_reductions=False, attributes=attributes,
+                                           preview=preview)}
     return check_traced(traced, plans, overrides)

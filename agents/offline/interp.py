@@ -4,6 +4,7 @@ logic without a GPU."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,30 +132,45 @@ def reduce_values(step: ReductionStep, x: torch.Tensor) -> dict[str, torch.Tenso
     raise ValueError(f"unknown reduction {kind}")
 
 
-def pool_values(w: PoolWindow, x: torch.Tensor) -> torch.Tensor:
-    """Pool x of shape [planes, H, W] window by window, the way the CUDA does: each kernel offset's strided
-    slice of the input (padding reads as -inf for max, 0 for avg), combined with NaN-propagating max or a sum
-    in window order divided by ATen's divisor (PoolWindow.axis_counts)."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = w.kernel, w.stride, w.padding, w.dilation, w.out_hw
-    extent = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(w.out_hw, w.stride, w.kernel, w.dilation)]
-    after = [max(0, e - p - size) for e, p, size in zip(extent, w.padding, w.in_hw)]
+def pool_values(w: PoolWindow, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Pool x of shape [planes, *in_size] window by window, the way the CUDA does: each kernel offset's strided
+    slice of the input (padding reads as -inf for max, 0 for avg and depthwise), combined with NaN-propagating
+    max, a sum in window order divided by ATen's divisor (PoolWindow.axis_counts), or (depthwise) a sum of the
+    slices times their weight taps: `weight` is [channels * multiplier, *kernel], one filter per output channel."""
+    axes = list(w.axes)
+    extent = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in zip(w.out_size, w.stride, w.kernel, w.dilation)]
+    after = [max(0, e - p - size) for e, p, size in zip(extent, w.padding, w.in_size)]
     fill = float("-inf") if w.pool == "max" else 0.0
-    xp = torch.nn.functional.pad(x, (pw, after[1], ph, after[0]), value=fill)
+    xp = torch.nn.functional.pad(x, [v for a in reversed(axes) for v in (w.padding[a], after[a])], value=fill)
+    taps: torch.Tensor | None = None
+    if w.pool == "depthwise":
+        if weight is None:
+            raise ValueError("a depthwise window needs its weight")
+        acc_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32  # the kernel accumulates in fp32
+        xp = xp.repeat_interleave(w.multiplier, dim=0).to(acc_dtype)
+        filters = weight.reshape(-1, *w.kernel).to(acc_dtype)
+        taps = filters.repeat(xp.shape[0] // filters.shape[0], *[1] * len(axes))  # plane p: filter p % channels
     acc: torch.Tensor | None = None
-    for i in range(kh):
-        for j in range(kw):
-            part = xp[:, i * dh: i * dh + (oh - 1) * sh + 1: sh, j * dw: j * dw + (ow - 1) * sw + 1: sw]
-            acc = part if acc is None else (torch.maximum(acc, part) if w.pool == "max" else acc + part)
+    for offsets in itertools.product(*(range(k) for k in w.kernel)):
+        window: tuple[slice, ...] = (slice(None),) + tuple(
+            slice(i * d, i * d + (o - 1) * s + 1, s) for i, d, o, s in zip(offsets, w.dilation, w.out_size, w.stride))
+        part = xp[window]
+        if taps is not None:
+            tap: tuple[slice | int, ...] = (slice(None),) + offsets
+            part = part * taps[tap].reshape(-1, *[1] * len(axes))
+        acc = part if acc is None else (torch.maximum(acc, part) if w.pool == "max" else acc + part)
     if acc is None:
         raise ValueError(f"pool window {w.kernel} covers no element")  # pool_window() admits kernels >= 1 only
-    if w.pool == "max":
+    if w.pool in ("max", "depthwise"):
         return acc
     if w.divisor_override:
         return acc / w.divisor_override
     pick = 0 if w.count_include_pad else 1
-    rows = torch.tensor([c[pick] for c in w.axis_counts(0)], dtype=acc.dtype)
-    cols = torch.tensor([c[pick] for c in w.axis_counts(1)], dtype=acc.dtype)
-    return acc / (rows[:, None] * cols[None, :])
+    divisor = torch.ones((), dtype=acc.dtype)
+    for a in axes:
+        counts = torch.tensor([c[pick] for c in w.axis_counts(a)], dtype=acc.dtype)
+        divisor = divisor * counts.reshape(-1, *[1] * (len(axes) - 1 - a))
+    return acc / divisor
 
 
 def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
@@ -171,8 +187,9 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
             _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, PoolStep):
         w = step.window
-        x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape).reshape(w.planes, *w.in_hw)
-        value = pool_values(w, x).reshape(step.epilogue.shape)
+        x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape).reshape(w.planes, *w.in_size)
+        weight = view(mem, step.weight) if step.weight is not None else None
+        value = pool_values(w, x, weight).reshape(step.epilogue.shape)
         out_dtype = next((e.dtype for e in step.epilogue.nodes if isinstance(e, Special)), "float32")
         if out_dtype in ("float16", "bfloat16"):
             value = value.to(TORCH_DTYPE[out_dtype])  # the pooled value is rounded once, as eager stores it

@@ -6,7 +6,8 @@ kernel reads is a `Layout` over a buffer (shape, strides, offset), so views,
 permutes and broadcasting are all the same thing: strides (0 for a broadcast
 dim). Steps run in order: a fused elementwise kernel, a reduction kernel (with
 an elementwise prologue feeding it and an epilogue after it), a pooling kernel
-(windows over the last two dims, likewise with a prologue and an epilogue), or a
+(windows over the last two or three dims, likewise with a prologue and an epilogue;
+a depthwise convolution is one too), or a
 host call (a library GEMM/conv, or an op kept as ATen).
 
 Codegen (CUDA) and the interpreter (torch, CPU) both walk this same structure,
@@ -181,48 +182,57 @@ class ReductionStep:
         return self.reduction in NORMALISATIONS
 
 
-PoolKind = Literal["avg", "max"]
+PoolKind = Literal["avg", "max", "depthwise"]
 
 
 @dataclass(frozen=True, slots=True)
 class PoolWindow:
-    """The geometry of a 2-D pool over [planes, H, W] (a 1-D pool is H = 1, kernel_h = 1): output (oh, ow)
-    combines input rows oh * stride_h - pad_h + i * dilation_h for i < kernel_h (columns likewise); positions
-    outside the input are skipped (max) or count as zeros (avg, through the divisor, as ATen computes it)."""
+    """The geometry of a pool over [planes, H, W] or [planes, D, H, W] (a 1-D pool is H = 1, kernel_h = 1; the
+    size tuples have 2 entries, or 3 for a 3-D pool): output (oh, ow) combines input rows
+    oh * stride_h - pad_h + i * dilation_h for i < kernel_h (columns and depth likewise); positions outside the
+    input are skipped (max, depthwise) or count as zeros (avg, through the divisor, as ATen computes it).
+    A depthwise convolution is a "depthwise" pool whose window sums the input times a per-channel weight tap
+    (PoolStep.weight); with a channel multiplier m, output plane p reads input plane p // m."""
 
     pool: PoolKind
-    planes: int
-    in_hw: tuple[int, int]
-    out_hw: tuple[int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int] = (1, 1)
+    planes: int  # of the input (the output has planes * multiplier)
+    in_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...] = (1, 1)
     count_include_pad: bool = True
     divisor_override: int | None = None
     spatial_dims: int = 2  # trailing dims of the logical input that are pooled (1 for a 1-D pool)
+    multiplier: int = 1  # depthwise: output channels per input channel
+
+    @property
+    def axes(self) -> range:
+        return range(len(self.in_size))
 
     def inside(self, axis: int) -> bool:
-        """Every window stays inside the input along `axis` (0: H, 1: W): no bounds checks needed."""
-        last = (self.out_hw[axis] - 1) * self.stride[axis] + (self.kernel[axis] - 1) * self.dilation[axis]
-        return self.padding[axis] == 0 and last < self.in_hw[axis]
+        """Every window stays inside the input along `axis` (an index into the size tuples; -1: W, -2: H, -3: D):
+        no bounds checks needed."""
+        last = (self.out_size[axis] - 1) * self.stride[axis] + (self.kernel[axis] - 1) * self.dilation[axis]
+        return self.padding[axis] == 0 and last < self.in_size[axis]
 
     def static_divisor(self) -> int | None:
         """The avg divisor when it is the same for every output, else None (computed per output)."""
         if self.divisor_override:
             return self.divisor_override
-        if self.inside(0) and self.inside(1):
-            return self.kernel[0] * self.kernel[1]
-        padded = all((self.out_hw[a] - 1) * self.stride[a] + self.kernel[a] <= self.in_hw[a] + 2 * self.padding[a]
-                     for a in (0, 1))
-        return self.kernel[0] * self.kernel[1] if self.count_include_pad and padded else None
+        if all(self.inside(a) for a in self.axes):
+            return prod(self.kernel)
+        padded = all((self.out_size[a] - 1) * self.stride[a] + self.kernel[a] <= self.in_size[a] + 2 * self.padding[a]
+                     for a in self.axes)
+        return prod(self.kernel) if self.count_include_pad and padded else None
 
     def axis_counts(self, axis: int) -> list[tuple[int, int]]:
         """Per output position along `axis`: (window size clipped to the padded input, size clipped to the
-        input). ATen's avg divisor is the product over both axes of the first (count_include_pad) or second."""
-        size, k, s, pad = self.in_hw[axis], self.kernel[axis], self.stride[axis], self.padding[axis]
+        input). ATen's avg divisor is the product over the axes of the first (count_include_pad) or second."""
+        size, k, s, pad = self.in_size[axis], self.kernel[axis], self.stride[axis], self.padding[axis]
         out = []
-        for o in range(self.out_hw[axis]):
+        for o in range(self.out_size[axis]):
             start = o * s - pad
             end = min(start + k, size + pad)
             out.append((end - start, min(end, size) - max(start, 0)))
@@ -232,13 +242,15 @@ class PoolWindow:
 @dataclass(frozen=True, slots=True)
 class PoolStep:
     """Pool the prologue's value (over the logical input shape, [planes, H, W] in memory order) per window;
-    the epilogue runs once per output with Special 'value' standing for the pooled value."""
+    the epilogue runs once per output with Special 'value' standing for the pooled value. A depthwise step
+    also reads `weight`, contiguous [planes * multiplier / batch, *kernel] (one filter per output channel)."""
 
     name: str
     window: PoolWindow
     prologue: Dag  # over the logical input shape; its last node is the pooled value
     epilogue: Dag  # over the output shape
     outputs: tuple[StepOutput, ...]
+    weight: Layout | None = None
     kind: Literal["pool"] = "pool"
 
 
@@ -418,10 +430,11 @@ def describe(plan: Plan) -> str:
             dag = step.epilogue
         elif isinstance(step, PoolStep):
             w = step.window
-            lines.append(f"{step.name}: {w.pool}_pool [{w.planes}, {w.in_hw[0]}, {w.in_hw[1]}] -> {list(w.out_hw)} "
+            lines.append(f"{step.name}: {w.pool}_pool [{w.planes}, {', '.join(map(str, w.in_size))}] -> {list(w.out_size)} "
                          f"kernel={list(w.kernel)} stride={list(w.stride)} padding={list(w.padding)} "
                          f"dilation={list(w.dilation)} count_include_pad={w.count_include_pad}"
-                         + (f" divisor={w.divisor_override}" if w.divisor_override else ""))
+                         + (f" divisor={w.divisor_override}" if w.divisor_override else "")
+                         + (f" weight={step.weight.buffer} multiplier={w.multiplier}" if step.weight else ""))
             lines.extend("    pro " + _expr(i, e) for i, e in enumerate(step.prologue.nodes))
             dag = step.epilogue
         else:

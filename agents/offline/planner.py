@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 import torch
 
+from kernelwright.agents.offline.depthwise import NotDepthwise, depthwise_window, grouped_conv
 from kernelwright.agents.offline.ir import (
     Buffer,
     Const,
@@ -92,6 +93,7 @@ class Group:
     memo: dict[Any, int] = field(default_factory=dict)
     reduction: ReductionSpec | None = None
     pool: PoolWindow | None = None
+    pool_weight: Layout | None = None  # a depthwise conv's filters
     prologue: Dag | None = None
     dead: bool = False
 
@@ -126,8 +128,9 @@ def _target_name(target: Any) -> str:
 
 class Planner:
     def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-                 attributes: frozenset[str] = frozenset()):
+                 attributes: frozenset[str] = frozenset(), preview: bool = False):
         self.program = program
+        self.preview = preview  # RunSettings.offline_preview: 3-D pools and depthwise convs get kernels
         self.attributes = attributes  # buffers that are plain tensor attributes in the problem's Model
         self.prefix = prefix  # step names are <prefix>k<n> (one plan per input shape in a candidate)
         self.fuse_reductions = fuse_reductions
@@ -384,16 +387,43 @@ class Planner:
 
     # ---------------------------------------------------------------- pooling
     def pool(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
-        supported_pool(name)
+        supported_pool(name, preview=self.preview)
         src, in_meta, val = args[0], _node_arg(node, 0).meta.get("val"), node.meta.get("val")
         if not isinstance(src, (Real, Lazy)) or not isinstance(in_meta, torch.Tensor) or not isinstance(val, torch.Tensor):
             raise NotPoolable("pooling that is not one tensor to one tensor")
         in_shape, out_shape, dtype = tuple(in_meta.shape), tuple(val.shape), _dtype(val)
-        window = pool_window(name, args[1:], kwargs, in_shape, out_shape, _dtype(in_meta))
+        window = pool_window(name, args[1:], kwargs, in_shape, out_shape, _dtype(in_meta), preview=self.preview)
         g, prologue = self.with_prologue(src, node.name, in_shape, out_shape, [])
         g.pool, g.prologue = window, prologue
         g.fx_names.add(node.name)
         return Lazy(g, g.add(Special("value", dtype)), dtype)
+
+    def depthwise(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Lazy:
+        """A depthwise conv as a pool group (ir.PoolWindow "depthwise"): the elementwise chain computing its
+        input becomes the prologue, its bias a per-channel add in the epilogue, where what follows joins it."""
+        src, weight = args[0], args[1]
+        bias = args[2] if len(args) > 2 else None
+        in_meta, w_meta, val = _node_arg(node, 0).meta.get("val"), _node_arg(node, 1).meta.get("val"), node.meta.get("val")
+        if not (isinstance(src, (Real, Lazy)) and isinstance(weight, (Real, Lazy)) and isinstance(in_meta, torch.Tensor)
+                and isinstance(w_meta, torch.Tensor) and isinstance(val, torch.Tensor)):
+            raise NotDepthwise("a conv that is not tensors to one tensor")
+        if bias is not None and not isinstance(bias, (Real, Lazy)):
+            raise NotDepthwise("a bias that is not a tensor")
+        in_shape, out_shape, dtype = tuple(in_meta.shape), tuple(val.shape), _dtype(val)
+        window = depthwise_window(name, args[3:], kwargs, in_shape, tuple(w_meta.shape), out_shape,
+                                  (_dtype(in_meta), _dtype(w_meta), dtype))
+        filters = self.materialise(weight).layout
+        if not filters.is_identity_of(self.buffers[filters.buffer]):
+            raise NotDepthwise("a weight that is a strided view")
+        g, prologue = self.with_prologue(src, node.name, in_shape, out_shape, [weight] + ([bias] if bias is not None else []))
+        g.pool, g.prologue, g.pool_weight = window, prologue, Layout(
+            filters.buffer, (filters.shape[0], *filters.shape[2:]), (filters.strides[0], *filters.strides[2:]))
+        g.fx_names.add(node.name)
+        value = g.add(Special("value", dtype))
+        if bias is None:
+            return Lazy(g, value, dtype)
+        emit = _Emitter(self, g, dtype)
+        return Lazy(g, emit.op("add", [value, emit.channel(bias, len(out_shape))]), dtype)
 
     def absorbable(self, src: Any, consumer: str, extra: list[Any]) -> Group | None:
         """The elementwise group computing `src`, when a reduction or pool can take it over as its prologue."""
@@ -428,6 +458,11 @@ class Planner:
         return Real(layouts, real.dtype)
 
     def host(self, node: torch.fx.Node, name: str, args: tuple, kwargs: dict) -> Any:
+        if self.preview and grouped_conv(name, args, kwargs):
+            try:
+                return self.depthwise(node, name, args, kwargs)
+            except NotDepthwise as exc:
+                self.notes.append(f"{name}: {exc}; kept as the library call")
         if _conv_bias_to_fold(name, args, kwargs, node.meta.get("val")):
             return self.conv_then_bias(node, name, args, kwargs)
         if name in RECURRENT_OPS:
@@ -514,7 +549,7 @@ class Planner:
             pro_nodes = _prune(list(slot.prologue.nodes), [len(slot.prologue.nodes) - 1])[0]
             prologue = Dag(slot.prologue.shape, pro_nodes)
             if slot.pool is not None:
-                steps.append(PoolStep(f"{self.prefix}k{slot.index}", slot.pool, prologue, dag, outputs))
+                steps.append(PoolStep(f"{self.prefix}k{slot.index}", slot.pool, prologue, dag, outputs, slot.pool_weight))
             elif slot.reduction is not None:
                 r = slot.reduction
                 steps.append(ReductionStep(f"{self.prefix}k{slot.index}", r.kind, r.outer, r.reduce, r.inner,
@@ -610,10 +645,12 @@ def _map(fn: Any, x: Any) -> Any:
 
 
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-               attributes: frozenset[str] = frozenset()) -> Plan:
+               attributes: frozenset[str] = frozenset(), preview: bool = False) -> Plan:
     """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
-    forward reassigns, registered as buffers only to trace it)."""
-    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix, attributes=attributes).run()
+    forward reassigns, registered as buffers only to trace it). `preview` (RunSettings.offline_preview): kernel
+    families not yet verified on a GPU (3-D pools, depthwise convs) are planned; off, they stay ATen calls."""
+    return Planner(program, fuse_reductions=fuse_reductions, prefix=prefix, attributes=attributes,
+                   preview=preview).run()
 
 
 def _node_arg(node: torch.fx.Node, index: int) -> torch.fx.Node:

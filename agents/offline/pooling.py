@@ -1,10 +1,11 @@
-"""ATen 1-D and 2-D pooling as a PoolStep's window geometry.
+"""ATen 1-D, 2-D and 3-D pooling as a PoolStep's window geometry.
 
-avg_pool{1,2}d and max_pool{1,2}d (without indices) in every configuration ATen takes: kernel, stride,
+avg_pool{1,2,3}d and max_pool{1,2,3}d (without indices) in every configuration ATen takes: kernel, stride,
 padding, dilation (max), ceil_mode, count_include_pad and divisor_override (avg). The output size comes
 from the traced op itself, so ceil_mode needs no rule of its own: the window formulas (PoolWindow) clip
-the last window the way ATen does. Any other pooling op (3-D, adaptive, with indices) or an integer input is
-NotPoolable, and the planner keeps it as ATen with the reason as a note.
+the last window the way ATen does. 3-D pools are a preview (RunSettings.offline_preview): without it they are
+NotPoolable, as before. Any other pooling op (adaptive, with indices) or an integer input is NotPoolable, and
+the planner keeps it as ATen with the reason as a note.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ POOL_OPS: dict[str, tuple[PoolKind, int, tuple[str, ...]]] = {
     "max_pool2d": ("max", 2, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
     "avg_pool1d": ("avg", 1, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")),
     "max_pool1d": ("max", 1, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+    "avg_pool3d": ("avg", 3, ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")),
+    "max_pool3d": ("max", 3, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
 }
 DEFAULTS = {"stride": (), "padding": 0, "dilation": 1, "ceil_mode": False, "count_include_pad": True,
             "divisor_override": None}
@@ -38,10 +41,11 @@ def is_pool(target: str) -> bool:
     return _FAMILY.fullmatch(target.partition(".")[0]) is not None
 
 
-def supported_pool(target: str) -> tuple[PoolKind, int, tuple[str, ...]]:
-    """(pool kind, spatial dims, argument names) of a supported op; NotPoolable saying why for any other."""
+def supported_pool(target: str, *, preview: bool = False) -> tuple[PoolKind, int, tuple[str, ...]]:
+    """(pool kind, spatial dims, argument names) of a supported op; NotPoolable saying why for any other.
+    `preview` (RunSettings.offline_preview): 3-D pools too."""
     op, _, overload = target.partition(".")
-    if op in POOL_OPS and overload == "default":
+    if op in POOL_OPS and overload == "default" and (preview or POOL_OPS[op][1] < 3):
         return POOL_OPS[op]
     if op.endswith("_with_indices"):
         raise NotPoolable(f"{op} returns indices, which the pool kernel does not produce")
@@ -61,16 +65,16 @@ def _ints(value: Any, n: int, what: str) -> tuple[int, ...]:
     return tuple(vals)
 
 
-def _as_2d(values: tuple[int, ...], nd: int, fill: int) -> tuple[int, int]:
-    """A 1-D pool is a 2-D one over rows of height 1: `values` of an `nd`-d pool with `fill` in front."""
-    h, w = (fill,) * (2 - nd) + values
-    return h, w
+def as_pool_axes(values: tuple[int, ...], nd: int, fill: int) -> tuple[int, ...]:
+    """A 1-D pool is a 2-D one over rows of height 1: `values` of an `nd`-d pool with `fill` in front (a 3-D
+    pool keeps its three)."""
+    return (fill,) * (2 - nd) + values
 
 
 def pool_window(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], in_shape: tuple[int, ...],
-                out_shape: tuple[int, ...], dtype: str) -> PoolWindow:
+                out_shape: tuple[int, ...], dtype: str, *, preview: bool = False) -> PoolWindow:
     """The window of `target` on an input of `in_shape` giving `out_shape`; NotPoolable when unsupported."""
-    kind, nd, names = supported_pool(target)
+    kind, nd, names = supported_pool(target, preview=preview)
     op = target.partition(".")[0]
     given = {**DEFAULTS, **dict(zip(names, args)), **{k: v for k, v in kwargs.items() if k in names}}
     if dtype not in FLOAT_DTYPES:
@@ -90,6 +94,6 @@ def pool_window(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], in_s
         raise NotPoolable(f"{op} with divisor_override {divisor!r}")
     if prod(out_shape) == 0 or prod(in_shape) == 0:
         raise NotPoolable(f"{op} of an empty tensor")
-    return PoolWindow(kind, prod(in_shape[:-nd]), _as_2d(in_shape[-nd:], nd, 1), _as_2d(out_shape[-nd:], nd, 1),
-                      _as_2d(kernel, nd, 1), _as_2d(stride, nd, 1), _as_2d(padding, nd, 0), _as_2d(dilation, nd, 1),
+    return PoolWindow(kind, prod(in_shape[:-nd]), as_pool_axes(in_shape[-nd:], nd, 1), as_pool_axes(out_shape[-nd:], nd, 1),
+                      as_pool_axes(kernel, nd, 1), as_pool_axes(stride, nd, 1), as_pool_axes(padding, nd, 0), as_pool_axes(dilation, nd, 1),
                       bool(given["count_include_pad"]), divisor, nd)

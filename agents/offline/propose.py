@@ -9,7 +9,8 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
 With `conv=True` (RunSettings.offline_preview, off by default until verified on a GPU), a problem whose only work
-is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv).
+is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv), and 3-D pools
+and depthwise convolutions (depthwise.py) become pool kernels (codegen_pool) wherever they are.
 """
 
 from __future__ import annotations
@@ -130,8 +131,10 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 
 def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
-    `conv`: a pure convolution problem gets its own implicit-GEMM kernel (RunSettings.offline_preview)."""
-    fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes)) for i, t in enumerate(traced)]
+    `conv` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
+    pools and depthwise convolutions get pool kernels (codegen_pool)."""
+    fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=conv)
+             for i, t in enumerate(traced)]
     gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
     convs = [conv_plan(p) for p in fused] if conv else []  # a pure convolution problem, when asked for
     if all(g is not None for g in gemms):
@@ -141,7 +144,7 @@ def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[st
     plans = {"fused": fused}
     if any(isinstance(s, ReductionStep) for p in fused for s in p.steps):
         plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
-                                               attributes=frozenset(t.attributes))
+                                               attributes=frozenset(t.attributes), preview=conv)
                                     for i, t in enumerate(traced)]
     return plans
 

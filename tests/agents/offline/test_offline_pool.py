@@ -1,4 +1,5 @@
-"""Pooling in the offline translator: avg_pool2d / max_pool2d (and their 1-D forms) become pool kernels with the
+"""Pooling in the offline translator: avg_pool2d / max_pool2d (their 1-D forms, and with RunSettings.offline_preview
+their 3-D forms) become pool kernels with the
 elementwise chain before them fused in as a prologue and the one after as an epilogue, checked on CPU against the
 Model in many window configurations; unsupported pooling stays ATen with a note; the candidates compile with nvcc;
 on a GPU, suite problems 20 and 44 pass the real harness without an ATen pool kernel."""
@@ -188,6 +189,64 @@ def test_pool_tunables_are_in_the_plan_space(tmp_path: Path) -> None:
     assert space["k0.OPT"] == {"choices": [1, 2, 4], "default": 1}
 
 
+# 3-D pools (RunSettings.offline_preview): name -> (forward expression of x, input shape, dtype)
+CASES_3D = {
+    "max3d_plain": ("F.max_pool3d(x, 2)", (2, 3, 6, 8, 8), "float32"),
+    "max3d_pad_dilation_ceil": ("F.max_pool3d(x.relu(), 3, stride=2, padding=1, dilation=(2, 1, 3), ceil_mode=True)",
+                                (1, 2, 9, 8, 11), "float32"),
+    "max3d_kernelbench_43": ("F.max_pool3d(x, 3, stride=2, padding=1, dilation=3)", (2, 2, 12, 12, 12), "float32"),
+    "avg3d_count_pad": ("F.avg_pool3d(x, 3, stride=2, padding=1) * 2.0", (2, 3, 7, 9, 10), "float32"),
+    "avg3d_no_count_pad_ceil": ("F.avg_pool3d(x, (2, 3, 3), stride=(2, 1, 2), padding=(1, 1, 0), ceil_mode=True, "
+                                "count_include_pad=False)", (1, 2, 7, 6, 9), "float32"),
+    "avg3d_divisor_override": ("F.avg_pool3d(x, (3, 2, 2), stride=2, padding=1, divisor_override=5)", (1, 2, 7, 7, 7),
+                               "float32"),
+    "max3d_bf16_epilogue": ("torch.tanh(F.max_pool3d(x * 1.5, 2, stride=1, padding=1)) + 1.0", (2, 3, 5, 6, 7),
+                            "bfloat16"),
+    "avg3d_fp64": ("F.avg_pool3d(x, 2, stride=1, padding=1, count_include_pad=False)", (2, 3, 5, 6, 7), "float64"),
+    "max3d_unbatched": ("F.max_pool3d(x, 2, stride=1, padding=1)", (3, 5, 6, 7), "float32"),
+}
+
+
+@pytest.mark.parametrize("name", CASES_3D)
+def test_3d_pool_plan_matches_model_on_cpu_with_the_preview(name: str, tmp_path: Path) -> None:
+    path = _problem(tmp_path, name, *CASES_3D[name])
+    check = check_problem(path, scale=False, preview=True)
+    assert check.passed, check.failures()
+    assert check.kept_aten_ops == {"fused": [], "aten_reductions": []}, check.kept_aten_ops
+    program = trace_problem(path).program
+    plan = build_plan(program, preview=True)
+    assert [s.kind for s in plan.steps] == ["pool"], describe(plan)
+    (pool,) = _pools(plan)
+    assert pool.window.spatial_dims == 3 and len(pool.window.kernel) == 3, describe(plan)
+    # without the preview the pool stays the ATen call, as before
+    assert any("3-D pooling" in note for note in build_plan(program).notes)
+
+
+def test_3d_pooling_is_a_preview_of_propose(tmp_path: Path) -> None:
+    fixture = FIXTURES / "offline" / "pooling3d.py"
+    before = propose(fixture)
+    assert before and all(set(c.kept_aten_ops) == {"aten.max_pool3d.default", "aten.avg_pool3d.default"}
+                          for c in before)
+    after = propose(fixture, conv=True)
+    assert after and all(not c.kept_aten_ops for c in after)
+    cuda = _cuda_of(after[0].source)
+    assert cuda.count("for (int c = 0;") == 8 and "depth_in" in cuda  # a depth loop in every kernel, checked
+    assert "(min(de, 7) - max(id0, 0))" in cuda  # count_include_pad=False clips the divisor along depth too
+    assert check_problem(fixture, scale=False, preview=True).passed
+
+
+def test_interpreter_catches_a_wrong_3d_window(tmp_path: Path) -> None:
+    path = _problem(tmp_path, "wrong3d", *CASES_3D["avg3d_no_count_pad_ceil"])
+    traced = trace_problem(path)
+    plan = build_plan(traced.program, preview=True)
+    assert check_traced(traced, {"ok": plan}, {}).passed
+    pool = _pools(plan)[0]
+    for change in ({"count_include_pad": True}, {"padding": (1, 0, 1)}, {"stride": (1, 1, 2)}, {"pool": "max"}):
+        broken = dataclasses.replace(pool, window=dataclasses.replace(pool.window, **change))
+        wrong = dataclasses.replace(plan, steps=tuple(broken if s is pool else s for s in plan.steps))
+        assert not check_traced(traced, {"broken": wrong}, {}).passed, change
+
+
 def _cuda_of(source: str) -> str:
     match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
     assert match, "candidate has no _KW_CUDA_SRC"
@@ -198,18 +257,18 @@ def _cuda_of(source: str) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_pool_candidates_compile_with_nvcc(tmp_path: Path) -> None:
-    """Suite 20 and 44, the pooling fixture and every CPU case, at default tunables and at the far corner of the
-    pool space (BLOCK 64, 4 outputs a thread)."""
+    """Suite 20 and 44, the pooling fixtures and every CPU case (3-D ones with the preview on), at default
+    tunables and at the far corner of the pool space (BLOCK 64, 4 outputs a thread)."""
     from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
     from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 
     problems = [suite_dir() / "20_conv2d_relu_avgpool.py", suite_dir() / "44_conv_bn_relu_pool.py",
-                FIXTURES / "offline" / "pooling.py"]
-    problems += [_problem(tmp_path, name, *case) for name, case in CASES.items()]
+                FIXTURES / "offline" / "pooling.py", FIXTURES / "offline" / "pooling3d.py"]
+    problems += [_problem(tmp_path, name, *case) for name, case in {**CASES, **CASES_3D}.items()]
     sources: dict[str, str] = {}
     for path in problems:
         traced = trace_all(path)
-        plans = plans_for(traced)["fused"]
+        plans = plans_for(traced, conv=True)["fused"]  # the preview: 3-D pools too
         assert not plans[0].kept_aten_ops, (path.name, plans[0].kept_aten_ops)
         space = plan_space(plans[0])
         corner = {**space.defaults(), **{d.name: d.choices[0 if d.name.endswith(".BLOCK") else -1]
