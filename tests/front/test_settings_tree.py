@@ -37,7 +37,7 @@ DISTINCT: dict[str, Any] = {
     "compile.fast_inline": False,
     "agents.proposers": [{"model": "p"}], "agents.critic": {"model": "c"}, "agents.temperatures": [0.4],
     "agents.temperature_schedule": "fixed", "agents.screen": False, "agents.crossover_rate": 0.15,
-    "agents.repair_rounds": 0,
+    "agents.repair_rounds": 0, "agents.offline_preview": True,
     "runs_dir": "elsewhere", "log_level": "info",
 }
 
