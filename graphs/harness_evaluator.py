@@ -24,6 +24,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
 
 log = structlog.get_logger(__name__)
@@ -62,8 +63,10 @@ class HarnessEvaluator:
         self.settings = settings
         self.gpus = visible_gpus() if gpus is None else gpus
         slots: list[str | None] = [*self.gpus] or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
+        self.quiet = QuietTiming()  # this run's builds wait while a candidate or baseline is timed
         self._all = [Evaluator(self.problem, settings,
-                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}))
+                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}),
+                               quiet=self.quiet.timing)
                      for g in slots]
         self._free: queue.Queue[Any] = queue.Queue()
         for ev in self._all:
@@ -75,7 +78,8 @@ class HarnessEvaluator:
         from kernelwright.tools.harness.evaluate import reason_for_error
         from kernelwright.tools.harness.precompile import build_candidates
 
-        (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
+        with self.quiet.building():
+            (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
         if outcome.ok:
             return None
         error = outcome.error or {}

@@ -65,3 +65,28 @@ def test_sanitize_without_a_gpu_is_unavailable_not_an_error() -> None:
     finally:
         evaluator.close()
     assert (verdict.status, verdict.sanitized) == ("unavailable", False) and "GPU" in verdict.message
+
+
+def test_builds_run_inside_the_runs_quiet_building_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() builds under QuietTiming.building, so the run's timed phases (the evaluators' quiet) never
+    share the host with a build."""
+    import kernelwright.tools.harness.precompile as precompile
+    from support.paths import RELU_CANDIDATE
+
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
+    seen: list[int] = []
+
+    class Built:
+        ok, error, seconds = True, None, 0.0
+
+    def fake_build(*args: object, **kwargs: object) -> list[Built]:
+        seen.append(evaluator.quiet._building)
+        return [Built()]
+
+    monkeypatch.setattr(precompile, "build_candidates", fake_build)
+    try:
+        assert evaluator.prepare(RELU_CANDIDATE) is None
+        assert all(ev._quiet == evaluator.quiet.timing for ev in evaluator._all)
+    finally:
+        evaluator.close()
+    assert seen == [1]

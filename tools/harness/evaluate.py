@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,12 @@ class Evaluator:
     """One problem, many candidates. Keeps a warm reference worker (the judge) and a reusable candidate worker."""
 
     def __init__(self, problem: str | Path, settings: EvalSettings = EvalSettings(),
-                 worker_options: WorkerOptions | None = None):
+                 worker_options: WorkerOptions | None = None,
+                 quiet: Callable[[], AbstractContextManager[Any]] | None = None):
+        """`quiet`: a context every timed phase (the baselines', the candidate's) runs in, so the caller can keep
+        its CPU-heavy work out of them (tools.measure.quiet.QuietTiming.timing)."""
         self.problem = check_source(problem, "problem")
+        self._quiet = quiet or nullcontext
         self.settings = settings
         settings.profile  # noqa: B018 - an unknown profile fails here, not mid-evaluation
         options = worker_options or WorkerOptions()
@@ -263,10 +268,11 @@ class Evaluator:
                     continue
                 worker = self.ref_slot.get()
                 try:
-                    reply = self._ask(worker, "time", timeout_s=max(timeout, self._timing_timeout(ref.call_s)),
-                                      target=target, input=InputSpec(s.base_seed + 555).to_dict(),
-                                      n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
-                                      compile_mode=s.compile_mode if target == "compiled" else None)
+                    with self._quiet():
+                        reply = self._ask(worker, "time", timeout_s=max(timeout, self._timing_timeout(ref.call_s)),
+                                          target=target, input=InputSpec(s.base_seed + 555).to_dict(),
+                                          n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
+                                          compile_mode=s.compile_mode if target == "compiled" else None)
                     out[target] = {**reply.header["stats"], "flags": reply.header.get("flags")}
                 except KernelwrightError as exc:
                     out[target] = {"error": exc.to_dict()}
@@ -516,9 +522,10 @@ class Evaluator:
         report.timing.update({k: v for k, v in self.baselines().items()})
         before = _clocks()
         cand_call_s = max([float(t.get("call_s", 0.0)) for t in judge.calls] or [ref.call_s])
-        reply = self._ask(worker, "time", timeout_s=self._timing_timeout(max(cand_call_s, ref.call_s)),
-                          input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
-                          samples=s.timed_samples if s.judge_timing else 0)
+        with self._quiet():
+            reply = self._ask(worker, "time", timeout_s=self._timing_timeout(max(cand_call_s, ref.call_s)),
+                              input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets,
+                              settings=s.bench.to_dict(), samples=s.timed_samples if s.judge_timing else 0)
         report.timing["candidate"] = reply.header["stats"]
         report.durations_s["timing_bench"] = round(time.perf_counter() - t2, 3)
         self._record_gpu(report, before, _clocks())
