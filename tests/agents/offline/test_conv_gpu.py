@@ -6,7 +6,6 @@ own conv kernel and no cuDNN. Not run yet (no GPU where they were written)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -19,14 +18,6 @@ from support.float64_check import assert_close_to_float64, run_against_float64
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 FIXTURES = {p.stem: p for p in fixture_conv_problems()}
-
-
-@pytest.fixture(scope="module")
-def cache_env(build_cache: Path) -> Any:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("KERNELWRIGHT_CACHE_DIR", str(build_cache))
-    yield build_cache
-    mp.undo()
 
 
 @pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)

@@ -6,7 +6,6 @@ kernel and no cuDNN. Not run yet (no GPU where they were written)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -14,46 +13,22 @@ import torch
 from kernelwright.agents.offline import propose
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.measure.timing import BenchSettings
-from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from kernelwright.tools.verify.compare import DEFAULT_TOLERANCES
+from support.float64_check import assert_close_to_float64, run_against_float64
 from support.paths import FIXTURES
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 PROBLEMS = sorted((FIXTURES / "depthwise").glob("*.py"))
 
 
-@pytest.fixture(scope="module")
-def cache_env(build_cache: Path) -> Any:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("KERNELWRIGHT_CACHE_DIR", str(build_cache))
-    yield build_cache
-    mp.undo()
-
-
 @pytest.mark.parametrize("problem", PROBLEMS, ids=lambda p: p.stem)
 def test_depthwise_fixtures_match_float64(problem: Path, cache_env: Path, tmp_path: Path) -> None:
     cand = propose(problem, conv=True)[0]
     assert cand.variant == "fused" and not cand.kept_aten_ops
-    prob = import_file(check_source(problem, "problem"), f"kw_dw_problem_{problem.stem}")
-    module = import_file(check_source(cand.write(tmp_path / "candidate.py"), "candidate"), f"kw_dw_cand_{problem.stem}")
-    torch.manual_seed(0)
-    inputs = [x.cuda() for x in prob.get_inputs()]
-    torch.manual_seed(42)
-    model = prob.Model(*prob.get_init_inputs()).cuda().eval()
-    torch.manual_seed(42)
-    new = module.ModelNew(*prob.get_init_inputs()).cuda().eval()
-    with torch.no_grad():
-        out = new(*inputs)
-        again = new(*inputs)  # nothing derived from the inputs is kept between calls
-        ref = model.double()(*[x.double() for x in inputs])
-    torch.cuda.synchronize()
-    assert torch.equal(out, again)
-    tol = DEFAULT_TOLERANCES[str(out.dtype).removeprefix("torch.")]
-    assert out.shape == ref.shape and out.dtype == inputs[0].dtype
-    err = (out.double() - ref).abs()
-    bound = tol.atol + tol.rtol * ref.abs()
-    assert bool((err <= bound).all()), f"max err {float(err.max()):.3g}"
+    (out, again), ref = run_against_float64(problem, cand.write(tmp_path / "candidate.py"), f"dw_{problem.stem}",
+                                            calls=2)
+    assert torch.equal(out, again)  # nothing derived from the inputs is kept between calls
+    assert_close_to_float64(out, ref)
 
 
 FAST = EvalSettings(call_timeout_s=120.0, compile_baseline=False,

@@ -33,14 +33,6 @@ pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.t
 SQUARE_FP32_MIN_SPEEDUP = 1.3
 
 
-@pytest.fixture(scope="module")
-def cache_env(build_cache: Path) -> Any:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("KERNELWRIGHT_CACHE_DIR", str(build_cache))
-    yield build_cache
-    mp.undo()
-
-
 def _run_both(problem: Path, params: dict[str, Any], tmp_path: Path) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(the candidate's output, the float64 reference, the candidate source) on the problem's own inputs."""
     (cand,) = [c for c in propose(problem, params=params) if c.variant == "fused"]
