@@ -48,7 +48,7 @@ def test_each_check_rejects_its_fixture_and_the_honest_one_passes(fixture: Path,
         assert report.precision == "strict" and "eager_strict" in report.timing
     else:
         assert report.status == "rejected", report.to_dict()
-        assert report.reason == expected, (report.reason, report.message)
+        assert report.reason in expected.split("|"), (report.reason, report.message)
         assert report.speedup_vs_eager is None
 
 
