@@ -21,7 +21,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
-from kernelwright.agents.offline.codegen_gemm import GEMM_HEADERS, MATH, SMALL_TILE, SMEM_LIMIT, STAGE_CHOICES, Tile
+from kernelwright.agents.offline.codegen_gemm import (
+    GEMM_HEADERS,
+    MATH,
+    SMALL_TILE,
+    SMEM_LIMIT,
+    STAGE_CHOICES,
+    Tile,
+    smem_opt_in,
+)
 from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch
 from kernelwright.agents.offline.gemm_plan import ELEMENT_BYTES
 from kernelwright.agents.offline.ir import Buffer, ConvStep
@@ -262,15 +270,7 @@ extern "C" int {name}(const {storage}* x, const {storage}* w, const {storage}* b
     const long long image = (in_ch * in_sp > out_ch * out_sp ? in_ch * in_sp : out_ch * out_sp) * (long long)sizeof(Element);
     const long long per_slice = ((1ll << 31) - 1) / image;
     if (per_slice < 1) return (int)cudaErrorInvalidValue;
-    constexpr int smem = (int)sizeof(typename Kernel::SharedStorage);
-    static unsigned long long configured = 0;  // one bit per device that has the shared-memory limit raised
-    int dev = 0;
-    cudaGetDevice(&dev);
-    if (smem >= (48 << 10) && dev < 64 && !((configured >> dev) & 1ull)) {{
-        cudaError_t err = cudaFuncSetAttribute({name}_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (err != cudaSuccess) return (int)err;
-        configured |= 1ull << dev;
-    }}
+{smem_opt_in}
     for (long long g = 0; g < groups; ++g) {{  // one implicit GEMM per group, on that group's packed tensors
       for (long long n0 = 0; n0 < n; n0 += per_slice) {{
         const int nb = (int)(n - n0 < per_slice ? n - n0 : per_slice);
@@ -336,4 +336,5 @@ def _source(name: str, launch: ConvLaunch, tile: Tile, stages: int, iterator: st
         Stride="Unity" if launch.stride_support == "unity" else "Strided", storage=STORAGE_CTYPE[launch.dtype],
         fprop="true" if launch.operator == "fprop" else "false", problem=_PROBLEM_3D if three else _PROBLEM_2D,
         act_extent=extents[0], filter_extent=extents[1], grad_extent=extents[2],
-        alignments="" if three else f", {launch.align_a}, {launch.align_b}")  # 3-D kernels load 16 bytes only
+        alignments="" if three else f", {launch.align_a}, {launch.align_b}",  # 3-D kernels load 16 bytes only
+        smem_opt_in=smem_opt_in(name, "err"))

@@ -257,15 +257,7 @@ extern "C" int {name}(const {storage}* a, const {storage}* b, {storage}* c, long
     typename Kernel::Params params(args, kw_sm_count(), 1);
     if ((long long)params.get_workspace_size() > workspace_bytes) return (int)cudaErrorInvalidValue;
     if (params.init_workspace(split_k ? workspace : nullptr, stream) != cutlass::Status::kSuccess) return (int)cudaErrorUnknown;
-    constexpr int smem = (int)sizeof(typename Kernel::SharedStorage);
-    static unsigned long long configured = 0;  // one bit per device that has the shared-memory limit raised
-    int dev = 0;
-    cudaGetDevice(&dev);
-    if (smem >= (48 << 10) && dev < 64 && !((configured >> dev) & 1ull)) {{
-        cudaError_t e = cudaFuncSetAttribute({name}_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return (int)e;
-        configured |= 1ull << dev;
-    }}
+{smem_opt_in}
     {name}_kernel<<<params.get_grid_dims(), Kernel::kThreadCount, smem, stream>>>(params, triangle, diagonal);
     if (triangle && batch * m > 0)
         kw_gemm_triangle_zero<{storage}><<<(unsigned)(batch * m), 256, 0, stream>>>(c, m, n, triangle, diagonal);
@@ -282,7 +274,7 @@ def _cutlass_source(name: str, launch: GemmLaunch, mode: MathMode, tile: Tile, s
         element=mode.element, layout_a=_layout(launch.a.order), layout_b=_layout(launch.b.order),
         tm=tile.m, tn=tile.n, tk=tile.k, wm=tile.warp_m, wn=tile.warp_n, im=im, in_=in_, ik=ik,
         align_a=launch.align_a, align_b=launch.align_b, align_c=launch.align_c, stages=stages,
-        operator=mode.operator, storage=STORAGE_CTYPE[launch.dtype])
+        operator=mode.operator, storage=STORAGE_CTYPE[launch.dtype], smem_opt_in=smem_opt_in(name, "e"))
 
 
 # ---------------------------------------------------------------- matrix-vector
@@ -384,3 +376,17 @@ def _gemv_kernel(step: GemmStep, launch: GemmLaunch, params: Mapping[str, Any]) 
             *(str(v) for v in (ops.rows, launch.k, launch.batch, ops.row_stride, ops.mat_batch_stride, ops.mat_offset,
                                ops.vec_stride, ops.vec_batch_stride, ops.vec_offset, tpr)))
     return StepKernel(step.name, source, name, spec, args)
+
+
+def smem_opt_in(name: str, err: str) -> str:
+    """Launcher lines that size `Kernel`'s shared memory as `smem` and, above the 48 KiB default, raise the limit
+    of `<name>_kernel` once per device (an error comes back in `err`). Shared by the GEMM and conv launchers."""
+    return f"""    constexpr int smem = (int)sizeof(typename Kernel::SharedStorage);
+    static unsigned long long configured = 0;  // one bit per device that has the shared-memory limit raised
+    int dev = 0;
+    cudaGetDevice(&dev);
+    if (smem >= (48 << 10) && dev < 64 && !((configured >> dev) & 1ull)) {{
+        cudaError_t {err} = cudaFuncSetAttribute({name}_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if ({err} != cudaSuccess) return (int){err};
+        configured |= 1ull << dev;
+    }}"""
