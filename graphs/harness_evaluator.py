@@ -120,6 +120,8 @@ class HarnessEvaluator:
     def close(self) -> None:
         for ev in self._all:
             ev.close()
+        if self.quiet.waited_s:
+            log.info("timing_waited_for_builds", problem=self.problem.name, seconds=round(self.quiet.waited_s, 2))
 
 
 def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings) -> dict[str, Any]:

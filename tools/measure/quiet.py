@@ -23,7 +23,7 @@ class QuietTiming:
         self._timing = 0
         self._building = 0
         self._timers_waiting = 0
-        self.waited_s = 0.0  # total time timed phases waited for builds to finish (reported by the caller)
+        self.waited_s = 0.0  # total time timed phases waited for builds to finish (the run logs it at the end)
 
     @contextmanager
     def timing(self) -> Iterator[None]:
