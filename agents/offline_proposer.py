@@ -101,7 +101,7 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
     try:
         traced = ctx.offline.traced_problem(state["problem_path"])
         generated = [] if ctx.settings.offline_start == "random" else propose(state["problem_path"], traced=traced,
-                                                                                 conv=ctx.settings.offline_preview)
+                                                                                 preview=ctx.settings.offline_preview)
     except OfflineUnsupported as exc:
         log.warning("offline_unsupported", problem=state["problem_path"], error=exc.message)
         return {"errors": [{"node": AGENT, "generation": generation, **exc.to_dict()}]}
@@ -121,7 +121,7 @@ def random_candidates(state: RunState, ctx: KContext, count: int) -> list[Candid
     from kernelwright.agents.offline.propose import tuning_target
 
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           conv=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview)
     if target is None or count <= 0:
         return []
     target = replace(target, variant="fused_sampled")
@@ -203,7 +203,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0, pool=SEED_POOL, per_run=2)
     hits = seed_order(hits)
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           conv=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview)
     if target is None:
         return []
     dims = target.space.to_dict()
@@ -238,7 +238,7 @@ def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
         return offline_candidates(state, ctx) if not known else {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"],
-                           conv=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview)
     if target is None or target.space.size() <= 1:
         return {}
     space = target.space

@@ -8,7 +8,7 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
-With `conv=True` (RunSettings.offline_preview, off by default until verified on a GPU), a problem whose only work
+With `preview=True` (RunSettings.offline_preview, off by default until verified on a GPU), a problem whose only work
 is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv), and 3-D pools
 and depthwise convolutions (depthwise.py) become pool kernels (codegen_pool) wherever they are.
 """
@@ -129,14 +129,14 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
                             constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
 
 
-def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[str, list[Plan]]:
+def plans_for(traced: Sequence[TracedProblem], *, preview: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
-    `conv` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
+    `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
     pools and depthwise convolutions get pool kernels (codegen_pool)."""
-    fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=conv)
+    fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
     gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
-    convs = [conv_plan(p) for p in fused] if conv else []  # a pure convolution problem, when asked for
+    convs = [conv_plan(p) for p in fused] if preview else []  # a pure convolution problem, when asked for
     if all(g is not None for g in gemms):
         fused = [g for g in gemms if g is not None]
     elif convs and all(c is not None for c in convs):
@@ -144,7 +144,7 @@ def plans_for(traced: Sequence[TracedProblem], *, conv: bool = False) -> dict[st
     plans = {"fused": fused}
     if any(isinstance(s, ReductionStep) for p in fused for s in p.steps):
         plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
-                                               attributes=frozenset(t.attributes), preview=conv)
+                                               attributes=frozenset(t.attributes), preview=preview)
                                     for i, t in enumerate(traced)]
     return plans
 
@@ -163,11 +163,11 @@ class TuningTarget:
         return render(self.traced, self.plans, params, self.variant)
 
 
-def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, conv: bool = False) -> TuningTarget | None:
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = False) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
     else tunes the fused plan), or None when that plan does not exist for this problem."""
     plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
-    plans = plans_for(traced, conv=conv).get(plan_key)
+    plans = plans_for(traced, preview=preview).get(plan_key)
     if not plans:
         return None
     return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")
@@ -186,11 +186,11 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool | None = None, conv: bool = False) -> list[GeneratedCandidate]:
+            lazy_weights: bool | None = None, preview: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
-    too large to build in memory; None: decided by its size, see trace_problem). `conv`: pure convolution
-    problems get kernels of their own (RunSettings.offline_preview; off: they keep cuDNN, as before).
+    too large to build in memory; None: decided by its size, see trace_problem). `preview`: the kernel
+    families awaiting GPU verification too (RunSettings.offline_preview; plans_for says which; off: as before).
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the
@@ -202,7 +202,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         reason = exc.message + (f" (functional form: {form.fallback_reason})" if getattr(form, "fallback_reason", None) else "")
         raise OfflineUnsupported(reason, where=where) from None
     try:
-        plans = plans_for(traced, conv=conv)
+        plans = plans_for(traced, preview=preview)
     except PlanningError as exc:
         raise OfflineUnsupported(f"cannot plan: {exc}", where=where) from None
     except Exception as exc:  # a translator bug must not stop the run: report it with its traceback

@@ -244,7 +244,7 @@ def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, previ
         limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes + (2 * weights if lazy_weights else 0)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         with _lazy_mode(problem):
-            candidates = propose(problem, lazy_weights=lazy_weights, conv=preview)
+            candidates = propose(problem, lazy_weights=lazy_weights, preview=preview)
         candidates[0].write(out)
         result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}"
                       + (f" (its {weights / 1e9:.1f} GB of weights traced uninitialised)" if lazy_weights else ""))

@@ -20,4 +20,4 @@ def propose_conv(problem: Path, params: dict[str, Any] | None = None) -> Sequenc
     """The candidates with RunSettings.offline_preview on (pure convolutions get kernels of their own)."""
     from kernelwright.agents.offline import propose
 
-    return propose(problem, params=params, conv=True)
+    return propose(problem, params=params, preview=True)

@@ -35,7 +35,7 @@ def test_the_conv_plan_agrees_with_the_model(problem: Path) -> None:
     """The interpreter computes the ConvStep from conv_launch's numbers (sizes, roles, padding, stride, dilation,
     bias): a wrong one is a mismatch with the Model."""
     (traced,) = trace_all(problem)
-    (plan,) = plans_for([traced], conv=True)["fused"]
+    (plan,) = plans_for([traced], preview=True)["fused"]
     (step,) = plan.steps
     assert isinstance(step, ConvStep)
     (got,) = interpret(plan, traced.model, traced.inputs, dict(traced.program.constants))
@@ -73,7 +73,7 @@ def test_the_bias_joins_the_conv_launcher_output_copy_and_is_passed_to_the_kerne
 
 def test_a_1d_conv_runs_as_a_2d_one_with_unit_height() -> None:
     (traced,) = trace_all(FIXTURES["conv1d_dilated"])
-    (plan,) = plans_for([traced], conv=True)["fused"]
+    (plan,) = plans_for([traced], preview=True)["fused"]
     launch = conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
     assert launch.dims == 2 and launch.dhw[:2] == (1, 1) and launch.trs[:2] == (1, 1) and launch.zpq[:2] == (1, 1)
     assert launch.stride == (1, 1, 3) and launch.dilation == (1, 1, 2) and launch.pad == (0, 0, 2)
@@ -81,7 +81,7 @@ def test_a_1d_conv_runs_as_a_2d_one_with_unit_height() -> None:
 
 def test_a_transposed_conv_is_the_data_gradient_of_the_conv_it_inverts() -> None:
     (traced,) = trace_all(FIXTURES["conv_transpose2d_strided"])
-    (plan,) = plans_for([traced], conv=True)["fused"]
+    (plan,) = plans_for([traced], preview=True)["fused"]
     launch = conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
     # input (4, 32, 30, 26), weight (32, 48, 3, 4), stride 2, padding 1, output_padding 1 -> (4, 48, 60, 53)
     assert launch.operator == "dgrad" and (launch.k, launch.c) == (32, 48)
@@ -90,7 +90,7 @@ def test_a_transposed_conv_is_the_data_gradient_of_the_conv_it_inverts() -> None
 
 def _launch_of(name: str) -> ConvLaunch:
     (traced,) = trace_all(FIXTURES[name])
-    (plan,) = plans_for([traced], conv=True)["fused"]
+    (plan,) = plans_for([traced], preview=True)["fused"]
     return conv_launch(plan.steps[0], plan.buffers)  # type: ignore[arg-type]
 
 
