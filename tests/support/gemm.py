@@ -1,6 +1,6 @@
 """Shared pieces of the GEMM tests: the pure matrix-multiplication problems (KernelBench level 1, problems 1-18
-of its dev split, and tests/fixtures/gemm), proposing for them without materialising their multi-GB inputs, and
-the parts of a candidate file the tests read."""
+of its dev split, and tests/fixtures/gemm) and proposing for them without materialising their multi-GB inputs
+(support.offline reads the parts of a candidate file)."""
 
 from __future__ import annotations
 
@@ -70,17 +70,6 @@ def small_sizes(problem: Path, *, floor: int = 24, divisor: int = 32) -> dict[st
         elif value > floor:
             out[name] = max(floor, value // divisor)
     return out
-
-
-def cuda_of(source: str) -> str:
-    match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
-    assert match, "candidate has no _KW_CUDA_SRC"
-    return match.group(1)
-
-
-def headers_of(source: str) -> tuple[str, ...]:
-    match = re.search(r"\}, headers=(\(.*?\))\)", source)
-    return tuple(ast.literal_eval(match.group(1))) if match else ()
 
 
 # ---------------------------------------------------------------- small synthetic GEMM problems

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kernelwright.tools.sandbox.pool import WorkerOptions
+from support.offline import BUILD_ARCH
+
 
 @pytest.fixture(scope="module")
 def cache_env(build_cache: Path) -> Iterator[Path]:
@@ -15,3 +18,21 @@ def cache_env(build_cache: Path) -> Iterator[Path]:
     mp.setenv("KERNELWRIGHT_CACHE_DIR", str(build_cache))
     yield build_cache
     mp.undo()
+
+
+@pytest.fixture(scope="module")
+def arch_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh build cache that candidates imported here also use (KERNELWRIGHT_CACHE_DIR), building for
+    BUILD_ARCH: a test's own build of a candidate's CUDA is then the one its import finds."""
+    root = tmp_path_factory.mktemp("candidate-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("KERNELWRIGHT_CACHE_DIR", str(root))
+    mp.setenv("KERNELWRIGHT_ARCH", BUILD_ARCH)
+    yield root / "build"
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def worker_options(build_cache: Path) -> WorkerOptions:
+    """Harness workers that build into the shared cache."""
+    return WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})

@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.sandbox.pool import WorkerOptions
 from support.conv import fixture_conv_problems, propose_conv
-from support.float64_check import assert_close_to_float64, run_against_float64
+from support.gpu_checks import assert_close_to_float64, passes_on_its_own_kernel, run_against_float64
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 FIXTURES = {p.stem: p for p in fixture_conv_problems()}
@@ -29,25 +27,12 @@ def test_conv_fixtures_match_float64(problem: Path, cache_env: Path, tmp_path: P
     assert_close_to_float64(out, ref)
 
 
-FAST = EvalSettings(call_timeout_s=120.0, compile_baseline=False,
-                    bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=3000.0))
 HARNESS = ["conv2d_bias", "conv3d_fp32", "conv_transpose2d_strided", "conv3d_c3", "conv_transpose3d_grouped",
            "conv_transpose3d_strided_dilated"]
 
 
-@pytest.fixture(scope="module")
-def options(build_cache: Path) -> WorkerOptions:
-    return WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})
-
-
 @pytest.mark.parametrize("name", HARNESS)
-def test_conv_candidates_pass_the_harness_on_their_own_kernels(name: str, options: WorkerOptions,
+def test_conv_candidates_pass_the_harness_on_their_own_kernels(name: str, worker_options: WorkerOptions,
                                                                tmp_path: Path) -> None:
     (cand,) = propose_conv(FIXTURES[name])
-    with Evaluator(FIXTURES[name], FAST, options) as ev:
-        report = ev.evaluate(cand.write(tmp_path / "fused.py"))
-    assert report.status == "passed", (report.reason, report.message)
-    print(f"{name}: {report.speedup_vs_eager:.2f}x over eager")  # the figure, in the GPU log (-rA)
-    usage = report.kernel_usage or {}
-    assert any("kw_conv" in k for k in usage.get("custom", ())), usage
-    assert not usage.get("library"), usage  # no cuDNN: the conv is the candidate's
+    passes_on_its_own_kernel(FIXTURES[name], cand.write(tmp_path / "fused.py"), worker_options, "kw_conv", name)

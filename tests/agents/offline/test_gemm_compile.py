@@ -10,52 +10,31 @@ candidate of the same configuration (sizes are launcher arguments).
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kernelwright.agents.offline.codegen_gemm import MATH
-from kernelwright.tools.compile.header_libraries import build_options
-from kernelwright.tools.compile.nvcc import CompileResult, NvccCompiler, NvccOptions
+from kernelwright.tools.compile.nvcc import CompileResult, NvccCompiler
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.verify.kernel_trace import library_symbols
 from support.gemm import (
     LEVEL1,
-    cuda_of,
     fixture_gemm_problems,
-    headers_of,
     level1_gemm_problems,
     propose_lazily,
     traced_lazily,
 )
+from support.offline import BUILD_ARCH, build_options_of, cuda_of, kernel_names
 
-ARCH = "sm_90a"
 pytestmark = [pytest.mark.nvcc]
 REPRESENTATIVE = ("square_fp32", "bf16_matmul", "vector_matrix")  # fp32 3xTF32, bf16, matrix-vector
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("gemm-cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("KERNELWRIGHT_CACHE_DIR", str(root))  # imported candidates' load_cuda builds into the same cache
-    mp.setenv("KERNELWRIGHT_ARCH", ARCH)
-    yield root / "build"
-    mp.undo()
-
-
-def _options(source: str) -> NvccOptions:
-    """What load_cuda builds a candidate with (so its import hits this build in the cache)."""
-    includes, flags = build_options(headers_of(source))
-    return NvccOptions(arch=ARCH, include_dirs=includes, extra_flags=flags)
-
-
 def _build(sources: list[str], cache: Path) -> list[CompileResult]:
     compiler = NvccCompiler(cache_dir=cache, jobs=max(2, os.cpu_count() or 2))
-    results = compiler.compile_many([(cuda_of(s) + _ERROR_HELPER, _options(s)) for s in sources])
+    results = compiler.compile_many([(cuda_of(s) + _ERROR_HELPER, build_options_of(s, BUILD_ARCH)) for s in sources])
     for source, result in zip(sources, results):
         assert isinstance(result, CompileResult), (f"{source.splitlines()[0]}\n{result}\n"
                                                    f"{getattr(result, 'stderr', '')[-3000:]}")
@@ -70,14 +49,14 @@ def _assert_no_spills(result: CompileResult) -> None:
 
 
 
-def test_representative_gemm_candidates_compile_without_spills_and_import(cache: Path, tmp_path: Path) -> None:
+def test_representative_gemm_candidates_compile_without_spills_and_import(arch_cache: Path, tmp_path: Path) -> None:
     problems = [p for p in fixture_gemm_problems() if p.stem in REPRESENTATIVE]
     assert [p.stem for p in problems] == sorted(REPRESENTATIVE)
     candidates = [propose_lazily(p)[0] for p in problems]
-    for cand, result in zip(candidates, _build([c.source for c in candidates], cache)):
+    for cand, result in zip(candidates, _build([c.source for c in candidates], arch_cache)):
         _assert_no_spills(result)
         # the harness counts a kernel as the candidate's own when `nm` finds its name in the candidate's library
-        kernels = set(re.findall(r"__global__ void (?:__launch_bounds__\(.*?\) )?(kw_\w+)\(", cuda_of(cand.source)))
+        kernels = kernel_names(cand.source)
         assert kernels and kernels <= library_symbols([str(result.artifact)]), kernels
     for problem, cand in zip(problems, candidates):
         module = import_file(check_source(cand.write(tmp_path / f"{problem.stem}.py"), "candidate"), f"kw_gemm_candidate_{problem.stem}")
@@ -88,12 +67,12 @@ def test_representative_gemm_candidates_compile_without_spills_and_import(cache:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_every_gemm_candidate_compiles_without_spills(cache: Path) -> None:
+def test_every_gemm_candidate_compiles_without_spills(arch_cache: Path) -> None:
     problems = level1_gemm_problems() + fixture_gemm_problems()
     if not level1_gemm_problems():
         pytest.skip(f"the KernelBench dev split is not at {LEVEL1}")
     sources = [c.source for p in problems for c in propose_lazily(p)]
-    for result in _build(sources, cache):
+    for result in _build(sources, arch_cache):
         if any("kw_gem" in r.name for r in result.resources):
             _assert_no_spills(result)
 
@@ -101,7 +80,7 @@ def test_every_gemm_candidate_compiles_without_spills(cache: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("problem_name", ["square_fp32", "bf16_matmul"])
-def test_every_tile_of_the_tuners_space_compiles_without_spills(problem_name: str, cache: Path) -> None:
+def test_every_tile_of_the_tuners_space_compiles_without_spills(problem_name: str, arch_cache: Path) -> None:
     from kernelwright.agents.offline.propose import tuning_target
 
     problem = next(p for p in fixture_gemm_problems() if p.stem == problem_name)
@@ -110,5 +89,5 @@ def test_every_tile_of_the_tuners_space_compiles_without_spills(problem_name: st
     tiles = next(d.choices for d in target.space.dims if d.name.endswith(".TILE"))
     assert tiles == MATH["float32" if problem_name == "square_fp32" else "bfloat16"].tiles
     sources = [target.render({**target.space.defaults(), "h0.TILE": tile}) for tile in tiles]
-    for result in _build(sources, cache):
+    for result in _build(sources, arch_cache):
         _assert_no_spills(result)

@@ -23,11 +23,10 @@ import torch
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.tune import tune
-from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-from kernelwright.tools.measure.timing import BenchSettings
+from kernelwright.tools.harness.evaluate import Evaluator
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from support.float64_check import assert_close_to_float64, run_against_float64
 from support.gemm import CASES, LEVEL1, GemmCase, case_problem, fixture_gemm_problems
+from support.gpu_checks import FAST_HARNESS, assert_close_to_float64, passes_on_its_own_kernel, run_against_float64
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]
 SQUARE_FP32_MIN_SPEEDUP = 1.3
@@ -54,8 +53,6 @@ def test_fixture_gemms_at_full_size_match_float64(problem: Path, cache_env: Path
     assert_close_to_float64(out, ref)
 
 
-FAST = EvalSettings(call_timeout_s=120.0, compile_baseline=False,
-                    bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=3000.0))
 FIXTURES_GEMM = {p.stem: p for p in fixture_gemm_problems()}
 HARNESS = [FIXTURES_GEMM["square_fp32"], FIXTURES_GEMM["bf16_matmul"]]
 HARNESS += [p for p in (LEVEL1 / n for n in ("3_Batched_matrix_multiplication.py", "17_Matmul_with_transposed_B.py",
@@ -64,30 +61,20 @@ HARNESS += [p for p in (LEVEL1 / n for n in ("3_Batched_matrix_multiplication.py
                                              "14_Matmul_for_upper_triangular_matrices.py")) if p.exists()]
 
 
-@pytest.fixture(scope="module")
-def options(build_cache: Path) -> WorkerOptions:
-    return WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})
-
-
 @pytest.mark.parametrize("problem", HARNESS, ids=lambda p: p.stem)
-def test_gemm_candidates_pass_the_harness_on_their_own_kernels(problem: Path, options: WorkerOptions,
+def test_gemm_candidates_pass_the_harness_on_their_own_kernels(problem: Path, worker_options: WorkerOptions,
                                                                tmp_path: Path) -> None:
     (cand,) = propose(problem)
-    with Evaluator(problem, FAST, options) as ev:
-        report = ev.evaluate(cand.write(tmp_path / "fused.py"))
-    assert report.status == "passed", (report.reason, report.message)
-    print(f"{problem.stem}: {report.speedup_vs_eager:.2f}x over eager fp32")  # the figure, in the GPU log (-rA)
-    usage = report.kernel_usage or {}
-    assert any("kw_gem" in k for k in usage.get("custom", ())), usage
-    assert not usage.get("library"), usage  # no cuBLAS: the GEMM is the candidate's
+    report = passes_on_its_own_kernel(problem, cand.write(tmp_path / "fused.py"), worker_options, "kw_gem",
+                                      f"{problem.stem} (fp32 eager: cuBLAS without TF32)")  # no cuBLAS: ours
     assert report.speedup_vs_eager is not None and report.speedup_vs_eager > 0
     if problem.stem == "square_fp32":
         assert report.speedup_vs_eager >= SQUARE_FP32_MIN_SPEEDUP, report.speedup_vs_eager
 
 
-def test_tuning_a_gemm_searches_tiles_and_returns_a_verified_best(options: WorkerOptions, tmp_path: Path) -> None:
+def test_tuning_a_gemm_searches_tiles_and_returns_a_verified_best(worker_options: WorkerOptions, tmp_path: Path) -> None:
     problem = FIXTURES_GEMM["large_k"]
-    with Evaluator(problem, FAST, options) as ev:
+    with Evaluator(problem, FAST_HARNESS, worker_options) as ev:
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=5, out_dir=tmp_path, seed=3)
     assert result.best is not None and result.best.passed, [t.to_dict() for t in result.history]
     tried = {t.params.get("h0.TILE") for t in result.history} | {t.params.get("h0.SPLITK") for t in result.history}

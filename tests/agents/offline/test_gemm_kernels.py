@@ -25,16 +25,14 @@ from support.gemm import (
     LEVEL1,
     GemmCase,
     case_problem,
-    cuda_of,
     fixture_gemm_problems,
-    headers_of,
     level1_gemm_problems,
     propose_lazily,
     small_sizes,
     traced_forward,
     traced_lazily,
 )
-from support.offline import suite_dir
+from support.offline import cuda_of, headers_of, suite_dir
 
 LEVEL1_GEMMS = level1_gemm_problems()
 needs_level1 = pytest.mark.skipif(not LEVEL1_GEMMS, reason=f"the KernelBench dev split is not at {LEVEL1}")

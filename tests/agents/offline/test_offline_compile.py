@@ -16,29 +16,14 @@ import pytest
 import torch
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
-from kernelwright.tools.compile.header_libraries import build_options
-from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions, default_cache_dir
+from kernelwright.tools.compile.nvcc import NvccCompiler, default_cache_dir
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 from kernelwright.tools.problem.files import check_source, import_file
-from support.offline import fixture_problems, suite_problems
+from support.offline import build_options_of, cuda_of, fixture_problems, suite_problems
 
 pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
 PROBLEMS = suite_problems() + fixture_problems()
 ARCH = "sm_90a"
-
-
-def _cuda_of(source: str) -> str:
-    match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
-    assert match, "candidate has no _KW_CUDA_SRC"
-    return match.group(1)
-
-
-def _options_of(source: str) -> NvccOptions:
-    """The build load_cuda gives the candidate: its header libraries (CUTLASS for a GEMM of its own) included."""
-    match = re.search(r"headers=\(([^)]*)\)", source)
-    names = tuple(re.findall(r"'([^']+)'|\"([^\"]+)\"", match.group(1))) if match else ()
-    include_dirs, flags = build_options(tuple(a or b for a, b in names))
-    return NvccOptions(arch=ARCH, extra_flags=flags, include_dirs=include_dirs)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +42,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
             proposals[problem] = exc
             continue
         proposals[problem] = cands
-        items += [(_cuda_of(c.source) + _ERROR_HELPER, _options_of(c.source)) for c in cands]
+        items += [(cuda_of(c.source) + _ERROR_HELPER, build_options_of(c.source, ARCH)) for c in cands]
     compiler = NvccCompiler(cache_dir=default_cache_dir(), jobs=max(2, os.cpu_count() or 2))
     results = iter(compiler.compile_many(items))
     out = {p: (v, [next(results) for _ in v]) if isinstance(v, list) else (v, []) for p, v in proposals.items()}

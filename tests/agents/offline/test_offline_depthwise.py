@@ -8,7 +8,6 @@ real harness seeing the candidate's own kernel and no cuDNN."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from kernelwright.agents.offline.depthwise import depthwise_window
 from kernelwright.agents.offline.interp import pool_values
 from kernelwright.agents.offline.ir import Load, PoolStep, describe
 from kernelwright.agents.offline.planner import build_plan
-from kernelwright.agents.offline.propose import plans_for, render, trace_all
-from kernelwright.agents.offline.space import plan_space
+from kernelwright.agents.offline.propose import plans_for, trace_all
 from kernelwright.agents.offline.trace import trace_problem
+from support.offline import cuda_of, default_and_corner_sources, failed_builds
 from support.paths import FIXTURES
 
 DEPTHWISE = FIXTURES / "depthwise"
@@ -109,21 +108,16 @@ def test_interpreter_catches_a_wrong_depthwise_step() -> None:
         assert not check_traced(traced, {"broken": wrong}, {}).passed, change
 
 
-def _cuda_of(source: str) -> str:
-    match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
-    assert match, "candidate has no _KW_CUDA_SRC"
-    return match.group(1)
-
 
 def test_propose_gives_a_depthwise_kernel_only_with_the_preview() -> None:
     problem = DEPTHWISE / "dw2d_multiplier_bias.py"
     before = propose(problem)  # today's behaviour: cuDNN's conv, the bias add a kernel of its own
-    assert before and all("depthwise" not in _cuda_of(c.source) for c in before)
+    assert before and all("depthwise" not in cuda_of(c.source) for c in before)
     assert [s.kind if s.kind != "host" else s.target for s in plans_for(trace_all(problem))["fused"][0].steps] == \
         ["aten.conv2d.default", "elementwise"]
-    candidates = propose(problem, conv=True)
+    candidates = propose(problem, preview=True)
     assert candidates and all(not c.kept_aten_ops for c in candidates)
-    cuda = _cuda_of(candidates[0].source)
+    cuda = cuda_of(candidates[0].source)
     assert "depthwise pool" in cuda and "(plane / (int)2)" in cuda and "(plane % (int)8)" in cuda
     assert "acc += (float)x0 * (float)kw_cvt(p.b0[wb + i * 3 + j]);" in cuda
 
@@ -133,20 +127,11 @@ def test_propose_gives_a_depthwise_kernel_only_with_the_preview() -> None:
 @pytest.mark.timeout(900)
 def test_depthwise_candidates_compile_with_nvcc(tmp_path: Path) -> None:
     """Every fixture at default tunables and at the far corner of the pool space (BLOCK 64, 4 outputs a thread)."""
-    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
-    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
-
     sources: dict[str, str] = {}
     for path in PROBLEMS:
         traced = trace_all(path)
-        plans = plans_for(traced, conv=True)["fused"]
+        plans = plans_for(traced, preview=True)["fused"]
         assert _depthwise(plans[0]) and not plans[0].kept_aten_ops, path.name
-        space = plan_space(plans[0])
-        corner = {**space.defaults(), **{d.name: d.choices[0 if d.name.endswith(".BLOCK") else -1]
-                                         for d in space.dims if d.name.endswith((".BLOCK", ".OPT"))}}
-        for label, params in (("default", space.defaults()), ("corner", corner)):
-            sources[f"{path.stem}/{label}"] = _cuda_of(render(traced, plans, params, "fused")) + _ERROR_HELPER
-    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=2)
-    results = compiler.compile_many([(src, NvccOptions(arch="sm_90a")) for src in sources.values()])
-    failed = {key: getattr(r, "stderr", "")[-2000:] for key, r in zip(sources, results) if not hasattr(r, "artifact")}
+        sources.update(default_and_corner_sources(path, traced, plans))
+    failed = failed_builds(sources, tmp_path / "cache")
     assert not failed, failed

@@ -7,7 +7,6 @@ on a GPU, suite problems 20 and 44 pass the real harness without an ATen pool ke
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import plan_space
 from kernelwright.agents.offline.trace import trace_problem
-from support.offline import FIXTURES, suite_dir
+from support.offline import FIXTURES, cuda_of, default_and_corner_sources, failed_builds, suite_dir
 
 PROBLEM = '''import torch
 import torch.nn as nn
@@ -227,9 +226,9 @@ def test_3d_pooling_is_a_preview_of_propose(tmp_path: Path) -> None:
     before = propose(fixture)
     assert before and all(set(c.kept_aten_ops) == {"aten.max_pool3d.default", "aten.avg_pool3d.default"}
                           for c in before)
-    after = propose(fixture, conv=True)
+    after = propose(fixture, preview=True)
     assert after and all(not c.kept_aten_ops for c in after)
-    cuda = _cuda_of(after[0].source)
+    cuda = cuda_of(after[0].source)
     assert cuda.count("for (int c = 0;") == 8 and "depth_in" in cuda  # a depth loop in every kernel, checked
     assert "(min(de, 7) - max(id0, 0))" in cuda  # count_include_pad=False clips the divisor along depth too
     assert check_problem(fixture, scale=False, preview=True).passed
@@ -247,11 +246,6 @@ def test_interpreter_catches_a_wrong_3d_window(tmp_path: Path) -> None:
         assert not check_traced(traced, {"broken": wrong}, {}).passed, change
 
 
-def _cuda_of(source: str) -> str:
-    match = re.search(r'_KW_CUDA_SRC = r"""(.*?)"""', source, re.S)
-    assert match, "candidate has no _KW_CUDA_SRC"
-    return match.group(1)
-
 
 @pytest.mark.nvcc
 @pytest.mark.slow
@@ -259,25 +253,16 @@ def _cuda_of(source: str) -> str:
 def test_pool_candidates_compile_with_nvcc(tmp_path: Path) -> None:
     """Suite 20 and 44, the pooling fixtures and every CPU case (3-D ones with the preview on), at default
     tunables and at the far corner of the pool space (BLOCK 64, 4 outputs a thread)."""
-    from kernelwright.tools.compile.nvcc import NvccCompiler, NvccOptions
-    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
-
     problems = [suite_dir() / "20_conv2d_relu_avgpool.py", suite_dir() / "44_conv_bn_relu_pool.py",
                 FIXTURES / "offline" / "pooling.py", FIXTURES / "offline" / "pooling3d.py"]
     problems += [_problem(tmp_path, name, *case) for name, case in {**CASES, **CASES_3D}.items()]
     sources: dict[str, str] = {}
     for path in problems:
         traced = trace_all(path)
-        plans = plans_for(traced, conv=True)["fused"]  # the preview: 3-D pools too
+        plans = plans_for(traced, preview=True)["fused"]  # the preview: 3-D pools too
         assert not plans[0].kept_aten_ops, (path.name, plans[0].kept_aten_ops)
-        space = plan_space(plans[0])
-        corner = {**space.defaults(), **{d.name: d.choices[0 if d.name.endswith(".BLOCK") else -1]
-                                         for d in space.dims if d.name.endswith((".BLOCK", ".OPT"))}}
-        for label, params in (("default", space.defaults()), ("corner", corner)):
-            sources[f"{path.stem}/{label}"] = _cuda_of(render(traced, plans, params, "fused")) + _ERROR_HELPER
-    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=2)
-    results = compiler.compile_many([(src, NvccOptions(arch="sm_90a")) for src in sources.values()])
-    failed = {key: getattr(r, "stderr", "")[-2000:] for key, r in zip(sources, results) if not hasattr(r, "artifact")}
+        sources.update(default_and_corner_sources(path, traced, plans))
+    failed = failed_builds(sources, tmp_path / "cache")
     assert not failed, failed
 
 
