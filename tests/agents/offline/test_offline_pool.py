@@ -271,10 +271,11 @@ def test_pool_candidates_compile_with_nvcc(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("problem", [suite_dir() / "20_conv2d_relu_avgpool.py", suite_dir() / "44_conv_bn_relu_pool.py",
-                                     FIXTURES / "offline" / "pooling.py"], ids=lambda p: p.stem)
+                                     FIXTURES / "offline" / "pooling.py", FIXTURES / "offline" / "pooling3d.py"],
+                         ids=lambda p: p.stem)
 def test_pool_candidates_pass_the_real_harness(problem: Path, build_cache: Path, tmp_path: Path) -> None:
     """On a GPU: every variant is verified and timed; the only PyTorch-side kernels left are cuDNN's conv (a
-    library kernel), so the harness no longer rejects problem 20 as reference_op_called."""
+    library kernel), so the harness no longer rejects problem 20 as reference_op_called. 3-D pools: the preview's."""
     from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
     from kernelwright.tools.measure.timing import BenchSettings
     from kernelwright.tools.sandbox.pool import WorkerOptions
@@ -282,7 +283,7 @@ def test_pool_candidates_pass_the_real_harness(problem: Path, build_cache: Path,
     settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
                             bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
     options = WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})
-    candidates = propose(problem)
+    candidates = propose(problem, preview=problem.stem == "pooling3d")
     assert candidates and all(not c.kept_aten_ops for c in candidates)
     with Evaluator(problem, settings, options) as ev:
         for cand in candidates:
