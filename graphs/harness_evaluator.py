@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
 
 log = structlog.get_logger(__name__)
+WARM_JOIN_S = 30.0  # at close, how long a reference warm-up may take to let go of its killed workers
 
 
 def visible_gpus() -> list[str]:
@@ -72,12 +73,16 @@ class HarnessEvaluator:
         for ev in self._all:
             self._free.put(ev)
         self._trace_lock = threading.Lock()
+        self._warm_lock = threading.Lock()
+        self._warm_started = False
+        self._warm_threads: list[threading.Thread] = []
 
     def prepare(self, candidate: Path) -> EvalReport | None:
         """Build the candidate on a CPU worker; a failed build's report (status rejected), or None when it built."""
         from kernelwright.tools.harness.evaluate import reason_for_error
         from kernelwright.tools.harness.precompile import build_candidates
 
+        self._warm_reference_sides()
         with self.quiet.building():
             (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
         if outcome.ok:
@@ -86,6 +91,27 @@ class HarnessEvaluator:
         return EvalReport(problem=str(self.problem), candidate=str(candidate), status="rejected", stage="build",
                           reason=reason_for_error(error), message=error.get("message", ""), error=error,
                           durations_s={"build": round(outcome.seconds, 3)})
+
+    def _warm_reference_sides(self) -> None:
+        """Once, when the first build starts: each GPU's reference data and compiled baselines, in the background.
+        The first builds take seconds of nvcc and torch.compile takes seconds more; done at once they overlap.
+        A warm-up holds its Evaluator (evaluate() waits for it) and counts as a build, so no timing runs
+        beside the compiler's CPU load."""
+        with self._warm_lock:
+            if not self.gpus or self._warm_started:
+                return
+            self._warm_started = True
+
+        def warm() -> None:
+            with self._borrow() as evaluator:
+                # the first Evaluator's reference worker also traces the functional form: never both at once
+                with self._trace_lock if evaluator is self._all[0] else nullcontext(), self.quiet.building():
+                    evaluator.prepare_reference_side()
+
+        for _ in self._all:
+            thread = threading.Thread(target=warm, name="kw-warm-reference", daemon=True)
+            self._warm_threads.append(thread)
+            thread.start()
 
     def evaluate(self, candidate: Path) -> EvalReport:
         with self._borrow() as evaluator:
@@ -119,7 +145,12 @@ class HarnessEvaluator:
 
     def close(self) -> None:
         for ev in self._all:
-            ev.close()
+            ev.close()  # a warm-up still talking to its workers fails at once and lets go
+        for thread in self._warm_threads:
+            thread.join(timeout=WARM_JOIN_S)
+        if self._warm_threads:
+            for ev in self._all:
+                ev.close()  # whatever a warm-up started again between the two
         if self.quiet.waited_s:
             log.info("timing_waited_for_builds", problem=self.problem.name, seconds=round(self.quiet.waited_s, 2))
 

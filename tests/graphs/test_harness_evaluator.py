@@ -90,3 +90,44 @@ def test_builds_run_inside_the_runs_quiet_building_context(monkeypatch: pytest.M
     finally:
         evaluator.close()
     assert seen == [1]
+
+
+def test_the_first_build_warms_each_gpus_reference_side_and_close_lets_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prepare() starts one background warm-up per GPU evaluator (reference data, compiled baselines), under
+    QuietTiming.building and holding that evaluator; close() waits for it, and no worker outlives the run."""
+    import kernelwright.tools.harness.evaluate as evaluate
+    import kernelwright.tools.harness.precompile as precompile
+    from support.paths import RELU_CANDIDATE
+
+    class Built:
+        ok, error, seconds = True, None, 0.0
+
+    monkeypatch.setattr(precompile, "build_candidates", lambda *a, **k: [Built()])
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(),
+                                 gpus=["0", "1"])
+    warmed: list[tuple[int, bool]] = []
+
+    def fake_warm(self: evaluate.Evaluator) -> None:
+        warmed.append((id(self), evaluator.quiet._building > 0))
+
+    monkeypatch.setattr(evaluate.Evaluator, "prepare_reference_side", fake_warm)
+    try:
+        assert evaluator.prepare(RELU_CANDIDATE) is None
+        assert evaluator.prepare(RELU_CANDIDATE) is None  # the second build starts no second warm-up
+    finally:
+        evaluator.close()
+    assert all(not t.is_alive() for t in evaluator._warm_threads) and len(evaluator._warm_threads) == 2
+    assert sorted(w[0] for w in warmed) == sorted(id(ev) for ev in evaluator._all)  # each evaluator once
+    assert all(building for _, building in warmed)
+    assert all(not ev.ref_slot.pids() for ev in evaluator._all)
+
+
+def test_no_gpu_no_warm_up() -> None:
+    from support.paths import RELU_CANDIDATE
+
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=[])
+    try:
+        evaluator._warm_reference_sides()
+    finally:
+        evaluator.close()
+    assert evaluator._warm_threads == [] and RELU_CANDIDATE.exists()

@@ -270,7 +270,7 @@ class Evaluator:
                 try:
                     with self._quiet():
                         reply = self._ask(worker, "time", timeout_s=max(timeout, self._timing_timeout(ref.call_s)),
-                                          target=target, input=InputSpec(s.base_seed + 555).to_dict(),
+                                          target=target, input=self._timing_input().to_dict(),
                                           n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
                                           compile_mode=s.compile_mode if target == "compiled" else None)
                     out[target] = {**reply.header["stats"], "flags": reply.header.get("flags")}
@@ -282,6 +282,35 @@ class Evaluator:
                         self.reference()
             self._baselines = out
         return self._baselines
+
+    def _timing_input(self) -> InputSpec:
+        """The input set every timing draws its sets from: the baselines' and each candidate's (the same inputs)."""
+        return InputSpec(self.settings.base_seed + 555)
+
+    def prepare_reference_side(self) -> None:
+        """Ahead of the first candidate: the reference's data, and the torch.compile baselines compiled (untimed),
+        so the caller can overlap them with its builds. Failures are left for evaluate() to meet and report."""
+        try:
+            ref = self.reference()
+        except KernelwrightError:
+            return
+        s = self.settings
+        wanted = (("compiled", s.compile_baseline), ("compiled_autotune", s.autotune_baseline))
+        for target, enabled in wanted:
+            if not enabled or self._baselines is not None:
+                continue
+            try:
+                reply = self._ask(self.ref_slot.get(), "warm", target=target,
+                                  timeout_s=max(s.compile_baseline_timeout_s, self._timing_timeout(ref.call_s)),
+                                  input=self._timing_input().to_dict(),
+                                  compile_mode=s.compile_mode if target == "compiled" else None)
+                self.reference_durations_s[f"{target}_warm"] = float(reply.header.get("seconds") or 0.0)
+            except KernelwrightError as exc:  # the timing meets it again and records it in the baselines
+                self.log.info("baseline_warm_failed", target=target, error=exc.message[:300])
+                if not self.ref_slot.worker or not self.ref_slot.worker.alive:
+                    self.ref_slot.discard()
+                    self._reference = self._problem_info = None
+                return
 
     def bandwidth(self) -> WriteBandwidth | None:
         """The card's measured write bandwidth (the physical floor's yardstick), once per evaluator."""
@@ -302,7 +331,7 @@ class Evaluator:
                 worker = self.ref_slot.get()
                 try:
                     reply = self._ask(worker, "work", timeout_s=self._call_timeout(self._reference) + 60,
-                                      input=InputSpec(self.settings.base_seed + 555).to_dict())
+                                      input=self._timing_input().to_dict())
                     self._roofline = problem_floor(
                         ProblemWork.from_dict(reply.header["work"]), self._copy_gbps,
                         datasheet_peaks(self._device_name), card=self._device_name,
@@ -524,7 +553,7 @@ class Evaluator:
         cand_call_s = max([float(t.get("call_s", 0.0)) for t in judge.calls] or [ref.call_s])
         with self._quiet():
             reply = self._ask(worker, "time", timeout_s=self._timing_timeout(max(cand_call_s, ref.call_s)),
-                              input=InputSpec(s.base_seed + 555).to_dict(), n_sets=s.n_timing_sets,
+                              input=self._timing_input().to_dict(), n_sets=s.n_timing_sets,
                               settings=s.bench.to_dict(), samples=s.timed_samples if s.judge_timing else 0)
         report.timing["candidate"] = reply.header["stats"]
         report.durations_s["timing_bench"] = round(time.perf_counter() - t2, 3)
