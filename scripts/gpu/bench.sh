@@ -6,7 +6,8 @@
 # repo root here and carry it again to go on. runs/kb is a copy of ../shared/kernelbench (levels 1-3).
 # The H100 table in progress is kept in eval/measured/bench_kb_h100 (bench.json, results/, summary): to go on with
 # it, `cp -r eval/measured/bench_kb_h100 runs/bench_kb` before the call, pass the same flags (bench.json records them:
-# --generations 1), and copy bench.json, results/ and summary.* back after unpacking.
+# --generations 1, and KERNELWRIGHT_HARNESS__PROFILE=false before the command), and copy bench.json, results/ and
+# summary.* back after unpacking.
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
