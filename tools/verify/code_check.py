@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from kernelwright.tools.errors import IntegrityError, location
+
 REASON: Final = "forbidden_code"
 
 
@@ -166,6 +168,16 @@ def check_code(text: str, filename: str | Path = "<candidate>") -> CodeCheck:
         return CodeCheck(())
     unique = {(f.line, f.column): f for f in reversed(_Checker(tree).run())}  # an a.b.c chain: the outermost
     return CodeCheck(tuple(sorted(unique.values(), key=lambda f: (f.line, f.column))))
+
+
+def forbidden_code_error(text: str, path: str | Path) -> IntegrityError | None:
+    """The harness's rejection of a file the pre-check refuses (reason forbidden_code, `where` its first finding's
+    file:line, every finding in details), or None when it may be loaded."""
+    check = check_code(text, path)
+    if not check.forbidden:
+        return None
+    return IntegrityError(REASON, check.message(), where=location(path, check.findings[0].line),
+                          details=check.to_dict())
 
 
 # ------------------------------------------------------------------------------------------- the walk
