@@ -68,6 +68,8 @@ FORBIDDEN = [
     ("relative_import", "from . import sibling", "relative import", 1),
     ("unknown_module", "import pyautogui", "not on the candidate allow-list", 1),
     ("attrgetter", "import operator\noperator.attrgetter('system')", "operator.attrgetter", 2),
+    ("module_dict", "m = torch.__dict__['o' + 's']", "torch.__dict__", 1),
+    ("log_file", "import logging\nlogging.FileHandler('/tmp/x.log')", "logging.FileHandler", 2),
 ]
 
 
@@ -104,7 +106,7 @@ ALLOWED = [
     ("ctypes_pointers", "import ctypes\nctypes.string_at(0)"),  # crashes: the sandbox's to contain
     ("exec_of_literal", "exec('y = 1 + 1')"),
     ("torch_select_and_code_attr", "y = torch.select(torch.ones(2), 0, 0)\ndef f(e):\n    return e.code"),
-    ("compile_attr", "f = torch.compile(lambda x: x)"),
+    ("compile_and_eval_attrs", "f = torch.compile(lambda x: x)\nm = nn.Linear(2, 2).eval()\nv = torch.__version__"),
 ]
 
 

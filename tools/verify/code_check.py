@@ -66,6 +66,8 @@ ALLOWED_MODULES: Final[dict[str, ModuleRule]] = {
     "enum": ModuleRule(), "abc": ModuleRule(), "contextlib": ModuleRule(), "copy": ModuleRule(),
     "warnings": ModuleRule(), "re": ModuleRule(), "string": ModuleRule(), "textwrap": ModuleRule(),
     "time": ModuleRule(), "weakref": ModuleRule(), "queue": ModuleRule(),
+    "logging": ModuleRule(denied={"FileHandler": _FILES, "handlers": _FILES, "config": _FILES,
+                                  "basicConfig": "it can open a log file"}),
     "operator": ModuleRule(denied={"attrgetter": "it reads attributes named by strings",
                                    "methodcaller": "it calls methods named by strings"}),
     # background work is judged at run time (tools.sandbox.background), not here
@@ -117,6 +119,7 @@ _FORBIDDEN_ATTRIBUTES: Final[dict[str, str]] = {
                                    "__import__", "__getattribute__", "get_referrers", "get_referents",
                                    "get_objects")},
 }
+_MODULE_DUNDERS: Final = frozenset({"__version__", "__name__", "__file__", "__doc__"})  # the rest: internals
 _WRITE_MODE_CHARS: Final = frozenset("wax+")
 
 
@@ -363,6 +366,8 @@ class _Checker(ast.NodeVisitor):
     def _check_attribute(self, node: ast.AST, attr: str, base: str | None, construct: str) -> None:
         if attr in _FORBIDDEN_ATTRIBUTES:
             self._add(node, construct, _FORBIDDEN_ATTRIBUTES[attr])
+        elif base is not None and attr.startswith("__") and attr not in _MODULE_DUNDERS:
+            self._add(node, construct, "a module's internals (torch.__dict__['os'] would reach any module)")
         elif base is not None:
             self._check_name(node, f"{base}.{attr}", construct)
         elif attr in _REACHED_THROUGH:
