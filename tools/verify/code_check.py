@@ -8,15 +8,16 @@ the sandbox around the workers must hold when this check is bypassed. What the c
 clear message before any code runs, and so are the usual ways of hiding them (names built at run time for
 imports and attributes, exec/eval of built strings, frame and builtins tricks, modules passed around as values).
 
-Policy, all in this module (POLICY below):
+The policy, all in this module (ALLOWED_MODULES, DENIED and the tables after them):
 - imports: only the modules in ALLOWED_MODULES (torch, math, typing, ..., kernelwright's load_cuda); a few
   of them only with the attributes they list (os: paths and the environment; sys: versions and streams);
   DENIED names what is refused and why, also when reached through another module (`torch.os.system`);
 - builtins: exec/eval/compile only of a literal string (itself checked), no __import__, globals, vars(),
   breakpoint or __builtins__; open() only for reading: a candidate writes no file (its builds are written by
   load_cuda / load_inline into the harness's own cache), so any write mode (w, a, x, +) or a computed mode is refused;
-- attributes: frame, code and class-graph internals (f_back, f_globals, __subclasses__, ...), and attribute
-  names computed at run time on a module (getattr(os, name));
+- attributes: frame, code and class-graph internals (f_back, f_globals, __subclasses__, ...), a module's
+  own internals (torch.__dict__), and attribute names computed at run time on a module (getattr(os, name));
+  patching torch (torch.allclose = ...) is left to the runtime harness_tampering check;
 - threads and child processes started with threading / multiprocessing are left to the runtime check that
   owns background work (tools.sandbox.background: background_thread, background_process).
 """
@@ -196,11 +197,11 @@ def _module_rule(dotted: str) -> tuple[str, ModuleRule] | None:
 
 
 def _denied_module(dotted: str) -> tuple[str, str] | None:
-    """The denied module `dotted` is or is inside of, with why; "os"/"sys" only count as another's attribute."""
+    """The denied module `dotted` is or is inside of, with why."""
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
-        if DENIED.get(name):
+        if name in DENIED:
             return name, DENIED[name]
     return None
 
