@@ -156,3 +156,25 @@ def test_offline_candidates_of_each_kernel_family_pass() -> None:
                 refused[f"{problem.name}:{cand.variant}"] = check.message()
     assert not refused, refused
     assert count >= len(problems)
+
+
+def test_a_refused_candidate_goes_to_repair_with_every_finding() -> None:
+    """An LLM's careless file (a build directory, nvcc by hand) is fixable: the repair prompt lists each line."""
+    from kernelwright.agents.mutator import diagnostics_text, repairable
+    from kernelwright.tools.verify.code_check import forbidden_code_error
+
+    error = forbidden_code_error(HEADER + "import os\nimport subprocess\nos.makedirs('build')\n", "cand.py")
+    assert error is not None and error.reason == "forbidden_code" and error.where == "cand.py:4"
+    report = {"status": "rejected", "reason": error.reason, "error": error.to_dict()}
+    assert diagnostics_text(report).splitlines() == [
+        "line 4: import of subprocess is not allowed in a candidate (it runs other programs)",
+        "line 5: use of os.makedirs is not allowed in a candidate (only PathLike, cpu_count, curdir, devnull, "
+        "environ, extsep, fspath, getenv, getpid, linesep, name, pardir, path, pathsep, sep of os may be used)"]
+    assert repairable({"status": "rejected", "reason": "forbidden_code"}, max_depth=1)
+
+
+def test_a_refused_candidate_counts_as_never_built_in_kernelbench_tables() -> None:
+    from kernelwright.eval.kernelbench.full_job import _compiled
+
+    assert not _compiled({"status": "rejected", "reason": "forbidden_code"})
+    assert _compiled({"status": "rejected", "reason": "wrong_output"})
