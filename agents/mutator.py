@@ -20,10 +20,12 @@ from kernelwright.agents.translator import translate
 from kernelwright.tools.compile.diagnostics import Diagnostic
 from kernelwright.tools.problem.files import read_source
 from kernelwright.tools.run_folder import CandidateFolder
+from kernelwright.tools.verify.code_check import REASON as FORBIDDEN_CODE
 
 # Rejections a rewrite can plausibly fix; integrity verdicts (cheats) and timeouts of the harness itself are not retried.
+# forbidden_code is: its message names the line (a build directory made with os.makedirs, nvcc run by subprocess).
 REPAIRABLE = {"compile_error", "load_error", "correctness", "wrong_output", "shape_mismatch", "dtype_mismatch",
-              "nan_output", "unwritten_output", "crash", "timeout"}
+              "nan_output", "unwritten_output", "crash", "timeout", FORBIDDEN_CODE}
 DEFAULT_DIRECTION = "make it faster without changing what it computes"
 
 
@@ -108,6 +110,8 @@ def diagnostics_text(report: dict[str, Any], limit: int = 12) -> str:
     error = report.get("error") or {}
     for diag in (error.get("details") or {}).get("diagnostics") or error.get("diagnostics") or []:
         lines.append(Diagnostic.from_dict(diag).headline())
+    for finding in (error.get("details") or {}).get("findings") or []:  # forbidden_code: each construct, its line
+        lines.append(str(finding.get("message", "")))
     for trial in report.get("trials") or []:
         for out in trial.get("outputs") or []:
             if not out.get("passed", True):

@@ -84,7 +84,8 @@ class HarnessEvaluator:
 
         self._warm_reference_sides()
         with self.quiet.building():
-            (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1)
+            (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1,
+                                          code_check=self.settings.code_check)
         if outcome.ok:
             return None
         error = outcome.error or {}

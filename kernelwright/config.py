@@ -134,6 +134,9 @@ class HarnessConfig(_Section):
     sanitize: bool = Field(default=_default(EvalSettings, "sanitize"),
                            description="compute-sanitizer memcheck on every candidate that passes correctness, before "
                                        "timing (slow); winners are memchecked whatever this says")
+    code_check: bool = Field(default=_default(EvalSettings, "code_check"),
+                             description="the static pre-check of candidate Python (imports and calls outside an "
+                                         "allow-list: forbidden_code) before any worker loads it")
     profile: bool = Field(default=_default(RunSettings, "profile"),
                           description="Nsight Compute metrics of a passed candidate (eval) or of each generation's "
                                       "best (run)")
@@ -212,7 +215,7 @@ class KernelwrightConfig(_Section):
             precision=h.precision, eager_baseline=h.eager_baseline, strict_baseline=h.strict_baseline,
             compile_baseline=h.compile_baseline, compile_mode=h.compile_mode, autotune_baseline=h.autotune_baseline,
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
-            host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize,
+            host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize, code_check=h.code_check,
         )
 
     def run_setup(self, *, runs_dir: str | Path | None = None, settings: RunSettings | None = None) -> RunSetup:

@@ -22,9 +22,11 @@ from kernelwright.eval.kernelbench.runner import Interrupted, Lane, Solve
 from kernelwright.graphs.run import RunBudget, RunResult, RunSetup
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.run_folder import CandidateFolder, CandidateReport
+from kernelwright.tools.verify.code_check import REASON as FORBIDDEN_CODE
 
 LOGS_DIR = "logs"
-BUILD_FAILURES = frozenset({"compile_error", "load_error"})  # harness reasons of a candidate that never ran
+# harness reasons of a candidate that never ran (forbidden_code: refused by the pre-check before any build)
+BUILD_FAILURES = frozenset({"compile_error", "load_error", FORBIDDEN_CODE})
 NOT_EVALUATED = frozenset({"pending", "screened_out"})
 
 

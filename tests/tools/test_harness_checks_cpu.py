@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, ReferenceData
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, ReferenceData, reason_for_error
+from kernelwright.tools.harness.precompile import build_candidates
 from kernelwright.tools.harness.verdicts import timing_gap_message
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.inputs import InputSpec
@@ -50,6 +51,52 @@ def test_each_check_rejects_its_fixture_and_the_honest_one_passes(fixture: Path,
         assert report.status == "rejected", report.to_dict()
         assert report.reason in expected.split("|"), (report.reason, report.message)
         assert report.speedup_vs_eager is None
+
+
+def _forbidden_candidate(tmp_path: Path) -> tuple[Path, Path]:
+    """A candidate that, once imported, leaves a marker file and fails with a message of its own."""
+    marker = tmp_path / "imported.marker"
+    candidate = tmp_path / "shells_out.py"
+    candidate.write_text(f"""import torch
+import torch.nn as nn
+
+open({str(marker)!r}, "w").write("imported")
+raise RuntimeError("the candidate was imported")
+import subprocess
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        subprocess.run(["true"])
+        return torch.clamp_min(x, 0) * 2.0 + 1.0
+""")
+    return candidate, marker
+
+
+def test_forbidden_code_is_rejected_before_any_worker_imports_it(evaluator: Evaluator, tmp_path: Path) -> None:
+    candidate, marker = _forbidden_candidate(tmp_path)
+    report = evaluator.evaluate(candidate)
+    assert (report.status, report.reason, report.stage) == ("rejected", "forbidden_code", "load"), report.to_dict()
+    assert report.message.startswith("line 4: open() for writing (mode 'w') is not allowed in a candidate")
+    assert report.message.endswith("; and 1 more (line 6)"), report.message
+    assert report.error and report.error["where"] == f"{candidate}:4"
+    assert [f["line"] for f in report.error["details"]["findings"]] == [4, 6]
+    assert not marker.exists()  # its module-level code never ran
+    outcome, = build_candidates(FIXTURES / "problems" / "relu_affine_batched.py", [candidate], timeout_s=30)
+    assert not outcome.ok and outcome.error and reason_for_error(outcome.error) == "forbidden_code"
+    assert outcome.seconds < 5 and not marker.exists()  # refused before a build worker started
+    assert evaluator.evaluate(FIXTURES / "cpu_cheats" / "honest.py").status == "passed"  # the evaluator goes on
+
+
+def test_with_the_pre_check_off_the_same_file_is_imported(tmp_path: Path) -> None:
+    """The rejection above is the pre-check's doing: without it the worker imports the file (the sandbox, not
+    this check, then decides what its code may do)."""
+    candidate, _ = _forbidden_candidate(tmp_path)
+    settings = EvalSettings(**{**FAST.__dict__, "code_check": False})
+    with Evaluator(FIXTURES / "problems" / "relu_affine_batched.py", settings, WorkerOptions(device="cpu")) as ev:
+        report = ev.evaluate(candidate)
+    assert report.reason == "load_error", report.to_dict()
+    assert "imported" in report.message or "open" in report.message, report.message
 
 
 def test_the_reference_knows_its_unseen_size_and_keeps_no_tensor_in_the_harness(evaluator: Evaluator) -> None:

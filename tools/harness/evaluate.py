@@ -39,6 +39,8 @@ from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
+from kernelwright.tools.verify.code_check import REASON as FORBIDDEN_CODE
+from kernelwright.tools.verify.code_check import forbidden_code_error
 from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.verify.floors import WriteBandwidth
 from kernelwright.tools.verify.integrity import check_mutation, check_traces, kernel_usage
@@ -83,6 +85,7 @@ class EvalSettings:
     timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
     keep_standby: bool = True  # a spare candidate worker always started: a hang costs no start-up
+    code_check: bool = True  # the static pre-check (tools.verify.code_check) before any worker loads a candidate
 
     @property
     def profile(self) -> PrecisionProfile:
@@ -375,7 +378,7 @@ class Evaluator:
                                 "host_peak_pss_bytes": self.memory.peak_pss_bytes,
                                 "host_peak_rss_bytes": self.memory.peak_rss_bytes}
             worker = self.cand_slot.worker
-            if worker is not None and worker.alive:
+            if worker is not None and worker.alive and report.reason != FORBIDDEN_CODE:  # never sent to it
                 if report.status != "passed":
                     self.cand_slot.discard()  # failed candidate code never shares a process with the next one
                 else:
@@ -403,7 +406,11 @@ class Evaluator:
 
     def _evaluate(self, candidate: Path, report: EvalReport) -> None:
         s = self.settings
-        check_source(candidate, "candidate")
+        source = check_source(candidate, "candidate")
+        if s.code_check and (refused := forbidden_code_error(source.text, source.path)) is not None:
+            report.status, report.reason, report.message = "rejected", refused.reason, refused.message
+            report.error = refused.to_dict()
+            return  # no worker ever imports it
         t0 = time.perf_counter()
         self.check_problem()
         worker = self.cand_slot.get()

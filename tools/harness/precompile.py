@@ -3,7 +3,8 @@
 Each candidate is imported in its own CPU-only sandbox worker (CUDA hidden), which
 runs its load_cuda / load_inline builds into the shared content-addressed cache;
 the GPU evaluation that follows then loads cached libraries. Builds run in
-parallel under a job limit; a failure comes back in place with its diagnostics.
+parallel under a job limit; a failure comes back in place with its diagnostics. A candidate the static
+pre-check refuses (tools.verify.code_check) comes back failed at once: no worker imports it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 import structlog
 
 from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
-from kernelwright.tools.errors import KernelwrightError, ToolUnavailable
+from kernelwright.tools.errors import InputFileError, KernelwrightError, ToolUnavailable
+from kernelwright.tools.problem.files import read_source
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
+from kernelwright.tools.verify.code_check import forbidden_code_error
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +52,9 @@ def detect_arch() -> str:
 
 def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, build: BuildSettings = BuildSettings(),
                      jobs: int | None = None, options: WorkerOptions | None = None,
-                     timeout_s: float = 600.0) -> list[BuildOutcome]:
-    """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order."""
+                     timeout_s: float = 600.0, code_check: bool = True) -> list[BuildOutcome]:
+    """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order. `code_check`:
+    the static pre-check first (EvalSettings.code_check)."""
     options = options or WorkerOptions()
     # A CPU worker sees no GPU to ask, so the arch is settled here (the GPU evaluation must find the same build).
     settled = replace(build, arch=build.arch or detect_arch())
@@ -60,6 +64,12 @@ def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, b
 
     def build_one(candidate: str | Path) -> BuildOutcome:
         started = time.perf_counter()
+        try:
+            text = read_source(candidate, "candidate") if code_check else None
+        except InputFileError:
+            text = None  # not a readable source: the worker's load says so, as it does without the check
+        if text is not None and (refused := forbidden_code_error(text, candidate)) is not None:
+            return BuildOutcome(str(candidate), False, time.perf_counter() - started, error=refused.to_dict())
         worker = SandboxWorker("candidate", cpu_options)
         try:
             worker.start()

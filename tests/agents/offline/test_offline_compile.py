@@ -1,5 +1,6 @@
-"""Every offline candidate for every suite problem (and the fixtures) compiles with real nvcc, imports,
-binds its launchers, and builds a ModelNew whose parameters equal the Model's under the same seed.
+"""Every offline candidate for every suite problem (and the fixtures) passes the static pre-check (no
+forbidden_code), compiles with real nvcc, imports, binds its launchers, and builds a ModelNew whose parameters
+equal the Model's under the same seed.
 
 The CUDA of all candidates is built first in parallel (the content-addressed cache), then each candidate
 file is imported in-process (load_cuda hits that cache). Measured on the 2-core CI box: ~40 s to
@@ -19,6 +20,7 @@ from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.tools.compile.nvcc import NvccCompiler, default_cache_dir
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 from kernelwright.tools.problem.files import check_source, import_file
+from kernelwright.tools.verify.code_check import check_code
 from support.offline import build_options_of, cuda_of, fixture_problems, suite_problems
 
 pytestmark = [pytest.mark.nvcc, pytest.mark.slow, pytest.mark.timeout(1800)]  # ~4 min on 2 busy cores
@@ -57,6 +59,8 @@ def test_candidates_compile_import_and_share_parameters(problem: Path, built) ->
     proposals, results = table[problem]
     if isinstance(proposals, OfflineUnsupported):
         pytest.fail(f"no candidate: {proposals.message} (ops: {proposals.ops})")
+    refused = {c.variant: check_code(c.source).message() for c in proposals if check_code(c.source).forbidden}
+    assert not refused, f"the pre-check refuses honest candidates: {refused}"
     for cand, result in zip(proposals, results):
         assert hasattr(result, "artifact"), f"{cand.variant}: {result}\n{getattr(result, 'stderr', '')[-3000:]}"
     prob = import_file(check_source(problem, "problem"), f"kw_test_problem_{problem.stem}")
