@@ -8,20 +8,21 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from rich.console import Console
 from rich.table import Table
 
-from .case import CaseResult, FaultCase, FaultOutcome
-from .registry import all_cases
+from kernelwright.eval.faults.case import CaseResult, FaultCase, FaultOutcome
+from kernelwright.eval.faults.registry import all_cases
 
 NOT_RUN_NO_GPU = "needs GPU: not run"
 
 
-def _drop(logger: object, method: str, event: dict[str, object]) -> dict[str, object]:
+def _drop(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     raise structlog.DropEvent
 
 

@@ -11,11 +11,10 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from structlog.testing import capture_logs
 
+from kernelwright.eval.faults.case import FaultOutcome
+from kernelwright.eval.faults.scripted_run import answer, lost_work, run, settings
 from kernelwright.memory.archive import KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding
-
-from .case import FaultOutcome
-from .scripted_run import answer, lost_work, run, settings
 
 _HOLD = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)\n")

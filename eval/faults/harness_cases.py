@@ -10,14 +10,14 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
+from kernelwright.eval.faults.case import FaultOutcome
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.sandbox.pool import WorkerOptions
-
-from .case import FaultOutcome
 
 HERE = Path(__file__).resolve().parent
 CANDIDATES = HERE / "candidates"
@@ -34,21 +34,16 @@ class HarnessFault:
     reasons: tuple[str, ...]  # the typed rejection reasons that count as right
     message_has: str = ""  # a word the rejection's message must carry (the signal's name, ...)
     settings: EvalSettings = QUICK
-    device: str = "cpu"  # "cpu": the harness's CPU self-test mode; "cuda": the real GPU path
+    device: Literal["cuda", "cpu"] = "cpu"  # "cpu": the harness's CPU self-test mode; "cuda": the real GPU path
     env: dict[str, str] = field(default_factory=dict)  # the workers' extra environment
     honest: str = "honest.py"
     honest_status: str = "passed"
     inject: Callable[[Evaluator], None] | None = None  # applied to the started candidate worker before the fault
 
 
-def _options(fault: HarnessFault) -> WorkerOptions:
-    return WorkerOptions(env=dict(fault.env), device=fault.device) if fault.device == "cpu" else \
-        WorkerOptions(env=dict(fault.env))
-
-
 def run_harness_fault(fault: HarnessFault, scratch: Path) -> FaultOutcome:
     env = {"KERNELWRIGHT_CACHE_DIR": str(scratch / "build-cache"), **fault.env}
-    with Evaluator(PROBLEM, fault.settings, replace(_options(fault), env=env)) as ev:
+    with Evaluator(PROBLEM, fault.settings, WorkerOptions(env=env, device=fault.device)) as ev:
         if fault.inject is not None:
             fault.inject(ev)
         bad = ev.evaluate(CANDIDATES / fault.candidate)
@@ -72,8 +67,10 @@ def judge(fault: HarnessFault, bad: EvalReport, after: EvalReport) -> FaultOutco
 def cap_file_size(ev: Evaluator) -> None:
     """The injected disk-full: the candidate worker's RLIMIT_FSIZE, set from outside (prlimit) once it runs, so a
     write past a few MiB fails as on a full disk; no hook in the worker."""
-    worker = ev.cand_slot.get()
-    resource.prlimit(worker.pid, resource.RLIMIT_FSIZE, (DISK_LIMIT_BYTES, DISK_LIMIT_BYTES))
+    pid = ev.cand_slot.get().pid
+    if pid is None:
+        raise RuntimeError("the candidate worker did not start")
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (DISK_LIMIT_BYTES, DISK_LIMIT_BYTES))
 
 
 def remove_disk_full_leftovers() -> None:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
+from kernelwright.eval.faults.case import FaultOutcome
+from kernelwright.eval.faults.scripted_run import answer, evaluations, lost_work, run, settings
 from kernelwright.graphs.run import LLMRunError
-
-from .case import FaultOutcome
-from .scripted_run import answer, evaluations, lost_work, run, settings
 
 
 def _finished(scratch: Path, rules: list[ReplayRule], *, expect_speed: float, expect_requests: int,

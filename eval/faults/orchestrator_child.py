@@ -14,8 +14,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from kernelwright.agents.context import RunSettings
-
-from .scripted_run import answer, run, settings
+from kernelwright.eval.faults.scripted_run import answer, run, settings
 
 RUN_ID = "killed"
 

@@ -6,21 +6,36 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
-from .archive_case import run_archive_locked
-from .case import FaultCase, FaultOutcome
-from .harness_cases import (QUICK, HarnessFault, cap_file_size, remove_disk_full_leftovers, run_compile_hang,
-                            run_harness_fault)
-from .llm_cases import run_garbage, run_outage_then_resume, run_rate_limited_then_error, run_timeout
-from .resume_case import run_orchestrator_killed
-from .tool_cases import run_ncu_crash
+from kernelwright.eval.faults.archive_case import run_archive_locked
+from kernelwright.eval.faults.case import FaultCase, FaultOutcome
+from kernelwright.eval.faults.harness_cases import (
+    QUICK,
+    HarnessFault,
+    cap_file_size,
+    remove_disk_full_leftovers,
+    run_compile_hang,
+    run_harness_fault,
+)
+from kernelwright.eval.faults.llm_cases import (
+    run_garbage,
+    run_outage_then_resume,
+    run_rate_limited_then_error,
+    run_timeout,
+)
+from kernelwright.eval.faults.resume_case import run_orchestrator_killed
+from kernelwright.eval.faults.tool_cases import run_ncu_crash
 
 NEXT_PASSES = "rejected with its typed reason; the honest candidate evaluated next by the same Evaluator passes"
 RUN_GOES_ON = "the run finishes with every candidate evaluated once"
-GPU = dict(device="cuda", honest="cuda_honest.py")
 
 
 def _harness(fault: HarnessFault) -> partial[FaultOutcome]:
     return partial(run_harness_fault, fault)
+
+
+def _on_gpu(candidate: str, reason: str) -> partial[FaultOutcome]:
+    """A CUDA candidate on the real GPU path, followed by an honest CUDA one."""
+    return _harness(HarnessFault(candidate, (reason,), device="cuda", honest="cuda_honest.py"))
 
 
 def _disk_full(scratch: Path) -> FaultOutcome:
@@ -39,13 +54,13 @@ def all_cases() -> list[FaultCase]:
                   _harness(HarnessFault("segfault.py", ("crash",), message_has="SIGSEGV"))),
         FaultCase("cuda_illegal_memory", "CUDA illegal memory access", "kernel writes 2^40 floats past its output",
                   NEXT_PASSES + " (reason crash: the CUDA error is sticky, the worker is replaced)", True,
-                  _harness(HarnessFault("cuda_illegal_memory.py", ("crash",), **GPU))),  # type: ignore[arg-type]
+                  _on_gpu("cuda_illegal_memory.py", "crash")),
         FaultCase("forward_hang", "kernel hang (CPU)", "candidate's forward loops forever in Python",
                   NEXT_PASSES + " (reason timeout, the watchdog kills the worker)", False,
                   _harness(HarnessFault("hang.py", ("timeout",), message_has="killed"))),
         FaultCase("kernel_hang", "kernel hang (GPU)", "a CUDA kernel spins forever",
                   NEXT_PASSES + " (reason timeout)", True,
-                  _harness(HarnessFault("cuda_hang.py", ("timeout",), **GPU))),  # type: ignore[arg-type]
+                  _on_gpu("cuda_hang.py", "timeout")),
         FaultCase("worker_killed", "worker killed by a signal", "the worker gets SIGKILL mid-forward",
                   NEXT_PASSES + " (reason crash, naming SIGKILL)", False,
                   _harness(HarnessFault("killed_by_signal.py", ("crash",), message_has="SIGKILL"))),
@@ -56,7 +71,7 @@ def all_cases() -> list[FaultCase]:
                                                         min_call_timeout_s=10.0)))),
         FaultCase("gpu_oom", "GPU out-of-memory", "candidate allocates 4 TiB on the GPU",
                   NEXT_PASSES + " (reason does_not_fit)", True,
-                  _harness(HarnessFault("cuda_out_of_memory.py", ("does_not_fit",), **GPU))),  # type: ignore[arg-type]
+                  _on_gpu("cuda_out_of_memory.py", "does_not_fit")),
         FaultCase("disk_full", "disk full in the work dir",
                   "the candidate worker's RLIMIT_FSIZE capped at 4 MiB (prlimit); candidate writes 64 MiB",
                   NEXT_PASSES + " (reason error: the write fails with EFBIG, as with ENOSPC on a full disk)", False,

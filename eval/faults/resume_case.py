@@ -12,14 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from .case import FaultOutcome
-from .orchestrator_child import RUN_ID, endless_answers, run_settings
-from .scripted_run import evaluations, lost_work, run
+from kernelwright.eval.faults.case import FaultOutcome
+from kernelwright.eval.faults.orchestrator_child import RUN_ID, endless_answers, run_settings
+from kernelwright.eval.faults.scripted_run import evaluations, lost_work, run
 
 STARTUP_LIMIT_S = 120.0
 
 
 def run_orchestrator_killed(scratch: Path, seed: int | None = None) -> FaultOutcome:
+    seed = random.randrange(1 << 32) if seed is None else seed  # in the detail, to replay a failure
     rng = random.Random(seed)
     runs, log = scratch / "runs", scratch / "evaluated.log"
     total = run_settings().generations * run_settings().candidates_per_generation
@@ -46,7 +47,7 @@ def run_orchestrator_killed(scratch: Path, seed: int | None = None) -> FaultOutc
     ok = lost == 0 and not torn and len(result.state.get("candidates", {})) == total
     return FaultOutcome(ok, "SIGKILL, resumed", lost,
                         f"killed after {at} of {total} evaluations (+{extra_s:.2f} s); {counted}; "
-                        f"{torn} torn event line(s)")
+                        f"{torn} torn event line(s); seed {seed}")
 
 
 def _torn_event_lines(path: Path) -> int:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from kernelwright.eval.faults.case import FaultOutcome
+from kernelwright.eval.faults.harness_cases import fake_tool
 from kernelwright.tools.measure.ncu import ProfileUnavailable, profile_command
-
-from .case import FaultOutcome
-from .harness_cases import fake_tool
 
 _CRASHING_NCU = ('case "$*" in *--version*) echo "Version 2025.3.1.0 (build 1)"; exit 0;; esac\n'
                  'echo "==PROF== Connected to process $$"\nkill -SEGV $$\n')
