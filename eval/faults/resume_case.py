@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kernelwright.eval.faults.case import FaultOutcome
 from kernelwright.eval.faults.orchestrator_child import RUN_ID, endless_answers, run_settings
@@ -43,18 +44,21 @@ def run_orchestrator_killed(scratch: Path, seed: int | None = None) -> FaultOutc
     except Exception as exc:  # noqa: BLE001 - a resume that fails loses the run
         return FaultOutcome(False, f"resume failed: {type(exc).__name__}", total, str(exc)[:300])
     lost, counted = lost_work(log, result)
-    torn = _torn_event_lines(runs / RUN_ID / "events.jsonl")
-    ok = lost == 0 and not torn and len(result.state.get("candidates", {})) == total
+    events, torn = _events(runs / RUN_ID / "events.jsonl")
+    # the run's own record of its evaluations: one finished `evaluate` tool call per candidate, across both processes
+    logged = sum(e.get("event") == "tool_call" and e.get("tool") == "evaluate" for e in events)
+    ok = lost == 0 and not torn and logged == total and len(result.state.get("candidates", {})) == total
     return FaultOutcome(ok, "SIGKILL, resumed", lost,
-                        f"killed after {at} of {total} evaluations (+{extra_s:.2f} s); {counted}; "
-                        f"{torn} torn event line(s); seed {seed}")
+                        f"killed after {at} of {total} evaluations (+{extra_s:.2f} s); {counted}; the event log "
+                        f"records {logged} evaluations, {torn} torn line(s); seed {seed}")
 
 
-def _torn_event_lines(path: Path) -> int:
-    torn = 0
+def _events(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The event log's records and how many lines did not parse (a write torn by the kill)."""
+    events, torn = [], 0
     for line in path.read_text().splitlines() if path.exists() else []:
         try:
-            json.loads(line)
+            events.append(json.loads(line))
         except ValueError:
             torn += 1
-    return torn
+    return events, torn

@@ -89,6 +89,9 @@ def test_module_entry_lists_the_cases(tmp_path: Path) -> None:
                             text=True, timeout=120, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert all(name in listed.stdout for name in CASES)
-    unknown = subprocess.run([sys.executable, "-m", "kernelwright.eval.faults", "--only", "nope"],
-                             capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert unknown.returncode == 2 and "no fault case nope" in unknown.stderr
+
+
+def test_an_unknown_case_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--only", "nope"])
+    assert info.value.code == 2 and "no fault case nope (see --list)" in capsys.readouterr().err
