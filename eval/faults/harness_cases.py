@@ -8,7 +8,7 @@ import os
 import resource
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,9 +22,12 @@ from kernelwright.tools.sandbox.pool import WorkerOptions
 HERE = Path(__file__).resolve().parent
 CANDIDATES = HERE / "candidates"
 PROBLEM = HERE.parent / "problems" / "tiny_relu.py"
+# The runtime walls are under test, so the static pre-check (EvalSettings.code_check, where this version has it)
+# is off: it would refuse the hostile candidates (ctypes, os.kill, open for writing) before any worker ran them.
+_NO_STATIC_CHECK = {"code_check": False} if "code_check" in {f.name for f in fields(EvalSettings)} else {}
 # Quick settings: the faults, not the timing, are under test. The watchdog's floor is short so a hang costs seconds.
 QUICK = EvalSettings(compile_baseline=False, keep_standby=False, bench=BenchSettings(rep_ms=20.0, min_trials=10),
-                     min_call_timeout_s=3.0, load_timeout_s=60.0, host_memory_limit_gb=None)
+                     min_call_timeout_s=3.0, load_timeout_s=60.0, host_memory_limit_gb=None, **_NO_STATIC_CHECK)
 DISK_LIMIT_BYTES = 4 << 20  # the worker's file-size cap in the disk-full case
 
 
