@@ -5,12 +5,13 @@ rejected with its typed reason, and the honest one after it gets its normal verd
 from __future__ import annotations
 
 import os
+import random
 import resource
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from kernelwright.eval.faults.case import FaultOutcome
 from kernelwright.tools.compile.nvcc import BuildSettings
@@ -24,7 +25,7 @@ CANDIDATES = HERE / "candidates"
 PROBLEM = HERE.parent / "problems" / "tiny_relu.py"
 # The runtime walls are under test, so the static pre-check (EvalSettings.code_check, where this version has it)
 # is off: it would refuse the hostile candidates (ctypes, os.kill, open for writing) before any worker ran them.
-_NO_STATIC_CHECK = {"code_check": False} if "code_check" in {f.name for f in fields(EvalSettings)} else {}
+_NO_STATIC_CHECK: dict[str, Any] = {"code_check": False} if "code_check" in {f.name for f in fields(EvalSettings)} else {}
 # Quick settings: the faults, not the timing, are under test. The watchdog's floor is short so a hang costs seconds.
 QUICK = EvalSettings(compile_baseline=False, keep_standby=False, bench=BenchSettings(rep_ms=20.0, min_trials=10),
                      min_call_timeout_s=3.0, load_timeout_s=60.0, host_memory_limit_gb=None, **_NO_STATIC_CHECK)
@@ -93,41 +94,41 @@ def fake_tool(folder: Path, name: str, body: str) -> Path:
     return exe
 
 
-def hanging_nvcc(folder: Path, pid_file: Path) -> Path:
-    """An nvcc that answers its queries but never finishes a compile (it records its pid to check it was killed)."""
+def hanging_nvcc(folder: Path, marker: str) -> Path:
+    """An nvcc that answers its queries but never finishes a compile: it sleeps `marker` seconds (a number unique to
+    the case, so its process can be found afterwards; a sandboxed worker may have no writable place to note it)."""
     body = ('case "$*" in\n'
             '  *--version*) echo "Cuda compilation tools, release 12.8, V12.8.93"; exit 0;;\n'
             '  *--list-gpu-code*) printf "sm_80\\nsm_90\\nsm_90a\\n"; exit 0;;\n'
-            f'esac\necho $$ >> {pid_file}\nexec sleep 3600\n')
+            f'esac\nexec sleep {marker}\n')
     return fake_tool(folder, "nvcc", body)
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purpose
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+def processes_running(marker: str) -> list[int]:
+    """Live processes (not zombies) whose command line has `marker`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if (proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes()
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
 
 
 def run_compile_hang(scratch: Path) -> FaultOutcome:
     """nvcc never returns from a compile: the build's timeout (EvalSettings.build.timeout_s) must kill it and its
     process group, reject the candidate as a timeout, and leave the evaluator serving the next one."""
-    pids = scratch / "nvcc.pids"
+    marker = f"3599.{random.randrange(10**8, 10**9)}"
     fake_dir = scratch / "bin"
-    hanging_nvcc(fake_dir, pids)
-    fault = HarnessFault("compile_hang.py", ("timeout",), message_has="nvcc", device="cuda",
+    hanging_nvcc(fake_dir, marker)
+    fault = HarnessFault("compile_hang.py", ("timeout",), message_has="nvcc did not finish", device="cuda",
                          settings=replace(QUICK, build=BuildSettings(arch="sm_90a", timeout_s=2.0), load_timeout_s=30.0),
                          env={"PATH": f"{fake_dir}{os.pathsep}{os.environ.get('PATH', '')}", "CUDA_VISIBLE_DEVICES": ""},
                          honest_status="needs_gpu")  # no GPU visible to the workers: the honest one then needs one
     outcome = run_harness_fault(fault, scratch)
-    started = [int(p) for p in pids.read_text().split()] if pids.exists() else []
-    left = [p for p in started if alive(p)]
-    if not started:
-        return replace(outcome, contained=False, detail=f"the fake nvcc never ran; {outcome.detail}")
+    left = processes_running(marker)
     if left:
-        return replace(outcome, contained=False, detail=f"nvcc still running after the timeout: pids {left}")
-    return replace(outcome, detail=f"{outcome.detail}; the hung nvcc was killed")
+        return replace(outcome, contained=False, detail=f"the hung nvcc still runs after the timeout: pids {left}")
+    return replace(outcome, detail=f"{outcome.detail}; no nvcc left running")

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from kernelwright.eval.faults.__main__ import NOT_RUN_NO_GPU, main
 from kernelwright.eval.faults.case import FaultCase, FaultOutcome
+from kernelwright.eval.faults.harness_cases import processes_running
 from kernelwright.eval.faults.registry import all_cases
 
 CASES = {c.name: c for c in all_cases()}
@@ -52,6 +54,21 @@ def test_cpu_fault_is_contained_and_loses_nothing(case: FaultCase, tmp_path: Pat
 def test_gpu_fault_is_contained_and_loses_nothing(case: FaultCase, tmp_path: Path) -> None:
     outcome = case.run(tmp_path)
     assert outcome.contained and REASONS[case.name] in outcome.reason and outcome.work_lost == 0, outcome
+
+
+def test_a_hung_tool_left_running_is_found() -> None:
+    """What the compile-hang case relies on to say that no nvcc was left behind."""
+    marker = "3599.424242427"
+    sleeper = subprocess.Popen(["sleep", marker])
+    try:
+        deadline = time.monotonic() + 10
+        while not processes_running(marker) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the child has exec'd sleep
+        assert processes_running(marker) == [sleeper.pid]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert processes_running(marker) == []
 
 
 def _case(name: str, contained: bool) -> FaultCase:
