@@ -64,7 +64,7 @@ def judge(fault: HarnessFault, bad: EvalReport, after: EvalReport) -> FaultOutco
                                  + f", got {bad.status}/{reason}: {(bad.message or '')[:160]}"]
     if not went_on:
         problems.append(f"the honest candidate after it got {after.status}/{after.reason}: {(after.message or '')[:160]}")
-    detail = "; ".join(problems) or f"{(bad.message or '').splitlines()[0][:120]}; next candidate: {after.status}"
+    detail = "; ".join(problems) or f"{(bad.message or '').splitlines()[0][:200]}; next candidate: {after.status}"
     return FaultOutcome(contained=right and went_on, reason=reason, work_lost=0 if went_on else 1, detail=detail)
 
 

@@ -23,5 +23,6 @@ def run_ncu_crash(scratch: Path) -> FaultOutcome:
     except Exception as exc:  # noqa: BLE001 - an exception here would stop the run's profiling node
         return FaultOutcome(False, type(exc).__name__, 1, str(exc)[:300])
     ok = isinstance(result, ProfileUnavailable) and "-11" in result.reason
-    reason = f"{type(result).__name__}: {getattr(result, 'reason', '')}"
-    return FaultOutcome(ok, reason[:120], 0, "the crash comes back as a value the run records")
+    said = str(getattr(result, "reason", ""))
+    reason = f"{type(result).__name__}: {said.split(':')[0]}"  # ncu's own output (a pid) goes to the detail
+    return FaultOutcome(ok, reason, 0, f"the crash comes back as a value the run records: {said[:160]}")
