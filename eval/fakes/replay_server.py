@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 import uuid
@@ -60,6 +61,13 @@ def _usage(request: dict[str, Any], answer: str) -> dict[str, int]:
     prompt = sum(len(str(m.get("content", ""))) for m in request.get("messages", [])) // 4 + 1
     completion = len(answer) // 4 + 1
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up (its timeout) before a delayed answer came: expected, not worth a traceback
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -134,7 +142,7 @@ class ReplayServer:
         if fallback is not None:
             self.script.fallback = fallback
         handler = type("ReplayHandler", (_Handler,), {"script": self.script})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _Server(("127.0.0.1", port), handler)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

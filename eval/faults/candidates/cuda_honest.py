@@ -1,0 +1,30 @@
+"""Honest CUDA (raw form): the candidate each GPU case evaluates after its fault."""
+import torch
+import torch.nn as nn
+
+from kernelwright.tools.raw_kernel import load_cuda
+
+CUDA_SRC = r"""
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+__global__ void relu_affine(const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = fmaxf(x[i], 0.f) * 2.f + 1.f;
+}
+
+extern "C" int launch(const float* x, float* y, int64_t n, cudaStream_t stream) {
+    relu_affine<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>(x, y, n);
+    return (int)cudaGetLastError();
+}
+"""
+
+_lib = load_cuda(CUDA_SRC, {"launch": "f32*, f32*, i64"})
+
+
+class ModelNew(nn.Module):
+    def forward(self, x):
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        _lib.launch(x, y, x.numel())
+        return y
