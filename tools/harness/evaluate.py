@@ -23,6 +23,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.errors import (
     DoesNotFit,
     IntegrityError,
+    IsolationUnavailable,
     KernelwrightError,
     ReferenceFailure,
     ResourceLimit,
@@ -37,6 +38,7 @@ from kernelwright.tools.measure.problem_floor import ProblemFloor, ProblemWork, 
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec
+from kernelwright.tools.sandbox.isolation import IsolationPolicy, check_mode, describe
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
 from kernelwright.tools.verify.compare import Tolerance
@@ -83,6 +85,10 @@ class EvalSettings:
     timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
     keep_standby: bool = True  # a spare candidate worker always started: a hang costs no start-up
+    # the workers' jail (tools.sandbox.isolation): "auto" (strongest available), "off", "required"
+    isolation: str = "auto"
+    private_paths: tuple[str, ...] = ()  # hidden from candidate code besides home and .env (runs, archive)
+    visible_paths: tuple[str, ...] = ()  # readable again inside those (the current run's folder)
 
     @property
     def profile(self) -> PrecisionProfile:
@@ -136,7 +142,8 @@ class Evaluator:
         settings.profile  # noqa: B018 - an unknown profile fails here, not mid-evaluation
         options = worker_options or WorkerOptions()
         # The build settings travel to the workers explicitly; a variable the caller sets itself goes on top.
-        self.options = replace(options, env={**settings.build.worker_env(), **options.env})
+        self.options = replace(options, env={**settings.build.worker_env(), **options.env},
+                               isolation=self._policy(options.isolation))
         self.ref_slot = WorkerSlot("reference", self.options, standby=False)
         self.cand_slot = WorkerSlot("candidate", self.options, keep_standby=settings.keep_standby)
         self.cand_slot.warm()  # its start-up overlaps the reference's
@@ -155,6 +162,19 @@ class Evaluator:
         self.reference_durations_s: dict[str, float] = {}  # where the reference side's time went (benchmarks)
         self.peak_gpu_bytes: dict[str, int] = {}
         self.log = log.bind(problem=self.problem.path.name)
+
+    def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
+        """The settings' isolation on top of the caller's policy (a caller's explicit "off"/"required" wins)."""
+        mode = base.mode if base.mode != "auto" else check_mode(self.settings.isolation)
+        return replace(base, mode=mode, hide=(*base.hide, *self.settings.private_paths),
+                       show=(*base.show, *self.settings.visible_paths))
+
+    @property
+    def isolation(self) -> str:
+        """The isolation in force for candidate code, in words (from the candidate worker's own report)."""
+        worker = self.cand_slot.worker or self.cand_slot.standby
+        state = worker.info.get("isolation") if worker is not None else None
+        return describe(state, self.options.isolation.mode)
 
     # -- talking to workers -------------------------------------------------------
     def _ask(self, worker: SandboxWorker, op: str, *, timeout_s: float, **payload: Any) -> Message:
@@ -367,11 +387,13 @@ class Evaluator:
         except ReferenceFailure:
             self.cand_slot.discard()
             raise
+        except IsolationUnavailable:
+            raise  # the machine cannot give the required sandbox: no verdict on any candidate
         except KernelwrightError as exc:
             self._record_error(report, exc)
         finally:
             report.durations_s["total"] = round(time.perf_counter() - started, 3)
-            report.resources = {"gpu_peak_bytes": dict(self.peak_gpu_bytes),
+            report.resources = {**report.resources, "gpu_peak_bytes": dict(self.peak_gpu_bytes),
                                 "host_peak_pss_bytes": self.memory.peak_pss_bytes,
                                 "host_peak_rss_bytes": self.memory.peak_rss_bytes}
             worker = self.cand_slot.worker
@@ -407,6 +429,7 @@ class Evaluator:
         t0 = time.perf_counter()
         self.check_problem()
         worker = self.cand_slot.get()
+        report.resources["isolation"] = describe(worker.info.get("isolation"), self.options.isolation.mode)
         loaded = self._ask(worker, "load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
                            candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.build.fast_inline,
                            flags=s.profile.reference_flags).header

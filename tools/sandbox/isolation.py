@@ -1,0 +1,157 @@
+"""The isolation every process that imports or runs candidate code starts in: the setting, the plan, the
+command prefix, and the plain-words statement of what is in force (docs/SANDBOX.md says why and how).
+
+The setting `[harness] isolation` lives here (ISOLATION_MODES): "auto" (the strongest available, the
+default), "off", "required" (refuse to run without the full isolation: IsolationUnavailable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from kernelwright.tools.errors import IsolationUnavailable, KernelwrightError
+
+IsolationMode = Literal["auto", "off", "required"]
+ISOLATION_MODES: tuple[str, ...] = ("auto", "off", "required")
+JAIL_SCRIPT = Path(__file__).with_name("jail.py")
+REQUIRED_EXIT = 97  # jail.py's exit code when "required" cannot be met (jail.py is stdlib-only: kept in step)
+
+# Limits on every jailed process. No RLIMIT_AS: CUDA reserves terabytes of virtual address space.
+DEFAULT_LIMITS: dict[str, int] = {"nofile": 4096, "fsize": 8 << 30, "core": 0}
+DEFAULT_PIDS_MAX = 4096  # processes + threads of one worker (torch starts a thread per core, and more)
+
+
+def check_mode(mode: str) -> IsolationMode:
+    if mode not in ISOLATION_MODES:
+        raise KernelwrightError(f"harness.isolation must be one of {', '.join(ISOLATION_MODES)}, got {mode!r}",
+                                where="harness.isolation")
+    return mode  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class IsolationPolicy:
+    """What a jailed process may see and write. Paths are absolute; `show` re-exposes (read-only) paths
+    inside hidden ones (the Python install, the package, the problem), `writable` are its only writable
+    places besides /dev (GPU device files, CUDA IPC shared memory) and /proc."""
+
+    mode: IsolationMode = "auto"
+    hide: tuple[str, ...] = ()
+    show: tuple[str, ...] = ()
+    writable: tuple[str, ...] = ()
+    limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
+    pids_max: int | None = DEFAULT_PIDS_MAX
+
+    def plan(self) -> dict[str, Any]:
+        return {"net": True, "mount": True, "hide": _absolute(self.hide), "show": _absolute(self.show),
+                "writable": _absolute(self.writable), "limits": self.limits, "pids_max": self.pids_max,
+                "required": self.mode == "required"}
+
+    def wrap(self, cmd: list[str]) -> list[str]:
+        """`cmd` started inside the jail (unchanged when isolation is off)."""
+        if self.mode == "off" or not sys.platform.startswith("linux"):
+            return list(cmd)
+        return [sys.executable, "-I", str(JAIL_SCRIPT), json.dumps(self.plan()), "--", *cmd]
+
+
+def default_private_paths(project: Path | None = None) -> tuple[str, ...]:
+    """Never readable by candidate code: the user's home and the project's `.env` (the front adds the runs
+    folder and the archive, which it knows)."""
+    root = project or Path.cwd()
+    return tuple(str(p) for p in (Path.home(), root / ".env"))
+
+
+def runtime_paths() -> tuple[str, ...]:
+    """What a worker needs to read even where it lies inside a hidden folder: this Python and the import path."""
+    found = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent)}
+    found |= {p for p in sys.path if p and os.path.isabs(p)}
+    found |= {p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and os.path.isabs(p)}
+    return tuple(sorted(found))
+
+
+def _absolute(paths: tuple[str, ...]) -> list[str]:
+    return sorted({os.path.abspath(p) for p in paths})
+
+
+def probe(policy: IsolationPolicy | None = None) -> dict[str, Any]:
+    """What the jail achieves on this machine (tried for real in a throw-away child)."""
+    policy = policy or IsolationPolicy()
+    if not sys.platform.startswith("linux"):
+        return {"namespaces": [], "filesystem": False, "limits": [], "cgroup_pids": "",
+                "unavailable": {"namespaces": f"not Linux ({sys.platform})"}}
+    try:
+        out = subprocess.run([sys.executable, "-I", str(JAIL_SCRIPT), "--probe", json.dumps(policy.plan())],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+        return json.loads(out)
+    except (OSError, subprocess.SubprocessError, json.JSONDecodeError) as exc:
+        return {"namespaces": [], "filesystem": False, "limits": [], "cgroup_pids": "",
+                "unavailable": {"jail": f"probe failed: {exc}"}}
+
+
+def describe(state: dict[str, Any] | None, mode: str = "auto") -> str:
+    """One line for `kernelwright env` and the reports, e.g. 'namespaces: net+mount; file system: read-only,
+    private paths hidden; limits: nofile, fsize, core; cgroup pids: unavailable (...)'."""
+    if mode == "off":
+        return "off (harness.isolation = \"off\"): candidate code runs with the harness's own rights"
+    if not state:
+        return "unknown (the worker did not report it)"
+    gone = state.get("unavailable") or {}
+    spaces = "+".join(state.get("namespaces") or []) or f"none ({gone.get('namespaces', 'not set up')})"
+    parts = [f"namespaces: {spaces}"]
+    if "net" not in (state.get("namespaces") or []):
+        parts.append("network: socket guard only (weaker: an audit hook; native code can bypass it)")
+    parts.append("file system: read-only, private paths hidden" if state.get("filesystem")
+                 else f"file system: not isolated ({gone.get('filesystem', 'unavailable')})")
+    parts.append("limits: " + (", ".join(state.get("limits") or []) or "none"))
+    cg = state.get("cgroup_pids") or ""
+    if cg and not cg.startswith("unavailable"):
+        parts.append("cgroup pids: on")
+    else:
+        parts.append(f"cgroup pids: unavailable ({gone.get('cgroup_pids') or cg.removeprefix('unavailable: ') or 'off'})")
+    parts.append("gpu memory: not enforced per worker")
+    return "; ".join(parts)
+
+
+def missing(state: dict[str, Any]) -> dict[str, str]:
+    """The mechanisms `required` insists on that did not take effect."""
+    gone = dict(state.get("unavailable") or {})
+    cg = state.get("cgroup_pids") or ""
+    if cg.startswith("unavailable"):
+        gone.setdefault("cgroup_pids", cg)
+    return gone
+
+
+def release(state: dict[str, Any] | None) -> None:
+    """Remove a finished worker's pids cgroup (the kernel keeps an empty one until it is removed)."""
+    path = (state or {}).get("cgroup_pids") or ""
+    if path.startswith("/sys/fs/cgroup/"):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def jail_state() -> dict[str, Any] | None:
+    """In a worker: what its jail set up (None when it started without one)."""
+    text = os.environ.get("KERNELWRIGHT_ISOLATION")
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def install_socket_guard() -> None:
+    """The fallback where no network namespace can be made: refuse every new socket and every connect/bind
+    from Python (an audit hook cannot be removed). Weaker than a namespace: native code can bypass it."""
+    blocked = {"socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.getaddrinfo"}
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event in blocked:
+            raise PermissionError(f"network access is blocked in the kernelwright sandbox ({event})")
+
+    sys.addaudithook(hook)
