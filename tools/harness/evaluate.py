@@ -167,7 +167,7 @@ class Evaluator:
         """The settings' isolation on top of the caller's policy (a caller's explicit "off"/"required" wins)."""
         mode = base.mode if base.mode != "auto" else check_mode(self.settings.isolation)
         return replace(base, mode=mode, hide=(*base.hide, *self.settings.private_paths),
-                       show=(*base.show, *self.settings.visible_paths))
+                       show=(*base.show, str(self.problem.path.parent), *self.settings.visible_paths))
 
     @property
     def isolation(self) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kernelwright.tools.errors import IsolationUnavailable, KernelwrightError
+from kernelwright.tools.errors import KernelwrightError
 
 IsolationMode = Literal["auto", "off", "required"]
 ISOLATION_MODES: tuple[str, ...] = ("auto", "off", "required")
@@ -56,7 +56,7 @@ class IsolationPolicy:
         """`cmd` started inside the jail (unchanged when isolation is off)."""
         if self.mode == "off" or not sys.platform.startswith("linux"):
             return list(cmd)
-        return [sys.executable, "-I", str(JAIL_SCRIPT), json.dumps(self.plan()), "--", *cmd]
+        return [sys.executable, "-I", "-S", str(JAIL_SCRIPT), json.dumps(self.plan()), "--", *cmd]
 
 
 def default_private_paths(project: Path | None = None) -> tuple[str, ...]:

@@ -22,8 +22,14 @@ from typing import Any, Literal
 
 import structlog
 
-from kernelwright.tools.errors import (IsolationUnavailable, KernelwrightError, ResourceLimit, ToolTimeout, WorkerCrash,
-                                      error_from_dict)
+from kernelwright.tools.errors import (
+    IsolationUnavailable,
+    KernelwrightError,
+    ResourceLimit,
+    ToolTimeout,
+    WorkerCrash,
+    error_from_dict,
+)
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox import isolation
 from kernelwright.tools.sandbox.isolation import IsolationPolicy
@@ -206,15 +212,17 @@ def worker_policy(base: IsolationPolicy, env: dict[str, str], work_dir: Path) ->
     from kernelwright.tools.compile.nvcc import WORKER_ENV
 
     home = Path(os.path.expanduser("~"))
-    caches = {WORKER_ENV["cache_dir"]: env.get(WORKER_ENV["cache_dir"]) or str(home / ".cache" / "kernelwright"),
-              "TORCH_EXTENSIONS_DIR": env.get("TORCH_EXTENSIONS_DIR") or str(home / ".cache" / "torch_extensions")}
-    for name, folder in caches.items():
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        env[name] = folder
+    # kernelwright's cache root holds the archive too: only its build/ is writable (tools.compile.nvcc)
+    kw_cache = Path(env.get(WORKER_ENV["cache_dir"]) or home / ".cache" / "kernelwright")
+    torch_ext = Path(env.get("TORCH_EXTENSIONS_DIR") or home / ".cache" / "torch_extensions")
+    env[WORKER_ENV["cache_dir"]], env["TORCH_EXTENSIONS_DIR"] = str(kw_cache), str(torch_ext)
+    caches = (kw_cache / "build", torch_ext)
+    for folder in caches:
+        folder.mkdir(parents=True, exist_ok=True)
     env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir)})
     return IsolationPolicy(mode=base.mode, hide=(*isolation.default_private_paths(), *base.hide),
                            show=(*isolation.runtime_paths(), *base.show),
-                           writable=(str(work_dir), *caches.values(), *base.writable),
+                           writable=(str(work_dir), *map(str, caches), *base.writable),
                            limits=base.limits, pids_max=base.pids_max)
 
 
