@@ -18,7 +18,7 @@ import structlog
 from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.graphs.harness_evaluator import profile_candidate
 from kernelwright.logging_setup import api_logging
-from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import verdict_update
 from kernelwright.tools.problem.files import check_source, read_source
@@ -59,14 +59,15 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
 
 def _evaluate(problem: str | Path, candidate: str | Path, config: KernelwrightConfig, profile: bool | None,
               sanitize: bool) -> EvalReport:
-    settings = config.eval_settings()
-    with Evaluator(problem, _jailed(settings, config.runs_dir, Path(candidate))) as evaluator:
+    settings = _jailed(config.eval_settings(), config.runs_dir, Path(candidate))
+    with Evaluator(problem, settings) as evaluator:
         report = evaluator.evaluate(candidate)
         if sanitize and report.passed and report.sanitizer is None:
             for key, value in verdict_update(evaluator.sanitize(candidate).to_dict()).items():
                 setattr(report, key, value)
     if report.passed and (config.harness.profile if profile is None else profile):
-        report.profile = profile_candidate(problem, candidate, settings.build)
+        report.profile = profile_candidate(problem, candidate, settings.build,
+                                           isolation_policy(settings, Path(problem)))
     return report
 
 

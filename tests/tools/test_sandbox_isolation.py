@@ -226,3 +226,32 @@ def test_startup_overhead_of_the_sandbox_is_small() -> None:
     on = min(start_s("auto") for _ in range(3))
     print(json.dumps({"worker_start_s": {"isolation_off": round(off, 3), "isolation_on": round(on, 3)}}))
     assert on < off + 1.0, (on, off)
+
+
+@needs_namespaces
+def test_tools_that_run_candidate_code_start_in_the_jail_too(planted: dict[str, Path], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """compute-sanitizer (and ncu, through the same `jailed`) and the candidate process it starts: no home, no
+    network, no writes outside; a private /tmp for the tool's lock file."""
+    from kernelwright.tools.harness import sanitizer
+
+    fake = tmp_path / "tools" / "compute-sanitizer"
+    fake.parent.mkdir()
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        cat {planted["home_secret"]} 2>/dev/null && echo home:read || echo home:hidden
+        echo lock > /tmp/nsight-compute-lock && echo tmp:writable
+        echo x > {fake.parent / "dropped"} 2>/dev/null && echo outside:wrote || echo outside:refused
+        echo x > {planted["home"] / "dropped"} 2>/dev/null && echo home:wrote || echo home:refused
+        cat /proc/self/net/tcp | wc -l | sed 's/^/tcp-lines:/'
+        echo "========= ERROR SUMMARY: 0 errors"
+        """))
+    fake.chmod(0o755)
+    monkeypatch.setattr(sanitizer, "find_compute_sanitizer", lambda: str(fake))
+    report = sanitizer.sanitize(str(PROBLEM), str(FIXTURES / "cpu_cheats" / "honest.py"), timeout_s=60,
+                                isolation=IsolationPolicy())
+    out = report.output_tail
+    assert "home:hidden" in out and "tmp:writable" in out and "outside:refused" in out, out
+    assert "tcp-lines:1" in out  # the namespace's own table: only the header, no host connection
+    assert SECRET not in out and not (fake.parent / "dropped").exists() and not (planted["home"] / "dropped").exists()
+    assert not Path("/tmp/nsight-compute-lock").exists() or "lock" != Path("/tmp/nsight-compute-lock").read_text().strip()

@@ -128,6 +128,16 @@ class ReferenceData:
         return max((sum(int(m["bytes"]) for m in e["outputs"]) for e in self.entries.values()), default=0)
 
 
+def isolation_policy(settings: EvalSettings, problem: Path, *show: str | Path,
+                     base: IsolationPolicy | None = None) -> IsolationPolicy:
+    """The jail for processes that run this problem's candidates: the settings' on top of `base` (a caller's
+    explicit "off"/"required" wins over the settings' mode); the problem's folder and `show` stay readable."""
+    base = base or IsolationPolicy()
+    mode = base.mode if base.mode != "auto" else check_mode(settings.isolation)
+    return replace(base, mode=mode, hide=(*base.hide, *settings.private_paths),
+                   show=(*base.show, str(Path(problem).resolve().parent), *map(str, show), *settings.visible_paths))
+
+
 class Evaluator:
     """One problem, many candidates. Keeps a warm reference worker (the judge) and a reusable candidate worker."""
 
@@ -164,10 +174,7 @@ class Evaluator:
         self.log = log.bind(problem=self.problem.path.name)
 
     def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
-        """The settings' isolation on top of the caller's policy (a caller's explicit "off"/"required" wins)."""
-        mode = base.mode if base.mode != "auto" else check_mode(self.settings.isolation)
-        return replace(base, mode=mode, hide=(*base.hide, *self.settings.private_paths),
-                       show=(*base.show, str(self.problem.path.parent), *self.settings.visible_paths))
+        return isolation_policy(self.settings, self.problem.path, base=base)
 
     @property
     def isolation(self) -> str:
@@ -682,8 +689,10 @@ class Evaluator:
         run or benchmark problem before it is reported as verified."""
         from kernelwright.tools.harness.sanitizer import sanitize_verdict
 
+        policy = self.options.isolation
+        policy = replace(policy, show=(*policy.show, str(Path(candidate).resolve().parent)))
         verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
-                                   env={**os.environ, **self.options.env})
+                                   env={**os.environ, **self.options.env}, isolation=policy)
         self.log.info("candidate_sanitized", candidate=Path(candidate).name, status=verdict.status,
                       seconds=round(verdict.seconds, 1))
         return verdict

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,6 +29,7 @@ REQUIRED_EXIT = 97  # jail.py's exit code when "required" cannot be met (jail.py
 # Limits on every jailed process. No RLIMIT_AS: CUDA reserves terabytes of virtual address space.
 DEFAULT_LIMITS: dict[str, int] = {"nofile": 4096, "fsize": 8 << 30, "core": 0}
 DEFAULT_PIDS_MAX = 4096  # processes + threads of one worker (torch starts a thread per core, and more)
+CAP_SYS_ADMIN = 21
 
 
 def check_mode(mode: str) -> IsolationMode:
@@ -44,12 +49,16 @@ class IsolationPolicy:
     hide: tuple[str, ...] = ()
     show: tuple[str, ...] = ()
     writable: tuple[str, ...] = ()
+    scratch: tuple[str, ...] = ()  # folders replaced by a private writable tmpfs (/tmp for ncu's lock file)
+    # capabilities left in the bounding set (numbers): none, except for ncu, which needs CAP_SYS_ADMIN (21)
+    # for the GPU's performance counters; a process with it could undo its mounts (weaker, said in reports)
+    keep_caps: tuple[int, ...] = ()
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     pids_max: int | None = DEFAULT_PIDS_MAX
 
     def plan(self) -> dict[str, Any]:
         return {"net": True, "mount": True, "hide": _absolute(self.hide), "show": _absolute(self.show),
-                "writable": _absolute(self.writable), "limits": self.limits, "pids_max": self.pids_max,
+                "writable": _absolute(self.writable), "scratch": _absolute(self.scratch), "keep_caps": list(self.keep_caps), "limits": self.limits, "pids_max": self.pids_max,
                 "required": self.mode == "required"}
 
     def wrap(self, cmd: list[str]) -> list[str]:
@@ -74,8 +83,53 @@ def runtime_paths() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def child_policy(base: IsolationPolicy, env: dict[str, str], work_dir: Path,
+                 scratch: tuple[str, ...] = ()) -> IsolationPolicy:
+    """`base` completed for one child: its home and temp folder become `work_dir` (private, removed with it),
+    the shared build caches stay writable (and are named in `env`, so they do not move with HOME), the
+    Python install and import path stay readable inside hidden folders. `env` is updated in place."""
+    from kernelwright.tools.compile.nvcc import WORKER_ENV
+
+    home = Path(os.path.expanduser("~"))
+    # kernelwright's cache root holds the archive too: only its build/ is writable (tools.compile.nvcc)
+    kw_cache = Path(env.get(WORKER_ENV["cache_dir"]) or home / ".cache" / "kernelwright")
+    torch_ext = Path(env.get("TORCH_EXTENSIONS_DIR") or home / ".cache" / "torch_extensions")
+    env[WORKER_ENV["cache_dir"]], env["TORCH_EXTENSIONS_DIR"] = str(kw_cache), str(torch_ext)
+    caches = (kw_cache / "build", torch_ext)
+    for folder in caches:
+        folder.mkdir(parents=True, exist_ok=True)
+    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir)})
+    return IsolationPolicy(mode=base.mode, hide=(*default_private_paths(), *base.hide),
+                           show=(*runtime_paths(), *base.show),
+                           writable=(str(work_dir), *map(str, caches), *base.writable),
+                           scratch=(*base.scratch, *scratch), keep_caps=base.keep_caps, limits=base.limits,
+                           pids_max=base.pids_max)
+
+
+@contextmanager
+def jailed(cmd: list[str], policy: IsolationPolicy | None, env: dict[str, str]) -> Iterator[list[str]]:
+    """A one-shot tool command that runs candidate code (ncu, compute-sanitizer) started in the jail, with a
+    private /tmp (ncu keeps its lock file there) and work folder, both removed afterwards. `env` is updated."""
+    if policy is None or policy.mode == "off" or not sys.platform.startswith("linux"):
+        yield list(cmd)
+        return
+    work_dir = Path(tempfile.mkdtemp(prefix="kw-tool-work-"))
+    tool = shutil.which(cmd[0]) or cmd[0]
+    policy = replace(policy, show=(*policy.show, str(Path(tool).resolve().parent)))  # the tool itself
+    try:
+        yield child_policy(policy, env, work_dir, scratch=("/tmp",)).wrap(cmd)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def release_pid(pid: int) -> None:
+    """Remove the pids cgroup the jail made for process `pid` (a finished one-shot tool)."""
+    for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+        release({"cgroup_pids": f"{base}/kernelwright-worker-{pid}"})
+
+
 def _absolute(paths: tuple[str, ...]) -> list[str]:
-    return sorted({os.path.abspath(p) for p in paths})
+    return sorted({os.path.realpath(p) for p in paths})  # mount points are real paths
 
 
 def probe(policy: IsolationPolicy | None = None) -> dict[str, Any]:
@@ -113,6 +167,10 @@ def describe(state: dict[str, Any] | None, mode: str = "auto") -> str:
         parts.append("cgroup pids: on")
     else:
         parts.append(f"cgroup pids: unavailable ({gone.get('cgroup_pids') or cg.removeprefix('unavailable: ') or 'off'})")
+    caps = state.get("capabilities")
+    parts.append("capabilities: none" if caps == "none" else
+                 f"capabilities: {caps} (weaker: may undo its mounts)" if caps else
+                 f"capabilities: not dropped ({gone.get('capabilities', 'unknown')})")
     parts.append("gpu memory: not enforced per worker")
     return "; ".join(parts)
 

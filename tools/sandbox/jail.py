@@ -25,7 +25,10 @@ REQUIRED_EXIT = 97
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 # mounts left as they are: kernel views and devices (the GPU's /dev/nvidia* and CUDA IPC's /dev/shm live there)
-KEEP_WRITABLE_PREFIXES = ("/proc", "/sys", "/dev")
+KEEP_WRITABLE_PREFIXES = ("/proc", "/dev")
+# kernel knobs a uid-0 process may write by file mode alone, capabilities or not: bound read-only
+READ_ONLY_KERNEL_PATHS = ("/proc/sys", "/proc/sysrq-trigger")
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, CAP_LAST = 24, 38, 63
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -92,22 +95,28 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
-def _layer_paths(hide: list[str], show: list[str], writable: list[str]) -> None:
+def _layer_paths(hide: list[str], show: list[str], writable: list[str], scratch: list[str]) -> None:
     """Hide and re-show paths, shallow first (a path shown inside a hidden folder is bound back from the
     original, opened before anything was hidden; one hidden inside a shown folder is hidden again);
     bind the writable ones onto themselves; then make every other mount read-only."""
     rules = [(p, "hide") for p in hide if os.path.lexists(p)]
     rules += [(p, "show") for p in show if os.path.exists(p) and p not in hide]
     rules += [(p, "write") for p in writable if os.path.isdir(p)]
-    rules.sort(key=lambda r: (r[0].rstrip("/").count("/"), r[1] != "hide"))
-    originals = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p, kind in rules if kind != "hide"}
+    rules += [(p, "scratch") for p in scratch if os.path.isdir(p)]  # a private, writable, empty tmpfs
+    rules.sort(key=lambda r: (r[0].rstrip("/").count("/"), r[1] not in ("hide", "scratch")))
+    originals = {p: os.open(p, os.O_PATH | os.O_CLOEXEC) for p, kind in rules if kind in ("show", "write")}
     empty = os.open("/dev/null", os.O_PATH | os.O_CLOEXEC)
     for path, kind in rules:
+        if kind == "hide" and not os.path.lexists(path):
+            continue  # inside a folder hidden (or replaced) already: nothing of it is visible
         if kind == "hide":
             if os.path.isdir(path) and not os.path.islink(path):
                 _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=0755")
             else:
                 _mount(f"/proc/self/fd/{empty}", path, None, MS_BIND)
+            continue
+        if kind == "scratch":
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=1g,mode=1777")
             continue
         if not os.path.lexists(path):  # inside a hidden folder: make the mount point in its tmpfs
             if os.path.isdir(f"/proc/self/fd/{originals[path]}"):
@@ -116,9 +125,10 @@ def _layer_paths(hide: list[str], show: list[str], writable: list[str]) -> None:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 open(path, "a").close()
         _mount(f"/proc/self/fd/{originals[path]}", path, None, MS_BIND | MS_REC)
-    writable_roots = [p for p, kind in rules if kind == "write"]
+    writable_roots = [p for p, kind in rules if kind in ("write", "scratch")]
     for point in sorted(set(_mount_points()), key=len):
-        if any(_under(point, w) for w in writable_roots) or any(_under(point, k) for k in KEEP_WRITABLE_PREFIXES):
+        # a writable folder's own mount stays writable; anything mounted inside one (a folder shown again) does not
+        if point in writable_roots or any(_under(point, k) for k in KEEP_WRITABLE_PREFIXES):
             continue
         if not os.path.exists(point):
             continue
@@ -129,12 +139,17 @@ def _layer_paths(hide: list[str], show: list[str], writable: list[str]) -> None:
             _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
     for fd in (*originals.values(), empty):
         os.close(fd)
+    for path in READ_ONLY_KERNEL_PATHS:
+        if os.path.exists(path):
+            _mount(path, path, None, MS_BIND)
+            _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 def _mount_view(plan: dict) -> None:
     cwd = os.getcwd()
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here leaks back to the host
-    _layer_paths(list(plan.get("hide", [])), list(plan.get("show", [])), list(plan.get("writable", [])))
+    _layer_paths(list(plan.get("hide", [])), list(plan.get("show", [])), list(plan.get("writable", [])),
+                 list(plan.get("scratch", [])))
     # the old working directory still reaches the original folder under a hidden one: walk to it afresh
     try:
         os.chdir(cwd)
@@ -157,6 +172,15 @@ def _set_limits(limits: dict[str, int]) -> list[str]:
         resource.setrlimit(kind, (value, value))
         done.append(name)
     return done
+
+
+def _drop_privileges(keep: set[int]) -> None:
+    """Empty the capability bounding set (but `keep`) and forbid gaining privileges: root in the jail then
+    execs with no capabilities, so it cannot unmount what hides the private paths or leave its cgroup."""
+    for cap in range(CAP_LAST + 1):
+        if cap not in keep and _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
+            raise JailError(f"prctl(PR_CAPBSET_DROP, {cap}): {os.strerror(ctypes.get_errno())}")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def _cgroup_pids(pids_max: int) -> str:
@@ -190,33 +214,41 @@ def _cgroup_pids(pids_max: int) -> str:
 
 def apply(plan: dict) -> dict:
     """Set up what `plan` asks in this process; what took effect and what did not (with why)."""
-    state: dict = {"namespaces": [], "filesystem": False, "limits": [], "cgroup_pids": "", "unavailable": {}}
+    state: dict = {"namespaces": [], "filesystem": False, "limits": [], "cgroup_pids": "", "capabilities": "",
+                   "unavailable": {}}
+    gone = state["unavailable"]
     try:
         state["namespaces"] = _enter_namespaces(bool(plan.get("net", True)), bool(plan.get("mount", True)))
     except (JailError, OSError) as exc:
-        state["unavailable"]["namespaces"] = str(exc)
+        gone["namespaces"] = str(exc)
     if "net" in state["namespaces"]:
         try:
             _loopback_up()
         except OSError as exc:
-            state["unavailable"]["loopback"] = str(exc)  # loopback down: still no network, only stricter
+            gone["loopback"] = str(exc)  # loopback down: still no network, only stricter
+    if plan.get("pids_max"):  # before the file system turns read-only (/sys/fs/cgroup with it)
+        try:
+            state["cgroup_pids"] = _cgroup_pids(int(plan["pids_max"]))
+        except (JailError, OSError) as exc:
+            gone["cgroup_pids"] = str(exc)
     if "mount" in state["namespaces"]:
         try:
             _mount_view(plan)
             state["filesystem"] = True
         except (JailError, OSError) as exc:
-            state["unavailable"]["filesystem"] = str(exc)
+            gone["filesystem"] = str(exc)
     elif plan.get("mount", True):
-        state["unavailable"].setdefault("filesystem", "no mount namespace")
+        gone.setdefault("filesystem", "no mount namespace")
     try:
         state["limits"] = _set_limits({k: int(v) for k, v in plan.get("limits", {}).items()})
     except (ValueError, OSError) as exc:
-        state["unavailable"]["limits"] = str(exc)
-    if plan.get("pids_max"):
-        try:
-            state["cgroup_pids"] = _cgroup_pids(int(plan["pids_max"]))
-        except (JailError, OSError) as exc:
-            state["unavailable"]["cgroup_pids"] = str(exc)
+        gone["limits"] = str(exc)
+    keep = {int(c) for c in plan.get("keep_caps", [])}
+    try:
+        _drop_privileges(keep)
+        state["capabilities"] = "none" if not keep else "kept " + ",".join(map(str, sorted(keep)))
+    except (JailError, OSError) as exc:
+        gone["capabilities"] = str(exc)
     return state
 
 
@@ -227,8 +259,9 @@ def _probe(plan: dict) -> dict:
     if pid == 0:
         os.close(read)
         try:
+            cgroup = _probe_cgroup()  # while /sys is still writable
             state = apply({**plan, "pids_max": 0})
-            state["cgroup_pids"] = _probe_cgroup()
+            state["cgroup_pids"] = cgroup
             os.write(write, json.dumps(state).encode())
         finally:
             os._exit(0)

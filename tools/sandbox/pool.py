@@ -88,7 +88,7 @@ class SandboxWorker:
                "--role", self.role, "--device", self.options.device]
         if self.options.isolation.mode != "off":
             self.work_dir = Path(tempfile.mkdtemp(prefix=f"kw-{self.role}-work-"))
-            policy = worker_policy(self.options.isolation, env, self.work_dir)
+            policy = isolation.child_policy(self.options.isolation, env, self.work_dir)
             cmd = policy.wrap(cmd)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
                                      pass_fds=(child_sock.fileno(),), start_new_session=True, close_fds=True)
@@ -187,8 +187,8 @@ class SandboxWorker:
             except ProcessLookupError:
                 pass
             self.proc.wait()
-        if self.proc is not None:
-            isolation.release(self.info.get("isolation"))
+        if self.proc is not None and self.proc.returncode is not None:
+            isolation.release_pid(self.proc.pid)  # the jail's pids cgroup, empty now
         if self.sock is not None:
             self.sock.close()
             self.sock = None
@@ -203,27 +203,6 @@ class SandboxWorker:
             return self.proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             return None
-
-
-def worker_policy(base: IsolationPolicy, env: dict[str, str], work_dir: Path) -> IsolationPolicy:
-    """`base` completed for one worker: its home and temp folder become `work_dir` (private, removed with it),
-    the shared build caches stay writable (and are named in `env`, so they do not move with HOME), the
-    Python install and import path stay readable inside hidden folders."""
-    from kernelwright.tools.compile.nvcc import WORKER_ENV
-
-    home = Path(os.path.expanduser("~"))
-    # kernelwright's cache root holds the archive too: only its build/ is writable (tools.compile.nvcc)
-    kw_cache = Path(env.get(WORKER_ENV["cache_dir"]) or home / ".cache" / "kernelwright")
-    torch_ext = Path(env.get("TORCH_EXTENSIONS_DIR") or home / ".cache" / "torch_extensions")
-    env[WORKER_ENV["cache_dir"]], env["TORCH_EXTENSIONS_DIR"] = str(kw_cache), str(torch_ext)
-    caches = (kw_cache / "build", torch_ext)
-    for folder in caches:
-        folder.mkdir(parents=True, exist_ok=True)
-    env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir)})
-    return IsolationPolicy(mode=base.mode, hide=(*isolation.default_private_paths(), *base.hide),
-                           show=(*isolation.runtime_paths(), *base.show),
-                           writable=(str(work_dir), *map(str, caches), *base.writable),
-                           limits=base.limits, pids_max=base.pids_max)
 
 
 def _signal_name(code: int | None) -> str:
