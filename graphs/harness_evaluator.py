@@ -26,7 +26,7 @@ from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
-from kernelwright.tools.sandbox.isolation import IsolationPolicy
+from kernelwright.tools.sandbox.isolation import CAP_SYS_ADMIN, IsolationPolicy, tool_jail
 
 log = structlog.get_logger(__name__)
 WARM_JOIN_S = 30.0  # at close, how long a reference warm-up may take to let go of its killed workers
@@ -174,7 +174,8 @@ def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSe
         facts = None
     cmd = [sys.executable, "-m", "kernelwright.tools.measure.run_once", str(problem), str(candidate), "--calls", "2"]
     result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
-                             launch_count=20, facts=facts, isolation=isolation)
+                             launch_count=20, facts=facts,
+                             jail=tool_jail(isolation, keep_caps=(CAP_SYS_ADMIN,)))  # ncu's counters need it
     out = result.to_dict()
     out["summary"] = result.summary()
     return out

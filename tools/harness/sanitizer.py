@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from kernelwright.tools.errors import KernelwrightError, ToolTimeout, ToolUnavailable
 from kernelwright.tools.procenv import scrubbed_env
-from kernelwright.tools.sandbox.isolation import IsolationPolicy, jailed, release_pid
+from kernelwright.tools.sandbox.isolation import IsolationPolicy, jailed
 
 _SUMMARY_RE = re.compile(r"ERROR SUMMARY:\s*(\d+) error")
 _ERROR_RE = re.compile(r"^=+\s+(Invalid __global__ (?:read|write).*|Misaligned.*|Out-of-range.*|Program hit .*)$", re.M)
@@ -70,8 +70,6 @@ def sanitize(problem: str, candidate: str, *, tool: str = "memcheck", timeout_s:
             proc.communicate()
             raise ToolTimeout(f"compute-sanitizer did not finish within {timeout_s:.0f} s", timeout_s=timeout_s,
                               where="sanitizer") from None
-        finally:
-            release_pid(proc.pid)
     m = _SUMMARY_RE.search(output)
     errors = int(m.group(1)) if m else (0 if proc.returncode == 0 else -1)
     if "Device not supported" in output or "Unable to find" in output and errors <= 0:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.procenv import ToolJail
 
 IsolationMode = Literal["auto", "off", "required"]
 ISOLATION_MODES: tuple[str, ...] = ("auto", "off", "required")
@@ -55,10 +56,11 @@ class IsolationPolicy:
     keep_caps: tuple[int, ...] = ()
     limits: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     pids_max: int | None = DEFAULT_PIDS_MAX
+    cgroup_name: str = ""  # the pids cgroup's folder name (default: kernelwright-worker-<pid>)
 
     def plan(self) -> dict[str, Any]:
         return {"net": True, "mount": True, "hide": _absolute(self.hide), "show": _absolute(self.show),
-                "writable": _absolute(self.writable), "scratch": _absolute(self.scratch), "keep_caps": list(self.keep_caps), "limits": self.limits, "pids_max": self.pids_max,
+                "writable": _absolute(self.writable), "scratch": _absolute(self.scratch), "keep_caps": list(self.keep_caps), "limits": self.limits, "pids_max": self.pids_max, "cgroup_name": self.cgroup_name,
                 "required": self.mode == "required"}
 
     def wrap(self, cmd: list[str]) -> list[str]:
@@ -103,27 +105,39 @@ def child_policy(base: IsolationPolicy, env: dict[str, str], work_dir: Path,
                            show=(*runtime_paths(), *base.show),
                            writable=(str(work_dir), *map(str, caches), *base.writable),
                            scratch=(*base.scratch, *scratch), keep_caps=base.keep_caps, limits=base.limits,
-                           pids_max=base.pids_max)
+                           pids_max=base.pids_max, cgroup_name=base.cgroup_name)
 
 
 @contextmanager
 def jailed(cmd: list[str], policy: IsolationPolicy | None, env: dict[str, str]) -> Iterator[list[str]]:
     """A one-shot tool command that runs candidate code (ncu, compute-sanitizer) started in the jail, with a
-    private /tmp (ncu keeps its lock file there) and work folder, both removed afterwards. `env` is updated."""
+    private /tmp (ncu keeps its lock file there) and work folder, both removed afterwards, as is its pids
+    cgroup. `env` is updated in place."""
     if policy is None or policy.mode == "off" or not sys.platform.startswith("linux"):
         yield list(cmd)
         return
     work_dir = Path(tempfile.mkdtemp(prefix="kw-tool-work-"))
     tool = shutil.which(cmd[0]) or cmd[0]
-    policy = replace(policy, show=(*policy.show, str(Path(tool).resolve().parent)))  # the tool itself
+    name = f"kernelwright-tool-{work_dir.name}"
+    policy = replace(policy, show=(*policy.show, str(Path(tool).resolve().parent)), cgroup_name=name)  # the tool too
     try:
         yield child_policy(policy, env, work_dir, scratch=("/tmp",)).wrap(cmd)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+        for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
+            release({"cgroup_pids": f"{base}/{name}"})
+
+
+def tool_jail(policy: IsolationPolicy | None, *, keep_caps: tuple[int, ...] = ()) -> ToolJail | None:
+    """`jailed` with `policy` bound, for a tool runner below the sandbox (tools.measure.ncu takes one)."""
+    if policy is None:
+        return None
+    bound = replace(policy, keep_caps=(*policy.keep_caps, *keep_caps))
+    return lambda cmd, env: jailed(cmd, bound, env)
 
 
 def release_pid(pid: int) -> None:
-    """Remove the pids cgroup the jail made for process `pid` (a finished one-shot tool)."""
+    """Remove the pids cgroup the jail made for process `pid` (a worker that has exited)."""
     for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
         release({"cgroup_pids": f"{base}/kernelwright-worker-{pid}"})
 

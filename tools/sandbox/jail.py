@@ -183,7 +183,7 @@ def _drop_privileges(keep: set[int]) -> None:
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def _cgroup_pids(pids_max: int) -> str:
+def _cgroup_pids(pids_max: int, name: str = "") -> str:
     """Put this process in a new pids cgroup (v2 at the root, or the v1 pids hierarchy); its path or ''."""
     root = "/sys/fs/cgroup"
     if os.path.exists(f"{root}/cgroup.controllers"):
@@ -195,7 +195,7 @@ def _cgroup_pids(pids_max: int) -> str:
         base = f"{root}/pids"
     else:
         raise JailError("no pids cgroup controller mounted")
-    path = f"{base}/kernelwright-worker-{os.getpid()}"
+    path = f"{base}/{name or f'kernelwright-worker-{os.getpid()}'}"
     try:
         os.mkdir(path)
         with open(f"{path}/pids.max", "w") as f:
@@ -228,7 +228,7 @@ def apply(plan: dict) -> dict:
             gone["loopback"] = str(exc)  # loopback down: still no network, only stricter
     if plan.get("pids_max"):  # before the file system turns read-only (/sys/fs/cgroup with it)
         try:
-            state["cgroup_pids"] = _cgroup_pids(int(plan["pids_max"]))
+            state["cgroup_pids"] = _cgroup_pids(int(plan["pids_max"]), str(plan.get("cgroup_name") or ""))
         except (JailError, OSError) as exc:
             gone["cgroup_pids"] = str(exc)
     if "mount" in state["namespaces"]:
