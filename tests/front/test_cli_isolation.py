@@ -38,3 +38,24 @@ def test_isolation_setting_reaches_the_harness_and_rejects_unknown_values() -> N
     assert load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "required"}).eval_settings().isolation == "required"
     with pytest.raises(ConfigError, match="isolation"):
         load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "sometimes"})
+
+
+def test_eval_with_required_isolation_that_is_missing_stops_with_a_clear_error(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, build_cache) -> None:
+    """A jail that reports a missing part (as a machine without namespaces would): `kernelwright eval` stops
+    with the documented bad-input exit code and one line naming the setting and the part, no traceback."""
+    from kernelwright.cli import EXIT_BAD_INPUT
+    from kernelwright.tools.sandbox import isolation
+    from support.paths import FIXTURES, RELU_CANDIDATE
+
+    fake = tmp_path / "jail.py"
+    fake.write_text("import sys\nsys.stderr.write('kernelwright isolation required but unavailable: "
+                    "{\"namespaces\": \"unshare(net+mount): Operation not permitted\"}\\n')\nsys.exit(97)\n")
+    monkeypatch.setattr(isolation, "JAIL_SCRIPT", fake)
+    result = runner.invoke(app, ["eval", "--no-sanitize", str(FIXTURES / "problems" / "relu_affine.py"),
+                                 str(RELU_CANDIDATE)],
+                           env={"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_HARNESS__ISOLATION": "required",
+                                "KERNELWRIGHT_CACHE_DIR": str(build_cache)})
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert "harness.isolation" in result.output and "Operation not permitted" in result.output
+    assert "Traceback" not in result.output

@@ -255,3 +255,18 @@ def test_tools_that_run_candidate_code_start_in_the_jail_too(planted: dict[str, 
     assert "tcp-lines:1" in out  # the namespace's own table: only the header, no host connection
     assert SECRET not in out and not (fake.parent / "dropped").exists() and not (planted["home"] / "dropped").exists()
     assert not Path("/tmp/nsight-compute-lock").exists() or "lock" != Path("/tmp/nsight-compute-lock").read_text().strip()
+
+
+def _full_isolation_missing() -> str | None:
+    if _MISSING is not None:
+        return _MISSING
+    state = probe()
+    gone = isolation.missing(state)
+    return f"this machine lacks part of the full isolation: {gone}" if gone else None
+
+
+@pytest.mark.skipif(_full_isolation_missing() is not None, reason=_full_isolation_missing() or "")
+def test_required_isolation_runs_where_everything_is_available(planted: dict[str, Path]) -> None:
+    report = _evaluate(FIXTURES / "cpu_cheats" / "honest.py", isolation_mode="required")
+    assert report.status == "passed", (report.reason, report.message)
+    assert "cgroup pids: on" in report.resources["isolation"] and "capabilities: none" in report.resources["isolation"]
