@@ -270,3 +270,32 @@ def test_required_isolation_runs_where_everything_is_available(planted: dict[str
     report = _evaluate(FIXTURES / "cpu_cheats" / "honest.py", isolation_mode="required")
     assert report.status == "passed", (report.reason, report.message)
     assert "cgroup pids: on" in report.resources["isolation"] and "capabilities: none" in report.resources["isolation"]
+
+
+def _cgroup_missing() -> str | None:
+    if _MISSING is not None:
+        return _MISSING
+    cg = probe().get("cgroup_pids") or ""
+    return None if cg == "available" else f"no writable pids cgroup here ({cg})"
+
+
+@pytest.mark.skipif(_cgroup_missing() is not None, reason=_cgroup_missing() or "")
+def test_process_and_thread_count_is_bounded_by_the_pids_cgroup(planted: dict[str, Path]) -> None:
+    cand = _candidate(planted["candidates"], "spawner", """
+        import threading, time
+        started = 0
+        try:
+            for _ in range(500):
+                threading.Thread(target=time.sleep, args=(5,), daemon=True).start()
+                started += 1
+        except RuntimeError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        else:
+            outcome = "no limit"
+        raise RuntimeError(f"threads started: {started}; {outcome}")
+        """)
+    options = WorkerOptions(device="cpu", isolation=IsolationPolicy(pids_max=64))
+    with Evaluator(PROBLEM, FAST, options) as ev:
+        report = ev.evaluate(cand)
+    started = int(report.message.split("threads started: ")[1].split(";")[0])
+    assert started < 64 and "can't start new thread" in report.message, report.message
