@@ -299,3 +299,15 @@ def test_process_and_thread_count_is_bounded_by_the_pids_cgroup(planted: dict[st
         report = ev.evaluate(cand)
     started = int(report.message.split("threads started: ")[1].split(";")[0])
     assert started < 64 and "can't start new thread" in report.message, report.message
+
+
+@pytest.mark.skipif(_cgroup_missing() is not None, reason=_cgroup_missing() or "")
+def test_a_process_left_behind_by_a_candidate_is_killed_with_its_workers_cgroup() -> None:
+    """A child the candidate leaves running outlives its worker's process group; the worker's pids cgroup
+    holds it, and the harness kills it when it removes the cgroup."""
+    root = Path("/sys/fs/cgroup/pids") if Path("/sys/fs/cgroup/pids").is_dir() else Path("/sys/fs/cgroup")
+    before = set(root.glob("kernelwright-worker-*"))
+    with Evaluator(PROBLEM, FAST, WorkerOptions(device="cpu")) as ev:
+        report = ev.evaluate(FIXTURES / "cpu_cheats" / "background_process.py")
+    assert report.reason == "background_process", (report.reason, report.message)
+    assert set(root.glob("kernelwright-worker-*")) <= before  # every cgroup emptied (stragglers killed) and removed

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -199,13 +201,29 @@ def missing(state: dict[str, Any]) -> dict[str, str]:
 
 
 def release(state: dict[str, Any] | None) -> None:
-    """Remove a finished worker's pids cgroup (the kernel keeps an empty one until it is removed)."""
+    """Remove a finished worker's pids cgroup (the kernel keeps an empty one until it is removed), first
+    killing what is left in it: a process the candidate started in a session of its own escapes the
+    worker's process group, not its cgroup."""
     path = (state or {}).get("cgroup_pids") or ""
-    if path.startswith("/sys/fs/cgroup/"):
+    if not path.startswith("/sys/fs/cgroup/") or not os.path.isdir(path):
+        return
+    for _ in range(20):
         try:
             os.rmdir(path)
+            return
         except OSError:
             pass
+        try:
+            with open(f"{path}/cgroup.procs") as f:
+                left = [int(p) for p in f.read().split()]
+        except OSError:
+            return
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
 
 
 def jail_state() -> dict[str, Any] | None:
