@@ -98,8 +98,13 @@ def child_policy(base: IsolationPolicy, env: dict[str, str], work_dir: Path,
     # kernelwright's cache root holds the archive too: only its build/ is writable (tools.compile.nvcc)
     kw_cache = Path(env.get(WORKER_ENV["cache_dir"]) or home / ".cache" / "kernelwright")
     torch_ext = Path(env.get("TORCH_EXTENSIONS_DIR") or home / ".cache" / "torch_extensions")
-    env[WORKER_ENV["cache_dir"]], env["TORCH_EXTENSIONS_DIR"] = str(kw_cache), str(torch_ext)
-    caches = (kw_cache / "build", torch_ext)
+    # torch.compile's and Triton's caches, where they would be without the jail: shared, or every worker
+    # compiles the baselines (and Triton candidates) cold
+    inductor = Path(env.get("TORCHINDUCTOR_CACHE_DIR") or Path(tempfile.gettempdir()) / f"torchinductor_{_user()}")
+    triton = Path(env.get("TRITON_CACHE_DIR") or home / ".triton" / "cache")
+    env.update({WORKER_ENV["cache_dir"]: str(kw_cache), "TORCH_EXTENSIONS_DIR": str(torch_ext),
+                "TORCHINDUCTOR_CACHE_DIR": str(inductor), "TRITON_CACHE_DIR": str(triton)})
+    caches = (kw_cache / "build", torch_ext, inductor, triton)
     for folder in caches:
         folder.mkdir(parents=True, exist_ok=True)
     env.update({"HOME": str(work_dir), "TMPDIR": str(work_dir)})
@@ -142,6 +147,15 @@ def release_pid(pid: int) -> None:
     """Remove the pids cgroup the jail made for process `pid` (a worker that has exited)."""
     for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
         release({"cgroup_pids": f"{base}/kernelwright-worker-{pid}"})
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser().replace("\\", "_")  # as torch._inductor names its cache folder
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _absolute(paths: tuple[str, ...]) -> list[str]:
