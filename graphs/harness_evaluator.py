@@ -21,11 +21,12 @@ import structlog
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.tools.compile.nvcc import BuildSettings
-from kernelwright.tools.harness.evaluate import EvalSettings
+from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
 from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
+from kernelwright.tools.sandbox.isolation import CAP_SYS_ADMIN, IsolationPolicy, tool_jail
 
 log = structlog.get_logger(__name__)
 WARM_JOIN_S = 30.0  # at close, how long a reference warm-up may take to let go of its killed workers
@@ -142,7 +143,9 @@ class HarnessEvaluator:
     def profile(self, candidate: Path) -> CandidateProfile:
         if not self.gpus:
             return CandidateProfile.unavailable("no CUDA GPU visible")
-        return CandidateProfile.from_dict(profile_candidate(self.problem, candidate, self.settings.build))
+        return CandidateProfile.from_dict(profile_candidate(
+            self.problem, candidate, self.settings.build,
+            isolation_policy(self.settings, Path(self.problem), Path(candidate).resolve().parent)))
 
     def close(self) -> None:
         for ev in self._all:
@@ -156,8 +159,10 @@ class HarnessEvaluator:
             log.info("timing_waited_for_builds", problem=self.problem.name, seconds=round(self.quiet.waited_s, 2))
 
 
-def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings) -> dict[str, Any]:
-    """Nsight Compute metrics of the candidate's kernels, or why they could not be read (with a "summary")."""
+def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings,
+                      isolation: IsolationPolicy | None = None) -> dict[str, Any]:
+    """Nsight Compute metrics of the candidate's kernels, or why they could not be read (with a "summary");
+    `isolation`: the jail ncu and the candidate start in (tools.harness.evaluate.isolation_policy)."""
     import sys
 
     from kernelwright.tools.measure.gpu_info import gpu_facts
@@ -170,7 +175,8 @@ def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSe
         facts = None
     cmd = [sys.executable, "-m", "kernelwright.tools.measure.run_once", str(problem), str(candidate), "--calls", "2"]
     result = profile_command(cmd, kernel_regex=None, timeout_s=600.0, env=scrubbed_env(**build.worker_env()),
-                             launch_count=20, facts=facts)
+                             launch_count=20, facts=facts,
+                             jail=tool_jail(isolation, keep_caps=(CAP_SYS_ADMIN,)))  # ncu's counters need it
     out = result.to_dict()
     out["summary"] = result.summary()
     return out

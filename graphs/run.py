@@ -150,7 +150,7 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
-    evaluator = evaluator or HarnessEvaluator(problem, setup.eval_settings)
+    evaluator = evaluator or HarnessEvaluator(problem, _jailed(setup.eval_settings, runs_dir, run_dir, archive))
     settings = with_gpu_facts(settings, evaluator.gpus)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
@@ -192,6 +192,19 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
             opened_archive.close()
     best = state.get("candidates", {}).get(state.get("best_id") or "")
     return RunResult(run_id, run_dir, best, state)
+
+
+def _jailed(settings: EvalSettings, runs_dir: Path, run_dir: Path, archive: Any) -> EvalSettings:
+    """Candidate code of this run sees none of the runs folder but this run's candidates, and no archive."""
+    from kernelwright.memory.archive import default_archive_path
+
+    candidates = RunFolder(run_dir).candidates_path
+    candidates.mkdir(parents=True, exist_ok=True)  # shown to the workers, which start before the first candidate
+    hidden = [str(runs_dir), str(default_archive_path())]
+    if isinstance(archive, (str, Path)):
+        hidden.append(str(archive))
+    return replace(settings, private_paths=(*settings.private_paths, *hidden),
+                   visible_paths=(*settings.visible_paths, str(candidates)))
 
 
 def _open_archive(archive: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import structlog
 from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.graphs.harness_evaluator import profile_candidate
 from kernelwright.logging_setup import api_logging
-from kernelwright.tools.harness.evaluate import Evaluator
+from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import verdict_update
 from kernelwright.tools.problem.files import check_source, read_source
@@ -58,15 +59,24 @@ def evaluate(problem: str | Path, candidate: str | Path, *, config: Kernelwright
 
 def _evaluate(problem: str | Path, candidate: str | Path, config: KernelwrightConfig, profile: bool | None,
               sanitize: bool) -> EvalReport:
-    settings = config.eval_settings()
+    settings = _jailed(config.eval_settings(), config.runs_dir, Path(candidate))
     with Evaluator(problem, settings) as evaluator:
         report = evaluator.evaluate(candidate)
         if sanitize and report.passed and report.sanitizer is None:
             for key, value in verdict_update(evaluator.sanitize(candidate).to_dict()).items():
                 setattr(report, key, value)
     if report.passed and (config.harness.profile if profile is None else profile):
-        report.profile = profile_candidate(problem, candidate, settings.build)
+        report.profile = profile_candidate(problem, candidate, settings.build,
+                                           isolation_policy(settings, Path(problem)))
     return report
+
+
+def _jailed(settings: EvalSettings, runs_dir: Path, candidate: Path) -> EvalSettings:
+    """The candidate's code sees neither the runs folder nor the archive, only its own folder (wherever it is)."""
+    from kernelwright.memory.archive import default_archive_path
+
+    return replace(settings, private_paths=(*settings.private_paths, str(runs_dir), str(default_archive_path())),
+                   visible_paths=(*settings.visible_paths, str(candidate.resolve().parent)))
 
 
 def optimize(problem_or_module: Any, *, example_inputs: Sequence[Any] | None = None, init_args: Sequence[Any] = (),

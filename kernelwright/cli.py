@@ -212,10 +212,11 @@ def _times(speedup: float | None) -> str:
 
 @app.command("env")
 def env_command(as_json: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-    """GPU, driver, clocks, CUDA and torch versions, nvcc and ncu availability."""
+    """GPU, driver, clocks, CUDA and torch versions, nvcc and ncu availability, the sandbox's isolation."""
     from kernelwright.tools.measure.gpu_info import environment_report
 
     report = environment_report()
+    report["isolation"] = _isolation_report()
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
@@ -223,6 +224,18 @@ def env_command(as_json: bool = typer.Option(False, "--json", help="print as JSO
     for key, value in _flatten(report):
         table.add_row(key, str(value))
     Console().print(table)
+
+
+def _isolation_report() -> dict[str, Any]:
+    """What a candidate's worker would run in here (tried for real), under the configured harness.isolation."""
+    from kernelwright.tools.sandbox.isolation import describe, probe
+
+    try:
+        mode = load_config().harness.isolation
+    except ConfigError as exc:
+        return {"setting": "unknown (the configuration does not load)", "in_force": str(exc)}
+    state = probe() if mode != "off" else None
+    return {"setting": mode, "in_force": describe(state, mode)}
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -266,6 +279,8 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
                        ("speedup vs eager (TF32 off)", "speedup_vs_eager_strict")):
         if r.get(key):
             console.print(f"  {label}: [bold]{r[key]:.2f}x[/]")
+    if (r.get("resources") or {}).get("isolation"):
+        console.print(f"  isolation: {r['resources']['isolation']}", markup=False, highlight=False)
     if r["status"] == "passed" or r.get("sanitizer"):
         console.print(f"  sanitized: {sanitized_text(r.get('sanitizer'))}")
     for note in r.get("weak_checks", []):

@@ -37,6 +37,7 @@ from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.run_folder import DEFAULT_RUNS_DIR
+from kernelwright.tools.sandbox.isolation import IsolationMode
 from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.verify.precision import ProfileName
 
@@ -137,6 +138,10 @@ class HarnessConfig(_Section):
     code_check: bool = Field(default=_default(EvalSettings, "code_check"),
                              description="the static pre-check of candidate Python (imports and calls outside an "
                                          "allow-list: forbidden_code) before any worker loads it")
+    isolation: IsolationMode = Field(
+        default=_default(EvalSettings, "isolation"),
+        description="the sandbox around candidate code (docs/SANDBOX.md): auto = the strongest this machine allows, "
+                    "off = none, required = refuse to evaluate without the full isolation")
     profile: bool = Field(default=_default(RunSettings, "profile"),
                           description="Nsight Compute metrics of a passed candidate (eval) or of each generation's "
                                       "best (run)")
@@ -216,6 +221,7 @@ class KernelwrightConfig(_Section):
             compile_baseline=h.compile_baseline, compile_mode=h.compile_mode, autotune_baseline=h.autotune_baseline,
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
             host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize, code_check=h.code_check,
+            isolation=h.isolation,
         )
 
     def run_setup(self, *, runs_dir: str | Path | None = None, settings: RunSettings | None = None) -> RunSetup:

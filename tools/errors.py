@@ -141,12 +141,18 @@ class ResourceLimit(ReasonedError):
     kind = "resource_limit"
 
 
+class IsolationUnavailable(KernelwrightError):
+    """`harness.isolation = "required"` and part of the sandbox's isolation is missing on this machine."""
+
+    kind = "isolation_unavailable"
+
+
 ERROR_TYPES: dict[str, type[KernelwrightError]] = {
     cls.__name__: cls
     for cls in (
         KernelwrightError, ProblemError, InputFileError, LoadError, ReferenceFailure, CompileError, CorrectnessError,
         IntegrityError, BenchmarkError, ToolUnavailable, ToolTimeout, WorkerCrash, DoesNotFit, ResourceLimit,
-        ReasonedError,
+        ReasonedError, IsolationUnavailable,
     )
 }
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 
 _SECRET_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION)", re.IGNORECASE)
 # Variables a child may need even though their names look secret-ish.
@@ -29,3 +30,8 @@ def scrubbed_env(base: Mapping[str, str] | None = None, /, **overrides: str) -> 
     env.setdefault("PYTHONSAFEPATH", "1")
     env.update(overrides)
     return env
+
+
+# A jail a child that runs candidate code starts in: (command, env) -> a context giving the command to start
+# (env may be updated). tools.sandbox.isolation.tool_jail makes one; runners below the sandbox (ncu) take one.
+ToolJail = Callable[[list[str], dict[str, str]], AbstractContextManager[list[str]]]

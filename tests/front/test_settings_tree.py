@@ -30,7 +30,7 @@ DISTINCT: dict[str, Any] = {
     "harness.eager_baseline": False, "harness.strict_baseline": False, "harness.compile_baseline": False,
     "harness.compile_mode": "reduce-overhead", "harness.autotune_baseline": True, "harness.call_timeout_s": 30.0,
     "harness.load_timeout_s": 31.0, "harness.host_memory_limit_gb": 2.5, "harness.sanitize": True,
-    "harness.profile": False, "harness.code_check": False,
+    "harness.profile": False, "harness.code_check": False, "harness.isolation": "auto",
     "timing.warmup_ms": 1.5, "timing.rep_ms": 12.5, "timing.min_trials": 9, "timing.max_total_ms": 900.0,
     "timing.flush_l2": False, "timing.cuda_graph": True, "timing.input_sets": 2,
     "compile.arch": "sm_80", "compile.timeout_s": 77.0, "compile.cache_dir": "/tmp/kw-elsewhere",
@@ -150,7 +150,9 @@ def slow_nvcc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An nvcc on PATH that lists sm_80, writes every build command to a file and never finishes a build."""
     folder = tmp_path / "slow-cuda-bin"
     folder.mkdir()
-    calls = tmp_path / "nvcc-calls.txt"
+    # where the workers' jail lets builds write (the configured cache's build/): the spy runs inside it
+    calls = tmp_path / "kw-cache" / "build" / "nvcc-calls.txt"
+    calls.parent.mkdir(parents=True)
     exe = folder / "nvcc"
     exe.write_text('#!/bin/sh\ncase "$1" in\n  --list-gpu-code) printf "sm_80\\nsm_90\\n" ;;\n'
                    '  --version) echo "Cuda compilation tools, release 0.0, V0.0.slow" ;;\n'

@@ -23,6 +23,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.errors import (
     DoesNotFit,
     IntegrityError,
+    IsolationUnavailable,
     KernelwrightError,
     ReferenceFailure,
     ResourceLimit,
@@ -37,6 +38,7 @@ from kernelwright.tools.measure.problem_floor import ProblemFloor, ProblemWork, 
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec
+from kernelwright.tools.sandbox.isolation import IsolationPolicy, check_mode, describe
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
 from kernelwright.tools.verify.code_check import REASON as FORBIDDEN_CODE
@@ -86,6 +88,10 @@ class EvalSettings:
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
     keep_standby: bool = True  # a spare candidate worker always started: a hang costs no start-up
     code_check: bool = True  # the static pre-check (tools.verify.code_check) before any worker loads a candidate
+    # the workers' jail (tools.sandbox.isolation): "auto" (strongest available), "off", "required"
+    isolation: str = "off"  # "auto" once the jail is verified on a GPU (docs/SANDBOX.md); until then opt in
+    private_paths: tuple[str, ...] = ()  # hidden from candidate code besides home and .env (runs, archive)
+    visible_paths: tuple[str, ...] = ()  # readable again inside those (the current run's folder)
 
     @property
     def profile(self) -> PrecisionProfile:
@@ -125,6 +131,16 @@ class ReferenceData:
         return max((sum(int(m["bytes"]) for m in e["outputs"]) for e in self.entries.values()), default=0)
 
 
+def isolation_policy(settings: EvalSettings, problem: Path, *show: str | Path,
+                     base: IsolationPolicy | None = None) -> IsolationPolicy:
+    """The jail for processes that run this problem's candidates: the settings' on top of `base` (a caller's
+    explicit "off"/"required" wins over the settings' mode); the problem's folder and `show` stay readable."""
+    base = base or IsolationPolicy()
+    mode = base.mode if base.mode != "auto" else check_mode(settings.isolation)
+    return replace(base, mode=mode, hide=(*base.hide, *settings.private_paths),
+                   show=(*base.show, str(Path(problem).resolve().parent), *map(str, show), *settings.visible_paths))
+
+
 class Evaluator:
     """One problem, many candidates. Keeps a warm reference worker (the judge) and a reusable candidate worker."""
 
@@ -139,7 +155,8 @@ class Evaluator:
         settings.profile  # noqa: B018 - an unknown profile fails here, not mid-evaluation
         options = worker_options or WorkerOptions()
         # The build settings travel to the workers explicitly; a variable the caller sets itself goes on top.
-        self.options = replace(options, env={**settings.build.worker_env(), **options.env})
+        self.options = replace(options, env={**settings.build.worker_env(), **options.env},
+                               isolation=self._policy(options.isolation))
         self.ref_slot = WorkerSlot("reference", self.options, standby=False)
         self.cand_slot = WorkerSlot("candidate", self.options, keep_standby=settings.keep_standby)
         self.cand_slot.warm()  # its start-up overlaps the reference's
@@ -158,6 +175,16 @@ class Evaluator:
         self.reference_durations_s: dict[str, float] = {}  # where the reference side's time went (benchmarks)
         self.peak_gpu_bytes: dict[str, int] = {}
         self.log = log.bind(problem=self.problem.path.name)
+
+    def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
+        return isolation_policy(self.settings, self.problem.path, base=base)
+
+    @property
+    def isolation(self) -> str:
+        """The isolation in force for candidate code, in words (from the candidate worker's own report)."""
+        worker = self.cand_slot.worker or self.cand_slot.standby
+        state = worker.info.get("isolation") if worker is not None else None
+        return describe(state, self.options.isolation.mode)
 
     # -- talking to workers -------------------------------------------------------
     def _ask(self, worker: SandboxWorker, op: str, *, timeout_s: float, **payload: Any) -> Message:
@@ -370,11 +397,13 @@ class Evaluator:
         except ReferenceFailure:
             self.cand_slot.discard()
             raise
+        except IsolationUnavailable:
+            raise  # the machine cannot give the required sandbox: no verdict on any candidate
         except KernelwrightError as exc:
             self._record_error(report, exc)
         finally:
             report.durations_s["total"] = round(time.perf_counter() - started, 3)
-            report.resources = {"gpu_peak_bytes": dict(self.peak_gpu_bytes),
+            report.resources = {**report.resources, "gpu_peak_bytes": dict(self.peak_gpu_bytes),
                                 "host_peak_pss_bytes": self.memory.peak_pss_bytes,
                                 "host_peak_rss_bytes": self.memory.peak_rss_bytes}
             worker = self.cand_slot.worker
@@ -414,6 +443,7 @@ class Evaluator:
         t0 = time.perf_counter()
         self.check_problem()
         worker = self.cand_slot.get()
+        report.resources["isolation"] = describe(worker.info.get("isolation"), self.options.isolation.mode)
         loaded = self._ask(worker, "load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
                            candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.build.fast_inline,
                            flags=s.profile.reference_flags).header
@@ -666,8 +696,10 @@ class Evaluator:
         run or benchmark problem before it is reported as verified."""
         from kernelwright.tools.harness.sanitizer import sanitize_verdict
 
+        policy = self.options.isolation
+        policy = replace(policy, show=(*policy.show, str(Path(candidate).resolve().parent)))
         verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
-                                   env={**os.environ, **self.options.env})
+                                   env={**os.environ, **self.options.env}, isolation=policy)
         self.log.info("candidate_sanitized", candidate=Path(candidate).name, status=verdict.status,
                       seconds=round(verdict.seconds, 1))
         return verdict

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from kernelwright.tools.errors import KernelwrightError, ToolTimeout, ToolUnavailable
 from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.sandbox.isolation import IsolationPolicy, jailed
 
 _SUMMARY_RE = re.compile(r"ERROR SUMMARY:\s*(\d+) error")
 _ERROR_RE = re.compile(r"^=+\s+(Invalid __global__ (?:read|write).*|Misaligned.*|Out-of-range.*|Program hit .*)$", re.M)
@@ -53,20 +54,22 @@ def find_compute_sanitizer() -> str:
 
 
 def sanitize(problem: str, candidate: str, *, tool: str = "memcheck", timeout_s: float = 600.0,
-             env: dict[str, str] | None = None) -> SanitizerReport:
+             env: dict[str, str] | None = None, isolation: IsolationPolicy | None = None) -> SanitizerReport:
+    """`isolation`: the jail compute-sanitizer and the candidate's process start in (None: none)."""
     exe = find_compute_sanitizer()
     cmd = [exe, "--tool", tool, "--error-exitcode", "86", "--print-limit", "20",
            sys.executable, "-m", "kernelwright.tools.measure.run_once", problem, candidate, "--calls", "1"]
     child_env = scrubbed_env(env, PYTORCH_NO_CUDA_MEMORY_CACHING="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise ToolTimeout(f"compute-sanitizer did not finish within {timeout_s:.0f} s", timeout_s=timeout_s,
-                          where="sanitizer") from None
+    with jailed(cmd, isolation, child_env) as cmd:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
+                                start_new_session=True, stdin=subprocess.DEVNULL)
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise ToolTimeout(f"compute-sanitizer did not finish within {timeout_s:.0f} s", timeout_s=timeout_s,
+                              where="sanitizer") from None
     m = _SUMMARY_RE.search(output)
     errors = int(m.group(1)) if m else (0 if proc.returncode == 0 else -1)
     if "Device not supported" in output or "Unable to find" in output and errors <= 0:
@@ -108,11 +111,11 @@ class SanitizeVerdict:
 
 
 def sanitize_verdict(problem: str, candidate: str, *, timeout_s: float = 600.0,
-                     env: dict[str, str] | None = None) -> SanitizeVerdict:
+                     env: dict[str, str] | None = None, isolation: IsolationPolicy | None = None) -> SanitizeVerdict:
     """Run memcheck over one call of the candidate and name the outcome; never raises for a tool problem."""
     started = time.perf_counter()
     try:
-        result = sanitize(problem, candidate, timeout_s=timeout_s, env=env)
+        result = sanitize(problem, candidate, timeout_s=timeout_s, env=env, isolation=isolation)
     except ToolUnavailable as exc:
         return SanitizeVerdict("unavailable", exc.message, time.perf_counter() - started)
     except ToolTimeout as exc:

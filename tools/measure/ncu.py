@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +30,7 @@ import structlog
 
 from kernelwright.tools.errors import ToolTimeout
 from kernelwright.tools.measure.roofline import LATENCY_BOUND_PCT, Roofline, compute_roofline
-from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.procenv import ToolJail, scrubbed_env
 
 if TYPE_CHECKING:  # attribute access only, so no import cycle with gpu_info (which imports this module)
     from kernelwright.tools.measure.gpu_info import GpuFacts
@@ -435,32 +436,38 @@ def build_command(exe: str, cmd: Sequence[str], metrics: MetricSet, *, kernel_re
     return [*args, "--target-processes", "all", *cmd]
 
 
-def _run(args: list[str], env: dict[str, str], timeout_s: float, cwd: str | None) -> tuple[int, str, str]:
-    """Run in its own process group, so a timeout kills ncu and the profiled program together."""
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                            env=env, cwd=cwd, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
+def _run(args: list[str], env: dict[str, str], timeout_s: float, cwd: str | None,
+         jail: ToolJail | None = None) -> tuple[int, str, str]:
+    """Run in its own process group, so a timeout kills ncu and the profiled program together; inside
+    `jail` when given (the profiled program is candidate code)."""
+    env = dict(env)
+    with (jail(args, env) if jail is not None else nullcontext(args)) as cmd:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
+                                env=env, cwd=cwd, start_new_session=True, stdin=subprocess.DEVNULL)
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-        raise ToolTimeout(f"ncu did not finish within {timeout_s:g} s and was killed: {' '.join(args[-3:])}",
-                          timeout_s=timeout_s, where="ncu") from None
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise ToolTimeout(f"ncu did not finish within {timeout_s:g} s and was killed: {' '.join(args[-3:])}",
+                              timeout_s=timeout_s, where="ncu") from None
     return proc.returncode, out, err
 
 
 def profile_command(cmd: Sequence[str], *, kernel_regex: str | None, metrics: MetricSet = DEFAULT_METRICS,
                     timeout_s: float, env: Mapping[str, str] | None, launch_skip: int = 0,
                     launch_count: int | None = None, facts: GpuFacts | None = None, clock_control: str = "base",
-                    cwd: str | None = None, search_path: str | None = None) -> ProfileResult | ProfileUnavailable:
+                    cwd: str | None = None, search_path: str | None = None,
+                    jail: ToolJail | None = None) -> ProfileResult | ProfileUnavailable:
     """Profile every matching kernel launch of `cmd` under ncu.
 
     `env` is scrubbed of secrets (None: this process's environment). `facts` supplies the roofline
     peaks. clock_control="base" (ncu's default) locks clocks to base for repeatable counters; "none"
-    leaves them as they run. Raises ToolTimeout only; everything else comes back as a value.
+    leaves them as they run. `jail`: what ncu and `cmd` start in (tools.sandbox.isolation.tool_jail), for a
+    `cmd` that runs candidate code. Raises ToolTimeout only; everything else comes back as a value.
     """
     exe = find_ncu(search_path)
     if exe is None:
@@ -473,7 +480,7 @@ def profile_command(cmd: Sequence[str], *, kernel_regex: str | None, metrics: Me
                              launch_count=launch_count, clock_control=clock_control)
         log.info("ncu_start", command=args[-len(cmd):] if cmd else [], metrics=len(metrics.names))
         try:
-            rc, out, err = _run(args, child_env, timeout_s, cwd)
+            rc, out, err = _run(args, child_env, timeout_s, cwd, jail)
         except OSError as exc:
             return ProfileUnavailable(f"ncu could not be started: {exc}", tuple(args), version)
         unknown = _MISSING_METRIC_RE.findall(out + "\n" + err)

@@ -8,6 +8,7 @@ file for whatever it prints, and a socket for framed requests.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,8 +22,17 @@ from typing import Any, Literal
 
 import structlog
 
-from kernelwright.tools.errors import KernelwrightError, ResourceLimit, ToolTimeout, WorkerCrash, error_from_dict
+from kernelwright.tools.errors import (
+    IsolationUnavailable,
+    KernelwrightError,
+    ResourceLimit,
+    ToolTimeout,
+    WorkerCrash,
+    error_from_dict,
+)
 from kernelwright.tools.procenv import scrubbed_env
+from kernelwright.tools.sandbox import isolation
+from kernelwright.tools.sandbox.isolation import IsolationPolicy
 from kernelwright.tools.sandbox.protocol import Message, ProtocolError, recv_message, send_message
 from kernelwright.tools.sandbox.resources import tree_memory
 
@@ -37,6 +47,9 @@ class WorkerOptions:
     log_dir: Path | None = None
     python: str = sys.executable
     device: Literal["cuda", "cpu"] = "cuda"  # "cpu": the harness's self-test mode (never a GPU verification)
+    # the jail the worker starts in (tools.sandbox.isolation): the user's home and the project's .env are
+    # always hidden; the policy adds more (runs folder, archive) and its mode ("auto", "off", "required")
+    isolation: IsolationPolicy = field(default_factory=IsolationPolicy)
 
 
 class SandboxWorker:
@@ -52,6 +65,7 @@ class SandboxWorker:
         self.tainted = False  # ran candidate code that failed: not reused
         self.requests = 0
         self._launched_at = 0.0
+        self.work_dir: Path | None = None
 
     @property
     def alive(self) -> bool:
@@ -72,6 +86,10 @@ class SandboxWorker:
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [self.options.python, "-m", "kernelwright.tools.sandbox.worker", "--fd", str(child_sock.fileno()),
                "--role", self.role, "--device", self.options.device]
+        if self.options.isolation.mode != "off":
+            self.work_dir = Path(tempfile.mkdtemp(prefix=f"kw-{self.role}-work-"))
+            policy = isolation.child_policy(self.options.isolation, env, self.work_dir)
+            cmd = policy.wrap(cmd)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
                                      pass_fds=(child_sock.fileno(),), start_new_session=True, close_fds=True)
         os.close(fd)
@@ -83,7 +101,14 @@ class SandboxWorker:
     def wait_ready(self) -> dict[str, Any]:
         if self.info:
             return self.info
-        reply = self._receive("hello", self.options.start_timeout_s)
+        try:
+            reply = self._receive("hello", self.options.start_timeout_s)
+        except WorkerCrash as exc:
+            if exc.exitcode == isolation.REQUIRED_EXIT:
+                raise IsolationUnavailable("harness.isolation is \"required\" but the sandbox cannot be fully set up "
+                                           f"here: {exc.log_tail.strip()[-600:]}", where="harness.isolation",
+                                           details={"log_tail": exc.log_tail}) from None
+            raise
         self.info = reply.header
         log.debug("worker_started", role=self.role, pid=self.proc.pid if self.proc else None,
                   cuda=self.info.get("cuda"), seconds=round(time.monotonic() - self._launched_at, 3))
@@ -151,6 +176,9 @@ class SandboxWorker:
         self.kill()
         if self.log_path is not None:
             self.log_path.unlink(missing_ok=True)
+        if self.work_dir is not None:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir = None
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -159,6 +187,8 @@ class SandboxWorker:
             except ProcessLookupError:
                 pass
             self.proc.wait()
+        if self.proc is not None and self.proc.returncode is not None:
+            isolation.release_pid(self.proc.pid)  # the jail's pids cgroup, empty now
         if self.sock is not None:
             self.sock.close()
             self.sock = None

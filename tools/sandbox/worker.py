@@ -25,6 +25,7 @@ from kernelwright.tools.problem.files import SourceFile, call_user, check_arity,
 from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs
 from kernelwright.tools.problem.model_build import WeightPlace, build_model, is_large, weight_bytes, weight_place
 from kernelwright.tools.problem.shape_scaling import rescaled_module
+from kernelwright.tools.sandbox.isolation import install_socket_guard, jail_state
 from kernelwright.tools.sandbox.protocol import ProtocolError, recv_message, send_message
 from kernelwright.tools.verify.kernel_trace import trace_call
 from kernelwright.tools.verify.precision import FlagSwitch
@@ -62,7 +63,7 @@ class WorkerBase:
     def op_hello(self, req: dict) -> dict:
         info: dict[str, Any] = {"pid": os.getpid(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                                 "device": str(self.device) if self.device is not None else None,
-                                "default_flags": self.flags.defaults.to_dict()}
+                                "default_flags": self.flags.defaults.to_dict(), "isolation": jail_state()}
         if self.on_gpu:
             warm = torch.ones(16, device=self.device)
             if req.get("warm_profiler", True):  # pay CUPTI's start-up (seconds) here, not in a timed phase
@@ -250,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)
+    if os.environ.get("KERNELWRIGHT_SOCKET_GUARD") == "1":
+        install_socket_guard()  # no network namespace here: the weaker fallback (see tools.sandbox.isolation)
     try:
         serve(sock, args.role, args.device)
     finally:
