@@ -20,7 +20,8 @@ from kernelwright.tools.verify.floors import WriteBandwidth, output_bytes
 from support.paths import FIXTURES
 
 CPU_CHEATS = sorted((FIXTURES / "cpu_cheats").glob("*.py"))
-FAST = EvalSettings(compile_baseline=False, keep_standby=False, bench=BenchSettings(rep_ms=20.0, min_trials=10))
+FAST = EvalSettings(compile_baseline=False, keep_standby=False, code_check=True,
+                    bench=BenchSettings(rep_ms=20.0, min_trials=10))
 
 
 def _expect(path: Path) -> tuple[str, str]:
@@ -82,7 +83,8 @@ def test_forbidden_code_is_rejected_before_any_worker_imports_it(evaluator: Eval
     assert report.error and report.error["where"] == f"{candidate}:4"
     assert [f["line"] for f in report.error["details"]["findings"]] == [4, 6]
     assert not marker.exists()  # its module-level code never ran
-    outcome, = build_candidates(FIXTURES / "problems" / "relu_affine_batched.py", [candidate], timeout_s=30)
+    outcome, = build_candidates(FIXTURES / "problems" / "relu_affine_batched.py", [candidate], timeout_s=30,
+                                code_check=True)
     assert not outcome.ok and outcome.error and reason_for_error(outcome.error) == "forbidden_code"
     assert outcome.seconds < 5 and not marker.exists()  # refused before a build worker started
     assert evaluator.evaluate(FIXTURES / "cpu_cheats" / "honest.py").status == "passed"  # the evaluator goes on

@@ -22,6 +22,7 @@ import structlog
 from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
 from kernelwright.tools.errors import InputFileError, KernelwrightError, ToolUnavailable
 from kernelwright.tools.problem.files import read_source
+from kernelwright.tools.sandbox.isolation import IsolationPolicy
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 from kernelwright.tools.verify.code_check import forbidden_code_error
 
@@ -52,10 +53,10 @@ def detect_arch() -> str:
 
 def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, build: BuildSettings = BuildSettings(),
                      jobs: int | None = None, options: WorkerOptions | None = None,
-                     timeout_s: float = 600.0, code_check: bool = True) -> list[BuildOutcome]:
+                     timeout_s: float = 600.0, code_check: bool = False) -> list[BuildOutcome]:
     """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order. `code_check`:
     the static pre-check first (EvalSettings.code_check)."""
-    options = options or WorkerOptions()
+    options = options or WorkerOptions(isolation=IsolationPolicy(mode="off"))  # callers pass their jail (isolation_policy)
     # A CPU worker sees no GPU to ask, so the arch is settled here (the GPU evaluation must find the same build).
     settled = replace(build, arch=build.arch or detect_arch())
     cpu_options = replace(options, env={**settled.worker_env(), **options.env, "CUDA_VISIBLE_DEVICES": ""})
