@@ -25,11 +25,14 @@ The policy, all in this module (ALLOWED_MODULES, DENIED and the tables after the
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from kernelwright.tools.errors import IntegrityError, location
+
+_V = TypeVar("_V")
 
 REASON: Final = "forbidden_code"
 
@@ -188,21 +191,21 @@ def forbidden_code_error(text: str, path: str | Path) -> IntegrityError | None:
 
 def _module_rule(dotted: str) -> tuple[str, ModuleRule] | None:
     """The longest allowed module that `dotted` is, or is inside of: (its name, its rule)."""
-    parts = dotted.split(".")
-    for n in range(len(parts), 0, -1):
-        name = ".".join(parts[:n])
-        if name in ALLOWED_MODULES:
-            return name, ALLOWED_MODULES[name]
-    return None
+    return _longest_prefix(dotted, ALLOWED_MODULES)
 
 
 def _denied_module(dotted: str) -> tuple[str, str] | None:
     """The denied module `dotted` is or is inside of, with why."""
+    return _longest_prefix(dotted, DENIED)
+
+
+def _longest_prefix(dotted: str, table: Mapping[str, _V]) -> tuple[str, _V] | None:
+    """The longest dotted prefix of `dotted` (itself included) that `table` names, with its entry."""
     parts = dotted.split(".")
     for n in range(len(parts), 0, -1):
         name = ".".join(parts[:n])
-        if name in DENIED:
-            return name, DENIED[name]
+        if name in table:
+            return name, table[name]
     return None
 
 
