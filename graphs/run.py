@@ -196,7 +196,7 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
 
 def _jailed(settings: EvalSettings, runs_dir: Path, run_dir: Path, archive: Any) -> EvalSettings:
     """Candidate code of this run sees none of the runs folder but this run's candidates, and no archive."""
-    from kernelwright.memory.archive import default_archive_path
+    from kernelwright.memory.location import default_archive_path
 
     candidates = RunFolder(run_dir).candidates_path
     candidates.mkdir(parents=True, exist_ok=True)  # shown to the workers, which start before the first candidate

@@ -73,7 +73,7 @@ def _evaluate(problem: str | Path, candidate: str | Path, config: KernelwrightCo
 
 def _jailed(settings: EvalSettings, runs_dir: Path, candidate: Path) -> EvalSettings:
     """The candidate's code sees neither the runs folder nor the archive, only its own folder (wherever it is)."""
-    from kernelwright.memory.archive import default_archive_path
+    from kernelwright.memory.location import default_archive_path
 
     return replace(settings, private_paths=(*settings.private_paths, str(runs_dir), str(default_archive_path())),
                    visible_paths=(*settings.visible_paths, str(candidate.resolve().parent)))

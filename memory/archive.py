@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any, Literal
 import structlog
 
 from kernelwright.memory.embedding import default_embedding, embedding_id
+from kernelwright.memory.location import default_archive_path
 from kernelwright.memory.locking import FileLock
 from kernelwright.memory.ranking import Candidate, select
 from kernelwright.memory.records import ArchiveRecord, ProblemSignature, RecordError
@@ -34,7 +35,6 @@ from kernelwright.tools.errors import KernelwrightError
 log = structlog.get_logger(__name__)
 
 COLLECTION = "kernelwright_kernels_v1"
-ENV_VAR = "KERNELWRIGHT_ARCHIVE"
 AddOutcome = Literal["added", "replaced", "kept"]
 
 
@@ -49,16 +49,6 @@ class SearchHit:
     record: ArchiveRecord
     score: float  # relevance after re-ranking (higher is better)
     similarity: float  # cosine similarity of the text embeddings
-
-
-def default_archive_path(env: Mapping[str, str] | None = None) -> Path:
-    """$KERNELWRIGHT_ARCHIVE, else the user cache dir (~/.cache/kernelwright/archive on Linux)."""
-    env = os.environ if env is None else env
-    if env.get(ENV_VAR):
-        return Path(env[ENV_VAR]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("kernelwright")) / "archive"
 
 
 def _settings() -> Any:

@@ -13,14 +13,16 @@ from structlog.testing import capture_logs
 
 from kernelwright.eval.faults.case import FaultOutcome
 from kernelwright.eval.faults.scripted_run import answer, lost_work, run, settings
-from kernelwright.memory.archive import KernelArchive
-from kernelwright.memory.embedding import HashedEmbedding
 
 _HOLD = ("import fcntl, os, sys, time\nfd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)\n"
          "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(600)\n")
 
 
 def run_archive_locked(scratch: Path) -> FaultOutcome:
+    # chromadb only for this case, so the GPU cases run on a machine without it
+    from kernelwright.memory.archive import KernelArchive
+    from kernelwright.memory.embedding import HashedEmbedding
+
     path = scratch / "archive"
     # opened before the lock is taken (opening takes it too, and a run that cannot open its archive runs
     # without one): the lock is then in the way of every read and write the run makes

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive, default_archive_path
+from kernelwright.memory.archive import ArchiveUnavailable, KernelArchive
 from kernelwright.memory.embedding import HashedEmbedding, MiniLMEmbedding
 from kernelwright.memory.prompting import examples_for_prompt, format_examples, retrieve_examples
 from kernelwright.memory.records import ArchiveRecord, ProblemSignature
@@ -206,9 +206,6 @@ def test_signature_from_a_traced_functional_form() -> None:
     assert "relu" in sig.text() and sig.key() == ProblemSignature.from_dict(sig.to_dict()).key()
 
 
-def test_default_path_honours_the_environment(tmp_path: Path) -> None:
-    assert default_archive_path({"KERNELWRIGHT_ARCHIVE": str(tmp_path / "x")}) == tmp_path / "x"
-    assert default_archive_path({}).parts[-2:] == ("kernelwright", "archive")
 
 
 def test_tools_never_import_chromadb() -> None:
