@@ -23,8 +23,13 @@ from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 MODES = ("fp32", "tf32x3")
 SPLIT_LAUNCHER = "kw_tf32x3_split"
 SPLIT_SPEC = "f32*, f32*, i64, i64, i64, i32"
-# Below ~1 GFLOP the split's extra memory passes are not repaid by the faster GEMM.
+# Below ~1 GFLOP the split's extra memory passes and launch are not repaid by the faster GEMM.
 MIN_FLOPS_FOR_SPLIT = 1 << 30
+# The roofline split_pays() uses (H100 SXM: 67 TFLOP/s fp32 SIMT, ~470 TF32 dense, 3.35 TB/s; A100's ratios are
+# close): flops per byte at which fp32 SIMT stops being memory-bound, and TF32 tensor cores' speed over fp32 SIMT.
+RIDGE_FP32 = 20.0
+TENSOR_CORE_SPEEDUP = 7.0
+SPLIT_MARGIN = 0.8  # the estimate must promise at least 20%: the model is rough
 
 _TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
             "aten.bmm.default": "matmul", "aten.addmm.default": "addmm"}
@@ -151,18 +156,47 @@ def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
     return kind
 
 
-def gemm_flops(step: HostStep, kind: str) -> int:
+def _operands(step: HostStep, kind: str) -> tuple[list[int], list[int]]:
+    """The two GEMM operands' shapes (A with K last, B), as the step passes them."""
     tensors = [a for a in step.args if isinstance(a, Layout)]
+    a, b = (tensors[0], tensors[1]) if kind in ("linear", "matmul") else (tensors[1], tensors[2])
+    return list(a.shape), list(b.shape)
+
+
+def gemm_flops(step: HostStep, kind: str) -> int:
+    a, b = _operands(step, kind)
     if kind == "linear":
-        x, w = tensors[0], tensors[1]
-        return 2 * prod(x.shape) * w.shape[0]
-    a, b = (tensors[0], tensors[1]) if kind == "matmul" else (tensors[1], tensors[2])
-    batch = max(prod(a.shape[:-2]), prod(b.shape[:-2]))
-    return 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        return 2 * prod(a) * b[0]
+    batch = max(prod(a[:-2]), prod(b[:-2]))
+    return 2 * batch * a[-2] * a[-1] * b[-1]
+
+
+def gemm_elements(step: HostStep, kind: str) -> tuple[int, int, int]:
+    """Elements of A, B and the output (batch broadcast included)."""
+    a, b = _operands(step, kind)
+    flops = gemm_flops(step, kind)
+    k = a[-1]
+    return prod(a), prod(b), flops // (2 * k) if k else 0
+
+
+def split_pays(step: HostStep, kind: str) -> bool:
+    """A roofline estimate of both paths, in units where fp32 SIMT does 1 flop and DRAM moves
+    1 / RIDGE_FP32 bytes per unit of time: the split pays when its tensor-core GEMM plus the extra operand
+    passes (read A and B, write and read them three times over) beat the plain fp32 GEMM. A memory-bound GEMM
+    (a GEMV, a batch of two rows against a huge weight) never takes it: it would only move more bytes. cuBLAS
+    also picked a less accurate TF32 kernel for such a shape on an H100 (batch 2, K=16384, N=49152: relative L2
+    error 1.6e-4 against fp64, over the fp32 tolerance, while every compute-bound shape tried stayed under 4e-5)."""
+    flops = gemm_flops(step, kind)
+    if flops < MIN_FLOPS_FOR_SPLIT:
+        return False
+    a, b, c = gemm_elements(step, kind)
+    plain = max(flops, 4 * (a + b + c) * RIDGE_FP32)
+    split = 4 * 4 * (a + b) * RIDGE_FP32 + max(3 * flops / TENSOR_CORE_SPEEDUP, 4 * (3 * (a + b) + c) * RIDGE_FP32)
+    return split < SPLIT_MARGIN * plain
 
 
 def default_mode(step: HostStep, kind: str) -> str:
-    return "tf32x3" if gemm_flops(step, kind) >= MIN_FLOPS_FOR_SPLIT else "fp32"
+    return "tf32x3" if split_pays(step, kind) else "fp32"
 
 
 def host_call_expr(kind: str, args: list[str]) -> str:

@@ -6,7 +6,8 @@ import pytest
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.cuda_common import PRELUDE
-from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes
+from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_flops, gemm_modes, split_pays
+from kernelwright.agents.offline.ir import HostStep, Layout
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import conservative, plan_space
 from support.offline import suite_dir
@@ -53,3 +54,22 @@ def test_the_split_kernel_compiles_with_nvcc(tmp_path) -> None:
 
     result = NvccCompiler(cache_dir=tmp_path).compile(PRELUDE + SPLIT_CUDA, NvccOptions(arch="sm_90"))
     assert result.artifact.exists()
+
+
+def _linear(rows: int, out_features: int, k: int) -> HostStep:
+    def layout(*shape: int) -> Layout:
+        return Layout("b", shape, ())
+    return HostStep("h0", "aten.linear.default", (layout(rows, k), layout(out_features, k)), (), ("y",), True)
+
+
+@pytest.mark.parametrize("rows, out_features, k, split", [
+    (2, 49152, 16384, False),  # 3 GFLOP but a GEMV over 3.2 GB of weights: the split would only move more bytes
+    (64, 8192, 8192, False),   # memory-bound too
+    (1024, 8192, 8192, True),  # compute-bound
+    (4096, 4096, 4096, True),
+])
+def test_the_split_is_the_default_only_where_the_gemm_is_compute_bound(rows: int, out_features: int, k: int,
+                                                                       split: bool) -> None:
+    step = _linear(rows, out_features, k)
+    assert gemm_flops(step, "linear") >= 1 << 30  # every case is over the size floor: the roofline decides
+    assert split_pays(step, "linear") is split
