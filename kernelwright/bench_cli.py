@@ -142,7 +142,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     print_table(console, outcome.table, search_line(options.out))
     console.print(escape("table: " + ", ".join(str(f) for f in outcome.files)), soft_wrap=True)
     if outcome.environment is not None:
-        fail(f"{outcome.environment}; once fixed, continue with `{_resume_command(paths, options.out)}`", EXIT_ERROR)
+        fail(f"{outcome.environment}. Once fixed, continue with `{_resume_command(paths, options.out)}`", EXIT_ERROR)
     if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
              "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)

@@ -103,7 +103,7 @@ def run_problems(problems: Sequence[BenchProblem], store: ResultStore, solve: So
                 with lock:
                     failures.append(exc)
                 halt.set()
-                log.warning("bench_environment_failure", problem=problem.key, error=str(exc))
+                log.info("bench_environment_failure", problem=problem.key, error=str(exc))
                 emit(BenchEvent("stopped", problem, lane))
                 return
             with lock:
