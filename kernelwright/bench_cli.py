@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kernelwright.agents.context import RunSettings
-from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
+from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
 from kernelwright.tools.errors import KernelwrightError
 
 
@@ -110,9 +110,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
         plan = plan_bench(paths, options, job)
     except KernelwrightError as exc:
         fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_BAD_INPUT)
-    lanes = ", ".join(lane.name for lane in plan.lanes)
-    console.print(escape(f"{len(plan.problems)} problems ({plan.finished} finished before) on {lanes}; results in "
-                         f"{options.out}"))
+    console.print(escape(plan.start_line()), soft_wrap=True)
     console.print(escape("translate-only: offline translator and nvcc, nothing verified" if options.translate_only
                          else f"{plan.models}; per problem: {_budget_text(job)}"))
     progress = BenchProgress(total=len(plan.problems))
@@ -135,7 +133,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     except KeyboardInterrupt:
         if live is not None:
             live.stop()
-        resume = f"kernelwright bench {' '.join(shlex.quote(str(p)) for p in paths)} --out {shlex.quote(str(options.out))} --resume"
+        resume = _resume_command(paths, options.out)
         fail(f"stopped: {progress.done} of {len(plan.problems)} problems are finished and saved in {options.out}; "
              f"continue with `{resume}`", EXIT_INTERRUPTED)
     finally:
@@ -143,6 +141,8 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
             live.stop()
     print_table(console, outcome.table, search_line(options.out))
     console.print(escape("table: " + ", ".join(str(f) for f in outcome.files)), soft_wrap=True)
+    if outcome.environment is not None:
+        fail(f"{outcome.environment}. Once fixed, continue with `{_resume_command(paths, options.out)}`", EXIT_ERROR)
     if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
              "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)
@@ -150,6 +150,10 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
         console.print("no GPU visible, so nothing was verified; on a machine without a GPU, --translate-only "
                       "translates and compiles without starting each problem's run")
         raise typer.Exit(EXIT_NEEDS_GPU)
+
+
+def _resume_command(paths: list[Path], out: Path) -> str:
+    return f"kernelwright bench {' '.join(shlex.quote(str(p)) for p in paths)} --out {shlex.quote(str(out))} --resume"
 
 
 def _budget_text(job: Any) -> str:

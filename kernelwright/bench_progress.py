@@ -45,6 +45,8 @@ class BenchProgress:
             self.skipped += 1
         elif event.kind == "started" and event.lane is not None:
             self.running[event.lane.name] = event.problem.key
+        elif event.kind == "stopped" and event.lane is not None:
+            self.running.pop(event.lane.name, None)
         elif event.kind == "finished" and event.row is not None:
             self.solved += 1
             self.outcomes[event.row.status] += 1

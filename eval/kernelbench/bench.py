@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.llm import ModelPlan
+from kernelwright.eval.kernelbench.environment import EnvironmentFailure
 from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
@@ -111,6 +112,17 @@ class BenchPlan:
     models: str  # which models the runs use, or why offline (nothing for --translate-only)
     finished: int  # problems with a row already (skipped)
     search: SearchSettings | None = None  # what every row is made with (None for --translate-only)
+    redo: tuple[str, ...] = ()  # problems whose old row recorded the environment's failure: run again
+
+    def start_line(self) -> str:
+        """What the bench is about to do: '25 problems (0 finished before, redoing 25 problems that failed for
+        the environment) on gpu0; results in runs/kb/level3'."""
+        before = f"{self.finished} finished before"
+        if self.redo:
+            before += f", redoing {len(self.redo)} problem{'s' if len(self.redo) != 1 else ''} that failed for the " \
+                      "environment"
+        lanes = ", ".join(lane.name for lane in self.lanes)
+        return f"{len(self.problems)} problems ({before}) on {lanes}; results in {self.options.out}"
 
     @property
     def store(self) -> ResultStore:
@@ -143,8 +155,10 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
         if manifest is not None and manifest.search is not None:
             _check_same_search(search, manifest.search, out)
     finished = store.finished()
+    keys = {p.key for p in problems}
+    redo = tuple(sorted(row.key for row in store.failed_for_environment() if row.key in keys))
     return BenchPlan(tuple(str(p) for p in paths), problems, _lanes(options, visible), options, job, models,
-                     sum(1 for p in problems if p.key in finished), search)
+                     sum(1 for p in problems if p.key in finished), search, redo)
 
 
 def _check_same_search(asked: SearchSettings, recorded: SearchSettings, out: Path) -> None:
@@ -196,13 +210,21 @@ class BenchOutcome:
     table: BenchTable
     files: tuple[Path, ...]  # summary.md, summary.json, report.html
 
+    @property
+    def environment(self) -> EnvironmentFailure | None:
+        """The machine's failure that stopped the bench before every problem had its row."""
+        return self.run.environment
+
 
 def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None = None,
               stop: threading.Event | None = None) -> BenchOutcome:
-    """Solve every problem of `plan` without a finished row; the table is rewritten as each one finishes."""
+    """Solve every problem of `plan` without a finished row; the table is rewritten as each one finishes.
+    A failure of the environment stops it early (BenchOutcome.environment), with the table of what finished."""
     options, job = plan.options, plan.job
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
+    for key in plan.redo:
+        plan.store.remove(key)  # a wrong verdict, not a result: the table must not count it while it is redone
     if BenchManifest.read(out) is None:
         manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  plan.search)

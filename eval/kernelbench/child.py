@@ -6,7 +6,8 @@ kills its interpreter must cost only its own row. The child is started with mult
 interpreter: no CUDA state or threads inherited; the arguments travel pickled, never through a file), sees only
 its lane's GPU, runs on its lane's cores, ignores Ctrl-C (the parent stops it, so a stop never looks like a
 crash) and writes stdout and stderr to its log file. Its return value (a JSON-safe dict) comes back through a
-file the parent names.
+file the parent names. The target and its arguments are unpickled inside the child's own error handling, so a
+module the child cannot import comes back as a raised ImportError naming it, not as a crash.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import tempfile
 import threading
@@ -34,6 +36,8 @@ class ChildOutcome:
     message: str = ""
     seconds: float = 0.0
     error_kind: str | None = None  # a raised KernelwrightError's kind ("load": a bad problem, "llm", ...)
+    missing_module: str | None = None  # a raised ImportError's module (the child could not import it)
+    import_files: tuple[str, ...] = ()  # the files its traceback went through (was it the problem's own import?)
 
 
 def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, log_path: Path,
@@ -45,7 +49,7 @@ def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, 
     with tempfile.TemporaryDirectory(prefix="kw-bench-child-") as tmp:
         result_file = Path(tmp) / "result.json"
         proc = multiprocessing.get_context("spawn").Process(
-            target=_child_main, args=(target, tuple(args), str(result_file), str(log_path), gpu,
+            target=_child_main, args=(pickle.dumps((target, tuple(args))), str(result_file), str(log_path), gpu,
                                       tuple(cores) if cores else None), name="kw-bench-problem")
         proc.start()
         deadline = None if not timeout_s else time.monotonic() + timeout_s
@@ -69,7 +73,8 @@ def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, 
         if proc.exitcode == 0 and data is not None and "result" in data:
             return ChildOutcome(data["result"], seconds=seconds)
         if proc.exitcode == EXIT_RAISED and data is not None and "error" in data:
-            return ChildOutcome(None, "raised", str(data["error"]), seconds, data.get("kind"))
+            return ChildOutcome(None, "raised", str(data["error"]), seconds, data.get("kind"), data.get("module"),
+                                tuple(data.get("files") or ()))
         return ChildOutcome(None, "crash", f"the problem's process {_exit_text(proc.exitcode)}{_log_tail(log_path)}",
                             seconds)
 
@@ -99,8 +104,8 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _child_main(target: Callable[..., dict[str, Any]], args: tuple[Any, ...], result_file: str, log_file: str,
-                gpu: str | None, cores: tuple[int, ...] | None) -> None:
+def _child_main(payload: bytes, result_file: str, log_file: str, gpu: str | None,
+                cores: tuple[int, ...] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything asks NVML or CUDA
@@ -111,13 +116,17 @@ def _child_main(target: Callable[..., dict[str, Any]], args: tuple[Any, ...], re
     os.dup2(fd, 2)
     os.close(fd)
     try:
+        target, args = pickle.loads(payload)  # imports the target's modules: a missing one raises here
         result = target(*args)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
         import traceback
 
         traceback.print_exc()
         kind = getattr(exc, "kind", None)  # a KernelwrightError says what kind of failure it is
+        module = exc.name if isinstance(exc, ImportError) else None
+        files = sorted({frame.filename for frame in traceback.extract_tb(exc.__traceback__)}) if module else []
         Path(result_file).write_text(json.dumps({"error": (str(exc) if kind else f"{type(exc).__name__}: {exc}")[:1000],
-                                                 "kind": kind if isinstance(kind, str) else None}))
+                                                 "kind": kind if isinstance(kind, str) else None, "module": module,
+                                                 "files": files}))
         os._exit(EXIT_RAISED)
     Path(result_file).write_text(json.dumps({"result": result}, default=str))

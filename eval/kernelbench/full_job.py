@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.kernelbench.child import run_in_child
+from kernelwright.eval.kernelbench.child import ChildOutcome, run_in_child
+from kernelwright.eval.kernelbench.environment import missing_module, no_cuda, requirement_or_failure
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import FailureKind, ProblemRow, ProblemStatus, failed_row
 from kernelwright.eval.kernelbench.runner import Interrupted, Lane, Solve
@@ -58,7 +59,16 @@ def graph_solver(job: RunJob, out: Path) -> Solve:
             raise Interrupted(problem.key)
         if outcome.result is not None:
             data = {**outcome.result, "wall_s": round(outcome.seconds, 2), "gpu": lane.gpu}
-            return ProblemRow.from_dict(data)
+            row = ProblemRow.from_dict(data)
+            if lane.gpu is not None and row.status == "compiled":  # compiled, and no GPU to verify on: not the problem's
+                raise no_cuda(lane.gpu, problem.key)
+            return row
+        module = _missing_module(outcome)
+        if module is not None:  # kernelwright's own dependency raises EnvironmentFailure: the bench stops
+            reason = requirement_or_failure(module, problem.key, problem.path, while_loading=outcome.error_kind == "load",
+                                            import_files=outcome.import_files)
+            return failed_row(problem, "run", "missing_module", reason, wall_s=outcome.seconds, gpu=lane.gpu,
+                              precision=job.precision)
         failure: FailureKind = ("timeout" if outcome.failure == "timeout" else "crash" if outcome.failure == "crash"
                                 else "bad_problem" if outcome.error_kind == "load"
                                 else "llm" if outcome.error_kind == "llm" else "error")
@@ -66,6 +76,13 @@ def graph_solver(job: RunJob, out: Path) -> Solve:
                           precision=job.precision)
 
     return solve
+
+
+def _missing_module(outcome: ChildOutcome) -> str | None:
+    """The module the problem's process could not import, where that is why it failed."""
+    if outcome.failure not in ("raised", "crash"):
+        return None
+    return outcome.missing_module or missing_module(outcome.message)
 
 
 def solve_here(job: RunJob, problem: BenchProblem) -> dict[str, Any]:

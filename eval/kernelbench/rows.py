@@ -13,15 +13,18 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
+from kernelwright.eval.kernelbench.environment import missing_outside_problem
 from kernelwright.eval.kernelbench.problems import BenchProblem
 
 # verified: a kernel passed the harness (and memcheck) on a GPU; not_verified: candidates reached the GPU, none
 # passed; compiled: a candidate compiled and nothing could verify it (no GPU, or --translate-only);
 # not_compiled: candidates were written, none compiled; no_candidate: nothing to compile; failed: the problem's
-# run crashed, timed out, or the file is no problem (`failure` says which).
+# run crashed, timed out, the file is no problem, or it imports a module not installed here (`failure` says which).
+# A failure of the machine itself (kernelwright's own dependency missing, an unwritable results folder) is no
+# problem's failure and gets no row: it stops the bench (eval.kernelbench.environment).
 ProblemStatus = Literal["verified", "not_verified", "compiled", "not_compiled", "no_candidate", "failed"]
 PROBLEM_STATUSES: Final[tuple[ProblemStatus, ...]] = get_args(ProblemStatus)
-FailureKind = Literal["bad_problem", "crash", "timeout", "llm", "error"]
+FailureKind = Literal["bad_problem", "missing_module", "crash", "timeout", "llm", "error"]
 BenchMode = Literal["run", "translate_only"]  # the agent graph on each problem, or translate and compile only
 RESULTS_DIR = "results"
 
@@ -57,8 +60,15 @@ class ProblemRow:
 
     @property
     def finished(self) -> bool:
-        """Never redone by --resume; an LLM outage leaves its problem resumable."""
-        return self.failure != "llm"
+        """Never redone by --resume; an LLM outage leaves its problem resumable, and so does a row an older
+        bench recorded for the environment's failure."""
+        return self.failure != "llm" and not self.failed_for_environment
+
+    @property
+    def failed_for_environment(self) -> bool:
+        """Recorded before the bench told the machine's failures from the problem's: a plain error naming a
+        module that the problem file does not import (kernelwright's dependency, missing where it ran)."""
+        return self.failure == "error" and missing_outside_problem(self.reason, Path(self.problem))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,3 +131,10 @@ class ResultStore:
 
     def finished(self) -> dict[str, ProblemRow]:
         return {row.key: row for row in self.rows() if row.finished}
+
+    def failed_for_environment(self) -> list[ProblemRow]:
+        """Rows an older bench recorded for the machine's failure: `--resume` redoes their problems."""
+        return [row for row in self.rows() if row.failed_for_environment]
+
+    def remove(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)

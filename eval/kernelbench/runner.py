@@ -5,7 +5,9 @@ problem from one shared queue, so a GPU that finishes early takes more (level 3'
 minutes). A problem whose solver raises is recorded as failed with the reason, and the lane goes on. Rows
 are written as each problem finishes, from whichever lane solved it, into one results folder: that is the
 merge across GPUs. When `stop` is set (Ctrl-C), lanes take no new problem and the problems in progress get
-no row, so `--resume` runs them again.
+no row, so `--resume` runs them again. A failure of the machine rather than the problem (EnvironmentFailure:
+kernelwright's own dependency missing, an unwritable results folder) gets no row either: lanes take no new
+problem, the others finish the one they run, and the run ends with the failure named (BenchRun.environment).
 """
 
 from __future__ import annotations
@@ -20,6 +22,13 @@ from typing import Literal
 
 import structlog
 
+from kernelwright.eval.kernelbench.environment import (
+    EnvironmentFailure,
+    missing_module,
+    requirement_or_failure,
+    traceback_files,
+    unwritable,
+)
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import BenchMode, ProblemRow, ResultStore, failed_row
 from kernelwright.tools.errors import ProblemError
@@ -46,7 +55,7 @@ Solve = Callable[[BenchProblem, Lane, threading.Event], ProblemRow]  # raises In
 
 @dataclass(frozen=True, slots=True)
 class BenchEvent:
-    kind: Literal["skipped", "started", "finished"]
+    kind: Literal["skipped", "started", "finished", "stopped"]  # stopped: no row (an environment failure)
     problem: BenchProblem
     lane: Lane | None = None
     row: ProblemRow | None = None
@@ -57,6 +66,7 @@ class BenchRun:
     rows: list[ProblemRow] = field(default_factory=list)  # every problem's row, in problem order (where it has one)
     solved: int = 0  # problems solved in this call (the others were finished before, or not reached)
     interrupted: bool = False
+    environment: EnvironmentFailure | None = None  # the machine's failure that stopped the bench (the first)
 
 
 def run_problems(problems: Sequence[BenchProblem], store: ResultStore, solve: Solve, lanes: Sequence[Lane], *,
@@ -73,19 +83,29 @@ def run_problems(problems: Sequence[BenchProblem], store: ResultStore, solve: So
         else:
             pending.put(problem)
     solved: dict[str, ProblemRow] = {}
+    failures: list[EnvironmentFailure] = []
+    halt = threading.Event()  # an environment failure: no lane takes a new problem, none is killed
     lock = threading.Lock()
 
     def lane_loop(lane: Lane) -> None:
-        while not stop.is_set():
+        while not stop.is_set() and not halt.is_set():
             try:
                 problem = pending.get_nowait()
             except queue.Empty:
                 return
             emit(BenchEvent("started", problem, lane))
-            row = _solve_one(problem, lane, solve, stop, mode, precision)
-            if row is None:
-                return  # stopped: no row
-            store.write(row)
+            try:
+                row = _solve_one(problem, lane, solve, stop, mode, precision)
+                if row is None:
+                    return  # stopped: no row
+                _write(store, row)
+            except EnvironmentFailure as exc:
+                with lock:
+                    failures.append(exc)
+                halt.set()
+                log.info("bench_environment_failure", problem=problem.key, error=str(exc))
+                emit(BenchEvent("stopped", problem, lane))
+                return
             with lock:
                 solved[problem.key] = row
             emit(BenchEvent("finished", problem, lane, row))
@@ -104,7 +124,18 @@ def run_problems(problems: Sequence[BenchProblem], store: ResultStore, solve: So
             thread.join(timeout=STOP_WAIT_S)
         raise
     rows = [solved.get(p.key) or done.get(p.key) for p in problems]
-    return BenchRun([r for r in rows if r is not None], len(solved), interrupted=stop.is_set())
+    return BenchRun([r for r in rows if r is not None], len(solved), interrupted=stop.is_set(),
+                    environment=failures[0] if failures else None)
+
+
+def _write(store: ResultStore, row: ProblemRow) -> None:
+    try:
+        store.write(row)
+    except OSError as exc:
+        failure = unwritable(exc, row.key)
+        if failure is None:
+            raise
+        raise failure from None
 
 
 def _solve_one(problem: BenchProblem, lane: Lane, solve: Solve, stop: threading.Event, mode: BenchMode,
@@ -114,10 +145,29 @@ def _solve_one(problem: BenchProblem, lane: Lane, solve: Solve, stop: threading.
         return solve(problem, lane, stop)
     except Interrupted:
         return None
+    except EnvironmentFailure:
+        raise  # the machine's failure, not this problem's: no row
+    except ImportError as exc:  # kernelwright's own dependency raises EnvironmentFailure: the bench stops
+        module = missing_module(exc)
+        if module is None:
+            return _error_row(problem, lane, exc, started, mode, precision)
+        reason = requirement_or_failure(module, problem.key, problem.path, import_files=traceback_files(exc))
+        return failed_row(problem, mode, "missing_module", reason, wall_s=time.perf_counter() - started,
+                          gpu=lane.gpu, precision=precision)
+    except OSError as exc:
+        failure = unwritable(exc, problem.key)
+        if failure is not None:
+            raise failure from None
+        return _error_row(problem, lane, exc, started, mode, precision)
     except ProblemError as exc:  # the file is no problem: recorded, the bench goes on
         return failed_row(problem, mode, "bad_problem", str(exc), wall_s=time.perf_counter() - started,
                           gpu=lane.gpu, precision=precision)
     except Exception as exc:  # noqa: BLE001 - one broken problem never stops the bench
-        log.warning("bench_problem_failed", problem=problem.key, error=traceback.format_exc()[-2000:])
-        return failed_row(problem, mode, "error", f"{type(exc).__name__}: {exc}"[:500],
-                          wall_s=time.perf_counter() - started, gpu=lane.gpu, precision=precision)
+        return _error_row(problem, lane, exc, started, mode, precision)
+
+
+def _error_row(problem: BenchProblem, lane: Lane, exc: BaseException, started: float, mode: BenchMode,
+               precision: str) -> ProblemRow:
+    log.warning("bench_problem_failed", problem=problem.key, error=traceback.format_exc()[-2000:])
+    return failed_row(problem, mode, "error", f"{type(exc).__name__}: {exc}"[:500],
+                      wall_s=time.perf_counter() - started, gpu=lane.gpu, precision=precision)

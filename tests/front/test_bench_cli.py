@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 from kernelwright.agents.context import RunSettings
 from kernelwright.bench_progress import BenchProgress, outcome_text
 from kernelwright.cli import app
-from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED
+from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED
+from kernelwright.eval.kernelbench import bench as bench_module
 from kernelwright.eval.kernelbench.problems import BenchProblem
-from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
+from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore, failed_row
 from kernelwright.eval.kernelbench.runner import BenchEvent, Lane
 from kernelwright.eval.kernelbench.search import SearchSettings
 from kernelwright.graphs.run import RunBudget
@@ -148,6 +149,49 @@ def test_translate_only_on_kernelbench_level_1_2_and_3_problems(tmp_path: Path) 
     assert "| all | 3 | 3 (100%) | 3 (100%) |" in md and "translate-only" in md and "fast_1" not in md
     code, text = _bench(*map(str, problems), "--out", str(out), "--translate-only", "--resume")
     assert code == EXIT_PASSED and "3 problems (3 finished before)" in text  # a resume redoes nothing
+
+
+def _fake_solver(missing: str | None) -> object:
+    """A stand-in for the agent graph's solver: a row for the first problem, then `missing` cannot be imported."""
+
+    def solver(job: object, out: Path) -> object:
+        def solve(problem: BenchProblem, lane: Lane, stop: object) -> ProblemRow:
+            if missing and not problem.key.endswith("1_a"):
+                raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
+            return ProblemRow(problem.key, problem.level, str(problem.path), "run", "compiled", candidate=True,
+                              compiled=True)
+
+        return solve
+
+    return solver
+
+
+def test_a_missing_dependency_stops_the_bench_with_one_error_and_resume_redoes_old_rows(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    level = tmp_path / "kb" / "level3"
+    level.mkdir(parents=True)
+    for stem in ("1_a", "2_b", "3_c"):
+        (level / f"{stem}.py").write_text(TINY.read_text())
+    out = tmp_path / "out"
+    monkeypatch.setattr(bench_module, "graph_solver", _fake_solver("chromadb"))
+    code, text = _bench(str(level), "--out", str(out))
+    assert code == EXIT_ERROR, text
+    assert text.count(ERROR_PREFIX) == 1 and "Traceback" not in text
+    assert (f"{ERROR_PREFIX} the bench stopped at level3/2_b: its process could not import 'chromadb', which "
+            "kernelwright needs") in text
+    assert f"Once fixed, continue with `kernelwright bench {level} --out {out} --resume`" in text
+    assert [r.key for r in ResultStore(out).rows()] == ["level3/1_a"]  # finished kept, no row for the failure
+    assert "| level3 | 1 |" in (out / "summary.md").read_text()  # the partial table is written
+    # an older bench recorded the environment's failure as rows: a resume redoes them and says so
+    for stem in ("2_b", "3_c"):
+        problem = BenchProblem(f"level3/{stem}", "level3", level / f"{stem}.py")
+        ResultStore(out).write(failed_row(problem, "run", "error", "ModuleNotFoundError: No module named 'chromadb'"))
+    monkeypatch.setattr(bench_module, "graph_solver", _fake_solver(None))
+    code, text = _bench(str(level), "--out", str(out), "--resume")
+    assert "3 problems (1 finished before, redoing 2 problems that failed for the environment) on cpu" in text, text
+    assert code == EXIT_NEEDS_GPU and ERROR_PREFIX not in text
+    assert sorted((r.key, r.status) for r in ResultStore(out).rows()) == [
+        ("level3/1_a", "compiled"), ("level3/2_b", "compiled"), ("level3/3_c", "compiled")]
 
 
 def test_a_named_model_that_cannot_be_used_stops_the_bench_before_any_problem(tmp_path: Path) -> None:

@@ -27,3 +27,10 @@ def raise_problem_error(message: str) -> dict[str, Any]:
     from kernelwright.tools.errors import ReferenceFailure
 
     raise ReferenceFailure(message, where="problem.py")
+
+
+def import_missing(module: str) -> dict[str, Any]:
+    import importlib
+
+    importlib.import_module(module)  # raises ModuleNotFoundError: the child's own import, not the problem's
+    return {}
