@@ -137,11 +137,13 @@ class HarnessConfig(_Section):
                                        "timing (slow); winners are memchecked whatever this says")
     code_check: bool = Field(default=_default(EvalSettings, "code_check"),
                              description="the static pre-check of candidate Python (imports and calls outside an "
-                                         "allow-list: forbidden_code) before any worker loads it")
+                                         "allow-list: forbidden_code) before any worker loads it; statements the "
+                                         "candidate carries verbatim from its problem are trusted")
     isolation: IsolationMode = Field(
         default=_default(EvalSettings, "isolation"),
-        description="the sandbox around candidate code (docs/SANDBOX.md): auto = the strongest this machine allows, "
-                    "off = none, required = refuse to evaluate without the full isolation")
+        description="the sandbox around candidate code (docs/SANDBOX.md): auto (default) = the strongest this "
+                    "machine allows, saying what is missing, off = none, required = refuse to evaluate without the "
+                    "full isolation")
     profile: bool = Field(default=_default(RunSettings, "profile"),
                           description="Nsight Compute metrics of a passed candidate (eval) or of each generation's "
                                       "best (run)")

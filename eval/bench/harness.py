@@ -85,7 +85,10 @@ class BenchOptions:
 def eval_settings(options: BenchOptions) -> tuple[EvalSettings, str | None]:
     """The harness settings and the precision profile they use."""
     precision = options.precision or "strict"
-    return EvalSettings(compile_baseline=options.compile_baseline, bench=options.bench, precision=precision), precision
+    # the candidates' folders stay readable in the jail, wherever --out and --candidates are (the home is hidden)
+    shown = tuple(str(p.resolve()) for p in (options.out, options.candidates) if p is not None)
+    return EvalSettings(compile_baseline=options.compile_baseline, bench=options.bench, precision=precision,
+                        visible_paths=shown), precision
 
 
 def discover(paths: Sequence[Path], only: str = "", match: str = "") -> list[Path]:

@@ -86,12 +86,14 @@ def prebuild_sources(sources: list[str], jobs: int) -> float:
     return time.perf_counter() - started
 
 
-def evaluator_for(problem: Path, compile_baseline: bool) -> Any:
+def evaluator_for(problem: Path, compile_baseline: bool, out: Path | None = None) -> Any:
+    """`out`: where the candidates are written, readable in the jail wherever it is (the home is hidden)."""
     from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
     from kernelwright.tools.measure.timing import BenchSettings
 
     settings = EvalSettings(compile_baseline=compile_baseline,
-                            bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0))
+                            bench=BenchSettings(rep_ms=100.0, min_trials=50, max_total_ms=3000.0),
+                            visible_paths=(str(out.resolve()),) if out is not None else ())
     return Evaluator(problem, settings)
 
 
@@ -103,7 +105,7 @@ def run_problem(problem: Path, out: Path, prep: dict[str, Any], *, tune_budget: 
     candidates = prep["candidates"]
     row: dict[str, Any] = {"problem": problem.stem, "verified": False, "success": False,
                            "variants": [c.variant for c in candidates], "kept_aten_ops": list(candidates[0].kept_aten_ops)}
-    with evaluator or evaluator_for(problem, compile_baseline) as ev:
+    with evaluator or evaluator_for(problem, compile_baseline, out) as ev:
         result = tune(problem, lambda p: ev.evaluate(p).to_dict(), budget=max(tune_budget, len(candidates)),
                       out_dir=out / "candidates" / problem.stem / "tuned", traced=prep["traced"], candidates=candidates)
         row.update(outcome(result, lambda p: ev.sanitize(p).to_dict()))
@@ -180,10 +182,10 @@ def _compile_once(problem: Path) -> tuple[str, float, str | None]:
         worker.close()
 
 
-def _start_evaluator(problem: Path, compile_baseline: bool) -> Any:
+def _start_evaluator(problem: Path, compile_baseline: bool, out: Path | None = None) -> Any:
     """An Evaluator whose workers are started and problem loaded (no GPU work beyond building the Model)."""
     try:
-        ev = evaluator_for(problem, compile_baseline)
+        ev = evaluator_for(problem, compile_baseline, out)
     except Exception:  # noqa: BLE001 - run_problem meets the same error again and records it
         return None
     try:
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kw-next-evaluator")
     evaluable = [p for p in pending if "row" not in prepared[p.stem]]
-    upcoming = {p.stem: starter.submit(_start_evaluator, p, args.compile_baseline) for p in evaluable[:1]}
+    upcoming = {p.stem: starter.submit(_start_evaluator, p, args.compile_baseline, args.out) for p in evaluable[:1]}
     following = {p.stem: q for p, q in zip(evaluable, evaluable[1:])}
     rows = []
     for i, problem in enumerate(problems):
@@ -311,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             # The next problem's workers start (and load it) while this one is measured: no GPU work but
             # building its Model, and it takes worker start-up out of the serial path.
             if (after := following.get(problem.stem)) is not None:
-                upcoming[after.stem] = starter.submit(_start_evaluator, after, args.compile_baseline)
+                upcoming[after.stem] = starter.submit(_start_evaluator, after, args.compile_baseline, args.out)
             try:
                 evaluator = upcoming.pop(problem.stem).result() if problem.stem in upcoming else None
                 row = run_problem(problem, args.out, prep, tune_budget=args.tune_budget if on_schedule else 0,

@@ -229,7 +229,7 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
         manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  plan.search)
         (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
-    solve = (translate_solver(out, job.setup.eval_settings.build, lanes=len(plan.lanes), precision=job.precision,
+    solve = (translate_solver(out, job.setup.eval_settings, lanes=len(plan.lanes), precision=job.precision,
                               preview=job.setup.run_settings.offline_preview)
              if options.translate_only else graph_solver(job, out))
     lock = threading.Lock()

@@ -18,7 +18,7 @@ from kernelwright.eval.bench.harness_prepare import candidate_path, child_budget
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
 from kernelwright.eval.kernelbench.runner import Lane, Solve
-from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.problem.files import check_source
 
 CANDIDATES_DIR = "candidates"
@@ -26,12 +26,14 @@ PREPARE_BUDGET_BYTES = 16 << 30  # room for users' own big models; child_budget 
 PREPARE_TIMEOUT_S = 900.0
 
 
-def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precision: str = "strict",
+def translate_solver(out: Path, settings: EvalSettings, *, lanes: int = 1, precision: str = "strict",
                      preview: bool = False) -> Solve:
-    """`preview`: RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
+    """`settings`: the job's (its build, pre-check and jail, as a graph run's builds take them). `preview`:
+    RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
 
     def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
         from kernelwright.tools.harness.precompile import build_candidates
+        from kernelwright.tools.sandbox.pool import WorkerOptions
 
         started = time.perf_counter()
         check_source(problem.path, "problem")
@@ -42,7 +44,9 @@ def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precisi
                          reason=entry.why, precision=precision)
         if entry.kind == "offline":
             candidate = candidate_path(folder, problem.path.stem)
-            (built,) = build_candidates(problem.path, [candidate], build=build, jobs=1)
+            jail = isolation_policy(settings, problem.path, candidate.resolve().parent)
+            (built,) = build_candidates(problem.path, [candidate], build=settings.build, jobs=1,
+                                        code_check=settings.code_check, options=WorkerOptions(isolation=jail))
             row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
                              "compiled" if built.ok else "not_compiled",
                              reason="" if built.ok else first_error_line(built.error), candidate=True,

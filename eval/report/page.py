@@ -100,6 +100,7 @@ def _header(run: RunData) -> str:
     card_html = "".join(f'<div class="card"><div class="card-value">{esc(v)}</div><div class="card-label">{esc(k)}</div>'
                         f"</div>" for k, v in cards)
     fact_html = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts if v)
+    fact_html += _isolation_row(run)
     if lines := generation_lines(run):
         fact_html += ('<tr class="generations"><th>generations</th><td>'
                       + "".join(f'<div class="generation-line">{esc(line)}</div>' for line in lines) + "</td></tr>")
@@ -107,6 +108,20 @@ def _header(run: RunData) -> str:
             if run.skipped_lines else "")
     return (f'<header><h1>kernelwright run <code>{esc(run.run_id)}</code></h1><div class="cards">{card_html}</div>'
             f'<table class="facts">{fact_html}</table>{warn}</header>')
+
+
+def _isolation_row(run: RunData) -> str:
+    """What candidate code ran under, in the harness's words: one line, or each with its count where they differ
+    (a run resumed on another machine); said plainly when nothing was recorded, never guessed."""
+    seen = run.isolation
+    if not seen:
+        lines = ["not recorded (no candidate reached an evaluation worker)"]
+    elif len(seen) == 1:
+        lines = [seen[0][0]]
+    else:
+        lines = [f"{line} ({counted(n, 'candidate')})" for line, n in seen]
+    return ('<tr class="isolation"><th>isolation</th><td>'
+            + "".join(f'<div class="isolation-line">{esc(line)}</div>' for line in lines) + "</td></tr>")
 
 
 def unified_diff(parent: str, child: str, parent_name: str, child_name: str) -> str:

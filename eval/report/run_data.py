@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,15 @@ class RunData:
             return self.candidates[best_id]
         verified = [c for c in self.candidates.values() if c.verified]
         return max(verified, key=lambda c: c.speedup_vs_eager or 0.0) if verified else None
+
+    @property
+    def isolation(self) -> list[tuple[str, int]]:
+        """The isolation candidate code ran under, as each evaluation's worker reported it (the report's
+        resources.isolation, tools.sandbox.isolation.describe), with how many candidates each; most first.
+        Empty when no candidate reached a worker (or the run predates the record)."""
+        seen = Counter(str(line) for c in self.candidates.values()
+                       if (line := (c.report.get("resources") or {}).get("isolation")))
+        return seen.most_common()
 
     @property
     def generations(self) -> list[int]:

@@ -58,7 +58,7 @@ def _stub_suite(tmp_path: Path, names: tuple[str, ...], run_problem, monkeypatch
     monkeypatch.setattr(bench_offline, "prepare", lambda problem, out: {"candidates": []})
     monkeypatch.setattr(bench_offline, "prebuild", lambda prepared, jobs: 0.0)
     monkeypatch.setattr(bench_offline, "run_problem", run_problem)
-    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline: None)
+    monkeypatch.setattr(bench_offline, "_start_evaluator", lambda problem, compile_baseline, out=None: None)
     return suite
 
 

@@ -79,6 +79,14 @@ def _run_script(tmp_path: Path, text: str, **env: str) -> subprocess.CompletedPr
                           cwd=tmp_path, env=_env(**env))
 
 
+def _run_traced_script(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """The workers' re-runs of the script are counted through the file its top appends to, which the jail's
+    read-only file system refuses (by design: test_a_script_whose_top_writes_a_file_is_told_why_in_the_jail),
+    so the jail is off here; the static pre-check stays on (the default): the candidates carry the script's
+    problem, json and kernelwright's module loader included, and must pass it."""
+    return _run_script(tmp_path, text, KERNELWRIGHT_HARNESS__ISOLATION="off")
+
+
 def _check_run(proc: subprocess.CompletedProcess[str], tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
@@ -93,7 +101,7 @@ def _check_run(proc: subprocess.CompletedProcess[str], tmp_path: Path) -> None:
 
 
 def test_a_plain_script_without_a_main_guard_optimises_its_own_class_and_is_quiet(tmp_path: Path) -> None:
-    proc = _run_script(tmp_path, SCRIPT + CALL.replace("{extra}", ""))
+    proc = _run_traced_script(tmp_path, SCRIPT + CALL.replace("{extra}", ""))
     _check_run(proc, tmp_path)
     assert proc.stderr == ""  # a library is quiet unless asked
     assert len(proc.stdout.strip().splitlines()) == 1  # only the script's own print: no log lines on stdout
@@ -102,7 +110,7 @@ def test_a_plain_script_without_a_main_guard_optimises_its_own_class_and_is_quie
 def test_a_guarded_script_shows_logs_on_stderr_when_asked(tmp_path: Path) -> None:
     call = CALL.replace("{extra}", ', log_level="INFO"')
     guarded = SCRIPT + 'if __name__ == "__main__":\n' + textwrap.indent(call, "    ")
-    proc = _run_script(tmp_path, guarded)
+    proc = _run_traced_script(tmp_path, guarded)
     _check_run(proc, tmp_path)
     assert "node_done" in proc.stderr and "[info" in proc.stderr and "[debug" not in proc.stderr
     assert "node_done" not in proc.stdout
@@ -183,6 +191,16 @@ def test_a_script_that_fails_when_re_run_names_its_line_and_the_fix(tmp_path: Pa
         load_user_class(str(script), "kw_user_test_fails", "Net")
     assert info.value.where == f"{script.resolve()}:3"
     assert "FileNotFoundError" in info.value.message and 'if __name__ == "__main__":' in info.value.message
+
+
+def test_a_script_whose_top_writes_a_file_is_told_why_in_the_jail(tmp_path: Path) -> None:
+    """Under the default jail a worker re-running the script cannot write beside it: the error says so."""
+    script = tmp_path / "user.py"
+    script.write_text("import errno\nraise OSError(errno.EROFS, 'Read-only file system', 'trace.txt')\n")
+    with pytest.raises(LoadError) as info:
+        load_user_class(str(script), "kw_user_test_erofs", "Net")
+    assert "Read-only file system" in info.value.message
+    assert "workers run in the sandbox (harness.isolation), whose file system is read-only" in info.value.message
 
 
 def test_a_class_whose_name_was_rebound_is_refused(tmp_path: Path) -> None:

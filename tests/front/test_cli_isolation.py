@@ -16,7 +16,7 @@ runner = CliRunner()
 
 
 def test_env_states_the_isolation_in_force() -> None:
-    result = runner.invoke(app, ["env", "--json"], env={"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_HARNESS__ISOLATION": "auto"})
+    result = runner.invoke(app, ["env", "--json"], env={"CUDA_VISIBLE_DEVICES": ""})  # the default: auto
     assert result.exit_code == 0, result.output
     iso = json.loads(result.stdout)["isolation"]
     assert iso["setting"] == "auto"
@@ -34,8 +34,8 @@ def test_env_with_isolation_off_says_so() -> None:
 
 
 def test_isolation_setting_reaches_the_harness_and_rejects_unknown_values() -> None:
-    assert load_config(env={}).eval_settings().isolation == "off"  # opt-in until verified on a GPU
-    assert load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "auto"}).eval_settings().isolation == "auto"
+    assert load_config(env={}).eval_settings().isolation == "auto"  # the default since it was verified on a GPU
+    assert load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "off"}).eval_settings().isolation == "off"
     assert load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "required"}).eval_settings().isolation == "required"
     with pytest.raises(ConfigError, match="isolation"):
         load_config(env={"KERNELWRIGHT_HARNESS__ISOLATION": "sometimes"})

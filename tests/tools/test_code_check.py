@@ -178,3 +178,145 @@ def test_a_refused_candidate_counts_as_never_built_in_kernelbench_tables() -> No
 
     assert not _compiled({"status": "rejected", "reason": "forbidden_code"})
     assert _compiled({"status": "rejected", "reason": "wrong_output"})
+
+
+# -- the problem's own code: carried verbatim it is trusted, only what the candidate adds is checked ----------
+
+# A user's problem that does what no candidate may: imports json and writes a file, at module level and in a helper.
+OWN_PROBLEM = '''import json
+
+import torch
+import torch.nn as nn
+
+SETTINGS_FILE = "settings.json"
+with open(SETTINGS_FILE, "w") as f:
+    json.dump({"scale": 2.0}, f)
+
+
+def save_report(path, data):
+    with open(path, "w") as out:
+        out.write(str(data))
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = 2.0
+
+    def forward(self, x):
+        return torch.relu(x) * self.scale
+
+
+def get_inputs():
+    return [torch.randn(8, 8)]
+
+
+def get_init_inputs():
+    return []
+'''
+MODEL_NEW = '''
+
+class ModelNew(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ref = Model()
+
+    def forward(self, x):
+        return self.ref(x)
+'''
+PLAIN_PROBLEM = "import torch\nimport torch.nn as nn\n\n\nclass Model(nn.Module):\n    def forward(self, x):\n        return x\n"
+
+
+def test_a_candidate_carrying_its_problems_own_code_passes() -> None:
+    candidate = OWN_PROBLEM + MODEL_NEW
+    assert check_code(candidate, "cand.py").forbidden  # unchecked against its problem: json, the file writes
+    check = check_code(candidate, "cand.py", trusted=OWN_PROBLEM)
+    assert not check.forbidden, check.message()
+
+
+def test_the_same_code_added_by_the_candidate_is_refused() -> None:
+    """The problem without those lines: the candidate brought them, so the check refuses them with their lines."""
+    from kernelwright.tools.verify.code_check import forbidden_code_error
+
+    error = forbidden_code_error(OWN_PROBLEM + MODEL_NEW, "cand.py", PLAIN_PROBLEM)
+    assert error is not None and error.reason == REASON == "forbidden_code" and error.where == "cand.py:1"
+    lines = [f["line"] for f in error.details["findings"]]
+    assert 1 in lines and 7 in lines and 12 in lines, error.details  # import json, open(..., "w") twice
+
+
+def test_a_statement_changed_from_the_problems_is_checked_as_the_candidates_own() -> None:
+    changed = OWN_PROBLEM.replace('with open(SETTINGS_FILE, "w") as f:', 'with open("/root/.bashrc", "a") as f:')
+    check = check_code(changed + MODEL_NEW, "cand.py", trusted=OWN_PROBLEM)
+    assert [f.line for f in check.findings] == [7, 8], check.message()  # the write, and its use of the problem's json
+    assert check.findings[0].construct == "open() for writing (mode 'a')" and check.findings[1].construct == "use of json"
+
+
+# What the candidate's own code may not borrow from the problem's waived statements: (added snippet, message part)
+BORROWING = [
+    ("imported_module", "def f():\n    return json.dumps({})", "use of json"),  # as `import json` would be
+    ("gadget_call", "def f(x):\n    save_report('/tmp/out', x)", "use of save_report"),  # the problem's writer
+    ("steered_data", "SETTINGS_FILE = '/root/.ssh/authorized_keys'", "SETTINGS_FILE"),  # what its write writes to
+    ("steered_through_global", "def f():\n    global SETTINGS_FILE\n    SETTINGS_FILE = 'x'", "SETTINGS_FILE"),
+    ("replaced_builtin", "def str(value):\n    return 'import os'", "rebinding of str"),  # save_report calls str()
+    ("replaced_module", "import math as json", "rebinding of json"),
+]
+
+
+@pytest.mark.parametrize("snippet,expected", [c[1:] for c in BORROWING], ids=[c[0] for c in BORROWING])
+def test_the_candidates_own_code_may_not_borrow_what_the_problem_was_let_off_for(snippet: str, expected: str) -> None:
+    candidate = OWN_PROBLEM + MODEL_NEW + "\n\n" + snippet + "\n"
+    check = check_code(candidate, "cand.py", trusted=OWN_PROBLEM)
+    assert check.forbidden, snippet
+    first_added = OWN_PROBLEM.count("\n") + MODEL_NEW.count("\n") + 3
+    found = [f for f in check.findings if expected in f.message]
+    assert found and all(f.line >= first_added for f in check.findings), check.message()
+    assert "the problem's own code uses it at line" in found[0].message
+
+
+def test_what_the_problem_did_not_need_let_off_stays_usable() -> None:
+    """Its class, torch, os.path and builtins its waived code reads: the candidate may use them as any candidate may."""
+    added = "\n\ndef helper(x):\n    return torch.relu(x), str(x.shape), Model\n"
+    assert not check_code(OWN_PROBLEM + MODEL_NEW + added, "cand.py", trusted=OWN_PROBLEM).forbidden
+
+
+def test_the_problems_class_may_be_carried_under_another_name() -> None:
+    """As the offline translator carries it (Model renamed _KwReferenceModel, every use of the name too)."""
+    problem = OWN_PROBLEM.replace("        self.scale = 2.0\n", "        self.scale = 2.0\n        open('x', 'w')\n")
+    renamed = problem.replace("class Model(", "class _KwReferenceModel(").replace("self.ref = Model()",
+                                                                                "self.ref = _KwReferenceModel()")
+    assert not check_code(renamed + MODEL_NEW.replace("Model()", "_KwReferenceModel()"), "c.py", trusted=problem).forbidden
+    other = renamed.replace("open('x', 'w')", "open('/root/.profile', 'w')")  # another body under the new name
+    check = check_code(other + MODEL_NEW.replace("Model()", "_KwReferenceModel()"), "c.py", trusted=problem)
+    assert check.forbidden and "open() for writing" in check.message()
+
+
+def test_an_offline_candidate_of_an_optimize_module_problem_passes(tmp_path: Path) -> None:
+    """`kernelwright.optimize(MyModule)`: the generated problem imports json and kernelwright's module loader; the
+    translator's candidate carries them, so they must pass as the problem's, while the candidate's own json does not."""
+    import importlib.util
+    import sys
+
+    import torch
+
+    from kernelwright.agents.offline.propose import propose
+    from kernelwright.tools.problem.from_module import write_problem_from_module
+
+    (tmp_path / "user_net.py").write_text("import json\nimport torch\n\n\nclass Net(torch.nn.Module):\n"
+                                          "    def forward(self, x):\n        return torch.relu(x) * 2\n")
+    spec = importlib.util.spec_from_file_location("kw_test_user_net", tmp_path / "user_net.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kw_test_user_net"] = module
+    try:
+        spec.loader.exec_module(module)
+        problem = write_problem_from_module(module.Net, [torch.randn(4, 8)], tmp_path)
+        candidates = propose(problem)
+    finally:
+        sys.modules.pop("kw_test_user_net", None)
+    trusted = problem.read_text()
+    assert candidates and check_code(candidates[0].source, "c.py").forbidden  # without the trust: import of json
+    refused = {c.variant: check_code(c.source, "c.py", trusted=trusted).message() for c in candidates
+               if check_code(c.source, "c.py", trusted=trusted).forbidden}
+    assert not refused, refused
+    smuggled = candidates[0].source + "\n\nLEAK = json.dumps(dict(globals()))\n"
+    assert check_code(smuggled, "c.py", trusted=trusted).forbidden

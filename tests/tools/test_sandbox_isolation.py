@@ -188,6 +188,32 @@ def test_required_isolation_that_cannot_be_met_is_a_typed_error(tmp_path: Path,
     assert info.value.where == "harness.isolation"
 
 
+def test_auto_where_unshare_is_not_permitted_falls_back_with_a_warning_and_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default, `auto`, on a machine that refuses namespaces (a non-root user without user namespaces): the
+    jail falls back to the socket guard, the candidate is still evaluated, the report says what is missing and
+    the evaluator logs it once."""
+    from structlog.testing import capture_logs
+
+    fake = tmp_path / "jail.py"  # what jail.py does there: records the failure, asks for the guard, execs
+    fake.write_text("import json, os, sys\ncmd = sys.argv[sys.argv.index('--') + 1:]\n"
+                    "os.environ['KERNELWRIGHT_ISOLATION'] = json.dumps({'namespaces': [], 'filesystem': False, "
+                    "'limits': ['nofile'], 'cgroup_pids': '', 'unavailable': {'namespaces': "
+                    "'unshare(net+mount): Operation not permitted'}})\n"
+                    "os.environ['KERNELWRIGHT_SOCKET_GUARD'] = '1'\nos.execv(cmd[0], cmd)\n")
+    monkeypatch.setattr(isolation, "JAIL_SCRIPT", fake)
+    assert EvalSettings().isolation == "auto"
+    with capture_logs() as logs:
+        report = _evaluate(FIXTURES / "cpu_cheats" / "honest.py")
+    assert report.status == "passed", report.message
+    said = report.resources["isolation"]
+    assert "namespaces: none (unshare(net+mount): Operation not permitted)" in said
+    assert "socket guard only (weaker" in said and "file system: not isolated" in said
+    warned = [e for e in logs if e["event"] == "isolation_weaker_than_full"]
+    assert len(warned) == 1 and warned[0]["log_level"] == "warning", logs
+    assert "Operation not permitted" in warned[0]["missing"]["namespaces"]
+
+
 def test_describe_never_claims_what_did_not_take_effect() -> None:
     partial = {"namespaces": [], "filesystem": False, "limits": ["nofile"], "cgroup_pids": "",
                "unavailable": {"namespaces": "unshare: Operation not permitted", "cgroup_pids": "read-only"}}

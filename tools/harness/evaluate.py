@@ -38,7 +38,7 @@ from kernelwright.tools.measure.problem_floor import ProblemFloor, ProblemWork, 
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.problem.inputs import InputSpec
-from kernelwright.tools.sandbox.isolation import IsolationPolicy, check_mode, describe
+from kernelwright.tools.sandbox.isolation import IsolationPolicy, check_mode, describe, missing
 from kernelwright.tools.sandbox.pool import HostMemoryWatch, SandboxWorker, WorkerOptions, WorkerSlot
 from kernelwright.tools.sandbox.protocol import Message
 from kernelwright.tools.verify.code_check import REASON as FORBIDDEN_CODE
@@ -87,11 +87,11 @@ class EvalSettings:
     timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
     keep_standby: bool = True  # a spare candidate worker always started: a hang costs no start-up
-    # the static pre-check (tools.verify.code_check) before any worker loads a candidate; opt-in for now: it refuses
-    # the user's own module code that candidates of `kernelwright.optimize(MyModule)` scripts carry (json, file writes)
-    code_check: bool = False
+    # the static pre-check (tools.verify.code_check) before any worker loads a candidate; the problem's own
+    # statements a candidate carries verbatim are trusted, only what it adds is checked
+    code_check: bool = True
     # the workers' jail (tools.sandbox.isolation): "auto" (strongest available), "off", "required"
-    isolation: str = "off"  # "auto" once the jail is verified on a GPU (docs/SANDBOX.md); until then opt in
+    isolation: str = "auto"  # verified on a GPU (tests/tools/test_gpu_isolation.py, docs/SANDBOX.md)
     private_paths: tuple[str, ...] = ()  # hidden from candidate code besides home and .env (runs, archive)
     visible_paths: tuple[str, ...] = ()  # readable again inside those (the current run's folder)
 
@@ -172,6 +172,7 @@ class Evaluator:
         self._roofline: ProblemFloor | None | bool = False  # False: not computed yet
         self._via_host: bool | None = None  # outputs as bytes instead of CUDA IPC (decided by a probe)
         self._transport_note = ""
+        self._weaker_warned = False  # the jail's fallback is logged once per evaluator, not per worker
         self._gpu_identity: dict[str, Any] | None = None
         self._problem_info: dict[str, Any] | None = None
         self.reference_durations_s: dict[str, float] = {}  # where the reference side's time went (benchmarks)
@@ -180,6 +181,15 @@ class Evaluator:
 
     def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
         return isolation_policy(self.settings, self.problem.path, base=base)
+
+    def _warn_if_weaker(self, state: dict[str, Any] | None) -> None:
+        """`auto` fell back (no namespaces where unshare is not permitted, no pids cgroup, ...): say so once."""
+        if self._weaker_warned or self.options.isolation.mode != "auto":
+            return
+        gone = missing(state) if state else {"jail": "the worker did not report one"}
+        if gone:
+            self._weaker_warned = True
+            self.log.warning("isolation_weaker_than_full", missing=gone, in_force=describe(state, "auto"))
 
     @property
     def isolation(self) -> str:
@@ -438,7 +448,7 @@ class Evaluator:
     def _evaluate(self, candidate: Path, report: EvalReport) -> None:
         s = self.settings
         source = check_source(candidate, "candidate")
-        if s.code_check and (refused := forbidden_code_error(source.text, source.path)) is not None:
+        if s.code_check and (refused := forbidden_code_error(source.text, source.path, self.problem.text)) is not None:
             report.status, report.reason, report.message = "rejected", refused.reason, refused.message
             report.error = refused.to_dict()
             return  # no worker ever imports it
@@ -446,6 +456,7 @@ class Evaluator:
         self.check_problem()
         worker = self.cand_slot.get()
         report.resources["isolation"] = describe(worker.info.get("isolation"), self.options.isolation.mode)
+        self._warn_if_weaker(worker.info.get("isolation"))
         loaded = self._ask(worker, "load", timeout_s=s.load_timeout_s, problem=str(self.problem.path),
                            candidate=str(candidate), init_seed=s.init_seed, fast_inline=s.build.fast_inline,
                            flags=s.profile.reference_flags).header

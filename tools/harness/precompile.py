@@ -21,8 +21,8 @@ import structlog
 
 from kernelwright.tools.compile.nvcc import DEFAULT_ARCH, BuildSettings, arch_for_capability
 from kernelwright.tools.errors import InputFileError, KernelwrightError, ToolUnavailable
+from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.problem.files import read_source
-from kernelwright.tools.sandbox.isolation import IsolationPolicy
 from kernelwright.tools.sandbox.pool import SandboxWorker, WorkerOptions
 from kernelwright.tools.verify.code_check import forbidden_code_error
 
@@ -51,17 +51,24 @@ def detect_arch() -> str:
         return DEFAULT_ARCH
 
 
+_DEFAULTS = EvalSettings()  # what a caller that passes no settings gets: the same as an Evaluator's
+
+
 def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, build: BuildSettings = BuildSettings(),
                      jobs: int | None = None, options: WorkerOptions | None = None,
-                     timeout_s: float = 600.0, code_check: bool = False) -> list[BuildOutcome]:
+                     timeout_s: float = 600.0, code_check: bool = _DEFAULTS.code_check) -> list[BuildOutcome]:
     """Import every candidate in a CPU-only worker (building its CUDA); outcomes in input order. `code_check`:
-    the static pre-check first (EvalSettings.code_check)."""
-    options = options or WorkerOptions(isolation=IsolationPolicy(mode="off"))  # callers pass their jail (isolation_policy)
+    the static pre-check first (EvalSettings.code_check). `options`: the workers' (their jail: the run's
+    isolation_policy); without them, the default settings' jail with the problem's and candidates' folders readable."""
+    options = options or WorkerOptions(isolation=isolation_policy(
+        _DEFAULTS, Path(problem), *{Path(c).resolve().parent for c in candidates}))
     # A CPU worker sees no GPU to ask, so the arch is settled here (the GPU evaluation must find the same build).
     settled = replace(build, arch=build.arch or detect_arch())
     cpu_options = replace(options, env={**settled.worker_env(), **options.env, "CUDA_VISIBLE_DEVICES": ""})
     # Each worker runs nvcc itself; two builds per core keeps the machine busy without thrashing.
     jobs = jobs or max(1, (os.cpu_count() or 2) // 2)
+
+    trusted = _problem_text(problem) if code_check else None  # its own statements a candidate carries pass
 
     def build_one(candidate: str | Path) -> BuildOutcome:
         started = time.perf_counter()
@@ -69,7 +76,7 @@ def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, b
             text = read_source(candidate, "candidate") if code_check else None
         except InputFileError:
             text = None  # not a readable source: the worker's load says so, as it does without the check
-        if text is not None and (refused := forbidden_code_error(text, candidate)) is not None:
+        if text is not None and (refused := forbidden_code_error(text, candidate, trusted)) is not None:
             return BuildOutcome(str(candidate), False, time.perf_counter() - started, error=refused.to_dict())
         worker = SandboxWorker("candidate", cpu_options)
         try:
@@ -87,3 +94,10 @@ def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, b
         outcomes = list(pool.map(build_one, candidates))
     log.info("candidates_built", total=len(outcomes), ok=sum(o.ok for o in outcomes), jobs=jobs)
     return outcomes
+
+
+def _problem_text(problem: str | Path) -> str | None:
+    try:
+        return read_source(problem, "problem")
+    except InputFileError:
+        return None  # the worker's load names what is wrong with it; nothing of it is trusted meanwhile

@@ -15,6 +15,7 @@ raise `ScriptReloaded`, which stops the script at that line with its classes def
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import importlib.util
 import inspect
@@ -106,9 +107,11 @@ def load_user_class(script: str, module_name: str, qualname: str) -> type:
         pass  # the script reached its kernelwright call: everything above it, the class included, is defined
     except Exception as exc:
         sys.modules.pop(module_name, None)
+        jail = ("; workers run in the sandbox (harness.isolation), whose file system is read-only but for a private "
+                "work folder" if isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES) else "")
         raise LoadError(f"re-running {Path(script).name} to get {qualname} raised {type(exc).__name__}: {exc} "
                         "(each worker runs the script again, up to its first kernelwright call: keep that part "
-                        'free of work that fails there, or put the call under `if __name__ == "__main__":`)',
+                        f'free of work that fails there, or put the call under `if __name__ == "__main__":`{jail})',
                         where=_user_frame(exc, Path(script).resolve()), details={"traceback": _tb(exc)}) from None
     finally:
         _RELOADING.reset(token)

@@ -20,12 +20,25 @@ The policy, all in this module (ALLOWED_MODULES, DENIED and the tables after the
   patching torch (torch.allclose = ...) is left to the runtime harness_tampering check;
 - threads and child processes started with threading / multiprocessing are left to the runtime check that
   owns background work (tools.sandbox.background: background_thread, background_process).
+
+The problem's own code is trusted (`trusted`: the problem file's source): a candidate's top-level statement
+identical to one of the problem's (ast.dump; a class may carry the problem's class under another name, as the
+offline translator's `_KwReferenceModel` does) is not checked, so the code that `kernelwright.optimize(MyModule)`
+problems are made of (json, kernelwright's module loader) passes. It runs in the candidate as it does in the
+reference. Only what the candidate adds is checked, and it may not borrow what the problem was let off for: a
+name a waived statement binds (`json` from its `import json`, a helper function that writes a file) is refused
+in the candidate's own code, as the import itself would be, and so is a global a waived statement reads (its
+data), so the candidate cannot steer it; the modules, builtins and classes involved stay usable but may not be
+rebound. What is left: the candidate may build the problem's own class with arguments of its choosing, so a
+class whose constructor does what a candidate may not is the sandbox's to contain (docs/SANDBOX.md).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
+import builtins
+import copy
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -166,25 +179,106 @@ class CodeCheck:
         return {"reason": REASON, "findings": [f.to_dict() for f in self.findings]}
 
 
-def check_code(text: str, filename: str | Path = "<candidate>") -> CodeCheck:
+def check_code(text: str, filename: str | Path = "<candidate>", trusted: str | None = None) -> CodeCheck:
     """Check candidate source without running it. A syntax error is not this check's business (check_source
-    reports it): such a file gives no findings here."""
+    reports it): such a file gives no findings here. `trusted`: the problem's source, whose statements the
+    candidate may carry unchecked (see the module's docstring)."""
     try:
         tree = ast.parse(text, filename=str(filename))
     except (SyntaxError, ValueError):
         return CodeCheck(())
-    unique = {(f.line, f.column): f for f in reversed(_Checker(tree).run())}  # an a.b.c chain: the outermost
+    checker = _Checker(tree)
+    checker.trusted = _carried_statements(tree, trusted)
+    unique = {(f.line, f.column): f for f in reversed(checker.run())}  # an a.b.c chain: the outermost
     return CodeCheck(tuple(sorted(unique.values(), key=lambda f: (f.line, f.column))))
 
 
-def forbidden_code_error(text: str, path: str | Path) -> IntegrityError | None:
+def forbidden_code_error(text: str, path: str | Path, trusted: str | None = None) -> IntegrityError | None:
     """The harness's rejection of a file the pre-check refuses (reason forbidden_code, `where` its first finding's
-    file:line, every finding in details), or None when it may be loaded."""
-    check = check_code(text, path)
+    file:line, every finding in details), or None when it may be loaded. `trusted`: the problem's source."""
+    check = check_code(text, path, trusted)
     if not check.forbidden:
         return None
     return IntegrityError(REASON, check.message(), where=location(path, check.findings[0].line),
                           details=check.to_dict())
+
+
+# ------------------------------------------------------------------------------- the problem's own code
+
+_BUILTIN_NAMES: Final = frozenset(dir(builtins))
+_MAX_RENAMED_CLASSES: Final = 8  # a candidate's new classes tried as a renamed problem class (bounded work)
+
+
+def _carried_statements(candidate: ast.Module, problem_text: str | None) -> set[int]:
+    """id() of the candidate's top-level statements that are the problem's own, verbatim: identical ast.dump, or
+    the problem's tree with one of its classes renamed to a class only the candidate defines (the class and
+    every name of it, as agents.offline.codegen_host renames Model)."""
+    if not problem_text:
+        return set()
+    try:
+        problem = ast.parse(problem_text)
+    except (SyntaxError, ValueError):
+        return set()
+    known = {ast.dump(node) for node in problem.body}
+    theirs = {n.name for n in problem.body if isinstance(n, ast.ClassDef)}
+    new = [n.name for n in candidate.body if isinstance(n, ast.ClassDef) and n.name not in theirs]
+    for old in theirs:
+        for name in new[:_MAX_RENAMED_CLASSES]:
+            known |= {ast.dump(node) for node in _renamed(problem, old, name).body}
+    return {id(node) for node in candidate.body if ast.dump(node) in known}
+
+
+def _renamed(tree: ast.Module, old: str, new: str) -> ast.Module:
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and node.name == old:
+            node.name = new
+        elif isinstance(node, ast.Name) and node.id == old:
+            node.id = new
+    return tree
+
+
+def _bound_names(node: ast.stmt) -> set[str]:
+    """Module-level names a top-level statement binds (its function and class bodies' locals excluded, their
+    `global` names included)."""
+    names = {n for sub in ast.walk(node) if isinstance(sub, ast.Global) for n in sub.names}
+    for sub in _module_scope(node):
+        if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(sub.name)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+            names |= {a.asname or a.name.split(".")[0] for a in sub.names if a.name != "*"}
+        elif isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+            names.add(sub.id)
+    return names
+
+
+def _free_names(node: ast.stmt) -> set[str]:
+    """The names a statement reads that nothing inside it binds: the globals and builtins it depends on (a name
+    bound anywhere inside counts as its own, a slight under-count that only spares the candidate)."""
+    loads: set[str] = set()
+    bound: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            (loads if isinstance(sub.ctx, ast.Load) else bound).add(sub.id)
+        elif isinstance(sub, ast.arg):
+            bound.add(sub.arg)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(sub.name)
+        elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+            bound |= {a.asname or a.name.split(".")[0] for a in sub.names}
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            bound.add(sub.name)
+    return loads - bound
+
+
+def _module_scope(node: ast.AST) -> Iterator[ast.AST]:
+    """`node` and what it holds, not descending into function, lambda or class bodies (their own scopes)."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)) \
+                and child not in getattr(node, "decorator_list", ()) and child not in getattr(node, "bases", ()):
+            continue
+        yield from _module_scope(child)
 
 
 # ------------------------------------------------------------------------------------------- the walk
@@ -217,11 +311,44 @@ class _Checker(ast.NodeVisitor):
         self.aliases: dict[str, str] = {}  # local name -> the dotted module path (or module attribute) it names
         self._called: set[int] = set()  # id() of Name/Attribute nodes in a call's function position
         self._bases: set[int] = set()  # id() of nodes that are the object of an attribute access
+        self.trusted: set[int] = set()  # id() of top-level statements carried verbatim from the problem
+        self._borrowed: dict[str, str] = {}  # names the candidate's own code may not use -> why
+        self._pinned: dict[str, str] = {}  # modules and builtins it may use but not rebind -> why
 
     def run(self) -> list[Finding]:
         self._collect_aliases()
-        self.visit(self.tree)
+        if not self.trusted:
+            self.visit(self.tree)
+            return self.findings
+        for node in self.tree.body:  # the problem's statements first: what they were let off for
+            if id(node) in self.trusted:
+                self._waive(node)
+        for node in self.tree.body:
+            if id(node) in self.trusted:
+                continue
+            for name in sorted(_bound_names(node) & (self._borrowed.keys() | self._pinned.keys())):
+                self._add(node, f"rebinding of {name}", self._borrowed.get(name) or self._pinned[name])
+            self.visit(node)
         return self.findings
+
+    def _waive(self, node: ast.stmt) -> None:
+        """A statement of the problem's own: unchecked; where the check would refuse it, the names it binds (a
+        refused import's module) and the variables it reads (its data) are off limits to the candidate's code."""
+        probe = _Checker(self.tree)
+        probe.aliases = self.aliases
+        probe.visit(node)
+        if not probe.findings:
+            return
+        why = f"the problem's own code uses it at line {node.lineno} ({probe.findings[0].construct}), " \
+              "which a candidate's own code may not"
+        for name in _bound_names(node):
+            # the problem's class stays usable: a candidate builds the reference module to own its parameters
+            (self._pinned if isinstance(node, ast.ClassDef) and name == node.name else self._borrowed).setdefault(name, why)
+        for name in _free_names(node):
+            if name in self.aliases or name in _BUILTIN_NAMES:  # still usable, but not to be replaced
+                self._pinned.setdefault(name, why)
+            else:
+                self._borrowed.setdefault(name, why)
 
     def _add(self, node: ast.AST, construct: str, why: str = "") -> None:
         self.findings.append(Finding(getattr(node, "lineno", 0) + self.offset, getattr(node, "col_offset", 0),
@@ -378,7 +505,9 @@ class _Checker(ast.NodeVisitor):
             self._add(node, construct, f"it reaches the {attr} module through another object")
 
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in _FORBIDDEN_BUILTINS:
+        if node.id in self._borrowed:
+            self._add(node, f"use of {node.id}", self._borrowed[node.id])
+        elif node.id in _FORBIDDEN_BUILTINS:
             self._add(node, f"use of {node.id}", _FORBIDDEN_BUILTINS[node.id])
         elif node.id in _EXEC_BUILTINS and id(node) not in self._called:
             self._add(node, f"use of {node.id} as a value", "the code it runs cannot be checked")
