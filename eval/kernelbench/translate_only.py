@@ -31,22 +31,28 @@ def translate_solver(out: Path, build: BuildSettings, *, lanes: int = 1, precisi
     """`preview`: RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
 
     def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
-        from kernelwright.tools.harness.precompile import build_candidates
-
-        started = time.perf_counter()
-        check_source(problem.path, "problem")
-        folder = out / CANDIDATES_DIR / problem.level
-        entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
-                            timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
-        row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
-                         reason=entry.why, precision=precision)
-        if entry.kind == "offline":
-            candidate = candidate_path(folder, problem.path.stem)
-            (built,) = build_candidates(problem.path, [candidate], build=build, jobs=1)
-            row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
-                             "compiled" if built.ok else "not_compiled",
-                             reason="" if built.ok else first_error_line(built.error), candidate=True,
-                             compiled=built.ok, precision=precision, kernel=str(candidate))
-        return replace(row, wall_s=round(time.perf_counter() - started, 2))
+        return translate_and_build(problem, out / CANDIDATES_DIR / problem.level, build, lanes=lanes,
+                                   precision=precision, preview=preview)
 
     return solve
+
+
+def translate_and_build(problem: BenchProblem, folder: Path, build: BuildSettings, *, lanes: int = 1,
+                        precision: str = "strict", preview: bool = False) -> ProblemRow:
+    """One problem's translate-only row; its candidate (where the translator gives one) goes to `folder`."""
+    from kernelwright.tools.harness.precompile import build_candidates
+
+    started = time.perf_counter()
+    check_source(problem.path, "problem")
+    entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
+                        timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
+    row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
+                     reason=entry.why, precision=precision)
+    if entry.kind == "offline":
+        candidate = candidate_path(folder, problem.path.stem)
+        (built,) = build_candidates(problem.path, [candidate], build=build, jobs=1)
+        row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
+                         "compiled" if built.ok else "not_compiled",
+                         reason="" if built.ok else first_error_line(built.error), candidate=True,
+                         compiled=built.ok, precision=precision, kernel=str(candidate))
+    return replace(row, wall_s=round(time.perf_counter() - started, 2))

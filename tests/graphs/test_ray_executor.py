@@ -1,0 +1,121 @@
+"""The Ray executor on a real local Ray cluster (no GPU: Ray is told of two, so GPU actors schedule): builds run as
+Ray CPU tasks through nvcc, evaluations fan out over GPU actors that each keep their evaluator, an actor killed
+mid-run is replaced and every candidate is still evaluated exactly once, and reports say where they were measured."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import ray
+import ray.cloudpickle
+
+import support.ray_fakes
+from kernelwright.graphs.executors import ExecutorSettings
+from kernelwright.graphs.ray_executor import RayEvaluator
+from kernelwright.tools.compile.nvcc import BuildSettings
+from kernelwright.tools.harness.evaluate import EvalSettings
+from support.paths import FIXTURES as FIX
+from support.paths import RELU_CANDIDATE
+from support.ray_fakes import counting_factory
+
+PROBLEM = FIX / "problems" / "relu_affine.py"
+CLUSTER_GPUS = 2
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    """One local Ray cluster for the module: 2 CPUs, and 2 'GPUs' Ray believes in (actors with num_gpus=1)."""
+    ray.cloudpickle.register_pickle_by_value(support.ray_fakes)  # the workers cannot import tests/support
+    ray.init(num_cpus=2, num_gpus=CLUSTER_GPUS, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _candidates(root: Path, n: int) -> list[Path]:
+    """n candidate folders as a run has them (candidates/<id>/candidate.py), each a different file."""
+    out = []
+    for i in range(n):
+        folder = root / "candidates" / f"g0-c{i}"
+        folder.mkdir(parents=True)
+        (folder / "candidate.py").write_text(RELU_CANDIDATE.read_text() + f"\n# variant {i}\n")
+        out.append(folder / "candidate.py")
+    return out
+
+
+def _evaluator(tmp_path: Path, delay_s: float, build_cache: Path | None = None) -> tuple[RayEvaluator, Path]:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    settings = EvalSettings(build=BuildSettings(arch="sm_90a", cache_dir=build_cache))
+    return RayEvaluator(PROBLEM, settings, ExecutorSettings("ray"), factory=counting_factory(markers, delay_s)), markers
+
+
+def _finished(markers: Path) -> Counter[str]:
+    """How often each candidate was evaluated to the end (the fake leaves one marker per finished evaluation)."""
+    return Counter(p.name.split(".")[0] for p in markers.iterdir())
+
+
+def test_evaluations_fan_out_over_gpu_actors_that_record_where_they_measured(cluster: None, tmp_path: Path) -> None:
+    evaluator, markers = _evaluator(tmp_path, delay_s=0.3)
+    try:
+        assert evaluator.gpus == ("0", "1") and len(evaluator.actors) == CLUSTER_GPUS
+        candidates = _candidates(tmp_path, 6)
+        with ThreadPoolExecutor(6) as pool:  # as the graph's fan-out calls it
+            reports = list(pool.map(evaluator.evaluate, candidates))
+        assert [r.status for r in reports] == ["passed"] * 6
+        assert [r.candidate for r in reports] == [str(c) for c in candidates]  # the driver's paths, not the actor's
+        assert {r.gpu["cuda_visible_devices"] for r in reports} == {"0", "1"}  # both GPUs worked
+        assert all(r.gpu["node"] and r.gpu["ray_node_id"] for r in reports)
+        # the process that made the evaluator (and measured its baselines) is the one that timed the candidate
+        assert all(r.gpu["baseline_pid"] == r.gpu["eval_pid"] for r in reports)
+        assert _finished(markers) == {f"g0-c{i}": 1 for i in range(6)}
+        assert evaluator.evaluate(candidates[0]) is reports[0]  # asked again: the recorded report, not a new run
+        assert _finished(markers)["g0-c0"] == 1
+    finally:
+        evaluator.close()
+
+
+def test_an_actor_killed_mid_run_is_replaced_and_every_candidate_is_evaluated_once(cluster: None,
+                                                                                    tmp_path: Path) -> None:
+    evaluator, markers = _evaluator(tmp_path, delay_s=0.5)
+    try:
+        candidates = _candidates(tmp_path, 8)
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(evaluator.evaluate, c) for c in candidates]
+            deadline = time.monotonic() + 60
+            while not any(markers.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the actors are up and working
+            victim = evaluator.actors[0]
+            ray.kill(victim, no_restart=True)
+            reports = [f.result(timeout=120) for f in futures]
+        assert [r.status for r in reports] == ["passed"] * 8
+        assert _finished(markers) == {f"g0-c{i}": 1 for i in range(8)}  # none lost, none counted twice
+        assert sum(evaluator.attempts.values()) > 8  # the killed actor's candidate was tried again
+        assert victim not in evaluator.actors and len(evaluator.actors) == CLUSTER_GPUS
+    finally:
+        evaluator.close()
+
+
+@pytest.mark.nvcc
+def test_builds_run_as_ray_cpu_tasks_with_nvcc(cluster: None, tmp_path: Path, build_cache: Path) -> None:
+    evaluator, _ = _evaluator(tmp_path, delay_s=0.0, build_cache=build_cache)
+    try:
+        (good,) = _candidates(tmp_path, 1)
+        bad = tmp_path / "candidates" / "g0-bad" / "candidate.py"
+        bad.parent.mkdir(parents=True)
+        shutil.copy(FIX / "broken" / "candidate_compile_error.py", bad)
+        with ThreadPoolExecutor(2) as pool:
+            built, failed = pool.map(evaluator.prepare, [good, bad])
+        assert built is None  # built: nothing to report
+        assert failed is not None and failed.status == "rejected" and failed.reason == "compile_error"
+        assert failed.stage == "build" and failed.error["diagnostics"][0]["line"] == 4
+        assert failed.candidate == str(bad) and failed.gpu["node"]  # where the build ran
+    finally:
+        evaluator.close()
