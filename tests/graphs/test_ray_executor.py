@@ -1,6 +1,7 @@
 """The Ray executor on a real local Ray cluster (no GPU: Ray is told of two, so GPU actors schedule): builds run as
 Ray CPU tasks through nvcc, evaluations fan out over GPU actors that each keep their evaluator, an actor killed
-mid-run is replaced and every candidate is still evaluated exactly once, and reports say where they were measured."""
+mid-run is replaced and every candidate is still evaluated exactly once, reports say where they were measured, and
+`kernelwright bench --executor ray --translate-only` spreads a dev-split level's problems over the cluster."""
 
 from __future__ import annotations
 
@@ -14,18 +15,23 @@ from pathlib import Path
 import pytest
 import ray
 import ray.cloudpickle
+from typer.testing import CliRunner
 
 import support.ray_fakes
+from kernelwright.cli import app
+from kernelwright.cli_errors import EXIT_PASSED
+from kernelwright.eval.kernelbench.rows import ResultStore
 from kernelwright.graphs.executors import ExecutorSettings
 from kernelwright.graphs.ray_executor import RayEvaluator
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from support.paths import FIXTURES as FIX
-from support.paths import RELU_CANDIDATE
+from support.paths import KERNELBENCH, RELU_CANDIDATE
 from support.ray_fakes import counting_factory
 
 PROBLEM = FIX / "problems" / "relu_affine.py"
 CLUSTER_GPUS = 2
+LEVEL2 = ("10_ConvTranspose2d_MaxPool_Hardtanh_Mean_Tanh", "12_Gemm_Multiply_LeakyReLU", "14_Gemm_Divide_Sum_Scaling")
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +125,27 @@ def test_builds_run_as_ray_cpu_tasks_with_nvcc(cluster: None, tmp_path: Path, bu
         assert failed.candidate == str(bad) and failed.gpu["node"]  # where the build ran
     finally:
         evaluator.close()
+
+
+@pytest.mark.nvcc
+@pytest.mark.slow
+@pytest.mark.skipif(not KERNELBENCH.is_dir(), reason="the KernelBench dev split is not beside this checkout")
+def test_bench_translate_only_spreads_problems_over_the_cluster(cluster: None, tmp_path: Path) -> None:
+    level = tmp_path / "level2"
+    level.mkdir()
+    for name in LEVEL2:
+        shutil.copy(KERNELBENCH / "level2" / f"{name}.py", level)
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(app, ["bench", str(level), "--executor", "ray", "--translate-only", "--out", str(out)],
+                                env={"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_MODEL": ""})
+    assert result.exit_code == EXIT_PASSED, result.output
+    assert f"3 problems (0 finished before) on ray-cpu0, ray-cpu1; results in {out}" in result.output
+    rows = {r.key: r for r in ResultStore(out).rows()}
+    assert set(rows) == {f"level2/{name}" for name in LEVEL2}
+    for name in LEVEL2:
+        row = rows[f"level2/{name}"]
+        assert row.status == "compiled" and row.compiled, row
+        assert row.problem == str(level / f"{name}.py")  # the driver's file, not the task's copy
+        assert row.kernel == str(out / "candidates" / "level2" / f"{name}.py")  # the driver wrote the candidate
+        assert "class ModelNew" in Path(row.kernel).read_text()
+    assert "| all | 3 | 3 (100%) | 3 (100%) |" in (out / "summary.md").read_text()
