@@ -13,6 +13,7 @@ The config's [executor] section (kernelwright.config) and `--executor/--address`
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +26,7 @@ from kernelwright.tools.harness.evaluate import EvalSettings
 ExecutorKind = Literal["local", "ray"]
 EXECUTOR_KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 RAY_INSTALL = "pip install 'kernelwright[ray]'"
+REACH_TIMEOUT_S = 5.0  # a cluster's address that takes no TCP connection in this long is not up
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,26 @@ def require_ray() -> ModuleType:
 
 
 def check_executor(settings: ExecutorSettings) -> None:
-    """Fail before any work when the executor cannot run here (its package is missing)."""
+    """Fail before any work when the executor cannot run here: its package is missing, or its cluster's address
+    takes no connection (Ray itself would wait minutes for it)."""
     if settings.kind == "ray":
         require_ray()
+        if settings.address:
+            check_reachable(settings.address)
+
+
+def check_reachable(address: str, timeout_s: float = REACH_TIMEOUT_S) -> None:
+    """ExecutorUnavailable unless HOST:PORT (or ray://HOST:PORT) accepts a TCP connection; "auto" (the cluster
+    started on this machine) is left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ExecutorUnavailable(f"no Ray cluster answers at {address} ({exc.strerror or exc}): start one with "
+                                  "`ray start --head` and pass the address it prints, or check --address",
+                                  where="executor.address") from None
 
 
 def open_evaluator(problem: Path, eval_settings: EvalSettings, executor: ExecutorSettings) -> CandidateEvaluator:

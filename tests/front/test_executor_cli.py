@@ -66,3 +66,15 @@ def test_without_ray_the_ray_executor_is_a_typed_error_naming_the_install(tmp_pa
     assert proc.stderr.count(ERROR_PREFIX) == 1 and NO_RAY_MESSAGE in " ".join(proc.stderr.split()), proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "bench").exists()  # nothing written
+
+
+def test_a_cluster_address_that_answers_nothing_stops_the_run_before_anything_is_written(tmp_path: Path) -> None:
+    import ray  # noqa: F401 - the Ray executor is installed here: the address is what is wrong
+
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(app, ["run", str(PROBLEM), "--executor", "ray", "--address", "127.0.0.1:1",
+                                      "--no-archive", "--runs-dir", str(runs)], env={"CUDA_VISIBLE_DEVICES": ""})
+    assert result.exit_code == EXIT_ERROR, result.output
+    assert "Error: executor.address: no Ray cluster answers at 127.0.0.1:1" in " ".join(result.output.split())
+    assert "ray start --head" in result.output and "Traceback" not in result.output
+    assert not runs.exists()
