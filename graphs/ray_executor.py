@@ -108,6 +108,15 @@ class EvalActor:
 
         return detect_arch()
 
+    def gpu_facts(self) -> Any:
+        """This actor's GPU (tools.measure.gpu_info.GpuFacts), or None where NVML has none."""
+        from kernelwright.tools.measure.gpu_info import gpu_facts
+
+        try:
+            return gpu_facts(use_torch=False)
+        except Exception:  # noqa: BLE001 - no driver, no GPU: the prompts go without its facts
+            return None
+
     def warm(self) -> None:
         prepare = getattr(self.evaluator, "prepare_reference_side", None)
         if prepare is not None:
@@ -260,6 +269,11 @@ class RayEvaluator:
     def functional_form(self) -> dict[str, Any]:
         form: dict[str, Any] = self._on_actor(lambda a: a.functional_form.remote(), "functional form")
         return form
+
+    def gpu_facts(self) -> Any:
+        """The actors' GPU (tools.measure.gpu_info.GpuFacts) for the prompts and the archive: the driver may have
+        none, or another one. None without a GPU."""
+        return self._on_actor(lambda a: a.gpu_facts.remote(), "GPU facts") if self._gpu_each else None
 
     def prepare(self, candidate: Path) -> EvalReport | None:
         from kernelwright.tools.harness.evaluate import reason_for_error

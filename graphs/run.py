@@ -157,7 +157,9 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     owned = evaluator is None
     evaluator = evaluator or open_evaluator(problem, _jailed(setup.eval_settings, runs_dir, run_dir, archive),
                                            setup.executor)
-    settings = with_gpu_facts(settings, evaluator.gpus)
+    # an evaluator whose GPUs are elsewhere (graphs.ray_executor) says what they are; else NVML here
+    remote_facts = getattr(evaluator, "gpu_facts", None)
+    settings = with_gpu_facts(settings, evaluator.gpus, remote_facts() if callable(remote_facts) else None)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,

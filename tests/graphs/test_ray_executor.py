@@ -6,6 +6,7 @@ mid-run is replaced and every candidate is still evaluated exactly once, reports
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,13 +19,17 @@ import ray.cloudpickle
 from typer.testing import CliRunner
 
 import support.ray_fakes
+from kernelwright.agents.context import RunSettings
 from kernelwright.cli import app
 from kernelwright.cli_errors import EXIT_PASSED
 from kernelwright.eval.kernelbench.rows import ResultStore
 from kernelwright.graphs.executors import ExecutorSettings
 from kernelwright.graphs.ray_executor import RayEvaluator
+from kernelwright.run import optimize
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
+from kernelwright.tools.run_folder import CandidateFolder, RunFolder
+from support.graph_fakes import answer, scripted
 from support.paths import FIXTURES as FIX
 from support.paths import KERNELBENCH, RELU_CANDIDATE
 from support.ray_fakes import counting_factory
@@ -149,3 +154,33 @@ def test_bench_translate_only_spreads_problems_over_the_cluster(cluster: None, t
         assert row.kernel == str(out / "candidates" / "level2" / f"{name}.py")  # the driver wrote the candidate
         assert "class ModelNew" in Path(row.kernel).read_text()
     assert "| all | 3 | 3 (100%) | 3 (100%) |" in (out / "summary.md").read_text()
+
+
+def test_a_graph_run_on_ray_keeps_its_checkpoint_and_reports_on_the_driver(cluster: None, tmp_path: Path) -> None:
+    """optimize() with the Ray evaluator: builds as CPU tasks, evaluations on the actors, and an actor killed while
+    the generation's candidates are evaluated costs nothing; the run folder holds every report, once."""
+    evaluator, markers = _evaluator(tmp_path, delay_s=0.5)
+    settings = RunSettings(generations=1, candidates_per_generation=4, max_repairs=0, screen=False, profile=False,
+                           eval_concurrency=4)
+    killed: list[object] = []
+
+    def on_update(node: str, update: dict[str, object]) -> None:
+        if node == "dispatch" and not killed:  # the evaluation phase starts: take an actor away under it
+            killed.append(evaluator.actors[0])
+            threading.Timer(0.8, ray.kill, args=(killed[0],)).start()
+
+    try:
+        result = optimize(PROBLEM, runs_dir=tmp_path / "runs", settings=settings, evaluator=evaluator, offline=False,
+                          llm=scripted(*(answer(s) for s in (1.1, 1.2, 1.3, 1.4))), archive=None,
+                          on_update=on_update)
+    finally:
+        evaluator.close()
+    records = result.state["candidates"]
+    assert len(records) == 4 and {r["status"] for r in records.values()} == {"passed"}
+    folders = [CandidateFolder.of_source(r["source_path"]) for r in records.values()]
+    assert all(f.path.parent == result.run_dir / "candidates" for f in folders)  # the driver's run folder
+    reports = [f.read_report() for f in folders]
+    assert all(r is not None and r.gpu["node"] and r.gpu["cuda_visible_devices"] in ("0", "1") for r in reports)
+    assert sorted(_finished(markers).values()) == [1, 1, 1, 1]  # each candidate evaluated to the end once
+    assert RunFolder(result.run_dir).checkpoints_path.is_file()
+    assert killed and killed[0] not in evaluator.actors and sum(evaluator.attempts.values()) > 4  # replaced, retried
