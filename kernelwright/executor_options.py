@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 EXECUTOR_HELP = ("where builds and evaluations run: local (this machine's GPUs) or ray (a Ray cluster: CPU tasks build, "
-                 "GPU actors evaluate; pip install 'kernelwright[ray]'); default: the config's executor.kind, local")
+                 "GPU actors evaluate; pip install 'kernelwright\\[ray]'); default: the config's executor.kind, local")
 ADDRESS_HELP = ("--executor ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); default: the config's "
                 "executor.address, else RAY_ADDRESS, else Ray started on this machine")
 
