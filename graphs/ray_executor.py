@@ -10,7 +10,8 @@ Files travel with the work (`Bundle`): a node need not share the driver's filesy
 node lost, its process killed) is replaced and the evaluation tried again on the new one, at most
 `ExecutorSettings.retries` times; Ray itself never re-runs an actor's call (max_task_retries=0), so an
 evaluation is counted once: the driver keeps the first report of each candidate and answers a repeated
-request from it.
+request from it. (An actor that dies after finishing a candidate but before its reply arrives had its work
+lost with it: that candidate runs again, and only the report that arrives is recorded.)
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class EvalActor:
         self.where = node_identity()
 
     def identity(self) -> dict[str, Any]:
-        return self.where
+        return {**self.where, "pid": os.getpid()}
 
     def arch(self) -> str:
         from kernelwright.tools.harness.precompile import detect_arch
@@ -256,6 +257,9 @@ class RayEvaluator:
                 last = exc
                 log.warning("ray_actor_lost", what=what, attempt=attempt + 1, error=str(exc)[:300])
                 actor = self._replace(actor)
+                if exc.actor_init_failed:  # its evaluator raised while starting: another actor would raise the same
+                    raise RayExecutorError(f"{what}: the evaluator could not start on a Ray actor: {exc}",
+                                           where="executor") from None
                 continue
             except RayTaskError as exc:
                 cause = exc.cause if isinstance(exc.cause, Exception) else exc

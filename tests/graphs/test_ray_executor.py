@@ -6,7 +6,6 @@ mid-run is replaced and every candidate is still evaluated exactly once, reports
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from kernelwright.cli import app
 from kernelwright.cli_errors import EXIT_PASSED
 from kernelwright.eval.kernelbench.rows import ResultStore
 from kernelwright.graphs.executors import ExecutorSettings
-from kernelwright.graphs.ray_executor import RayEvaluator
+from kernelwright.graphs.ray_executor import RayEvaluator, RayExecutorError
 from kernelwright.run import optimize
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
@@ -32,7 +31,7 @@ from kernelwright.tools.run_folder import CandidateFolder, RunFolder
 from support.graph_fakes import answer, scripted
 from support.paths import FIXTURES as FIX
 from support.paths import KERNELBENCH, RELU_CANDIDATE
-from support.ray_fakes import counting_factory
+from support.ray_fakes import counting_factory, failing_factory
 
 PROBLEM = FIX / "problems" / "relu_affine.py"
 CLUSTER_GPUS = 2
@@ -70,7 +69,17 @@ def _evaluator(tmp_path: Path, delay_s: float, build_cache: Path | None = None) 
 
 def _finished(markers: Path) -> Counter[str]:
     """How often each candidate was evaluated to the end (the fake leaves one marker per finished evaluation)."""
-    return Counter(p.name.split(".")[0] for p in markers.iterdir())
+    return Counter(p.name.split(".")[0] for p in markers.glob("*.done"))
+
+
+def _in_progress(markers: Path) -> tuple[str, int] | None:
+    """A candidate being evaluated now and the pid of the actor evaluating it (started, not finished)."""
+    done = _finished(markers)
+    for started in markers.glob("*.started"):
+        candidate, pid, _ = started.name.split(".")
+        if candidate not in done:
+            return candidate, int(pid)
+    return None
 
 
 def test_evaluations_fan_out_over_gpu_actors_that_record_where_they_measured(cluster: None, tmp_path: Path) -> None:
@@ -98,13 +107,15 @@ def test_an_actor_killed_mid_run_is_replaced_and_every_candidate_is_evaluated_on
     evaluator, markers = _evaluator(tmp_path, delay_s=0.5)
     try:
         candidates = _candidates(tmp_path, 8)
+        by_pid = {ray.get(a.identity.remote())["pid"]: a for a in evaluator.actors}
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(evaluator.evaluate, c) for c in candidates]
             deadline = time.monotonic() + 60
-            while not any(markers.iterdir()) and time.monotonic() < deadline:
-                time.sleep(0.05)  # the actors are up and working
-            victim = evaluator.actors[0]
-            ray.kill(victim, no_restart=True)
+            while (running := _in_progress(markers)) is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert running is not None, "no evaluation started"
+            victim = by_pid[running[1]]
+            ray.kill(victim, no_restart=True)  # mid-evaluation: it sleeps 0.5 s before finishing
             reports = [f.result(timeout=120) for f in futures]
         assert [r.status for r in reports] == ["passed"] * 8
         assert _finished(markers) == {f"g0-c{i}": 1 for i in range(8)}  # none lost, none counted twice
@@ -165,9 +176,9 @@ def test_a_graph_run_on_ray_keeps_its_checkpoint_and_reports_on_the_driver(clust
     killed: list[object] = []
 
     def on_update(node: str, update: dict[str, object]) -> None:
-        if node == "dispatch" and not killed:  # the evaluation phase starts: take an actor away under it
+        if node == "dispatch" and not killed:  # the evaluation phase starts: an actor dies under it
             killed.append(evaluator.actors[0])
-            threading.Timer(0.8, ray.kill, args=(killed[0],)).start()
+            ray.kill(killed[0], no_restart=True)
 
     try:
         result = optimize(PROBLEM, runs_dir=tmp_path / "runs", settings=settings, evaluator=evaluator, offline=False,
@@ -184,3 +195,16 @@ def test_a_graph_run_on_ray_keeps_its_checkpoint_and_reports_on_the_driver(clust
     assert sorted(_finished(markers).values()) == [1, 1, 1, 1]  # each candidate evaluated to the end once
     assert RunFolder(result.run_dir).checkpoints_path.is_file()
     assert killed and killed[0] not in evaluator.actors and sum(evaluator.attempts.values()) > 4  # replaced, retried
+
+
+def test_an_evaluator_that_cannot_start_is_one_typed_error_not_endless_retries(cluster: None, tmp_path: Path) -> None:
+    settings = EvalSettings(build=BuildSettings(arch="sm_90a"))
+    evaluator = RayEvaluator(PROBLEM, settings, ExecutorSettings("ray", retries=5), factory=failing_factory)
+    try:
+        (candidate,) = _candidates(tmp_path, 1)
+        with pytest.raises(RayExecutorError, match="the evaluator could not start on a Ray actor") as info:
+            evaluator.evaluate(candidate)
+        assert "no GPU driver on this node" in str(info.value)  # the actor's own error, named
+        assert evaluator.attempts[str(candidate.resolve())] == 1  # not retried: every actor would fail alike
+    finally:
+        evaluator.close()

@@ -1,5 +1,6 @@
-"""A fake GPU evaluator for Ray actors (tests/graphs/test_ray_executor.py): each finished evaluation leaves a
-marker file, so a test counts how often every candidate was evaluated to the end."""
+"""A fake GPU evaluator for Ray actors (tests/graphs/test_ray_executor.py): each evaluation leaves a marker file
+when it starts (naming its process) and one when it finishes, so a test kills the actor of an evaluation in progress
+and counts how often every candidate was evaluated to the end."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class CountingEvaluator:
         return {"method": "source", "fallback_reason": "fake evaluator"}
 
     def evaluate(self, candidate: Path) -> EvalReport:
+        (self.markers / f"{Path(candidate).parent.name}.{os.getpid()}.started").write_text("")
         time.sleep(self.delay_s)
         text = Path(candidate).read_text()
         (self.markers / f"{Path(candidate).parent.name}.{uuid.uuid4().hex[:8]}.done").write_text(str(os.getpid()))
@@ -46,3 +48,8 @@ def counting_factory(markers: Path, delay_s: float) -> Any:
         return CountingEvaluator(problem, settings, markers, delay_s)
 
     return make
+
+
+def failing_factory(problem: Path, settings: EvalSettings) -> Any:
+    """An EvaluatorFactory whose evaluator cannot start (as the harness on a node without a driver)."""
+    raise RuntimeError("no GPU driver on this node")
