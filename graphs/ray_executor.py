@@ -192,7 +192,8 @@ class RayEvaluator:
         self._bundle = Bundle.of_file(self.problem)
         gpus_in_cluster = int(self._ray.cluster_resources().get("GPU", 0))
         self._gpu_each = 1 if gpus_in_cluster else 0  # no GPU anywhere: one actor that builds and says needs_gpu
-        count = executor.actors or max(1, gpus_in_cluster)
+        # one per GPU (more would wait for a GPU forever), fewer where `actors` says so
+        count = min(executor.actors or gpus_in_cluster, gpus_in_cluster) if gpus_in_cluster else 1
         self._actor_class = self._ray.remote(num_gpus=self._gpu_each, num_cpus=0, max_restarts=0,
                                              max_task_retries=0)(EvalActor)
         self._build_task = self._ray.remote(num_cpus=1, max_retries=2)(build_in_task)  # a build is idempotent
