@@ -24,6 +24,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from kernelwright.tools.measure.gpu_info import GpuFacts
 from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
 from kernelwright.tools.sandbox.isolation import CAP_SYS_ADMIN, IsolationPolicy, tool_jail
@@ -185,18 +186,21 @@ def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSe
     return out
 
 
-def with_gpu_facts(settings: RunSettings, gpus: Sequence[str]) -> RunSettings:
-    """The prompts' GPU facts and the archive's architecture, read through NVML for the first of `gpus`
-    (settings unchanged when they name a GPU already, or there is none)."""
+def with_gpu_facts(settings: RunSettings, gpus: Sequence[str], facts: GpuFacts | None = None) -> RunSettings:
+    """The prompts' GPU facts and the archive's architecture, read through NVML for the first of `gpus`, or
+    `facts` (a tools.measure.gpu_info.GpuFacts) where the evaluator's GPUs are elsewhere (a Ray cluster's);
+    settings unchanged when they name a GPU already, or there is none."""
     if settings.gpu_description != RunSettings.gpu_description or not gpus:
         return settings
     from kernelwright.tools.measure.gpu_info import gpu_facts
 
-    try:
-        f = gpu_facts(int(gpus[0]) if str(gpus[0]).isdigit() else 0, use_torch=False)
-    except Exception as exc:  # noqa: BLE001 - facts sharpen prompts; without them the run goes on
-        log.info("gpu_facts_unavailable", error=str(exc))
-        return settings
+    if facts is None:
+        try:
+            facts = gpu_facts(int(gpus[0]) if str(gpus[0]).isdigit() else 0, use_torch=False)
+        except Exception as exc:  # noqa: BLE001 - facts sharpen prompts; without them the run goes on
+            log.info("gpu_facts_unavailable", error=str(exc))
+            return settings
+    f = facts
     major, minor = f.compute_capability
     parts = [f"{f.name}, compute capability {major}.{minor} (sm_{major}{minor})"]
     if f.sm_count:

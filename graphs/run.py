@@ -23,7 +23,8 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.offline_proposer import OfflineSession
-from kernelwright.graphs.harness_evaluator import HarnessEvaluator, with_gpu_facts
+from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
+from kernelwright.graphs.harness_evaluator import with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
 from kernelwright.graphs.plugins import AgentPlugin, discover_plugins
 from kernelwright.graphs.state import Budget, make_initial_state
@@ -99,13 +100,15 @@ class RunBudget:
 @dataclass(frozen=True)
 class RunSetup:
     """What a run takes from the settings tree: the harness's settings, the search's, where runs go, and the
-    configured models (each ModelSettings says where it was named, for messages), used when no argument names one."""
+    configured models (each ModelSettings says where it was named, for messages), used when no argument names one;
+    `executor`: where builds and evaluations run (graphs.executors: this machine, or a Ray cluster)."""
 
     eval_settings: EvalSettings = EvalSettings()
     run_settings: RunSettings = RunSettings()
     runs_dir: Path = DEFAULT_RUNS_DIR
     proposers: tuple[ModelSettings, ...] = ()
     critic: ModelSettings | None = None
+    executor: ExecutorSettings = ExecutorSettings()
 
 
 def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None = None, run_id: str | None = None,
@@ -137,6 +140,8 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     runs_dir, settings = setup.runs_dir, setup.run_settings
     run_id = resume or run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     run_dir = runs_dir / run_id
+    if evaluator is None:
+        check_executor(setup.executor)  # a missing package is reported before anything is written
     if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
     plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
@@ -150,8 +155,11 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     run_dir.mkdir(parents=True, exist_ok=True)
     recorder = observe_run(run_dir, run_id)  # the event log (+ LangSmith when configured)
     owned = evaluator is None
-    evaluator = evaluator or HarnessEvaluator(problem, _jailed(setup.eval_settings, runs_dir, run_dir, archive))
-    settings = with_gpu_facts(settings, evaluator.gpus)
+    evaluator = evaluator or open_evaluator(problem, _jailed(setup.eval_settings, runs_dir, run_dir, archive),
+                                           setup.executor)
+    # an evaluator whose GPUs are elsewhere (graphs.ray_executor) says what they are; else NVML here
+    remote_facts = getattr(evaluator, "gpu_facts", None)
+    settings = with_gpu_facts(settings, evaluator.gpus, remote_facts() if callable(remote_facts) else None)
     opened_archive = _open_archive(archive)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,

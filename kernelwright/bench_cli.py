@@ -15,6 +15,7 @@ from rich.table import Table
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.cli_errors import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NEEDS_GPU, EXIT_NO_LLM, fail
+from kernelwright.executor_options import ADDRESS_HELP, EXECUTOR_HELP, executor_overrides
 from kernelwright.tools.errors import KernelwrightError
 
 
@@ -50,6 +51,9 @@ def bench_command(
                                                    "the table measures the system, not remembered kernels)"),
     config_file: Path | None = typer.Option(None, "--config", help="TOML config file (its agents, harness, timing "
                                                                    "and compile sections)"),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP + "; with ray the problems spread over the "
+                                                                    "cluster's GPUs (--translate-only: its CPUs)"),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
     """Benchmark KernelBench-format problems with the agent graph and write the KernelBench table.
@@ -67,14 +71,15 @@ def bench_command(
         return
     options, job = _options(paths or [], out, resume, gpus, translate_only, jobs, precision, model, critic_model,
                             generations, candidates, population, max_candidates, max_minutes, max_tokens, max_cost,
-                            timeout_minutes, archive, config_file)
+                            timeout_minutes, archive, config_file, executor, address)
     _run(console, paths or [], options, job)
 
 
 def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, translate_only: bool, jobs: int,
              precision: str | None, model: list[str], critic_model: str | None, generations: int, candidates: int,
              population: int, max_candidates: int, max_minutes: float, max_tokens: int, max_cost: float,
-             timeout_minutes: float | None, archive: Path | None, config_file: Path | None) -> tuple[Any, Any]:
+             timeout_minutes: float | None, archive: Path | None, config_file: Path | None, executor: str | None,
+             address: str | None) -> tuple[Any, Any]:
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.config import ConfigError, load_config
     from kernelwright.eval.bench.gpu_split import parse_gpus
@@ -83,7 +88,8 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
     from kernelwright.graphs.run import RunBudget
 
     try:
-        config = load_config(config_file, overrides={"harness.precision": precision})
+        config = load_config(config_file, overrides={"harness.precision": precision,
+                                                     **executor_overrides(executor, address)})
     except ConfigError as exc:
         fail(exc, EXIT_BAD_INPUT)
     if gpus is not None and not parse_gpus(gpus):
@@ -109,7 +115,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     try:
         plan = plan_bench(paths, options, job)
     except KernelwrightError as exc:
-        fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_BAD_INPUT)
+        fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_ERROR if exc.kind == "executor" else EXIT_BAD_INPUT)
     console.print(escape(plan.start_line()), soft_wrap=True)
     console.print(escape("translate-only: offline translator and nvcc, nothing verified" if options.translate_only
                          else f"{plan.models}; per problem: {_budget_text(job)}"))
@@ -146,7 +152,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
              "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)
-    if not options.translate_only and all(lane.gpu is None for lane in plan.lanes):
+    if not options.translate_only and all(lane.gpu is None and not lane.on_cluster for lane in plan.lanes):
         console.print("no GPU visible, so nothing was verified; on a machine without a GPU, --translate-only "
                       "translates and compiles without starting each problem's run")
         raise typer.Exit(EXIT_NEEDS_GPU)

@@ -25,6 +25,7 @@ from kernelwright.cli_errors import (
     fail,
 )
 from kernelwright.config import ConfigError, load_config
+from kernelwright.executor_options import ADDRESS_HELP, EXECUTOR_HELP, executor_overrides
 from kernelwright.logging_setup import configure_logging
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.harness.results import Status
@@ -115,6 +116,8 @@ def run_command(
                                                    "~/.cache/kernelwright/archive)"),
     use_archive: bool = typer.Option(True, "--archive-on/--no-archive",
                                      help="retrieve past kernels as examples and store this run's verified kernels"),
+    executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
+    address: str | None = typer.Option(None, help=ADDRESS_HELP),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
@@ -129,7 +132,7 @@ def run_command(
     configure_logging(level=log_level)
     try:
         config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen,
-                                                     "runs_dir": runs_dir})
+                                                     "runs_dir": runs_dir, **executor_overrides(executor, address)})
     except ConfigError as exc:
         fail(exc, EXIT_BAD_INPUT)
     settings = config.run_settings(generations=generations, population=population, candidates_per_generation=candidates)

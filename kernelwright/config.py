@@ -5,7 +5,7 @@ Precedence, lowest to highest:
 1. defaults, owned by the typed settings of the part that uses them; each section takes its defaults from
    there: [harness] from tools.harness.evaluate.EvalSettings (and agents.context.RunSettings for `profile`),
    [timing] from tools.measure.timing.BenchSettings, [compile] from tools.compile.nvcc.BuildSettings, [agents] from
-   agents.context.RunSettings and agents.llm.ModelSettings;
+   agents.context.RunSettings and agents.llm.ModelSettings, [executor] from graphs.executors.ExecutorSettings;
 2. the config file (TOML: `--config FILE`, `load_config(path)`);
 3. the environment: KERNELWRIGHT_<SECTION>__<FIELD> (e.g. KERNELWRIGHT_HARNESS__N_TRIALS=8),
    KERNELWRIGHT_RUNS_DIR, KERNELWRIGHT_LOG_LEVEL, and the short forms KERNELWRIGHT_ARCH and
@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 
 from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
+from kernelwright.graphs.executors import ExecutorKind, ExecutorSettings
 from kernelwright.tools.compile.nvcc import WORKER_ENV, BuildSettings, unsupported_arch
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.harness.evaluate import EvalSettings
@@ -186,8 +187,27 @@ class AgentsConfig(_Section):
                 self.critic.settings(named_by) if self.critic else None)
 
 
+class ExecutorConfig(_Section):
+    """graphs.executors.ExecutorSettings: where builds and evaluations run (local: this machine's GPUs; ray: a Ray
+    cluster, `pip install kernelwright[ray]`)."""
+
+    kind: ExecutorKind = Field(default=_default(ExecutorSettings, "kind"),
+                               description="local (sandbox workers here) or ray (CPU tasks build, GPU actors evaluate)")
+    address: str | None = Field(default=_default(ExecutorSettings, "address"),
+                                description="ray: the cluster to join (auto, HOST:6379, ray://HOST:10001); None: "
+                                            "RAY_ADDRESS, else Ray started on this machine")
+    actors: int = Field(default=_default(ExecutorSettings, "actors"), ge=0,
+                        description="ray: GPU actors a run evaluates on (0: one per GPU of the cluster)")
+    retries: int = Field(default=_default(ExecutorSettings, "retries"), ge=0,
+                         description="ray: tries again of an evaluation whose actor died, each on a fresh actor")
+
+    def settings(self) -> ExecutorSettings:
+        return ExecutorSettings(kind=self.kind, address=self.address, actors=self.actors, retries=self.retries)
+
+
 class KernelwrightConfig(_Section):
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
@@ -234,7 +254,7 @@ class KernelwrightConfig(_Section):
         proposers, critic = self.agents.model_settings(f"{self.source} [agents]")
         return RunSetup(eval_settings=self.eval_settings(), run_settings=settings or self.run_settings(),
                         runs_dir=self.runs_dir if runs_dir is None else Path(runs_dir), proposers=tuple(proposers),
-                        critic=critic)
+                        critic=critic, executor=self.executor.settings())
 
     def run_settings(self, **explicit: Any) -> RunSettings:
         """A run's RunSettings from [agents] (and [harness] profile); `explicit` (CLI flags, e.g. generations) wins."""

@@ -26,10 +26,11 @@ from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
 from kernelwright.eval.kernelbench.rows import BenchMode, ResultStore
-from kernelwright.eval.kernelbench.runner import BenchEvent, BenchRun, Lane, run_problems
+from kernelwright.eval.kernelbench.runner import BenchEvent, BenchRun, Lane, Solve, run_problems
 from kernelwright.eval.kernelbench.search import SearchSettings, flags_text
 from kernelwright.eval.kernelbench.table import BenchTable, summarise
 from kernelwright.eval.kernelbench.translate_only import translate_solver
+from kernelwright.graphs.executors import ExecutorSettings, check_executor
 from kernelwright.tools.errors import KernelwrightError
 
 MANIFEST_FILE = "bench.json"
@@ -147,6 +148,11 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
                          f"precision profile; --resume continues it only with the same mode and profile (asked: "
                          f"{_mode_text(options.mode)}, {job.precision}); choose another --out", where=str(out))
     job = replace(job, setup=replace(job.setup, runs_dir=out / RUNS_DIR))
+    if job.setup.executor.kind == "ray":
+        lanes, executor = _cluster_lanes(job.setup.executor, options.translate_only)
+        job = replace(job, setup=replace(job.setup, executor=executor))
+    else:
+        lanes = _lanes(options, visible)
     models, search = "", None
     if not options.translate_only:
         model_plan = _model_plan(job)
@@ -157,7 +163,7 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
     finished = store.finished()
     keys = {p.key for p in problems}
     redo = tuple(sorted(row.key for row in store.failed_for_environment() if row.key in keys))
-    return BenchPlan(tuple(str(p) for p in paths), problems, _lanes(options, visible), options, job, models,
+    return BenchPlan(tuple(str(p) for p in paths), problems, lanes, options, job, models,
                      sum(1 for p in problems if p.key in finished), search, redo)
 
 
@@ -198,6 +204,13 @@ def _lanes(options: BenchOptions, visible: Callable[[], list[str]] | None) -> li
     return [Lane(f"gpu{g}", g, tuple(cores) if cores else None) for g, cores in zip(gpus, cpu_shares(len(gpus)))]
 
 
+def _cluster_lanes(executor: ExecutorSettings, translate_only: bool) -> tuple[list[Lane], ExecutorSettings]:
+    check_executor(executor)  # no ray: ExecutorUnavailable, before anything is written
+    from kernelwright.eval.kernelbench.cluster import cluster_lanes
+
+    return cluster_lanes(executor, translate_only=translate_only)
+
+
 def _visible_gpus() -> list[str]:
     from kernelwright.graphs.harness_evaluator import visible_gpus
 
@@ -229,9 +242,7 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
         manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  plan.search)
         (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
-    solve = (translate_solver(out, job.setup.eval_settings, lanes=len(plan.lanes), precision=job.precision,
-                              preview=job.setup.run_settings.offline_preview)
-             if options.translate_only else graph_solver(job, out))
+    solve = _translate_solver(plan) if options.translate_only else graph_solver(job, out)
     lock = threading.Lock()
 
     def event(e: BenchEvent) -> None:
@@ -245,6 +256,17 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
                           stop=stop, on_event=event)
     table, files = write_summary(out)
     return BenchOutcome(result, table, files)
+
+
+def _translate_solver(plan: BenchPlan) -> Solve:
+    job = plan.job
+    make = translate_solver
+    if job.setup.executor.kind == "ray":
+        from kernelwright.eval.kernelbench.cluster import ray_translate_solver
+
+        make = ray_translate_solver
+    return make(plan.options.out, job.setup.eval_settings, lanes=len(plan.lanes), precision=job.precision,
+                preview=job.setup.run_settings.offline_preview)
 
 
 def title_for(table: BenchTable) -> str:

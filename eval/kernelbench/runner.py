@@ -39,11 +39,13 @@ STOP_WAIT_S = 10.0  # on Ctrl-C, how long each lane may take to let go of its pr
 
 @dataclass(frozen=True, slots=True)
 class Lane:
-    """Where problems run: one GPU (its index as CUDA_VISIBLE_DEVICES names it) and a share of the cores."""
+    """Where problems run: one GPU (its index as CUDA_VISIBLE_DEVICES names it) and a share of the cores, or
+    (`on_cluster`) one slot of a Ray cluster: its problem's work goes to the cluster (eval.kernelbench.cluster)."""
 
     name: str
     gpu: str | None = None
     cores: tuple[int, ...] | None = None
+    on_cluster: bool = False
 
 
 class Interrupted(Exception):

@@ -32,25 +32,32 @@ def translate_solver(out: Path, settings: EvalSettings, *, lanes: int = 1, preci
     RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
 
     def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
-        from kernelwright.tools.harness.precompile import build_candidates
-        from kernelwright.tools.sandbox.pool import WorkerOptions
-
-        started = time.perf_counter()
-        check_source(problem.path, "problem")
-        folder = out / CANDIDATES_DIR / problem.level
-        entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
-                            timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
-        row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
-                         reason=entry.why, precision=precision)
-        if entry.kind == "offline":
-            candidate = candidate_path(folder, problem.path.stem)
-            jail = isolation_policy(settings, problem.path, candidate.resolve().parent)
-            (built,) = build_candidates(problem.path, [candidate], build=settings.build, jobs=1,
-                                        code_check=settings.code_check, options=WorkerOptions(isolation=jail))
-            row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
-                             "compiled" if built.ok else "not_compiled",
-                             reason="" if built.ok else first_error_line(built.error), candidate=True,
-                             compiled=built.ok, precision=precision, kernel=str(candidate))
-        return replace(row, wall_s=round(time.perf_counter() - started, 2))
+        return translate_and_build(problem, out / CANDIDATES_DIR / problem.level, settings, lanes=lanes,
+                                   precision=precision, preview=preview)
 
     return solve
+
+
+def translate_and_build(problem: BenchProblem, folder: Path, settings: EvalSettings, *, lanes: int = 1,
+                        precision: str = "strict", preview: bool = False) -> ProblemRow:
+    """One problem's translate-only row; its candidate (where the translator gives one) goes to `folder`, built
+    with `settings`' build, pre-check and jail."""
+    from kernelwright.tools.harness.precompile import build_candidates
+    from kernelwright.tools.sandbox.pool import WorkerOptions
+
+    started = time.perf_counter()
+    check_source(problem.path, "problem")
+    entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
+                        timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
+    row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
+                     reason=entry.why, precision=precision)
+    if entry.kind == "offline":
+        candidate = candidate_path(folder, problem.path.stem)
+        jail = isolation_policy(settings, problem.path, candidate.resolve().parent)
+        (built,) = build_candidates(problem.path, [candidate], build=settings.build, jobs=1,
+                                    code_check=settings.code_check, options=WorkerOptions(isolation=jail))
+        row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
+                         "compiled" if built.ok else "not_compiled",
+                         reason="" if built.ok else first_error_line(built.error), candidate=True,
+                         compiled=built.ok, precision=precision, kernel=str(candidate))
+    return replace(row, wall_s=round(time.perf_counter() - started, 2))

@@ -16,6 +16,7 @@ from kernelwright.agents.context import RunSettings
 from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_NO_LLM, EXIT_REJECTED, app
 from kernelwright.config import ConfigError, KernelwrightConfig, ModelConfig, load_config
+from kernelwright.graphs.executors import ExecutorSettings
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from support.paths import FIXTURES as FIX
@@ -38,6 +39,7 @@ DISTINCT: dict[str, Any] = {
     "agents.proposers": [{"model": "p"}], "agents.critic": {"model": "c"}, "agents.temperatures": [0.4],
     "agents.temperature_schedule": "fixed", "agents.screen": False, "agents.crossover_rate": 0.15,
     "agents.repair_rounds": 0, "agents.offline_preview": True,
+    "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
     "runs_dir": "elsewhere", "log_level": "info",
 }
 
@@ -56,7 +58,8 @@ def _leaf_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
 def _what_the_parts_get(config: KernelwrightConfig) -> tuple[Any, ...]:
     """Everything the tree hands down: the typed settings of each part (and the two top-level fields)."""
     return (config.eval_settings(), config.build_settings(), config.run_settings(),
-            config.agents.model_settings("kw.toml [agents]"), config.runs_dir, config.log_level)
+            config.agents.model_settings("kw.toml [agents]"), config.run_setup().executor, config.runs_dir,
+            config.log_level)
 
 
 def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
@@ -65,6 +68,7 @@ def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
     assert config.build_settings() == BuildSettings()
     assert config.run_settings() == RunSettings()
     assert ModelConfig(model="m").settings("x") == ModelSettings(model="m", named_by="x")
+    assert config.run_setup().executor == ExecutorSettings()
 
 
 def test_every_field_of_the_tree_reaches_a_part() -> None:
@@ -112,16 +116,16 @@ def _config_file(tmp_path: Path) -> Path:
 def test_run_config_file_reaches_the_harness_timing_compile_and_agents(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`kernelwright run --config` used to hand the harness a config loaded without the file."""
-    import kernelwright.graphs.run as run_module
+    import kernelwright.graphs.harness_evaluator as harness_module
 
     made: list[Any] = []
 
-    class Recorded(run_module.HarnessEvaluator):
+    class Recorded(harness_module.HarnessEvaluator):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(run_module, "HarnessEvaluator", Recorded)
+    monkeypatch.setattr(harness_module, "HarnessEvaluator", Recorded)  # the local executor's (graphs.executors)
     cfg = _config_file(tmp_path)
     # The offline translator cannot trace this problem: the run stops after building its evaluator, fast.
     result = runner.invoke(app, ["run", str(FIX / "problems" / "data_dependent.py"), "--config", str(cfg),

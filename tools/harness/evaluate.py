@@ -10,6 +10,7 @@ by HarnessGuard, and outputs produced while timing are judged as well.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -688,7 +689,8 @@ class Evaluator:
                               "the work (it escaped the timed stream, or the clock was fooled)")
 
     def _record_gpu(self, report: EvalReport, before: Any, after: Any) -> None:
-        """GPU identity and clocks around the candidate's timing (NVML); a throttle is a warning."""
+        """GPU identity, the host it is in, and clocks around the candidate's timing (NVML); a throttle is a
+        warning. (On a Ray cluster the actor adds its Ray node and GPU: graphs.ray_executor.)"""
         from kernelwright.tools.measure.gpu_info import gpu_facts, throttle_warning
 
         if self._gpu_identity is None:
@@ -699,6 +701,7 @@ class Evaluator:
             except ToolUnavailable as exc:
                 self._gpu_identity = {"nvml": str(exc)}
         report.gpu.update(self._gpu_identity)
+        report.gpu.setdefault("node", socket.gethostname())  # which machine measured it, when runs span several
         if before is not None and after is not None:
             report.gpu["clocks_before"], report.gpu["clocks_after"] = before.to_dict(), after.to_dict()
             if warning := throttle_warning(before, after):
