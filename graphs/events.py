@@ -16,6 +16,7 @@ seconds), `run_id` and `event`):
                 response, input_tokens, output_tokens, total_tokens, latency_s, cost_usd, candidate_id, error
     tool_call   tool (evaluate | prepare | profile | functional_form | sanitize), candidate_id, status, reason,
                 seconds, speedup, summary, error
+    manual_prompt  number, node, path, command: a manual run's prompt waits for `kernelwright answer`
     run_end     status (finished | failed | interrupted), best_id, best_speedup, sanitized, stop_reason, spent, error
 """
 
@@ -157,12 +158,15 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
     def wrap(self, evaluator: CandidateEvaluator) -> RecordingEvaluator:
         return RecordingEvaluator(evaluator, self.log)
 
-    def graph_config(self, ctx: Any = None) -> dict[str, Any]:
-        """callbacks/tags/metadata for the graph's config; prices come from the context's models."""
+    def graph_config(self, ctx: Any = None, critic_price: tuple[float, float] | None = None) -> dict[str, Any]:
+        """callbacks/tags/metadata for the graph's config; prices come from the context's models (and
+        `critic_price` for a critic of its own)."""
         if ctx is not None:
             models = list(ctx.proposal_models())
-            self.handler.set_prices({_model_key(m.llm, m.name): (m.price_in_per_mtok, m.price_out_per_mtok)
-                                     for m in models})
+            prices = {reported_model_name(m.llm, m.name): (m.price_in_per_mtok, m.price_out_per_mtok) for m in models}
+            if ctx.critic_llm is not None and critic_price is not None:
+                prices.setdefault(reported_model_name(ctx.critic_llm, "critic"), critic_price)
+            self.handler.set_prices(prices)
         return {"callbacks": [self.handler, *self.tracers], "tags": ["kernelwright", *self.tags],
                 "metadata": {"kernelwright_run_id": self.run_id}}
 
@@ -209,7 +213,7 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
             self.log.close()
 
 
-def _model_key(llm: Any, fallback: str) -> str:
+def reported_model_name(llm: Any, fallback: str) -> str:
     """The name a chat model reports in its calls (what the callback handler sees)."""
     for attr in ("model_name", "model"):
         value = getattr(llm, attr, None)

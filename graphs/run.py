@@ -18,10 +18,13 @@ from typing import Any
 import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
+from kernelwright.agents.manual import MANUAL_MODEL, ManualChatModel
+from kernelwright.agents.prices import ModelPrice, resolve_price
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
 from kernelwright.graphs.harness_evaluator import with_gpu_facts
@@ -32,7 +35,7 @@ from kernelwright.graphs.tracing import observe_run
 from kernelwright.tools.errors import KernelwrightError, ProblemError, ReferenceFailure
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.problem.files import check_source
-from kernelwright.tools.run_folder import DEFAULT_RUNS_DIR, RUN_FILE, RunFolder
+from kernelwright.tools.run_folder import DEFAULT_RUNS_DIR, RUN_FILE, ManualPrompt, RunFolder
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +48,12 @@ class LLMRunError(RunError):
     """The run stopped because a chat model call failed (unreachable, key rejected, ...); it is resumable."""
 
     kind = "llm"
+
+
+class RunInterrupted(RunError):
+    """Ctrl-C (or another KeyboardInterrupt) stopped the run; what finished is checkpointed and `resume` continues."""
+
+    kind = "interrupted"
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,9 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                      evaluator: CandidateEvaluator | None = None, budget: RunBudget = RunBudget(),
                      on_update: Callable[[str, dict[str, Any]], None] | None = None,
                      plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
-                     archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
+                     archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None,
+                     manual: bool = False,
+                     on_manual_prompt: Callable[[ManualPrompt, Path, str], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run (under setup.runs_dir) from its last checkpoint.
 
     `setup` gives what no argument does: the harness's settings, the RunSettings, `runs_dir` and the
@@ -135,6 +146,9 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     `archive`: a memory.archive.KernelArchive, a path to one, or True for the default
     path; its verified kernels become prompt examples and this run's kernels join it.
     An archive that cannot be opened means a run without one (with a warning).
+    `manual`: every prompt goes to RUN_DIR/manual/ and waits for `kernelwright answer` (agents.manual; no API
+    key needed); `on_manual_prompt(prompt, path, answer_command)` is told of each one that waits. A manual run
+    resumes manual. Resuming a run that a budget stopped, with a larger budget, continues it.
     """
     problem = check_source(problem, "problem").path
     runs_dir, settings = setup.runs_dir, setup.run_settings
@@ -144,10 +158,18 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
         check_executor(setup.executor)  # a missing package is reported before anything is written
     if resume and not RunFolder(run_dir).checkpoints_path.exists():
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
+    manual = manual or bool(resume and RunFolder(run_dir).read_info().data.get("manual"))
+    manual_llm = None
+    if manual:
+        manual_llm = ManualChatModel(run_dir=run_dir, run_id=run_id, on_prompt=None,
+                                     runs_dir=None if Path(runs_dir) == DEFAULT_RUNS_DIR else Path(runs_dir))
+        llm = manual_llm
     plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
-                         recorded=_recorded_plan(run_dir, run_id) if resume else None)
-    ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
-                                m.settings.price_out_per_mtok) for m in plan.proposers)
+                         recorded=_recorded_plan(run_dir, run_id) if resume and not manual else None)
+    prices = {m.name: resolve_price(m.api_model, m.settings.price_in_per_mtok, m.settings.price_out_per_mtok)
+              for m in plan.all_models()}
+    ensemble = tuple(NamedModel(m.name, make_chat_model(m), prices[m.name].price_in_per_mtok,
+                                prices[m.name].price_out_per_mtok) for m in plan.proposers)
     critic_llm = make_chat_model(plan.critic) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
     if on_models is not None:
@@ -161,10 +183,17 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     remote_facts = getattr(evaluator, "gpu_facts", None)
     settings = with_gpu_facts(settings, evaluator.gpus, remote_facts() if callable(remote_facts) else None)
     opened_archive = _open_archive(archive)
+    if manual_llm is not None:
+        manual_llm.on_prompt = _manual_prompt_told(recorder, on_manual_prompt)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
-                   model_name=model.model or ("scripted" if llm is not None else "default"), critic_llm=critic_llm,
-                   offline=OfflineSession() if offline is not False else None, archive=opened_archive)
-    graph_config = {**run_config(settings, run_id), **recorder.graph_config(ctx)}
+                   model_name=MANUAL_MODEL if manual else model.model or ("scripted" if llm is not None else "default"),
+                   critic_llm=critic_llm, offline=OfflineSession() if offline is not False else None,
+                   archive=opened_archive)
+    critic_price = prices[plan.critic.name] if plan.critic else None
+    graph_config = {**run_config(settings, run_id),
+                    **recorder.graph_config(ctx, critic_price=(critic_price.price_in_per_mtok,
+                                                               critic_price.price_out_per_mtok)
+                                            if critic_price else None)}
     node = "start"
     failed_in: tuple[str, ...] = ()
     try:
@@ -176,7 +205,10 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                                              wall_s=budget.wall_s, tokens=budget.tokens, cost_usd=budget.cost_usd))
             if not resume:
                 _write_run_json(run_dir, run_id, problem, settings, budget)
-            RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx))  # what a resume keeps
+            else:
+                _extend_budget(graph, graph_config, budget, settings, run_dir)
+            RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx), manual=manual,
+                                           prices=_recorded_prices(plan, prices, ctx))  # what a resume keeps
             try:
                 # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
                 for chunk in graph.stream(start, context=ctx, config=graph_config, stream_mode="updates", durability="sync"):
@@ -191,15 +223,65 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
             recorder.finish(state)
     except (ReferenceFailure, ProblemError):
         raise  # the problem itself is bad input, whatever node found out
+    except KeyboardInterrupt:
+        resume_with = resume_command(problem, run_id, runs_dir)
+        raise RunInterrupted(f"run {run_id} interrupted after node {node!r}. Everything evaluated so far is saved; "
+                             f"continue with `{resume_with}`", where=str(run_dir),
+                             details={"run_id": run_id, "resume_command": resume_with}) from None
     except Exception as exc:  # noqa: BLE001 - any failure inside a node: name the run and how to go on
         raise _stopped(exc, plan, run_id, run_dir, resume_command(problem, run_id, runs_dir), node, failed_in) from exc
     finally:
+        if manual_llm is not None:
+            manual_llm.cancel()  # a prompt still waiting (another task's) stops waiting
         if owned:
             evaluator.close()
         if opened_archive is not None and opened_archive is not archive:
             opened_archive.close()
     best = state.get("candidates", {}).get(state.get("best_id") or "")
     return RunResult(run_id, run_dir, best, state)
+
+
+def _manual_prompt_told(recorder: Any, told: Callable[[ManualPrompt, Path, str], None] | None
+                        ) -> Callable[[ManualPrompt, Path, str], None]:
+    """A waiting prompt goes into the event log (`kernelwright trace --follow` shows it) and to the caller."""
+    def on_prompt(prompt: ManualPrompt, path: Path, command: str) -> None:
+        recorder.log.emit("manual_prompt", number=prompt.number, node=prompt.node, path=str(path), command=command)
+        if told is not None:
+            told(prompt, path, command)
+    return on_prompt
+
+
+def _recorded_prices(plan: ModelPlan, prices: dict[str, ModelPrice], ctx: KContext) -> dict[str, Any]:
+    """Each model's prices and their source, by the name its calls report (the spend table's model column)."""
+    from kernelwright.graphs.events import reported_model_name
+
+    named = {m.name: m for m in ctx.proposal_models()}
+    out = {reported_model_name(named[name].llm, name) if name in named else name: price.to_dict()
+           for name, price in prices.items()}
+    if plan.critic is not None:
+        out.setdefault(plan.critic.api_model, prices[plan.critic.name].to_dict())
+    if ctx.model_name == MANUAL_MODEL:
+        out[MANUAL_MODEL] = ModelPrice().to_dict()
+    return out
+
+
+def _extend_budget(graph: Any, config: dict[str, Any], budget: RunBudget, settings: RunSettings,
+                   run_dir: Path) -> None:
+    """A resumed run that a budget stopped goes on when the new budget (this resume's limits) leaves room."""
+    state = graph.get_state(config)
+    values = state.values or {}
+    reason = values.get("stop_reason") or ""
+    if not reason or state.next:  # not stopped by a budget, or stopped mid-way (the stream continues it)
+        return
+    limits = Budget(generations=settings.generations, candidates=budget.candidates, wall_s=budget.wall_s,
+                    tokens=budget.tokens, cost_usd=budget.cost_usd)
+    if reason.startswith(("no CUDA GPU", "nothing to propose")) or exhausted(limits, values.get("spent")):
+        return
+    from kernelwright.graphs.nodes import ARCHIVE
+
+    graph.update_state(config, {"budget": limits, "stop_reason": None, "winner_checked": False}, as_node=ARCHIVE)
+    RunFolder(run_dir).update_info(budget=asdict(budget), status="running", stop_reason=None)
+    log.info("run_budget_extended", was=reason, budget=asdict(budget))
 
 
 def _jailed(settings: EvalSettings, runs_dir: Path, run_dir: Path, archive: Any) -> EvalSettings:

@@ -11,13 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kernelwright import bench_cli, inspect_cli
+from kernelwright import bench_cli, exchange_cli, inspect_cli
 from kernelwright.agents.context import RunSettings
 from kernelwright.archive_cli import archive_app
 from kernelwright.cli_app import KernelwrightTyper
 from kernelwright.cli_errors import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
+    EXIT_INTERRUPTED,
     EXIT_NEEDS_GPU,
     EXIT_NO_LLM,
     EXIT_PASSED,
@@ -100,8 +101,12 @@ def run_command(
     candidates: int = typer.Option(RunSettings.candidates_per_generation, min=1,
                                    help="candidates proposed per generation"),
     max_candidates: int = typer.Option(200, min=0, help="stop after this many evaluated candidates (0: no limit)"),
-    max_tokens: int = typer.Option(0, min=0, help="stop after this many LLM tokens (0: no limit)"),
-    max_cost: float = typer.Option(0.0, min=0.0, help="stop after this much LLM cost in USD (0: no limit; needs prices)"),
+    max_tokens: int | None = typer.Option(None, min=0, help="stop after this many LLM tokens (0: no limit; default: "
+                                                            "the config's budget.tokens)"),
+    max_cost: float | None = typer.Option(None, "--max-cost-usd", "--max-cost", min=0.0,
+                                          help="stop once the LLM calls cost this much in USD (0: no limit; default: "
+                                               "the config's budget.cost_usd); prices from the config, else the "
+                                               "default price table; resume with a larger one to go on"),
     max_minutes: float = typer.Option(0.0, min=0.0, help="stop after this much agent and evaluation time (0: no limit)"),
     repairs: int | None = typer.Option(None, min=0, help="diagnostic repairs of a rejected candidate (default: the "
                                                          "config's agents.repair_rounds)"),
@@ -118,6 +123,8 @@ def run_command(
                                      help="retrieve past kernels as examples and store this run's verified kernels"),
     executor: str | None = typer.Option(None, help=EXECUTOR_HELP),
     address: str | None = typer.Option(None, help=ADDRESS_HELP),
+    manual: bool = typer.Option(False, "--manual", help="no model: each prompt is written to RUN_DIR/manual/ and the "
+                                                        "run waits for `kernelwright answer RUN FILE` (no API key)"),
     log_level: str = typer.Option("warning", help="console log level"),
 ) -> None:
     """Optimise a problem with the agent graph; prints live progress and the best verified kernel."""
@@ -132,14 +139,17 @@ def run_command(
     configure_logging(level=log_level)
     try:
         config = load_config(config_file, overrides={"agents.repair_rounds": repairs, "agents.screen": screen,
-                                                     "runs_dir": runs_dir, **executor_overrides(executor, address)})
+                                                     "runs_dir": runs_dir, "budget.cost_usd": max_cost,
+                                                     "budget.tokens": max_tokens,
+                                                     **executor_overrides(executor, address)})
     except ConfigError as exc:
         fail(exc, EXIT_BAD_INPUT)
     settings = config.run_settings(generations=generations, population=population, candidates_per_generation=candidates)
     # No --model: the config's [agents] models (optimize asks the config), else the environment's.
     proposers = [ModelSettings(model=m, named_by="--model") for m in model]
     critic = ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None
-    budget = RunBudget(candidates=max_candidates, tokens=max_tokens, cost_usd=max_cost, wall_s=max_minutes * 60)
+    budget = RunBudget(candidates=max_candidates, tokens=config.budget.tokens, cost_usd=config.budget.cost_usd,
+                       wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
                 transient=False) if console.is_terminal else None
@@ -151,8 +161,18 @@ def run_command(
         elif node == SELECT:
             console.print(progress.line())
 
+    def on_manual_prompt(prompt: Any, path: Path, command: str) -> None:
+        message = f"waiting for an answer to prompt {prompt.number:03d} ({prompt.node}): {path}; answer with `{command}`"
+        if live is not None:
+            progress.waiting = message
+            live.update(progress.table(f"kernelwright run {problem.name}"))
+        else:
+            console.print(escape(message), soft_wrap=True)
+
     def on_models(plan: ModelPlan) -> None:
-        if plan.proposers:
+        if manual:
+            console.print("manual mode: each prompt waits in the run folder's manual/ for `kernelwright answer`")
+        elif plan.proposers:
             console.print(escape(plan.describe()))
         else:
             console.print(escape(f"No LLM configured ({plan.why_offline}): proposing with the offline translator "
@@ -163,10 +183,11 @@ def run_command(
     try:
         result = optimize(problem, config=config, resume=resume, settings=settings, budget=budget,
                           models=proposers, critic_model=critic, on_update=on_update, on_models=on_models,
-                          archive=(archive or True) if use_archive else None)
+                          archive=(archive or True) if use_archive else None, manual=manual,
+                          on_manual_prompt=on_manual_prompt)
     except KernelwrightError as exc:
         fail(exc, EXIT_NO_LLM if exc.kind == "llm" else EXIT_BAD_INPUT if exc.kind in ("problem", "load", "reference")
-             else EXIT_ERROR)
+             else EXIT_INTERRUPTED if exc.kind == "interrupted" else EXIT_ERROR)
     finally:
         if live is not None:
             live.stop()
@@ -189,7 +210,7 @@ def _print_run_result(console: Console, result: Any) -> None:
         if reason.startswith("nothing to propose"):
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:
-        console.print(f"stopped early: budget reached ({reason})")
+        console.print(f"stopped early: budget reached ({reason}); a resume with a larger budget goes on")
     rejected = memcheck_rejected(result.state.get("candidates") or {})
     if rejected:
         console.print(f"{len(rejected)} verified candidate(s) rejected by compute-sanitizer memcheck (out_of_bounds)")
@@ -293,6 +314,7 @@ def _print_report(console: Console, r: dict[str, Any]) -> None:
 
 
 inspect_cli.register(app)  # runs, trace, report
+exchange_cli.register(app)  # answer, export, config show
 bench_cli.register(app)  # bench
 
 

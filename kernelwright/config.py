@@ -205,8 +205,17 @@ class ExecutorConfig(_Section):
         return ExecutorSettings(kind=self.kind, address=self.address, actors=self.actors, retries=self.retries)
 
 
+class BudgetConfig(_Section):
+    """A run's limits on LLM spending (graphs.run.RunBudget; 0: no limit); `run --max-cost-usd` and `--max-tokens`
+    replace them."""
+
+    cost_usd: float = Field(default=0.0, ge=0.0, description="stop the run once its LLM calls cost this much (USD)")
+    tokens: int = Field(default=0, ge=0, description="stop the run after this many LLM tokens")
+
+
 class KernelwrightConfig(_Section):
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
@@ -319,3 +328,36 @@ def _merge(into: dict[str, Any], extra: dict[str, Any]) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+def setting_sources(path: str | Path | None = None, *, env: Mapping[str, str] | None = None,
+                    overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None
+                    ) -> dict[str, str]:
+    """Where each setting that is not its default came from, by dotted key: the config file's path, the
+    environment variable's name, or the CLI flag (`flags` names the flag of each override key). The same layers,
+    in the same order, as load_config; a key absent here has its default."""
+    sources: dict[str, str] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            data = {}  # load_config reports it
+        sources.update({key: str(path) for key in _flat_keys(data)})
+    env = os.environ if env is None else env
+    for name in [*ENV_SHORT_FORMS, *(n for n in env if n not in ENV_SHORT_FORMS)]:
+        if env.get(name) and (layer := _from_env({name: env[name]})):
+            sources.update({key: name for key in _flat_keys(layer)})
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            sources.update({k: (flags or {}).get(key, "argument") for k in _flat_keys(_nest(key.split("."), value))})
+    return sources
+
+
+def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping) and value:
+            keys += _flat_keys(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys

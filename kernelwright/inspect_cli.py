@@ -39,7 +39,8 @@ def _run_dir(run: str, runs_dir: Path | None, config_file: Path | None) -> Path:
 
 
 def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = ConfigOpt) -> None:
-    """List runs: id, problem, start, generations, candidates, best speedup, whether memcheck passed it, status."""
+    """List runs: id, problem, start, generations, candidates, best speedup, whether memcheck passed it, LLM tokens
+    and cost (USD), status."""
     from kernelwright.eval.report.run_data import list_runs
 
     runs_dir = _runs_dir(runs_dir, config_file)
@@ -52,10 +53,13 @@ def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = 
     # first (a run id begins with it), then the counts, then memcheck's verdict.
     columns = [Column("run"), Column("problem", flexible=True), Column("started", drop=1),
                Column("generations", short="gens", drop=3), Column("candidates", short="cands", drop=2),
-               Column("best"), Column("sanitized", drop=4), Column("status")]
+               Column("best"), Column("sanitized", drop=4), Column("tokens", drop=5), Column("USD", drop=6),
+               Column("status")]
     table = fitted_table(columns, [[r.run_id, r.problem, _when(r.started), str(r.generations), str(r.candidates),
                                     f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
-                                    "-" if r.sanitized is None else ("yes" if r.sanitized else "no"), r.status]
+                                    "-" if r.sanitized is None else ("yes" if r.sanitized else "no"),
+                                    f"{r.tokens:,}" if r.tokens else "-", f"{r.cost_usd:.4f}" if r.cost_usd else "-",
+                                    r.status]
                                    for r in rows], console.width, title=f"runs in {runs_dir}")
     console.print(table)
 

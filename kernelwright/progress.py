@@ -29,12 +29,14 @@ class RunProgress:
     last_node: str = ""
     stop_reason: str | None = None
     sanitized: str | None = None  # the winner's memcheck, once the run's end has run it ("yes" / "no (why)")
+    waiting: str = ""  # a manual run's prompt waiting for `kernelwright answer` (cleared by the next update)
     _status: dict[str, CandidateStatus] = field(default_factory=dict)  # each candidate's latest verdict
     _speed: dict[str, float] = field(default_factory=dict)
 
     def apply(self, node: str, update: dict[str, Any]) -> None:
         """Fold one node's update in (updates carry increments for `spent`, full records for candidates)."""
         self.last_node = node
+        self.waiting = ""
         spent = update.get("spent") or {}
         self.tokens += int(spent.get("tokens", 0))
         self.cost_usd += float(spent.get("cost_usd", 0.0))
@@ -99,4 +101,6 @@ class RunProgress:
                       f"{self.tokens}" + (f" / ${self.cost_usd:.2f}" if self.cost_usd else ""))
         table.add_row("agent time", f"{self.wall_s:.1f} s")
         table.add_row("now", self.last_node)
+        if self.waiting:
+            table.add_row("waiting", self.waiting)
         return table

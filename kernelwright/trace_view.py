@@ -60,7 +60,20 @@ def build_tree(run: RunData, *, agent: str | None = None, candidate: str | None 
             branch.add(_llm_label(call))
     if not run.candidates:
         tree.add(Text("no candidates yet", style="dim"))
+    _add_waiting_prompts(tree, run)
     return tree
+
+
+def _add_waiting_prompts(tree: Tree, run: RunData) -> None:
+    """A manual run's prompts that wait for `kernelwright answer` (agents.manual), with the command that answers."""
+    from kernelwright.agents.manual import answer_command
+    from kernelwright.tools.run_folder import RunFolder
+
+    folder = RunFolder(run.run_dir).manual
+    for prompt in folder.pending():
+        tree.add(Text.assemble(("waiting for an answer: ", "bold yellow"),
+                               f"prompt {prompt.number:03d} ({prompt.node}) {folder.prompt_md(prompt)}; answer with "
+                               f"`{answer_command(run.run_id, prompt)}`"))
 
 
 def _run_label(run: RunData) -> Text:

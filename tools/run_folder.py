@@ -10,6 +10,10 @@
         meta.json          CandidateMeta: who proposed it and from what (lineage `parents`, tunable `params`)
         report.json        CandidateReport: the harness's report, plus the winner's memcheck verdict
         profile.json       CandidateProfile: the profiler's one-line summary and what it measured
+      manual/              ManualFolder (`kernelwright run --manual`): the prompts a person answers
+        NNN-<node>.prompt.md    the prompt for a person: what to answer, how, and the messages
+        NNN-<node>.prompt.json  ManualPrompt: the same for programs (its messages, their hash)
+        NNN-<node>.answer.md    the answer (`kernelwright answer` writes it atomically)
 
 Why here, and why dataclasses: memory/, agents/, graphs/ and eval/ all read these files, so their owner lives
 in tools/, the one layer every one of them may import. tools/ runs alone on a GPU box with only torch,
@@ -50,6 +54,7 @@ RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.sqlite"
 HTML_REPORT_FILE = "report.html"
+MANUAL_DIR = "manual"
 DEFAULT_RUNS_DIR = Path("runs")  # where run folders go unless the settings' runs_dir says otherwise
 FOLDER_ID_CHARS = 16  # a candidate folder's name: its id's first characters
 
@@ -527,8 +532,87 @@ class RunFolder:
         _write_object(self.info_path, info.data)
         return info
 
+    @property
+    def manual(self) -> ManualFolder:
+        return ManualFolder(self.path / MANUAL_DIR)
+
     def event_log(self, run_id: str) -> EventLog:
         return EventLog(self.events_path, run_id)
 
     def read_events(self) -> tuple[list[dict[str, Any]], int]:
         return read_event_lines(self.events_path)
+
+
+# --- manual mode -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ManualPrompt:
+    """One prompt of a manual run: its number (NNN), the node that asked, the messages, and their hash (a resumed
+    run asking the same again reuses the prompt and its answer)."""
+
+    number: int
+    node: str
+    messages: tuple[dict[str, str], ...]
+    temperature: float | None = None
+    sha256: str = ""
+
+    @property
+    def stem(self) -> str:
+        return f"{self.number:03d}-{self.node}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"number": self.number, "node": self.node, "messages": list(self.messages),
+                "temperature": self.temperature, "sha256": self.sha256}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ManualPrompt:
+        return cls(int(data.get("number") or 0), str(data.get("node") or "llm"),
+                   tuple(dict(m) for m in data.get("messages") or () if isinstance(m, Mapping)),
+                   _float_or_none(data.get("temperature")), str(data.get("sha256") or ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ManualFolder:
+    """RUN_DIR/manual/: prompts waiting for a person (or a program), and their answers."""
+
+    path: Path
+
+    def prompt_md(self, prompt: ManualPrompt) -> Path:
+        return self.path / f"{prompt.stem}.prompt.md"
+
+    def answer_path(self, prompt: ManualPrompt) -> Path:
+        return self.path / f"{prompt.stem}.answer.md"
+
+    def prompts(self) -> list[ManualPrompt]:
+        """Every prompt written so far, oldest first."""
+        if not self.path.is_dir():
+            return []
+        found = (_read_object(p) for p in sorted(self.path.glob("*.prompt.json")))
+        return sorted((ManualPrompt.from_dict(d) for d in found if d is not None), key=lambda p: p.number)
+
+    def pending(self) -> list[ManualPrompt]:
+        return [p for p in self.prompts() if not self.answer_path(p).exists()]
+
+    def write_prompt(self, prompt: ManualPrompt, text: str) -> Path:
+        """The human-readable prompt first, then the JSON that makes it count as written (and pending)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        md = self.prompt_md(prompt)
+        tmp = md.with_name(f".{md.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, md)
+        _write_object(self.path / f"{prompt.stem}.prompt.json", prompt.to_dict())
+        return md
+
+    def read_answer(self, prompt: ManualPrompt) -> str | None:
+        try:
+            return self.answer_path(prompt).read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def write_answer(self, prompt: ManualPrompt, text: str) -> Path:
+        """Atomically: the waiting run never reads half an answer."""
+        path = self.answer_path(prompt)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return path

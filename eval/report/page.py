@@ -19,7 +19,7 @@ from kernelwright.eval.report.kernel_usage_table import kernel_usage_table, roof
 from kernelwright.eval.report.profile_table import profile_table
 from kernelwright.eval.report.run_data import RunData, load_run
 from kernelwright.eval.report.svg import esc
-from kernelwright.eval.report.tables import candidate_tables, node_table, spend_table, table
+from kernelwright.eval.report.tables import candidate_tables, model_spend_table, node_table, spend_table, table
 from kernelwright.graphs.generations import generation_label
 from kernelwright.graphs.sanitizing import sanitized_text
 from kernelwright.tools.harness.sanitizer import OUT_OF_BOUNDS
@@ -202,7 +202,9 @@ def render_report(run: RunData) -> str:
         section("lineage", "Lineage", _chart(lineage), lineage.note),
         section("roofline", "Roofline of profiled kernels", _chart(roofline), roofline.note if roofline.svg else ""),
         section("failures", "Failure reasons", _chart(failures), failures.note if failures.svg else ""),
-        section("spend", "Tokens and time per agent", spend_table(run) + "<h3>time per graph node</h3>" + node_table(run)),
+        section("spend", "Spend per agent and model", model_spend_table(run)
+                + "<h3>tokens and time per agent</h3>" + spend_table(run)
+                + "<h3>time per graph node</h3>" + node_table(run)),
         section("candidates", "Candidates", candidate_tables(run)),
         f'<footer>written {esc(time.strftime("%Y-%m-%d %H:%M:%S"))} by kernelwright report</footer>',
     ]

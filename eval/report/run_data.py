@@ -373,6 +373,8 @@ class RunSummary:
     best_speedup: float | None
     status: str
     sanitized: bool | None = None  # the best kernel passed memcheck (None: not recorded, e.g. a run still going)
+    tokens: int = 0  # LLM tokens and their cost (USD): the run record's totals, else its LLM calls' so far
+    cost_usd: float = 0.0
 
 
 def list_runs(runs_dir: str | Path) -> list[RunSummary]:
@@ -400,5 +402,15 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
         out.append(RunSummary(run_id=str(info.run_id or run_dir.name), problem=Path(str(info.problem or "?")).name,
                               started=info.started, generations=int(gens), candidates=len(folders),
                               best_speedup=best, status=run_status(info.to_dict(), None),
-                              sanitized=info.best.get("sanitized")))
+                              sanitized=info.best.get("sanitized"), **_spent(run, info.to_dict())))
     return out
+
+
+def _spent(run: RunFolder, info: dict[str, Any]) -> dict[str, Any]:
+    """Tokens and USD: the finished run's record, else the sum of the LLM calls logged so far (running, failed)."""
+    spent = info.get("spent")
+    if isinstance(spent, dict) and info.get("status") == "finished":
+        return {"tokens": int(spent.get("tokens") or 0), "cost_usd": float(spent.get("cost_usd") or 0.0)}
+    calls = [e for e in run.read_events()[0] if e.get("event") == "llm_call"]
+    return {"tokens": sum(int(e.get("total_tokens") or 0) for e in calls),
+            "cost_usd": sum(float(e.get("cost_usd") or 0.0) for e in calls)}

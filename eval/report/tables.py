@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from kernelwright.agents.prices import ModelPrice
 from kernelwright.eval.report.run_data import Candidate, RunData
 from kernelwright.eval.report.svg import esc
 from kernelwright.graphs.event_callbacks import NODE_AGENTS
@@ -73,6 +74,46 @@ def spend_table(run: RunData) -> str:
                  total[1], total[2], total[3], f"{total[4]:.4f}", f"{sum(s.llm_s for s in spend.values()):.2f}", ""])
     return table(["agent", "LLM calls", "failed calls", "candidates", "verified", "input tokens", "output tokens",
                   "total tokens", "cost (USD)", "LLM time (s)", "node / tool time (s)"], rows, css="data spend")
+
+
+@dataclass
+class ModelSpend:
+    requests: int = 0
+    failed: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+def model_spend(run: RunData) -> dict[tuple[str, str], ModelSpend]:
+    """Spend per (agent, model), from the run's LLM calls (tokens as the endpoint reported them)."""
+    spend: dict[tuple[str, str], ModelSpend] = defaultdict(ModelSpend)
+    for call in run.llm_calls:
+        row = spend[(call.agent, call.model)]
+        row.requests += 1
+        row.failed += bool(call.error)
+        row.input_tokens += call.input_tokens
+        row.output_tokens += call.output_tokens
+        row.cost_usd += call.cost_usd
+    return dict(spend)
+
+
+def price_label(run: RunData, model: str) -> str:
+    """The model's price as the run recorded it, a default table price marked as such."""
+    recorded = (run.info.get("prices") or {}).get(model)
+    return ModelPrice.from_dict(recorded).label() if isinstance(recorded, dict) else "not recorded"
+
+
+def model_spend_table(run: RunData) -> str:
+    spend = model_spend(run)
+    rows: list[list[object]] = [[agent, model, s.requests, s.failed, s.input_tokens, s.output_tokens,
+                                 f"{s.cost_usd:.4f}", price_label(run, model)]
+                                for (agent, model), s in sorted(spend.items(), key=lambda kv: (-kv[1].cost_usd, kv[0]))]
+    rows.append(["total", "", sum(s.requests for s in spend.values()), sum(s.failed for s in spend.values()),
+                 sum(s.input_tokens for s in spend.values()), sum(s.output_tokens for s in spend.values()),
+                 f"{sum(s.cost_usd for s in spend.values()):.4f}", ""])
+    return table(["agent", "model", "requests", "failed", "tokens in", "tokens out", "USD", "price"], rows,
+                 css="data spend-models", numeric_from=2)
 
 
 def node_table(run: RunData) -> str:
