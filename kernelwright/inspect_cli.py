@@ -50,17 +50,19 @@ def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = 
         console.print(f"no runs under {runs_dir}")
         return
     # Ids stay whole (they are for copying), the problem's name is cut; a narrow terminal loses the start time
-    # first (a run id begins with it), then the counts, then memcheck's verdict.
+    # first (a run id begins with it), then the counts, then memcheck's verdict; the spend columns before them all.
     columns = [Column("run"), Column("problem", flexible=True), Column("started", drop=1),
                Column("generations", short="gens", drop=3), Column("candidates", short="cands", drop=2),
-               Column("best"), Column("sanitized", drop=4), Column("tokens", drop=5), Column("USD", drop=6),
-               Column("status")]
-    table = fitted_table(columns, [[r.run_id, r.problem, _when(r.started), str(r.generations), str(r.candidates),
-                                    f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
-                                    "-" if r.sanitized is None else ("yes" if r.sanitized else "no"),
-                                    f"{r.tokens:,}" if r.tokens else "-", f"{r.cost_usd:.4f}" if r.cost_usd else "-",
-                                    r.status]
-                                   for r in rows], console.width, title=f"runs in {runs_dir}")
+               Column("best"), Column("sanitized", drop=4)]
+    cells = [[r.run_id, r.problem, _when(r.started), str(r.generations), str(r.candidates),
+              f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
+              "-" if r.sanitized is None else ("yes" if r.sanitized else "no")] for r in rows]
+    if any(r.tokens or r.cost_usd for r in rows):  # LLM spend, when any run used an LLM
+        columns += [Column("tokens", drop=-1), Column("USD", drop=0)]
+        cells = [[*c, f"{r.tokens:,}" if r.tokens else "-", f"{r.cost_usd:.4f}" if r.cost_usd else "-"]
+                 for c, r in zip(cells, rows)]
+    table = fitted_table([*columns, Column("status")], [[*c, r.status] for c, r in zip(cells, rows)], console.width,
+                         title=f"runs in {runs_dir}")
     console.print(table)
 
 

@@ -15,10 +15,19 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import ModelPlan, ModelSettings
 from kernelwright.config import KernelwrightConfig, load_config
 from kernelwright.graphs.plugins import AgentPlugin
-from kernelwright.graphs.run import LLMRunError, RunBudget, RunError, RunResult, optimize_problem, resume_command
+from kernelwright.graphs.run import (
+    LLMRunError,
+    RunBudget,
+    RunError,
+    RunInterrupted,
+    RunResult,
+    optimize_problem,
+    resume_command,
+)
 from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.run_folder import ManualPrompt
 
-__all__ = ["LLMRunError", "RunBudget", "RunError", "RunResult", "optimize", "resume_command"]
+__all__ = ["LLMRunError", "RunBudget", "RunError", "RunInterrupted", "RunResult", "optimize", "resume_command"]
 
 
 def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, runs_dir: str | Path | None = None,
@@ -28,7 +37,8 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
              evaluator: CandidateEvaluator | None = None, budget: RunBudget | None = None,
              on_update: Callable[[str, dict[str, Any]], None] | None = None,
              plugins: Sequence[AgentPlugin] | None = None, offline: bool | None = None,
-             archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None) -> RunResult:
+             archive: Any = None, on_models: Callable[[ModelPlan], None] | None = None, manual: bool = False,
+             on_manual_prompt: Callable[[ManualPrompt, Path, str], None] | None = None) -> RunResult:
     """Optimise `problem`; with `resume=RUN_ID` continue that run from its last checkpoint.
 
     `config` (default: load_config(), the defaults and the environment) gives what no argument does: the
@@ -41,4 +51,5 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     return optimize_problem(problem, config.run_setup(runs_dir=runs_dir, settings=settings), resume=resume,
                             run_id=run_id, model=model, models=models, critic_model=critic_model, llm=llm,
                             evaluator=evaluator, budget=budget or RunBudget(), on_update=on_update, plugins=plugins,
-                            offline=offline, archive=archive, on_models=on_models)
+                            offline=offline, archive=archive, on_models=on_models, manual=manual,
+                            on_manual_prompt=on_manual_prompt)
