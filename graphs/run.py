@@ -277,9 +277,11 @@ def _extend_budget(graph: Any, config: dict[str, Any], budget: RunBudget, settin
                     tokens=budget.tokens, cost_usd=budget.cost_usd)
     if reason.startswith(("no CUDA GPU", "nothing to propose")) or exhausted(limits, values.get("spent")):
         return
-    from kernelwright.graphs.nodes import ARCHIVE
+    from kernelwright.graphs.nodes import SELECT
 
-    graph.update_state(config, {"budget": limits, "stop_reason": None, "winner_checked": False}, as_node=ARCHIVE)
+    # As if select had just run with the new limits: archive (a no-op for archived kernels), then next_step routes
+    # on, with the run's context (routing needs it, so the update cannot route past archive itself).
+    graph.update_state(config, {"budget": limits, "stop_reason": None, "winner_checked": False}, as_node=SELECT)
     RunFolder(run_dir).update_info(budget=asdict(budget), status="running", stop_reason=None)
     log.info("run_budget_extended", was=reason, budget=asdict(budget))
 
