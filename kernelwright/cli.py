@@ -133,7 +133,7 @@ def run_command(
     from kernelwright.agents.llm import ModelPlan, ModelSettings
     from kernelwright.graphs.nodes import SELECT
     from kernelwright.progress import RunProgress
-    from kernelwright.run import RunBudget, optimize
+    from kernelwright.run import optimize
 
     console = Console()
     configure_logging(level=log_level)
@@ -148,8 +148,7 @@ def run_command(
     # No --model: the config's [agents] models (optimize asks the config), else the environment's.
     proposers = [ModelSettings(model=m, named_by="--model") for m in model]
     critic = ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None
-    budget = RunBudget(candidates=max_candidates, tokens=config.budget.tokens, cost_usd=config.budget.cost_usd,
-                       wall_s=max_minutes * 60)
+    budget = config.run_budget(candidates=max_candidates, wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,
                 transient=False) if console.is_terminal else None

@@ -43,7 +43,7 @@ from kernelwright.tools.verify.compare import Tolerance
 from kernelwright.tools.verify.precision import ProfileName
 
 if TYPE_CHECKING:
-    from kernelwright.graphs.run import RunSetup
+    from kernelwright.graphs.run import RunBudget, RunSetup
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -206,8 +206,8 @@ class ExecutorConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    """A run's limits on LLM spending (graphs.run.RunBudget; 0: no limit); `run --max-cost-usd` and `--max-tokens`
-    replace them."""
+    """A run's limits on LLM spending (graphs.run.RunBudget, whose defaults these are: 0, no limit; importing it
+    here would load the graph's packages with every config); `run --max-cost-usd` and `--max-tokens` replace them."""
 
     cost_usd: float = Field(default=0.0, ge=0.0, description="stop the run once its LLM calls cost this much (USD)")
     tokens: int = Field(default=0, ge=0, description="stop the run after this many LLM tokens")
@@ -264,6 +264,12 @@ class KernelwrightConfig(_Section):
         return RunSetup(eval_settings=self.eval_settings(), run_settings=settings or self.run_settings(),
                         runs_dir=self.runs_dir if runs_dir is None else Path(runs_dir), proposers=tuple(proposers),
                         critic=critic, executor=self.executor.settings())
+
+    def run_budget(self, **explicit: Any) -> RunBudget:
+        """A run's RunBudget: [budget]'s LLM limits; `explicit` (the other limits, e.g. candidates) as given."""
+        from kernelwright.graphs.run import RunBudget
+
+        return RunBudget(**{"cost_usd": self.budget.cost_usd, "tokens": self.budget.tokens, **explicit})
 
     def run_settings(self, **explicit: Any) -> RunSettings:
         """A run's RunSettings from [agents] (and [harness] profile); `explicit` (CLI flags, e.g. generations) wins."""

@@ -44,12 +44,13 @@ def optimize(problem: str | Path, *, config: KernelwrightConfig | None = None, r
     `config` (default: load_config(), the defaults and the environment) gives what no argument does: the
     harness's settings ([harness], [timing], [compile]), `runs_dir`, the RunSettings ([agents]; an explicit
     `settings` replaces them) and the models ([agents] proposers and critic, when no argument names one).
+    `budget` (default: the config's [budget] LLM limits and RunBudget's others).
     The other arguments: see kernelwright.graphs.run.optimize_problem.
     """
     problem = check_source(problem, "problem").path  # a bad path is reported before any settings are read
     config = config or load_config()
     return optimize_problem(problem, config.run_setup(runs_dir=runs_dir, settings=settings), resume=resume,
                             run_id=run_id, model=model, models=models, critic_model=critic_model, llm=llm,
-                            evaluator=evaluator, budget=budget or RunBudget(), on_update=on_update, plugins=plugins,
+                            evaluator=evaluator, budget=budget or config.run_budget(), on_update=on_update, plugins=plugins,
                             offline=offline, archive=archive, on_models=on_models, manual=manual,
                             on_manual_prompt=on_manual_prompt)

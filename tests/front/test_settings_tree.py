@@ -17,6 +17,7 @@ from kernelwright.agents.llm import ModelSettings
 from kernelwright.cli import EXIT_NO_LLM, EXIT_REJECTED, app
 from kernelwright.config import ConfigError, KernelwrightConfig, ModelConfig, load_config
 from kernelwright.graphs.executors import ExecutorSettings
+from kernelwright.graphs.run import RunBudget
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from support.paths import FIXTURES as FIX
@@ -40,6 +41,7 @@ DISTINCT: dict[str, Any] = {
     "agents.temperature_schedule": "fixed", "agents.screen": False, "agents.crossover_rate": 0.15,
     "agents.repair_rounds": 0, "agents.offline_preview": True,
     "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
+    "budget.cost_usd": 2.5, "budget.tokens": 1000,
     "runs_dir": "elsewhere", "log_level": "info",
 }
 
@@ -59,7 +61,7 @@ def _what_the_parts_get(config: KernelwrightConfig) -> tuple[Any, ...]:
     """Everything the tree hands down: the typed settings of each part (and the two top-level fields)."""
     return (config.eval_settings(), config.build_settings(), config.run_settings(),
             config.agents.model_settings("kw.toml [agents]"), config.run_setup().executor, config.runs_dir,
-            config.log_level)
+            config.log_level, config.run_budget())
 
 
 def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
@@ -69,6 +71,7 @@ def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
     assert config.run_settings() == RunSettings()
     assert ModelConfig(model="m").settings("x") == ModelSettings(model="m", named_by="x")
     assert config.run_setup().executor == ExecutorSettings()
+    assert config.run_budget() == RunBudget()
 
 
 def test_every_field_of_the_tree_reaches_a_part() -> None:
