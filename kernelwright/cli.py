@@ -190,10 +190,25 @@ def run_command(
     finally:
         if live is not None:
             live.stop()
-    _print_run_result(console, result)
+    _print_run_result(console, result, problem)
 
 
-def _print_run_result(console: Console, result: Any) -> None:
+# The flag that raises each budget (agents.budget.LIMITS' names, as a stop reason begins)
+BUDGET_FLAGS = {"generations": "--generations", "evaluated candidates": "--max-candidates",
+                "wall time (s)": "--max-minutes", "LLM tokens": "--max-tokens", "LLM cost (USD)": "--max-cost-usd"}
+
+
+def _budget_resume(result: Any, problem: Path, reason: str) -> str:
+    """'; continue with a larger budget: `kernelwright run ... --resume ID --max-cost-usd N`' for a budget's stop."""
+    from kernelwright.graphs.run import resume_command
+
+    flag = next((f for name, f in BUDGET_FLAGS.items() if reason.startswith(name + ":")), None)
+    if flag is None:
+        return ""
+    return f"; continue with a larger budget: `{resume_command(problem, result.run_id, result.run_dir.parent)} {flag} N`"
+
+
+def _print_run_result(console: Console, result: Any, problem: Path) -> None:
     from kernelwright.graphs.generations import generation_label, generations_label, last_finished
     from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
 
@@ -209,7 +224,8 @@ def _print_run_result(console: Console, result: Any) -> None:
         if reason.startswith("nothing to propose"):
             raise typer.Exit(EXIT_NO_LLM)
     elif reason:
-        console.print(f"stopped early: budget reached ({reason}); a resume with a larger budget goes on")
+        console.print(escape(f"stopped early: budget reached ({reason}){_budget_resume(result, problem, reason)}"),
+                      soft_wrap=True)
     rejected = memcheck_rejected(result.state.get("candidates") or {})
     if rejected:
         console.print(f"{len(rejected)} verified candidate(s) rejected by compute-sanitizer memcheck (out_of_bounds)")
