@@ -240,3 +240,48 @@ def test_config_show_names_the_source_of_a_default_a_file_value_an_env_var_and_a
     result = runner.invoke(app, ["config", "show", "--config", str(broken)])
     assert result.exit_code == EXIT_BAD_INPUT and "harness.n_trials" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.nvcc
+def test_cli_manual_run_stops_on_ctrl_c_while_waiting_and_resumes_manual_reusing_the_prompt(
+        tmp_path: Path, build_cache: Path) -> None:
+    import os
+    import signal
+
+    runs, work = tmp_path / "runs", tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL")}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "KERNELWRIGHT_CACHE_DIR": str(build_cache), "KERNELWRIGHT_ARCH": "sm_90a",
+                "COLUMNS": "300"})
+    args = [sys.executable, "-m", "kernelwright.cli", "run", str(PROBLEM), "--runs-dir", str(runs), "--no-archive",
+            "--generations", "1", "--candidates", "1", "--no-screen"]
+    proc = subprocess.Popen([*args, "--manual"], cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("*/manual/001-translate.prompt.json")):
+        time.sleep(0.2)
+    (prompt_json,) = runs.glob("*/manual/001-translate.prompt.json")
+    run_id = prompt_json.parent.parent.name
+    time.sleep(0.5)  # the run is waiting now
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out + err
+    text = " ".join((out + err).split())
+    assert f"waiting for an answer to prompt 001 (translate): {prompt_json.with_suffix('.md')}" in text
+    assert (f"run {run_id} interrupted after node 'describe'. Everything evaluated so far is saved; continue with "
+            f"`kernelwright run {PROBLEM} --resume {run_id} --runs-dir {runs}`") in text
+    assert "Traceback" not in text
+    assert RunFolder(runs / run_id).read_info().status == "interrupted"
+
+    stop, answered = threading.Event(), []
+    helper = threading.Thread(target=answer_by_cli, args=(runs, run_id, work, stop, answered), daemon=True)
+    helper.start()
+    try:  # no --manual: a manual run resumes manual
+        resumed = subprocess.run([*args, "--resume", run_id], cwd=work, env=env, capture_output=True, text=True,
+                                 timeout=300)
+    finally:
+        stop.set()
+        helper.join(30)
+    assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # compiled; verifying needs a GPU
+    assert answered and answered[0].startswith("answered prompt 001 (translate)")
+    assert sorted(p.name for p in (runs / run_id / "manual").glob("*.prompt.json")) == ["001-translate.prompt.json"]
