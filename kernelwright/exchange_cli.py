@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kernelwright.cli_app import KernelwrightTyper
 from kernelwright.cli_errors import EXIT_BAD_INPUT, fail
 from kernelwright.inspect_cli import ConfigOpt, RunsDirOpt, _run_dir
 
-config_app = typer.Typer(no_args_is_help=True, help="the effective settings")
+config_app = KernelwrightTyper(no_args_is_help=True, help="The effective settings and where each came from.")
 
 
 def answer_command(
@@ -92,7 +93,7 @@ def export_command(
         fail(exc, EXIT_BAD_INPUT)
     except OSError as exc:
         fail(f"{out}: cannot write the export: {exc.strerror or exc}", EXIT_BAD_INPUT)
-    Console(stderr=True).print(f"{count} exchange(s) of run {path.name} written to {out}", soft_wrap=True)
+    Console().print(f"{count} exchange(s) of run {path.name} written to {out}", soft_wrap=True)  # stdout: not the export
 
 
 # The CLI flags some commands set each setting with (config show names them when given as overrides).
