@@ -129,10 +129,18 @@ def node_table(run: RunData) -> str:
 def _candidate_row(c: Candidate) -> list[object]:
     return [c.short, c.generation, c.agent, c.model, "" if c.temperature is None else f"{c.temperature:g}", c.status,
             c.reason or "", f"{c.speedup_vs_eager:.3f}" if c.speedup_vs_eager else "",
-            f"{c.speedup_vs_compile:.3f}" if c.speedup_vs_compile else "", " ".join(p[:12] for p in c.parents)]
+            f"{c.speedup_vs_compile:.3f}" if c.speedup_vs_compile else "", " ".join(p[:12] for p in c.parents),
+            *_candidate_spend(c)]
 
 
-CANDIDATE_HEADERS = ["id", "gen", "agent", "model", "temp", "status", "reason", "x eager", "x compile", "parents"]
+def _candidate_spend(c: Candidate) -> list[object]:
+    """What the LLM calls that proposed, screened or critiqued the candidate used: tokens and USD."""
+    tokens, cost = sum(call.total_tokens for call in c.llm_calls), sum(call.cost_usd for call in c.llm_calls)
+    return [f"{tokens:,}" if tokens else "", f"{cost:.4f}" if cost else ""]
+
+
+CANDIDATE_HEADERS = ["id", "gen", "agent", "model", "temp", "status", "reason", "x eager", "x compile", "parents",
+                     "LLM tokens", "USD"]
 
 
 def candidate_tables(run: RunData) -> str:

@@ -81,6 +81,8 @@ def test_spend_per_agent_and_model_uses_the_endpoints_usage_and_the_configured_o
     row = (f"<td>translator</td><td>replay-a</td><td class=num>1</td><td class=num>0</td><td class=num>{tokens_in}"
            f"</td><td class=num>{tokens_out}</td>")
     assert row in html and "$1000 / $2000 per Mtok</td>" in html and DEFAULT_PRICE_MARK not in html
+    cost = f"{(tokens_in * 1000.0 + tokens_out * 2000.0) / 1e6:.4f}"
+    assert f"<td>{tokens_in + tokens_out:,}</td><td>{cost}</td></tr>" in html  # the candidate's own spend
     html = write_report(tmp_path / "default").read_text()
     assert f"$0.15 / $0.6 per Mtok {DEFAULT_PRICE_MARK}" in html
 
