@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from kernelwright.agents.budget import exhausted
+from kernelwright.agents.budget import LIMITS, exhausted
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
@@ -267,7 +267,8 @@ def _recorded_prices(plan: ModelPlan, prices: dict[str, ModelPrice], ctx: KConte
 
 def _extend_budget(graph: Any, config: dict[str, Any], budget: RunBudget, settings: RunSettings,
                    run_dir: Path) -> None:
-    """A resumed run that a budget stopped goes on when the new budget (this resume's limits) leaves room."""
+    """A resumed run that a spending limit stopped (cost, tokens, candidates, minutes) goes on when this resume
+    raises that limit and the new budget leaves room."""
     state = graph.get_state(config)
     values = state.values or {}
     reason = values.get("stop_reason") or ""
@@ -275,7 +276,12 @@ def _extend_budget(graph: Any, config: dict[str, Any], budget: RunBudget, settin
         return
     limits = Budget(generations=settings.generations, candidates=budget.candidates, wall_s=budget.wall_s,
                     tokens=budget.tokens, cost_usd=budget.cost_usd)
-    if reason.startswith(("no CUDA GPU", "nothing to propose")) or exhausted(limits, values.get("spent")):
+    # Only a spending limit, raised: a run that finished its generations (or stopped for want of a GPU) stays done.
+    key = next((k for k, name in LIMITS if reason.startswith(name + ":")), None)
+    old = (values.get("budget") or {}).get(key or "") or 0
+    if key in (None, "generations") or (limits.get(key) and limits.get(key, 0) <= old):  # type: ignore[arg-type]
+        return
+    if exhausted(limits, values.get("spent")):
         return
     from kernelwright.graphs.nodes import SELECT
 

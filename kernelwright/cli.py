@@ -193,8 +193,9 @@ def run_command(
     _print_run_result(console, result, problem)
 
 
-# The flag that raises each budget (agents.budget.LIMITS' names, as a stop reason begins)
-BUDGET_FLAGS = {"generations": "--generations", "evaluated candidates": "--max-candidates",
+# The flag that raises each spending limit (agents.budget.LIMITS' names, as a stop reason begins); a run that ran
+# its generations is done
+BUDGET_FLAGS = {"evaluated candidates": "--max-candidates",
                 "wall time (s)": "--max-minutes", "LLM tokens": "--max-tokens", "LLM cost (USD)": "--max-cost-usd"}
 
 

@@ -114,6 +114,14 @@ def test_a_cost_budget_stops_the_run_cleanly_and_a_resume_with_a_larger_one_goes
         assert stopped.best is not None  # the work done is kept: its candidate was evaluated
         spent_before = stopped.state["spent"]["cost_usd"]
         assert spent_before >= 0.001
+        from kernelwright.cli import _budget_resume
+
+        assert _budget_resume(stopped, PROBLEM, stopped.state["stop_reason"]) == (
+            f"; continue with a larger budget: `kernelwright run {PROBLEM} --resume b1 --runs-dir {tmp_path} "
+            "--max-cost-usd N`")
+        again = optimize(PROBLEM, runs_dir=tmp_path, resume="b1", settings=settings, models=[model],
+                         evaluator=LoggingEvaluator(log, None), budget=RunBudget(cost_usd=0.001), archive=None)
+        assert len(server.requests) == 1 and again.state["stop_reason"] == stopped.state["stop_reason"]  # not raised
 
         resumed = optimize(PROBLEM, runs_dir=tmp_path, resume="b1", settings=settings, models=[model],
                            evaluator=LoggingEvaluator(log, None), budget=RunBudget(cost_usd=1.0), archive=None)
@@ -183,6 +191,9 @@ def test_answer_bad_input_names_what_and_where(tmp_path: Path) -> None:
     assert result.exit_code == EXIT_BAD_INPUT and f"{empty}: the answer is empty" in " ".join(result.output.split())
     result = runner.invoke(app, ["answer", "r1", str(text), "--prompt", "7", *args])
     assert result.exit_code == EXIT_BAD_INPUT and "no prompt 007 (prompts: 001)" in result.output
+    trace = runner.invoke(app, ["trace", "r1", *args], env={"COLUMNS": "300"})
+    assert "waiting for an answer: prompt 001 (translate)" in trace.output
+    assert "answer with `kernelwright answer r1 FILE --prompt 001`" in trace.output
     assert runner.invoke(app, ["answer", "r1", str(text), *args]).exit_code == 0
     assert (run_dir / "manual" / "001-translate.answer.md").read_text() == "hello"
     result = runner.invoke(app, ["answer", "r1", str(text), *args])
