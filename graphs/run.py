@@ -24,8 +24,8 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.manual import MANUAL_MODEL, ManualChatModel
-from kernelwright.agents.prices import ModelPrice, resolve_price
 from kernelwright.agents.offline_proposer import OfflineSession
+from kernelwright.agents.prices import ModelPrice, resolve_price
 from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
 from kernelwright.graphs.harness_evaluator import with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
@@ -278,8 +278,12 @@ def _extend_budget(graph: Any, config: dict[str, Any], budget: RunBudget, settin
                     tokens=budget.tokens, cost_usd=budget.cost_usd)
     # Only a spending limit, raised: a run that finished its generations (or stopped for want of a GPU) stays done.
     key = next((k for k, name in LIMITS if reason.startswith(name + ":")), None)
-    old = (values.get("budget") or {}).get(key or "") or 0
-    if key in (None, "generations") or (limits.get(key) and limits.get(key, 0) <= old):  # type: ignore[arg-type]
+    if key is None or key == "generations":
+        return
+    raised: dict[str, float] = {"candidates": budget.candidates, "wall_s": budget.wall_s, "tokens": budget.tokens,
+                                "cost_usd": budget.cost_usd}
+    new, old = raised.get(key, 0.0), float((values.get("budget") or {}).get(key) or 0)
+    if new and new <= old:  # not raised (0: no limit at all is raised)
         return
     if exhausted(limits, values.get("spent")):
         return
