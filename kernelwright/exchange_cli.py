@@ -83,7 +83,7 @@ def export_command(
     path = _run_dir(run, runs_dir, config_file)
     try:
         if out is None:
-            write_jsonl(path, sys.stdout)
+            _to_stdout(path)
             return
         tmp = out.with_name(f".{out.name}.tmp")
         with open(tmp, "w", encoding="utf-8") as fh:
@@ -94,6 +94,19 @@ def export_command(
     except OSError as exc:
         fail(f"{out}: cannot write the export: {exc.strerror or exc}", EXIT_BAD_INPUT)
     Console().print(f"{count} exchange(s) of run {path.name} written to {out}", soft_wrap=True)  # stdout: not the export
+
+
+def _to_stdout(run_dir: Path) -> None:
+    """The export on stdout; a reader that stops early (`| head`) ends it quietly, as other Unix tools do."""
+    import os
+
+    from kernelwright.eval.exchanges import write_jsonl
+
+    try:
+        write_jsonl(run_dir, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
 
 
 # The CLI flags some commands set each setting with (config show names them when given as overrides).

@@ -50,7 +50,8 @@ def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = 
         console.print(f"no runs under {runs_dir}")
         return
     # Ids stay whole (they are for copying), the problem's name is cut; a narrow terminal loses the start time
-    # first (a run id begins with it), then the counts, then memcheck's verdict; the spend columns before them all.
+    # first (a run id begins with it), then the counts, then memcheck's verdict; tokens before them all, USD with the
+    # candidate count.
     columns = [Column("run"), Column("problem", flexible=True), Column("started", drop=1),
                Column("generations", short="gens", drop=3), Column("candidates", short="cands", drop=2),
                Column("best"), Column("sanitized", drop=4)]
@@ -58,7 +59,7 @@ def runs_command(runs_dir: Path | None = RunsDirOpt, config_file: Path | None = 
               f"{r.best_speedup:.2f}x" if r.best_speedup else "-",
               "-" if r.sanitized is None else ("yes" if r.sanitized else "no")] for r in rows]
     if any(r.tokens or r.cost_usd for r in rows):  # LLM spend, when any run used an LLM
-        columns += [Column("tokens", drop=-1), Column("USD", drop=0)]
+        columns += [Column("tokens", drop=-1), Column("USD", drop=2)]
         cells = [[*c, f"{r.tokens:,}" if r.tokens else "-", f"{r.cost_usd:.4f}" if r.cost_usd else "-"]
                  for c, r in zip(cells, rows)]
     table = fitted_table([*columns, Column("status")], [[*c, r.status] for c, r in zip(cells, rows)], console.width,
