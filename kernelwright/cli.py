@@ -199,17 +199,19 @@ BUDGET_FLAGS = {"evaluated candidates": "--max-candidates",
                 "wall time (s)": "--max-minutes", "LLM tokens": "--max-tokens", "LLM cost (USD)": "--max-cost-usd"}
 
 
-def _budget_resume(result: Any, problem: Path, reason: str) -> str:
+def _budget_resume(result: Any, problem: Path | None, reason: str) -> str:
     """'; continue with a larger budget: `kernelwright run ... --resume ID --max-cost-usd N`' for a budget's stop."""
     from kernelwright.graphs.run import resume_command
 
     flag = next((f for name, f in BUDGET_FLAGS.items() if reason.startswith(name + ":")), None)
-    if flag is None:
+    problem = problem or (Path(result.state["problem_path"]) if result.state.get("problem_path") else None)
+    if flag is None or problem is None:
         return ""
-    return f"; continue with a larger budget: `{resume_command(problem, result.run_id, result.run_dir.parent)} {flag} N`"
+    runs_dir = Path(result.run_dir).parent
+    return f"; continue with a larger budget: `{resume_command(problem, result.run_id, runs_dir)} {flag} N`"
 
 
-def _print_run_result(console: Console, result: Any, problem: Path) -> None:
+def _print_run_result(console: Console, result: Any, problem: Path | None = None) -> None:
     from kernelwright.graphs.generations import generation_label, generations_label, last_finished
     from kernelwright.graphs.sanitizing import memcheck_rejected, sanitized_text
 
