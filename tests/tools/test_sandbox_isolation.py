@@ -167,10 +167,13 @@ def test_worker_inherits_no_file_descriptor_but_its_socket() -> None:
         assert worker.proc is not None
         fds = sorted(int(f) for f in __import__("os").listdir(f"/proc/{worker.proc.pid}/fd"))
         info = worker.info["isolation"]
+        cpu_limit = next(line for line in Path(f"/proc/{worker.proc.pid}/limits").read_text().splitlines()
+                         if line.startswith("Max cpu time"))
     finally:
         worker.close()
     assert set(info["namespaces"]) == {"net", "mount"} and info["filesystem"]
-    assert {"nofile", "fsize"} <= set(info["limits"])
+    assert {"nofile", "fsize", "cpu"} <= set(info["limits"])
+    assert cpu_limit.split()[3:5] == ["21600", "21600"], cpu_limit  # the CPU-time backstop, soft and hard
     # stdin, stdout/stderr (the log), the protocol socket; the rest are the worker's own (torch, epoll...)
     assert 0 in fds and 1 in fds and 2 in fds
 
