@@ -134,4 +134,4 @@ def propose(state: RunState, ctx: KContext, requests: Sequence[ProposalRequest])
 
 
 def _accepts_temperature(llm: Any) -> bool:
-    return "temperature" in getattr(type(llm), "model_fields", {})
+    return bool(getattr(llm, "accepts_temperature", False)) or "temperature" in getattr(type(llm), "model_fields", {})

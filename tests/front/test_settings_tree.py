@@ -41,6 +41,8 @@ DISTINCT: dict[str, Any] = {
     "agents.repair_rounds": 0, "agents.offline_preview": True,
     "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
     "runs_dir": "elsewhere", "log_level": "info",
+    "llm.backoff_s": 0.2, "llm.backoff_max_s": 3.0, "llm.retry_after_max_s": 9.0, "llm.jitter": 0.0,
+    "llm.providers": {"openai": {"requests_per_minute": 60}},
 }
 
 
@@ -59,7 +61,7 @@ def _what_the_parts_get(config: KernelwrightConfig) -> tuple[Any, ...]:
     """Everything the tree hands down: the typed settings of each part (and the two top-level fields)."""
     return (config.eval_settings(), config.build_settings(), config.run_settings(),
             config.agents.model_settings("kw.toml [agents]"), config.run_setup().executor, config.runs_dir,
-            config.log_level)
+            config.log_level, config.run_setup().retry, config.run_setup().provider_limits)
 
 
 def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
