@@ -17,6 +17,7 @@ from kernelwright.agents.llm import CONNECT_TIMEOUT_S, ChosenModel, ModelPlan
 _RETRIED_STATUS = (408, 409, 429)  # retried, as are connection errors, timeouts and 5xx
 _WRONG_ENDPOINT_STATUS = (401, 403, 404)  # this endpoint, key or model is wrong: another model of a chain may work
 
+CHAIN_FAILED = "every model of the chain failed"  # the note a model chain adds to the last error it raises
 CallFailure = Literal["transient", "endpoint", "request"]
 
 
@@ -75,14 +76,20 @@ def llm_failure(exc: BaseException, plan: ModelPlan) -> str | None:
     endpoint = model.endpoint if model else _request_url(err) or "its endpoint"
     who = f"the LLM {model.name!r} at {endpoint}" if model else f"the LLM at {endpoint}"
     if isinstance(err, UnreadableAnswer):
-        return f"{who} {err.problem}"
+        return f"{who} {err.problem}{_chain_note(err)}"
     status = getattr(err, "status_code", None)
     retried = getattr(err, "is_retryable", None)
     if retried is None:
         retried = status is None or status in _RETRIED_STATUS or status >= 500
     attempts = (model.settings.max_retries + 1 if model else None) if retried else 1
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}" if attempts else "after the client's retries"
-    return f"{who} {_what_failed(err, status, model)} ({tries})"
+    return f"{who} {_what_failed(err, status, model)} ({tries}){_chain_note(err)}"
+
+
+def _chain_note(err: BaseException) -> str:
+    """"; every model of the chain failed: a, b" when a model chain (agents.model_chain) gave up on all of them."""
+    note = next((n for n in getattr(err, "__notes__", ()) if n.startswith(CHAIN_FAILED)), None)
+    return f"; {note}" if note else ""
 
 
 def _what_failed(err: BaseException, status: int | None, model: ChosenModel | None) -> str:

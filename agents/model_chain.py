@@ -29,7 +29,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from kernelwright.agents.llm import ChosenModel, make_chat_model
-from kernelwright.agents.llm_failure import UnreadableAnswer, call_failure, retry_after_s
+from kernelwright.agents.llm_failure import CHAIN_FAILED, UnreadableAnswer, call_failure, retry_after_s
 from kernelwright.agents.rate_limits import ProviderLimiter, RunLimiters, estimate_tokens
 
 log = structlog.get_logger(__name__)
@@ -114,7 +114,7 @@ class ModelChain(Runnable[Any, Any]):
                            to_model=then.name, to_endpoint=then.endpoint, error=_short(last))
         assert last is not None
         if len(self.links) > 1:
-            last.add_note(f"every model of the chain failed: {', '.join(l.model.name for l in self.links)}")
+            last.add_note(f"{CHAIN_FAILED}: {', '.join(link.model.name for link in self.links)}")
         raise last
 
     def _attempt(self, link: ChainLink, prompt: Any, config: RunnableConfig, kwargs: Mapping[str, Any]) -> Any:
