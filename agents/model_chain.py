@@ -35,6 +35,13 @@ from kernelwright.agents.rate_limits import ProviderLimiter, RunLimiters, estima
 log = structlog.get_logger(__name__)
 
 RETRY_EVENT, FALLBACK_EVENT = "llm_retry", "llm_fallback"
+ANSWERED_BY = "kernelwright_model"  # the reply's response_metadata key naming the model of the chain that answered
+
+
+def answered_by(reply: Any, default: str) -> str:
+    """The name of the model of a chain that gave `reply` (`default` for a reply from a single model)."""
+    metadata = getattr(reply, "response_metadata", None)
+    return str(metadata.get(ANSWERED_BY) or default) if isinstance(metadata, dict) else default
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,8 @@ class ModelChain(Runnable[Any, Any]):
                                        f"sent an answer that is not a chat completion ({type(exc).__name__})") from exc
             message = out.get("raw") if isinstance(out, dict) else out
             _check_complete(link, message)
+            if isinstance(getattr(message, "response_metadata", None), dict):
+                message.response_metadata[ANSWERED_BY] = link.model.name
             if ticket is not None:
                 usage = getattr(message, "usage_metadata", None) or {}
                 ticket.settle(int(usage.get("total_tokens") or 0))
