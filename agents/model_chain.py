@@ -121,7 +121,9 @@ class ModelChain(Runnable[Any, Any]):
                            to_model=then.name, to_endpoint=then.endpoint, error=_short(last))
         assert last is not None
         if len(self.links) > 1:
-            last.add_note(f"{CHAIN_FAILED}: {', '.join(link.model.name for link in self.links)}")
+            # what BaseException.add_note does (Python 3.11+), spelled out for 3.10
+            last.__notes__ = [*getattr(last, "__notes__", ()),  # type: ignore[attr-defined]
+                              f"{CHAIN_FAILED}: {', '.join(link.model.name for link in self.links)}"]
         raise last
 
     def _attempt(self, link: ChainLink, prompt: Any, config: RunnableConfig, kwargs: Mapping[str, Any]) -> Any:
@@ -136,8 +138,9 @@ class ModelChain(Runnable[Any, Any]):
                                        f"sent an answer that is not a chat completion ({type(exc).__name__})") from exc
             message = out.get("raw") if isinstance(out, dict) else out
             _check_complete(link, message)
-            if isinstance(getattr(message, "response_metadata", None), dict):
-                message.response_metadata[ANSWERED_BY] = link.model.name
+            metadata = getattr(message, "response_metadata", None)
+            if isinstance(metadata, dict):
+                metadata[ANSWERED_BY] = link.model.name
             if ticket is not None:
                 usage = getattr(message, "usage_metadata", None) or {}
                 ticket.settle(int(usage.get("total_tokens") or 0))

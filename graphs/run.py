@@ -23,8 +23,8 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.model_chain import RetryPolicy, make_model_chain
-from kernelwright.agents.rate_limits import ProviderLimits, RunLimiters
 from kernelwright.agents.offline_proposer import OfflineSession
+from kernelwright.agents.rate_limits import ProviderLimits, RunLimiters
 from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
 from kernelwright.graphs.harness_evaluator import with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config

@@ -175,7 +175,8 @@ class ModelConfig(_Section):
     @model_validator(mode="after")
     def _one_way_to_name(self) -> ModelConfig:
         if (self.model is None) == (not self.models):
-            raise ValueError("name a model with `model = ...` or a chain with `models = [...]` (one of the two)")
+            raise PydanticCustomError("model_or_models", "name a model with `model = ...` or a chain with "
+                                      "`models = [...]` (one of the two)")
         return self
 
     def settings(self, named_by: str) -> ModelSettings:
