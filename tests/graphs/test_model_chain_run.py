@@ -81,3 +81,20 @@ def test_the_whole_chain_down_stops_the_run_resumably(tmp_path: Path) -> None:
 
 def _port(base_url: str) -> int:
     return int(base_url.rsplit(":", 1)[1].split("/")[0])
+
+
+def test_a_rate_limited_run_stays_under_its_limit(tmp_path: Path) -> None:
+    # 120 requests a minute: 2 a second, at most 2 at once; the run asks for 6 candidates, the critic reviews too
+    answers = [ReplayRule(answer(1.1 + i / 10, tag=str(i))) for i in range(6)]
+    with ReplayServer([*answers, ReplayRule("VERDICT: fine\nDIRECTIONS:\n- none", repeat=True)]) as server:
+        cfg = tmp_path / "kw.toml"
+        cfg.write_text(f'[llm.providers."{server.base_url}"]\nrequests_per_minute = 120\n\n'
+                       f'[[agents.proposers]]\nmodel = "replay"\nbase_url = "{server.base_url}"\n')
+        result = optimize(PROBLEM, config=load_config(cfg, env={}), runs_dir=tmp_path / "runs", run_id="limited",
+                          settings=settings(1, 6), evaluator=LoggingEvaluator(tmp_path / "log"), offline=False)
+    assert result.speedup_vs_eager == 1.6
+    times = sorted(server.arrivals)
+    assert len(times) >= 6
+    assert times[-1] - times[0] >= (len(times) - 2) / 2 - 0.1  # unlimited, they would come as fast as answered
+    excess = max((j - i + 1) - (2 + 2 * (times[j] - times[i])) for i in range(len(times)) for j in range(i, len(times)))
+    assert excess <= 1.0  # within any window, at most its share plus one second's burst (one of slack for jitter)
