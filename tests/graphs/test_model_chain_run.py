@@ -74,9 +74,12 @@ def test_the_whole_chain_down_stops_the_run_resumably(tmp_path: Path) -> None:
         f"{runs}`")
     with ReplayServer([ReplayRule("still down", status=503, repeat=True)], port=_port(a.base_url)), \
             ReplayServer([ReplayRule(answer(1.7))], port=_port(b.base_url)) as b_back:
-        result = optimize(PROBLEM, config=config, runs_dir=runs, resume="down", settings=settings(1, 1),
+        # no config: the resume uses the chain the run recorded in its run.json
+        result = optimize(PROBLEM, config=load_config(env={}), runs_dir=runs, resume="down", settings=settings(1, 1),
                           evaluator=LoggingEvaluator(log), offline=False)
     assert result.speedup_vs_eager == 1.7 and [r["model"] for r in b_back.requests] == ["replay-b"]
+    recorded = json.loads((runs / "down" / "run.json").read_text())["llm"]["proposers"][0]
+    assert (recorded["model"], recorded["fallbacks"]) == ("replay-a", [f"replay-b@{b.base_url}"])
 
 
 def _port(base_url: str) -> int:
