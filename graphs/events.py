@@ -14,6 +14,10 @@ seconds), `run_id` and `event`):
     node_error  node, node_run, duration_s, error
     llm_call    agent, node, node_run, llm_run, generation, model, temperature, messages[{role, content}],
                 response, input_tokens, output_tokens, total_tokens, latency_s, cost_usd, candidate_id, error
+    llm_retry   agent, node, node_run, generation, model, endpoint, attempt, of, wait_s, retry_after_s, error
+                (a chat model call failed and is tried again: agents.model_chain)
+    llm_fallback agent, node, node_run, generation, model, endpoint, to_model, to_endpoint, error
+                (a model of a chain failed past its retries; the next one is asked)
     tool_call   tool (evaluate | prepare | profile | functional_form | sanitize), candidate_id, status, reason,
                 seconds, speedup, summary, error
     run_end     status (finished | failed | interrupted), best_id, best_speedup, sanitized, stop_reason, spent, error

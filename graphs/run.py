@@ -9,9 +9,9 @@ import shlex
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
-from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
+from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
+from kernelwright.agents.model_chain import RetryPolicy, make_model_chain
 from kernelwright.agents.offline_proposer import OfflineSession
+from kernelwright.agents.rate_limits import ProviderLimits, RunLimiters
 from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
 from kernelwright.graphs.harness_evaluator import with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
@@ -101,7 +103,9 @@ class RunBudget:
 class RunSetup:
     """What a run takes from the settings tree: the harness's settings, the search's, where runs go, and the
     configured models (each ModelSettings says where it was named, for messages), used when no argument names one;
-    `executor`: where builds and evaluations run (graphs.executors: this machine, or a Ray cluster)."""
+    `executor`: where builds and evaluations run (graphs.executors: this machine, or a Ray cluster); `retry`: the
+    waits between a model's retries; `provider_limits`: requests/tokens per minute and concurrent requests per
+    provider (ChosenModel.limits_key), shared by all the run's calls."""
 
     eval_settings: EvalSettings = EvalSettings()
     run_settings: RunSettings = RunSettings()
@@ -109,6 +113,8 @@ class RunSetup:
     proposers: tuple[ModelSettings, ...] = ()
     critic: ModelSettings | None = None
     executor: ExecutorSettings = ExecutorSettings()
+    retry: RetryPolicy = RetryPolicy()
+    provider_limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
 
 
 def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None = None, run_id: str | None = None,
@@ -146,9 +152,10 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
         raise RunError(f"no run {resume!r} to resume under {runs_dir}", where=str(run_dir))
     plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
                          recorded=_recorded_plan(run_dir, run_id) if resume else None)
-    ensemble = tuple(NamedModel(m.name, make_chat_model(m), m.settings.price_in_per_mtok,
+    limiters = RunLimiters(setup.provider_limits)  # one per provider, shared by every call of this run
+    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters), m.settings.price_in_per_mtok,
                                 m.settings.price_out_per_mtok) for m in plan.proposers)
-    critic_llm = make_chat_model(plan.critic) if plan.critic else None
+    critic_llm = make_model_chain(plan.critic, setup.retry, limiters) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
     if on_models is not None:
         on_models(plan)
