@@ -50,6 +50,8 @@ class ModelSettings:
     price_in_per_mtok: float = 0.0  # USD per million prompt tokens, for the cost budget (0: not counted)
     price_out_per_mtok: float = 0.0
     named_by: str = ""  # where the name came from ("--model", a config file, ...), for messages
+    # the models tried, in order, once this one fails past its retries: "[provider:]model[@http://host/v1]" each
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def names_a_model(self) -> bool:
@@ -63,6 +65,7 @@ class ChosenModel:
 
     settings: ModelSettings
     key_env: str | None = None
+    fallbacks: tuple[ChosenModel, ...] = field(default=(), compare=False)  # settings.fallbacks, each checked
 
     @property
     def name(self) -> str:
@@ -84,9 +87,19 @@ class ChosenModel:
             return self.settings.base_url or OPENAI_URL
         return f"provider {self.provider}" + (f" at {self.settings.base_url}" if self.settings.base_url else "")
 
+    @property
+    def limits_key(self) -> str:
+        """The name its provider's rate limits go by: the provider of provider:model, "openai" for the OpenAI API,
+        else the endpoint's URL."""
+        if self.provider is not None:
+            return self.provider
+        url = (self.settings.base_url or OPENAI_URL).rstrip("/")
+        return "openai" if url == OPENAI_URL else url
+
     def describe(self) -> str:
         by = f", from {self.settings.named_by}" if self.settings.named_by else ""
-        return f"{self.name} ({self.endpoint}{by})"
+        then = "".join(f" -> {m.name} ({m.endpoint})" for m in self.fallbacks)
+        return f"{self.name} ({self.endpoint}{by}){then}"
 
     def to_dict(self) -> dict[str, Any]:
         """What the run record keeps to use the same model on resume (never the key itself)."""
@@ -96,8 +109,9 @@ class ChosenModel:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], named_by: str) -> ChosenModel:
         known = {f.name for f in fields(ModelSettings)} - {"api_key", "named_by"}
-        return cls(ModelSettings(**{k: v for k, v in data.items() if k in known}, named_by=named_by),
-                   data.get("key_env"))
+        values = {k: v for k, v in data.items() if k in known}
+        values["fallbacks"] = tuple(values.get("fallbacks") or ())
+        return cls(ModelSettings(**values, named_by=named_by), data.get("key_env"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +153,27 @@ def choose_model(settings: ModelSettings, env: Mapping[str, str] | None = None, 
     (what is missing, how to fix it) when a model is asked for and cannot be used.
     """
     env = os.environ if env is None else env
+    chosen = _choose_one(settings, env, key_env)
+    if chosen is None or not settings.fallbacks:
+        return chosen
+    fallbacks = []
+    for spec in settings.fallbacks:
+        model, base_url = parse_model_spec(spec)
+        then = choose_model(replace(settings, model=model, base_url=base_url, api_key=None, fallbacks=()), env)
+        if then is not None:
+            fallbacks.append(then)
+    return replace(chosen, fallbacks=tuple(fallbacks))
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """(model name, endpoint URL or None) of "[provider:]model[@http(s)://host/v1]", the syntax of model chains."""
+    name, at, url = spec.strip().rpartition("@")
+    if at and url.startswith(("http://", "https://")) and name:
+        return name, url
+    return spec.strip(), None
+
+
+def _choose_one(settings: ModelSettings, env: Mapping[str, str], key_env: str | None) -> ChosenModel | None:
     if settings.model is None and env.get(MODEL_ENV):
         settings = replace(settings, model=env[MODEL_ENV], named_by=settings.named_by or MODEL_ENV)
     provider = _provider(settings)[0]

@@ -7,12 +7,64 @@ provider packages map theirs to); this turns any of them into one sentence a use
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
-from typing import Any
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
 
 from kernelwright.agents.llm import CONNECT_TIMEOUT_S, ChosenModel, ModelPlan
 
-_RETRIED_STATUS = (408, 409, 429)  # retried by the OpenAI client, as are connection errors, timeouts and 5xx
+_RETRIED_STATUS = (408, 409, 429)  # retried, as are connection errors, timeouts and 5xx
+_WRONG_ENDPOINT_STATUS = (401, 403, 404)  # this endpoint, key or model is wrong: another model of a chain may work
+
+CHAIN_FAILED = "every model of the chain failed"  # the note a model chain adds to the last error it raises
+CallFailure = Literal["transient", "endpoint", "request"]
+
+
+class UnreadableAnswer(Exception):
+    """A model's answer could not be read: cut off (a stream that stopped early) or not a chat completion at all."""
+
+    def __init__(self, model: str, endpoint: str, problem: str) -> None:
+        super().__init__(f"{problem} (model {model!r} at {endpoint})")
+        self.model, self.endpoint, self.problem = model, endpoint, problem
+
+
+def call_failure(exc: BaseException) -> CallFailure | None:
+    """How a failed chat model call should be handled: "transient" (429, 5xx, timeouts, connection errors, a cut or
+    unreadable answer: try again, then another model), "endpoint" (401/403/404: this endpoint will not answer, go to
+    the next model), "request" (another 4xx: the request itself is refused, no model would take it), or None (not
+    a model call's failure: a bug, never retried)."""
+    if isinstance(exc, UnreadableAnswer):
+        return "transient"
+    err = next((e for e in _chain(exc) if _is_model_error(e)), None)
+    if err is None:
+        return "transient" if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) else None
+    status = getattr(err, "status_code", None)
+    if status is None or status in _RETRIED_STATUS or status >= 500:
+        return "transient"
+    return "endpoint" if status in _WRONG_ENDPOINT_STATUS else "request"
+
+
+def retry_after_s(exc: BaseException, now: float | None = None) -> float | None:
+    """The wait a failed call's answer asked for (Retry-After in seconds or as an HTTP date, or retry-after-ms)."""
+    for err in _chain(exc):
+        headers = getattr(getattr(err, "response", None), "headers", None)
+        if not headers:
+            continue
+        try:
+            if headers.get("retry-after-ms"):
+                return max(0.0, float(headers["retry-after-ms"]) / 1000.0)
+            value = headers.get("retry-after")
+            if not value:
+                return None
+            try:
+                return max(0.0, float(value))
+            except ValueError:
+                when = parsedate_to_datetime(value).timestamp()
+                return max(0.0, when - (time.time() if now is None else now))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None  # a header no one can read: the usual backoff
+    return None
 
 
 def llm_failure(exc: BaseException, plan: ModelPlan) -> str | None:
@@ -23,13 +75,21 @@ def llm_failure(exc: BaseException, plan: ModelPlan) -> str | None:
     model = _which_model(err, plan)
     endpoint = model.endpoint if model else _request_url(err) or "its endpoint"
     who = f"the LLM {model.name!r} at {endpoint}" if model else f"the LLM at {endpoint}"
+    if isinstance(err, UnreadableAnswer):
+        return f"{who} {err.problem}{_chain_note(err)}"
     status = getattr(err, "status_code", None)
     retried = getattr(err, "is_retryable", None)
     if retried is None:
         retried = status is None or status in _RETRIED_STATUS or status >= 500
     attempts = (model.settings.max_retries + 1 if model else None) if retried else 1
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}" if attempts else "after the client's retries"
-    return f"{who} {_what_failed(err, status, model)} ({tries})"
+    return f"{who} {_what_failed(err, status, model)} ({tries}){_chain_note(err)}"
+
+
+def _chain_note(err: BaseException) -> str:
+    """"; every model of the chain failed: a, b" when a model chain (agents.model_chain) gave up on all of them."""
+    note = next((n for n in getattr(err, "__notes__", ()) if n.startswith(CHAIN_FAILED)), None)
+    return f"; {note}" if note else ""
 
 
 def _what_failed(err: BaseException, status: int | None, model: ChosenModel | None) -> str:
@@ -69,6 +129,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _is_model_error(err: BaseException) -> bool:
+    if isinstance(err, UnreadableAnswer):
+        return True
     from langchain_core import exceptions
 
     model_error = getattr(exceptions, "ModelError", None)  # langchain-core >= 1.1 maps providers' errors to it
@@ -82,7 +144,9 @@ def _is_model_error(err: BaseException) -> bool:
 
 
 def _which_model(err: BaseException, plan: ModelPlan) -> ChosenModel | None:
-    models = plan.all_models()
+    models = tuple(m for chosen in plan.all_models() for m in (chosen, *chosen.fallbacks))
+    if isinstance(err, UnreadableAnswer):
+        return next((m for m in models if m.name == err.model and m.endpoint == err.endpoint), None)
     url = _request_url(err) or ""
     asked = _requested_model(err)
     matches = [m for m in models if (asked is None or m.api_model == asked)

@@ -18,6 +18,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from kernelwright.agents.answer_parsing import AnswerError, parse_candidate
 from kernelwright.agents.budget import exhausted
 from kernelwright.agents.context import KContext, NamedModel
+from kernelwright.agents.model_chain import answered_by
 from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.prompts.library import PromptLibrary, RenderedPrompt
 from kernelwright.tools.run_folder import CandidateMeta, RunFolder
@@ -61,8 +62,9 @@ def reply_spend(reply: Any, model: NamedModel | None = None) -> Spend:
 
 
 def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_repairs: int,
-                      model: NamedModel | None = None, *, prompts: PromptLibrary) -> tuple[str, int, Spend]:
-    """(candidate source, re-asks used, spend); raises AnswerError (spend in details) after max_repairs re-asks."""
+                      model: NamedModel | None = None, *, prompts: PromptLibrary) -> tuple[str, int, Spend, str]:
+    """(candidate source, re-asks used, spend, the model that answered: one of a chain's); raises AnswerError
+    (spend in details) after max_repairs re-asks."""
     bound = llm.bind(temperature=temperature) if hasattr(llm, "bind") and _accepts_temperature(llm) else llm
     messages: list[BaseMessage] = ([SystemMessage(prompt.system)] if prompt.system.strip() else []) + [HumanMessage(prompt.user)]
     spend = Spend()
@@ -70,7 +72,8 @@ def ask_for_candidate(llm: Any, prompt: RenderedPrompt, temperature: float, max_
         reply = bound.invoke(messages)
         spend.add(reply_spend(reply, model))
         try:
-            return parse_candidate(str(reply.content)).source, attempt, spend
+            source = parse_candidate(str(reply.content)).source
+            return source, attempt, spend, answered_by(reply, model.name if model is not None else "")
         except AnswerError as exc:
             if attempt == max_repairs:
                 exc.details.update(tokens=spend.tokens, cost_usd=spend.cost_usd)
@@ -113,25 +116,25 @@ def propose(state: RunState, ctx: KContext, requests: Sequence[ProposalRequest])
         model = models[i % len(models)]
         temperature = req.temperature if req.temperature is not None else temps[i % len(temps)]
         try:
-            source, repairs, used = ask_for_candidate(model.llm, req.prompt, temperature, ctx.settings.max_repairs, model,
-                                                      prompts=ctx.prompts)
+            source, repairs, used, answered = ask_for_candidate(model.llm, req.prompt, temperature,
+                                                                ctx.settings.max_repairs, model, prompts=ctx.prompts)
         except AnswerError as exc:
             spend.add(Spend(int(exc.details.get("tokens", 0)), float(exc.details.get("cost_usd", 0.0))))
             errors.append({"node": req.agent, "generation": generation, "model": model.name, **exc.to_dict()})
             continue
         spend.add(used)
-        meta = CandidateMeta(agent=req.agent, generation=generation, model=model.name, temperature=temperature,
+        meta = CandidateMeta(agent=req.agent, generation=generation, model=answered, temperature=temperature,
                              prompt=req.prompt.tag, prompt_sha256=req.prompt.sha256, parents=tuple(req.parents),
                              repairs=repairs, repair_depth=req.repair_depth, extra=dict(req.extra))
         cid, folder = RunFolder(ctx.run_dir).store_candidate(source, meta)
         if cid in known or cid in records:
             continue  # the same kernel again (normalised source): nothing new to evaluate
         records[cid] = CandidateRecord(id=cid, generation=generation, parents=list(req.parents), agent=req.agent,
-                                       model=model.name, temperature=temperature, prompt=req.prompt.tag,
+                                       model=answered, temperature=temperature, prompt=req.prompt.tag,
                                        source_path=str(folder.source_path), status="pending",
                                        repair_depth=req.repair_depth)
     return {"candidates": records, "errors": errors, "spent": spend.as_counts()}
 
 
 def _accepts_temperature(llm: Any) -> bool:
-    return "temperature" in getattr(type(llm), "model_fields", {})
+    return bool(getattr(llm, "accepts_temperature", False)) or "temperature" in getattr(type(llm), "model_fields", {})

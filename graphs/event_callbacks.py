@@ -18,6 +18,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from kernelwright.agents.model_chain import FALLBACK_EVENT, RETRY_EVENT
 from kernelwright.graphs.nodes import CRITIQUE, NODE_AGENTS
 from kernelwright.tools.run_folder import LINEAGE_KEY, EventLog, lineage_of
 
@@ -146,6 +147,19 @@ class GraphEventHandler(BaseCallbackHandler):
         if start is not None:
             self._emit_llm(run_id, start, response="", input_tokens=0, output_tokens=0, total_tokens=0, cost_usd=0.0,
                            candidate_id=None, error=f"{type(error).__name__}: {error}")
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, tags: list[str] | None = None,
+                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """A model chain's retry or switch to its next model (agents.model_chain), in the node it happened in."""
+        if name not in (RETRY_EVENT, FALLBACK_EVENT) or not isinstance(data, Mapping):
+            return
+        with self._lock:
+            node_run = self._enclosing_node(run_id)
+            parent = self._nodes.get(node_run) if node_run else None
+        node = parent.node if parent else str((metadata or {}).get("langgraph_node", ""))
+        self._log.emit(name, agent=NODE_AGENTS.get(node, node or "unknown"), node=node,
+                       node_run=str(node_run) if parent else None,
+                       generation=parent.generation if parent else self._generation, **data)
 
     def _emit_llm(self, run_id: UUID, start: _LlmStart, **fields: Any) -> None:
         self._log.emit("llm_call", agent=NODE_AGENTS.get(start.node, start.node or "unknown"), node=start.node,

@@ -14,6 +14,10 @@ seconds), `run_id` and `event`):
     node_error  node, node_run, duration_s, error
     llm_call    agent, node, node_run, llm_run, generation, model, temperature, messages[{role, content}],
                 response, input_tokens, output_tokens, total_tokens, latency_s, cost_usd, candidate_id, error
+    llm_retry   agent, node, node_run, generation, model, endpoint, attempt, of, wait_s, retry_after_s, error
+                (a chat model call failed and is tried again: agents.model_chain)
+    llm_fallback agent, node, node_run, generation, model, endpoint, to_model, to_endpoint, error
+                (a model of a chain failed past its retries; the next one is asked)
     tool_call   tool (evaluate | prepare | profile | functional_form | sanitize), candidate_id, status, reason,
                 seconds, speedup, summary, error
     manual_prompt  number, node, path, command: a manual run's prompt waits for `kernelwright answer`
@@ -158,14 +162,15 @@ class EventRecorder(AbstractContextManager["EventRecorder"]):
     def wrap(self, evaluator: CandidateEvaluator) -> RecordingEvaluator:
         return RecordingEvaluator(evaluator, self.log)
 
-    def graph_config(self, ctx: Any = None, critic_price: tuple[float, float] | None = None) -> dict[str, Any]:
-        """callbacks/tags/metadata for the graph's config; prices come from the context's models (and
-        `critic_price` for a critic of its own)."""
+    def graph_config(self, ctx: Any = None,
+                     extra_prices: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+        """callbacks/tags/metadata for the graph's config; prices come from the context's models, and
+        `extra_prices` (by the model name a call reports) for the critic and the models of fallback chains."""
         if ctx is not None:
             models = list(ctx.proposal_models())
             prices = {reported_model_name(m.llm, m.name): (m.price_in_per_mtok, m.price_out_per_mtok) for m in models}
-            if ctx.critic_llm is not None and critic_price is not None:
-                prices.setdefault(reported_model_name(ctx.critic_llm, "critic"), critic_price)
+            for name, price in (extra_prices or {}).items():
+                prices.setdefault(name, price)
             self.handler.set_prices(prices)
         return {"callbacks": [self.handler, *self.tracers], "tags": ["kernelwright", *self.tags],
                 "metadata": {"kernelwright_run_id": self.run_id}}

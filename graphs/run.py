@@ -9,9 +9,9 @@ import shlex
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +21,13 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from kernelwright.agents.budget import LIMITS, exhausted
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
-from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, make_chat_model, plan_models
+from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.manual import MANUAL_MODEL, ManualChatModel
+from kernelwright.agents.model_chain import RetryPolicy, make_model_chain
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.prices import ModelPrice, resolve_price
+from kernelwright.agents.rate_limits import ProviderLimits, RunLimiters
 from kernelwright.graphs.executors import ExecutorSettings, check_executor, open_evaluator
 from kernelwright.graphs.harness_evaluator import with_gpu_facts
 from kernelwright.graphs.optimize import build_optimize_graph, run_config
@@ -110,7 +112,9 @@ class RunBudget:
 class RunSetup:
     """What a run takes from the settings tree: the harness's settings, the search's, where runs go, and the
     configured models (each ModelSettings says where it was named, for messages), used when no argument names one;
-    `executor`: where builds and evaluations run (graphs.executors: this machine, or a Ray cluster)."""
+    `executor`: where builds and evaluations run (graphs.executors: this machine, or a Ray cluster); `retry`: the
+    waits between a model's retries; `provider_limits`: requests/tokens per minute and concurrent requests per
+    provider (ChosenModel.limits_key), shared by all the run's calls."""
 
     eval_settings: EvalSettings = EvalSettings()
     run_settings: RunSettings = RunSettings()
@@ -118,6 +122,8 @@ class RunSetup:
     proposers: tuple[ModelSettings, ...] = ()
     critic: ModelSettings | None = None
     executor: ExecutorSettings = ExecutorSettings()
+    retry: RetryPolicy = RetryPolicy()
+    provider_limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
 
 
 def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None = None, run_id: str | None = None,
@@ -166,11 +172,12 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
         llm = manual_llm
     plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
                          recorded=_recorded_plan(run_dir, run_id) if resume and not manual else None)
+    limiters = RunLimiters(setup.provider_limits)  # one per provider, shared by every call of this run
     prices = {m.name: resolve_price(m.api_model, m.settings.price_in_per_mtok, m.settings.price_out_per_mtok)
               for m in plan.all_models()}
-    ensemble = tuple(NamedModel(m.name, make_chat_model(m), prices[m.name].price_in_per_mtok,
+    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters), prices[m.name].price_in_per_mtok,
                                 prices[m.name].price_out_per_mtok) for m in plan.proposers)
-    critic_llm = make_chat_model(plan.critic) if plan.critic else None
+    critic_llm = make_model_chain(plan.critic, setup.retry, limiters) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
     if on_models is not None:
         on_models(plan)
@@ -189,11 +196,10 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                    model_name=MANUAL_MODEL if manual else model.model or ("scripted" if llm is not None else "default"),
                    critic_llm=critic_llm, offline=OfflineSession() if offline is not False else None,
                    archive=opened_archive)
-    critic_price = prices[plan.critic.name] if plan.critic else None
+    by_reported_name = _prices_by_reported_name(plan)
     graph_config = {**run_config(settings, run_id),
-                    **recorder.graph_config(ctx, critic_price=(critic_price.price_in_per_mtok,
-                                                               critic_price.price_out_per_mtok)
-                                            if critic_price else None)}
+                    **recorder.graph_config(ctx, extra_prices={name: (p.price_in_per_mtok, p.price_out_per_mtok)
+                                                               for name, p in by_reported_name.items()})}
     node = "start"
     failed_in: tuple[str, ...] = ()
     try:
@@ -208,7 +214,7 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
             else:
                 _extend_budget(graph, graph_config, budget, settings, run_dir)
             RunFolder(run_dir).update_info(llm=plan.to_dict(), models=_model_names(ctx), manual=manual,
-                                           prices=_recorded_prices(plan, prices, ctx))  # what a resume keeps
+                                           prices=_recorded_prices(by_reported_name, manual))  # what a resume keeps
             try:
                 # durability="sync": a step's checkpoint is on disk before the next step starts: a kill loses no step.
                 for chunk in graph.stream(start, context=ctx, config=graph_config, stream_mode="updates", durability="sync"):
@@ -251,16 +257,23 @@ def _manual_prompt_told(recorder: Any, told: Callable[[ManualPrompt, Path, str],
     return on_prompt
 
 
-def _recorded_prices(plan: ModelPlan, prices: dict[str, ModelPrice], ctx: KContext) -> dict[str, Any]:
-    """Each model's prices and their source, by the name its calls report (the spend table's model column)."""
-    from kernelwright.graphs.events import reported_model_name
+def _prices_by_reported_name(plan: ModelPlan) -> dict[str, ModelPrice]:
+    """Every model's price (each model of a fallback chain too), by the names its calls may report: the name its
+    endpoint knows, and without a `provider:` prefix (what a provider's client reports)."""
+    out: dict[str, ModelPrice] = {}
+    for chosen in plan.all_models():
+        for link in (chosen, *chosen.fallbacks):
+            s = link.settings
+            price = resolve_price(link.api_model, s.price_in_per_mtok, s.price_out_per_mtok)
+            for name in (link.api_model, link.api_model.rsplit(":", 1)[-1]):
+                out.setdefault(name, price)
+    return out
 
-    named = {m.name: m for m in ctx.proposal_models()}
-    out = {reported_model_name(named[name].llm, name) if name in named else name: price.to_dict()
-           for name, price in prices.items()}
-    if plan.critic is not None:
-        out.setdefault(plan.critic.api_model, prices[plan.critic.name].to_dict())
-    if ctx.model_name == MANUAL_MODEL:
+
+def _recorded_prices(by_name: dict[str, ModelPrice], manual: bool) -> dict[str, Any]:
+    """Each model's prices and their source, by the name its calls report (the spend table's model column)."""
+    out = {name: price.to_dict() for name, price in by_name.items()}
+    if manual:
         out[MANUAL_MODEL] = ModelPrice().to_dict()
     return out
 

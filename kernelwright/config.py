@@ -5,7 +5,8 @@ Precedence, lowest to highest:
 1. defaults, owned by the typed settings of the part that uses them; each section takes its defaults from
    there: [harness] from tools.harness.evaluate.EvalSettings (and agents.context.RunSettings for `profile`),
    [timing] from tools.measure.timing.BenchSettings, [compile] from tools.compile.nvcc.BuildSettings, [agents] from
-   agents.context.RunSettings and agents.llm.ModelSettings, [executor] from graphs.executors.ExecutorSettings;
+   agents.context.RunSettings and agents.llm.ModelSettings, [llm] from agents.model_chain.RetryPolicy and
+   agents.rate_limits.ProviderLimits, [executor] from graphs.executors.ExecutorSettings;
 2. the config file (TOML: `--config FILE`, `load_config(path)`);
 3. the environment: KERNELWRIGHT_<SECTION>__<FIELD> (e.g. KERNELWRIGHT_HARNESS__N_TRIALS=8),
    KERNELWRIGHT_RUNS_DIR, KERNELWRIGHT_LOG_LEVEL, and the short forms KERNELWRIGHT_ARCH and
@@ -27,11 +28,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from kernelwright.agents.context import RunSettings
-from kernelwright.agents.llm import ModelSettings
+from kernelwright.agents.llm import ModelSettings, parse_model_spec
+from kernelwright.agents.model_chain import RetryPolicy
+from kernelwright.agents.rate_limits import ProviderLimits
 from kernelwright.graphs.executors import ExecutorKind, ExecutorSettings
 from kernelwright.tools.compile.nvcc import WORKER_ENV, BuildSettings, unsupported_arch
 from kernelwright.tools.errors import KernelwrightError
@@ -151,21 +154,37 @@ class HarnessConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """One chat model (agents.llm.ModelSettings): an OpenAI-compatible name (OPENAI_BASE_URL / OPENAI_API_KEY) or
-    provider:model."""
+    """One chat model (agents.llm.ModelSettings), or a chain of them: an OpenAI-compatible name (OPENAI_BASE_URL /
+    OPENAI_API_KEY) or provider:model, each optionally `@http://host/v1` (its endpoint). `models`: a fallback chain,
+    tried in order when a model fails past its retries (agents.model_chain)."""
 
-    model: str
+    model: str | None = None
+    models: list[str] = Field(default_factory=list, description='a fallback chain: ["provider:model-a", '
+                                                                 '"model-b@http://host/v1"]; the first is the model')
     temperature: float = Field(default=_default(ModelSettings, "temperature"), ge=0.0, le=2.0)
     base_url: str | None = _default(ModelSettings, "base_url")
+    max_retries: int = Field(default=_default(ModelSettings, "max_retries"), ge=0,
+                             description="retries of each model of the chain on 429, 5xx, timeouts, cut or "
+                                         "unreadable answers, before the next model")
+    timeout_s: float = Field(default=_default(ModelSettings, "timeout_s"), gt=0, description="per request")
     price_in_per_mtok: float = Field(default=_default(ModelSettings, "price_in_per_mtok"), ge=0.0,
                                      description="USD per million prompt tokens, for the cost budget")
     price_out_per_mtok: float = Field(default=_default(ModelSettings, "price_out_per_mtok"), ge=0.0,
                                       description="USD per million completion tokens")
 
+    @model_validator(mode="after")
+    def _one_way_to_name(self) -> ModelConfig:
+        if (self.model is None) == (not self.models):
+            raise PydanticCustomError("model_or_models", "name a model with `model = ...` or a chain with "
+                                      "`models = [...]` (one of the two)")
+        return self
+
     def settings(self, named_by: str) -> ModelSettings:
-        return ModelSettings(model=self.model, temperature=self.temperature, base_url=self.base_url,
+        model, base_url = (self.model, self.base_url) if self.model is not None else parse_model_spec(self.models[0])
+        return ModelSettings(model=model, temperature=self.temperature, base_url=base_url or self.base_url,
+                             max_retries=self.max_retries, timeout_s=self.timeout_s,
                              price_in_per_mtok=self.price_in_per_mtok, price_out_per_mtok=self.price_out_per_mtok,
-                             named_by=named_by)
+                             named_by=named_by, fallbacks=tuple(self.models[1:]))
 
 
 class AgentsConfig(_Section):
@@ -185,6 +204,37 @@ class AgentsConfig(_Section):
         """The proposers and the critic, each saying it was named by `named_by` (the file, for messages)."""
         return ([m.settings(named_by) for m in self.proposers],
                 self.critic.settings(named_by) if self.critic else None)
+
+
+class ProviderLimitsConfig(_Section):
+    """agents.rate_limits.ProviderLimits of one provider; 0 = no limit."""
+
+    requests_per_minute: float = Field(default=_default(ProviderLimits, "requests_per_minute"), ge=0.0)
+    tokens_per_minute: float = Field(default=_default(ProviderLimits, "tokens_per_minute"), ge=0.0,
+                                     description="estimated from the prompt (4 characters a token), corrected with "
+                                                 "the usage each answer reports")
+    max_concurrent: int = Field(default=_default(ProviderLimits, "max_concurrent"), ge=0)
+
+
+class LLMConfig(_Section):
+    """How chat model calls are retried (agents.model_chain.RetryPolicy; the number of retries is each model's
+    max_retries) and each provider's limits, shared by all calls of a run. `providers` is keyed by the provider of
+    provider:model names (anthropic, ...), "openai" for api.openai.com, or an endpoint's URL."""
+
+    backoff_s: float = Field(default=_default(RetryPolicy, "backoff_s"), ge=0.0,
+                             description="the first wait before a retry, doubled each retry (with jitter)")
+    backoff_max_s: float = Field(default=_default(RetryPolicy, "backoff_max_s"), ge=0.0)
+    retry_after_max_s: float = Field(default=_default(RetryPolicy, "retry_after_max_s"), ge=0.0,
+                                     description="a server's Retry-After is honoured up to this many seconds")
+    jitter: float = Field(default=_default(RetryPolicy, "jitter"), ge=0.0, le=1.0)
+    providers: dict[str, ProviderLimitsConfig] = Field(default_factory=dict)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(backoff_s=self.backoff_s, backoff_max_s=self.backoff_max_s,
+                           retry_after_max_s=self.retry_after_max_s, jitter=self.jitter)
+
+    def provider_limits(self) -> dict[str, ProviderLimits]:
+        return {name: ProviderLimits(**limits.model_dump()) for name, limits in self.providers.items()}
 
 
 class ExecutorConfig(_Section):
@@ -216,6 +266,7 @@ class BudgetConfig(_Section):
 class KernelwrightConfig(_Section):
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     compile: CompileConfig = Field(default_factory=CompileConfig)
     timing: TimingConfig = Field(default_factory=TimingConfig)
@@ -263,7 +314,8 @@ class KernelwrightConfig(_Section):
         proposers, critic = self.agents.model_settings(f"{self.source} [agents]")
         return RunSetup(eval_settings=self.eval_settings(), run_settings=settings or self.run_settings(),
                         runs_dir=self.runs_dir if runs_dir is None else Path(runs_dir), proposers=tuple(proposers),
-                        critic=critic, executor=self.executor.settings())
+                        critic=critic, executor=self.executor.settings(), retry=self.llm.retry_policy(),
+                        provider_limits=self.llm.provider_limits())
 
     def run_budget(self, **explicit: Any) -> RunBudget:
         """A run's RunBudget: [budget]'s LLM limits; `explicit` (the other limits, e.g. candidates) as given."""

@@ -48,7 +48,9 @@ def build_tree(run: RunData, *, agent: str | None = None, candidate: str | None 
             members = [c for c in members if c.agent == agent or any(s.agent == agent for s in c.llm_calls)]
         unlinked = [c for c in run.llm_calls if c.generation == gen and c.candidate_id is None
                     and (not agent or c.agent == agent)] if chosen is None else []
-        if not members and not unlinked:
+        provider = [e for e in run.provider_events if e.generation == gen
+                    and (not agent or e.agent == agent)] if chosen is None else []
+        if not members and not unlinked and not provider:
             continue
         branch = tree.add(_generation_label(run, gen))
         members.sort(key=lambda c: (not c.verified, -(c.speedup_vs_eager or 0.0), c.id))
@@ -58,6 +60,8 @@ def build_tree(run: RunData, *, agent: str | None = None, candidate: str | None 
             branch.add(Text(f"… {len(members) - limit} more candidates (raise --limit)", style="dim"))
         for call in unlinked:
             branch.add(_llm_label(call))
+        for event in provider:
+            branch.add(Text.assemble(("provider ", "yellow"), f"{event.agent}: {event.describe()}"))
     if not run.candidates:
         tree.add(Text("no candidates yet", style="dim"))
     _add_waiting_prompts(tree, run)
@@ -85,6 +89,11 @@ def _run_label(run: RunData) -> Text:
     label.append(f"  best {speedup_text(best.speedup_vs_eager) if best else '-'}"
                  + (f" ({best.short}, {best.agent})" if best else "")
                  + f" | {len(run.candidates)} candidates | {tokens} tokens" + (f" | ${cost:.4f}" if cost else ""))
+    retries = sum(e.kind == "retry" for e in run.provider_events)
+    switches = sum(e.kind == "fallback" for e in run.provider_events)
+    if retries or switches:
+        label.append(f" | {retries} LLM retr{'y' if retries == 1 else 'ies'}, "
+                     f"{switches} model switch{'' if switches == 1 else 'es'}", style="yellow")
     stop = run.info.get("stop_reason")
     if stop:
         label.append(f" | stopped: {stop}", style="dim")

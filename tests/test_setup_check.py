@@ -62,6 +62,6 @@ def test_setup_hands_pips_conflict_check_to_ours_after_each_install() -> None:
     lines = [line.strip() for line in SETUP.read_text().splitlines()]
     installs = [i for i, line in enumerate(lines) if " -m pip install " in line]
     assert installs and all("--no-warn-conflicts" in lines[i] for i in installs)
-    ours = next(i for i in installs if "-e '.[dev]'" in lines[i])
-    assert lines[ours + 1] == "\"$VPY\" scripts/check_install.py 'kernelwright[dev]'"  # before the stamp is written
+    ours = next(i for i in installs if "-e '.[dev,ray]'" in lines[i])
+    assert lines[ours + 1] == "\"$VPY\" scripts/check_install.py 'kernelwright[dev,ray]'"  # before the stamp is written
     assert "set -euo pipefail" in lines  # so a failed install or check stops setup

@@ -8,9 +8,12 @@ the tensor-core time. What error remains is the tensor cores' fp32 accumulation:
 relative L2 error was 1.5e-5 (SIMT fp32: 5.6e-7, plain TF32: 2.0e-4), inside the harness's fp32 tolerance. The three products are one library GEMM over a tripled K: A' = [hi | lo | hi] along
 K, B' = [hi | hi | lo] along K, so A' @ B' is the sum; a small custom kernel writes A' and B'.
 
-A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments; the
-mode is a tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more
-than it saves (small GEMMs).
+A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments, or (where the
+plan allows it: Plan.split_convs, behind RunSettings.offline_preview until verified on a GPU) an fp32 conv1d/2d/3d:
+a convolution is a GEMM over K = in-channels x taps, so tripling each group's input channels into [hi | lo | hi]
+and the weight's into [hi | hi | lo] makes one cuDNN TF32 convolution compute the split's sum. The mode is a
+tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more than it saves; its
+default comes from split_pays()'s roofline estimate.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ TENSOR_CORE_SPEEDUP = 7.0
 SPLIT_MARGIN = 0.8  # the estimate must promise at least 20%: the model is rough
 
 _TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
-            "aten.bmm.default": "matmul", "aten.addmm.default": "addmm"}
+            "aten.bmm.default": "matmul", "aten.addmm.default": "addmm", "aten.conv1d.default": "conv",
+            "aten.conv2d.default": "conv", "aten.conv3d.default": "conv"}
 
 SPLIT_CUDA = r"""
 // ---- 3xTF32 operand split: out = [hi | part1 | part2] along K; bit p of `pattern` set = part p is lo,
@@ -108,14 +112,16 @@ def _kw_split3(t, along_last, pattern):
 
 
 class _kw_tf32:
-    """TF32 for fp32 matmuls inside the block only (the split keeps the result at fp32 accuracy)."""
+    """TF32 for fp32 matmuls and convolutions inside the block only (the split keeps fp32 accuracy)."""
 
     def __enter__(self):
-        self.saved = torch.get_float32_matmul_precision()
+        self.saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
         torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
 
     def __exit__(self, *exc):
-        torch.set_float32_matmul_precision(self.saved)
+        torch.set_float32_matmul_precision(self.saved[0])
+        torch.backends.cudnn.allow_tf32 = self.saved[1]
 
 
 def _kw_linear_tf32x3(x, w, b=None):
@@ -134,16 +140,32 @@ def _kw_addmm_tf32x3(bias, a, b):
     a3, b3 = _kw_split3(a, True, _KW_A_PARTS), _kw_split3(b, False, _KW_B_PARTS)
     with _kw_tf32():
         return torch.ops.aten.addmm.default(bias, a3, b3)
+
+
+def _kw_conv_tf32x3(conv, x, w, *rest):
+    """conv(x, w, *rest) as one TF32 convolution over tripled input channels: each group's channels become
+    [hi | lo | hi] in x and [hi | hi | lo] in w, so the group's sum over its channels is the three products' sum.
+    `rest`: the op's own further arguments, as the step passes them (bias, stride, padding, dilation, groups)."""
+    groups = rest[4] if len(rest) > 4 else 1
+    n, c, co, cg = x.shape[0], x.shape[1], w.shape[0], w.shape[1]
+    x3 = _kw_split3(x.reshape(n * groups, cg, -1), False, _KW_A_PARTS).reshape(n, 3 * c, *x.shape[2:])
+    w3 = _kw_split3(w.reshape(co, cg, -1), False, _KW_B_PARTS).reshape(co, 3 * cg, *w.shape[2:])
+    with _kw_tf32():
+        return conv(x3, w3, *rest)
 '''
 
-HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "addmm": "_kw_addmm_tf32x3"}
+HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "addmm": "_kw_addmm_tf32x3",
+              "conv": "_kw_conv_tf32x3"}
 
 
-def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
-    """'linear' | 'matmul' | 'addmm' when the step can take the 3xTF32 path, else None."""
+def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer], *, convs: bool = False) -> str | None:
+    """'linear' | 'matmul' | 'addmm' | 'conv' when the step can take the 3xTF32 path, else None. `convs`:
+    Plan.split_convs (convolutions only when the plan allows them)."""
     kind = _TARGETS.get(step.target)
     if kind is None or step.kwargs:
         return None
+    if kind == "conv":
+        return "conv" if convs and _plain_conv(step, buffers) else None
     tensors = [a for a in step.args if isinstance(a, Layout)]
     if len(tensors) != len(step.args) or any(buffers[t.buffer].dtype != "float32" for t in tensors):
         return None
@@ -156,58 +178,82 @@ def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
     return kind
 
 
+def _plain_conv(step: HostStep, buffers: Mapping[str, Buffer]) -> bool:
+    """A batched fp32 convolution with numeric padding (the split reshapes the input by groups)."""
+    x, w = step.args[0], step.args[1] if len(step.args) > 1 else None
+    bias = step.args[2] if len(step.args) > 2 else None
+    if not (isinstance(x, Layout) and isinstance(w, Layout)) or len(x.shape) != len(w.shape):
+        return False
+    if bias is not None and not isinstance(bias, Layout):
+        return False
+    if any(isinstance(a, Layout) for a in step.args[3:]) or (len(step.args) > 4 and isinstance(step.args[4], str)):
+        return False  # padding="same"/"valid" is fine for the library but simpler to leave alone
+    tensors = [t for t in (x, w, bias) if isinstance(t, Layout)]
+    return all(buffers[t.buffer].dtype == "float32" for t in tensors) and len(step.outputs) == 1
+
+
 def _operands(step: HostStep, kind: str) -> tuple[list[int], list[int]]:
     """The two GEMM operands' shapes (A with K last, B), as the step passes them."""
     tensors = [a for a in step.args if isinstance(a, Layout)]
-    a, b = (tensors[0], tensors[1]) if kind in ("linear", "matmul") else (tensors[1], tensors[2])
+    a, b = (tensors[0], tensors[1]) if kind in ("linear", "matmul", "conv") else (tensors[1], tensors[2])
     return list(a.shape), list(b.shape)
 
 
-def gemm_flops(step: HostStep, kind: str) -> int:
+def gemm_flops(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> int:
+    """`buffers`: needed for a convolution (its output's size)."""
     a, b = _operands(step, kind)
+    if kind == "conv":
+        assert buffers is not None, "a convolution's flops need the plan's buffers"
+        out = buffers[str(step.outputs[0])].numel
+        return 2 * out * prod(b[1:])  # each output element: in-channels of its group x taps
     if kind == "linear":
         return 2 * prod(a) * b[0]
     batch = max(prod(a[:-2]), prod(b[:-2]))
     return 2 * batch * a[-2] * a[-1] * b[-1]
 
 
-def gemm_elements(step: HostStep, kind: str) -> tuple[int, int, int]:
+def gemm_elements(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> tuple[int, int, int]:
     """Elements of A, B and the output (batch broadcast included)."""
     a, b = _operands(step, kind)
+    if kind == "conv":
+        assert buffers is not None, "a convolution's output size needs the plan's buffers"
+        return prod(a), prod(b), buffers[str(step.outputs[0])].numel
     flops = gemm_flops(step, kind)
     k = a[-1]
     return prod(a), prod(b), flops // (2 * k) if k else 0
 
 
-def split_pays(step: HostStep, kind: str) -> bool:
+def split_pays(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> bool:
     """A roofline estimate of both paths, in units where fp32 SIMT does 1 flop and DRAM moves
     1 / RIDGE_FP32 bytes per unit of time: the split pays when its tensor-core GEMM plus the extra operand
     passes (read A and B, write and read them three times over) beat the plain fp32 GEMM. A memory-bound GEMM
     (a GEMV, a batch of two rows against a huge weight) never takes it: it would only move more bytes. cuBLAS
     also picked a less accurate TF32 kernel for such a shape on an H100 (batch 2, K=16384, N=49152: relative L2
     error 1.6e-4 against fp64, over the fp32 tolerance, while every compute-bound shape tried stayed under 4e-5)."""
-    flops = gemm_flops(step, kind)
+    flops = gemm_flops(step, kind, buffers)
     if flops < MIN_FLOPS_FOR_SPLIT:
         return False
-    a, b, c = gemm_elements(step, kind)
+    a, b, c = gemm_elements(step, kind, buffers)
     plain = max(flops, 4 * (a + b + c) * RIDGE_FP32)
     split = 4 * 4 * (a + b) * RIDGE_FP32 + max(3 * flops / TENSOR_CORE_SPEEDUP, 4 * (3 * (a + b) + c) * RIDGE_FP32)
     return split < SPLIT_MARGIN * plain
 
 
-def default_mode(step: HostStep, kind: str) -> str:
-    return "tf32x3" if split_pays(step, kind) else "fp32"
+def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> str:
+    return "tf32x3" if split_pays(step, kind, buffers) else "fp32"
 
 
-def host_call_expr(kind: str, args: list[str]) -> str:
-    return f"{HELPER_FOR[kind]}({', '.join(args)})"
+def host_call_expr(kind: str, args: list[str], target: str) -> str:
+    """The helper call for a step of `target` that takes the split (a convolution is given its library op)."""
+    lead = [f"torch.ops.{target}"] if kind == "conv" else []
+    return f"{HELPER_FOR[kind]}({', '.join(lead + args)})"
 
 
 def gemm_modes(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
     """Per qualifying host step, its GEMM mode: the "<step>.GEMM" tunable if set, else the default."""
     out: dict[str, str] = {}
     for step in plan.steps:
-        if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers)):
-            mode = str(params.get(f"{step.name}.GEMM", default_mode(step, kind)))
+        if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers, convs=plan.split_convs)):
+            mode = str(params.get(f"{step.name}.GEMM", default_mode(step, kind, plan.buffers)))
             out[step.name] = mode if mode in MODES else "fp32"
     return out

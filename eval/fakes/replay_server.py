@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass
@@ -34,6 +34,10 @@ class ReplayRule:
     repeat: bool = False  # keep the rule after it is used
     delay_s: float = 0.0  # simulated latency
     status: int = 200  # an HTTP error status simulates an outage (the answer becomes the error message)
+    retry_after: str | None = None  # a Retry-After header sent with an error status: seconds or an HTTP date
+    # "truncate": the answer is cut off mid-body (a JSON body shorter than its Content-Length, or a stream that
+    # stops before its end) and the connection closed; "garbage": a 200 whose body is not a chat completion
+    fault: Literal["truncate", "garbage"] | None = None
 
 
 @dataclass
@@ -41,6 +45,7 @@ class ReplayScript:
     rules: list[ReplayRule]
     fallback: str = "I have no scripted answer for this request."
     requests: list[dict[str, Any]] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each request's arrival
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def answer_for(self, request: dict[str, Any]) -> ReplayRule | None:
@@ -49,6 +54,7 @@ class ReplayScript:
         text = last_user if isinstance(last_user, str) else json.dumps(last_user)
         with self.lock:
             self.requests.append(request)
+            self.arrivals.append(time.monotonic())
             for i, rule in enumerate(self.rules):
                 if rule.when is None or rule.when in text:
                     if not rule.repeat:
@@ -77,13 +83,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet: tests read the recorded requests
         return
 
-    def _send_json(self, status: int, body: dict[str, Any]) -> None:
+    def _send_json(self, status: int, body: dict[str, Any], *, headers: dict[str, str] | None = None,
+                   truncate: bool = False) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(raw)
+        self.wfile.write(raw[:len(raw) // 2] if truncate else raw)
+        if truncate:
+            self.close_connection = True
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/").endswith("/models"):
@@ -106,31 +117,47 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None and rule.delay_s:
             time.sleep(rule.delay_s)
         if rule is not None and rule.status != 200:
-            self._send_json(rule.status, {"error": {"message": answer or "simulated outage", "type": "server_error"}})
+            headers = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+            self._send_json(rule.status, {"error": {"message": answer or "simulated outage", "type": "server_error"}},
+                            headers=headers)
+            return
+        fault = rule.fault if rule is not None else None
+        if fault == "garbage":
+            raw = b"<html><body>502 Bad Gateway</body></html> {{{ not JSON"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
             return
         model = request.get("model", "replay")
         if request.get("stream"):
-            self._stream(answer, model)
+            self._stream(answer, model, truncate=fault == "truncate")
             return
         self._send_json(200, {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "usage": _usage(request, answer),
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
-        })
+        }, truncate=fault == "truncate")
 
-    def _stream(self, answer: str, model: str) -> None:
+    def _stream(self, answer: str, model: str, *, truncate: bool = False) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         ident = f"chatcmpl-{uuid.uuid4().hex[:12]}"
         pieces = [answer[i:i + 64] for i in range(0, len(answer), 64)] or [""]
-        for i, piece in enumerate(pieces + [None]):
+        if truncate:  # the first piece only, then the connection closes: no finish_reason, no [DONE]
+            pieces = pieces[:1]
+        for i, piece in enumerate(pieces + ([] if truncate else [None])):
             delta = {"content": piece} if piece is not None else {}
             if i == 0:
                 delta["role"] = "assistant"
             chunk = {"id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": None if piece is not None else "stop"}]}
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        if truncate:
+            self.close_connection = True
+            return
         self.wfile.write(b"data: [DONE]\n\n")
 
 
@@ -153,6 +180,11 @@ class ReplayServer:
     @property
     def requests(self) -> list[dict[str, Any]]:
         return list(self.script.requests)
+
+    @property
+    def arrivals(self) -> list[float]:
+        """time.monotonic() of each request's arrival, in order."""
+        return list(self.script.arrivals)
 
     def __enter__(self) -> ReplayServer:
         self.thread.start()

@@ -1,16 +1,27 @@
 """Faults of the LLM endpoint, through the real langchain-openai client against the local replay server:
 a transient 429/500, a request that times out, and a garbage answer must leave the run going; an outage that
-lasts stops the run with a typed LLMRunError, and its resume finishes with every candidate evaluated once."""
+lasts stops the run with a typed LLMRunError, and its resume finishes with every candidate evaluated once; a
+model chain whose first endpoint is down finishes on its second model, the switch in the run's events."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from kernelwright.agents.llm import ModelSettings
+from kernelwright.agents.model_chain import RetryPolicy
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 from kernelwright.eval.faults.case import FaultOutcome
-from kernelwright.eval.faults.scripted_run import answer, evaluations, lost_work, run, settings
-from kernelwright.graphs.run import LLMRunError
+from kernelwright.eval.faults.scripted_run import (
+    PROBLEM,
+    LoggingEvaluator,
+    answer,
+    evaluations,
+    lost_work,
+    run,
+    settings,
+)
+from kernelwright.graphs.run import LLMRunError, RunSetup, optimize_problem
 
 
 def _finished(scratch: Path, rules: list[ReplayRule], *, expect_speed: float, expect_requests: int,
@@ -76,3 +87,26 @@ def run_outage_then_resume(scratch: Path) -> FaultOutcome:
     lost, counted = lost_work(log, result)
     ok = "--resume outage" in stopped.message and before == 1 and result.speedup_vs_eager == 1.8 and lost == 0
     return FaultOutcome(ok, type(stopped).__name__, lost, f"stopped after {before} evaluation(s), resumed; {counted}")
+
+
+def run_chain_outage(scratch: Path) -> FaultOutcome:
+    """A two-model chain: the first endpoint answers 503 throughout, the second 429 with Retry-After once."""
+    log, runs = scratch / "evaluated.log", scratch / "runs"
+    with ReplayServer([ReplayRule("service unavailable", repeat=True, status=503)]) as down, \
+            ReplayServer([ReplayRule("slow down", status=429, retry_after="1"), ReplayRule(answer(1.6))]) as up:
+        model = ModelSettings(model="first", base_url=down.base_url, max_retries=1, fallbacks=(f"second@{up.base_url}",))
+        setup = RunSetup(run_settings=settings(1, 1), runs_dir=runs, retry=RetryPolicy(backoff_s=0.05))
+        try:
+            result = optimize_problem(PROBLEM, setup, run_id="chain", evaluator=LoggingEvaluator(log), offline=False,
+                                      model=model)
+        except Exception as exc:  # noqa: BLE001 - the outage stopped the run although the second model answered
+            return FaultOutcome(False, type(exc).__name__, len(evaluations(log)), str(exc)[:300])
+    events = [json.loads(line) for line in (runs / "chain" / "events.jsonl").read_text().splitlines()]
+    retries = sum(e["event"] == "llm_retry" for e in events)
+    switches = [f"{e['model']} -> {e['to_model']}" for e in events if e["event"] == "llm_fallback"]
+    lost, counted = lost_work(log, result)
+    ok = (result.speedup_vs_eager == 1.6 and switches == ["first -> second"] and retries == 2 and lost == 0
+          and (result.best or {}).get("model") == "second")
+    return FaultOutcome(ok, f"switched {', '.join(switches) or 'never'}" if ok else "wrong outcome", lost,
+                        f"{retries} retries, {len(down.requests)} + {len(up.requests)} requests; best "
+                        f"{result.speedup_vs_eager}x by {(result.best or {}).get('model')}; {counted}")

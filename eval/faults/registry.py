@@ -17,6 +17,7 @@ from kernelwright.eval.faults.harness_cases import (
     run_harness_fault,
 )
 from kernelwright.eval.faults.llm_cases import (
+    run_chain_outage,
     run_garbage,
     run_outage_then_resume,
     run_rate_limited_then_error,
@@ -92,6 +93,10 @@ def all_cases() -> list[FaultCase]:
         FaultCase("llm_outage", "LLM endpoint down for good", "replay server: one answer, then HTTP 503 forever",
                   "the run stops with LLMRunError and its resume command; the resume finishes, nothing evaluated twice",
                   False, run_outage_then_resume),
+        FaultCase("llm_chain_outage", "a model chain's first endpoint down",
+                  "two replay servers: the first HTTP 503 throughout, the second 429 with Retry-After 1 s once",
+                  "the run switches to the chain's second model and finishes; the retries and the switch are events",
+                  False, run_chain_outage),
         FaultCase("archive_locked", "Chroma archive locked by another process",
                   "another process holds the archive's exclusive lock for the whole run (lock timeout 1 s)",
                   "the run finishes; the archive reopens intact; its kernels stay marked unarchived", False,

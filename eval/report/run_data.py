@@ -48,6 +48,31 @@ class LlmCall:
 
 
 @dataclass
+class ProviderEvent:
+    """A chat model call retried, or a chain's switch to its next model (agents.model_chain; graphs.events)."""
+
+    t: float
+    kind: str  # retry | fallback
+    agent: str
+    generation: int
+    model: str
+    endpoint: str
+    error: str
+    to_model: str | None = None  # fallback: the model asked next
+    attempt: int | None = None  # retry: the attempt that failed, of `of`
+    of: int | None = None
+    wait_s: float | None = None
+    retry_after_s: float | None = None  # the server's Retry-After, when it sent one
+
+    def describe(self) -> str:
+        if self.kind == "fallback":
+            return f"switch {self.model} -> {self.to_model} ({self.endpoint} failed: {self.error[:120]})"
+        asked = f", Retry-After {self.retry_after_s:g} s" if self.retry_after_s is not None else ""
+        return (f"retry {self.model}: attempt {self.attempt}/{self.of} failed, waited {self.wait_s or 0:.2f} s"
+                f"{asked} ({self.error[:120]})")
+
+
+@dataclass
 class ToolCall:
     t: float
     tool: str
@@ -130,6 +155,7 @@ class RunData:
     tool_calls: list[ToolCall]
     run_events: list[dict[str, Any]]
     skipped_lines: int = 0  # lines of the event log that were not JSON (a kill mid-write)
+    provider_events: list[ProviderEvent] = field(default_factory=list)  # retries and model switches
 
     @property
     def best(self) -> Candidate | None:
@@ -221,6 +247,7 @@ def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
     llm_calls: list[LlmCall] = []
     tool_calls: list[ToolCall] = []
     run_events: list[dict[str, Any]] = []
+    provider_events: list[ProviderEvent] = []
     for event in events:
         kind = event.get("event")
         if kind == "node_start":
@@ -247,13 +274,30 @@ def load_run(run_dir: str | Path, *, messages: bool = True) -> RunData:
                                        error=event.get("error")))
         elif kind in ("run_start", "run_end"):
             run_events.append(event)
+        elif kind in ("llm_retry", "llm_fallback"):
+            provider_events.append(_provider_event(event))
     _link(candidates, list(nodes.values()), llm_calls, tool_calls)
     for cand in candidates.values():
         _apply_report(cand)
     ended = next((e for e in reversed(run_events) if e.get("event") == "run_end"), None)
     return RunData(run_id=str(info.get("run_id") or run_dir.name), run_dir=run_dir, info=info,
                    status=run_status(info, ended), candidates=candidates, nodes=list(nodes.values()),
-                   llm_calls=llm_calls, tool_calls=tool_calls, run_events=run_events, skipped_lines=bad)
+                   llm_calls=llm_calls, tool_calls=tool_calls, run_events=run_events, skipped_lines=bad,
+                   provider_events=provider_events)
+
+
+def _provider_event(event: dict[str, Any]) -> ProviderEvent:
+    def number(key: str) -> float | None:
+        value = event.get(key)
+        return float(value) if isinstance(value, (int, float)) else None
+
+    attempt, of = number("attempt"), number("of")
+    return ProviderEvent(t=float(event.get("t") or 0.0), kind=str(event.get("event"))[len("llm_"):],
+                         agent=str(event.get("agent") or "unknown"), generation=int(event.get("generation") or 0),
+                         model=str(event.get("model") or "?"), endpoint=str(event.get("endpoint") or "?"),
+                         error=str(event.get("error") or ""), to_model=event.get("to_model"),
+                         attempt=int(attempt) if attempt is not None else None, of=int(of) if of is not None else None,
+                         wait_s=number("wait_s"), retry_after_s=number("retry_after_s"))
 
 
 def _candidates_from_folders(run: RunFolder) -> dict[str, Candidate]:

@@ -54,7 +54,7 @@ def test_a_malformed_answer_is_asked_again_with_its_reask_template() -> None:
     prompt = library.get("reask_no_modelnew").render()  # any rendered prompt will do as the first question
     with ReplayServer([ReplayRule("no code here"), ReplayRule(CANDIDATE)]) as server:
         llm = make_chat_model(ModelSettings(model="replay", base_url=server.base_url), env={})
-        source, reasks, spend = ask_for_candidate(llm, prompt, 0.2, 2, prompts=library)
+        source, reasks, spend, _ = ask_for_candidate(llm, prompt, 0.2, 2, prompts=library)
     assert source.startswith("import torch.nn") and reasks == 1 and spend.tokens > 0
     second = server.requests[1]["messages"]
     assert second[-2] == {"role": "assistant", "content": "no code here"}

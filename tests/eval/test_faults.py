@@ -25,6 +25,7 @@ REASONS = {"worker_segfault": "crash", "forward_hang": "timeout", "worker_killed
            "host_oom": "host_memory_limit", "disk_full": "error", "compile_hang": "timeout",
            "ncu_crash": "ProfileUnavailable: ncu exited with status -11", "llm_429_500": "retried",
            "llm_timeout": "retried", "llm_garbage": "AnswerError: no_code", "llm_outage": "LLMRunError",
+           "llm_chain_outage": "switched first -> second",
            "archive_locked": "archive_store_failed: ArchiveUnavailable", "orchestrator_killed": "SIGKILL, resumed",
            "cuda_illegal_memory": "crash", "kernel_hang": "timeout", "gpu_oom": "does_not_fit"}
 

@@ -43,6 +43,8 @@ DISTINCT: dict[str, Any] = {
     "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
     "budget.cost_usd": 2.5, "budget.tokens": 1000,
     "runs_dir": "elsewhere", "log_level": "info",
+    "llm.backoff_s": 0.2, "llm.backoff_max_s": 3.0, "llm.retry_after_max_s": 9.0, "llm.jitter": 0.0,
+    "llm.providers": {"openai": {"requests_per_minute": 60}},
 }
 
 
@@ -61,7 +63,7 @@ def _what_the_parts_get(config: KernelwrightConfig) -> tuple[Any, ...]:
     """Everything the tree hands down: the typed settings of each part (and the two top-level fields)."""
     return (config.eval_settings(), config.build_settings(), config.run_settings(),
             config.agents.model_settings("kw.toml [agents]"), config.run_setup().executor, config.runs_dir,
-            config.log_level, config.run_budget())
+            config.log_level, config.run_setup().retry, config.run_setup().provider_limits, config.run_budget())
 
 
 def test_each_section_takes_its_defaults_from_the_part_that_owns_them() -> None:
@@ -194,3 +196,17 @@ def test_eval_and_the_runs_builds_use_the_config_files_compile_section(tmp_path:
     assert failed is not None and "nvcc did not finish within 1 s" in failed.message, failed
     assert "-gencode=arch=compute_80,code=sm_80" in slow_nvcc.read_text()
 
+
+
+def test_a_model_chain_and_provider_limits_from_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "kw.toml"
+    cfg.write_text('[llm]\nbackoff_s = 0.1\n[llm.providers."http://h:8000/v1"]\nrequests_per_minute = 60\n'
+                   '[agents.critic]\nmodels = ["openai:m-a", "m-b@http://h:8000/v1"]\nmax_retries = 4\n')
+    setup = load_config(cfg, env={"KERNELWRIGHT_LLM__RETRY_AFTER_MAX_S": "7"}).run_setup()
+    assert setup.critic is not None and (setup.critic.model, setup.critic.base_url) == ("openai:m-a", None)
+    assert setup.critic.fallbacks == ("m-b@http://h:8000/v1",) and setup.critic.max_retries == 4
+    assert (setup.retry.backoff_s, setup.retry.retry_after_max_s) == (0.1, 7.0)
+    assert setup.provider_limits["http://h:8000/v1"].requests_per_minute == 60
+    cfg.write_text('[agents.critic]\nmodel = "a"\nmodels = ["b"]\n')
+    with pytest.raises(ConfigError, match=r"agents.critic: name a model with `model = ...` or a chain with "):
+        load_config(cfg, env={})

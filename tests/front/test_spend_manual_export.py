@@ -298,3 +298,28 @@ def test_cli_manual_run_stops_on_ctrl_c_while_waiting_and_resumes_manual_reusing
     assert resumed.returncode == 3, resumed.stdout + resumed.stderr  # compiled; verifying needs a GPU
     assert answered and answered[0].startswith("answered prompt 001 (translate)")
     assert sorted(p.name for p in (runs / run_id / "manual").glob("*.prompt.json")) == ["001-translate.prompt.json"]
+
+
+def test_each_model_of_a_fallback_chain_is_priced_and_has_its_row_in_the_spend_table(
+        tmp_path: Path, no_llm_env: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on: the chain's first model is down
+        sock.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    text = answer(1.2)
+    with ReplayServer([ReplayRule(text, repeat=True)]) as server:
+        chain = ModelSettings(model="local-a", base_url=down, max_retries=0,
+                              fallbacks=(f"gpt-4o-mini@{server.base_url}",))
+        optimize(PROBLEM, runs_dir=tmp_path, run_id="c1", settings=SETTINGS, models=[chain],
+                 evaluator=LoggingEvaluator(tmp_path / "log", None), archive=None)
+    failed, answered = llm_calls(tmp_path / "c1")
+    assert (failed["model"], bool(failed["error"]), failed["cost_usd"]) == ("local-a", True, 0.0)
+    tokens_in, tokens_out = expected_usage(server.requests[0], text)
+    price_in, price_out = DEFAULT_PRICES_PER_MTOK["gpt-4o-mini"]
+    assert answered["model"] == "gpt-4o-mini"
+    assert answered["cost_usd"] == pytest.approx((tokens_in * price_in + tokens_out * price_out) / 1e6)
+    html = write_report(tmp_path / "c1").read_text()
+    assert "<td>translator</td><td>local-a</td><td class=num>1</td><td class=num>1</td>" in html
+    assert "<td>translator</td><td>gpt-4o-mini</td><td class=num>1</td><td class=num>0</td>" in html
+    assert f"$0.15 / $0.6 per Mtok {DEFAULT_PRICE_MARK}" in html and "no price" in html

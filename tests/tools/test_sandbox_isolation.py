@@ -167,18 +167,34 @@ def test_worker_inherits_no_file_descriptor_but_its_socket() -> None:
         assert worker.proc is not None
         fds = sorted(int(f) for f in __import__("os").listdir(f"/proc/{worker.proc.pid}/fd"))
         info = worker.info["isolation"]
+        cpu_limit = next(line for line in Path(f"/proc/{worker.proc.pid}/limits").read_text().splitlines()
+                         if line.startswith("Max cpu time"))
     finally:
         worker.close()
     assert set(info["namespaces"]) == {"net", "mount"} and info["filesystem"]
-    assert {"nofile", "fsize"} <= set(info["limits"])
+    assert {"nofile", "fsize", "cpu"} <= set(info["limits"])
+    assert cpu_limit.split()[3:5] == ["21600", "21600"], cpu_limit  # the CPU-time backstop, soft and hard
     # stdin, stdout/stderr (the log), the protocol socket; the rest are the worker's own (torch, epoll...)
     assert 0 in fds and 1 in fds and 2 in fds
 
 
-def test_required_isolation_that_cannot_be_met_is_a_typed_error(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("exits_before_hello", [False, True])
+def test_required_isolation_that_cannot_be_met_is_a_typed_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 exits_before_hello: bool) -> None:
     """A jail that reports a missing mechanism (as on a machine without namespaces) stops the evaluation with
-    IsolationUnavailable naming it, instead of running the candidate unconfined."""
+    IsolationUnavailable naming it, instead of running the candidate unconfined; also when the jail has already
+    exited as the harness says hello (a busy machine: that once surfaced as a bare BrokenPipeError)."""
+    if exits_before_hello:
+        from kernelwright.tools.sandbox import pool
+
+        send = pool.send_message
+
+        def late_hello(sock: socket.socket, header: dict, blobs: list | None = None) -> None:
+            if header.get("op") == "hello":
+                time.sleep(1.5)
+            send(sock, header, blobs)
+
+        monkeypatch.setattr(pool, "send_message", late_hello)
     fake = tmp_path / "jail.py"
     fake.write_text("import sys\nsys.stderr.write('kernelwright isolation required but unavailable: "
                     "{\"namespaces\": \"unshare(net+mount): Operation not permitted\"}\\n')\nsys.exit(97)\n")

@@ -29,8 +29,10 @@ ISOLATION_MODES: tuple[str, ...] = ("auto", "off", "required")
 JAIL_SCRIPT = Path(__file__).with_name("jail.py")
 REQUIRED_EXIT = 97  # jail.py's exit code when "required" cannot be met (jail.py is stdlib-only: kept in step)
 
-# Limits on every jailed process. No RLIMIT_AS: CUDA reserves terabytes of virtual address space.
-DEFAULT_LIMITS: dict[str, int] = {"nofile": 4096, "fsize": 8 << 30, "core": 0}
+# Limits on every jailed process. No RLIMIT_AS: CUDA reserves terabytes of virtual address space. CPU time is a
+# backstop over a worker's whole life (it serves one run, and waiting on the GPU spins a core): hangs are the
+# harness's watchdog's job, within seconds; this only ends a process that escaped it.
+DEFAULT_LIMITS: dict[str, int] = {"nofile": 4096, "fsize": 8 << 30, "core": 0, "cpu": 6 * 3600}
 DEFAULT_PIDS_MAX = 4096  # processes + threads of one worker (torch starts a thread per core, and more)
 CAP_SYS_ADMIN = 21
 
@@ -179,7 +181,7 @@ def probe(policy: IsolationPolicy | None = None) -> dict[str, Any]:
 
 def describe(state: dict[str, Any] | None, mode: str = "auto") -> str:
     """One line for `kernelwright env` and the reports, e.g. 'namespaces: net+mount; file system: read-only,
-    private paths hidden; limits: nofile, fsize, core; cgroup pids: unavailable (...)'."""
+    private paths hidden; limits: nofile, fsize, core, cpu; cgroup pids: unavailable (...)'."""
     if mode == "off":
         return "off (harness.isolation = \"off\"): candidate code runs with the harness's own rights"
     if not state:

@@ -96,7 +96,10 @@ class SandboxWorker:
         child_sock.close()
         self.sock = parent_sock
         self._launched_at = time.monotonic()
-        send_message(self.sock, {"op": "hello"})
+        try:
+            send_message(self.sock, {"op": "hello"})
+        except OSError:
+            pass  # a worker (or its jail) that exited at once: wait_ready reports it with its exit code and log
 
     def wait_ready(self) -> dict[str, Any]:
         if self.info:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+import torch
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.cuda_common import PRELUDE
-from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_flops, gemm_modes, split_pays
+from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, SPLIT_PYTHON, gemm_flops, gemm_modes, split_pays
 from kernelwright.agents.offline.ir import HostStep, Layout
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import conservative, plan_space
@@ -73,3 +76,52 @@ def test_the_split_is_the_default_only_where_the_gemm_is_compute_bound(rows: int
     step = _linear(rows, out_features, k)
     assert gemm_flops(step, "linear") >= 1 << 30  # every case is over the size floor: the roofline decides
     assert split_pays(step, "linear") is split
+
+
+def _split_python_on_cpu() -> dict[str, Any]:
+    """SPLIT_PYTHON's helpers with a torch stand-in for the CUDA split kernel (same layout, same rounding)."""
+
+    class CpuSplit:
+        @staticmethod
+        def kw_tf32x3_split(t: torch.Tensor, out: torch.Tensor, outer: int, k: int, inner: int, pattern: int) -> int:
+            hi = ((t.view(torch.int32) + 0x1000) & -0x2000).view(torch.float32)
+            parts = [hi, t - hi]
+            src = [hi, parts[(pattern >> 1) & 1], parts[(pattern >> 2) & 1]]
+            out.view(outer, 3, k * inner).copy_(torch.stack([p.reshape(outer, k * inner) for p in src], 1))
+            return 0
+
+    namespace: dict[str, Any] = {"torch": torch, "_kw_lib": CpuSplit()}
+    exec(SPLIT_PYTHON, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("conv, x_shape, w_shape, groups", [
+    (torch.ops.aten.conv2d.default, (2, 8, 9, 7), (6, 8, 3, 3), 1),
+    (torch.ops.aten.conv2d.default, (2, 8, 9, 7), (6, 4, 3, 3), 2),  # each group's channels split on their own
+    (torch.ops.aten.conv1d.default, (3, 6, 11), (6, 2, 5), 3),
+    (torch.ops.aten.conv3d.default, (1, 4, 5, 6, 7), (2, 4, 2, 3, 3), 1),
+])
+def test_the_convolution_split_sums_to_the_fp32_convolution(conv: Any, x_shape: tuple[int, ...],
+                                                              w_shape: tuple[int, ...], groups: int) -> None:
+    """On the CPU (no TF32), the tripled-channel convolution equals the plain one to fp32 rounding: every part
+    meets its partner (a mis-paired hi/lo or a group's channels mixed with another's would be off by ~1e-3)."""
+    helpers = _split_python_on_cpu()
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(x_shape, generator=gen), torch.randn(w_shape, generator=gen), torch.randn(w_shape[0], generator=gen)
+    nd = len(x_shape) - 2
+    got = helpers["_kw_conv_tf32x3"](conv, x, w, b, [1] * nd, [1] * nd, [1] * nd, groups)
+    want = conv(x.double(), w.double(), b.double(), [1] * nd, [1] * nd, [1] * nd, groups)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5), (got.double() - want).abs().max()
+
+
+def test_convolutions_take_the_split_only_behind_the_preview() -> None:
+    traced = trace_all(suite_dir() / "44_conv_bn_relu_pool.py")
+    plain = plans_for(traced)["fused"][0]
+    preview = plans_for(traced, preview=True)["fused"][0]
+    assert not [d for d in plan_space(plain).dims if d.name.endswith(".GEMM")]
+    dims = [d for d in plan_space(preview).dims if d.name.endswith(".GEMM")]
+    assert [d.choices for d in dims] == [("fp32", "tf32x3")]
+    source = render(traced, [preview], {**plan_space(preview).defaults(), dims[0].name: "tf32x3"}, "fused")
+    assert "_kw_conv_tf32x3(torch.ops.aten.conv2d.default, " in _forward(source)
+    assert "_kw_conv_tf32x3(" not in _forward(render(traced, [plain], plan_space(plain).defaults(), "fused"))

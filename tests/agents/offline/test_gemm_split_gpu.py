@@ -80,3 +80,48 @@ def test_infinities_and_nans_come_out_as_in_fp32(helpers: dict[str, Any]) -> Non
     assert torch.equal(torch.isposinf(got), torch.isposinf(ref)) and torch.equal(torch.isneginf(got), torch.isneginf(ref))
     finite = torch.isfinite(ref)
     assert torch.allclose(got[finite], ref[finite], atol=1e-4, rtol=1e-4)
+
+
+def _timed_ms(fn: Any, reps: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+@pytest.mark.parametrize("x_shape, w_shape, groups", [((10, 256, 56, 56), (256, 256, 3, 3), 1),  # VGG-like
+                                                      ((8, 128, 28, 28), (256, 32, 3, 3), 4)])  # grouped (RegNet)
+def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(helpers: dict[str, Any],
+                                                                             x_shape: tuple[int, ...],
+                                                                             w_shape: tuple[int, ...],
+                                                                             groups: int) -> None:
+    """The preview's 3xTF32 convolution against cuDNN in fp32 (strict) and in TF32 (eager's default): accuracy
+    asserted, times printed (the roofline default for convolutions is set from these figures)."""
+    conv = torch.ops.aten.conv2d.default
+    torch.manual_seed(3)
+    x = torch.randn(x_shape, device="cuda")
+    w = torch.randn(w_shape, device="cuda") / (w_shape[1] * 9) ** 0.5
+    args = ([1, 1], [1, 1], [1, 1], groups)
+    ref64 = conv(x.double(), w.double(), None, *args)
+    saved = torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cudnn.allow_tf32 = False
+        split = helpers["_kw_conv_tf32x3"](conv, x, w, None, *args)
+        assert torch.backends.cudnn.allow_tf32 is False  # the helper restored the flag
+        fp32_ms = _timed_ms(lambda: conv(x, w, None, *args))
+        split_ms = _timed_ms(lambda: helpers["_kw_conv_tf32x3"](conv, x, w, None, *args))
+        torch.backends.cudnn.allow_tf32 = True
+        tf32 = conv(x, w, None, *args)
+        tf32_ms = _timed_ms(lambda: conv(x, w, None, *args))
+    finally:
+        torch.backends.cudnn.allow_tf32 = saved
+    e_split, e_tf32 = _rel_l2(split, ref64), _rel_l2(tf32, ref64)
+    print({"conv": [x_shape, w_shape, groups], "rel_l2": {"split": e_split, "tf32": e_tf32},
+           "ms": {"fp32": round(fp32_ms, 3), "split": round(split_ms, 3), "tf32": round(tf32_ms, 3)}})
+    assert e_split < 5e-5 and e_tf32 > 5 * e_split, (e_split, e_tf32)
+    assert torch.allclose(split.double(), ref64, atol=1e-4, rtol=1e-4)
