@@ -53,6 +53,12 @@ class ModelSettings:
     # the models tried, in order, once this one fails past its retries: "[provider:]model[@http://host/v1]" each
     fallbacks: tuple[str, ...] = ()
 
+    @classmethod
+    def from_spec(cls, spec: str, named_by: str) -> ModelSettings:
+        """A model named as "[provider:]model[@http://host/v1]" (--model, a config's `model =`)."""
+        model, base_url = parse_model_spec(spec)
+        return cls(model=model, base_url=base_url, named_by=named_by)
+
     @property
     def names_a_model(self) -> bool:
         """The caller asked for a model (a name, an endpoint or a key), not just the defaults."""

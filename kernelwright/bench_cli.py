@@ -98,8 +98,8 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
     timeout_s = (max_minutes * 2 + 10) * 60 if timeout_minutes is None and max_minutes else (timeout_minutes or 0) * 60
     job = RunJob(config.run_setup(settings=settings),
                  RunBudget(candidates=max_candidates, wall_s=max_minutes * 60, tokens=max_tokens, cost_usd=max_cost),
-                 models=tuple(ModelSettings(model=m, named_by="--model") for m in model),
-                 critic_model=ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None,
+                 models=tuple(ModelSettings.from_spec(m, "--model") for m in model),
+                 critic_model=ModelSettings.from_spec(critic_model, "--critic-model") if critic_model else None,
                  archive=archive, timeout_s=timeout_s or None)
     options = BenchOptions(out, resume=resume, gpus=tuple(dict.fromkeys(parse_gpus(gpus))) if gpus is not None else None,
                            translate_only=translate_only, jobs=jobs)

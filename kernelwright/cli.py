@@ -93,7 +93,7 @@ def eval_command(
 @app.command("run")
 def run_command(
     problem: Path = typer.Argument(..., help="KernelBench-style problem file"),
-    model: list[str] = typer.Option([], help="chat model (OpenAI-compatible name, or provider:model); repeat for an "
+    model: list[str] = typer.Option([], help="chat model (OpenAI-compatible name, or provider:model; @http://host/v1 names its endpoint); repeat for an "
                                              "ensemble that takes turns proposing"),
     critic_model: str | None = typer.Option(None, help="chat model for the critic (default: the first model)"),
     generations: int = typer.Option(RunSettings.generations, min=1, help="generations of propose -> evaluate -> select"),
@@ -146,8 +146,8 @@ def run_command(
         fail(exc, EXIT_BAD_INPUT)
     settings = config.run_settings(generations=generations, population=population, candidates_per_generation=candidates)
     # No --model: the config's [agents] models (optimize asks the config), else the environment's.
-    proposers = [ModelSettings(model=m, named_by="--model") for m in model]
-    critic = ModelSettings(model=critic_model, named_by="--critic-model") if critic_model else None
+    proposers = [ModelSettings.from_spec(m, "--model") for m in model]
+    critic = ModelSettings.from_spec(critic_model, "--critic-model") if critic_model else None
     budget = config.run_budget(candidates=max_candidates, wall_s=max_minutes * 60)
     progress = RunProgress()
     live = Live(progress.table(f"kernelwright run {problem.name}"), console=console, refresh_per_second=4,

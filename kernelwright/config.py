@@ -180,7 +180,8 @@ class ModelConfig(_Section):
         return self
 
     def settings(self, named_by: str) -> ModelSettings:
-        model, base_url = (self.model, self.base_url) if self.model is not None else parse_model_spec(self.models[0])
+        # `model = "name@http://host/v1"` names its endpoint as a chain's entry does
+        model, base_url = parse_model_spec(self.model if self.model is not None else self.models[0])
         return ModelSettings(model=model, temperature=self.temperature, base_url=base_url or self.base_url,
                              max_retries=self.max_retries, timeout_s=self.timeout_s,
                              price_in_per_mtok=self.price_in_per_mtok, price_out_per_mtok=self.price_out_per_mtok,
