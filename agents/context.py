@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,8 @@ class NamedModel:
     llm: Any
     price_in_per_mtok: float = 0.0
     price_out_per_mtok: float = 0.0
+    # (in, out) prices of the other models of its fallback chain, by the name a reply says answered it
+    chain_prices: Mapping[str, tuple[float, float]] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

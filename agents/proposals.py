@@ -56,8 +56,11 @@ def reply_spend(reply: Any, model: NamedModel | None = None) -> Spend:
     usage = getattr(reply, "usage_metadata", None) or {}
     spend = Spend(tokens=int(usage.get("total_tokens", 0)))
     if model is not None:
-        spend.cost_usd = (int(usage.get("input_tokens", 0)) * model.price_in_per_mtok
-                          + int(usage.get("output_tokens", 0)) * model.price_out_per_mtok) / 1e6
+        # priced as the model that answered (a chain's fallback has its own prices), as the trace prices it
+        price_in, price_out = model.chain_prices.get(answered_by(reply, model.name),
+                                                     (model.price_in_per_mtok, model.price_out_per_mtok))
+        spend.cost_usd = (int(usage.get("input_tokens", 0)) * price_in
+                          + int(usage.get("output_tokens", 0)) * price_out) / 1e6
     return spend
 
 

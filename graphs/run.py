@@ -21,7 +21,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from kernelwright.agents.budget import LIMITS, exhausted
 from kernelwright.agents.context import KContext, NamedModel, RunSettings
 from kernelwright.agents.evaluator import CandidateEvaluator
-from kernelwright.agents.llm import LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
+from kernelwright.agents.llm import ChosenModel, LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.manual import MANUAL_MODEL, ManualChatModel
 from kernelwright.agents.model_chain import RetryPolicy, make_model_chain
@@ -176,7 +176,8 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     prices = {m.name: resolve_price(m.api_model, m.settings.price_in_per_mtok, m.settings.price_out_per_mtok)
               for m in plan.all_models()}
     ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters), prices[m.name].price_in_per_mtok,
-                                prices[m.name].price_out_per_mtok) for m in plan.proposers)
+                                prices[m.name].price_out_per_mtok, chain_prices=_chain_prices(m))
+                     for m in plan.proposers)
     critic_llm = make_model_chain(plan.critic, setup.retry, limiters) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
     if on_models is not None:
@@ -267,6 +268,15 @@ def _prices_by_reported_name(plan: ModelPlan) -> dict[str, ModelPrice]:
             price = resolve_price(link.api_model, s.price_in_per_mtok, s.price_out_per_mtok)
             for name in (link.api_model, link.api_model.rsplit(":", 1)[-1]):
                 out.setdefault(name, price)
+    return out
+
+
+def _chain_prices(chosen: ChosenModel) -> dict[str, tuple[float, float]]:
+    """The fallbacks' (in, out) prices by the name a chain's reply gives for the model that answered."""
+    out = {}
+    for link in chosen.fallbacks:
+        price = resolve_price(link.api_model, link.settings.price_in_per_mtok, link.settings.price_out_per_mtok)
+        out[link.name] = (price.price_in_per_mtok, price.price_out_per_mtok)
     return out
 
 

@@ -161,3 +161,20 @@ def test_tokens_per_minute_are_estimated_then_corrected() -> None:
         pass
     assert now[0] == pytest.approx(2.5)
     assert RunLimiters({"p": ProviderLimits()}).for_provider("p") is None  # no limits: no limiter
+
+
+def test_a_reply_from_a_fallback_is_charged_at_the_fallbacks_prices() -> None:
+    """The run's budget prices a reply as the model that answered, as the trace and the report do."""
+    from langchain_core.messages import AIMessage
+
+    from kernelwright.agents.context import NamedModel
+    from kernelwright.agents.model_chain import ANSWERED_BY
+    from kernelwright.agents.proposals import reply_spend
+
+    usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000, "total_tokens": 2_000_000}
+    model = NamedModel("first", llm=None, price_in_per_mtok=2.0, price_out_per_mtok=8.0,
+                       chain_prices={"second": (0.4, 1.6)})
+    by_first = AIMessage("x", usage_metadata=usage, response_metadata={ANSWERED_BY: "first"})
+    by_second = AIMessage("x", usage_metadata=usage, response_metadata={ANSWERED_BY: "second"})
+    assert reply_spend(by_first, model).cost_usd == 10.0
+    assert abs(reply_spend(by_second, model).cost_usd - 2.0) < 1e-9
