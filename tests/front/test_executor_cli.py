@@ -16,19 +16,14 @@ from kernelwright.cli import app
 from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_ERROR
 from kernelwright.config import ConfigError, load_config
 from kernelwright.graphs.executors import ExecutorSettings
+from support.blocked_import import without
 from support.paths import FIXTURES as FIX
 
 PROBLEM = FIX / "problems" / "relu_affine.py"
 NO_RAY_MESSAGE = ("executor: the Ray executor needs the ray package, which is not installed here: pip install "
                   "'kernelwright[ray]' (or choose the local executor: --executor local)")
 
-_WITHOUT_RAY = """
-import sys, importlib.abc
-class NoRay(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] == "ray":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoRay())
+_WITHOUT_RAY = without("ray") + """
 from kernelwright.cli import app
 app(sys.argv[1:])
 """

@@ -14,23 +14,13 @@ from kernelwright.graphs.executors import ExecutorSettings, open_evaluator
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.measure.timing import BenchSettings
-from support.paths import FIXTURES, RELU_CANDIDATE
+from support.candidate_variants import candidate_variants
+from support.paths import FIXTURES
 
 ray = pytest.importorskip("ray", reason="the Ray executor's GPU test needs ray (pip install 'kernelwright[ray]')")
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc, pytest.mark.timeout(600)]
 PROBLEM = FIXTURES / "problems" / "relu_affine.py"
 BATCH = 4
-
-
-def _batch(root: Path) -> list[Path]:
-    """BATCH different candidate files (distinct builds), laid out as a run's candidates folder."""
-    out = []
-    for i in range(BATCH):
-        folder = root / "candidates" / f"g0-c{i}"
-        folder.mkdir(parents=True)
-        (folder / "candidate.py").write_text(RELU_CANDIDATE.read_text() + f"\n# variant {i}\n")
-        out.append(folder / "candidate.py")
-    return out
 
 
 def _per_candidate_s(kind: str, candidates: list[Path], cache: Path) -> tuple[float, list[object]]:
@@ -49,8 +39,8 @@ def _per_candidate_s(kind: str, candidates: list[Path], cache: Path) -> tuple[fl
 def test_a_batch_through_a_gpu_actor_and_its_overhead_against_the_local_executor(tmp_path: Path) -> None:
     ray.init(num_gpus=1, include_dashboard=False, log_to_driver=False)
     try:
-        local_s, local = _per_candidate_s("local", _batch(tmp_path / "local"), tmp_path / "cache-local")
-        ray_s, remote = _per_candidate_s("ray", _batch(tmp_path / "ray"), tmp_path / "cache-ray")
+        local_s, local = _per_candidate_s("local", candidate_variants(tmp_path / "local", BATCH), tmp_path / "cache-local")
+        ray_s, remote = _per_candidate_s("ray", candidate_variants(tmp_path / "ray", BATCH), tmp_path / "cache-ray")
     finally:
         ray.shutdown()
     assert [r.status for r in remote] == ["passed"] * (BATCH - 1), [(r.reason, r.message) for r in remote]  # type: ignore[attr-defined]

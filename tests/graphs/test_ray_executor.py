@@ -28,9 +28,10 @@ from kernelwright.run import optimize
 from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.run_folder import CandidateFolder, RunFolder
+from support.candidate_variants import candidate_variants
 from support.graph_fakes import answer, scripted
 from support.paths import FIXTURES as FIX
-from support.paths import KERNELBENCH, RELU_CANDIDATE
+from support.paths import KERNELBENCH
 from support.ray_fakes import counting_factory, failing_factory
 
 PROBLEM = FIX / "problems" / "relu_affine.py"
@@ -47,17 +48,6 @@ def cluster() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
-
-
-def _candidates(root: Path, n: int) -> list[Path]:
-    """n candidate folders as a run has them (candidates/<id>/candidate.py), each a different file."""
-    out = []
-    for i in range(n):
-        folder = root / "candidates" / f"g0-c{i}"
-        folder.mkdir(parents=True)
-        (folder / "candidate.py").write_text(RELU_CANDIDATE.read_text() + f"\n# variant {i}\n")
-        out.append(folder / "candidate.py")
-    return out
 
 
 def _evaluator(tmp_path: Path, delay_s: float, build_cache: Path | None = None) -> tuple[RayEvaluator, Path]:
@@ -86,7 +76,7 @@ def test_evaluations_fan_out_over_gpu_actors_that_record_where_they_measured(clu
     evaluator, markers = _evaluator(tmp_path, delay_s=0.3)
     try:
         assert evaluator.gpus == ("0", "1") and len(evaluator.actors) == CLUSTER_GPUS
-        candidates = _candidates(tmp_path, 6)
+        candidates = candidate_variants(tmp_path, 6)
         with ThreadPoolExecutor(6) as pool:  # as the graph's fan-out calls it
             reports = list(pool.map(evaluator.evaluate, candidates))
         assert [r.status for r in reports] == ["passed"] * 6
@@ -106,7 +96,7 @@ def test_an_actor_killed_mid_run_is_replaced_and_every_candidate_is_evaluated_on
                                                                                     tmp_path: Path) -> None:
     evaluator, markers = _evaluator(tmp_path, delay_s=0.5)
     try:
-        candidates = _candidates(tmp_path, 8)
+        candidates = candidate_variants(tmp_path, 8)
         by_pid = {ray.get(a.identity.remote())["pid"]: a for a in evaluator.actors}
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(evaluator.evaluate, c) for c in candidates]
@@ -129,7 +119,7 @@ def test_an_actor_killed_mid_run_is_replaced_and_every_candidate_is_evaluated_on
 def test_builds_run_as_ray_cpu_tasks_with_nvcc(cluster: None, tmp_path: Path, build_cache: Path) -> None:
     evaluator, _ = _evaluator(tmp_path, delay_s=0.0, build_cache=build_cache)
     try:
-        (good,) = _candidates(tmp_path, 1)
+        (good,) = candidate_variants(tmp_path, 1)
         bad = tmp_path / "candidates" / "g0-bad" / "candidate.py"
         bad.parent.mkdir(parents=True)
         shutil.copy(FIX / "broken" / "candidate_compile_error.py", bad)
@@ -201,7 +191,7 @@ def test_an_evaluator_that_cannot_start_is_one_typed_error_not_endless_retries(c
     settings = EvalSettings(build=BuildSettings(arch="sm_90a"))
     evaluator = RayEvaluator(PROBLEM, settings, ExecutorSettings("ray", retries=5), factory=failing_factory)
     try:
-        (candidate,) = _candidates(tmp_path, 1)
+        (candidate,) = candidate_variants(tmp_path, 1)
         with pytest.raises(RayExecutorError, match="the evaluator could not start on a Ray actor") as info:
             evaluator.evaluate(candidate)
         assert "no GPU driver on this node" in str(info.value)  # the actor's own error, named

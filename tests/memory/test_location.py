@@ -9,14 +9,10 @@ import sys
 from pathlib import Path
 
 from kernelwright.memory.location import default_archive_path
+from support.blocked_import import without
 
-_WITHOUT_CHROMADB = """
-import sys, importlib.abc
-class NoChroma(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] == "chromadb":
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-sys.meta_path.insert(0, NoChroma())
+_WITHOUT_CHROMADB = without("chromadb") + """
+import sys
 from pathlib import Path
 from kernelwright.graphs.run import _jailed
 from kernelwright.tools.harness.evaluate import EvalSettings
