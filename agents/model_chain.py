@@ -17,6 +17,7 @@ handler writes to its event log; each attempt is also an ordinary chat model cal
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -52,6 +53,9 @@ class RetryPolicy:
     backoff_max_s: float = 30.0
     retry_after_max_s: float = 120.0  # a server's Retry-After longer than this is cut to it
     jitter: float = 0.5  # the share of a backoff drawn at random (0: none), so parallel calls do not retry together
+    # a model that failed past its retries is passed over by the run's chains for this long (tried last, not
+    # first), so each call of a long outage does not pay its retries again (0: always tried first)
+    cooldown_s: float = 60.0
 
     def wait_s(self, retry: int, retry_after: float | None, rand: Callable[[], float] = random.random) -> float:
         """The wait before retry number `retry` (0 for the first): the server's Retry-After when it sent one."""
@@ -59,6 +63,28 @@ class RetryPolicy:
             return min(retry_after, self.retry_after_max_s)
         backoff = min(self.backoff_max_s, self.backoff_s * 2 ** retry)
         return backoff * (1.0 - self.jitter * rand())
+
+
+class ModelCooldowns:
+    """Which models of a run failed past their retries, and until when they are passed over (one per run, shared
+    by its chains; thread-safe: the graph's agent calls run in parallel)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._until: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def remaining_s(self, model: ChosenModel) -> float:
+        with self._lock:
+            return max(0.0, self._until.get((model.name, model.endpoint), 0.0) - self._clock())
+
+    def failed(self, model: ChosenModel, cooldown_s: float) -> None:
+        with self._lock:
+            self._until[(model.name, model.endpoint)] = self._clock() + cooldown_s
+
+    def answered(self, model: ChosenModel) -> None:
+        with self._lock:
+            self._until.pop((model.name, model.endpoint), None)
 
 
 @dataclass(frozen=True)
@@ -74,10 +100,11 @@ class ModelChain(Runnable[Any, Any]):
     accepts_temperature = True  # agents.proposals binds the generation's temperature to it
 
     def __init__(self, links: Sequence[ChainLink], policy: RetryPolicy = RetryPolicy(), *,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, cooldowns: ModelCooldowns | None = None) -> None:
         if not links:
             raise ValueError("a model chain needs at least one model")
         self.links, self.policy, self._sleep = tuple(links), policy, sleep
+        self.cooldowns = cooldowns
 
     @property
     def model_name(self) -> str:
@@ -89,7 +116,7 @@ class ModelChain(Runnable[Any, Any]):
 
     def with_structured_output(self, schema: Any, **kwargs: Any) -> ModelChain:
         return ModelChain([replace(link, runnable=link.runnable.with_structured_output(schema, **kwargs))
-                           for link in self.links], self.policy, sleep=self._sleep)
+                           for link in self.links], self.policy, sleep=self._sleep, cooldowns=self.cooldowns)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
         return self._call_with_config(self._run, input, config, **kwargs)
@@ -97,7 +124,8 @@ class ModelChain(Runnable[Any, Any]):
     def _run(self, prompt: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         child = patch_config(config, callbacks=run_manager.get_child())
         last: BaseException | None = None
-        for index, link in enumerate(self.links):
+        order = self._order(child)
+        for index, link in enumerate(order):
             tries = link.model.settings.max_retries + 1
             for attempt in range(tries):
                 try:
@@ -115,8 +143,10 @@ class ModelChain(Runnable[Any, Any]):
                                attempt=attempt + 1, of=tries, wait_s=round(wait, 3), retry_after_s=asked,
                                error=_short(exc))
                     self._sleep(wait)
-            if index + 1 < len(self.links):
-                then = self.links[index + 1].model
+            if self.cooldowns is not None and self.policy.cooldown_s > 0:
+                self.cooldowns.failed(link.model, self.policy.cooldown_s)
+            if index + 1 < len(order):
+                then = order[index + 1].model
                 self._emit(FALLBACK_EVENT, child, model=link.model.name, endpoint=link.model.endpoint,
                            to_model=then.name, to_endpoint=then.endpoint, error=_short(last))
         assert last is not None
@@ -125,6 +155,20 @@ class ModelChain(Runnable[Any, Any]):
             last.__notes__ = [*getattr(last, "__notes__", ()),  # type: ignore[attr-defined]
                               f"{CHAIN_FAILED}: {', '.join(link.model.name for link in self.links)}"]
         raise last
+
+    def _order(self, config: RunnableConfig) -> list[ChainLink]:
+        """The links in chain order, those cooling down after a failure moved last (still tried if all else fails)."""
+        if self.cooldowns is None:
+            return list(self.links)
+        cooling = {id(link): self.cooldowns.remaining_s(link.model) for link in self.links}
+        ready = [link for link in self.links if not cooling[id(link)]]
+        later = [link for link in self.links if cooling[id(link)]]
+        for link in later if ready else ():
+            self._emit(FALLBACK_EVENT, config, model=link.model.name, endpoint=link.model.endpoint,
+                       to_model=ready[0].model.name, to_endpoint=ready[0].model.endpoint,
+                       error=f"passed over: it failed past its retries; tried again in {cooling[id(link)]:.0f} s "
+                             "(llm.cooldown_s)")
+        return ready + later
 
     def _attempt(self, link: ChainLink, prompt: Any, config: RunnableConfig, kwargs: Mapping[str, Any]) -> Any:
         admitted = link.limiter.admit(estimate_tokens(prompt)) if link.limiter is not None else nullcontext()
@@ -141,6 +185,8 @@ class ModelChain(Runnable[Any, Any]):
             metadata = getattr(message, "response_metadata", None)
             if isinstance(metadata, dict):
                 metadata[ANSWERED_BY] = link.model.name
+            if self.cooldowns is not None:
+                self.cooldowns.answered(link.model)
             if ticket is not None:
                 usage = getattr(message, "usage_metadata", None) or {}
                 ticket.settle(int(usage.get("total_tokens") or 0))
@@ -167,11 +213,12 @@ def _short(exc: BaseException | None) -> str:
 
 
 def make_model_chain(chosen: ChosenModel, policy: RetryPolicy = RetryPolicy(), limiters: RunLimiters | None = None,
-                     env: Mapping[str, str] | None = None) -> ModelChain:
-    """`chosen` and its fallbacks as one ModelChain; each model's limiter comes from the run's `limiters`."""
+                     env: Mapping[str, str] | None = None, cooldowns: ModelCooldowns | None = None) -> ModelChain:
+    """`chosen` and its fallbacks as one ModelChain; each model's limiter comes from the run's `limiters`, and
+    which models are cooling down after a failure from the run's `cooldowns`."""
     links = []
     for model in (chosen, *chosen.fallbacks):
         one_try = replace(model, settings=replace(model.settings, max_retries=0))  # the chain retries, not the client
         links.append(ChainLink(model, make_chat_model(one_try, env),
                                limiters.for_provider(model.limits_key) if limiters is not None else None))
-    return ModelChain(links, policy)
+    return ModelChain(links, policy, cooldowns=cooldowns)

@@ -24,7 +24,7 @@ from kernelwright.agents.evaluator import CandidateEvaluator
 from kernelwright.agents.llm import ChosenModel, LLMUnavailable, ModelPlan, ModelSettings, choose_model, plan_models
 from kernelwright.agents.llm_failure import llm_failure
 from kernelwright.agents.manual import MANUAL_MODEL, ManualChatModel
-from kernelwright.agents.model_chain import RetryPolicy, make_model_chain
+from kernelwright.agents.model_chain import ModelCooldowns, RetryPolicy, make_model_chain
 from kernelwright.agents.offline_proposer import OfflineSession
 from kernelwright.agents.prices import ModelPrice, resolve_price
 from kernelwright.agents.rate_limits import ProviderLimits, RunLimiters
@@ -173,12 +173,13 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
     plan = choose_models(setup, model=model, models=models, critic_model=critic_model, llm=llm, offline=offline,
                          recorded=_recorded_plan(run_dir, run_id) if resume and not manual else None)
     limiters = RunLimiters(setup.provider_limits)  # one per provider, shared by every call of this run
+    cooldowns = ModelCooldowns()  # models that failed past their retries, passed over by every chain of this run
     prices = {m.name: resolve_price(m.api_model, m.settings.price_in_per_mtok, m.settings.price_out_per_mtok)
               for m in plan.all_models()}
-    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters), prices[m.name].price_in_per_mtok,
+    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters, cooldowns=cooldowns), prices[m.name].price_in_per_mtok,
                                 prices[m.name].price_out_per_mtok, chain_prices=_chain_prices(m))
                      for m in plan.proposers)
-    critic_llm = make_model_chain(plan.critic, setup.retry, limiters) if plan.critic else None
+    critic_llm = make_model_chain(plan.critic, setup.retry, limiters, cooldowns=cooldowns) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
     if on_models is not None:
         on_models(plan)

@@ -228,11 +228,14 @@ class LLMConfig(_Section):
     retry_after_max_s: float = Field(default=_default(RetryPolicy, "retry_after_max_s"), ge=0.0,
                                      description="a server's Retry-After is honoured up to this many seconds")
     jitter: float = Field(default=_default(RetryPolicy, "jitter"), ge=0.0, le=1.0)
+    cooldown_s: float = Field(default=_default(RetryPolicy, "cooldown_s"), ge=0.0,
+                              description="a model that failed past its retries is tried last by the run's chains "
+                                          "for this long (0: always first)")
     providers: dict[str, ProviderLimitsConfig] = Field(default_factory=dict)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(backoff_s=self.backoff_s, backoff_max_s=self.backoff_max_s,
-                           retry_after_max_s=self.retry_after_max_s, jitter=self.jitter)
+                           retry_after_max_s=self.retry_after_max_s, jitter=self.jitter, cooldown_s=self.cooldown_s)
 
     def provider_limits(self) -> dict[str, ProviderLimits]:
         return {name: ProviderLimits(**limits.model_dump()) for name, limits in self.providers.items()}

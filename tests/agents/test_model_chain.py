@@ -15,7 +15,7 @@ from langchain_openai import ChatOpenAI
 
 from kernelwright.agents.llm import ModelPlan, ModelSettings, choose_model, parse_model_spec
 from kernelwright.agents.llm_failure import llm_failure
-from kernelwright.agents.model_chain import ChainLink, ModelChain, RetryPolicy, make_model_chain
+from kernelwright.agents.model_chain import ChainLink, ModelChain, ModelCooldowns, RetryPolicy, make_model_chain
 from kernelwright.agents.rate_limits import ProviderLimiter, ProviderLimits, RunLimiters
 from kernelwright.eval.fakes.replay_server import ReplayRule, ReplayServer
 
@@ -23,12 +23,12 @@ FAST = RetryPolicy(backoff_s=0.01, backoff_max_s=0.05)
 
 
 def chain(*servers: ReplayServer, policy: RetryPolicy = FAST, limiters: RunLimiters | None = None,
-          **settings: Any) -> tuple[ModelChain, Any]:
+          cooldowns: ModelCooldowns | None = None, **settings: Any) -> tuple[ModelChain, Any]:
     names = [f"m{i}" for i in range(len(servers))]
     specs = tuple(f"{name}@{server.base_url}" for name, server in zip(names[1:], servers[1:]))
     chosen = choose_model(ModelSettings(model=names[0], base_url=servers[0].base_url, fallbacks=specs, **settings),
                           env={})
-    return make_model_chain(chosen, policy, limiters, env={}), chosen
+    return make_model_chain(chosen, policy, limiters, env={}, cooldowns=cooldowns), chosen
 
 
 def test_the_chain_syntax_has_one_parser() -> None:
@@ -82,6 +82,31 @@ def test_a_model_that_stays_down_hands_over_to_the_next() -> None:
     assert len(down.requests) == 3 and len(up.requests) == 1
     assert up.requests[0]["model"] == "m1" and up.requests[0]["temperature"] == 0.3
     assert chosen.describe() == f"m0 ({down.base_url}) -> m1 ({up.base_url})"
+
+
+@pytest.mark.parametrize("cooldown_s", [60.0, 0.0])
+def test_a_model_that_failed_is_passed_over_by_the_next_calls_while_it_cools_down(cooldown_s: float) -> None:
+    """A long outage of the first model: the run's next calls go to the second model at once instead of paying the
+    first one's retries each time (cooldown 0: every call tries the first model again)."""
+    with ReplayServer([ReplayRule("down", status=500, repeat=True)]) as down, \
+            ReplayServer([ReplayRule("up", repeat=True)]) as up:
+        model, _ = chain(down, up, policy=RetryPolicy(backoff_s=0.01, backoff_max_s=0.05, cooldown_s=cooldown_s),
+                         cooldowns=ModelCooldowns(), max_retries=2)
+        assert [model.invoke("hello").content for _ in range(3)] == ["up"] * 3
+    assert len(down.requests) == (3 if cooldown_s else 9) and len(up.requests) == 3
+
+
+def test_a_model_cooling_down_is_still_asked_when_every_other_one_fails() -> None:
+    cooldowns = ModelCooldowns()
+    with ReplayServer([ReplayRule("down", status=500), ReplayRule("back", repeat=True)]) as flaky, \
+            ReplayServer([ReplayRule("down too", status=503, repeat=True)]) as down:
+        model, chosen = chain(flaky, down, cooldowns=cooldowns, max_retries=0)
+        with pytest.raises(Exception, match="down too"):
+            model.invoke("one")  # both failed: both cool down
+        assert cooldowns.remaining_s(chosen) > 0
+        assert model.invoke("two").content == "back"  # all cooling: still asked, in chain order
+        assert cooldowns.remaining_s(chosen) == 0.0  # it answered: no longer passed over
+    assert len(flaky.requests) == 2 and len(down.requests) == 1
 
 
 def test_a_rejected_key_is_not_retried_but_the_next_model_is_asked() -> None:

@@ -43,7 +43,7 @@ DISTINCT: dict[str, Any] = {
     "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
     "budget.cost_usd": 2.5, "budget.tokens": 1000,
     "runs_dir": "elsewhere", "log_level": "info",
-    "llm.backoff_s": 0.2, "llm.backoff_max_s": 3.0, "llm.retry_after_max_s": 9.0, "llm.jitter": 0.0,
+    "llm.backoff_s": 0.2, "llm.backoff_max_s": 3.0, "llm.retry_after_max_s": 9.0, "llm.jitter": 0.0, "llm.cooldown_s": 5.0,
     "llm.providers": {"openai": {"requests_per_minute": 60}},
 }
 
