@@ -82,15 +82,11 @@ class HarnessEvaluator:
     def prepare(self, candidate: Path) -> EvalReport | None:
         """Build the candidate on a CPU worker; a failed build's report (status rejected), or None when it built."""
         from kernelwright.tools.harness.evaluate import reason_for_error
-        from kernelwright.tools.harness.precompile import build_candidates
-        from kernelwright.tools.sandbox.pool import WorkerOptions
+        from kernelwright.tools.harness.precompile import build_candidate
 
         self._warm_reference_sides()
         with self.quiet.building():
-            (outcome,) = build_candidates(self.problem, [candidate], build=self.settings.build, jobs=1,
-                                          code_check=self.settings.code_check,
-                                          options=WorkerOptions(isolation=isolation_policy(
-                                              self.settings, Path(self.problem), Path(candidate).resolve().parent)))
+            outcome = build_candidate(self.problem, candidate, self.settings)
         if outcome.ok:
             return None
         error = outcome.error or {}

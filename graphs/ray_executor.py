@@ -150,16 +150,11 @@ class EvalActor:
 
 def build_in_task(problem: Bundle, candidate: Bundle, settings: EvalSettings) -> dict[str, Any]:
     """A Ray CPU task: import the candidate in a CPU-only sandbox worker (nvcc); the BuildOutcome as a dict."""
-    from kernelwright.tools.harness.evaluate import isolation_policy
-    from kernelwright.tools.harness.precompile import build_candidates
-    from kernelwright.tools.sandbox.pool import WorkerOptions
+    from kernelwright.tools.harness.precompile import build_candidate
 
     with tempfile.TemporaryDirectory(prefix="kw-ray-build-") as root:
         problem_path = problem.place(Path(root) / "problem")
-        path = candidate.place(Path(root) / "candidates")
-        (outcome,) = build_candidates(problem_path, [path], build=settings.build, jobs=1, code_check=settings.code_check,
-                                      options=WorkerOptions(isolation=isolation_policy(settings, problem_path,
-                                                                                       path.parent)))
+        outcome = build_candidate(problem_path, candidate.place(Path(root) / "candidates"), settings)
     out = outcome.to_dict()
     out["where"] = node_identity()
     return out

@@ -18,7 +18,7 @@ from kernelwright.eval.bench.harness_prepare import candidate_path, child_budget
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
 from kernelwright.eval.kernelbench.runner import Lane, Solve
-from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
+from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.problem.files import check_source
 
 CANDIDATES_DIR = "candidates"
@@ -42,8 +42,7 @@ def translate_and_build(problem: BenchProblem, folder: Path, settings: EvalSetti
                         precision: str = "strict", preview: bool = False) -> ProblemRow:
     """One problem's translate-only row; its candidate (where the translator gives one) goes to `folder`, built
     with `settings`' build, pre-check and jail."""
-    from kernelwright.tools.harness.precompile import build_candidates
-    from kernelwright.tools.sandbox.pool import WorkerOptions
+    from kernelwright.tools.harness.precompile import build_candidate
 
     started = time.perf_counter()
     check_source(problem.path, "problem")
@@ -53,9 +52,7 @@ def translate_and_build(problem: BenchProblem, folder: Path, settings: EvalSetti
                      reason=entry.why, precision=precision)
     if entry.kind == "offline":
         candidate = candidate_path(folder, problem.path.stem)
-        jail = isolation_policy(settings, problem.path, candidate.resolve().parent)
-        (built,) = build_candidates(problem.path, [candidate], build=settings.build, jobs=1,
-                                    code_check=settings.code_check, options=WorkerOptions(isolation=jail))
+        built = build_candidate(problem.path, candidate, settings)
         row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only",
                          "compiled" if built.ok else "not_compiled",
                          reason="" if built.ok else first_error_line(built.error), candidate=True,

@@ -96,6 +96,15 @@ def build_candidates(problem: str | Path, candidates: Sequence[str | Path], *, b
     return outcomes
 
 
+def build_candidate(problem: str | Path, candidate: str | Path, settings: EvalSettings) -> BuildOutcome:
+    """One candidate built as an evaluation with `settings` would build it: their build settings, their static
+    pre-check, and their jail (the problem's and the candidate's folders readable)."""
+    jail = isolation_policy(settings, Path(problem), Path(candidate).resolve().parent)
+    (outcome,) = build_candidates(problem, [candidate], build=settings.build, jobs=1, code_check=settings.code_check,
+                                  options=WorkerOptions(isolation=jail))
+    return outcome
+
+
 def _problem_text(problem: str | Path) -> str | None:
     try:
         return read_source(problem, "problem")
