@@ -47,6 +47,11 @@ class ModelPrice:
     price_out_per_mtok: float = 0.0
     source: PriceSource = "none"
 
+    @property
+    def pair(self) -> tuple[float, float]:
+        """(in, out) USD per million tokens."""
+        return self.price_in_per_mtok, self.price_out_per_mtok
+
     def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
         return (input_tokens * self.price_in_per_mtok + output_tokens * self.price_out_per_mtok) / 1e6
 

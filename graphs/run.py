@@ -174,10 +174,8 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                          recorded=_recorded_plan(run_dir, run_id) if resume and not manual else None)
     limiters = RunLimiters(setup.provider_limits)  # one per provider, shared by every call of this run
     cooldowns = ModelCooldowns()  # models that failed past their retries, passed over by every chain of this run
-    prices = {m.name: resolve_price(m.api_model, m.settings.price_in_per_mtok, m.settings.price_out_per_mtok)
-              for m in plan.all_models()}
-    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters, cooldowns=cooldowns), prices[m.name].price_in_per_mtok,
-                                prices[m.name].price_out_per_mtok, chain_prices=_chain_prices(m))
+    ensemble = tuple(NamedModel(m.name, make_model_chain(m, setup.retry, limiters, cooldowns=cooldowns),
+                                *_price_of(m).pair, chain_prices={f.name: _price_of(f).pair for f in m.fallbacks})
                      for m in plan.proposers)
     critic_llm = make_model_chain(plan.critic, setup.retry, limiters, cooldowns=cooldowns) if plan.critic else None
     log.info("models_chosen", plan=plan.describe())
@@ -200,8 +198,7 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                    archive=opened_archive)
     by_reported_name = _prices_by_reported_name(plan)
     graph_config = {**run_config(settings, run_id),
-                    **recorder.graph_config(ctx, extra_prices={name: (p.price_in_per_mtok, p.price_out_per_mtok)
-                                                               for name, p in by_reported_name.items()})}
+                    **recorder.graph_config(ctx, extra_prices={name: p.pair for name, p in by_reported_name.items()})}
     node = "start"
     failed_in: tuple[str, ...] = ()
     try:
@@ -265,20 +262,15 @@ def _prices_by_reported_name(plan: ModelPlan) -> dict[str, ModelPrice]:
     out: dict[str, ModelPrice] = {}
     for chosen in plan.all_models():
         for link in (chosen, *chosen.fallbacks):
-            s = link.settings
-            price = resolve_price(link.api_model, s.price_in_per_mtok, s.price_out_per_mtok)
+            price = _price_of(link)
             for name in (link.api_model, link.api_model.rsplit(":", 1)[-1]):
                 out.setdefault(name, price)
     return out
 
 
-def _chain_prices(chosen: ChosenModel) -> dict[str, tuple[float, float]]:
-    """The fallbacks' (in, out) prices by the name a chain's reply gives for the model that answered."""
-    out = {}
-    for link in chosen.fallbacks:
-        price = resolve_price(link.api_model, link.settings.price_in_per_mtok, link.settings.price_out_per_mtok)
-        out[link.name] = (price.price_in_per_mtok, price.price_out_per_mtok)
-    return out
+def _price_of(chosen: ChosenModel) -> ModelPrice:
+    """A model's (in, out) USD per Mtok: its configured prices, else the default table's (agents.prices)."""
+    return resolve_price(chosen.api_model, chosen.settings.price_in_per_mtok, chosen.settings.price_out_per_mtok)
 
 
 def _recorded_prices(by_name: dict[str, ModelPrice], manual: bool) -> dict[str, Any]:
