@@ -415,11 +415,16 @@ def setting_sources(path: str | Path | None = None, *, env: Mapping[str, str] | 
     return sources
 
 
-def _flat_keys(data: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys: list[str] = []
+def flat_settings(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a nested settings mapping (an empty table is a leaf)."""
+    items: list[tuple[str, Any]] = []
     for key, value in data.items():
         if isinstance(value, Mapping) and value:
-            keys += _flat_keys(value, f"{prefix}{key}.")
+            items += flat_settings(value, f"{prefix}{key}.")
         else:
-            keys.append(f"{prefix}{key}")
-    return keys
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+def _flat_keys(data: Mapping[str, Any]) -> list[str]:
+    return [key for key, _ in flat_settings(data)]

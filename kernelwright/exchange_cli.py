@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
@@ -120,7 +119,7 @@ def config_show_command(
     as_json: bool = typer.Option(False, "--json", help="print as JSON: {key: {value, source}}"),
 ) -> None:
     """The effective settings (defaults, the config file, KERNELWRIGHT_* variables, flags) and where each came from."""
-    from kernelwright.config import ConfigError, load_config, setting_sources
+    from kernelwright.config import ConfigError, flat_settings, load_config, setting_sources
 
     overrides = {"runs_dir": runs_dir}
     try:
@@ -129,7 +128,7 @@ def config_show_command(
         fail(exc, EXIT_BAD_INPUT)
     sources = setting_sources(config_file, overrides=overrides, flags=RUN_FLAGS)
     rows = {key: {"value": value, "source": sources.get(key, "default")}
-            for key, value in _flat(config.model_dump(mode="json"))}
+            for key, value in flat_settings(config.model_dump(mode="json"))}
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -137,16 +136,6 @@ def config_show_command(
     for key, row in rows.items():
         table.add_row(key, json.dumps(row["value"], default=str), row["source"])
     Console().print(table)
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            out += _flat(value, f"{prefix}{key}.")
-        else:
-            out.append((f"{prefix}{key}", value))
-    return out
 
 
 def register(app: typer.Typer) -> None:
