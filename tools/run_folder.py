@@ -82,11 +82,16 @@ def _read_object(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _write_object(path: Path, data: Mapping[str, Any], *, indent: int | None = 2) -> None:
-    """Replace the file atomically: a reader (or a resumed run) never sees half of it."""
+def _write_text(path: Path, text: str) -> None:
+    """Replace the file atomically: a reader (or a resumed run, or a run waiting for an answer) never sees half
+    of it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(dict(data), default=str, indent=indent))
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _write_object(path: Path, data: Mapping[str, Any], *, indent: int | None = 2) -> None:
+    _write_text(path, json.dumps(dict(data), default=str, indent=indent))
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -597,9 +602,7 @@ class ManualFolder:
         """The human-readable prompt first, then the JSON that makes it count as written (and pending)."""
         self.path.mkdir(parents=True, exist_ok=True)
         md = self.prompt_md(prompt)
-        tmp = md.with_name(f".{md.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, md)
+        _write_text(md, text)
         _write_object(self.path / f"{prompt.stem}.prompt.json", prompt.to_dict())
         return md
 
@@ -612,7 +615,5 @@ class ManualFolder:
     def write_answer(self, prompt: ManualPrompt, text: str) -> Path:
         """Atomically: the waiting run never reads half an answer."""
         path = self.answer_path(prompt)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        _write_text(path, text)
         return path
