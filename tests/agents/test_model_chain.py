@@ -5,6 +5,7 @@ Rate limits (agents.rate_limits) are measured from the server's request arrival 
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
@@ -40,12 +41,15 @@ def test_the_chain_syntax_has_one_parser() -> None:
 
 @pytest.mark.parametrize("header", ["seconds", "http-date"])
 def test_429_with_retry_after_is_waited_out_then_the_call_succeeds(header: str) -> None:
-    value = "1.2" if header == "seconds" else formatdate(time.time() + 2, usegmt=True)
+    # an HTTP date has whole seconds: the next whole second at least 1.2 s ahead, so the wait is 1.2 to 2.2 s
+    # whatever the fraction of the second the test starts in (time.time() + 2, cut to its second, was 1 to 2 s
+    # ahead when sent and could be under 1 s when the client read it)
+    value = "1.2" if header == "seconds" else formatdate(math.ceil(time.time() + 1.2), usegmt=True)
     with ReplayServer([ReplayRule("slow down", status=429, retry_after=value), ReplayRule("done")]) as server:
         model, _ = chain(server)
         assert model.invoke("hello").content == "done"
     first, second = server.arrivals
-    assert second - first >= (1.2 if header == "seconds" else 1.0)  # an HTTP date has whole seconds: (1, 2] s ahead
+    assert second - first >= (1.2 if header == "seconds" else 1.0)
     assert second - first < 3.0
 
 
