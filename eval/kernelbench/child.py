@@ -124,6 +124,7 @@ def _child_main(payload: bytes, result_file: str, log_file: str, gpu: str | None
         traceback.print_exc()
         kind = getattr(exc, "kind", None)  # a KernelwrightError says what kind of failure it is
         module = exc.name if isinstance(exc, ImportError) else None
+        # environment.traceback_files' work, inline: this path imports nothing that the missing module may break
         files = sorted({frame.filename for frame in traceback.extract_tb(exc.__traceback__)}) if module else []
         Path(result_file).write_text(json.dumps({"error": (str(exc) if kind else f"{type(exc).__name__}: {exc}")[:1000],
                                                  "kind": kind if isinstance(kind, str) else None, "module": module,
