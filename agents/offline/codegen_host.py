@@ -87,7 +87,7 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
 
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
     call = f"torch.ops.{step.target}({', '.join(args)})"
-    if gemm_mode == "tf32x3" and (kind := gemm_kind(step, buffers, convs=True)):  # the plan allowed it: it has a mode
+    if gemm_mode == "tf32x3" and (kind := gemm_kind(step, buffers)):
         call = host_call_expr(kind, args, step.target)
     outs = [b for b in step.outputs]
     if len(outs) == 1:

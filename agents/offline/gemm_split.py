@@ -8,8 +8,8 @@ the tensor-core time. What error remains is the tensor cores' fp32 accumulation:
 relative L2 error was 1.5e-5 (SIMT fp32: 5.6e-7, plain TF32: 2.0e-4), inside the harness's fp32 tolerance. The three products are one library GEMM over a tripled K: A' = [hi | lo | hi] along
 K, B' = [hi | hi | lo] along K, so A' @ B' is the sum; a small custom kernel writes A' and B'.
 
-A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments, or (where the
-plan allows it: Plan.split_convs, behind RunSettings.offline_preview until verified on a GPU) an fp32 conv1d/2d/3d:
+A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments, or an fp32
+conv1d/2d/3d (library convolutions: a convolution the candidate writes itself is a ConvStep, codegen_conv):
 a convolution is a GEMM over K = in-channels x taps, so tripling each group's input channels into [hi | lo | hi]
 and the weight's into [hi | hi | lo] makes one cuDNN TF32 convolution compute the split's sum. The mode is a
 tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more than it saves; its
@@ -158,14 +158,13 @@ HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "add
               "conv": "_kw_conv_tf32x3"}
 
 
-def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer], *, convs: bool = False) -> str | None:
-    """'linear' | 'matmul' | 'addmm' | 'conv' when the step can take the 3xTF32 path, else None. `convs`:
-    Plan.split_convs (convolutions only when the plan allows them)."""
+def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
+    """'linear' | 'matmul' | 'addmm' | 'conv' when the step can take the 3xTF32 path, else None."""
     kind = _TARGETS.get(step.target)
     if kind is None or step.kwargs:
         return None
     if kind == "conv":
-        return "conv" if convs and _plain_conv(step, buffers) else None
+        return "conv" if _plain_conv(step, buffers) else None
     tensors = [a for a in step.args if isinstance(a, Layout)]
     if len(tensors) != len(step.args) or any(buffers[t.buffer].dtype != "float32" for t in tensors):
         return None
@@ -240,7 +239,17 @@ def split_pays(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None =
 
 
 def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> str:
+    """A grouped convolution keeps fp32 by default: cuDNN ran one (8x128x28x28, 4 groups of 32 channels, 3x3) on
+    an H100 without tensor cores even with TF32 allowed (TF32 as accurate as fp32 and no faster), so the split's
+    tripled channels cost twice fp32's time there (0.44 vs 0.23 ms); the tuner may still try it. A dense one
+    (10x256x56x56, 3x3) took 0.50 ms split against 1.22 ms in fp32."""
+    if kind == "conv" and _groups(step) != 1:
+        return "fp32"
     return "tf32x3" if split_pays(step, kind, buffers) else "fp32"
+
+
+def _groups(step: HostStep) -> object:
+    return step.args[6] if len(step.args) > 6 else 1
 
 
 def host_call_expr(kind: str, args: list[str], target: str) -> str:
@@ -253,7 +262,7 @@ def gemm_modes(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
     """Per qualifying host step, its GEMM mode: the "<step>.GEMM" tunable if set, else the default."""
     out: dict[str, str] = {}
     for step in plan.steps:
-        if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers, convs=plan.split_convs)):
+        if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers)):
             mode = str(params.get(f"{step.name}.GEMM", default_mode(step, kind, plan.buffers)))
             out[step.name] = mode if mode in MODES else "fp32"
     return out

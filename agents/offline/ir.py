@@ -377,9 +377,6 @@ class Plan:
     # Model state forward leaves behind: (buffer or attribute target, its new value), written back after the
     # outputs are computed; such state is read afresh on every call.
     state_updates: tuple[tuple[str, Layout], ...] = ()
-    # fp32 library convolutions may take the 3xTF32 split (a "<step>.GEMM" tunable, as GEMMs do): behind
-    # RunSettings.offline_preview until verified on a GPU
-    split_convs: bool = False
 
     def mutated(self, buf: Buffer) -> bool:
         return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)

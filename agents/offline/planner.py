@@ -224,7 +224,7 @@ class Planner:
                                 for o in outs)
                 state = tuple((target, self.materialise(self.env[o.name]).layout) for target, o in updates)
         return Plan(self.buffers, tuple(user_inputs), self.finish(), outputs, tuple(dict.fromkeys(self.kept)),
-                    tuple(self.notes), self.output_kind(), state, split_convs=self.preview)
+                    tuple(self.notes), self.output_kind(), state)
 
     def split_outputs(self, outs: Any) -> tuple[list[Any], list[tuple[str, torch.fx.Node]]]:
         """The graph's outputs: forward's own, and (target, value) for each buffer forward leaves changed."""

@@ -88,7 +88,7 @@ def plan_space(plan: Plan) -> TuneSpace:
         elif isinstance(step, ConvStep):
             dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
         elif isinstance(step, HostStep):
-            if kind := gemm_kind(step, plan.buffers, convs=plan.split_convs):
+            if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind, plan.buffers)))
         elif isinstance(step, ElementwiseStep):
             vecs = _vec_choices(step, plan.buffers)

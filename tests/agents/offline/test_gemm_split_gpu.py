@@ -101,7 +101,7 @@ def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(hel
                                                                              w_shape: tuple[int, ...],
                                                                              groups: int) -> None:
     """The preview's 3xTF32 convolution against cuDNN in fp32 (strict) and in TF32 (eager's default): accuracy
-    asserted, times printed (the roofline default for convolutions is set from these figures)."""
+    asserted, times printed (gemm_split.default_mode's rule for convolutions comes from these figures)."""
     conv = torch.ops.aten.conv2d.default
     torch.manual_seed(3)
     x = torch.randn(x_shape, device="cuda")
@@ -123,5 +123,7 @@ def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(hel
     e_split, e_tf32 = _rel_l2(split, ref64), _rel_l2(tf32, ref64)
     print({"conv": [x_shape, w_shape, groups], "rel_l2": {"split": e_split, "tf32": e_tf32},
            "ms": {"fp32": round(fp32_ms, 3), "split": round(split_ms, 3), "tf32": round(tf32_ms, 3)}})
-    assert e_split < 5e-5 and e_tf32 > 5 * e_split, (e_split, e_tf32)
+    assert e_split < 5e-5, (e_split, e_tf32)
+    if groups == 1:  # the grouped one ran as fp32 in cuDNN even with TF32 allowed (H100: TF32 error 3e-7, as fp32)
+        assert e_tf32 > 5 * e_split, (e_split, e_tf32)  # the test can tell the split from plain TF32
     assert torch.allclose(split.double(), ref64, atol=1e-4, rtol=1e-4)
