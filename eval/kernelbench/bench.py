@@ -238,10 +238,15 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
     out.mkdir(parents=True, exist_ok=True)
     for key in plan.redo:
         plan.store.remove(key)  # a wrong verdict, not a result: the table must not count it while it is redone
-    if BenchManifest.read(out) is None:
+    manifest = BenchManifest.read(out)
+    if manifest is None:
         manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                  plan.search)
         (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
+    elif not set(plan.paths) <= set(manifest.paths):  # a resume that adds paths (the next level): the folder holds them all
+        data = json.loads((out / MANIFEST_FILE).read_text())  # the rest as written: an old one gains no fields
+        data["paths"] = list(dict.fromkeys(manifest.paths + plan.paths))
+        (out / MANIFEST_FILE).write_text(json.dumps(data, indent=2))
     solve = _translate_solver(plan) if options.translate_only else graph_solver(job, out)
     lock = threading.Lock()
 

@@ -111,10 +111,11 @@ def test_resume_with_the_same_search_settings_goes_on(tmp_path: Path, solved: li
     paths = _problems(tmp_path / "kb", "1_a", "2_b")
     out = tmp_path / "out"
     _bench(paths[:1], out, _job())
-    manifest = (out / "bench.json").read_text()
+    manifest = json.loads((out / "bench.json").read_text())
     _bench(paths, out, _job(), resume=True)
     assert solved == ["level1/1_a", "level1/2_b"]  # the finished one is not redone
-    assert (out / "bench.json").read_text() == manifest
+    resumed = json.loads((out / "bench.json").read_text())
+    assert resumed == {**manifest, "paths": [str(paths[0]), str(paths[1])]}  # the resume's new path is recorded too
     assert LINE + "." in (out / "summary.md").read_text()
 
 
@@ -133,7 +134,8 @@ def test_an_old_manifest_without_search_settings_still_summarises_and_resumes(tm
     assert json.loads((out / "summary.json").read_text())["search"] == SEARCH_NOT_RECORDED
     _bench(paths, out, _job(generations=2), resume=True)  # nothing to compare with: it goes on
     assert solved == ["level1/2_b"]
-    assert json.loads((out / "bench.json").read_text()) == old  # not labelled with settings its rows may not have
+    # not labelled with settings its rows may not have; the resume's new path is recorded
+    assert json.loads((out / "bench.json").read_text()) == {**old, "paths": [str(paths[0]), str(paths[1])]}
 
 
 def test_a_difference_is_named_as_the_user_sets_it() -> None:
