@@ -13,7 +13,8 @@ run` process (`python -P -m kernelwright.cli`, the CLI's own code path) into <ou
   script, the offline translator and tuner; it evaluates on n GPUs (local: one evaluator per visible GPU, Ray: one
   GPU actor per GPU) with agents.eval_concurrency = 2n evaluations in flight (2 per GPU, the default's share).
 A finished configuration (its result.json) is not redone with --resume; an unfinished bench continues (its wall
-time is the sum of its attempts); an unfinished agent run starts again (its rate must be one run's).
+time is the sum of its attempts, less any that finished nothing before failing: working_seconds); an unfinished
+agent run starts again (its rate must be one run's).
 The table (<out>/scaling.json, scaling.md; eval/bench/scaling_table has the definitions) is rewritten as each
 configuration finishes.
 
@@ -279,7 +280,8 @@ def agent_result(spec: ConfigSpec, folder: Path, wall_s: float, attempts: int) -
 @contextmanager
 def ray_cluster(spec: ConfigSpec, address: str | None) -> Iterator[str]:
     """The address of a Ray cluster with the configuration's GPUs: --address's (checked to have them), else one
-    started here on the first n visible GPUs and ended after."""
+    started here on the first n visible GPUs and ended after. The command that joins it takes this process's
+    environment as it is inside this context."""
     import ray
 
     from kernelwright.graphs.ray_executor import connect
@@ -295,17 +297,21 @@ def ray_cluster(spec: ConfigSpec, address: str | None) -> Iterator[str]:
                                where="--address")
         yield address
         return
-    before = os.environ.get("CUDA_VISIBLE_DEVICES")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_ids)  # Ray hands its actors these GPUs
+    # Ray hands its actors these GPUs; ray.init also sets RAY_AUTH_MODE here (token authentication of a local
+    # cluster, Ray >= 2.59), which the joining command must inherit to present the token
+    changes = {"CUDA_VISIBLE_DEVICES": ",".join(spec.gpu_ids)}
+    before = {name: os.environ.get(name) for name in changes}
+    os.environ.update(changes)
     try:
         ray.init(num_gpus=len(spec.gpu_ids), include_dashboard=False, log_to_driver=False)
         yield str(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
-        if before is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -338,34 +344,45 @@ def run_config(plan: ScalingPlan, spec: ConfigSpec, launch_command: Launch = lau
         shutil.rmtree(folder)  # an unfinished run starts again: its rate must be one run's
     folder.mkdir(parents=True, exist_ok=True)
     attempts = _read_attempts(folder)
-    env = dict(os.environ)
-    if spec.executor == "local" and spec.gpu_ids:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_ids)
-    if spec.workload == "agent_run":
-        env[CONCURRENCY_ENV] = str(2 * spec.gpus)
+    make_result = bench_result if spec.workload == "bench" else agent_result
+    items_before = make_result(spec, folder, 0.0, 0).items
     cluster = ray_cluster(spec, plan.options.address) if spec.executor == "ray" else nullcontext(None)
     model = replay_model(plan.options.replay) if spec.workload == "agent_run" else nullcontext(None)
     with cluster as address, model as llm:
+        env = dict(os.environ)
+        if spec.executor == "local" and spec.gpu_ids:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpu_ids)
+        if spec.workload == "agent_run":
+            env[CONCURRENCY_ENV] = str(2 * spec.gpus)
         command = (bench_command(plan, spec, folder, address) if spec.workload == "bench"
                    else agent_command(plan, spec, folder, address, llm))
         started = time.perf_counter()
         try:
             rc = launch_command(command, env, folder / LOG_FILE)
         except KeyboardInterrupt:
-            _write_attempts(folder, [*attempts, {"seconds": round(time.perf_counter() - started, 2), "rc": "stopped"}])
+            _write_attempts(folder, [*attempts, {"seconds": round(time.perf_counter() - started, 2), "rc": "stopped",
+                                                 "items_before": items_before,
+                                                 "items_after": make_result(spec, folder, 0.0, 0).items}])
             raise
         seconds = time.perf_counter() - started
-    attempts = [*attempts, {"seconds": round(seconds, 2), "rc": rc, "command": command}]
+    items = make_result(spec, folder, seconds, 1).items
+    attempts = [*attempts, {"seconds": round(seconds, 2), "rc": rc, "items_before": items_before,
+                            "items_after": items, "command": command}]
     _write_attempts(folder, attempts)
-    wall = sum(float(a["seconds"]) for a in attempts)
-    make = bench_result if spec.workload == "bench" else agent_result
-    result = replace(make(spec, folder, wall, len(attempts)), command=shlex.join(command))
+    result = replace(make_result(spec, folder, working_seconds(attempts), len(attempts)), command=shlex.join(command))
     if rc != 0:
         return f"{spec.name}: its command exited with status {rc} (log: {folder / LOG_FILE})"
     if spec.workload == "bench" and result.items < len(plan.problems):
         return (f"{spec.name}: {result.items} of {len(plan.problems)} problems have a row (log: {folder / LOG_FILE})")
     (folder / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def working_seconds(attempts: Sequence[dict[str, Any]]) -> float:
+    """A configuration's wall time: its attempts' seconds, less those of an attempt that finished nothing and was
+    not the last (it failed at its start: a cluster that did not answer, a Ctrl-C before the first row)."""
+    return sum(float(a["seconds"]) for i, a in enumerate(attempts)
+               if i == len(attempts) - 1 or int(a.get("items_after", 1)) > int(a.get("items_before", 0)))
 
 
 def _read_attempts(folder: Path) -> list[dict[str, Any]]:

@@ -96,6 +96,14 @@ def test_agent_runs_compare_only_the_candidates_both_evaluated() -> None:
                             0.1)[0].what == "status"
 
 
+def test_an_attempt_that_finished_nothing_before_failing_does_not_count_as_wall_time() -> None:
+    attempts = [{"seconds": 30.0, "items_before": 0, "items_after": 0},  # the cluster did not answer
+                {"seconds": 50.0, "items_before": 0, "items_after": 3},  # stopped after three problems
+                {"seconds": 20.0, "items_before": 3, "items_after": 4}]
+    assert scaling.working_seconds(attempts) == pytest.approx(70.0)
+    assert scaling.working_seconds(attempts[:1]) == pytest.approx(30.0)  # the last attempt always counts
+
+
 def test_default_gpu_counts_are_one_and_the_powers_of_two_visible() -> None:
     assert scaling.default_gpu_counts(0) == (1,) and scaling.default_gpu_counts(3) == (1, 2)
     assert scaling.default_gpu_counts(8) == (1, 2, 4, 8)
