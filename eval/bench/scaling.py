@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
 from kernelwright.eval.bench.gpu_split import parse_gpus
 from kernelwright.eval.bench.scaling_table import (
@@ -66,6 +66,7 @@ EXIT_OK, EXIT_DISAGREE, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2,
 RESULT_FILE, ATTEMPTS_FILE, LOG_FILE = "result.json", "attempts.json", "command.log"
 WORKLOADS: tuple[Workload, ...] = get_args(Workload)
 CONCURRENCY_ENV = "KERNELWRIGHT_AGENTS__EVAL_CONCURRENCY"
+STOP_WAIT_S = 60.0  # on Ctrl-C, how long a configuration's command may take to save its work
 
 
 class ScalingError(KernelwrightError):
@@ -330,11 +331,21 @@ Launch = Callable[[list[str], dict[str, str], Path], int]
 
 
 def launch(command: list[str], env: dict[str, str], log: Path) -> int:
-    """Run `command` with its output in `log`; its exit status."""
+    """Run `command` with its output in `log`; its exit status. On Ctrl-C (which reaches the command too: one
+    process group) it gets STOP_WAIT_S to save its work, as `kernelwright bench` does, before it is killed."""
     with log.open("a") as out:
-        out.write(f"$ {' '.join(command)}\n")
+        out.write(f"$ {shlex.join(command)}\n")
         out.flush()
-        return subprocess.run(command, env=env, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            try:
+                proc.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
 
 
 def run_config(plan: ScalingPlan, spec: ConfigSpec, launch_command: Launch = launch) -> ConfigResult | str:
@@ -483,8 +494,9 @@ def parse_options(argv: Sequence[str] | None = None) -> ScalingOptions:
     if args.noise < 0 or args.max_problems < 0 or args.population < 1 or args.jobs < 1:
         raise ScalingError("--noise and --max-problems take no negative value, --population and --jobs at least 1")
     return ScalingOptions(tuple(args.paths), args.out, parse_counts(args.gpu_counts) if args.gpu_counts else None,
-                          _choices(args.executors, EXECUTOR_KINDS, "--executors"),  # type: ignore[arg-type]
-                          workloads, args.address, args.resume, args.noise, args.max_problems,  # type: ignore[arg-type]
+                          cast("tuple[ExecutorKind, ...]", _choices(args.executors, EXECUTOR_KINDS, "--executors")),
+                          cast("tuple[Workload, ...]", workloads), args.address, args.resume, args.noise,
+                          args.max_problems,
                           translate_only, args.generations, args.jobs, args.max_minutes, args.config_file,
                           args.population, args.agent_problem, args.replay)
 

@@ -156,7 +156,7 @@ def _compare(ref: ConfigResult, other: ConfigResult, noise: float, *, every_item
 def compared_items(results: Sequence[ConfigResult]) -> dict[str, int]:
     """Per workload, the items the verdict check looked at (bench: every problem; agent run: the candidates
     every configuration evaluated)."""
-    out = {}
+    out: dict[str, int] = {}
     for workload in sorted({r.workload for r in results}):
         sets = [set(r.verdicts) for r in results if r.workload == workload]
         out[workload] = len(set().union(*sets) if workload == "bench" else set.intersection(*sets))

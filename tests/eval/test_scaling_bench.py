@@ -31,6 +31,7 @@ from kernelwright.eval.bench.scaling_table import (
     within_noise,
 )
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
+from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 from support.paths import KERNELBENCH
 
 LEVEL2 = ("12_Gemm_Multiply_LeakyReLU", "14_Gemm_Divide_Sum_Scaling")
@@ -162,6 +163,22 @@ def test_commands_pass_the_gpus_the_executor_and_the_bench_options(tmp_path: Pat
     assert [run[run.index(f) + 1] for f in ("--population", "--candidates", "--model")] == [
         "16", "16", "replay@http://127.0.0.1:1/v1"]
     assert "--address" not in run  # the local executor joins no cluster
+
+
+def test_an_agent_runs_items_are_the_candidates_with_a_report(tmp_path: Path) -> None:
+    run = RunFolder(tmp_path / "cfg" / "runs" / "r1")
+    reports = {"kernel_a = 1\n": {"status": "passed", "speedup_vs_eager": 1.4, "gpu": {"name": "NVIDIA H100"}},
+               "kernel_b = 2\n": {"status": "rejected", "reason": "mismatch"}, "kernel_c = 3\n": None}  # c: pending
+    ids = {}
+    for source, report in reports.items():
+        cid, folder = run.store_candidate(source, CandidateMeta(agent="offline"))
+        ids[source] = folder.path.name
+        if report is not None:
+            folder.write_report(report)
+    spec = scaling.ConfigSpec("agent_run", "local", 2, ("0", "1"))
+    result = scaling.agent_result(spec, tmp_path / "cfg", 30.0, 1)
+    assert result.items == 2 and result.rate_per_min == pytest.approx(4.0) and result.cards == ("NVIDIA H100",)
+    assert result.verdicts == {ids["kernel_a = 1\n"]: Verdict("passed", 1.4), ids["kernel_b = 2\n"]: Verdict("rejected")}
 
 
 class FakeLaunch:
