@@ -409,10 +409,15 @@ def _write_attempts(folder: Path, attempts: list[dict[str, Any]]) -> None:
 
 
 def finished_result(plan: ScalingPlan, spec: ConfigSpec) -> ConfigResult | None:
+    """The configuration's result from an earlier call; None where it has none, or (a bench) where the problems
+    asked now are not the ones it ran: its bench then resumes and adds them."""
     try:
-        return ConfigResult.from_dict(json.loads((plan.options.out / spec.name / RESULT_FILE).read_text()))
+        result = ConfigResult.from_dict(json.loads((plan.options.out / spec.name / RESULT_FILE).read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    if spec.workload == "bench" and set(result.verdicts) != {p.key for p in plan.problems}:
+        return None
+    return result
 
 
 def run_scaling(plan: ScalingPlan, launch_command: Launch = launch,

@@ -234,6 +234,10 @@ def test_resume_skips_a_finished_configuration_and_continues_an_unfinished_one(t
     two = next(r for r in outcome.results if r.gpus == 2)
     attempts = json.loads((options.out / "bench-local-2gpu" / "attempts.json").read_text())
     assert two.attempts == 2 and two.items == 2 and two.wall_s == pytest.approx(sum(a["seconds"] for a in attempts))
+    (tmp_path / "level2" / "3_p.py").write_text("# a problem added since\n")
+    third = FakeLaunch({"1": [("level2/3_p", "verified", 1.1)], "2": [("level2/3_p", "verified", 1.1)]})
+    outcome = run_scaling(plan_scaling(resumed, visible=lambda: ["0", "1"]), third, say=lambda line: None)
+    assert len(third.commands) == 2 and {r.items for r in outcome.results} == {3}  # both benches resumed to add it
 
 
 @pytest.mark.nvcc
@@ -261,3 +265,25 @@ def test_translate_only_smoke_run_over_two_level2_problems(tmp_path: Path, monke
     assert scaling.main([*args, "--resume"]) == EXIT_OK  # finished: not redone
     assert "bench-local-1gpu: finished before (2 items" in capsys.readouterr().out
     assert len(json.loads((out / "bench-local-1gpu" / "attempts.json").read_text())) == 1
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(not all((KERNELBENCH / "level2" / f"{p}.py").is_file() for p in LEVEL2),
+                    reason="the KernelBench dev split is not beside this checkout")
+def test_translate_only_on_a_local_ray_cluster_agrees_with_the_local_executor(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ray started here per GPU count (none on this machine: its CPUs translate), the bench joining it by address;
+    its verdicts are checked against the local executor's."""
+    pytest.importorskip("ray")
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "KERNELWRIGHT_MODEL", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    out = tmp_path / "scaling"
+    args = [*(str(KERNELBENCH / "level2" / f"{p}.py") for p in LEVEL2), "--translate-only", "--gpu-counts", "1",
+            "--executors", "local,ray", "--out", str(out)]
+    assert scaling.main(args) == EXIT_OK, capsys.readouterr()
+    data = json.loads((out / "scaling.json").read_text())
+    ray_line = next(line for line in data["lines"] if line["executor"] == "ray")
+    assert ray_line["items"] == 2 and "the Ray cluster's CPUs" in ray_line["note"]
+    assert data["verdicts"]["agree"] and data["verdicts"]["compared"] == {"bench": 2}
+    assert "--executor ray --address" in next(c["command"] for c in data["configs"] if c["executor"] == "ray")
