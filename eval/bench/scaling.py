@@ -167,9 +167,10 @@ def plan_scaling(options: ScalingOptions, visible: Callable[[], list[str]] | Non
     if needs_gpus:
         over = [n for n in counts if n > len(seen)]
         if over:
-            raise ScalingError(f"{max(over)} GPU{'s' if max(over) > 1 else ''} asked, {len(seen)} visible here ({', '.join(seen) or 'none'}: "
-                               "CUDA_VISIBLE_DEVICES, else NVML); on a machine without a GPU use --translate-only",
-                               where="--gpu-counts")
+            most = max(over)
+            raise ScalingError(f"{most} GPU{'s' if most > 1 else ''} asked, {len(seen)} visible here "
+                               f"({', '.join(seen) or 'none'}: CUDA_VISIBLE_DEVICES, else NVML); on a machine without "
+                               "a GPU use --translate-only", where="--gpu-counts")
     if options.address and "ray" in options.executors and len(counts) != 1:
         raise ScalingError("a cluster at --address has the GPUs it has: name its GPU count alone in --gpu-counts "
                            "(or leave --address out: a local cluster is started per count)", where="--address")
@@ -185,15 +186,26 @@ def plan_scaling(options: ScalingOptions, visible: Callable[[], list[str]] | Non
     if "agent_run" in options.workloads:
         agent_problem = (find_problems([options.agent_problem])[0].path if options.agent_problem is not None
                          else problems[0].path)
-    if options.replay is not None and not options.replay.is_file():
-        raise ScalingError("no such replay script (a JSON list of answers, eval/fakes/replay_server.py)",
-                           where=str(options.replay))
-    configs = [ConfigSpec(workload, executor, n, tuple(seen[:n]), _note(workload, executor, n, options, seen))
+    if options.replay is not None:
+        _check_replay(options.replay)
+    configs = [ConfigSpec(workload, executor, n, tuple(seen[:n]), _note(workload, executor, n, options))
                for workload in options.workloads for executor in options.executors for n in counts]
     return ScalingPlan(options, problems, configs, seen, agent_problem)
 
 
-def _note(workload: Workload, executor: ExecutorKind, n: int, options: ScalingOptions, seen: list[str]) -> str:
+def _check_replay(script: Path) -> None:
+    from kernelwright.eval.fakes.replay_server import load_script
+
+    try:
+        if not load_script(script):
+            raise ValueError("it holds no answer")
+    except (OSError, ValueError, TypeError) as exc:  # TypeError: an entry with other fields than a ReplayRule's
+        raise ScalingError(f"not a replay script (a JSON list of answers, as eval/fakes/replay_server.py reads "
+                           f"them: {{\"answer\": ..., \"when\": ..., \"repeat\": ...}}): {exc}",
+                           where=str(script)) from None
+
+
+def _note(workload: Workload, executor: ExecutorKind, n: int, options: ScalingOptions) -> str:
     if options.translate_only:
         lanes = "the Ray cluster's CPUs" if executor == "ray" else f"{options.jobs} CPU lane(s) (--jobs)"
         return f"translate-only: runs on {lanes}; the GPU count changes no work"

@@ -30,6 +30,7 @@ from kernelwright.eval.bench.scaling_table import (
     scaling_lines,
     within_noise,
 )
+from kernelwright.eval.kernelbench.problems import find_problems
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
 from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 from support.paths import KERNELBENCH
@@ -163,6 +164,17 @@ def test_commands_pass_the_gpus_the_executor_and_the_bench_options(tmp_path: Pat
     assert [run[run.index(f) + 1] for f in ("--population", "--candidates", "--model")] == [
         "16", "16", "replay@http://127.0.0.1:1/v1"]
     assert "--address" not in run  # the local executor joins no cluster
+
+
+def test_a_replay_script_that_is_none_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    script = tmp_path / "answers.json"
+    script.write_text('[{"reply": "no such field"}]')
+    options = ScalingOptions((str(_problem_dir(tmp_path)),), tmp_path / "out", gpu_counts=(1,),
+                             workloads=("agent_run",), replay=script)
+    with pytest.raises(ScalingError, match="not a replay script"):
+        plan_scaling(options, visible=lambda: ["0"])
+    script.write_text('[{"answer": "```python\\nclass ModelNew: ...\\n```", "repeat": true}]')
+    assert plan_scaling(options, visible=lambda: ["0"]).agent_problem == find_problems(options.paths)[0].path
 
 
 def test_an_agent_runs_items_are_the_candidates_with_a_report(tmp_path: Path) -> None:
