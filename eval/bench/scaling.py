@@ -528,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     names = ", ".join(s.name for s in plan.configs)
-    print(f"{len(plan.problems)} problems; configurations: {names}; results in {plan.options.out}")
+    gpus = f"{len(plan.visible)} visible GPU(s) ({', '.join(plan.visible) or 'none'})"
+    print(f"{len(plan.problems)} problems, {gpus}; configurations: {names}; results in {plan.options.out}")
     try:
         outcome = run_scaling(plan)
     except KeyboardInterrupt:
@@ -544,6 +545,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(Path(outcome.files[1]).read_text() if outcome.files else "")
     for line in outcome.failed:
         print(f"Error: {line}; continue with --resume", file=sys.stderr)
+    if outcome.exit_code == EXIT_DISAGREE:
+        disagreements = compare_verdicts(outcome.results, outcome.noise)
+        print(f"Error: the verdicts disagree in {len(disagreements)} place(s), listed above", file=sys.stderr)
     return outcome.exit_code
 
 
