@@ -40,9 +40,13 @@ _TUNABLES_RE = re.compile(r"^Tunables: (.*)\.$", re.M)
 class OfflineSession:
     """Per-run cache of the traced problem and its plans (tracing exports the model once per input shape:
     seconds, not free). `start` begins the trace in a background thread, so it overlaps the describe
-    node's own trace, which runs in the evaluator's worker process."""
+    node's own trace, which runs in the evaluator's worker process.
+
+    `allow_tf32`: the run's precision profile admits plain TF32 math (PrecisionProfile.allows_tf32, which the
+    run that builds the session asks): the translator's fp32 GEMMs and convolutions may then run as TF32."""
 
     traced: dict[str, Any] = field(default_factory=dict)
+    allow_tf32: bool = False
     _pending: dict[str, Future[list[Any]]] = field(default_factory=dict, repr=False)
 
     def start(self, problem_path: str) -> None:
@@ -100,8 +104,9 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
 
     try:
         traced = ctx.offline.traced_problem(state["problem_path"])
-        generated = [] if ctx.settings.offline_start == "random" else propose(state["problem_path"], traced=traced,
-                                                                                 preview=ctx.settings.offline_preview)
+        generated = [] if ctx.settings.offline_start == "random" else propose(
+            state["problem_path"], traced=traced, preview=ctx.settings.offline_preview,
+            allow_tf32=ctx.offline.allow_tf32)
     except OfflineUnsupported as exc:
         log.warning("offline_unsupported", problem=state["problem_path"], error=exc.message)
         return {"errors": [{"node": AGENT, "generation": generation, **exc.to_dict()}]}
@@ -121,7 +126,7 @@ def random_candidates(state: RunState, ctx: KContext, count: int) -> list[Candid
     from kernelwright.agents.offline.propose import tuning_target
 
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           preview=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
     if target is None or count <= 0:
         return []
     target = replace(target, variant="fused_sampled")
@@ -203,7 +208,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0, pool=SEED_POOL, per_run=2)
     hits = seed_order(hits)
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           preview=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
     if target is None:
         return []
     dims = target.space.to_dict()
@@ -238,7 +243,7 @@ def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
         return offline_candidates(state, ctx) if not known else {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
     target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"],
-                           preview=ctx.settings.offline_preview)
+                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
     if target is None or target.space.size() <= 1:
         return {}
     space = target.space

@@ -194,8 +194,10 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
         manual_llm.on_prompt = _manual_prompt_told(recorder, on_manual_prompt)
     ctx = KContext(llm=llm, evaluator=recorder.wrap(evaluator), run_dir=run_dir, settings=settings, ensemble=ensemble,
                    model_name=MANUAL_MODEL if manual else model.model or ("scripted" if llm is not None else "default"),
-                   critic_llm=critic_llm, offline=OfflineSession() if offline is not False else None,
-                   archive=opened_archive)
+                   critic_llm=critic_llm, archive=opened_archive,
+                   # the precision profile decides whether the offline translator may use plain TF32
+                   offline=OfflineSession(allow_tf32=setup.eval_settings.profile().allows_tf32)
+                   if offline is not False else None)
     by_reported_name = _prices_by_reported_name(plan)
     graph_config = {**run_config(settings, run_id),
                     **recorder.graph_config(ctx, extra_prices={name: p.pair for name, p in by_reported_name.items()})}

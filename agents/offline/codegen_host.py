@@ -12,7 +12,7 @@ import torch
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_host_lines
-from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC, gemm_kind, host_call_expr
+from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_SPEC, gemm_kind, gemm_python, host_call_expr
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
 
@@ -87,8 +87,8 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
 
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
     call = f"torch.ops.{step.target}({', '.join(args)})"
-    if gemm_mode == "tf32x3" and (kind := gemm_kind(step, buffers)):
-        call = host_call_expr(kind, args, step.target)
+    if gemm_mode in ("tf32x3", "tf32") and (kind := gemm_kind(step, buffers)):
+        call = host_call_expr(kind, args, step.target, gemm_mode)
     outs = [b for b in step.outputs]
     if len(outs) == 1:
         return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
@@ -184,9 +184,11 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
                      cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = ()) -> str:
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
     dispatches on the input shapes to the plan specialised for them (other shapes run the problem's module). `gemm_modes` (per shape: host step ->
-    "fp32" | "tf32x3") picks the 3xTF32 path for fp32 GEMMs; cuda_source must then hold gemm_split's kernel."""
+    "fp32" | "tf32x3" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
+    TF32 for fp32 GEMMs."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
     split_used = any(m == "tf32x3" for per_shape in modes for m in per_shape.values())
+    tf32_used = any(m == "tf32" for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]
     params = list(forward_params)
     if len(params) != len(main.user_inputs):
@@ -232,7 +234,7 @@ _KW_CUDA_SRC = r"""{cuda_source}"""
 _kw_lib = load_cuda(_KW_CUDA_SRC, {{
 {launcher_text}
 }}{f", headers={headers!r}" if headers else ""})
-{SPLIT_PYTHON if split_used else ""}
+{gemm_python(split_used, tf32_used)}
 
 
 class ModelNew(nn.Module):

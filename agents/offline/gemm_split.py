@@ -14,6 +14,12 @@ a convolution is a GEMM over K = in-channels x taps, so tripling each group's in
 and the weight's into [hi | hi | lo] makes one cuDNN TF32 convolution compute the split's sum. The mode is a
 tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more than it saves; its
 default comes from split_pays()'s roofline estimate.
+
+Plain TF32 ("tf32": the library op with TF32 allowed, no split) is a third mode only where the run's precision
+profile admits TF32's error (PrecisionProfile.allows_tf32, carried as Plan.allow_tf32): the kernelbench profile,
+whose reference itself runs under PyTorch's defaults at atol = rtol = 1e-2. There it is the default above a small
+size floor: it is the split's tensor-core speed without its tripled K or extra passes. Under the strict profile
+the choices, defaults and emitted code are those of the split alone.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from math import prod
 
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
-MODES = ("fp32", "tf32x3")
+MODES = ("fp32", "tf32x3")  # the choices under a profile that keeps fp32 accuracy (strict)
+TF32_MODES = ("fp32", "tf32", "tf32x3")  # where the profile allows plain TF32 (plain TF32 between the other two)
 SPLIT_LAUNCHER = "kw_tf32x3_split"
 SPLIT_SPEC = "f32*, f32*, i64, i64, i64, i32"
 # Below ~1 GFLOP the split's extra memory passes and launch are not repaid by the faster GEMM.
@@ -33,6 +40,9 @@ MIN_FLOPS_FOR_SPLIT = 1 << 30
 RIDGE_FP32 = 20.0
 TENSOR_CORE_SPEEDUP = 7.0
 SPLIT_MARGIN = 0.8  # the estimate must promise at least 20%: the model is rough
+# Plain TF32 costs nothing but switching the backend flags around the call (a few microseconds of host time, the
+# GPU's queue hides it while it has work): below 64 MFLOP (about a microsecond of fp32 SIMT) there is nothing to win.
+MIN_FLOPS_FOR_TF32 = 1 << 26
 
 _TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
             "aten.bmm.default": "matmul", "aten.addmm.default": "addmm", "aten.conv1d.default": "conv",
@@ -94,6 +104,21 @@ extern "C" int kw_tf32x3_split(const float* x, float* out, long long outer, long
 }
 """
 
+# The backend flags for TF32 inside a `with _kw_tf32():` block only (both the split and plain TF32 use it).
+TF32_BLOCK_PYTHON = '''
+class _kw_tf32:
+    """TF32 for fp32 matmuls and convolutions inside the block only (the split keeps fp32 accuracy)."""
+
+    def __enter__(self):
+        self.saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.saved[0])
+        torch.backends.cudnn.allow_tf32 = self.saved[1]
+'''
+
 # Python emitted into the candidate (needs the candidate's _kw_lib); A gets [hi, lo, hi], B gets [hi, hi, lo].
 SPLIT_PYTHON = '''
 _KW_A_PARTS, _KW_B_PARTS = 0b010, 0b100
@@ -110,19 +135,7 @@ def _kw_split3(t, along_last, pattern):
     _kw_lib.kw_tf32x3_split(t, out, t.numel() // max(1, k * inner), k, inner, pattern)
     return out
 
-
-class _kw_tf32:
-    """TF32 for fp32 matmuls and convolutions inside the block only (the split keeps fp32 accuracy)."""
-
-    def __enter__(self):
-        self.saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-        torch.set_float32_matmul_precision("high")
-        torch.backends.cudnn.allow_tf32 = True
-
-    def __exit__(self, *exc):
-        torch.set_float32_matmul_precision(self.saved[0])
-        torch.backends.cudnn.allow_tf32 = self.saved[1]
-
+''' + TF32_BLOCK_PYTHON + '''
 
 def _kw_linear_tf32x3(x, w, b=None):
     xs, ws = _kw_split3(x, True, _KW_A_PARTS), _kw_split3(w, True, _KW_B_PARTS)
@@ -152,6 +165,15 @@ def _kw_conv_tf32x3(conv, x, w, *rest):
     w3 = _kw_split3(w.reshape(co, cg, -1), False, _KW_B_PARTS).reshape(co, 3 * cg, *w.shape[2:])
     with _kw_tf32():
         return conv(x3, w3, *rest)
+'''
+
+# Plain TF32 (only where the precision profile allows it): the library op itself with TF32 on.
+TF32_CALL_PYTHON = '''
+
+def _kw_tf32_call(op, *args):
+    """op(*args) in plain TF32 (fp32 accumulate): the run's precision profile admits TF32's error."""
+    with _kw_tf32():
+        return op(*args)
 '''
 
 HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "addmm": "_kw_addmm_tf32x3",
@@ -238,11 +260,24 @@ def split_pays(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None =
     return split < SPLIT_MARGIN * plain
 
 
-def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> str:
+def mode_choices(allow_tf32: bool = False) -> tuple[str, ...]:
+    """The GEMM modes a step may take: plain TF32 only where the run's precision profile allows it."""
+    return TF32_MODES if allow_tf32 else MODES
+
+
+def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None, *,
+                 allow_tf32: bool = False) -> str:
     """A grouped convolution keeps fp32 by default: cuDNN ran one (8x128x28x28, 4 groups of 32 channels, 3x3) on
     an H100 without tensor cores even with TF32 allowed (TF32 as accurate as fp32 and no faster), so the split's
     tripled channels cost twice fp32's time there (0.44 vs 0.23 ms); the tuner may still try it. A dense one
-    (10x256x56x56, 3x3) took 0.50 ms split against 1.22 ms in fp32."""
+    (10x256x56x56, 3x3) took 0.50 ms split against 1.22 ms in fp32.
+
+    `allow_tf32` (the profile admits TF32's error): plain TF32 above MIN_FLOPS_FOR_TF32, for every kind, grouped
+    convolutions included: where cuDNN takes no tensor cores it runs the same kernel as fp32, so unlike the
+    split's tripled channels plain TF32 costs nothing there (the dense conv above took 0.18 ms in TF32), and a
+    memory-bound GEMM moves the same bytes either way. The split and fp32 stay choices for the tuner."""
+    if allow_tf32:
+        return "tf32" if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else "fp32"
     if kind == "conv" and _groups(step) != 1:
         return "fp32"
     return "tf32x3" if split_pays(step, kind, buffers) else "fp32"
@@ -252,17 +287,29 @@ def _groups(step: HostStep) -> object:
     return step.args[6] if len(step.args) > 6 else 1
 
 
-def host_call_expr(kind: str, args: list[str], target: str) -> str:
-    """The helper call for a step of `target` that takes the split (a convolution is given its library op)."""
+def host_call_expr(kind: str, args: list[str], target: str, mode: str = "tf32x3") -> str:
+    """The helper call for a step of `target` in `mode`: "tf32x3" (the split; a convolution is given its library
+    op) or "tf32" (the library op itself inside the TF32 block)."""
+    if mode == "tf32":
+        return f"_kw_tf32_call({', '.join([f'torch.ops.{target}'] + args)})"
     lead = [f"torch.ops.{target}"] if kind == "conv" else []
     return f"{HELPER_FOR[kind]}({', '.join(lead + args)})"
 
 
+def gemm_python(split_used: bool, tf32_used: bool) -> str:
+    """The Python helpers a candidate needs for its GEMM modes (empty when every GEMM is plain fp32)."""
+    if not tf32_used:
+        return SPLIT_PYTHON if split_used else ""
+    return (SPLIT_PYTHON if split_used else TF32_BLOCK_PYTHON) + TF32_CALL_PYTHON
+
+
 def gemm_modes(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
-    """Per qualifying host step, its GEMM mode: the "<step>.GEMM" tunable if set, else the default."""
+    """Per qualifying host step, its GEMM mode: the "<step>.GEMM" tunable if set, else the default. A mode the
+    plan's precision does not allow (plain TF32 in a strict plan) falls back to fp32."""
     out: dict[str, str] = {}
     for step in plan.steps:
         if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers)):
-            mode = str(params.get(f"{step.name}.GEMM", default_mode(step, kind, plan.buffers)))
-            out[step.name] = mode if mode in MODES else "fp32"
+            default = default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)
+            mode = str(params.get(f"{step.name}.GEMM", default))
+            out[step.name] = mode if mode in mode_choices(plan.allow_tf32) else "fp32"
     return out

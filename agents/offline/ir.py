@@ -377,6 +377,9 @@ class Plan:
     # Model state forward leaves behind: (buffer or attribute target, its new value), written back after the
     # outputs are computed; such state is read afresh on every call.
     state_updates: tuple[tuple[str, Layout], ...] = ()
+    # The run's precision profile admits plain TF32 for fp32 GEMMs and convolutions (PrecisionProfile.allows_tf32,
+    # passed down by plans_for): a further GEMM mode for the tuner (gemm_split).
+    allow_tf32: bool = False
 
     def mutated(self, buf: Buffer) -> bool:
         return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)

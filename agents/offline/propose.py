@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +129,12 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
                             constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
 
 
-def plans_for(traced: Sequence[TracedProblem], *, preview: bool = False) -> dict[str, list[Plan]]:
+def plans_for(traced: Sequence[TracedProblem], *, preview: bool = False,
+              allow_tf32: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
-    pools and depthwise convolutions get pool kernels (codegen_pool)."""
+    pools and depthwise convolutions get pool kernels (codegen_pool). `allow_tf32` (the run's
+    PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32 GEMMs (Plan.allow_tf32)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
     gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
@@ -146,6 +148,8 @@ def plans_for(traced: Sequence[TracedProblem], *, preview: bool = False) -> dict
         plans["aten_reductions"] = [build_plan(t.program, fuse_reductions=False, prefix=_prefix(i),
                                                attributes=frozenset(t.attributes), preview=preview)
                                     for i, t in enumerate(traced)]
+    if allow_tf32:
+        plans = {variant: [replace(p, allow_tf32=True) for p in shape_plans] for variant, shape_plans in plans.items()}
     return plans
 
 
@@ -163,11 +167,13 @@ class TuningTarget:
         return render(self.traced, self.plans, params, self.variant)
 
 
-def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = False) -> TuningTarget | None:
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = False,
+                  allow_tf32: bool = False) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
-    else tunes the fused plan), or None when that plan does not exist for this problem."""
+    else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`:
+    as plans_for takes them."""
     plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
-    plans = plans_for(traced, preview=preview).get(plan_key)
+    plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32).get(plan_key)
     if not plans:
         return None
     return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")
@@ -186,11 +192,14 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool | None = None, preview: bool = False) -> list[GeneratedCandidate]:
+            lazy_weights: bool | None = None, preview: bool = False,
+            allow_tf32: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
     too large to build in memory; None: decided by its size, see trace_problem). `preview`: the kernel
     families awaiting GPU verification too (RunSettings.offline_preview; plans_for says which; off: as before).
+    `allow_tf32`: the run's precision profile admits plain TF32 (PrecisionProfile.allows_tf32): fp32 GEMMs and
+    convolutions default to it (gemm_split); off, the candidates are those of the strict profile.
 
     `form` (tools.problem.functional.FunctionalForm) is accepted for the caller's convenience: when it says the
     problem could not be traced, that reason is carried into the report. `params` override tunables of the
@@ -202,7 +211,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         reason = exc.message + (f" (functional form: {form.fallback_reason})" if getattr(form, "fallback_reason", None) else "")
         raise OfflineUnsupported(reason, where=where) from None
     try:
-        plans = plans_for(traced, preview=preview)
+        plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32)
     except PlanningError as exc:
         raise OfflineUnsupported(f"cannot plan: {exc}", where=where) from None
     except Exception as exc:  # a translator bug must not stop the run: report it with its traceback

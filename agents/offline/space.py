@@ -17,7 +17,7 @@ from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.cuda_common import is_linear
-from kernelwright.agents.offline.gemm_split import MODES, default_mode, gemm_kind
+from kernelwright.agents.offline.gemm_split import default_mode, gemm_kind, mode_choices
 from kernelwright.agents.offline.ir import (
     SCANS,
     Buffer,
@@ -89,7 +89,8 @@ def plan_space(plan: Plan) -> TuneSpace:
             dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
         elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
-                dims.append(TuneDim(f"{step.name}.GEMM", MODES, default_mode(step, kind, plan.buffers)))
+                dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32),
+                                    default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)))
         elif isinstance(step, ElementwiseStep):
             vecs = _vec_choices(step, plan.buffers)
             dims += [TuneDim(f"{step.name}.BLOCK", (128, 256, 512, 1024), 256),

@@ -96,17 +96,20 @@ def child_budget(cap_bytes: int, jobs: int) -> int:
 
 
 def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
-                passthrough: bool = True, preview: bool = False) -> CandidateEntry:
+                passthrough: bool = True, preview: bool = False, allow_tf32: bool = False) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
     `passthrough` False nothing is written where the translator gives no candidate (the entry says why).
-    `preview`: the translator's kernel families still awaiting GPU verification too (RunSettings.offline_preview)."""
+    `preview`: the translator's kernel families still awaiting GPU verification too (RunSettings.offline_preview).
+    `allow_tf32`: the precision profile the candidate will be judged under admits plain TF32
+    (PrecisionProfile.allows_tf32)."""
     started = time.perf_counter()
     out = candidate_path(folder, problem.stem)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kw-prepare-") as tmp:
         result_file = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "kernelwright.eval.bench.harness_prepare", str(problem), str(out),
-               str(result_file), str(budget_bytes), *(["--preview"] if preview else [])]
+               str(result_file), str(budget_bytes), *(["--preview"] if preview else []),
+               *(["--allow-tf32"] if allow_tf32 else [])]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=scrubbed_env(CUDA_VISIBLE_DEVICES=""), start_new_session=True)
         stderr: list[bytes] = []
@@ -145,14 +148,17 @@ def _watch(proc: subprocess.Popen, budget_bytes: int, timeout_s: float) -> tuple
 
 
 def prepare_all(problems: Sequence[Path], folder: Path, *, budget_bytes: int, timeout_s: float = 600.0,
-                jobs: int = 1, on_done: Callable[[CandidateEntry], None] | None = None) -> dict[str, CandidateEntry]:
-    """Prepare every problem without an entry yet (the manifest is rewritten after each, so this resumes)."""
+                jobs: int = 1, on_done: Callable[[CandidateEntry], None] | None = None,
+                allow_tf32: bool = False) -> dict[str, CandidateEntry]:
+    """Prepare every problem without an entry yet (the manifest is rewritten after each, so this resumes).
+    `allow_tf32`: as prepare_one takes it."""
     entries = read_manifest(folder)
     pending = [p for p in problems if p.stem not in entries or not candidate_path(folder, p.stem).exists()]
     lock = threading.Lock()
 
     def one(problem: Path) -> None:
-        entry = prepare_one(problem, folder, budget_bytes=child_budget(budget_bytes, jobs), timeout_s=timeout_s)
+        entry = prepare_one(problem, folder, budget_bytes=child_budget(budget_bytes, jobs), timeout_s=timeout_s,
+                            allow_tf32=allow_tf32)
         with lock:
             entries[problem.stem] = entry
             write_manifest(folder, entries)
@@ -226,7 +232,8 @@ def _called_from_inputs(path: str, depth: int = 12) -> bool:
     return False
 
 
-def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = False) -> None:
+def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = False,
+           allow_tf32: bool = False) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.trace import load_problem, weight_bytes
 
@@ -244,7 +251,7 @@ def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, previ
         limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes + (2 * weights if lazy_weights else 0)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         with _lazy_mode(problem):
-            candidates = propose(problem, lazy_weights=lazy_weights, preview=preview)
+            candidates = propose(problem, lazy_weights=lazy_weights, preview=preview, allow_tf32=allow_tf32)
         candidates[0].write(out)
         result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}"
                       + (f" (its {weights / 1e9:.1f} GB of weights traced uninitialised)" if lazy_weights else ""))
@@ -271,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path)
     parser.add_argument("budget_bytes", type=int)
     parser.add_argument("--preview", action="store_true", help="kernel families awaiting GPU verification too")
+    parser.add_argument("--allow-tf32", action="store_true",
+                        help="the precision profile admits plain TF32 for fp32 GEMMs and convolutions")
     args = parser.parse_args(argv)
-    _child(args.problem, args.out, args.result, args.budget_bytes, args.preview)
+    _child(args.problem, args.out, args.result, args.budget_bytes, args.preview, args.allow_tf32)
     return 0
 
 

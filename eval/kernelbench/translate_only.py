@@ -20,6 +20,7 @@ from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
 from kernelwright.eval.kernelbench.runner import Lane, Solve
 from kernelwright.tools.harness.evaluate import EvalSettings
 from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.verify.precision import precision_profile
 
 CANDIDATES_DIR = "candidates"
 PREPARE_BUDGET_BYTES = 16 << 30  # room for users' own big models; child_budget keeps it under half of what is free
@@ -47,7 +48,8 @@ def translate_and_build(problem: BenchProblem, folder: Path, settings: EvalSetti
     started = time.perf_counter()
     check_source(problem.path, "problem")
     entry = prepare_one(problem.path, folder, budget_bytes=child_budget(PREPARE_BUDGET_BYTES, lanes),
-                        timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview)
+                        timeout_s=PREPARE_TIMEOUT_S, passthrough=False, preview=preview,
+                        allow_tf32=precision_profile(precision).allows_tf32)
     row = ProblemRow(problem.key, problem.level, str(problem.path), "translate_only", "no_candidate",
                      reason=entry.why, precision=precision)
     if entry.kind == "offline":

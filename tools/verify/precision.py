@@ -11,6 +11,7 @@ Profiles:
 - strict (default): reference under strict flags, per-dtype tolerances (fp32 1e-4);
 - kernelbench: as KernelBench's published evaluator judged: the reference under PyTorch's defaults (TF32
   where PyTorch allows it) and atol = rtol = 1e-2, so figures compare with published KernelBench tables.
+  Its tolerance admits plain TF32 math (`allows_tf32`), which the offline translator then uses for fp32 GEMMs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ class PrecisionProfile:
     reference_flags: FlagSet  # flags for the correctness reference (and the candidate worker)
     tolerances: dict[str, Tolerance]
     description: str
+    # Whether a candidate may compute fp32 matmuls and convolutions as plain TF32 (10 mantissa bits, fp32
+    # accumulate): only where the tolerances admit TF32's error, which is what the reference itself may do.
+    allows_tf32: bool = False
 
     def label(self) -> str:
         return f"Precision profile: {self.name} ({self.description})"
@@ -48,7 +52,7 @@ PROFILES: dict[ProfileName, PrecisionProfile] = {
                                     {**DEFAULT_TOLERANCES, "float32": _KERNELBENCH_TOL, "float16": _KERNELBENCH_TOL,
                                      "bfloat16": Tolerance(2e-2, 2e-2, 5e-2)},
                                     "reference under PyTorch defaults (TF32 allowed), atol=rtol=1e-2 as KernelBench; "
-                                    "baselines under PyTorch defaults"),
+                                    "baselines under PyTorch defaults", allows_tf32=True),
 }
 
 
