@@ -196,7 +196,7 @@ def optimize_problem(problem: str | Path, setup: RunSetup, *, resume: str | None
                    model_name=MANUAL_MODEL if manual else model.model or ("scripted" if llm is not None else "default"),
                    critic_llm=critic_llm, archive=opened_archive,
                    # the precision profile decides whether the offline translator may use plain TF32
-                   offline=OfflineSession(allow_tf32=setup.eval_settings.profile().allows_tf32)
+                   offline=OfflineSession(allow_tf32=setup.eval_settings.profile.allows_tf32)
                    if offline is not False else None)
     by_reported_name = _prices_by_reported_name(plan)
     graph_config = {**run_config(settings, run_id),

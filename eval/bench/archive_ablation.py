@@ -59,7 +59,7 @@ def offline_run(problem: Path, run_dir: Path, settings: RunSettings, archive: An
     try:
         ctx = KContext(llm=None, evaluator=recorder.wrap(evaluator), run_dir=run_dir,
                        settings=with_gpu_facts(settings, evaluator.gpus),
-                       offline=OfflineSession(allow_tf32=harness.profile().allows_tf32), archive=archive)
+                       offline=OfflineSession(allow_tf32=harness.profile.allows_tf32), archive=archive)
         start = make_initial_state(run_dir.name, str(problem), Budget(generations=settings.generations))
         with recorder:
             state = build_optimize_graph(plugins=()).invoke(

@@ -130,7 +130,7 @@ def prepare_candidates(problems: Sequence[Path], options: BenchOptions, log: Cal
         done = prepare_all(missing, options.out / "candidates", budget_bytes=options.prepare_budget_bytes,
                            timeout_s=options.prepare_timeout_s, jobs=options.prepare_jobs,
                            on_done=lambda e: log(f"[prepare] {e.problem}: {e.kind} ({e.why[:100]}) {e.seconds:.1f} s"),
-                           allow_tf32=eval_settings(options)[0].profile().allows_tf32)
+                           allow_tf32=eval_settings(options)[0].profile.allows_tf32)
         entries.update({p.stem: done[p.stem] for p in missing})
     return entries
 

@@ -327,3 +327,15 @@ def test_a_real_run_on_the_gpu(tmp_path: Path) -> None:
         assert row["eager_ms"] > 0 and row["input_bytes"] > 0 and len(row["warm_eval_s"]) == 1
         assert row["memory"]["rss_bytes"] > 500 << 20 and row["memory"]["processes"] >= 3  # us and two workers
         assert row["memory"]["gpu_device_used_bytes"] > 0
+
+
+@pytest.mark.parametrize("precision", ["strict", "kernelbench"])
+def test_prepared_candidates_use_plain_tf32_only_under_a_profile_that_allows_it(tmp_path: Path, precision: str) -> None:
+    """`bench_harness --precision kernelbench` prepares candidates whose fp32 GEMMs run as plain TF32 (the profile
+    admits it); under strict the prepared candidate never does."""
+    problem = ROOT / "eval" / "suite" / "12_linear_relu_scale.py"
+    options = bh.BenchOptions(out=tmp_path, precision=precision)
+    entries = bh.prepare_candidates([problem], options, lambda line: None)
+    assert entries[problem.stem].kind == "offline", entries[problem.stem].why
+    source = candidate_path(tmp_path / "candidates", problem.stem).read_text()
+    assert ("_kw_tf32_call(torch.ops.aten.linear.default" in source) is (precision == "kernelbench")

@@ -108,6 +108,7 @@ def test_precision_profiles_and_flag_switch() -> None:
     assert strict.reference_flags == "strict" and strict.tolerances["float32"].atol == 1e-4
     assert kb.reference_flags == "default" and kb.tolerances["float32"].atol == kb.tolerances["float32"].rtol == 1e-2
     assert "Precision profile: kernelbench" in kb.label()
+    assert kb.allows_tf32 and not strict.allows_tf32  # plain TF32 math only where the tolerance admits it
     with pytest.raises(ValueError, match="strict, kernelbench"):
         precision_profile("loose")
     switch = FlagSwitch()

@@ -1,0 +1,176 @@
+"""Plain TF32 GEMMs in the offline translator: offered only where the run's precision profile allows it
+(kernelbench), the default there above a size floor, and no change at all to what the strict profile gets."""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+import pytest
+import torch
+
+from kernelwright.agents.offline import propose
+from kernelwright.agents.offline.gemm_split import (
+    MIN_FLOPS_FOR_TF32,
+    SPLIT_PYTHON,
+    TF32_BLOCK_PYTHON,
+    TF32_CALL_PYTHON,
+    default_mode,
+    gemm_flops,
+    gemm_kind,
+    gemm_modes,
+    gemm_python,
+)
+from kernelwright.agents.offline.ir import Buffer, HostStep, Layout
+from kernelwright.agents.offline.propose import plans_for, render, trace_all, tuning_target
+from kernelwright.agents.offline.space import conservative, plan_space
+from support.offline import suite_dir
+
+# fp32 linear, bmm, dense conv2d, conv1d, conv + batch norm: every GEMM kind the split takes
+GEMM_PROBLEMS = ["12_linear_relu_scale", "16_bmm_bias_silu", "20_conv2d_relu_avgpool", "22_conv1d_gelu_residual",
+                 "44_conv_bn_relu_pool"]
+
+
+def _forward(source: str) -> str:
+    return source.split("class ModelNew", 1)[1]
+
+
+def _gemm_dims(plan: Any) -> list[Any]:
+    return [d for d in plan_space(plan).dims if d.name.endswith(".GEMM")]
+
+
+@pytest.mark.parametrize("name", GEMM_PROBLEMS)
+def test_strict_candidates_are_unchanged_and_kernelbench_ones_call_the_library_op_in_tf32(name: str) -> None:
+    problem = suite_dir() / f"{name}.py"
+    traced = trace_all(problem)
+    before = {c.variant: c.source for c in propose(problem, traced=traced)}  # as every caller did before the flag
+    strict = {c.variant: c.source for c in propose(problem, traced=traced, allow_tf32=False)}
+    kernelbench = {c.variant: c for c in propose(problem, traced=traced, allow_tf32=True)}
+    assert strict == before
+    for source in strict.values():
+        assert "_kw_tf32_call" not in source  # strict never runs plain TF32
+    fused = kernelbench["fused"].source
+    assert "_kw_tf32_call(torch.ops.aten." in _forward(fused)
+    assert TF32_CALL_PYTHON in fused and fused.count("class _kw_tf32:") == 1
+    assert "kw_tf32x3_split" not in fused  # no split kernel is built where no step takes the split
+    ast.parse(fused)
+    assert any(v.endswith(".GEMM") and p == "tf32" for v, p in kernelbench["fused"].params.items())
+    # the scalar variant keeps the library's own fp32 GEMM under either profile
+    if "fused_scalar" in kernelbench:
+        assert "_kw_tf32_call" not in _forward(kernelbench["fused_scalar"].source)
+
+
+def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> None:
+    traced = trace_all(suite_dir() / "12_linear_relu_scale.py")
+    strict, kernelbench = plans_for(traced)["fused"][0], plans_for(traced, allow_tf32=True)["fused"][0]
+    assert not strict.allow_tf32 and kernelbench.allow_tf32
+    (strict_dim,), (kb_dim,) = _gemm_dims(strict), _gemm_dims(kernelbench)
+    assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3"), "tf32x3")
+    assert (kb_dim.choices, kb_dim.default) == (("fp32", "tf32", "tf32x3"), "tf32")
+    assert conservative(plan_space(kernelbench))[kb_dim.name] == "fp32"
+    # the tuner's neighbours of plain TF32 are the other two modes
+    moved = {p[kb_dim.name] for p in plan_space(kernelbench).neighbours({kb_dim.name: "tf32"})} - {"tf32"}
+    assert moved == {"fp32", "tf32x3"}
+    # every mode renders under kernelbench; the split's kernel only where a step takes it
+    for mode in kb_dim.choices:
+        source = render(traced, [kernelbench], {**plan_space(kernelbench).defaults(), kb_dim.name: mode}, "fused")
+        assert ("_kw_tf32_call(" in _forward(source)) is (mode == "tf32")
+        assert ("_kw_linear_tf32x3(" in _forward(source)) is (mode == "tf32x3")
+        assert ("kw_tf32x3_split" in source) is (mode == "tf32x3")
+
+
+def test_a_strict_plan_never_renders_plain_tf32_even_when_asked() -> None:
+    """A "tf32" setting reaching a strict plan (an archived kernelbench run's, a hand-written override) is fp32."""
+    traced = trace_all(suite_dir() / "12_linear_relu_scale.py")
+    plan = plans_for(traced)["fused"][0]
+    (dim,) = _gemm_dims(plan)
+    assert gemm_modes(plan, {dim.name: "tf32"}) == {dim.name.split(".")[0]: "fp32"}
+    source = render(traced, [plan], {**plan_space(plan).defaults(), dim.name: "tf32"}, "fused")
+    assert "_kw_tf32_call" not in source and "torch.ops.aten.linear.default(" in _forward(source)
+
+
+def test_the_tuning_target_carries_the_profile() -> None:
+    traced = trace_all(suite_dir() / "16_bmm_bias_silu.py")
+    for allow, choices in ((False, ("fp32", "tf32x3")), (True, ("fp32", "tf32", "tf32x3"))):
+        target = tuning_target(traced, "fused", allow_tf32=allow)
+        assert target is not None and all(p.allow_tf32 is allow for p in target.plans)
+        assert [d.choices for d in target.space.dims if d.name.endswith(".GEMM")] == [choices]
+
+
+def _conv(x: tuple[int, ...], w: tuple[int, ...], groups: int) -> tuple[HostStep, dict[str, Buffer]]:
+    out = (x[0], w[0], x[2], x[3])
+    buffers = {"x": Buffer("x", x, "float32", "input"), "w": Buffer("w", w, "float32", "parameter"),
+               "y": Buffer("y", out, "float32", "step")}
+    args = (Layout("x", x, ()), Layout("w", w, ()), None, [1, 1], [1, 1], [1, 1], groups)
+    return HostStep("h0", "aten.conv2d.default", args, (), ("y",), True), buffers
+
+
+@pytest.mark.parametrize("groups, x, w, strict_mode, kernelbench_mode", [
+    (1, (10, 256, 56, 56), (256, 256, 3, 3), "tf32x3", "tf32"),  # VGG-like: 0.18 ms TF32, 0.50 split, 1.22 fp32 (H100)
+    (4, (10, 256, 56, 56), (256, 64, 3, 3), "fp32", "tf32"),     # grouped: plain TF32 costs nothing even without TCs
+    (1, (1, 4, 16, 16), (4, 4, 3, 3), "fp32", "fp32"),           # under the size floor
+])
+def test_convolution_defaults_under_each_profile(groups: int, x: tuple[int, ...], w: tuple[int, ...],
+                                                 strict_mode: str, kernelbench_mode: str) -> None:
+    step, buffers = _conv(x, w, groups)
+    assert gemm_kind(step, buffers) == "conv"
+    assert default_mode(step, "conv", buffers) == strict_mode
+    assert default_mode(step, "conv", buffers, allow_tf32=True) == kernelbench_mode
+
+
+@pytest.mark.parametrize("rows, k, n", [(2, 16384, 49152), (64, 8192, 8192), (32, 32, 32)])
+def test_linear_defaults_to_tf32_above_the_floor_memory_bound_or_not(rows: int, k: int, n: int) -> None:
+    """The split's roofline keeps memory-bound GEMMs on fp32; plain TF32 moves the same bytes, so only size counts."""
+    step = HostStep("h0", "aten.linear.default", (Layout("b", (rows, k), ()), Layout("b", (n, k), ())), (), ("y",), True)
+    want = "tf32" if gemm_flops(step, "linear") >= MIN_FLOPS_FOR_TF32 else "fp32"
+    assert default_mode(step, "linear", allow_tf32=True) == want
+    assert want == ("fp32" if rows == 32 else "tf32")
+
+
+def test_the_helpers_emitted_for_each_combination_of_modes() -> None:
+    assert gemm_python(False, False) == ""
+    assert gemm_python(True, False) == SPLIT_PYTHON  # strict candidates: exactly the split's helpers, as before
+    assert gemm_python(False, True) == TF32_BLOCK_PYTHON + TF32_CALL_PYTHON
+    both = gemm_python(True, True)
+    assert both.startswith(SPLIT_PYTHON) and both.count("class _kw_tf32:") == 1
+    for text in (gemm_python(False, True), both):
+        ast.parse(text)
+
+
+@pytest.fixture
+def strict_backend_flags() -> Any:
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.set_float32_matmul_precision(saved[0])
+    torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def _tf32_call() -> Any:
+    namespace: dict[str, Any] = {"torch": torch}
+    exec(compile(gemm_python(False, True), "<gemm_tf32>", "exec"), namespace)
+    return namespace["_kw_tf32_call"]
+
+
+def test_the_tf32_helper_returns_the_op_and_restores_the_flags(strict_backend_flags: Any) -> None:
+    """On the CPU the TF32 flags change nothing, so the result is the op's own; inside the call both flags are
+    on, and after it (normally or by an exception) they are as they were."""
+    call = _tf32_call()
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(5, 7, generator=gen), torch.randn(3, 7, generator=gen), torch.randn(3, generator=gen)
+    got = call(torch.ops.aten.linear.default, x, w, b)
+    assert torch.equal(got, torch.ops.aten.linear.default(x, w, b))
+    img, kernel = torch.randn(1, 2, 6, 6, generator=gen), torch.randn(4, 2, 3, 3, generator=gen)
+    conv = call(torch.ops.aten.conv2d.default, img, kernel, None, [1, 1], [1, 1])
+    assert torch.equal(conv, torch.ops.aten.conv2d.default(img, kernel, None, [1, 1], [1, 1]))
+    inside = call(lambda: (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32))
+    assert inside == ("high", True)
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
+
+    def fails() -> None:
+        raise RuntimeError("op failed")
+
+    with pytest.raises(RuntimeError, match="op failed"):
+        call(fails)
+    assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
