@@ -3,7 +3,10 @@
 The main loop is CUTLASS's (the 2.x device-level GemmUniversal for SM80 tensor cores, which runs on sm_90a):
 fp32 operands use its 3xTF32 "fast accurate" arithmetic (OpMultiplyAddFastF32: each operand split into a
 TF32 big and small part, three tensor-core products, fp32 accumulation), so fp32 problems run on tensor cores
-at fp32 accuracy; bf16 and fp16 run natively with fp32 accumulation. Nothing here writes MMA code.
+at fp32 accuracy; bf16 and fp16 run natively with fp32 accumulation. Nothing here writes MMA code. Where the
+run's precision profile admits TF32 (Plan.allow_tf32: the kernelbench profile), an fp32 GEMM has a further
+tunable, MATH: "tf32" (the default there: CUTLASS's fp32 tensor-op GEMM with OpMultiplyAdd, which feeds the
+tensor cores TF32 operands and accumulates in fp32, one product instead of three) or "f32x3" (the split).
 
 The source of one GEMM depends only on its configuration (dtype, operand orders, vector alignments, tile,
 stages): sizes, leading dimensions, batch strides, split-K and the triangle are launcher arguments. So one
@@ -16,7 +19,8 @@ memory-bound: a block per output row streams the row with 16-byte loads and redu
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
 Tunables, per step: TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial
-split-K slices, for few output tiles over a long K); for matrix-vector steps TPR (threads per row).
+split-K slices, for few output tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for
+matrix-vector steps TPR (threads per row).
 """
 
 from __future__ import annotations
@@ -85,6 +89,11 @@ MATH: dict[str, MathMode] = {
                         ("128x128x32_64x64x32", "128x256x32_64x64x32", "256x128x32_64x64x32", "64x128x32_32x64x32",
                          "128x64x32_64x32x32", "64x64x32_32x32x32", "128x128x64_64x64x64"), 4),
 }
+# Plain TF32 for fp32 operands (only where the precision profile allows it): the fp32 tiles (each fragment held
+# once, so they fit the register file with room to spare).
+TF32_MATH = MathMode("tf32", "float", (16, 8, 8), "cutlass::arch::OpMultiplyAdd", 4, MATH["float32"].tiles,
+                     MATH["float32"].default_stages)
+MATH_CHOICES = ("tf32", "f32x3")  # an fp32 GEMM's MATH tunable under a TF32-allowing profile, the default first
 STAGE_CHOICES = (3, 4, 5)
 SPLITK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 TPR_CHOICES = (64, 128, 256, 512, 1024)
@@ -131,8 +140,17 @@ def default_tpr(launch: GemmLaunch) -> int:
     return tpr
 
 
-def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer]) -> list[tuple[str, tuple[Any, ...], Any]]:
-    """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims)."""
+def math_mode(dtype: str, params: Mapping[str, Any], allow_tf32: bool = False) -> MathMode:
+    """The step's math: plain TF32 for fp32 where the profile allows it and MATH does not ask for the split."""
+    if allow_tf32 and dtype == "float32" and params.get("MATH", MATH_CHOICES[0]) == TF32_MATH.tag:
+        return TF32_MATH
+    return MATH[dtype]
+
+
+def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer],
+              allow_tf32: bool = False) -> list[tuple[str, tuple[Any, ...], Any]]:
+    """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims). `allow_tf32`
+    (Plan.allow_tf32): an fp32 GEMM also gets MATH (plain TF32 or the split)."""
     launch = launch_of(step, buffers)
     if launch.gemv:
         return [(f"{step.name}.TPR", TPR_CHOICES, default_tpr(launch))]
@@ -143,20 +161,24 @@ def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer]) -> list[tuple[str, 
     splits = split_choices(launch)
     if len(splits) > 1:
         dims.append((f"{step.name}.SPLITK", splits, default_split(launch, Tile.parse(tile))))
+    if allow_tf32 and launch.dtype == "float32":
+        dims.append((f"{step.name}.MATH", MATH_CHOICES, MATH_CHOICES[0]))
     return dims
 
 
 # ---------------------------------------------------------------- kernels
 
-def gemm_kernel(step: GemmStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any]) -> StepKernel:
+def gemm_kernel(step: GemmStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any],
+                allow_tf32: bool = False) -> StepKernel:
+    """`allow_tf32` (Plan.allow_tf32): an fp32 GEMM may run as plain TF32 (its MATH tunable, TF32 by default)."""
     launch = launch_of(step, buffers)
     if launch.gemv:
         return _gemv_kernel(step, launch, params)
-    return _cutlass_kernel(step, launch, params)
+    return _cutlass_kernel(step, launch, params, allow_tf32)
 
 
-def _cutlass_kernel(step: GemmStep, launch: GemmLaunch, params: Mapping[str, Any]) -> StepKernel:
-    mode = MATH[launch.dtype]
+def _cutlass_kernel(step: GemmStep, launch: GemmLaunch, params: Mapping[str, Any], allow_tf32: bool) -> StepKernel:
+    mode = math_mode(launch.dtype, params, allow_tf32)
     tile_text = str(params.get("TILE", default_tile(launch)))
     tile = Tile.parse(tile_text if tile_text in mode.tiles else default_tile(launch))
     stages = int(params.get("STAGES", mode.default_stages))
@@ -268,7 +290,8 @@ extern "C" int {name}(const {storage}* a, const {storage}* b, {storage}* c, long
 
 def _cutlass_source(name: str, launch: GemmLaunch, mode: MathMode, tile: Tile, stages: int) -> str:
     im, in_, ik = mode.instruction
-    math = "3xTF32: fp32 accuracy" if launch.dtype == "float32" else f"{launch.dtype}, fp32 accumulation"
+    math = {"f32x3": "3xTF32: fp32 accuracy", "tf32": "TF32 operands, fp32 accumulation"}.get(
+        mode.tag, f"{launch.dtype}, fp32 accumulation")
     return _COMMON + _CUTLASS_TEMPLATE.format(
         name=name, dtype=launch.dtype, order_a=launch.a.order, order_b=launch.b.order, math=math,
         element=mode.element, layout_a=_layout(launch.a.order), layout_b=_layout(launch.b.order),

@@ -93,7 +93,7 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
     out = []
     for step in plan.steps:
         if isinstance(step, GemmStep):
-            out.append(gemm_kernel(step, plan.buffers, per_step.get(step.name, {})))
+            out.append(gemm_kernel(step, plan.buffers, per_step.get(step.name, {}), plan.allow_tf32))
         elif isinstance(step, ConvStep):
             out.append(conv_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ElementwiseStep):

@@ -84,7 +84,8 @@ def plan_space(plan: Plan) -> TuneSpace:
     dims: list[TuneDim] = []
     for step in plan.steps:
         if isinstance(step, GemmStep):
-            dims += [TuneDim(name, choices, default) for name, choices, default in gemm_dims(step, plan.buffers)]
+            dims += [TuneDim(name, choices, default)
+                     for name, choices, default in gemm_dims(step, plan.buffers, plan.allow_tf32)]
         elif isinstance(step, ConvStep):
             dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
         elif isinstance(step, HostStep):

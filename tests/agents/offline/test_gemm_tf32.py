@@ -174,3 +174,63 @@ def test_the_tf32_helper_returns_the_op_and_restores_the_flags(strict_backend_fl
     with pytest.raises(RuntimeError, match="op failed"):
         call(fails)
     assert (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32) == ("highest", False)
+
+
+# ---------------------------------------------------------------- the candidate's own CUTLASS GEMMs
+
+
+def _gemm_candidates(name: str) -> tuple[Any, Any, Any]:
+    from support.gemm import traced_lazily
+    from support.paths import FIXTURES
+
+    problem = FIXTURES / "gemm" / f"{name}.py"
+    traced = traced_lazily(problem)
+    before, strict, kernelbench = (propose(problem, traced=traced, **kw)[0]
+                                   for kw in ({}, {"allow_tf32": False}, {"allow_tf32": True}))
+    return before, strict, kernelbench
+
+
+def test_an_fp32_cutlass_gemm_runs_plain_tf32_under_kernelbench_and_the_split_under_strict() -> None:
+    from support.offline import cuda_of
+
+    before, strict, kernelbench = _gemm_candidates("square_fp32")
+    assert strict.source == before.source
+    assert "cutlass::arch::OpMultiplyAddFastF32>" in cuda_of(strict.source) and "MATH" not in str(strict.params)
+    assert [(n, d["choices"], d["default"]) for n, d in kernelbench.space.to_dict().items() if n.endswith(".MATH")] \
+        == [("h0.MATH", ["tf32", "f32x3"], "tf32")]
+    cuda = cuda_of(kernelbench.source)
+    assert "cutlass::arch::OpMultiplyAdd>" in cuda and "OpMultiplyAddFastF32" not in cuda
+    assert "kw_gemm_tf32_" in cuda and "TF32 operands, fp32 accumulation" in cuda
+    # the split stays the tuner's choice: its kernel is the strict candidate's, byte for byte
+    from support.gemm import traced_lazily
+    from support.paths import FIXTURES
+
+    problem = FIXTURES / "gemm" / "square_fp32.py"
+    split = propose(problem, traced=traced_lazily(problem), params={"h0.MATH": "f32x3"}, allow_tf32=True)[0]
+    assert cuda_of(split.source) == cuda_of(strict.source)
+
+
+def test_bf16_and_matrix_vector_gemms_get_no_math_tunable() -> None:
+    for name in ("bf16_matmul", "vector_matrix"):
+        before, strict, kernelbench = _gemm_candidates(name)
+        assert strict.source == before.source
+        assert not [n for n in kernelbench.space.to_dict() if n.endswith(".MATH")]
+        assert kernelbench.source == strict.source
+
+
+@pytest.mark.nvcc
+def test_the_tf32_cutlass_gemm_compiles_for_sm90a_without_spills(arch_cache: Any) -> None:
+    import os
+
+    from kernelwright.tools.compile.nvcc import CompileResult, NvccCompiler
+    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+    from support.offline import BUILD_ARCH, build_options_of, cuda_of, kernel_names
+
+    _, _, kernelbench = _gemm_candidates("square_fp32")
+    compiler = NvccCompiler(cache_dir=arch_cache, jobs=max(2, os.cpu_count() or 2))
+    (result,) = compiler.compile_many([(cuda_of(kernelbench.source) + _ERROR_HELPER,
+                                        build_options_of(kernelbench.source, BUILD_ARCH))])
+    assert isinstance(result, CompileResult), getattr(result, "stderr", result)
+    ours = [r for r in result.resources if "kw_gemm_tf32" in r.name]
+    assert ours and not [r.name for r in ours if r.spill_store_bytes]
+    assert any(n.startswith("kw_gemm_tf32_") for n in kernel_names(kernelbench.source))

@@ -87,3 +87,38 @@ def test_tf32_vgg_like_convolution_passes_the_kernelbench_tolerance(helpers: dic
     ref64 = conv(x.double(), w.double(), b.double(), [1, 1], [1, 1])
     _check_and_time("conv2d 10x256x56x56 3x3", helpers, conv, args,
                     lambda: helpers["_kw_conv_tf32x3"](conv, *args), ref64)
+
+
+def _candidate_model(problem: Any, params: dict[str, Any], tmp_path: Any, name: str) -> tuple[Any, list[Any]]:
+    from kernelwright.agents.offline import propose
+    from kernelwright.tools.problem.files import check_source, import_file
+
+    (cand,) = [c for c in propose(problem, params=params, allow_tf32=True) if c.variant == "fused"]
+    module = import_file(check_source(cand.write(tmp_path / f"{name}.py"), "candidate"), f"kw_tf32_{name}")
+    prob = import_file(check_source(problem, "problem"), f"kw_tf32_problem_{name}")
+    torch.manual_seed(0)
+    inputs = [x.cuda() for x in prob.get_inputs()]
+    torch.manual_seed(42)
+    return module.ModelNew(*prob.get_init_inputs()).cuda().eval(), inputs
+
+
+def test_the_tf32_cutlass_gemm_passes_the_kernelbench_tolerance(cache_env: Any, strict_flags: Any, tmp_path: Any) -> None:
+    """The candidate's own CUTLASS GEMM in plain TF32 (square_fp32, 4096^3) against fp64, timed against its
+    3xTF32 setting and eager fp32."""
+    from support.gemm import fixture_gemm_problems
+
+    problem = next(p for p in fixture_gemm_problems() if p.stem == "square_fp32")
+    tf32, inputs = _candidate_model(problem, {}, tmp_path, "tf32")
+    split, _ = _candidate_model(problem, {"h0.MATH": "f32x3"}, tmp_path, "split")
+    with torch.no_grad():
+        out = tf32(*inputs)
+        ref64 = torch.matmul(*[x.double() for x in inputs])
+        verdict = compare_output(0, out.double(), ref64, KERNELBENCH_FP32)
+        assert verdict.passed, verdict.message
+        rel_l2 = float((out.double() - ref64).norm() / ref64.norm())
+        t_fp32 = _ms(lambda: torch.matmul(*inputs))
+        t_split, t_tf32 = _ms(lambda: split(*inputs)), _ms(lambda: tf32(*inputs))
+    print(f"\nCUTLASS GEMM 4096^3: eager fp32 {t_fp32:.3f} ms, 3xTF32 {t_split:.3f} ms, plain TF32 {t_tf32:.3f} ms "
+          f"(rel L2 {rel_l2:.1e})")
+    assert rel_l2 > 1e-6  # TF32 operands really (the split's error is ~1e-6 or below)
+    assert t_tf32 < t_split
