@@ -339,3 +339,25 @@ def test_prepared_candidates_use_plain_tf32_only_under_a_profile_that_allows_it(
     assert entries[problem.stem].kind == "offline", entries[problem.stem].why
     source = candidate_path(tmp_path / "candidates", problem.stem).read_text()
     assert ("_kw_tf32_call(torch.ops.aten.linear.default" in source) is (precision == "kernelbench")
+
+
+@pytest.mark.parametrize("precision, allow_tf32", [("strict", False), ("kernelbench", True)])
+def test_translate_only_prepares_under_the_benchs_precision_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   precision: str, allow_tf32: bool) -> None:
+    """`kernelwright bench --translate-only --precision kernelbench` writes the candidate a kernelbench run would
+    evaluate (plain TF32 allowed); the profile, not a setting of its own, decides."""
+    from kernelwright.eval.kernelbench import translate_only
+    from kernelwright.eval.kernelbench.problems import BenchProblem
+    from kernelwright.tools.harness.evaluate import EvalSettings
+
+    asked: list[bool] = []
+
+    def prepare(problem: Path, folder: Path, **kw: Any) -> Any:
+        asked.append(kw["allow_tf32"])
+        return CandidateEntry(problem.stem, str(problem), "passthrough", "stub", None, None, 0.0, 0)
+
+    monkeypatch.setattr(translate_only, "prepare_one", prepare)
+    problem = ROOT / "eval" / "suite" / "12_linear_relu_scale.py"
+    row = translate_only.translate_and_build(BenchProblem("suite/12", "suite", problem), tmp_path, EvalSettings(),
+                                             precision=precision)
+    assert asked == [allow_tf32] and row.precision == precision
