@@ -65,7 +65,6 @@ def _check_and_time(name: str, helpers: dict[str, Any], op: Any, args: tuple[Any
     print(f"\n{name}: fp32 {t_fp32:.3f} ms, 3xTF32 split {t_split:.3f} ms, plain TF32 {t_tf32:.3f} ms "
           f"(rel L2 {rel_l2:.1e}, max abs err {verdict.max_abs_err:.1e})")
     assert rel_l2 > 1e-6  # TF32 really ran (fp32 SIMT is ~5e-7 here): the flags reached cuBLAS/cuDNN
-    assert t_tf32 < t_fp32  # tensor cores beat fp32 SIMT at these sizes
 
 
 def test_tf32_linear_passes_the_kernelbench_tolerance(helpers: dict[str, Any], strict_flags: Any) -> None:
@@ -121,4 +120,3 @@ def test_the_tf32_cutlass_gemm_passes_the_kernelbench_tolerance(cache_env: Any, 
     print(f"\nCUTLASS GEMM 4096^3: eager fp32 {t_fp32:.3f} ms, 3xTF32 {t_split:.3f} ms, plain TF32 {t_tf32:.3f} ms "
           f"(rel L2 {rel_l2:.1e})")
     assert rel_l2 > 1e-6  # TF32 operands really (the split's error is ~1e-6 or below)
-    assert t_tf32 < t_split
