@@ -239,13 +239,19 @@ def bench_command(plan: ScalingPlan, spec: ConfigSpec, folder: Path, address: st
         args += ["--gpus", ",".join(spec.gpu_ids)]
     if o.translate_only:
         args += ["--translate-only", "--jobs", str(o.jobs)]
+    return cli_command(*args, *_shared_args(o))
+
+
+def _shared_args(o: ScalingOptions) -> list[str]:
+    """The options the bench and the agent run both pass on."""
+    args: list[str] = []
     if o.generations is not None:
         args += ["--generations", str(o.generations)]
     if o.max_minutes is not None:
         args += ["--max-minutes", str(o.max_minutes)]
     if o.config_file is not None:
         args += ["--config", str(o.config_file)]
-    return cli_command(*args)
+    return args
 
 
 def agent_command(plan: ScalingPlan, spec: ConfigSpec, folder: Path, address: str | None,
@@ -257,13 +263,7 @@ def agent_command(plan: ScalingPlan, spec: ConfigSpec, folder: Path, address: st
         args += ["--address", address]
     if model:
         args += ["--model", model]
-    if o.generations is not None:
-        args += ["--generations", str(o.generations)]
-    if o.max_minutes is not None:
-        args += ["--max-minutes", str(o.max_minutes)]
-    if o.config_file is not None:
-        args += ["--config", str(o.config_file)]
-    return cli_command(*args)
+    return cli_command(*args, *_shared_args(o))
 
 
 def bench_result(spec: ConfigSpec, folder: Path, wall_s: float, attempts: int) -> ConfigResult:

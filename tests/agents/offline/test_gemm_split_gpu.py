@@ -10,6 +10,7 @@ import torch
 
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC
+from support.tf32 import cuda_ms
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 
@@ -82,18 +83,6 @@ def test_infinities_and_nans_come_out_as_in_fp32(helpers: dict[str, Any]) -> Non
     assert torch.allclose(got[finite], ref[finite], atol=1e-4, rtol=1e-4)
 
 
-def _timed_ms(fn: Any, reps: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
-
-
 @pytest.mark.parametrize("x_shape, w_shape, groups", [((10, 256, 56, 56), (256, 256, 3, 3), 1),  # VGG-like
                                                       ((8, 128, 28, 28), (256, 32, 3, 3), 4)])  # grouped (RegNet)
 def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(helpers: dict[str, Any],
@@ -113,11 +102,11 @@ def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(hel
         torch.backends.cudnn.allow_tf32 = False
         split = helpers["_kw_conv_tf32x3"](conv, x, w, None, *args)
         assert torch.backends.cudnn.allow_tf32 is False  # the helper restored the flag
-        fp32_ms = _timed_ms(lambda: conv(x, w, None, *args))
-        split_ms = _timed_ms(lambda: helpers["_kw_conv_tf32x3"](conv, x, w, None, *args))
+        fp32_ms = cuda_ms(lambda: conv(x, w, None, *args))
+        split_ms = cuda_ms(lambda: helpers["_kw_conv_tf32x3"](conv, x, w, None, *args))
         torch.backends.cudnn.allow_tf32 = True
         tf32 = conv(x, w, None, *args)
-        tf32_ms = _timed_ms(lambda: conv(x, w, None, *args))
+        tf32_ms = cuda_ms(lambda: conv(x, w, None, *args))
     finally:
         torch.backends.cudnn.allow_tf32 = saved
     e_split, e_tf32 = _rel_l2(split, ref64), _rel_l2(tf32, ref64)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from kernelwright.agents.offline.ir import Buffer, HostStep, Layout
 from kernelwright.agents.offline.propose import plans_for, render, trace_all, tuning_target
 from kernelwright.agents.offline.space import conservative, plan_space
 from support.offline import suite_dir
+from support.tf32 import strict_backend_flags as strict_flags
 
 # fp32 linear, bmm, dense conv2d, conv1d, conv + batch norm: every GEMM kind the split takes
 GEMM_PROBLEMS = ["12_linear_relu_scale", "16_bmm_bias_silu", "20_conv2d_relu_avgpool", "22_conv1d_gelu_residual",
@@ -138,13 +140,9 @@ def test_the_helpers_emitted_for_each_combination_of_modes() -> None:
 
 
 @pytest.fixture
-def strict_backend_flags() -> Any:
-    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
+def strict_backend_flags() -> Iterator[None]:
+    with strict_flags():
+        yield
 
 
 def _tf32_call() -> Any:

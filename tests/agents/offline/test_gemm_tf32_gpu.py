@@ -4,7 +4,7 @@ fp32 (TF32 off) and the 3xTF32 split are printed (run with -s to see them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, SPLIT_LAUNCHER, SPLIT_SPEC, gemm_python
 from kernelwright.tools.verify.compare import compare_output
 from kernelwright.tools.verify.precision import precision_profile
+from support.tf32 import cuda_ms, strict_backend_flags
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 
@@ -30,26 +31,9 @@ def helpers() -> dict[str, Any]:
 
 
 @pytest.fixture
-def strict_flags() -> Any:
-    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.set_float32_matmul_precision(saved[0])
-    torch.backends.cudnn.allow_tf32 = saved[1]
-
-
-def _ms(fn: Callable[[], Any], reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    torch.cuda.synchronize()
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / reps
+def strict_flags() -> Iterator[None]:
+    with strict_backend_flags():
+        yield
 
 
 def _check_and_time(name: str, helpers: dict[str, Any], op: Any, args: tuple[Any, ...], split: Callable[[], Any],
@@ -59,9 +43,9 @@ def _check_and_time(name: str, helpers: dict[str, Any], op: Any, args: tuple[Any
     verdict = compare_output(0, tf32.double(), ref64, KERNELBENCH_FP32)
     assert verdict.passed, verdict.message
     rel_l2 = float((tf32.double() - ref64).norm() / ref64.norm())
-    t_fp32 = _ms(lambda: op(*args))
-    t_tf32 = _ms(lambda: helpers["_kw_tf32_call"](op, *args))
-    t_split = _ms(split)
+    t_fp32 = cuda_ms(lambda: op(*args))
+    t_tf32 = cuda_ms(lambda: helpers["_kw_tf32_call"](op, *args))
+    t_split = cuda_ms(split)
     print(f"\n{name}: fp32 {t_fp32:.3f} ms, 3xTF32 split {t_split:.3f} ms, plain TF32 {t_tf32:.3f} ms "
           f"(rel L2 {rel_l2:.1e}, max abs err {verdict.max_abs_err:.1e})")
     assert rel_l2 > 1e-6  # TF32 really ran (fp32 SIMT is ~5e-7 here): the flags reached cuBLAS/cuDNN
@@ -115,8 +99,8 @@ def test_the_tf32_cutlass_gemm_passes_the_kernelbench_tolerance(cache_env: Any, 
         verdict = compare_output(0, out.double(), ref64, KERNELBENCH_FP32)
         assert verdict.passed, verdict.message
         rel_l2 = float((out.double() - ref64).norm() / ref64.norm())
-        t_fp32 = _ms(lambda: torch.matmul(*inputs))
-        t_split, t_tf32 = _ms(lambda: split(*inputs)), _ms(lambda: tf32(*inputs))
+        t_fp32 = cuda_ms(lambda: torch.matmul(*inputs))
+        t_split, t_tf32 = cuda_ms(lambda: split(*inputs)), cuda_ms(lambda: tf32(*inputs))
     print(f"\nCUTLASS GEMM 4096^3: eager fp32 {t_fp32:.3f} ms, 3xTF32 {t_split:.3f} ms, plain TF32 {t_tf32:.3f} ms "
           f"(rel L2 {rel_l2:.1e})")
     assert rel_l2 > 1e-6  # TF32 operands really (the split's error is ~1e-6 or below)
