@@ -8,7 +8,9 @@ namespaces (not Linux, or neither root nor user namespaces); CI runs as root on 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -353,4 +355,39 @@ def test_a_process_left_behind_by_a_candidate_is_killed_with_its_workers_cgroup(
     with Evaluator(PROBLEM, FAST, WorkerOptions(device="cpu")) as ev:
         report = ev.evaluate(FIXTURES / "cpu_cheats" / "background_process.py")
     assert report.reason == "background_process", (report.reason, report.message)
-    assert set(root.glob("kernelwright-worker-*")) <= before  # every cgroup emptied (stragglers killed) and removed
+    # every cgroup emptied (stragglers killed) and removed; a live process's (another test run's worker) is not ours
+    assert {p for p in set(root.glob("kernelwright-worker-*")) - before if not _alive(p)} == set()
+
+
+@pytest.mark.skipif(_cgroup_missing() is not None, reason=_cgroup_missing() or "")
+def test_a_worker_cgroup_left_by_a_process_that_never_closed_its_evaluator_is_removed_by_the_next_jail() -> None:
+    root = Path("/sys/fs/cgroup/pids") if Path("/sys/fs/cgroup/pids").is_dir() else Path("/sys/fs/cgroup")
+    stale = root / f"kernelwright-worker-{_exited_pid()}"  # its pid reused within the test: unlikely
+    stale.mkdir()
+    alive = root / f"kernelwright-worker-{os.getpid()}-x"  # not a worker's name: never touched
+    alive.mkdir()
+    try:
+        with Evaluator(PROBLEM, FAST, WorkerOptions(device="cpu")) as ev:
+            ev.functional_form()  # starts the reference worker in its jail
+        assert not stale.exists()
+        assert alive.exists()
+    finally:
+        for path in (stale, alive):
+            if path.exists():
+                path.rmdir()
+
+
+def _alive(cgroup: Path) -> bool:
+    try:
+        os.kill(int(cgroup.name.rsplit("-", 1)[1]), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True
+    return True
+
+
+def _exited_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid

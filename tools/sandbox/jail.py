@@ -195,6 +195,7 @@ def _cgroup_pids(pids_max: int, name: str = "") -> str:
         base = f"{root}/pids"
     else:
         raise JailError("no pids cgroup controller mounted")
+    _remove_stale_cgroups(base)
     path = f"{base}/{name or f'kernelwright-worker-{os.getpid()}'}"
     try:
         os.mkdir(path)
@@ -210,6 +211,28 @@ def _cgroup_pids(pids_max: int, name: str = "") -> str:
                 pass
         raise JailError(f"pids cgroup: {exc.strerror} ({exc.filename or base})") from None
     return path
+
+
+def _remove_stale_cgroups(base: str) -> None:
+    """Remove the empty cgroups of workers that have exited without their harness removing them (a process that
+    ended without closing its evaluator). Only a dead pid's: the kernel refuses to remove one with processes in it."""
+    prefix = "kernelwright-worker-"
+    try:
+        names = [n for n in os.listdir(base) if n.startswith(prefix) and n[len(prefix):].isdigit()]
+    except OSError:
+        return
+    for name in names:
+        try:
+            os.kill(int(name[len(prefix):]), 0)
+            continue  # alive (its worker, or a process that took its pid): left alone
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.rmdir(f"{base}/{name}")
+        except OSError:
+            pass
 
 
 def apply(plan: dict) -> dict:
