@@ -278,8 +278,8 @@ def agent_result(spec: ConfigSpec, folder: Path, wall_s: float, attempts: int) -
     verdicts: dict[str, Verdict] = {}
     cards: set[str] = set()
     runs = folder / "runs"
-    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
-        for candidate in RunFolder(run_dir).candidates() if RunFolder(run_dir).is_run() else []:
+    for run_folder in (RunFolder(d) for d in sorted(runs.iterdir())) if runs.is_dir() else ():
+        for candidate in run_folder.candidates() if run_folder.is_run() else []:
             report = candidate.read_report()
             if report is None:
                 continue

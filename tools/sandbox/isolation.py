@@ -24,10 +24,13 @@ from typing import Any, Literal
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.procenv import ToolJail
 
+# jail.py owns both (it runs by path, stdlib only); REQUIRED_EXIT is re-exported for the pool
+from kernelwright.tools.sandbox.jail import REQUIRED_EXIT as REQUIRED_EXIT
+from kernelwright.tools.sandbox.jail import WORKER_CGROUP_PREFIX
+
 IsolationMode = Literal["auto", "off", "required"]
 ISOLATION_MODES: tuple[str, ...] = ("auto", "off", "required")
 JAIL_SCRIPT = Path(__file__).with_name("jail.py")
-REQUIRED_EXIT = 97  # jail.py's exit code when "required" cannot be met (jail.py is stdlib-only: kept in step)
 
 # Limits on every jailed process. No RLIMIT_AS: CUDA reserves terabytes of virtual address space. CPU time is a
 # backstop over a worker's whole life (it serves one run, and waiting on the GPU spins a core): hangs are the
@@ -148,7 +151,7 @@ def tool_jail(policy: IsolationPolicy | None, *, keep_caps: tuple[int, ...] = ()
 def release_pid(pid: int) -> None:
     """Remove the pids cgroup the jail made for process `pid` (a worker that has exited)."""
     for base in ("/sys/fs/cgroup/pids", "/sys/fs/cgroup"):
-        release({"cgroup_pids": f"{base}/kernelwright-worker-{pid}"})
+        release({"cgroup_pids": f"{base}/{WORKER_CGROUP_PREFIX}{pid}"})
 
 
 def _user() -> str:

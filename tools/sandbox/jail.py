@@ -22,6 +22,7 @@ import struct
 import sys
 
 REQUIRED_EXIT = 97
+WORKER_CGROUP_PREFIX = "kernelwright-worker-"  # + the worker's pid: the pids cgroup the jail makes for it
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
 # mounts left as they are: kernel views and devices (the GPU's /dev/nvidia* and CUDA IPC's /dev/shm live there)
@@ -196,7 +197,7 @@ def _cgroup_pids(pids_max: int, name: str = "") -> str:
     else:
         raise JailError("no pids cgroup controller mounted")
     _remove_stale_cgroups(base)
-    path = f"{base}/{name or f'kernelwright-worker-{os.getpid()}'}"
+    path = f"{base}/{name or f'{WORKER_CGROUP_PREFIX}{os.getpid()}'}"
     try:
         os.mkdir(path)
         with open(f"{path}/pids.max", "w") as f:
@@ -216,7 +217,7 @@ def _cgroup_pids(pids_max: int, name: str = "") -> str:
 def _remove_stale_cgroups(base: str) -> None:
     """Remove the empty cgroups of workers that have exited without their harness removing them (a process that
     ended without closing its evaluator). Only a dead pid's: the kernel refuses to remove one with processes in it."""
-    prefix = "kernelwright-worker-"
+    prefix = WORKER_CGROUP_PREFIX
     try:
         names = [n for n in os.listdir(base) if n.startswith(prefix) and n[len(prefix):].isdigit()]
     except OSError:
