@@ -74,15 +74,18 @@ class OfflineSession:
 
 def _trace_quietly(problem_path: str) -> list[Any]:
     """The problem traced for every input shape; a problem torch.export cannot trace is one the offline
-    translator does not support (OfflineUnsupported, reported as the run's error, not a crash)."""
+    translator does not support (OfflineUnsupported, reported as the run's error, not a crash). Traced on
+    unfilled inputs: a plan reads shapes, strides and dtypes, and level-1 inputs are GBs."""
     from kernelwright.agents.offline import OfflineUnsupported
     from kernelwright.agents.offline.propose import trace_all
     from kernelwright.agents.offline.trace import TraceFailure
+    from kernelwright.tools.problem.inputs import unfilled_problem_inputs
 
     with warnings.catch_warnings():  # torch.export's own deprecation chatter is not the user's concern
         warnings.simplefilter("ignore", FutureWarning)
         try:
-            return trace_all(problem_path)
+            with unfilled_problem_inputs(problem_path):
+                return trace_all(problem_path)
         except TraceFailure as exc:
             raise OfflineUnsupported(f"cannot trace the problem: {exc.message}", where=problem_path) from None
 

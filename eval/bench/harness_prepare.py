@@ -6,8 +6,8 @@ passthrough candidate with that reason. Why: tracing a KernelBench problem runs 
 has 4-17 GB inputs; one traced in this process would take the machine's memory with it.
 
 Inside the child the torch calls of the problem's own get_inputs() (torch.rand, randint, `* scale`, ...)
-run on the meta device and return uninitialised CPU tensors of the same shape, stride and dtype
-(`LazyProblemInputs`): torch.export reads shapes, never values, so the candidate is the same (a test
+return uninitialised CPU tensors of the same shape, stride and dtype (tools.problem.inputs'
+unfilled_problem_inputs): torch.export reads shapes, never values, so the candidate is the same (a test
 compares) and its untouched pages cost no memory.
 The manifest (`<candidates>/manifest.json`, one `CandidateEntry` per problem) is read and written here only.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -27,7 +26,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from kernelwright.eval.bench.passthrough_candidate import passthrough_source
@@ -184,58 +182,11 @@ def meta_input_bytes(module: Any) -> int | None:
         return None
 
 
-def _lazy_mode(problem: Path) -> Any:
-    import torch
-    from torch.overrides import TorchFunctionMode
-    from torch.utils._pytree import tree_flatten, tree_map
-
-    path = str(problem.resolve())
-
-    def to_meta(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device="meta")
-        return value
-
-    def from_meta(value: Any) -> Any:
-        if isinstance(value, torch.Tensor) and value.is_meta:
-            return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype)
-        return value
-
-    class LazyProblemInputs(TorchFunctionMode):
-        """Every torch call made inside the problem's get_inputs()/get_input_variants() runs on the meta device
-        and hands back an uninitialised (so untouched) CPU tensor of the result's shape, stride and dtype; a
-        call the meta device cannot run (.item(), .numpy()) runs as is. Calls from anywhere else are untouched."""
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
-            kwargs = kwargs or {}
-            if not _called_from_inputs(path):
-                return func(*args, **kwargs)
-            meta_args, meta_kwargs = tree_map(to_meta, (args, {k: v for k, v in kwargs.items() if k != "generator"}))
-            if not any(isinstance(v, torch.Tensor) for v in tree_flatten((args, kwargs))[0]):
-                meta_kwargs["device"] = "meta"  # a factory: torch.rand, randint, ones, tensor, ...
-            try:
-                result = func(*meta_args, **meta_kwargs)
-            except Exception:  # noqa: BLE001 - not runnable on meta: the real call
-                return func(*args, **kwargs)
-            return tree_map(from_meta, result)
-
-    return LazyProblemInputs()
-
-
-def _called_from_inputs(path: str, depth: int = 12) -> bool:
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None and depth > 0:
-        code = frame.f_code
-        if code.co_name in ("get_inputs", "get_input_variants") and os.path.realpath(code.co_filename) == path:
-            return True
-        frame, depth = frame.f_back, depth - 1
-    return False
-
-
 def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = False,
            allow_tf32: bool = False) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.trace import load_problem, weight_bytes
+    from kernelwright.tools.problem.inputs import unfilled_problem_inputs
 
     result: dict[str, Any] = {"kind": "passthrough"}
     try:
@@ -250,7 +201,7 @@ def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, previ
         vm = _vm_bytes()
         limit = vm + 2 * (result["input_bytes"] or 0) + budget_bytes + (2 * weights if lazy_weights else 0)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        with _lazy_mode(problem):
+        with unfilled_problem_inputs(problem):
             candidates = propose(problem, lazy_weights=lazy_weights, preview=preview, allow_tf32=allow_tf32)
         candidates[0].write(out)
         result.update(kind="offline", variant=candidates[0].variant, why=f"offline translator, variant {candidates[0].variant}"

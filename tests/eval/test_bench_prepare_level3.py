@@ -10,8 +10,9 @@ import pytest
 
 from kernelwright.agents.offline import OfflineUnsupported, propose
 from kernelwright.agents.offline.trace import load_problem, weight_bytes
-from kernelwright.eval.bench.harness_prepare import _lazy_mode, candidate_path, prepare_one
+from kernelwright.eval.bench.harness_prepare import candidate_path, prepare_one
 from kernelwright.tools.problem.files import check_source
+from kernelwright.tools.problem.inputs import unfilled_problem_inputs
 from support.paths import KERNELBENCH
 
 WIDE_MLP = '''import torch
@@ -67,7 +68,7 @@ def test_level3_of_the_dev_split_translates(tmp_path: Path) -> None:
         started = time.perf_counter()
         _, module = load_problem(problem)
         try:
-            with _lazy_mode(problem):
+            with unfilled_problem_inputs(problem):
                 propose(problem, lazy_weights=(weight_bytes(module) or 0) > 1 << 30, variants=("fused",))
         except OfflineUnsupported as exc:
             failed[problem.stem] = exc.message

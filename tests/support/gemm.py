@@ -32,9 +32,9 @@ def traced_lazily(problem: Path) -> list[Any]:
     """trace_all with get_inputs' tensors left uninitialised (shapes, strides and dtypes are all a plan needs;
     several level-1 inputs are GBs): the bench's own lazy mode, which gives the same candidates."""
     from kernelwright.agents.offline.propose import trace_all
-    from kernelwright.eval.bench.harness_prepare import _lazy_mode
+    from kernelwright.tools.problem.inputs import unfilled_problem_inputs
 
-    with _lazy_mode(problem):
+    with unfilled_problem_inputs(problem):
         return trace_all(problem)
 
 

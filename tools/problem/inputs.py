@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -73,6 +78,64 @@ def input_shapes(get_inputs: Callable[[], Sequence[Any]]) -> list[dict[str, Any]
     if not isinstance(raw, (list, tuple)):
         raise TypeError(f"get_inputs() must return a list or tuple, got {type(raw).__name__}")
     return [describe_value(v) for v in raw]
+
+
+@contextmanager
+def unfilled_problem_inputs(problem: str | Path) -> Iterator[None]:
+    """Within it, the tensors that the problem file's get_inputs()/get_input_variants() make are uninitialised
+    CPU tensors of the right shape, stride and dtype: every torch call made from those functions runs on the
+    meta device, and its result becomes an untouched CPU tensor. A call the meta device cannot run (.item(),
+    .numpy()) runs as is; calls from anywhere else are untouched.
+
+    Why: tracing (torch.export, the functional form, the offline translator) reads shapes, never values, and
+    level-1 inputs are 4-17 GB; drawing them on the CPU costs seconds to minutes and their size in memory,
+    while untouched pages cost neither. Only for tracing: never for inputs whose values anything reads.
+    The mode is per thread (PyTorch keeps torch-function modes thread-local)."""
+    with _UnfilledInputs(os.path.realpath(problem)):
+        yield
+
+
+class _UnfilledInputs(torch.overrides.TorchFunctionMode):
+    def __init__(self, problem_file: str):
+        super().__init__()
+        self._file = problem_file
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        from torch.utils._pytree import tree_flatten, tree_map
+
+        kwargs = kwargs or {}
+        if not _called_from_input_function(self._file):
+            return func(*args, **kwargs)
+        meta_args, meta_kwargs = tree_map(_to_meta, (args, {k: v for k, v in kwargs.items() if k != "generator"}))
+        if not any(isinstance(v, torch.Tensor) for v in tree_flatten((args, kwargs))[0]):
+            meta_kwargs["device"] = "meta"  # a factory: torch.rand, randint, ones, tensor, ...
+        try:
+            result = func(*meta_args, **meta_kwargs)
+        except Exception:  # noqa: BLE001 - not runnable on meta: the real call
+            return func(*args, **kwargs)
+        return tree_map(_unfilled, result)
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype, device="meta")
+    return value
+
+
+def _unfilled(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.is_meta:
+        return torch.empty_strided(value.size(), value.stride(), dtype=value.dtype)
+    return value
+
+
+def _called_from_input_function(problem_file: str, depth: int = 12) -> bool:
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None and depth > 0:
+        code = frame.f_code
+        if code.co_name in ("get_inputs", "get_input_variants") and os.path.realpath(code.co_filename) == problem_file:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 def describe_value(value: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import torch
 from kernelwright.tools.errors import DoesNotFit, KernelwrightError, LoadError
 from kernelwright.tools.measure.timing import BenchSettings, bench, l2_flush_buffer
 from kernelwright.tools.problem.files import SourceFile, call_user, check_arity, check_source, import_file
-from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs
+from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs, unfilled_problem_inputs
 from kernelwright.tools.problem.model_build import WeightPlace, build_model, is_large, weight_bytes, weight_place
 from kernelwright.tools.problem.shape_scaling import rescaled_module
 from kernelwright.tools.sandbox.isolation import install_socket_guard, jail_state
@@ -113,7 +113,8 @@ class WorkerBase:
         return weight_place(self._weight_bytes, self.device)
 
     def op_functional(self, req: dict) -> dict:
-        """The problem's functional form, traced on CPU (needs no GPU)."""
+        """The problem's functional form, traced on CPU (needs no GPU) on unfilled inputs: the trace reads their
+        shapes only, and drawing level-1 inputs (GBs) on the CPU would cost seconds and their size in memory."""
         from kernelwright.tools.problem.functional import functional_form
 
         if self.problem is None or self.problem_module is None:
@@ -123,7 +124,8 @@ class WorkerBase:
         # a large Model is traced with uninitialised weights: the form reads shapes, and its weights would not fit
         model = build_model(module.Model, self.init_inputs(), problem, "Model", seed=int(req.get("init_seed", 42)),
                             device=cpu, place="uninitialised" if is_large(self._weight_bytes) else "host")
-        inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), cpu), "get_inputs()", problem)
+        with unfilled_problem_inputs(problem.path):
+            inputs = call_user(lambda: make_inputs(module.get_inputs, InputSpec(0), cpu), "get_inputs()", problem)
         form = functional_form(model, inputs, module_source=problem.text)
         return {"form": form.to_dict()}
 
