@@ -12,6 +12,12 @@ import torch
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_host_lines
+from kernelwright.agents.offline.conv_layout import (
+    CHANNELS_LAST,
+    CHANNELS_LAST_PYTHON,
+    LAYOUT_SUFFIX,
+    channels_last_args,
+)
 from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_SPEC, gemm_kind, gemm_python, host_call_expr
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
@@ -76,7 +82,8 @@ def _layout_expr(layout: Layout, buffers: dict[str, Buffer] | None = None) -> st
     return f"torch.as_strided({layout.buffer}, {tuple(layout.shape)}, {tuple(layout.strides)}, {layout.offset})"
 
 
-def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp32") -> list[str]:
+def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp32",
+               layout: str = "contiguous") -> list[str]:
     def lit(v: Any) -> str:
         if isinstance(v, Layout):
             return _layout_expr(v, buffers)
@@ -86,9 +93,10 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
         return _literal(v)
 
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
-    call = f"torch.ops.{step.target}({', '.join(args)})"
+    channels_last = layout == CHANNELS_LAST  # conv_layout gives only plain convolutions (no kwargs) this choice
+    call = f"torch.ops.{step.target}({', '.join(channels_last_args(args) if channels_last else args)})"
     if gemm_mode in ("tf32x3", "tf32") and (kind := gemm_kind(step, buffers)):
-        call = host_call_expr(kind, args, step.target, gemm_mode)
+        call = host_call_expr(kind, args, step.target, gemm_mode, channels_last=channels_last)
     outs = [b for b in step.outputs]
     if len(outs) == 1:
         return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
@@ -147,7 +155,8 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
             body.append(f"{buf.name} = self.kw_ref.get_buffer({buf.target!r}).contiguous()")
     for step in plan.steps:
         if isinstance(step, HostStep):
-            body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32")))
+            body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32"),
+                                   gemm_modes.get(step.name + LAYOUT_SUFFIX, "contiguous")))
             continue
         if isinstance(step, RecurrentStep):
             body.extend(recurrent_host_lines(step, buffers, by_step.get(step.name), _layout_expr))
@@ -185,10 +194,11 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
     dispatches on the input shapes to the plan specialised for them (other shapes run the problem's module). `gemm_modes` (per shape: host step ->
     "fp32" | "tf32x3" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
-    TF32 for fp32 GEMMs."""
+    TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
     split_used = any(m == "tf32x3" for per_shape in modes for m in per_shape.values())
     tf32_used = any(m == "tf32" for per_shape in modes for m in per_shape.values())
+    cl_used = any(m == CHANNELS_LAST for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]
     params = list(forward_params)
     if len(params) != len(main.user_inputs):
@@ -234,7 +244,7 @@ _KW_CUDA_SRC = r"""{cuda_source}"""
 _kw_lib = load_cuda(_KW_CUDA_SRC, {{
 {launcher_text}
 }}{f", headers={headers!r}" if headers else ""})
-{gemm_python(split_used, tf32_used)}
+{gemm_python(split_used, tf32_used)}{CHANNELS_LAST_PYTHON if cl_used else ""}
 
 
 class ModelNew(nn.Module):

@@ -9,9 +9,11 @@ relative L2 error was 1.5e-5 (SIMT fp32: 5.6e-7, plain TF32: 2.0e-4), inside the
 K, B' = [hi | hi | lo] along K, so A' @ B' is the sum; a small custom kernel writes A' and B'.
 
 A host step qualifies when it is an fp32 linear / matmul / mm / bmm / addmm with plain arguments, or an fp32
-conv1d/2d/3d (library convolutions: a convolution the candidate writes itself is a ConvStep, codegen_conv):
-a convolution is a GEMM over K = in-channels x taps, so tripling each group's input channels into [hi | lo | hi]
-and the weight's into [hi | hi | lo] makes one cuDNN TF32 convolution compute the split's sum. The mode is a
+conv1d/2d/3d or conv_transpose1d/2d/3d (library convolutions: one the candidate writes itself is a ConvStep,
+codegen_conv): a convolution is a GEMM over K = in-channels x taps, so tripling each group's input channels into
+[hi | lo | hi] and the weight's into [hi | hi | lo] makes one cuDNN TF32 convolution compute the split's sum. A
+transposed convolution sums over its input channels too (its weight is (in, out / groups, taps...), input channels
+first), so the same tripling of the input and of the weight's first dim serves it. The mode is a
 tunable ("tf32x3" or "fp32") so the tuner can keep the plain GEMM where the split costs more than it saves; its
 default comes from split_pays()'s roofline estimate.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from math import prod
 
+from kernelwright.agents.offline.conv_layout import channels_last_args
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
 MODES = ("fp32", "tf32x3")  # the choices under a profile that keeps fp32 accuracy (strict)
@@ -46,7 +49,11 @@ MIN_FLOPS_FOR_TF32 = 1 << 26
 
 _TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
             "aten.bmm.default": "matmul", "aten.addmm.default": "addmm", "aten.conv1d.default": "conv",
-            "aten.conv2d.default": "conv", "aten.conv3d.default": "conv"}
+            "aten.conv2d.default": "conv", "aten.conv3d.default": "conv",
+            # transposed: conv_transpose1d traces to its .default overload, 2-D and 3-D to .input (same arguments)
+            "aten.conv_transpose1d.default": "conv_transpose", "aten.conv_transpose2d.input": "conv_transpose",
+            "aten.conv_transpose3d.input": "conv_transpose"}
+CONV_KINDS = ("conv", "conv_transpose")  # a step of these kinds gets its library op as the helper's first argument
 
 SPLIT_CUDA = r"""
 // ---- 3xTF32 operand split: out = [hi | part1 | part2] along K; bit p of `pattern` set = part p is lo,
@@ -155,16 +162,31 @@ def _kw_addmm_tf32x3(bias, a, b):
         return torch.ops.aten.addmm.default(bias, a3, b3)
 
 
-def _kw_conv_tf32x3(conv, x, w, *rest):
+def _kw_conv_tf32x3(conv, x, w, *rest, cl=False):
     """conv(x, w, *rest) as one TF32 convolution over tripled input channels: each group's channels become
     [hi | lo | hi] in x and [hi | hi | lo] in w, so the group's sum over its channels is the three products' sum.
-    `rest`: the op's own further arguments, as the step passes them (bias, stride, padding, dilation, groups)."""
+    `rest`: the op's own further arguments, as the step passes them (bias, stride, padding, dilation, groups).
+    `cl`: the tripled operands go to channels-last memory first (conv_layout)."""
     groups = rest[4] if len(rest) > 4 else 1
     n, c, co, cg = x.shape[0], x.shape[1], w.shape[0], w.shape[1]
     x3 = _kw_split3(x.reshape(n * groups, cg, -1), False, _KW_A_PARTS).reshape(n, 3 * c, *x.shape[2:])
     w3 = _kw_split3(w.reshape(co, cg, -1), False, _KW_B_PARTS).reshape(co, 3 * cg, *w.shape[2:])
     with _kw_tf32():
-        return conv(x3, w3, *rest)
+        return conv(_kw_cl(x3), _kw_cl(w3), *rest) if cl else conv(x3, w3, *rest)
+
+
+def _kw_conv_transpose_tf32x3(conv, x, w, *rest, cl=False):
+    """conv_transpose(x, w, *rest) as one TF32 transposed convolution over tripled input channels: its weight is
+    (in, out / groups, taps...), so each group's input channels become [hi | lo | hi] in x and [hi | hi | lo] in
+    w's first dim. `rest`: bias, stride, padding, output_padding, groups, dilation, as the step passes them.
+    `cl`: as for _kw_conv_tf32x3."""
+    groups = rest[4] if len(rest) > 4 else 1
+    n, c = x.shape[0], x.shape[1]
+    cg = c // groups
+    x3 = _kw_split3(x.reshape(n * groups, cg, -1), False, _KW_A_PARTS).reshape(n, 3 * c, *x.shape[2:])
+    w3 = _kw_split3(w.reshape(groups, cg, -1), False, _KW_B_PARTS).reshape(3 * c, *w.shape[1:])
+    with _kw_tf32():
+        return conv(_kw_cl(x3), _kw_cl(w3), *rest) if cl else conv(x3, w3, *rest)
 '''
 
 # Plain TF32 (only where the precision profile allows it): the library op itself with TF32 on.
@@ -177,16 +199,16 @@ def _kw_tf32_call(op, *args):
 '''
 
 HELPER_FOR = {"linear": "_kw_linear_tf32x3", "matmul": "_kw_matmul_tf32x3", "addmm": "_kw_addmm_tf32x3",
-              "conv": "_kw_conv_tf32x3"}
+              "conv": "_kw_conv_tf32x3", "conv_transpose": "_kw_conv_transpose_tf32x3"}
 
 
 def gemm_kind(step: HostStep, buffers: Mapping[str, Buffer]) -> str | None:
-    """'linear' | 'matmul' | 'addmm' | 'conv' when the step can take the 3xTF32 path, else None."""
+    """'linear' | 'matmul' | 'addmm' | 'conv' | 'conv_transpose' when the step can take the 3xTF32 path, else None."""
     kind = _TARGETS.get(step.target)
     if kind is None or step.kwargs:
         return None
-    if kind == "conv":
-        return "conv" if _plain_conv(step, buffers) else None
+    if kind in CONV_KINDS:
+        return kind if _plain_conv(step, buffers) else None
     tensors = [a for a in step.args if isinstance(a, Layout)]
     if len(tensors) != len(step.args) or any(buffers[t.buffer].dtype != "float32" for t in tensors):
         return None
@@ -216,13 +238,15 @@ def _plain_conv(step: HostStep, buffers: Mapping[str, Buffer]) -> bool:
 def _operands(step: HostStep, kind: str) -> tuple[list[int], list[int]]:
     """The two GEMM operands' shapes (A with K last, B), as the step passes them."""
     tensors = [a for a in step.args if isinstance(a, Layout)]
-    a, b = (tensors[0], tensors[1]) if kind in ("linear", "matmul", "conv") else (tensors[1], tensors[2])
+    a, b = (tensors[1], tensors[2]) if kind == "addmm" else (tensors[0], tensors[1])
     return list(a.shape), list(b.shape)
 
 
 def gemm_flops(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> int:
     """`buffers`: needed for a convolution (its output's size)."""
     a, b = _operands(step, kind)
+    if kind == "conv_transpose":
+        return 2 * prod(a) * prod(b[1:])  # each input element meets out-channels of its group x taps
     if kind == "conv":
         assert buffers is not None, "a convolution's flops need the plan's buffers"
         out = buffers[str(step.outputs[0])].numel
@@ -236,7 +260,7 @@ def gemm_flops(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None =
 def gemm_elements(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None = None) -> tuple[int, int, int]:
     """Elements of A, B and the output (batch broadcast included)."""
     a, b = _operands(step, kind)
-    if kind == "conv":
+    if kind in CONV_KINDS:
         assert buffers is not None, "a convolution's output size needs the plan's buffers"
         return prod(a), prod(b), buffers[str(step.outputs[0])].numel
     flops = gemm_flops(step, kind)
@@ -278,22 +302,24 @@ def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None
     memory-bound GEMM moves the same bytes either way. The split and fp32 stay choices for the tuner."""
     if allow_tf32:
         return "tf32" if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else "fp32"
-    if kind == "conv" and _groups(step) != 1:
+    if kind in CONV_KINDS and _groups(step) != 1:
         return "fp32"
     return "tf32x3" if split_pays(step, kind, buffers) else "fp32"
 
 
 def _groups(step: HostStep) -> object:
-    return step.args[6] if len(step.args) > 6 else 1
+    return step.args[6] if len(step.args) > 6 else 1  # groups is the 7th argument of conv and conv_transpose alike
 
 
-def host_call_expr(kind: str, args: list[str], target: str, mode: str = "tf32x3") -> str:
+def host_call_expr(kind: str, args: list[str], target: str, mode: str = "tf32x3", *,
+                   channels_last: bool = False) -> str:
     """The helper call for a step of `target` in `mode`: "tf32x3" (the split; a convolution is given its library
-    op) or "tf32" (the library op itself inside the TF32 block)."""
+    op) or "tf32" (the library op itself inside the TF32 block). `channels_last`: a convolution's operands go to
+    channels-last memory (conv_layout) before the library call."""
     if mode == "tf32":
-        return f"_kw_tf32_call({', '.join([f'torch.ops.{target}'] + args)})"
-    lead = [f"torch.ops.{target}"] if kind == "conv" else []
-    return f"{HELPER_FOR[kind]}({', '.join(lead + args)})"
+        return f"_kw_tf32_call({', '.join([f'torch.ops.{target}'] + (channels_last_args(args) if channels_last else args))})"
+    lead = [f"torch.ops.{target}"] if kind in CONV_KINDS else []
+    return f"{HELPER_FOR[kind]}({', '.join(lead + args + (['cl=True'] if channels_last else []))})"
 
 
 def gemm_python(split_used: bool, tf32_used: bool) -> str:

@@ -4,7 +4,8 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 - fused: every supported elementwise chain, reduction, normalisation and pool is a custom kernel;
 - fused_scalar: the same plan with the simplest code paths (no vector loads, no register caching);
 - aten_reductions: reductions stay ATen (cuDNN/ATen softmax, norms, sums), only elementwise
-  chains (the epilogues after library ops included) and pools are fused kernels.
+  chains (the epilogues after library ops included) and pools are fused kernels;
+- fused_channels_last: fused, with its library convolutions run channels-last (conv_layout), where it has any.
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
@@ -30,6 +31,7 @@ from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_so
 from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
+from kernelwright.agents.offline.conv_layout import CHANNELS_LAST, conv_layouts, layout_dims
 from kernelwright.agents.offline.conv_plan import conv_plan
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
@@ -51,7 +53,7 @@ from kernelwright.tools.errors import KernelwrightError
 
 log = structlog.get_logger(__name__)
 
-VARIANTS = ("fused", "fused_scalar", "aten_reductions")
+VARIANTS = ("fused", "fused_scalar", "aten_reductions", "fused_channels_last")
 
 
 class OfflineUnsupported(KernelwrightError):
@@ -110,7 +112,8 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
 def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mapping[str, Any], variant: str) -> str:
     """The candidate file: the first plan (get_inputs' shapes) takes `params`; other shapes use defaults."""
     shapes = [(plan, kernels_for(plan, params if i == 0 else {})) for i, plan in enumerate(plans)]
-    modes = [gemm_modes(plan, params if i == 0 else {}) for i, plan in enumerate(plans)]
+    modes = [gemm_modes(plan, params if i == 0 else {}) | conv_layouts(plan, params if i == 0 else {})
+             for i, plan in enumerate(plans)]
     # GEMM kernels of one configuration have one source, whichever shapes and steps use them: written once
     cuda = PRELUDE + "".join(dict.fromkeys(k.source for _, kernels in shapes for k in kernels))
     if any(m == "tf32x3" for per_shape in modes for m in per_shape.values()):
@@ -228,8 +231,12 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
         if variant == "fused_scalar" and all(isinstance(s, (GemmStep, ConvStep)) for p in shape_plans for s in p.custom_steps):
             continue  # a GEMM or conv kernel has no simpler code path: the same kernel under another name
         space = plan_space(plan)
+        if variant == "fused_channels_last" and not layout_dims(plan):
+            continue  # no convolution whose layout could change: the fused candidate again
         chosen = {**space.defaults(), **(params or {})} if variant == "fused" else (
             conservative(space) if variant == "fused_scalar" else space.defaults())
+        if variant == "fused_channels_last":
+            chosen |= {name: CHANNELS_LAST for name in layout_dims(plan)}
         try:
             source = render(traced, shape_plans, chosen, variant)
         except HostEmitError as exc:

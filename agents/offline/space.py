@@ -16,6 +16,7 @@ from kernelwright.agents.offline.codegen_gemm import gemm_dims
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
+from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import default_mode, gemm_kind, mode_choices
 from kernelwright.agents.offline.ir import (
@@ -92,6 +93,8 @@ def plan_space(plan: Plan) -> TuneSpace:
             if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32),
                                     default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)))
+            if layout := layout_dim(step, plan.buffers):
+                dims.append(TuneDim(layout, LAYOUTS, LAYOUTS[0]))
         elif isinstance(step, ElementwiseStep):
             vecs = _vec_choices(step, plan.buffers)
             dims += [TuneDim(f"{step.name}.BLOCK", (128, 256, 512, 1024), 256),

@@ -16,21 +16,27 @@ from kernelwright.tools.sandbox.resources import tree_memory
 
 GIB = 1 << 30
 PROBLEM = '''import torch
-import torch.nn as nn
+from torch import nn
+
 
 class Model(nn.Module):
-    def __init__(self, n: int = 8):
-        super().__init__()
-        self.scale = nn.Parameter(torch.randn(n))
+    """Row softmax of a scaled sum: one parameter the size of the last dim."""
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(x * self.scale, dim=-1) + y
+    def __init__(self, width: int):
+        super().__init__()
+        self.gain = nn.Parameter(torch.randn(width))
+
+    def forward(self, a, b):
+        return (a * self.gain + b).softmax(-1)
+
+
+def get_init_inputs():
+    return [SHAPE[-1]]
+
 
 def get_inputs():
     return [torch.rand(SHAPE), torch.rand(SHAPE).t().contiguous().t()]
 
-def get_init_inputs():
-    return [SHAPE[-1]]
 
 SHAPE = (1 << 20, 1 << 8)  # 1 GiB each
 '''
@@ -49,7 +55,7 @@ def test_unfilled_inputs_cost_no_memory_and_touch_nothing_else(tmp_path: Path) -
     with unfilled_problem_inputs(problem):
         inputs = module.get_inputs()
         torch.manual_seed(0)
-        weights = module.Model(8).scale.detach().clone()  # not called from get_inputs: a real draw
+        weights = module.Model(8).gain.detach().clone()  # not called from get_inputs: a real draw
     assert tree_memory().rss_bytes - before < 200 << 20
     assert [(tuple(t.shape), t.stride(), t.dtype, t.device.type) for t in inputs] == [
         ((1 << 20, 1 << 8), (1 << 8, 1), torch.float32, "cpu"),

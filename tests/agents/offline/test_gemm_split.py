@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from math import prod
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from kernelwright.agents.offline.gemm_split import (
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout
 from kernelwright.agents.offline.propose import plans_for, render, trace_all
 from kernelwright.agents.offline.space import conservative, plan_space
+from support.gemm import traced_lazily
 from support.offline import suite_dir
+from support.paths import KERNELBENCH
 
 
 def _forward(source: str) -> str:
@@ -152,3 +155,88 @@ def test_a_dense_convolution_takes_the_split_by_default_and_a_grouped_one_keeps_
     assert gemm_kind(step, buffers) == "conv"
     assert default_mode(step, "conv", buffers) == mode
 
+
+
+@pytest.mark.parametrize("conv, x_shape, w_shape, stride, output_padding, groups", [
+    (torch.ops.aten.conv_transpose2d.input, (2, 8, 5, 6), (8, 6, 4, 4), [2, 2], [1, 1], 1),
+    (torch.ops.aten.conv_transpose2d.input, (2, 8, 5, 6), (8, 3, 3, 3), [2, 2], [0, 0], 2),  # groups split apart
+    (torch.ops.aten.conv_transpose1d.default, (3, 6, 11), (6, 2, 5), [3], [1], 3),
+    (torch.ops.aten.conv_transpose3d.input, (1, 4, 4, 5, 3), (4, 2, 2, 3, 3), [1, 2, 1], [0, 1, 0], 1),
+])
+def test_the_transposed_convolution_split_sums_to_the_fp32_one(conv: Any, x_shape: tuple[int, ...],
+                                                                w_shape: tuple[int, ...], stride: list[int],
+                                                                output_padding: list[int], groups: int) -> None:
+    """A transposed convolution's weight is (in, out / groups, taps...): its split triples the weight's first dim,
+    not its second as a convolution's does (tripling the wrong one would not even give the right shape)."""
+    helpers = _split_python_on_cpu()
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(x_shape, generator=gen), torch.randn(w_shape, generator=gen)
+    b = torch.randn(w_shape[1] * groups, generator=gen)
+    pad = [1] * (len(x_shape) - 2)
+    got = helpers["_kw_conv_transpose_tf32x3"](conv, x, w, b, stride, pad, output_padding, groups)
+    want = conv(x.double(), w.double(), b.double(), stride, pad, output_padding, groups)
+    assert got.shape == want.shape and got.dtype == torch.float32
+    assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5), (got.double() - want).abs().max()
+
+
+def _conv_transpose(x: tuple[int, ...], w: tuple[int, ...], groups: int) -> tuple[HostStep, dict[str, Buffer]]:
+    out = (x[0], w[1] * groups, 2 * x[2] + 1, 2 * x[3] + 1)
+    buffers = {"x": Buffer("x", x, "float32", "input"), "w": Buffer("w", w, "float32", "parameter"),
+               "y": Buffer("y", out, "float32", "step")}
+    args = (Layout("x", x, ()), Layout("w", w, ()), None, [2, 2], [1, 1], [1, 1], groups)
+    return HostStep("h0", "aten.conv_transpose2d.input", args, (), ("y",), True), buffers
+
+
+@pytest.mark.parametrize("groups, x, w, mode", [
+    (1, (32, 64, 256, 256), (64, 64, 4, 4), "tf32x3"),  # level2/5_ConvTranspose2d_Subtract_Tanh's
+    (4, (32, 64, 256, 256), (64, 16, 4, 4), "fp32"),    # grouped: fp32, as for a convolution
+    (1, (2, 8, 16, 16), (8, 8, 3, 3), "fp32"),          # under the size floor
+])
+def test_a_dense_transposed_convolution_takes_the_split_by_default(groups: int, x: tuple[int, ...],
+                                                                   w: tuple[int, ...], mode: str) -> None:
+    step, buffers = _conv_transpose(x, w, groups)
+    assert gemm_kind(step, buffers) == "conv_transpose"
+    # every input element meets out-channels-per-group x taps: 2 * 134M * 64 * 16 flops for the first
+    assert gemm_flops(step, "conv_transpose", buffers) == 2 * prod(x) * prod(w[1:])
+    assert default_mode(step, "conv_transpose", buffers) == mode
+
+
+def test_a_kernelbench_transposed_convolution_problem_renders_the_split() -> None:
+    problem = KERNELBENCH / "level2" / "5_ConvTranspose2d_Subtract_Tanh.py"
+    if not problem.exists():
+        pytest.skip(f"KernelBench dev split not found at {problem.parent}")
+    traced = traced_lazily(problem)
+    plan = plans_for(traced)["fused"][0]
+    dims = [d for d in plan_space(plan).dims if d.name.endswith(".GEMM")]
+    assert [(d.choices, d.default) for d in dims] == [(("fp32", "tf32x3"), "tf32x3")]
+    source = render(traced, [plan], plan_space(plan).defaults(), "fused")
+    assert "_kw_conv_transpose_tf32x3(torch.ops.aten.conv_transpose2d.input, " in _forward(source)
+    tf32 = plans_for(traced, allow_tf32=True)["fused"][0]  # the kernelbench profile: plain TF32 by default
+    assert "_kw_tf32_call(torch.ops.aten.conv_transpose2d.input, " in _forward(
+        render(traced, [tf32], plan_space(tf32).defaults(), "fused"))
+
+
+@pytest.mark.parametrize("helper, conv, x_shape, w_shape, rest", [
+    ("_kw_conv_tf32x3", torch.ops.aten.conv2d.default, (2, 8, 9, 7), (6, 8, 3, 3), ([1, 1], [1, 1], [1, 1], 1)),
+    ("_kw_conv_transpose_tf32x3", torch.ops.aten.conv_transpose3d.input, (1, 4, 4, 5, 3), (4, 2, 2, 3, 3),
+     ([1, 2, 1], [1, 1, 1], [0, 1, 0], 1)),
+])
+def test_the_split_run_channels_last_gives_the_same_result(helper: str, conv: Any, x_shape: tuple[int, ...],
+                                                           w_shape: tuple[int, ...], rest: tuple[Any, ...]) -> None:
+    from kernelwright.agents.offline.conv_layout import CHANNELS_LAST_PYTHON
+
+    helpers = _split_python_on_cpu()
+    exec(CHANNELS_LAST_PYTHON, helpers)
+    gen = torch.Generator().manual_seed(0)
+    x, w = torch.randn(x_shape, generator=gen), torch.randn(w_shape, generator=gen)
+    seen: list[bool] = []
+
+    def spy(a: torch.Tensor, b: torch.Tensor, *args: Any) -> torch.Tensor:
+        fmt = torch.channels_last if a.dim() == 4 else torch.channels_last_3d
+        seen.append(a.is_contiguous(memory_format=fmt) and b.is_contiguous(memory_format=fmt))
+        return conv(a, b, *args)
+
+    plain = helpers[helper](conv, x, w, None, *rest)
+    last = helpers[helper](spy, x, w, None, *rest, cl=True)
+    assert seen == [True]  # the library call got channels-last operands
+    assert torch.allclose(plain, last, rtol=1e-5, atol=1e-5)

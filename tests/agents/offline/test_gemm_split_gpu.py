@@ -10,7 +10,7 @@ import torch
 
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, SPLIT_LAUNCHER, SPLIT_PYTHON, SPLIT_SPEC
-from support.tf32 import cuda_ms
+from support.tf32 import cuda_ms, strict_backend_flags
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 
@@ -116,3 +116,47 @@ def test_the_convolution_split_reaches_fp32_accuracy_and_its_time_is_printed(hel
     if groups == 1:  # the grouped one ran as fp32 in cuDNN even with TF32 allowed (H100: TF32 error 3e-7, as fp32)
         assert e_tf32 > 5 * e_split, (e_split, e_tf32)  # the test can tell the split from plain TF32
     assert torch.allclose(split.double(), ref64, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("conv_name, x_shape, w_shape, args", [
+    # level2/5_ConvTranspose2d_Subtract_Tanh's transposed convolution (stride 2, kernel 4), batch cut to 8
+    ("conv_transpose2d", (8, 64, 256, 256), (64, 64, 4, 4), ([2, 2], [1, 1], [1, 1], 1)),
+    # level2/3_ConvTranspose3d_Sum_LayerNorm_AvgPool_GELU's, batch cut to 8
+    ("conv_transpose3d", (8, 32, 16, 32, 32), (32, 64, 3, 3, 3), ([2, 2, 2], [1, 1, 1], [1, 1, 1], 1)),
+    # level2/4_Conv2d_Mish_Mish's convolution, batch cut to 16
+    ("conv2d", (16, 64, 256, 256), (128, 64, 3, 3), ([1, 1], [0, 0], [1, 1], 1)),
+])
+def test_transposed_split_and_channels_last_reach_fp32_accuracy_and_their_times_are_printed(
+        helpers: dict[str, Any], conv_name: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+        args: tuple[Any, ...]) -> None:
+    """The transposed convolution's split and the channels-last layout (conv_layout) for both kinds: accuracy
+    asserted against float64, times printed for contiguous and channels-last, fp32 / split / TF32 (the layout
+    tunable's and the split default's figures come from here)."""
+    from kernelwright.agents.offline.conv_layout import CHANNELS_LAST_PYTHON
+
+    exec(compile(CHANNELS_LAST_PYTHON, "<conv_layout>", "exec"), helpers)
+    transposed = conv_name.startswith("conv_transpose")
+    conv = getattr(torch.ops.aten, conv_name).input if transposed else torch.ops.aten.conv2d.default
+    helper = helpers["_kw_conv_transpose_tf32x3" if transposed else "_kw_conv_tf32x3"]
+    cl = helpers["_kw_cl"]
+    torch.manual_seed(4)
+    x = torch.randn(x_shape, device="cuda")
+    fan_in = w_shape[0 if transposed else 1] * (w_shape[2] * w_shape[3] * (w_shape[4] if len(w_shape) > 4 else 1))
+    w = torch.randn(w_shape, device="cuda") / fan_in ** 0.5
+    ref64 = conv(x.double(), w.double(), None, *args)
+    ms: dict[str, float] = {}
+    with strict_backend_flags():
+        split = helper(conv, x, w, None, *args)
+        split_cl = helper(conv, x, w, None, *args, cl=True).contiguous()
+        ms["fp32"] = cuda_ms(lambda: conv(x, w, None, *args))
+        ms["fp32_cl"] = cuda_ms(lambda: conv(cl(x), cl(w), None, *args).contiguous())
+        ms["split"] = cuda_ms(lambda: helper(conv, x, w, None, *args))
+        ms["split_cl"] = cuda_ms(lambda: helper(conv, x, w, None, *args, cl=True).contiguous())
+        torch.backends.cudnn.allow_tf32 = True  # eager's default for convolutions
+        ms["tf32"] = cuda_ms(lambda: conv(x, w, None, *args))
+        ms["tf32_cl"] = cuda_ms(lambda: conv(cl(x), cl(w), None, *args).contiguous())
+    errors = {"split": _rel_l2(split, ref64), "split_cl": _rel_l2(split_cl, ref64)}
+    print({"conv": [conv_name, x_shape, w_shape], "rel_l2": errors, "ms": {k: round(v, 3) for k, v in ms.items()}})
+    for name, out in (("split", split), ("split_cl", split_cl)):
+        assert errors[name] < 5e-5, errors
+        assert torch.allclose(out.double(), ref64, atol=1e-4, rtol=1e-4), name
