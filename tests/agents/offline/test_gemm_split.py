@@ -218,6 +218,9 @@ def test_a_kernelbench_transposed_convolution_problem_renders_the_split() -> Non
 
 @pytest.mark.parametrize("helper, conv, x_shape, w_shape, rest", [
     ("_kw_conv_tf32x3", torch.ops.aten.conv2d.default, (2, 8, 9, 7), (6, 8, 3, 3), ([1, 1], [1, 1], [1, 1], 1)),
+    ("_kw_conv_tf32x3", torch.ops.aten.conv2d.default, (2, 8, 9, 7), (6, 4, 3, 3), ([1, 1], [1, 1], [1, 1], 2)),
+    ("_kw_conv_transpose_tf32x3", torch.ops.aten.conv_transpose2d.input, (2, 8, 5, 6), (8, 3, 3, 3),
+     ([2, 2], [1, 1], [0, 0], 2)),
     ("_kw_conv_transpose_tf32x3", torch.ops.aten.conv_transpose3d.input, (1, 4, 4, 5, 3), (4, 2, 2, 3, 3),
      ([1, 2, 1], [1, 1, 1], [0, 1, 0], 1)),
 ])
