@@ -257,8 +257,13 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
         if on_event is not None:
             on_event(e)
 
-    result = run_problems(plan.problems, plan.store, solve, plan.lanes, mode=options.mode, precision=job.precision,
-                          stop=stop, on_event=event)
+    try:
+        result = run_problems(plan.problems, plan.store, solve, plan.lanes, mode=options.mode, precision=job.precision,
+                              stop=stop, on_event=event)
+    finally:
+        close = getattr(solve, "close", None)  # the graph solver's waiting problem processes
+        if close is not None:
+            close()
     table, files = write_summary(out)
     return BenchOutcome(result, table, files)
 

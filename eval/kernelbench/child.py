@@ -8,10 +8,16 @@ its lane's GPU, runs on its lane's cores, ignores Ctrl-C (the parent stops it, s
 crash) and writes stdout and stderr to its log file. Its return value (a JSON-safe dict) comes back through a
 file the parent names. The target and its arguments are unpickled inside the child's own error handling, so a
 module the child cannot import comes back as a raised ImportError naming it, not as a crash.
+
+A lane may start its next problem's process ahead (`StandbyChild`): spawned on the lane's GPU and cores, it
+imports what a run needs and waits for its work, so a problem does not pay interpreter start and imports (seconds)
+after the previous one ends. While it waits it only imports: no CUDA (importing torch does not initialise it), no
+GPU work, one core for a few seconds. Its work arrives through a pipe, pickled as a fresh child's would.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
@@ -40,18 +46,58 @@ class ChildOutcome:
     import_files: tuple[str, ...] = ()  # the files its traceback went through (was it the problem's own import?)
 
 
+class StandbyChild:
+    """A problem process started before its problem: it imports `preload` and waits for run_in_child's work."""
+
+    def __init__(self, gpu: str | None = None, cores: Sequence[int] | None = None, preload: Sequence[str] = ()):
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self.gpu, self.cores = gpu, tuple(cores) if cores else None
+        self.proc = context.Process(target=_standby_main, args=(theirs, gpu, self.cores, tuple(preload)),
+                                    name="kw-bench-problem")
+        self.proc.start()
+        theirs.close()
+
+    def serves(self, gpu: str | None, cores: Sequence[int] | None) -> bool:
+        """Alive, and started on this GPU and these cores (a child's GPU and cores are fixed when it starts)."""
+        return self.proc.is_alive() and self.gpu == gpu and self.cores == (tuple(cores) if cores else None)
+
+    def hand(self, payload: bytes, result_file: str, log_file: str) -> bool:
+        """Give it its work; False if it can no longer take any (it died)."""
+        try:
+            self._conn.send((payload, result_file, log_file))
+            return True
+        except (OSError, EOFError):
+            return False
+
+    def close(self) -> None:
+        """Stop it if it still waits (or runs); a standby never handed work just exits."""
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join()
+        self._conn.close()
+
+
 def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, log_path: Path,
                  gpu: str | None = None, cores: Sequence[int] | None = None, timeout_s: float | None = None,
-                 stop: threading.Event | None = None) -> ChildOutcome:
-    """`target(*args)` in a spawned child; killed past `timeout_s` or once `stop` is set."""
+                 stop: threading.Event | None = None, standby: StandbyChild | None = None) -> ChildOutcome:
+    """`target(*args)` in a spawned child (`standby`'s, where it serves this GPU and these cores, else a fresh
+    one); killed past `timeout_s` or once `stop` is set. `standby` is used up either way."""
     started = time.perf_counter()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kw-bench-child-") as tmp:
         result_file = Path(tmp) / "result.json"
-        proc = multiprocessing.get_context("spawn").Process(
-            target=_child_main, args=(pickle.dumps((target, tuple(args))), str(result_file), str(log_path), gpu,
-                                      tuple(cores) if cores else None), name="kw-bench-problem")
-        proc.start()
+        payload = pickle.dumps((target, tuple(args)))
+        if standby is not None and standby.serves(gpu, cores) and standby.hand(payload, str(result_file), str(log_path)):
+            proc = standby.proc
+        else:
+            if standby is not None:
+                standby.close()
+                standby = None
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_child_main, args=(payload, str(result_file), str(log_path), gpu, tuple(cores) if cores else None),
+                name="kw-bench-problem")
+            proc.start()
         deadline = None if not timeout_s else time.monotonic() + timeout_s
         why = None
         while proc.is_alive():
@@ -65,6 +111,8 @@ def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, 
                 proc.join()
                 break
         seconds = time.perf_counter() - started
+        if standby is not None:
+            standby.close()  # it has exited: only its end of the pipe is left
         if why == "stopped":
             return ChildOutcome(None, "stopped", "the bench was stopped", seconds)
         if why == "timeout":
@@ -104,13 +152,33 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _child_main(payload: bytes, result_file: str, log_file: str, gpu: str | None,
-                cores: tuple[int, ...] | None) -> None:
+def _standby_main(conn: Any, gpu: str | None, cores: tuple[int, ...] | None, preload: tuple[str, ...]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _place(gpu, cores)
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the work's own import meets the failure again and reports it
+            pass
+    try:
+        payload, result_file, log_file = conn.recv()
+    except (EOFError, OSError):
+        return  # closed without work: the bench ended or stopped
+    conn.close()
+    _child_main(payload, result_file, log_file, None, None)
+
+
+def _place(gpu: str | None, cores: tuple[int, ...] | None) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything asks NVML or CUDA
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
+
+
+def _child_main(payload: bytes, result_file: str, log_file: str, gpu: str | None,
+                cores: tuple[int, ...] | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _place(gpu, cores)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

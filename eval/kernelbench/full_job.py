@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from kernelwright.agents.llm import ModelSettings
-from kernelwright.eval.kernelbench.child import ChildOutcome, run_in_child
+from kernelwright.eval.kernelbench.child import ChildOutcome, StandbyChild, run_in_child
 from kernelwright.eval.kernelbench.environment import missing_module, no_cuda, requirement_or_failure
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import FailureKind, ProblemRow, ProblemStatus, failed_row
-from kernelwright.eval.kernelbench.runner import Interrupted, Lane, Solve
+from kernelwright.eval.kernelbench.runner import Interrupted, Lane
 from kernelwright.graphs.run import RunBudget, RunResult, RunSetup
 from kernelwright.tools.problem.files import check_source
 from kernelwright.tools.run_folder import CandidateFolder, CandidateReport
@@ -48,13 +48,43 @@ class RunJob:
         return self.setup.eval_settings.precision
 
 
-def graph_solver(job: RunJob, out: Path) -> Solve:
-    """Solve each problem with the agent graph in a child process on the lane's GPU."""
+def graph_solver(job: RunJob, out: Path) -> GraphSolver:
+    """Solve each problem with the agent graph in a child process on the lane's GPU (GraphSolver)."""
+    return GraphSolver(job, out)
 
-    def solve(problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
+
+# What a problem's process imports before its problem arrives (StandbyChild): the run's graph and the report.
+PRELOAD = ("kernelwright.eval.kernelbench.full_job", "kernelwright.eval.report")
+
+
+class GraphSolver:
+    """Solve each problem with the agent graph in a child process on the lane's GPU. Each lane keeps its next
+    problem's process started (child.StandbyChild), so one problem's interpreter start and imports overlap the
+    previous problem's run; `close()` stops the ones still waiting when the bench ends."""
+
+    def __init__(self, job: RunJob, out: Path):
+        self.job, self.out = job, out
+        self._standby: dict[str, StandbyChild] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, problem: BenchProblem, lane: Lane, stop: threading.Event) -> ProblemRow:
         check_source(problem.path, "problem")  # a file that is no problem fails here, before a process starts
-        outcome = run_in_child(solve_here, (job, problem), log_path=out / LOGS_DIR / f"{problem.key}.log",
-                               gpu=lane.gpu, cores=lane.cores, timeout_s=job.timeout_s, stop=stop)
+        with self._lock:
+            ready = self._standby.pop(lane.name, None)
+            if not stop.is_set():
+                self._standby[lane.name] = StandbyChild(lane.gpu, lane.cores, PRELOAD)  # the lane's next problem's
+        return self._row(problem, lane, run_in_child(
+            solve_here, (self.job, problem), log_path=self.out / LOGS_DIR / f"{problem.key}.log", gpu=lane.gpu,
+            cores=lane.cores, timeout_s=self.job.timeout_s, stop=stop, standby=ready))
+
+    def close(self) -> None:
+        with self._lock:
+            waiting, self._standby = list(self._standby.values()), {}
+        for child in waiting:
+            child.close()
+
+    def _row(self, problem: BenchProblem, lane: Lane, outcome: ChildOutcome) -> ProblemRow:
+        job = self.job
         if outcome.failure == "stopped":
             raise Interrupted(problem.key)
         if outcome.result is not None:
@@ -74,8 +104,6 @@ def graph_solver(job: RunJob, out: Path) -> Solve:
                                 else "llm" if outcome.error_kind == "llm" else "error")
         return failed_row(problem, "run", failure, outcome.message, wall_s=outcome.seconds, gpu=lane.gpu,
                           precision=job.precision)
-
-    return solve
 
 
 def _missing_module(outcome: ChildOutcome) -> str | None:

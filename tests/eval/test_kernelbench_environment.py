@@ -162,13 +162,16 @@ def test_the_full_job_tells_the_problems_import_from_kernelwrights(tmp_path: Pat
     monkeypatch.setattr(full_job, "run_in_child", lambda *args, **kwargs: outcome)
     job = SimpleNamespace(timeout_s=None, precision="strict")  # all the solver reads of its job around the child
     solve = full_job.graph_solver(job, tmp_path / "out")  # type: ignore[arg-type]
-    if expect == "environment":
-        with pytest.raises(EnvironmentFailure) as info:
-            solve(problem, Lane("gpu0", "0"), threading.Event())
-        assert info.value.problem == "level3/1_Mamba" and missing_module(outcome.message) in str(info.value)
-    else:
-        row = solve(problem, Lane("gpu0", "0"), threading.Event())
-        assert (row.status, row.failure) == ("failed", expect)
+    try:
+        if expect == "environment":
+            with pytest.raises(EnvironmentFailure) as info:
+                solve(problem, Lane("gpu0", "0"), threading.Event())
+            assert info.value.problem == "level3/1_Mamba" and missing_module(outcome.message) in str(info.value)
+        else:
+            row = solve(problem, Lane("gpu0", "0"), threading.Event())
+            assert (row.status, row.failure) == ("failed", expect)
+    finally:
+        solve.close()  # the lane's next problem's process, started and waiting
 
 
 def test_a_problem_files_imports_are_read_without_running_it(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kernelwright.eval.kernelbench.child import run_in_child
+from kernelwright.eval.kernelbench.child import StandbyChild, run_in_child
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore
 from kernelwright.eval.kernelbench.runner import BenchEvent, Interrupted, Lane, run_problems
@@ -154,3 +154,33 @@ def test_a_problem_process_that_dies_times_out_raises_or_is_stopped_says_so(tmp_
     threading.Timer(0.5, stop.set).start()
     stopped = run_in_child(bench_children.sleep, (60,), log_path=log, stop=stop)
     assert stopped.failure == "stopped" and stopped.seconds < 30
+
+
+def test_a_standby_child_runs_the_work_it_is_handed_with_its_preload_done(tmp_path: Path) -> None:
+    standby = StandbyChild(gpu="3", preload=("kernelwright.tools.errors",))
+    outcome = run_in_child(bench_children.report_loaded, ("kernelwright.tools.errors",), log_path=tmp_path / "p.log",
+                           gpu="3", standby=standby)
+    assert outcome.failure is None and outcome.result == {"loaded": True, "pid": standby.proc.pid, "gpu": "3"}
+    assert not standby.proc.is_alive()
+    fresh = run_in_child(bench_children.report_loaded, ("kernelwright.tools.errors",), log_path=tmp_path / "p.log")
+    assert fresh.result is not None and fresh.result["loaded"] is False  # the check can tell: a fresh child has not
+
+
+def test_a_standby_child_started_for_another_gpu_is_stopped_not_used(tmp_path: Path) -> None:
+    standby = StandbyChild(gpu="1")
+    outcome = run_in_child(bench_children.report_loaded, ("json",), log_path=tmp_path / "p.log", gpu="3",
+                           standby=standby)
+    assert outcome.result is not None and outcome.result["pid"] != standby.proc.pid and outcome.result["gpu"] == "3"
+    assert not standby.proc.is_alive()
+
+
+def test_a_standby_child_past_its_time_limit_is_killed(tmp_path: Path) -> None:
+    standby = StandbyChild()
+    timed_out = run_in_child(bench_children.sleep, (60,), log_path=tmp_path / "p.log", timeout_s=1.0, standby=standby)
+    assert timed_out.failure == "timeout" and timed_out.seconds < 30 and not standby.proc.is_alive()
+
+
+def test_a_standby_child_never_handed_work_stops_on_close() -> None:
+    standby = StandbyChild(preload=("json",))
+    standby.close()
+    assert not standby.proc.is_alive()

@@ -4,6 +4,7 @@ and imports only what a child starts quickly with)."""
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -34,3 +35,8 @@ def import_missing(module: str) -> dict[str, Any]:
 
     importlib.import_module(module)  # raises ModuleNotFoundError: the child's own import, not the problem's
     return {}
+
+
+def report_loaded(module: str) -> dict[str, Any]:
+    """Whether `module` was imported before this call (a standby child's preload), and this process's pid."""
+    return {"loaded": module in sys.modules, "pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
