@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kernelwright.agents.offline.conv_plan import CONV_TARGETS
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
 LAYOUTS = ("contiguous", "channels_last")
 CHANNELS_LAST = "channels_last"
 LAYOUT_SUFFIX = ".LAYOUT"
-# 2-D and 3-D convolutions (channels-last has no 1-D form); conv_transpose1d is left out for the same reason
-_TARGETS = frozenset({"aten.conv2d.default", "aten.conv3d.default", "aten.conv_transpose2d.input",
-                      "aten.conv_transpose3d.input", "aten.conv_transpose2d.default", "aten.conv_transpose3d.default"})
+# 2-D and 3-D convolutions, transposed or not (channels-last has no 1-D form)
+_TARGETS = frozenset(target for target, (dims, _) in CONV_TARGETS.items() if dims in (2, 3))
 
 # Python emitted into a candidate that runs a convolution channels-last.
 CHANNELS_LAST_PYTHON = '''

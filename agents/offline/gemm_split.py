@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from math import prod
 
 from kernelwright.agents.offline.conv_layout import channels_last_args
+from kernelwright.agents.offline.conv_plan import CONV_TARGETS
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
 MODES = ("fp32", "tf32x3")  # the choices under a profile that keeps fp32 accuracy (strict)
@@ -48,11 +49,9 @@ SPLIT_MARGIN = 0.8  # the estimate must promise at least 20%: the model is rough
 MIN_FLOPS_FOR_TF32 = 1 << 26
 
 _TARGETS = {"aten.linear.default": "linear", "aten.matmul.default": "matmul", "aten.mm.default": "matmul",
-            "aten.bmm.default": "matmul", "aten.addmm.default": "addmm", "aten.conv1d.default": "conv",
-            "aten.conv2d.default": "conv", "aten.conv3d.default": "conv",
-            # transposed: conv_transpose1d traces to its .default overload, 2-D and 3-D to .input (same arguments)
-            "aten.conv_transpose1d.default": "conv_transpose", "aten.conv_transpose2d.input": "conv_transpose",
-            "aten.conv_transpose3d.input": "conv_transpose"}
+            "aten.bmm.default": "matmul", "aten.addmm.default": "addmm",
+            # every convolution op conv_plan knows, transposed or not (their overloads take the same arguments)
+            **{target: "conv_transpose" if transposed else "conv" for target, (_, transposed) in CONV_TARGETS.items()}}
 CONV_KINDS = ("conv", "conv_transpose")  # a step of these kinds gets its library op as the helper's first argument
 
 SPLIT_CUDA = r"""

@@ -174,10 +174,11 @@ def meta_input_bytes(module: Any) -> int | None:
     """Bytes of get_inputs()'s tensors, computed on the meta device (nothing allocated); None if it fails there."""
     import torch
 
+    from kernelwright.tools.problem.inputs import input_bytes
+
     try:
         with torch.device("meta"):
-            inputs = module.get_inputs()
-        return sum(t.numel() * t.element_size() for t in inputs if isinstance(t, torch.Tensor))
+            return input_bytes(module.get_inputs())
     except Exception:  # noqa: BLE001 - some input functions need real values (.numpy(), .item()); the size is optional
         return None
 

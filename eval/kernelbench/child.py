@@ -52,7 +52,7 @@ class StandbyChild:
     def __init__(self, gpu: str | None = None, cores: Sequence[int] | None = None, preload: Sequence[str] = ()):
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self.gpu, self.cores = gpu, tuple(cores) if cores else None
+        self.gpu, self.cores = gpu, _core_set(cores)
         self.proc = context.Process(target=_standby_main, args=(theirs, gpu, self.cores, tuple(preload)),
                                     name="kw-bench-problem")
         self.proc.start()
@@ -60,7 +60,7 @@ class StandbyChild:
 
     def serves(self, gpu: str | None, cores: Sequence[int] | None) -> bool:
         """Alive, and started on this GPU and these cores (a child's GPU and cores are fixed when it starts)."""
-        return self.proc.is_alive() and self.gpu == gpu and self.cores == (tuple(cores) if cores else None)
+        return self.proc.is_alive() and self.gpu == gpu and self.cores == _core_set(cores)
 
     def hand(self, payload: bytes, result_file: str, log_file: str) -> bool:
         """Give it its work; False if it can no longer take any (it died)."""
@@ -95,7 +95,7 @@ def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, 
                 standby.close()
                 standby = None
             proc = multiprocessing.get_context("spawn").Process(
-                target=_child_main, args=(payload, str(result_file), str(log_path), gpu, tuple(cores) if cores else None),
+                target=_child_main, args=(payload, str(result_file), str(log_path), gpu, _core_set(cores)),
                 name="kw-bench-problem")
             proc.start()
         deadline = None if not timeout_s else time.monotonic() + timeout_s
@@ -166,6 +166,11 @@ def _standby_main(conn: Any, gpu: str | None, cores: tuple[int, ...] | None, pre
         return  # closed without work: the bench ended or stopped
     conn.close()
     _child_main(payload, result_file, log_file, None, None)
+
+
+def _core_set(cores: Sequence[int] | None) -> tuple[int, ...] | None:
+    """A lane's cores as a child is started with them (None: no pinning)."""
+    return tuple(cores) if cores else None
 
 
 def _place(gpu: str | None, cores: tuple[int, ...] | None) -> None:
