@@ -15,6 +15,7 @@ from kernelwright.agents.offline.codegen_recurrent import recurrent_host_lines
 from kernelwright.agents.offline.conv_layout import (
     CHANNELS_LAST,
     CHANNELS_LAST_PYTHON,
+    CONTIGUOUS,
     LAYOUT_SUFFIX,
     channels_last_args,
 )
@@ -83,7 +84,7 @@ def _layout_expr(layout: Layout, buffers: dict[str, Buffer] | None = None) -> st
 
 
 def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp32",
-               layout: str = "contiguous") -> list[str]:
+               layout: str = CONTIGUOUS) -> list[str]:
     def lit(v: Any) -> str:
         if isinstance(v, Layout):
             return _layout_expr(v, buffers)
@@ -156,7 +157,7 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
     for step in plan.steps:
         if isinstance(step, HostStep):
             body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32"),
-                                   gemm_modes.get(step.name + LAYOUT_SUFFIX, "contiguous")))
+                                   gemm_modes.get(step.name + LAYOUT_SUFFIX, CONTIGUOUS)))
             continue
         if isinstance(step, RecurrentStep):
             body.extend(recurrent_host_lines(step, buffers, by_step.get(step.name), _layout_expr))

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from kernelwright.agents.offline.conv_plan import CONV_TARGETS
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
-LAYOUTS = ("contiguous", "channels_last")
-CHANNELS_LAST = "channels_last"
+CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
+LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)  # the default first
 LAYOUT_SUFFIX = ".LAYOUT"
 # 2-D and 3-D convolutions, transposed or not (channels-last has no 1-D form)
 _TARGETS = frozenset(target for target, (dims, _) in CONV_TARGETS.items() if dims in (2, 3))
