@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
+from kernelwright.tools.measure.gpu_gate import GpuGate, gate_for
 from kernelwright.tools.measure.gpu_info import GpuFacts
 from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
@@ -67,8 +68,12 @@ class HarnessEvaluator:
         self.gpus = visible_gpus() if gpus is None else gpus
         slots: list[str | None] = [*self.gpus] or [None]  # no GPU: one evaluator that compiles, loads and says needs_gpu
         self.quiet = QuietTiming()  # this run's builds wait while a candidate or baseline is timed
+        # each GPU's gate where lanes of a bench share GPUs (tools.measure.gpu_gate): other processes' timings
+        # keep this run's builds and GPU work out, and this run's timings keep theirs out
+        self.gates: dict[str, GpuGate] = {g: gate for g in self.gpus if (gate := gate_for(g)) is not None}
         self._all = [Evaluator(self.problem, settings,
-                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {}),
+                               WorkerOptions(env={"CUDA_VISIBLE_DEVICES": g} if g is not None else {},
+                                             gate=self.gates.get(g) if g is not None else None),
                                quiet=self.quiet.timing)
                      for g in slots]
         self._free: queue.Queue[Any] = queue.Queue()
@@ -85,7 +90,7 @@ class HarnessEvaluator:
         from kernelwright.tools.harness.precompile import build_candidate
 
         self._warm_reference_sides()
-        with self.quiet.building():
+        with self._building():
             outcome = build_candidate(self.problem, candidate, self.settings)
         if outcome.ok:
             return None
@@ -107,13 +112,23 @@ class HarnessEvaluator:
         def warm() -> None:
             with self._borrow() as evaluator:
                 # the first Evaluator's reference worker also traces the functional form: never both at once
-                with self._trace_lock if evaluator is self._all[0] else nullcontext(), self.quiet.building():
+                with self._trace_lock if evaluator is self._all[0] else nullcontext(), self._building():
                     evaluator.prepare_reference_side()
 
         for _ in self._all:
             thread = threading.Thread(target=warm, name="kw-warm-reference", daemon=True)
             self._warm_threads.append(thread)
             thread.start()
+
+    @contextmanager
+    def _building(self) -> Iterator[None]:
+        """A build (nvcc, torch.compile's warm-up: seconds of CPU): out of this run's timings (QuietTiming), then
+        out of every lane's timing on each of this run's GPUs (their gates shared, taken in one order, so two runs
+        taking several never wait for each other in a circle)."""
+        with self.quiet.building(), ExitStack() as stack:
+            for gpu in sorted(self.gates):
+                stack.enter_context(self.gates[gpu].shared())
+            yield
 
     def evaluate(self, candidate: Path) -> EvalReport:
         with self._borrow() as evaluator:
@@ -143,9 +158,11 @@ class HarnessEvaluator:
     def profile(self, candidate: Path) -> CandidateProfile:
         if not self.gpus:
             return CandidateProfile.unavailable("no CUDA GPU visible")
-        return CandidateProfile.from_dict(profile_candidate(
-            self.problem, candidate, self.settings.build,
-            isolation_policy(self.settings, Path(self.problem), Path(candidate).resolve().parent)))
+        gate = self.gates.get(self.gpus[0])  # ncu's process sees this run's GPUs: it runs on the first
+        with gate.exclusive() if gate is not None else nullcontext():  # ncu times kernels: a timed phase
+            return CandidateProfile.from_dict(profile_candidate(
+                self.problem, candidate, self.settings.build,
+                isolation_policy(self.settings, Path(self.problem), Path(candidate).resolve().parent)))
 
     def close(self) -> None:
         for ev in self._all:
@@ -157,6 +174,10 @@ class HarnessEvaluator:
                 ev.close()  # whatever a warm-up started again between the two
         if self.quiet.waited_s:
             log.info("timing_waited_for_builds", problem=self.problem.name, seconds=round(self.quiet.waited_s, 2))
+        if any(gate.waited_s for gate in self.gates.values()):  # what sharing GPUs with other lanes cost this run
+            log.info("gpu_gate_waited", problem=self.problem.name,
+                     timing_s=round(sum(g.waited_exclusive_s for g in self.gates.values()), 2),
+                     other_s=round(sum(g.waited_shared_s for g in self.gates.values()), 2))
 
 
 def profile_candidate(problem: str | Path, candidate: str | Path, build: BuildSettings,

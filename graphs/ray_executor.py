@@ -84,10 +84,13 @@ def node_identity() -> dict[str, Any]:
 def harness_on_this_gpu(problem: Path, settings: EvalSettings) -> Any:
     """The default actor evaluator: the harness on the GPU Ray assigned to this actor."""
     from kernelwright.tools.harness.evaluate import Evaluator
+    from kernelwright.tools.measure.gpu_gate import gate_for
     from kernelwright.tools.sandbox.pool import WorkerOptions
 
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return Evaluator(problem, settings, WorkerOptions(env={"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}))
+    # actors sharing a GPU (fractional GPUs) keep their timings apart where the node names a gate directory
+    return Evaluator(problem, settings, WorkerOptions(env={"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {},
+                                                      gate=gate_for(gpu)))
 
 
 class EvalActor:

@@ -131,3 +131,65 @@ def test_no_gpu_no_warm_up() -> None:
     finally:
         evaluator.close()
     assert evaluator._warm_threads == [] and RELU_CANDIDATE.exists()
+
+
+def test_where_lanes_share_gpus_builds_hold_every_gate_shared_and_profiling_holds_one_exclusive(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With a gate directory (a bench's lanes): each GPU's Evaluator gets that GPU's gate; a build and each
+    reference warm-up hold every GPU's gate shared (no other lane times meanwhile); ncu's profile, which times
+    kernels, holds its GPU's (the first) exclusive."""
+    import os
+
+    import kernelwright.graphs.harness_evaluator as harness_evaluator
+    import kernelwright.tools.harness.evaluate as evaluate
+    import kernelwright.tools.harness.precompile as precompile
+    from kernelwright.tools.measure.gpu_gate import GATE_ENV
+    from support.gate_children import held_by
+    from support.paths import RELU_CANDIDATE
+
+    monkeypatch.setenv(GATE_ENV, str(tmp_path))
+    seen: dict[str, dict[str, set[str]]] = {}
+
+    def note(what: str) -> None:
+        seen[what] = {g: set(held_by(tmp_path / f"gpu{g}.lock", os.getpid())) for g in ("0", "1")}
+
+    class Built:
+        ok, error, seconds = True, None, 0.0
+
+    def fake_build(*args: object, **kwargs: object) -> list[Built]:
+        note("build")
+        return [Built()]
+
+    def fake_profile(*args: object, **kwargs: object) -> dict[str, str]:
+        note("profile")
+        return {"summary": "profiled"}
+
+    monkeypatch.setattr(precompile, "build_candidates", fake_build)
+    monkeypatch.setattr(evaluate.Evaluator, "prepare_reference_side",
+                        lambda self: note("warm" + self.options.env["CUDA_VISIBLE_DEVICES"]))
+    monkeypatch.setattr(harness_evaluator, "profile_candidate", fake_profile)
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(),
+                                 gpus=["0", "1"])
+    try:
+        assert [ev.options.gate for ev in evaluator._all] == [evaluator.gates["0"], evaluator.gates["1"]]
+        assert evaluator.gates["0"].path == tmp_path / "gpu0.lock"
+        assert evaluator.prepare(RELU_CANDIDATE) is None
+        for thread in evaluator._warm_threads:
+            thread.join(30)
+        assert evaluator.profile(RELU_CANDIDATE).summary == "profiled"
+    finally:
+        evaluator.close()
+    for step in ("build", "warm0", "warm1"):
+        assert seen[step] == {"0": {"READ"}, "1": {"READ"}}, step
+    assert seen["profile"] == {"0": {"WRITE"}, "1": set()}
+
+
+def test_without_a_gate_directory_no_gates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kernelwright.tools.measure.gpu_gate import GATE_ENV
+
+    monkeypatch.delenv(GATE_ENV, raising=False)
+    evaluator = HarnessEvaluator(FIX / "problems" / "relu_affine.py", load_config(env={}).eval_settings(), gpus=["0"])
+    try:
+        assert evaluator.gates == {} and evaluator._all[0].options.gate is None
+    finally:
+        evaluator.close()

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -180,6 +180,20 @@ class Evaluator:
         self.peak_gpu_bytes: dict[str, int] = {}
         self.log = log.bind(problem=self.problem.path.name)
 
+    @contextmanager
+    def _timed_phase(self) -> Iterator[None]:
+        """Where a baseline or the candidate is timed: in the caller's quiet context first (its own builds are held
+        back), then holding the GPU's gate exclusive (no other lane on this GPU runs GPU work or builds meanwhile;
+        tools.measure.gpu_gate). The timing's own requests pass through the gate: it is reentrant per thread."""
+        gate = self.options.gate
+        with self._quiet(), gate.exclusive() if gate is not None else nullcontext():
+            yield
+
+    def _gpu_shared(self) -> AbstractContextManager[None]:
+        """Untimed GPU work outside the workers (compute-sanitizer): never beside another lane's timing."""
+        gate = self.options.gate
+        return gate.shared() if gate is not None else nullcontext()
+
     def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
         return isolation_policy(self.settings, self.problem.path, base=base)
 
@@ -311,7 +325,7 @@ class Evaluator:
                     continue
                 worker = self.ref_slot.get()
                 try:
-                    with self._quiet():
+                    with self._timed_phase():
                         reply = self._ask(worker, "time", timeout_s=max(timeout, self._timing_timeout(ref.call_s)),
                                           target=target, input=self._timing_input().to_dict(),
                                           n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
@@ -602,7 +616,7 @@ class Evaluator:
         report.timing.update({k: v for k, v in self.baselines().items()})
         before = _clocks()
         cand_call_s = max([float(t.get("call_s", 0.0)) for t in judge.calls] or [ref.call_s])
-        with self._quiet():
+        with self._timed_phase():
             reply = self._ask(worker, "time", timeout_s=self._timing_timeout(max(cand_call_s, ref.call_s)),
                               input=self._timing_input().to_dict(), n_sets=s.n_timing_sets,
                               settings=s.bench.to_dict(), samples=s.timed_samples if s.judge_timing else 0)
@@ -714,8 +728,9 @@ class Evaluator:
 
         policy = self.options.isolation
         policy = replace(policy, show=(*policy.show, str(Path(candidate).resolve().parent)))
-        verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
-                                   env={**os.environ, **self.options.env}, isolation=policy)
+        with self._gpu_shared():
+            verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
+                                       env={**os.environ, **self.options.env}, isolation=policy)
         self.log.info("candidate_sanitized", candidate=Path(candidate).name, status=verdict.status,
                       seconds=round(verdict.seconds, 1))
         return verdict

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from kernelwright.tools.errors import (
     WorkerCrash,
     error_from_dict,
 )
+from kernelwright.tools.measure.gpu_gate import GpuGate
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox import isolation
 from kernelwright.tools.sandbox.isolation import IsolationPolicy
@@ -50,6 +52,9 @@ class WorkerOptions:
     # the jail the worker starts in (tools.sandbox.isolation): the user's home and the project's .env are
     # always hidden; the policy adds more (runs folder, archive) and its mode ("auto", "off", "required")
     isolation: IsolationPolicy = field(default_factory=IsolationPolicy)
+    # the GPU's gate (tools.measure.gpu_gate) when lanes share the GPU: every request holds it shared, and the
+    # worker holds it shared itself around its CUDA start-up ('hello'), so neither runs beside another's timing
+    gate: GpuGate | None = None
 
 
 class SandboxWorker:
@@ -86,12 +91,23 @@ class SandboxWorker:
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [self.options.python, "-m", "kernelwright.tools.sandbox.worker", "--fd", str(child_sock.fileno()),
                "--role", self.role, "--device", self.options.device]
-        if self.options.isolation.mode != "off":
-            self.work_dir = Path(tempfile.mkdtemp(prefix=f"kw-{self.role}-work-"))
-            policy = isolation.child_policy(self.options.isolation, env, self.work_dir)
-            cmd = policy.wrap(cmd)
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
-                                     pass_fds=(child_sock.fileno(),), start_new_session=True, close_fds=True)
+        passed = [child_sock.fileno()]
+        # 'hello' is sent now and answered whenever the worker gets to it, so the harness cannot hold the gate
+        # for it; the worker holds it, through a descriptor of its own, for exactly its CUDA start-up
+        gate_fd = self.options.gate.child_fd() if self.options.gate is not None else None
+        if gate_fd is not None:
+            cmd += ["--gate-fd", str(gate_fd)]
+            passed.append(gate_fd)
+        try:
+            if self.options.isolation.mode != "off":
+                self.work_dir = Path(tempfile.mkdtemp(prefix=f"kw-{self.role}-work-"))
+                policy = isolation.child_policy(self.options.isolation, env, self.work_dir)
+                cmd = policy.wrap(cmd)
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT, env=env,
+                                         pass_fds=tuple(passed), start_new_session=True, close_fds=True)
+        finally:
+            if gate_fd is not None:
+                os.close(gate_fd)  # the worker's copy is its only one: its hold ends with it
         os.close(fd)
         child_sock.close()
         self.sock = parent_sock
@@ -129,11 +145,18 @@ class SandboxWorker:
             raise WorkerCrash(f"{self.role} worker is not running", exitcode=self._exitcode())
         self.wait_ready()
         self.requests += 1
-        try:
-            send_message(self.sock, {"op": op, **payload}, blobs)
-        except OSError:
-            pass  # a dead peer shows up in _receive with its exit code and log
-        return self._receive(op, timeout_s, on_wait)
+        with self._gate():
+            try:
+                send_message(self.sock, {"op": op, **payload}, blobs)
+            except OSError:
+                pass  # a dead peer shows up in _receive with its exit code and log
+            return self._receive(op, timeout_s, on_wait)
+
+    def _gate(self) -> AbstractContextManager[None]:
+        """Shared hold of the GPU's gate around a request (every request may run GPU work); a timed phase holds it
+        exclusive around its requests, which pass through (the gate is reentrant per thread)."""
+        gate = self.options.gate
+        return gate.shared() if gate is not None else nullcontext()
 
     def _receive(self, op: str, timeout_s: float, on_wait: Callable[[], None] | None = None) -> Message:
         started = time.monotonic()

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from kernelwright.tools.errors import DoesNotFit, KernelwrightError, LoadError
+from kernelwright.tools.measure.gpu_gate import hold_fd_shared
 from kernelwright.tools.measure.timing import BenchSettings, bench, l2_flush_buffer
 from kernelwright.tools.problem.files import SourceFile, call_user, check_arity, check_source, import_file
 from kernelwright.tools.problem.inputs import InputSpec, input_bytes, input_shapes, make_inputs, unfilled_problem_inputs
@@ -49,6 +50,7 @@ class WorkerBase:
         self._rescaled: dict[tuple[tuple[str, int], ...], Any] = {}
         self._weight_bytes: int | None = None  # the reference Model's, which decides where models are built
         self._flush: torch.Tensor | None = None
+        self.gate_fd: int | None = None  # the GPU's gate (pool.WorkerOptions.gate), held around 'hello' only
 
     @property
     def gpu(self) -> torch.device | None:
@@ -61,6 +63,13 @@ class WorkerBase:
 
     # -- requests -----------------------------------------------------------
     def op_hello(self, req: dict) -> dict:
+        # CUDA's and CUPTI's start-up is GPU work: not beside another lane's timing. The descriptor is closed
+        # after, so the candidate code this process may run later cannot hold the gate through it.
+        fd, self.gate_fd = self.gate_fd, None
+        with hold_fd_shared(fd):
+            return self._hello(req)
+
+    def _hello(self, req: dict) -> dict:
         info: dict[str, Any] = {"pid": os.getpid(), "torch": torch.__version__, "cuda": torch.cuda.is_available(),
                                 "device": str(self.device) if self.device is not None else None,
                                 "default_flags": self.flags.defaults.to_dict(), "isolation": jail_state()}
@@ -202,11 +211,12 @@ def _is_fatal(exc: BaseException) -> bool:
     return "CUDA error" in text or "cudaError" in text or "CUBLAS_STATUS" in text
 
 
-def serve(sock: socket.socket, role: str, device_kind: str = "cuda") -> None:
+def serve(sock: socket.socket, role: str, device_kind: str = "cuda", gate_fd: int | None = None) -> None:
     from kernelwright.tools.sandbox.candidate_worker import CandidateWorker
     from kernelwright.tools.sandbox.reference_worker import ReferenceWorker
 
     state: WorkerBase = ReferenceWorker(device_kind) if role == "reference" else CandidateWorker(device_kind)
+    state.gate_fd = gate_fd
     while True:
         try:
             msg = recv_message(sock)
@@ -251,12 +261,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--role", choices=("reference", "candidate"), required=True)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--gate-fd", type=int, default=None)  # the GPU's gate, for 'hello' (tools.measure.gpu_gate)
     args = parser.parse_args(argv)
     sock = socket.socket(fileno=args.fd)
     if os.environ.get("KERNELWRIGHT_SOCKET_GUARD") == "1":
         install_socket_guard()  # no network namespace here: the weaker fallback (see tools.sandbox.isolation)
     try:
-        serve(sock, args.role, args.device)
+        serve(sock, args.role, args.device, args.gate_fd)
     finally:
         sock.close()
         sys.stdout.flush()
