@@ -28,6 +28,10 @@ def bench_command(
     summary: Path | None = typer.Option(None, "--summary", help="rebuild and print the table of this results folder "
                                                                 "(runs nothing)"),
     gpus: str | None = typer.Option(None, help="GPUs to deal the problems over, e.g. 0,1 (default: every visible GPU)"),
+    lanes_per_gpu: int = typer.Option(1, min=1, help="problems run at once on each GPU, each on its own share of the "
+                                                     "cores: they overlap start-up, builds and checks, while every "
+                                                     "timing still has its GPU to itself (the others' GPU work and "
+                                                     "builds wait for it); may change on --resume"),
     translate_only: bool = typer.Option(False, "--translate-only",
                                         help="no GPU needed: translate (offline translator) and compile each problem, "
                                              "and say why a problem got no candidate"),
@@ -71,7 +75,7 @@ def bench_command(
         return
     options, job = _options(paths or [], out, resume, gpus, translate_only, jobs, precision, model, critic_model,
                             generations, candidates, population, max_candidates, max_minutes, max_tokens, max_cost,
-                            timeout_minutes, archive, config_file, executor, address)
+                            timeout_minutes, archive, config_file, executor, address, lanes_per_gpu)
     _run(console, paths or [], options, job)
 
 
@@ -79,7 +83,7 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
              precision: str | None, model: list[str], critic_model: str | None, generations: int, candidates: int,
              population: int, max_candidates: int, max_minutes: float, max_tokens: int, max_cost: float,
              timeout_minutes: float | None, archive: Path | None, config_file: Path | None, executor: str | None,
-             address: str | None) -> tuple[Any, Any]:
+             address: str | None, lanes_per_gpu: int = 1) -> tuple[Any, Any]:
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.config import ConfigError, load_config
     from kernelwright.eval.bench.gpu_split import parse_gpus
@@ -102,7 +106,7 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
                  critic_model=ModelSettings.from_spec(critic_model, "--critic-model") if critic_model else None,
                  archive=archive, timeout_s=timeout_s or None)
     options = BenchOptions(out, resume=resume, gpus=tuple(dict.fromkeys(parse_gpus(gpus))) if gpus is not None else None,
-                           translate_only=translate_only, jobs=jobs)
+                           translate_only=translate_only, jobs=jobs, lanes_per_gpu=lanes_per_gpu)
     return options, job
 
 

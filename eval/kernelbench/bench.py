@@ -32,6 +32,7 @@ from kernelwright.eval.kernelbench.table import BenchTable, summarise
 from kernelwright.eval.kernelbench.translate_only import translate_solver
 from kernelwright.graphs.executors import ExecutorSettings, check_executor
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.measure.gpu_gate import host_gate_dir
 
 MANIFEST_FILE = "bench.json"
 SUMMARY_MD, SUMMARY_JSON, PAGE_FILE = "summary.md", "summary.json", "report.html"
@@ -54,6 +55,9 @@ class BenchOptions:
     gpus: tuple[str, ...] | None = None  # None: every visible GPU
     translate_only: bool = False
     jobs: int = 1  # --translate-only: problems translated and compiled at once
+    # problems run at once on each GPU: lanes share it through its gate (tools.measure.gpu_gate), so they overlap
+    # only their CPU-only and untimed work, never a timing; like --gpus, not a search setting (a resume may change it)
+    lanes_per_gpu: int = 1
 
     @property
     def mode(self) -> BenchMode:
@@ -201,7 +205,11 @@ def _lanes(options: BenchOptions, visible: Callable[[], list[str]] | None) -> li
                              "on a machine without a GPU use --translate-only", where="--gpus")
     if not gpus:
         return [Lane("cpu")]  # no GPU: each run compiles and stops, as `kernelwright run` does there
-    return [Lane(f"gpu{g}", g, tuple(cores) if cores else None) for g, cores in zip(gpus, cpu_shares(len(gpus)))]
+    k = max(1, options.lanes_per_gpu)
+    slots = [(g, f"gpu{g}" if k == 1 else f"gpu{g}.{i + 1}") for g in gpus for i in range(k)]
+    gate_dir = str(host_gate_dir())  # every GPU lane, even one per GPU: other benches on this host share the gates
+    return [Lane(name, g, tuple(cores) if cores else None, gate_dir=gate_dir)
+            for (g, name), cores in zip(slots, cpu_shares(len(slots)))]
 
 
 def _cluster_lanes(executor: ExecutorSettings, translate_only: bool) -> tuple[list[Lane], ExecutorSettings]:

@@ -9,6 +9,9 @@ crash) and writes stdout and stderr to its log file. Its return value (a JSON-sa
 file the parent names. The target and its arguments are unpickled inside the child's own error handling, so a
 module the child cannot import comes back as a raised ImportError naming it, not as a crash.
 
+Lanes may share a GPU; each child then gets the GPU gates' directory (tools.measure.gpu_gate) in its own
+environment, so its timings exclude the other lanes' GPU work and builds, and theirs exclude its own.
+
 A lane may start its next problem's process ahead (`StandbyChild`): spawned on the lane's GPU and cores, it
 imports what a run needs and waits for its work, so a problem does not pay interpreter start and imports (seconds)
 after the previous one ends. While it waits it only imports: no CUDA (importing torch does not initialise it), no
@@ -49,18 +52,20 @@ class ChildOutcome:
 class StandbyChild:
     """A problem process started before its problem: it imports `preload` and waits for run_in_child's work."""
 
-    def __init__(self, gpu: str | None = None, cores: Sequence[int] | None = None, preload: Sequence[str] = ()):
+    def __init__(self, gpu: str | None = None, cores: Sequence[int] | None = None, preload: Sequence[str] = (),
+                 gate_dir: str | None = None):
         context = multiprocessing.get_context("spawn")
         self._conn, theirs = context.Pipe()
-        self.gpu, self.cores = gpu, _core_set(cores)
-        self.proc = context.Process(target=_standby_main, args=(theirs, gpu, self.cores, tuple(preload)),
+        self.gpu, self.cores, self.gate_dir = gpu, _core_set(cores), gate_dir
+        self.proc = context.Process(target=_standby_main, args=(theirs, gpu, self.cores, tuple(preload), gate_dir),
                                     name="kw-bench-problem")
         self.proc.start()
         theirs.close()
 
-    def serves(self, gpu: str | None, cores: Sequence[int] | None) -> bool:
-        """Alive, and started on this GPU and these cores (a child's GPU and cores are fixed when it starts)."""
-        return self.proc.is_alive() and self.gpu == gpu and self.cores == _core_set(cores)
+    def serves(self, gpu: str | None, cores: Sequence[int] | None, gate_dir: str | None = None) -> bool:
+        """Alive, and started on this GPU, these cores and this gate directory (fixed when a child starts)."""
+        return (self.proc.is_alive() and self.gpu == gpu and self.cores == _core_set(cores)
+                and self.gate_dir == gate_dir)
 
     def hand(self, payload: bytes, result_file: str, log_file: str) -> bool:
         """Give it its work; False if it can no longer take any (it died)."""
@@ -80,22 +85,24 @@ class StandbyChild:
 
 def run_in_child(target: Callable[..., dict[str, Any]], args: Sequence[Any], *, log_path: Path,
                  gpu: str | None = None, cores: Sequence[int] | None = None, timeout_s: float | None = None,
-                 stop: threading.Event | None = None, standby: StandbyChild | None = None) -> ChildOutcome:
-    """`target(*args)` in a spawned child (`standby`'s, where it serves this GPU and these cores, else a fresh
-    one); killed past `timeout_s` or once `stop` is set. `standby` is used up either way."""
+                 stop: threading.Event | None = None, standby: StandbyChild | None = None,
+                 gate_dir: str | None = None) -> ChildOutcome:
+    """`target(*args)` in a spawned child (`standby`'s, where it serves this GPU, cores and gate directory, else a
+    fresh one); killed past `timeout_s` or once `stop` is set. `standby` is used up either way. `gate_dir`: the GPU
+    gates' directory, set in the child's environment (tools.measure.gpu_gate.GATE_ENV)."""
     started = time.perf_counter()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kw-bench-child-") as tmp:
         result_file = Path(tmp) / "result.json"
         payload = pickle.dumps((target, tuple(args)))
-        if standby is not None and standby.serves(gpu, cores) and standby.hand(payload, str(result_file), str(log_path)):
+        if standby is not None and standby.serves(gpu, cores, gate_dir) and standby.hand(payload, str(result_file), str(log_path)):
             proc = standby.proc
         else:
             if standby is not None:
                 standby.close()
                 standby = None
             proc = multiprocessing.get_context("spawn").Process(
-                target=_child_main, args=(payload, str(result_file), str(log_path), gpu, _core_set(cores)),
+                target=_child_main, args=(payload, str(result_file), str(log_path), gpu, _core_set(cores), gate_dir),
                 name="kw-bench-problem")
             proc.start()
         deadline = None if not timeout_s else time.monotonic() + timeout_s
@@ -152,9 +159,10 @@ def _read(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _standby_main(conn: Any, gpu: str | None, cores: tuple[int, ...] | None, preload: tuple[str, ...]) -> None:
+def _standby_main(conn: Any, gpu: str | None, cores: tuple[int, ...] | None, preload: tuple[str, ...],
+                  gate_dir: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _place(gpu, cores)
+    _place(gpu, cores, gate_dir)
     for name in preload:
         try:
             importlib.import_module(name)
@@ -165,7 +173,7 @@ def _standby_main(conn: Any, gpu: str | None, cores: tuple[int, ...] | None, pre
     except (EOFError, OSError):
         return  # closed without work: the bench ended or stopped
     conn.close()
-    _child_main(payload, result_file, log_file, None, None)
+    _child_main(payload, result_file, log_file, None, None, None)  # placed already
 
 
 def _core_set(cores: Sequence[int] | None) -> tuple[int, ...] | None:
@@ -173,17 +181,22 @@ def _core_set(cores: Sequence[int] | None) -> tuple[int, ...] | None:
     return tuple(cores) if cores else None
 
 
-def _place(gpu: str | None, cores: tuple[int, ...] | None) -> None:
+def _place(gpu: str | None, cores: tuple[int, ...] | None, gate_dir: str | None) -> None:
+    """The child's own environment and affinity (never the parent's): its GPU, its gates, its cores."""
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before anything asks NVML or CUDA
+    if gate_dir is not None:
+        from kernelwright.tools.measure.gpu_gate import GATE_ENV
+
+        os.environ[GATE_ENV] = gate_dir
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cores)
 
 
 def _child_main(payload: bytes, result_file: str, log_file: str, gpu: str | None,
-                cores: tuple[int, ...] | None) -> None:
+                cores: tuple[int, ...] | None, gate_dir: str | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _place(gpu, cores)
+    _place(gpu, cores, gate_dir)
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

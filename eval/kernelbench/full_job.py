@@ -72,10 +72,11 @@ class GraphSolver:
         with self._lock:
             ready = self._standby.pop(lane.name, None)
             if not stop.is_set():
-                self._standby[lane.name] = StandbyChild(lane.gpu, lane.cores, PRELOAD)  # the lane's next problem's
+                # the lane's next problem's
+                self._standby[lane.name] = StandbyChild(lane.gpu, lane.cores, PRELOAD, gate_dir=lane.gate_dir)
         return self._row(problem, lane, run_in_child(
             solve_here, (self.job, problem), log_path=self.out / LOGS_DIR / f"{problem.key}.log", gpu=lane.gpu,
-            cores=lane.cores, timeout_s=self.job.timeout_s, stop=stop, standby=ready))
+            cores=lane.cores, timeout_s=self.job.timeout_s, stop=stop, standby=ready, gate_dir=lane.gate_dir))
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,4 @@
-"""The bench's bookkeeping: deal the problems to lanes (one per GPU), solve each once, keep every row.
+"""The bench's bookkeeping: deal the problems to lanes (one or more per GPU), solve each once, keep every row.
 
 A finished problem (one with a result file) is skipped, never redone. Each lane takes the next pending
 problem from one shared queue, so a GPU that finishes early takes more (level 3's networks differ in cost by
@@ -40,12 +40,15 @@ STOP_WAIT_S = 10.0  # on Ctrl-C, how long each lane may take to let go of its pr
 @dataclass(frozen=True, slots=True)
 class Lane:
     """Where problems run: one GPU (its index as CUDA_VISIBLE_DEVICES names it) and a share of the cores, or
-    (`on_cluster`) one slot of a Ray cluster: its problem's work goes to the cluster (eval.kernelbench.cluster)."""
+    (`on_cluster`) one slot of a Ray cluster: its problem's work goes to the cluster (eval.kernelbench.cluster).
+    Several lanes may share a GPU: `gate_dir` is then the GPU gates' directory (tools.measure.gpu_gate) its
+    problems' processes get, so a timing on the GPU never runs beside another lane's GPU work or builds."""
 
     name: str
     gpu: str | None = None
     cores: tuple[int, ...] | None = None
     on_cluster: bool = False
+    gate_dir: str | None = None
 
 
 class Interrupted(Exception):

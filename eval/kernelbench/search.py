@@ -3,7 +3,7 @@ built them, the per-problem budget, the models and the archive. The results fold
 table says what budget made its figures and `--resume` refuses to mix rows made with other settings.
 
 Not compared (nor recorded where they are not in these objects), because they decide where and how fast
-problems run, not what a row says: --gpus and --jobs (lanes), --log-level, RunSettings.eval_concurrency
+problems run, not what a row says: --gpus, --lanes-per-gpu and --jobs (lanes), --log-level, RunSettings.eval_concurrency
 (evaluations in flight), RunSettings.gpu_description/gpu_arch (each run fills them in from its own card), and
 --timeout-minutes: it only decides when a stuck problem's process is killed, and such a row states its own limit
 in its reason ("killed after N s").

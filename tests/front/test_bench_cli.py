@@ -16,6 +16,7 @@ from kernelwright.bench_progress import BenchProgress, outcome_text
 from kernelwright.cli import app
 from kernelwright.cli_errors import ERROR_PREFIX, EXIT_BAD_INPUT, EXIT_ERROR, EXIT_NEEDS_GPU, EXIT_NO_LLM, EXIT_PASSED
 from kernelwright.eval.kernelbench import bench as bench_module
+from kernelwright.eval.kernelbench.bench import BenchOptions
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, ResultStore, failed_row
 from kernelwright.eval.kernelbench.runner import BenchEvent, Lane
@@ -216,3 +217,20 @@ def test_progress_counts_problems_as_they_finish_and_shows_what_each_lane_runs()
     failed = ProblemRow("level2/2_b", "level2", "/kb/level2/2_b.py", "run", "failed", reason="killed after 60 s",
                         failure="timeout", wall_s=60)
     assert outcome_text(failed) == "failed (timeout): killed after 60 s"
+
+
+def test_lanes_per_gpu_reaches_the_bench_options_and_is_at_least_one(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[BenchOptions] = []
+
+    def plan(paths: object, options: BenchOptions, job: object, visible: object = None) -> None:
+        asked.append(options)
+        raise bench_module.BenchError("planned", where="test")
+
+    monkeypatch.setattr(bench_module, "plan_bench", plan)
+    code, out = _bench(str(TINY), "--out", str(tmp_path / "o"), "--lanes-per-gpu", "3")
+    assert code == EXIT_BAD_INPUT and "planned" in out
+    code, out = _bench(str(TINY), "--out", str(tmp_path / "o"))
+    assert [options.lanes_per_gpu for options in asked] == [3, 1]
+    code, out = _bench(str(TINY), "--out", str(tmp_path / "o"), "--lanes-per-gpu", "0")
+    assert code == 2 and "lanes-per-gpu" in out and len(asked) == 2  # refused before any planning

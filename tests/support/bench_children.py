@@ -40,3 +40,9 @@ def import_missing(module: str) -> dict[str, Any]:
 def report_loaded(module: str) -> dict[str, Any]:
     """Whether `module` was imported before this call (a standby child's preload), and this process's pid."""
     return {"loaded": module in sys.modules, "pid": os.getpid(), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def report_gate_env() -> dict[str, Any]:
+    from kernelwright.tools.measure.gpu_gate import GATE_ENV
+
+    return {"gate": os.environ.get(GATE_ENV), "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
