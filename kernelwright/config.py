@@ -15,8 +15,9 @@ Precedence, lowest to highest:
 
 Only `load_config` reads the environment for these settings. The parts get them as arguments
 (`eval_settings`, `build_settings`, `run_settings`, `AgentsConfig.model_settings`); a sandbox worker gets
-its build settings in its own process environment (tools.compile.nvcc.BuildSettings.worker_env). KERNELWRIGHT_MODEL
-and KERNELWRIGHT_ARCHIVE are no config fields: agents.llm and memory.archive read them.
+its build settings in its own process environment (tools.compile.nvcc.BuildSettings.worker_env). KERNELWRIGHT_MODEL,
+KERNELWRIGHT_ARCHIVE and KERNELWRIGHT_GPU_GATE are no config fields: agents.llm, memory.archive and
+tools.measure.gpu_gate read them (the bench sets the last in each problem's process).
 """
 
 from __future__ import annotations

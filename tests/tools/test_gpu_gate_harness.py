@@ -44,11 +44,14 @@ def _in_thread(call: Any) -> tuple[threading.Thread, list[Any]]:
     return thread, out
 
 
-def test_a_worker_request_waits_while_another_process_times(gate: GpuGate) -> None:
+def test_a_worker_request_waits_while_another_process_times(gate: GpuGate, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GATE_ENV, str(gate.path.parent))  # as in a bench lane's process
     worker = SandboxWorker("reference", WorkerOptions(device="cpu", gate=gate, isolation=NO_JAIL))
     try:
         worker.start()
         assert worker.proc is not None and not _has_open(worker.proc.pid, gate.path)  # closed after 'hello'
+        environ = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+        assert not any(v.startswith(GATE_ENV.encode() + b"=") for v in environ)  # nor told where the gates are
         holder = Holder(gate.path, "exclusive")
         try:
             thread, out = _in_thread(lambda: worker.request("unload", timeout_s=WAIT_S))

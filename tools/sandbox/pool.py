@@ -31,7 +31,7 @@ from kernelwright.tools.errors import (
     WorkerCrash,
     error_from_dict,
 )
-from kernelwright.tools.measure.gpu_gate import GpuGate
+from kernelwright.tools.measure.gpu_gate import GATE_ENV, GpuGate
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox import isolation
 from kernelwright.tools.sandbox.isolation import IsolationPolicy
@@ -88,6 +88,7 @@ class SandboxWorker:
         fd, log_path = tempfile.mkstemp(prefix=f"kw-{self.role}-", suffix=".log", dir=log_dir)
         self.log_path = Path(log_path)
         env = scrubbed_env(**self.options.env)
+        env.pop(GATE_ENV, None)  # the worker gets its gate as a descriptor for 'hello' only; candidate code, no path
         env["PYTHONUNBUFFERED"] = "1"
         cmd = [self.options.python, "-m", "kernelwright.tools.sandbox.worker", "--fd", str(child_sock.fileno()),
                "--role", self.role, "--device", self.options.device]
