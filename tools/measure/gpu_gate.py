@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,20 +41,14 @@ class GateOrderError(KernelwrightError):
     kind = "gate"
 
 
-@dataclass
-class _Held:
-    mode: Mode
-    depth: int
-
-
 # Which gate files this thread holds, by path. flock state belongs to the process and the open file, not to a
 # GpuGate object: two objects for one file (a pickled copy, a second gate_for) must see the same holds, or a
 # thread holding a timing's exclusive hold would wait for itself on its own worker's request.
 _held = threading.local()
 
 
-def _holds() -> dict[str, _Held]:
-    holds: dict[str, _Held] | None = getattr(_held, "by_path", None)
+def _holds() -> dict[str, Mode]:
+    holds: dict[str, Mode] | None = getattr(_held, "by_path", None)
     if holds is None:
         holds = _held.by_path = {}
     return holds
@@ -117,15 +110,11 @@ class GpuGate:
         key = self._key
         holds = _holds()
         held = holds.get(key)
-        if held is not None:
-            if mode == "exclusive" and held.mode == "shared":
+        if held is not None:  # the outer hold covers this one, and outlasts it
+            if mode == "exclusive" and held == "shared":
                 raise GateOrderError("an exclusive hold of a GPU gate was asked for inside a shared hold of the same "
                                      "gate by the same thread", where=key)
-            held.depth += 1
-            try:
-                yield
-            finally:
-                held.depth -= 1
+            yield
             return
         started = time.perf_counter()
         fd = self._acquire(mode)
@@ -137,7 +126,7 @@ class GpuGate:
                 self.waited_shared_s += waited
         if waited > 0.01:
             log.debug("gpu_gate_waited", gate=self.path.name, mode=mode, seconds=round(waited, 3))
-        holds[key] = _Held(mode, 1)
+        holds[key] = mode
         try:
             yield
         finally:
