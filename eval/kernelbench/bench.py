@@ -207,7 +207,9 @@ def _lanes(options: BenchOptions, visible: Callable[[], list[str]] | None) -> li
         return [Lane("cpu")]  # no GPU: each run compiles and stops, as `kernelwright run` does there
     k = max(1, options.lanes_per_gpu)
     slots = [(g, f"gpu{g}" if k == 1 else f"gpu{g}.{i + 1}") for g in gpus for i in range(k)]
-    gate_dir = str(host_gate_dir())  # every GPU lane, even one per GPU: other benches on this host share the gates
+    # lanes sharing a GPU take turns through its gate; one lane per GPU runs as before (the gate is not yet proven
+    # on a GPU: it stays out of the default path until a multi-lane bench has been measured there)
+    gate_dir = str(host_gate_dir()) if k > 1 else None
     return [Lane(name, g, tuple(cores) if cores else None, gate_dir=gate_dir)
             for (g, name), cores in zip(slots, cpu_shares(len(slots)))]
 

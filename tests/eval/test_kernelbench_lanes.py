@@ -51,11 +51,11 @@ def test_two_lanes_on_each_of_two_gpus(tmp_path: Path) -> None:
     assert {lane.gate_dir for lane in lanes} == {_gates(tmp_path)} and Path(_gates(tmp_path)).is_dir()
 
 
-def test_one_lane_per_gpu_keeps_its_name_and_still_gets_the_gates(tmp_path: Path) -> None:
+def test_one_lane_per_gpu_runs_as_before_without_a_gate(tmp_path: Path) -> None:
     lanes = _lanes(BenchOptions(tmp_path / "out"), lambda: ["0", "1"])
     assert [(lane.name, lane.gpu, lane.cores) for lane in lanes] == [("gpu0", "0", (0, 1, 2, 3)),
                                                                       ("gpu1", "1", (4, 5, 6, 7))]
-    assert {lane.gate_dir for lane in lanes} == {_gates(tmp_path)}  # other benches on this host may share the GPU
+    assert {lane.gate_dir for lane in lanes} == {None}  # the default path is unchanged until lanes share a GPU
     assert [lane.gate_dir for lane in _lanes(BenchOptions(tmp_path / "o", lanes_per_gpu=3), lambda: [])] == [None]
     translate = _lanes(BenchOptions(tmp_path / "o", translate_only=True, jobs=2, lanes_per_gpu=3), lambda: ["0"])
     assert [(lane.name, lane.gate_dir) for lane in translate] == [("cpu0", None), ("cpu1", None)]
