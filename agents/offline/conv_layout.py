@@ -7,8 +7,9 @@ convolutions on an H100 (level2/5_ConvTranspose2d_Subtract_Tanh: eager 9.24 ms, 
 with cuDNN's TF32). A library conv step may do the same: its input and weight go to channels-last before the
 call (one pass over the input; the weight is small) and its output comes back contiguous for the kernels
 after it (one pass over the output). Whether that pays depends on the shape, so it is a tunable,
-"<step>.LAYOUT", "contiguous" by default; the translator's `fused_channels_last` variant sets every such step
-to channels-last, so the first generation measures both and selection keeps the faster.
+"<step>.LAYOUT", "contiguous" by default, which the tuner may change; the translator's `fused_channels_last`
+variant (asked for by name: propose.CHANNELS_LAST_VARIANT) sets every such step to channels-last. Measured on an
+H100 it lost to contiguous on every level-2 problem tried, so the first generation no longer includes it.
 """
 
 from __future__ import annotations

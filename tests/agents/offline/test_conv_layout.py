@@ -6,7 +6,7 @@ import pytest
 
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dims
-from kernelwright.agents.offline.propose import plans_for, trace_all
+from kernelwright.agents.offline.propose import CHANNELS_LAST_VARIANT, VARIANTS, plans_for, trace_all
 from kernelwright.agents.offline.space import plan_space
 from support.offline import suite_dir
 
@@ -22,7 +22,8 @@ def test_a_conv_problem_gets_the_layout_tunable_and_a_channels_last_variant() ->
     assert len(names) == 1
     dims = {d.name: d for d in plan_space(plan).dims}
     assert (dims[names[0]].choices, dims[names[0]].default) == (LAYOUTS, "contiguous")
-    by_variant = {c.variant: c for c in propose(problem)}
+    assert "fused_channels_last" not in {c.variant for c in propose(problem)}  # asked for by name only
+    by_variant = {c.variant: c for c in propose(problem, variants=(*VARIANTS, CHANNELS_LAST_VARIANT))}
     assert {"fused", "fused_channels_last"} <= set(by_variant)
     fused, last = _forward(by_variant["fused"].source), _forward(by_variant["fused_channels_last"].source)
     assert "_kw_cl(" not in fused and "def _kw_cl(" not in by_variant["fused"].source
@@ -48,4 +49,4 @@ def test_problems_without_convolutions_get_no_channels_last_variant(name: str) -
     path = suite_dir() / f"{name}.py"
     if not path.exists():
         pytest.skip(f"{name} is not in the suite")
-    assert "fused_channels_last" not in {c.variant for c in propose(path)}
+    assert "fused_channels_last" not in {c.variant for c in propose(path, variants=(*VARIANTS, CHANNELS_LAST_VARIANT))}
