@@ -19,7 +19,14 @@ from kernelwright.agents.offline.conv_layout import (
     LAYOUT_SUFFIX,
     channels_last_args,
 )
-from kernelwright.agents.offline.gemm_split import SPLIT_LAUNCHER, SPLIT_SPEC, gemm_kind, gemm_python, host_call_expr
+from kernelwright.agents.offline.gemm_split import (
+    SPLIT_LAUNCHER,
+    SPLIT_MODES,
+    SPLIT_SPEC,
+    gemm_kind,
+    gemm_python,
+    host_call_expr,
+)
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
 
@@ -96,7 +103,7 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
     channels_last = layout == CHANNELS_LAST  # conv_layout gives only plain convolutions (no kwargs) this choice
     call = f"torch.ops.{step.target}({', '.join(channels_last_args(args) if channels_last else args)})"
-    if gemm_mode in ("tf32x3", "tf32") and (kind := gemm_kind(step, buffers)):
+    if gemm_mode in (*SPLIT_MODES, "tf32") and (kind := gemm_kind(step, buffers)):
         call = host_call_expr(kind, args, step.target, gemm_mode, channels_last=channels_last)
     outs = [b for b in step.outputs]
     if len(outs) == 1:
@@ -194,10 +201,10 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
                      cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = ()) -> str:
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
     dispatches on the input shapes to the plan specialised for them (other shapes run the problem's module). `gemm_modes` (per shape: host step ->
-    "fp32" | "tf32x3" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
+    "fp32" | "tf32x3" | "tf32x3k" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
     TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
-    split_used = any(m == "tf32x3" for per_shape in modes for m in per_shape.values())
+    split_used = any(m in SPLIT_MODES for per_shape in modes for m in per_shape.values())
     tf32_used = any(m == "tf32" for per_shape in modes for m in per_shape.values())
     cl_used = any(m == CHANNELS_LAST for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]

@@ -91,7 +91,7 @@ def plan_space(plan: Plan) -> TuneSpace:
             dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
         elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
-                dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32),
+                dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32, kind),
                                     default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)))
             if layout := layout_dim(step, plan.buffers):
                 dims.append(TuneDim(layout, LAYOUTS, LAYOUTS[0]))

@@ -36,7 +36,7 @@ def test_large_fp32_gemms_default_to_the_split_and_the_plain_gemm_stays_a_choice
     plan = plans_for(traced)["fused"][0]
     space = plan_space(plan)
     gemm_dims = [d for d in space.dims if d.name.endswith(".GEMM")]
-    assert [d.choices for d in gemm_dims] == [("fp32", "tf32x3")]
+    assert [d.choices for d in gemm_dims] == [("fp32", "tf32x3", "tf32x3k")]
     assert gemm_dims[0].default == "tf32x3"  # 4096^3: far above the split's break-even
     assert conservative(space)[gemm_dims[0].name] == "fp32"
     split = render(traced, [plan], space.defaults(), "fused")
@@ -104,6 +104,48 @@ def _split_python_on_cpu() -> dict[str, Any]:
     namespace: dict[str, Any] = {"torch": torch, "_kw_lib": CpuSplit()}
     exec(SPLIT_PYTHON, namespace)
     return namespace
+
+
+@pytest.mark.parametrize("m, k, n", [(5, 2500, 7),  # K padded to 3 pieces of 834
+                                     (3, 700, 4),  # one piece
+                                     (4, 2048, 6)])  # two whole pieces
+def test_the_split_in_pieces_of_k_sums_to_the_fp32_gemm(m: int, k: int, n: int) -> None:
+    """On the CPU (no TF32) "tf32x3k"'s helpers equal the fp64 GEMM to fp32 rounding: every piece of A meets its
+    own piece of B in all three parts (a piece paired with another's, or a part with the wrong partner, would be
+    off by O(1)); linear (3-D input too), addmm and matmul, whose batched form falls back to the plain split."""
+    helpers = _split_python_on_cpu()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(m, k, generator=gen) * 8  # non-negative, as KernelBench's GEMM inputs (scaled trial)
+    w_nk, w_kn = (torch.randn(n, k, generator=gen) / k ** 0.5, torch.randn(k, n, generator=gen) / k ** 0.5)
+    bias = torch.randn(n, generator=gen)
+    cases = {
+        "linear": (helpers["_kw_linear_tf32x3k"](x, w_nk, bias), x.double() @ w_nk.double().T + bias.double()),
+        "linear 3-D": (helpers["_kw_linear_tf32x3k"](x.reshape(1, m, k), w_nk),
+                       (x.double() @ w_nk.double().T).reshape(1, m, n)),
+        "addmm": (helpers["_kw_addmm_tf32x3k"](bias, x, w_kn), bias.double() + x.double() @ w_kn.double()),
+        "matmul": (helpers["_kw_matmul_tf32x3k"](x, w_kn), x.double() @ w_kn.double()),
+        "bmm fallback": (helpers["_kw_matmul_tf32x3k"](x.reshape(1, m, k), w_kn.reshape(1, k, n)),
+                         (x.double() @ w_kn.double()).reshape(1, m, n)),
+    }
+    for name, (got, want) in cases.items():
+        assert got.shape == want.shape and got.dtype == torch.float32, name
+        assert torch.allclose(got.double(), want, rtol=1e-5, atol=1e-5), (name, (got.double() - want).abs().max())
+
+
+def test_the_split_in_pieces_of_k_is_a_choice_for_gemms_only_and_renders_its_helper() -> None:
+    """Not yet a default (not yet measured on a GPU); a convolution never offers it (its K is channels x taps)."""
+    traced = trace_all(suite_dir() / "12_linear_relu_scale.py")
+    plan = plans_for(traced)["fused"][0]
+    space = plan_space(plan)
+    (dim,) = [d for d in space.dims if d.name.endswith(".GEMM")]
+    assert "tf32x3k" in dim.choices and dim.default == "tf32x3"
+    source = render(traced, [plan], {**space.defaults(), dim.name: "tf32x3k"}, "fused")
+    assert "_kw_linear_tf32x3k(" in _forward(source) and "kw_tf32x3_split" in source
+    assert "def _kw_linear_tf32x3k(" in source and "_KW_K_CHUNK = 1024" in source
+    conv = plans_for(trace_all(suite_dir() / "44_conv_bn_relu_pool.py"))["fused"][0]
+    assert all("tf32x3k" not in d.choices for d in plan_space(conv).dims if d.name.endswith(".GEMM"))
+    assert gemm_modes(conv, {f"{s.name}.GEMM": "tf32x3k" for s in conv.steps}) == {
+        name: "fp32" for name in gemm_modes(conv, {})}  # asked for anyway: the plain fp32 call
 
 
 @pytest.mark.parametrize("conv, x_shape, w_shape, groups", [

@@ -160,3 +160,32 @@ def test_transposed_split_and_channels_last_reach_fp32_accuracy_and_their_times_
     for name, out in (("split", split), ("split_cl", split_cl)):
         assert errors[name] < 5e-5, errors
         assert torch.allclose(out.double(), ref64, atol=1e-4, rtol=1e-4), name
+
+
+def test_the_split_in_pieces_of_k_keeps_fp32_accuracy_where_the_whole_k_split_drifts(helpers: dict[str, Any]) -> None:
+    """KernelBench level 2's GEMMs: K=8192, inputs in [0, 8) (the harness's scaled trial), nn.Linear's own init.
+    On an H100 the whole-K split came out at relative L2 1.6e-4 on such a problem (20% of the elements outside the
+    strict 1e-4), where exact accumulation gives 8e-8: the tensor cores' fp32 sums over 3 x 8192 terms whose running
+    values are ~70x the result. Pieces of K_CHUNK bound each sum. Accuracy asserted; times printed (the mode's
+    default waits for these figures)."""
+    torch.manual_seed(0)
+    m, k, n = 1024, 8192, 8192
+    x = torch.rand(m, k, device="cuda") * 8
+    linear = torch.nn.Linear(k, n).cuda()
+    w, b = linear.weight.detach(), linear.bias.detach()
+    ref64 = torch.nn.functional.linear(x.double(), w.double(), b.double())
+    whole, pieces = helpers["_kw_linear_tf32x3"](x, w, b), helpers["_kw_linear_tf32x3k"](x, w, b)
+    w_kn = w.t().contiguous()
+    pieces_mm = helpers["_kw_addmm_tf32x3k"](b, x, w_kn)
+    fp32 = _plain(lambda: torch.nn.functional.linear(x, w, b), "highest")
+    assert torch.get_float32_matmul_precision() == "highest"  # the helpers restored it
+    errors = {name: _rel_l2(out, ref64) for name, out in
+              (("fp32", fp32), ("whole_k", whole), ("pieces", pieces), ("pieces_addmm", pieces_mm))}
+    ms = {"fp32": cuda_ms(lambda: _plain(lambda: torch.nn.functional.linear(x, w, b), "highest")),
+          "whole_k": cuda_ms(lambda: helpers["_kw_linear_tf32x3"](x, w, b)),
+          "pieces": cuda_ms(lambda: helpers["_kw_linear_tf32x3k"](x, w, b)),
+          "pieces_addmm": cuda_ms(lambda: helpers["_kw_addmm_tf32x3k"](b, x, w_kn))}
+    print({"linear": [m, k, n], "rel_l2": errors, "ms": {name: round(v, 3) for name, v in ms.items()}})
+    assert errors["pieces"] < 2e-5 and errors["pieces_addmm"] < 2e-5, errors
+    assert torch.allclose(pieces, fp32, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(pieces_mm, fp32, atol=1e-4, rtol=1e-4)

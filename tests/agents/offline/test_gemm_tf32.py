@@ -67,8 +67,8 @@ def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> N
     strict, kernelbench = plans_for(traced)["fused"][0], plans_for(traced, allow_tf32=True)["fused"][0]
     assert not strict.allow_tf32 and kernelbench.allow_tf32
     (strict_dim,), (kb_dim,) = _gemm_dims(strict), _gemm_dims(kernelbench)
-    assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3"), "tf32x3")
-    assert (kb_dim.choices, kb_dim.default) == (("fp32", "tf32", "tf32x3"), "tf32")
+    assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3", "tf32x3k"), "tf32x3")
+    assert (kb_dim.choices, kb_dim.default) == (("fp32", "tf32", "tf32x3", "tf32x3k"), "tf32")
     assert conservative(plan_space(kernelbench))[kb_dim.name] == "fp32"
     # the tuner's neighbours of plain TF32 are the other two modes
     moved = {p[kb_dim.name] for p in plan_space(kernelbench).neighbours({kb_dim.name: "tf32"})} - {"tf32"}
@@ -78,7 +78,8 @@ def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> N
         source = render(traced, [kernelbench], {**plan_space(kernelbench).defaults(), kb_dim.name: mode}, "fused")
         assert ("_kw_tf32_call(" in _forward(source)) is (mode == "tf32")
         assert ("_kw_linear_tf32x3(" in _forward(source)) is (mode == "tf32x3")
-        assert ("kw_tf32x3_split" in source) is (mode == "tf32x3")
+        assert ("_kw_linear_tf32x3k(" in _forward(source)) is (mode == "tf32x3k")
+        assert ("kw_tf32x3_split" in source) is (mode in ("tf32x3", "tf32x3k"))
 
 
 def test_a_strict_plan_never_renders_plain_tf32_even_when_asked() -> None:
@@ -93,7 +94,7 @@ def test_a_strict_plan_never_renders_plain_tf32_even_when_asked() -> None:
 
 def test_the_tuning_target_carries_the_profile() -> None:
     traced = trace_all(suite_dir() / "16_bmm_bias_silu.py")
-    for allow, choices in ((False, ("fp32", "tf32x3")), (True, ("fp32", "tf32", "tf32x3"))):
+    for allow, choices in ((False, ("fp32", "tf32x3", "tf32x3k")), (True, ("fp32", "tf32", "tf32x3", "tf32x3k"))):
         target = tuning_target(traced, "fused", allow_tf32=allow)
         assert target is not None and all(p.allow_tf32 is allow for p in target.plans)
         assert [d.choices for d in target.space.dims if d.name.endswith(".GEMM")] == [choices]
