@@ -1,13 +1,19 @@
 """How the work scales over the GPUs of one host: the same bench and the same agent run on 1, 2, 4, ... GPUs,
-through the local executor (--gpus) and through Ray, and whether the verdicts stayed the same.
+through the local executor (--gpus) and through Ray, and with 1, 2, ... bench lanes per GPU, and whether the
+verdicts stayed the same.
 
     python -m kernelwright.eval.bench.scaling ../shared/kernelbench/level2 --max-problems 6 --gpu-counts 1,2,4 \
-        --executors local,ray --out runs/scaling [--generations 1] [--translate-only] [--resume]
+        --executors local,ray --out runs/scaling [--lanes-per-gpu 1,2] [--generations 1] [--translate-only] [--resume]
 
-Each (workload, executor, GPU count) is one configuration, run as its own `kernelwright bench` or `kernelwright
-run` process (`python -P -m kernelwright.cli`, the CLI's own code path) into <out>/<workload>-<executor>-<n>gpu/:
-- bench: `kernelwright bench PATHS --resume` over the problems; local: --gpus with the first n visible GPUs; Ray:
+Each (workload, executor, GPU count, lanes per GPU) is one configuration, run as its own `kernelwright bench` or
+`kernelwright run` process (`python -P -m kernelwright.cli`, the CLI's own code path) into
+<out>/<workload>-<executor>-<n>gpu[-<k>lanes]/ (1 lane: no suffix, the name from before lanes):
+- bench: `kernelwright bench PATHS --resume` over the problems; local: --gpus with the first n visible GPUs, and
+  --lanes-per-gpu k for k > 1 (k problems at once per GPU, their timings taking turns through the GPU's gate); Ray:
   a local cluster started here with n GPUs (or the cluster at --address, which must have n GPUs).
+- lanes per GPU (--lanes-per-gpu, default 1) apply to the bench with the local executor only: Ray and the agent
+  run ignore them (one configuration each per GPU count, at 1 lane), and --translate-only (CPU lanes: --jobs)
+  refuses them. On a single-GPU machine they are the one dimension to measure: --gpu-counts 1 --lanes-per-gpu 1,2.
 - agent run (`--workloads agent-run`): `kernelwright run PROBLEM` with --population and --candidates of
   --population, its LLM the replay server (eval/fakes/replay_server.py, on --replay SCRIPT.json) or, without a
   script, the offline translator and tuner; it evaluates on n GPUs (local: one evaluator per visible GPU, Ray: one
@@ -18,8 +24,8 @@ agent run starts again (its rate must be one run's).
 The table (<out>/scaling.json, scaling.md; eval/bench/scaling_table has the definitions) is rewritten as each
 configuration finishes.
 
-Exit codes: 0 every configuration finished and every verdict agrees; 1 verdicts disagree across GPU counts or
-executors (each listed); 2 bad input (a path that is no problem, more GPUs asked than visible, a results folder in
+Exit codes: 0 every configuration finished and every verdict agrees; 1 verdicts disagree across GPU counts, lanes
+or executors (each listed); 2 bad input (a path that is no problem, more GPUs asked than visible, a results folder in
 use without --resume); 4 a configuration could not run (ray missing, its cluster, or its command failed: its log
 is named; --resume goes on); 130 stopped (finished configurations are kept).
 """
@@ -80,6 +86,7 @@ class ScalingOptions:
     paths: tuple[str, ...]
     out: Path
     gpu_counts: tuple[int, ...] | None = None  # None: 1 and every power of two up to the visible count
+    lanes_per_gpu: tuple[int, ...] = (1,)  # the bench on the local executor only (module docstring)
     executors: tuple[ExecutorKind, ...] = ("local",)
     workloads: tuple[Workload, ...] = ("bench",)
     address: str | None = None
@@ -102,11 +109,12 @@ class ConfigSpec:
     executor: ExecutorKind
     gpus: int
     gpu_ids: tuple[str, ...]  # the visible GPUs it uses (empty: none, --translate-only without a GPU)
+    lanes: int = 1  # problems at once per GPU (`kernelwright bench --lanes-per-gpu`)
     note: str = ""
 
     @property
     def name(self) -> str:
-        return config_name(self.workload, self.executor, self.gpus)
+        return config_name(self.workload, self.executor, self.gpus, self.lanes)
 
 
 @dataclass(frozen=True)
@@ -142,13 +150,14 @@ def default_gpu_counts(visible: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
-def parse_counts(text: str) -> tuple[int, ...]:
+def parse_counts(text: str, what: str = "GPU counts", flag: str = "--gpu-counts") -> tuple[int, ...]:
+    """A comma-separated list of positive counts, sorted, each once."""
     try:
         counts = tuple(dict.fromkeys(int(part) for part in parse_gpus(text)))
     except ValueError:
         counts = ()
     if not counts or any(n < 1 for n in counts):
-        raise ScalingError(f"{text!r} is no list of GPU counts (expected e.g. 1,2,4)", where="--gpu-counts")
+        raise ScalingError(f"{text!r} is no list of {what} (expected e.g. 1,2,4)", where=flag)
     return tuple(sorted(counts))
 
 
@@ -163,6 +172,7 @@ def plan_scaling(options: ScalingOptions, visible: Callable[[], list[str]] | Non
     if options.translate_only and "agent_run" in options.workloads:
         raise ScalingError("an agent run evaluates on GPUs; --translate-only takes the bench workload only",
                            where="--workloads")
+    _check_lanes(options)
     counts = options.gpu_counts or default_gpu_counts(len(seen))
     if needs_gpus:
         over = [n for n in counts if n > len(seen)]
@@ -188,9 +198,27 @@ def plan_scaling(options: ScalingOptions, visible: Callable[[], list[str]] | Non
                          else problems[0].path)
     if options.replay is not None:
         _check_replay(options.replay)
-    configs = [ConfigSpec(workload, executor, n, tuple(seen[:n]), _note(workload, executor, n, options))
-               for workload in options.workloads for executor in options.executors for n in counts]
+    configs = [ConfigSpec(workload, executor, n, tuple(seen[:n]), k, _note(workload, executor, n, k, options))
+               for workload in options.workloads for executor in options.executors for n in counts
+               for k in (options.lanes_per_gpu if _has_lanes(workload, executor) else (1,))]
     return ScalingPlan(options, problems, configs, seen, agent_problem)
+
+
+def _has_lanes(workload: Workload, executor: ExecutorKind) -> bool:
+    """Lanes per GPU are the local bench's (`kernelwright bench --lanes-per-gpu`): a Ray cluster places its own
+    work, and an agent run's concurrency is agents.eval_concurrency."""
+    return workload == "bench" and executor == "local"
+
+
+def _check_lanes(options: ScalingOptions) -> None:
+    if options.lanes_per_gpu == (1,):
+        return
+    if options.translate_only:
+        raise ScalingError("--translate-only runs on CPU lanes (--jobs), so lanes per GPU would change no work",
+                           where="--lanes-per-gpu")
+    if not any(_has_lanes(w, e) for w in options.workloads for e in options.executors):
+        raise ScalingError("lanes per GPU apply to the bench with the local executor only, and that pair is not "
+                           "asked (--workloads bench --executors local)", where="--lanes-per-gpu")
 
 
 def _check_replay(script: Path) -> None:
@@ -205,13 +233,15 @@ def _check_replay(script: Path) -> None:
                            where=str(script)) from None
 
 
-def _note(workload: Workload, executor: ExecutorKind, n: int, options: ScalingOptions) -> str:
+def _note(workload: Workload, executor: ExecutorKind, n: int, lanes: int, options: ScalingOptions) -> str:
     if options.translate_only:
-        lanes = "the Ray cluster's CPUs" if executor == "ray" else f"{options.jobs} CPU lane(s) (--jobs)"
-        return f"translate-only: runs on {lanes}; the GPU count changes no work"
+        cpus = "the Ray cluster's CPUs" if executor == "ray" else f"{options.jobs} CPU lane(s) (--jobs)"
+        return f"translate-only: runs on {cpus}; the GPU count changes no work"
     if workload == "agent_run":
         where = "one GPU actor per GPU" if executor == "ray" else "one evaluator per GPU"
         return f"{where}, {2 * n} evaluations in flight"
+    if lanes > 1:
+        return f"{lanes} problems per GPU at a time, their timings taking turns (GPU gate)"
     return "one problem per GPU at a time"
 
 
@@ -237,6 +267,8 @@ def bench_command(plan: ScalingPlan, spec: ConfigSpec, folder: Path, address: st
         args += ["--address", address]
     if spec.executor == "local" and not o.translate_only:
         args += ["--gpus", ",".join(spec.gpu_ids)]
+    if spec.lanes > 1:  # 1 lane: the command as before lanes (a resumed configuration's log stays comparable)
+        args += ["--lanes-per-gpu", str(spec.lanes)]
     if o.translate_only:
         args += ["--translate-only", "--jobs", str(o.jobs)]
     return cli_command(*args, *_shared_args(o))
@@ -271,7 +303,7 @@ def bench_result(spec: ConfigSpec, folder: Path, wall_s: float, attempts: int) -
     return ConfigResult("bench", spec.executor, spec.gpus, round(wall_s, 2), len(rows),
                         tuple(sorted({r.gpu_name for r in rows if r.gpu_name})),
                         {r.key: Verdict(r.status, r.speedup_vs_eager) for r in rows}, attempts, spec.note,
-                        str(folder))
+                        str(folder), lanes=spec.lanes)
 
 
 def agent_result(spec: ConfigSpec, folder: Path, wall_s: float, attempts: int) -> ConfigResult:
@@ -484,6 +516,10 @@ def parse_options(argv: Sequence[str] | None = None) -> ScalingOptions:
     parser.add_argument("--out", type=Path, default=Path("scaling"), help="results folder (one subfolder per "
                                                                             "configuration, scaling.json, scaling.md)")
     parser.add_argument("--gpu-counts", help="e.g. 1,2,4 (default: 1 and every power of two up to the visible GPUs)")
+    parser.add_argument("--lanes-per-gpu", default="1",
+                        help="e.g. 1,2: the bench's problems at once per GPU (`kernelwright bench --lanes-per-gpu`), "
+                             "one configuration per count; the bench with the local executor only: Ray and the agent "
+                             "run ignore it (default 1)")
     parser.add_argument("--executors", "--executor", default="local", help="local, ray or local,ray")
     parser.add_argument("--address", help="--executor ray: a running cluster to use (its GPU count alone in "
                                           "--gpu-counts); default: a local cluster started per GPU count")
@@ -511,6 +547,7 @@ def parse_options(argv: Sequence[str] | None = None) -> ScalingOptions:
     if args.noise < 0 or args.max_problems < 0 or args.population < 1 or args.jobs < 1:
         raise ScalingError("--noise and --max-problems take no negative value, --population and --jobs at least 1")
     return ScalingOptions(tuple(args.paths), args.out, parse_counts(args.gpu_counts) if args.gpu_counts else None,
+                          parse_counts(args.lanes_per_gpu, "lanes per GPU", "--lanes-per-gpu"),
                           cast("tuple[ExecutorKind, ...]", _choices(args.executors, EXECUTOR_KINDS, "--executors")),
                           cast("tuple[Workload, ...]", workloads), args.address, args.resume, args.noise,
                           args.max_problems,

@@ -8,6 +8,8 @@
 # of two up to the visible GPUs (--gpu-counts 1,2 to choose). Stopped with SIGINT: finished configurations are kept,
 # and the next call goes on. runs/scaling comes back as $OUT/scaling.tgz (unpack it in the repo root here and carry it
 # again to go on); scaling.md and scaling.json (the table, the cards, the verdict check) also lie in $OUT.
+# On one GPU the dimension to measure is lanes per GPU (the bench with the local executor only; later args win):
+#   bash scripts/gpu/scaling.sh 540 runs/kb/level2 --gpu-counts 1 --lanes-per-gpu 1,2 --executors local --workloads bench
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader

@@ -1,7 +1,8 @@
-"""The scaling benchmark (eval.bench.scaling): rates, speedup and efficiency per GPU count, the verdict check across
-GPU counts (a disagreement found, a difference within the noise band accepted), the commands each configuration
-runs, resume, the typed errors (more GPUs than visible, no such problem, no ray), and a translate-only smoke run
-over two problems of the dev split's level 2."""
+"""The scaling benchmark (eval.bench.scaling): rates, speedup and efficiency per GPU count, lanes per GPU (planned
+for the local bench only, their speedup over 1 lane, their verdicts checked), the verdict check across GPU counts
+(a disagreement found, a difference within the noise band accepted), the commands each configuration runs, resume
+(also of an --out from before lanes), the typed errors (more GPUs than visible, no such problem, no ray), and a
+translate-only smoke run over two problems of the dev split's level 2."""
 
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ from support.paths import KERNELBENCH
 LEVEL2 = ("12_Gemm_Multiply_LeakyReLU", "14_Gemm_Divide_Sum_Scaling")
 
 
-def _bench(executor: str, gpus: int, wall_s: float, verdicts: dict[str, Verdict]) -> ConfigResult:
-    return ConfigResult("bench", executor, gpus, wall_s, len(verdicts), ("NVIDIA H100",), verdicts)
+def _bench(executor: str, gpus: int, wall_s: float, verdicts: dict[str, Verdict], lanes: int = 1) -> ConfigResult:
+    return ConfigResult("bench", executor, gpus, wall_s, len(verdicts), ("NVIDIA H100",), verdicts, lanes=lanes)
 
 
 def _verdicts(n: int, speedup: float = 1.5) -> dict[str, Verdict]:
@@ -194,7 +195,8 @@ def test_an_agent_runs_items_are_the_candidates_with_a_report(tmp_path: Path) ->
 
 
 class FakeLaunch:
-    """Stands in for `kernelwright bench`: writes the rows its script says for the GPU count in the command."""
+    """Stands in for `kernelwright bench`: writes the rows its script says for the GPU count in the command ("2"),
+    or for the GPU count and its lanes ("1x2") where the command has --lanes-per-gpu."""
 
     def __init__(self, rows_by_gpus: dict[str, list[tuple[str, str, float | None]]],
                  exit_status: dict[str, int] | None = None):
@@ -206,6 +208,8 @@ class FakeLaunch:
         self.commands.append(command)
         out = Path(command[command.index("--out") + 1])
         gpus = str(len(command[command.index("--gpus") + 1].split(",")))
+        if "--lanes-per-gpu" in command:
+            gpus += "x" + command[command.index("--lanes-per-gpu") + 1]
         for key, status, speedup in self.rows_by_gpus[gpus]:
             level, stem = key.split("/")
             ResultStore(out).write(ProblemRow(key, level, f"{stem}.py", "run", status,  # type: ignore[arg-type]
@@ -299,3 +303,95 @@ def test_translate_only_on_a_local_ray_cluster_agrees_with_the_local_executor(
     assert ray_line["items"] == 2 and "the Ray cluster's CPUs" in ray_line["note"]
     assert data["verdicts"]["agree"] and data["verdicts"]["compared"] == {"bench": 2}
     assert "--executor ray --address" in next(c["command"] for c in data["configs"] if c["executor"] == "ray")
+
+
+# --- lanes per GPU ------------------------------------------------------------------------------------------------
+
+def test_lanes_are_planned_for_the_local_bench_only_and_their_commands_ask_for_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scaling, "check_executor", lambda settings: None)  # ray or not, on this machine
+    options = ScalingOptions((str(_problem_dir(tmp_path)),), tmp_path / "out", gpu_counts=(1, 2), lanes_per_gpu=(1, 2),
+                             executors=("local", "ray"), workloads=("bench", "agent_run"))
+    plan = plan_scaling(options, visible=lambda: ["0", "1"])
+    assert [s.name for s in plan.configs] == [
+        "bench-local-1gpu", "bench-local-1gpu-2lanes", "bench-local-2gpu", "bench-local-2gpu-2lanes",
+        "bench-ray-1gpu", "bench-ray-2gpu",
+        "agent-run-local-1gpu", "agent-run-local-2gpu", "agent-run-ray-1gpu", "agent-run-ray-2gpu"]
+    by_name = {s.name: s for s in plan.configs}
+    two_lanes = scaling.bench_command(plan, by_name["bench-local-2gpu-2lanes"], tmp_path / "b", None)
+    assert two_lanes[two_lanes.index("--lanes-per-gpu") + 1] == "2" and two_lanes[two_lanes.index("--gpus") + 1] == "0,1"
+    assert "GPU gate" in by_name["bench-local-1gpu-2lanes"].note
+    assert "--lanes-per-gpu" not in scaling.bench_command(plan, by_name["bench-local-1gpu"], tmp_path / "b", None)
+    assert "--lanes-per-gpu" not in scaling.bench_command(plan, by_name["bench-ray-1gpu"], tmp_path / "b", "1.2.3.4:6379")
+
+
+def test_lanes_per_gpu_is_parsed_like_gpu_counts_and_refused_where_nothing_uses_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    problems = str(_problem_dir(tmp_path))
+    assert scaling.parse_options([problems]).lanes_per_gpu == (1,)
+    assert scaling.parse_options([problems, "--lanes-per-gpu", "3,1,2"]).lanes_per_gpu == (1, 2, 3)
+    with pytest.raises(ScalingError, match="--lanes-per-gpu: '0,2' is no list of lanes per GPU"):
+        scaling.parse_options([problems, "--lanes-per-gpu", "0,2"])
+    out = str(tmp_path / "o")
+    assert scaling.main([problems, "--translate-only", "--lanes-per-gpu", "1,2", "--out", out]) == EXIT_BAD_INPUT
+    assert "CPU lanes (--jobs)" in capsys.readouterr().err
+    assert scaling.main([problems, "--gpu-counts", "1", "--executors", "ray", "--lanes-per-gpu", "2",
+                         "--out", out]) == EXIT_BAD_INPUT
+    assert "bench with the local executor only" in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+def test_a_lane_line_shows_its_speedup_over_one_lane_and_no_gpu_efficiency() -> None:
+    results = [_bench("local", 1, 120.0, _verdicts(10)), _bench("local", 1, 80.0, _verdicts(10), lanes=2),
+               _bench("local", 1, 75.0, _verdicts(10), lanes=3), _bench("local", 2, 75.0, _verdicts(10)),
+               _bench("local", 2, 50.0, _verdicts(10), lanes=2)]
+    lines = {(line.gpus, line.lanes): line for line in scaling_lines(results)}
+    assert list(lines) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    assert lines[1, 2].lane_speedup == pytest.approx(1.5) and lines[1, 2].speedup == pytest.approx(1.5)
+    assert lines[1, 2].efficiency is None and lines[1, 3].lane_speedup == pytest.approx(1.6)
+    assert lines[2, 1].efficiency == pytest.approx(0.8) and lines[2, 1].lane_speedup is None  # GPU scaling as before
+    assert lines[2, 2].lane_speedup == pytest.approx(1.5) and lines[2, 2].speedup == pytest.approx(2.4)  # over 2 GPU x 1
+    text = markdown(results, 0.1)
+    assert "| bench | local | 1 | 2 | 80.0 | 10 problems | 7.50 | 1.50x | - | 1.50x |" in text
+    assert "| bench | local | 2 | 1 | 75.0 | 10 problems | 8.00 | 1.60x | 80% | - |" in text
+    only_lanes = scaling_lines([_bench("local", 1, 60.0, _verdicts(4), lanes=2),
+                                _bench("local", 1, 40.0, _verdicts(4), lanes=3)])  # no 1-lane run: the fewest lanes
+    assert only_lanes[1].speedup == pytest.approx(1.5) and only_lanes[1].lane_speedup is None
+    assert "(over 1 GPU x 2 lanes)" in markdown([_bench("local", 1, 60.0, _verdicts(4), lanes=2)], 0.1)
+
+
+def test_a_lane_configuration_whose_verdicts_differ_exits_1_against_one_lane(tmp_path: Path) -> None:
+    options = ScalingOptions((str(_problem_dir(tmp_path)),), tmp_path / "out", gpu_counts=(1,), lanes_per_gpu=(1, 2, 3))
+    plan = plan_scaling(options, visible=lambda: ["0"])
+    launch = FakeLaunch({"1": [("level2/1_p", "verified", 1.5), ("level2/2_p", "verified", 2.0)],
+                         "1x2": [("level2/1_p", "verified", 1.55), ("level2/2_p", "verified", 2.05)],  # within noise
+                         "1x3": [("level2/1_p", "verified", 1.1), ("level2/2_p", "not_verified", None)]})
+    outcome = run_scaling(plan, launch, say=lambda line: None)
+    assert outcome.exit_code == EXIT_DISAGREE and len(launch.commands) == 3
+    data = json.loads((options.out / "scaling.json").read_text())
+    assert {(d["item"], d["what"], d["config"], d["reference"]) for d in data["verdicts"]["disagreements"]} == {
+        ("level2/1_p", "speedup", "bench-local-1gpu-3lanes", "bench-local-1gpu"),  # timings disturbed: 27% off
+        ("level2/2_p", "status", "bench-local-1gpu-3lanes", "bench-local-1gpu")}
+    assert [line["lanes"] for line in data["lines"]] == [1, 2, 3]
+    assert sorted(d.name for d in options.out.iterdir() if d.is_dir()) == [
+        "bench-local-1gpu", "bench-local-1gpu-2lanes", "bench-local-1gpu-3lanes"]
+    assert json.loads((options.out / "bench-local-1gpu-2lanes" / "result.json").read_text())["lanes"] == 2
+
+
+def test_an_out_from_before_lanes_resumes_and_only_the_lane_configurations_run(tmp_path: Path) -> None:
+    problems = (str(_problem_dir(tmp_path)),)
+    out = tmp_path / "out"
+    first = FakeLaunch({"1": [("level2/1_p", "verified", 1.5), ("level2/2_p", "verified", 2.0)]})
+    run_scaling(plan_scaling(ScalingOptions(problems, out, gpu_counts=(1,)), visible=lambda: ["0"]), first,
+                say=lambda line: None)
+    result_file = out / "bench-local-1gpu" / "result.json"
+    old = json.loads(result_file.read_text())
+    del old["lanes"]  # as an earlier session wrote it
+    result_file.write_text(json.dumps(old))
+    resumed = ScalingOptions(problems, out, gpu_counts=(1,), lanes_per_gpu=(1, 2), resume=True)
+    second = FakeLaunch({"1x2": [("level2/1_p", "verified", 1.5), ("level2/2_p", "verified", 2.0)]})
+    said: list[str] = []
+    outcome = run_scaling(plan_scaling(resumed, visible=lambda: ["0"]), second, say=said.append)
+    assert outcome.exit_code == EXIT_OK and len(second.commands) == 1 and "--lanes-per-gpu" in second.commands[0]
+    assert said[0].startswith("bench-local-1gpu: finished before (2 items")
+    assert sorted((r.name, r.lanes) for r in outcome.results) == [("bench-local-1gpu", 1), ("bench-local-1gpu-2lanes", 2)]
