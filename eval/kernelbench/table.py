@@ -7,6 +7,9 @@ Definitions (README "Benchmarking on KernelBench"):
 - speedups "over all problems": a problem with no verified kernel counts as 1.0x (the user keeps PyTorch); a
   verified kernel counts with its measured speedup, also when it is slower. "Over correct": verified kernels only.
 - the geometric mean is exp(mean(log speedup)); medians and means of an empty set are None (shown as "-").
+- torch.compile vs eager: torch.compile's own speedup over eager in a problem's run (eager's time over
+  torch.compile's, i.e. our speedup over eager divided by our speedup over torch.compile), median over the verified
+  problems (whose runs timed both): the figure a level's median over eager is held against.
 - x floor: a verified kernel's median time over its problem's roofline floor (tools.measure.problem_floor:
   bytes at the card's measured copy bandwidth or FLOPs at its peak rate, whichever is longer); per level, the
   median over the verified kernels that have one.
@@ -73,6 +76,11 @@ def _compile(row: ProblemRow) -> float | None:
     return row.speedup_vs_compile
 
 
+def _compile_over_eager(row: ProblemRow) -> float | None:
+    eager, compiled = row.speedup_vs_eager, row.speedup_vs_compile
+    return eager / compiled if eager and compiled else None
+
+
 @dataclass(frozen=True, slots=True)
 class LevelSummary:
     level: str  # a level's name, or OVERALL
@@ -91,6 +99,7 @@ class LevelSummary:
     tokens: int
     cost_usd: float
     median_floor_ratio: float | None = None  # verified kernels' time over their problem's roofline floor
+    compile_vs_eager_median: float | None = None  # torch.compile's own median speedup over eager (verified rows)
 
     @classmethod
     def of(cls, level: str, rows: Sequence[ProblemRow]) -> LevelSummary:
@@ -103,7 +112,8 @@ class LevelSummary:
             SpeedupStats.of(rows, _eager), SpeedupStats.of(rows, _compile),
             round(sum(r.wall_s for r in rows), 1), round(sum(r.gpu_s for r in rows), 1), sum(r.tokens for r in rows),
             round(sum(r.cost_usd for r in rows), 4),
-            median([r.floor_ratio for r in rows if r.verified and r.floor_ratio is not None]))
+            median([r.floor_ratio for r in rows if r.verified and r.floor_ratio is not None]),
+            median([v for r in rows if r.verified and (v := _compile_over_eager(r)) is not None]))
 
 
 @dataclass(frozen=True)

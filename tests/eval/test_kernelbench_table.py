@@ -57,6 +57,23 @@ def test_fast_p_counts_correct_problems_more_than_p_times_faster_over_all_proble
     assert (overall.problems, overall.correct, overall.reached_gpu) == (6, 4, 5)
 
 
+def test_torch_compiles_own_median_over_eager_is_given_per_level_from_the_verified_rows() -> None:
+    """The bar a level's median over eager is held against: eager / torch.compile in each problem's run, which is
+    our speedup over eager divided by our speedup over torch.compile."""
+    level1, level2, overall = summarise(ROWS).levels
+    # level1: a 2.0 / 1.0 = 2.0, b 0.8 / 0.4 = 2.0 (c is not verified: its run timed nothing of ours)
+    assert level1.compile_vs_eager_median == pytest.approx(2.0)
+    # level2: e 4.0 / 2.0 = 2.0; f has no torch.compile figure and is left out
+    assert level2.compile_vs_eager_median == pytest.approx(2.0)
+    faster = summarise([_row("level3", "1_x", "verified", eager=1.2, compiled=0.6),
+                        _row("level3", "2_y", "verified", eager=3.0, compiled=2.0),
+                        _row("level3", "3_z", "verified", eager=1.0, compiled=2.0)]).levels[0]
+    assert faster.compile_vs_eager_median == pytest.approx(1.5)  # [2.0, 1.5, 0.5]
+    assert summarise([ROWS[2], ROWS[3]]).levels[0].compile_vs_eager_median is None  # nothing verified
+    text = markdown(summarise(ROWS))
+    assert "torch.compile vs eager median (correct)" in text
+
+
 def test_medians_and_geometric_means_over_all_problems_and_over_the_correct_ones() -> None:
     level1, level2, overall = summarise(ROWS).levels
     # level1 over eager, all: c and d count 1.0x: [2.0, 0.8, 1.0, 1.0] -> median 1.0, geomean (2 * 0.8) ** (1/4)
