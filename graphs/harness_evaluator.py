@@ -24,7 +24,7 @@ from kernelwright.tools.compile.nvcc import BuildSettings
 from kernelwright.tools.harness.evaluate import EvalSettings, isolation_policy
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.sanitizer import SanitizeVerdict
-from kernelwright.tools.measure.gpu_gate import GpuGate, gate_for
+from kernelwright.tools.measure.gpu_gate import GpuGate, gate_for, holding
 from kernelwright.tools.measure.gpu_info import GpuFacts
 from kernelwright.tools.measure.quiet import QuietTiming
 from kernelwright.tools.run_folder import CandidateProfile
@@ -159,7 +159,7 @@ class HarnessEvaluator:
         if not self.gpus:
             return CandidateProfile.unavailable("no CUDA GPU visible")
         gate = self.gates.get(self.gpus[0])  # ncu's process sees this run's GPUs: it runs on the first
-        with gate.exclusive() if gate is not None else nullcontext():  # ncu times kernels: a timed phase
+        with holding(gate, "exclusive"):  # ncu times kernels: a timed phase
             return CandidateProfile.from_dict(profile_candidate(
                 self.problem, candidate, self.settings.build,
                 isolation_policy(self.settings, Path(self.problem), Path(candidate).resolve().parent)))

@@ -26,6 +26,7 @@ from kernelwright.agents.offline.gemm_split import (
     gemm_kind,
     gemm_python,
     host_call_expr,
+    uses_split,
 )
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
@@ -204,7 +205,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
     "fp32" | "tf32x3" | "tf32x3k" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
     TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
-    split_used = any(m in SPLIT_MODES for per_shape in modes for m in per_shape.values())
+    split_used = uses_split(modes)
     tf32_used = any(m == "tf32" for per_shape in modes for m in per_shape.values())
     cl_used = any(m == CHANNELS_LAST for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]

@@ -34,17 +34,17 @@ the choices, defaults and emitted code are those of the split alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from math import prod
 
 from kernelwright.agents.offline.conv_layout import channels_last_args
 from kernelwright.agents.offline.conv_plan import CONV_TARGETS
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
-MODES = ("fp32", "tf32x3", "tf32x3k")  # the choices under a profile that keeps fp32 accuracy (strict)
-TF32_MODES = ("fp32", "tf32", "tf32x3", "tf32x3k")  # where the profile allows plain TF32 (between fp32 and the split)
-SPLIT_MODES = ("tf32x3", "tf32x3k")  # the modes whose candidates need the split kernel and its helpers
-CHUNKED = "tf32x3k"
+SPLIT, CHUNKED = "tf32x3", "tf32x3k"  # the split over the whole K, and summed in pieces of K
+MODES = ("fp32", SPLIT, CHUNKED)  # the choices under a profile that keeps fp32 accuracy (strict)
+TF32_MODES = ("fp32", "tf32", SPLIT, CHUNKED)  # where the profile allows plain TF32 (between fp32 and the split)
+SPLIT_MODES = (SPLIT, CHUNKED)  # the modes whose candidates need the split kernel and its helpers
 K_CHUNK = 1024  # the K of each tensor-core sum in "tf32x3k" (the split triples it)
 SPLIT_LAUNCHER = "kw_tf32x3_split"
 SPLIT_SPEC = "f32*, f32*, i64, i64, i64, i32"
@@ -354,14 +354,14 @@ def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None
         return "tf32" if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else "fp32"
     if kind in CONV_KINDS and _groups(step) != 1:
         return "fp32"
-    return "tf32x3" if split_pays(step, kind, buffers) else "fp32"
+    return SPLIT if split_pays(step, kind, buffers) else "fp32"
 
 
 def _groups(step: HostStep) -> object:
     return step.args[6] if len(step.args) > 6 else 1  # groups is the 7th argument of conv and conv_transpose alike
 
 
-def host_call_expr(kind: str, args: list[str], target: str, mode: str = "tf32x3", *,
+def host_call_expr(kind: str, args: list[str], target: str, mode: str = SPLIT, *,
                    channels_last: bool = False) -> str:
     """The helper call for a step of `target` in `mode`: "tf32x3" (the split; a convolution is given its library
     op), "tf32x3k" (the split summed in pieces of K) or "tf32" (the library op itself inside the TF32 block). `channels_last`: a convolution's operands go to
@@ -372,6 +372,12 @@ def host_call_expr(kind: str, args: list[str], target: str, mode: str = "tf32x3"
         return f"_kw_tf32_call({', '.join([f'torch.ops.{target}'] + (channels_last_args(args) if channels_last else args))})"
     lead = [f"torch.ops.{target}"] if kind in CONV_KINDS else []
     return f"{HELPER_FOR[kind]}({', '.join(lead + args + (['cl=True'] if channels_last else []))})"
+
+
+def uses_split(modes: Iterable[Mapping[str, str]]) -> bool:
+    """Whether any shape's steps take a split mode (gemm_modes' dicts): the candidate then needs the split kernel
+    (SPLIT_CUDA) and its Python helpers."""
+    return any(m in SPLIT_MODES for per_shape in modes for m in per_shape.values())
 
 
 def gemm_python(split_used: bool, tf32_used: bool) -> str:

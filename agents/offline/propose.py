@@ -36,7 +36,7 @@ from kernelwright.agents.offline.conv_layout import CHANNELS_LAST, conv_layouts,
 from kernelwright.agents.offline.conv_plan import conv_plan
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
-from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, SPLIT_MODES, gemm_modes
+from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes, uses_split
 from kernelwright.agents.offline.ir import (
     ConvStep,
     ElementwiseStep,
@@ -121,7 +121,7 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
              for i, plan in enumerate(plans)]
     # GEMM kernels of one configuration have one source, whichever shapes and steps use them: written once
     cuda = PRELUDE + "".join(dict.fromkeys(k.source for _, kernels in shapes for k in kernels))
-    if any(m in SPLIT_MODES for per_shape in modes for m in per_shape.values()):
+    if uses_split(modes):
         cuda += SPLIT_CUDA
     main = plans[0]
     kept = ", ".join(main.kept_aten_ops) or "none"

@@ -34,6 +34,7 @@ from kernelwright.tools.errors import (
 )
 from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.harness.verdicts import TrialJudge, timing_gap_message
+from kernelwright.tools.measure.gpu_gate import holding
 from kernelwright.tools.measure.gpu_info import datasheet_peaks
 from kernelwright.tools.measure.problem_floor import ProblemFloor, ProblemWork, problem_floor
 from kernelwright.tools.measure.timing import BenchSettings
@@ -185,14 +186,8 @@ class Evaluator:
         """Where a baseline or the candidate is timed: in the caller's quiet context first (its own builds are held
         back), then holding the GPU's gate exclusive (no other lane on this GPU runs GPU work or builds meanwhile;
         tools.measure.gpu_gate). The timing's own requests pass through the gate: it is reentrant per thread."""
-        gate = self.options.gate
-        with self._quiet(), gate.exclusive() if gate is not None else nullcontext():
+        with self._quiet(), holding(self.options.gate, "exclusive"):
             yield
-
-    def _gpu_shared(self) -> AbstractContextManager[None]:
-        """Untimed GPU work outside the workers (compute-sanitizer): never beside another lane's timing."""
-        gate = self.options.gate
-        return gate.shared() if gate is not None else nullcontext()
 
     def _policy(self, base: IsolationPolicy) -> IsolationPolicy:
         return isolation_policy(self.settings, self.problem.path, base=base)
@@ -728,7 +723,7 @@ class Evaluator:
 
         policy = self.options.isolation
         policy = replace(policy, show=(*policy.show, str(Path(candidate).resolve().parent)))
-        with self._gpu_shared():
+        with holding(self.options.gate, "shared"):  # untimed GPU work: never beside another lane's timing
             verdict = sanitize_verdict(str(self.problem.path), str(candidate), timeout_s=self.settings.sanitize_timeout_s,
                                        env={**os.environ, **self.options.env}, isolation=policy)
         self.log.info("candidate_sanitized", candidate=Path(candidate).name, status=verdict.status,

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,15 +86,11 @@ class GpuGate:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._setup(Path(state["path"]))
 
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._hold("shared"):
-            yield
+    def shared(self) -> AbstractContextManager[None]:
+        return self._hold("shared")
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._hold("exclusive"):
-            yield
+    def exclusive(self) -> AbstractContextManager[None]:
+        return self._hold("exclusive")
 
     @property
     def waited_s(self) -> float:
@@ -175,6 +171,16 @@ def hold_fd_shared(fd: int | None) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def holding(gate: GpuGate | None, mode: Mode) -> Iterator[None]:
+    """`gate` held in `mode`, or nothing where there is no gate (one lane per GPU: gate_for gave None)."""
+    if gate is None:
+        yield
+        return
+    with gate._hold(mode):
+        yield
 
 
 def gate_for(gpu: str | None, env: Mapping[str, str] = os.environ) -> GpuGate | None:

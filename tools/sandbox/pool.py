@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from kernelwright.tools.errors import (
     WorkerCrash,
     error_from_dict,
 )
-from kernelwright.tools.measure.gpu_gate import GATE_ENV, GpuGate
+from kernelwright.tools.measure.gpu_gate import GATE_ENV, GpuGate, holding
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox import isolation
 from kernelwright.tools.sandbox.isolation import IsolationPolicy
@@ -156,8 +156,7 @@ class SandboxWorker:
     def _gate(self) -> AbstractContextManager[None]:
         """Shared hold of the GPU's gate around a request (every request may run GPU work); a timed phase holds it
         exclusive around its requests, which pass through (the gate is reentrant per thread)."""
-        gate = self.options.gate
-        return gate.shared() if gate is not None else nullcontext()
+        return holding(self.options.gate, "shared")
 
     def _receive(self, op: str, timeout_s: float, on_wait: Callable[[], None] | None = None) -> Message:
         started = time.monotonic()
