@@ -140,6 +140,11 @@ class HarnessConfig(_Section):
     sanitize: bool = Field(default=_default(EvalSettings, "sanitize"),
                            description="compute-sanitizer memcheck on every candidate that passes correctness, before "
                                        "timing (slow); winners are memchecked whatever this says")
+    float64_arbiter: bool = Field(
+        default=_default(EvalSettings, "float64_arbiter"),
+        description="judge an output that fails again against the Model run in float64, atol widened by 10x the fp32 "
+                    "reference's own rms error there (for problems whose outputs cancel; tools/verify/arbiter.py). "
+                    "Off until verified on a GPU")
     code_check: bool = Field(default=_default(EvalSettings, "code_check"),
                              description="the static pre-check of candidate Python (imports and calls outside an "
                                          "allow-list: forbidden_code) before any worker loads it; statements the "
@@ -310,7 +315,7 @@ class KernelwrightConfig(_Section):
             compile_baseline=h.compile_baseline, compile_mode=h.compile_mode, autotune_baseline=h.autotune_baseline,
             n_timing_sets=t.input_sets, load_timeout_s=h.load_timeout_s, call_timeout_s=h.call_timeout_s,
             host_memory_limit_gb=h.host_memory_limit_gb, sanitize=h.sanitize, code_check=h.code_check,
-            isolation=h.isolation,
+            isolation=h.isolation, float64_arbiter=h.float64_arbiter,
         )
 
     def run_setup(self, *, runs_dir: str | Path | None = None, settings: RunSettings | None = None) -> RunSetup:

@@ -85,6 +85,9 @@ class EvalSettings:
     sanitize_timeout_s: float = 600.0
     unseen_shape: bool = True  # verify at one other input size when get_inputs() scales
     judge_timing: bool = True  # judge outputs produced while timing, refilled inputs, and first calls
+    # An output that fails is judged again against the Model in float64, atol widened by the fp32 reference's own
+    # rms error there (tools.verify.arbiter): for problems whose outputs cancel. Off until verified on a GPU.
+    float64_arbiter: bool = False
     fresh_calls: int = 3
     timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
@@ -588,7 +591,8 @@ class Evaluator:
     def _judge(self, items: list[dict[str, Any]], blobs: list[Any]) -> list[dict[str, Any]]:
         try:
             reply = self._ask(self.ref_slot.get(), "judge", timeout_s=self._call_timeout(self._reference) * 2 + 30,
-                              blobs=blobs, items=items, tolerances=self._tolerance_payload())
+                              blobs=blobs, items=items, tolerances=self._tolerance_payload(),
+                              float64_arbiter=self.settings.float64_arbiter)
         except KernelwrightError as exc:
             exc.details["role"] = "reference"
             if not isinstance(exc, (DoesNotFit, ResourceLimit)) and self.ref_slot.worker is not None \

@@ -12,12 +12,13 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
 from kernelwright.tools.problem.inputs import InputSpec, as_output_list, input_bytes
+from kernelwright.tools.verify.arbiter import arbitrate
 from kernelwright.tools.verify.compare import Tolerance, compare_output, outputs_close, tolerance_for
 from kernelwright.tools.verify.fingerprint import fingerprint, strided_sample
 from kernelwright.tools.verify.kernel_trace import CallTrace, trace_call
@@ -123,39 +124,71 @@ class ReferenceStore:
         return all(outputs_close(first, self.entries[s].samples, tolerances) for s in specs[1:])
 
 
+@dataclass(frozen=True)
+class Float64Outputs:
+    """The Model's outputs in float64 (None per output without a float64 counterpart), or why there are none:
+    `fits` False when the float64 copy would not fit the device, True when the Model itself does not run in it."""
+
+    outputs: list[torch.Tensor | None] | None
+    why: str | None = None
+    fits: bool = True
+
+
 def judge_outputs(candidate: list[torch.Tensor], reference: list[torch.Tensor], tolerances: dict[str, Tolerance],
-                  noise: list[float | None] | None) -> list[dict[str, Any]]:
-    """One comparison per output (compare_output's record)."""
+                  noise: list[float | None] | None,
+                  float64: Callable[[], Float64Outputs] | None = None) -> list[dict[str, Any]]:
+    """One comparison per output (compare_output's record). `float64` (the float64 arbiter, when on): the Model's
+    outputs in float64 on the same inputs, asked for at most once, on the first floating output that fails; that
+    output is then judged against them (tools.verify.arbiter)."""
     results = []
+    exact: Float64Outputs | None = None
     for j, (o, r) in enumerate(zip(candidate, reference)):
         tol = tolerance_for(r.dtype, tolerances)
         # The relative-L2 check only where the reference itself is well above its own rounding noise.
         level = noise[j] if noise is not None and j < len(noise) else None
         well_conditioned = level is None or level < tol.rel_l2 / 4
-        results.append(compare_output(j, o, r, tol, check_rel_l2=well_conditioned).to_dict())
+        verdict = compare_output(j, o, r, tol, check_rel_l2=well_conditioned)
+        if float64 is not None and verdict.failure == "wrong_output" and r.is_floating_point():
+            exact = exact or float64()
+            r64 = exact.outputs[j] if exact.outputs is not None and j < len(exact.outputs) else None
+            arbitrated = arbitrate(j, o, r, r64, tol, check_rel_l2=well_conditioned) if r64 is not None else None
+            verdict = arbitrated or replace(verdict, message=f"{verdict.message}; the float64 arbiter had no verdict"
+                                            + (f" ({exact.why})" if exact.why else ""))
+        results.append(verdict.to_dict())
     return results
 
 
-def _fp64_rel_l2(model: Any, inputs: list[Any], outputs: list[torch.Tensor],
-                 device: torch.device) -> tuple[list[float | None] | None, str | None]:
-    """How far the reference in its own dtype is from itself in float64: its noise floor. Skipped (None, why)
-    when the float64 copy would not fit the device."""
+def float64_outputs(model: Any, inputs: list[Any], outputs: list[torch.Tensor],
+                    device: torch.device) -> Float64Outputs:
+    """The Model run in float64 (a copy; floating inputs cast) on `inputs`: one entry per output of `outputs`
+    (None where it has no float64 counterpart), or none and why when the copy would not fit the device or fails."""
     params = sum(p.numel() * p.element_size() for p in model.parameters()) if isinstance(model, torch.nn.Module) else 0
     need = 2 * 3 * (params + input_bytes(inputs) + sum(o.numel() * o.element_size() for o in outputs))
     if device.type == "cuda" and need > torch.cuda.mem_get_info(device)[0]:
-        return None, f"float64 noise check skipped: about {need / 2**30:.1f} GiB would not fit the GPU"
+        return Float64Outputs(None, f"about {need / 2**30:.1f} GiB would not fit the GPU", fits=False)
     try:
         model64 = copy.deepcopy(model).double() if isinstance(model, torch.nn.Module) else model
         inputs64 = [v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for v in inputs]
         with torch.no_grad():
             ref64 = as_output_list(model64(*inputs64))
     except torch.OutOfMemoryError:
-        return None, "float64 noise check skipped: out of GPU memory"
-    except Exception:  # some ops have no float64 kernel; the check is then skipped
-        return [None] * len(outputs), None
+        return Float64Outputs(None, "out of GPU memory", fits=False)
+    except Exception as exc:  # some ops have no float64 kernel
+        return Float64Outputs(None, f"the Model does not run in float64: {type(exc).__name__}")
+    return Float64Outputs([r64 if isinstance(r64, torch.Tensor) and out.is_floating_point() and r64.shape == out.shape
+                           else None for out, r64 in zip(outputs, ref64)])
+
+
+def _fp64_rel_l2(model: Any, inputs: list[Any], outputs: list[torch.Tensor],
+                 device: torch.device) -> tuple[list[float | None] | None, str | None]:
+    """How far the reference in its own dtype is from itself in float64: its noise floor. Skipped (None, why)
+    when the float64 copy would not fit the device."""
+    exact = float64_outputs(model, inputs, outputs, device)
+    if exact.outputs is None:
+        return (None, f"float64 noise check skipped: {exact.why}") if not exact.fits else ([None] * len(outputs), None)
     rel: list[float | None] = []
-    for out, r64 in zip(outputs, ref64):
-        if not (isinstance(r64, torch.Tensor) and out.is_floating_point() and r64.shape == out.shape):
+    for out, r64 in zip(outputs, exact.outputs):
+        if r64 is None:
             rel.append(None)
             continue
         denom = float(torch.linalg.vector_norm(r64.double()))

@@ -8,6 +8,8 @@ strict-fp32 eager as an extra column.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import call_user
 from kernelwright.tools.problem.inputs import InputSpec, as_output_list
 from kernelwright.tools.problem.shape_scaling import scaled_override
-from kernelwright.tools.sandbox.judge import ReferenceStore, judge_outputs
+from kernelwright.tools.sandbox.judge import Float64Outputs, ReferenceStore, float64_outputs, judge_outputs
 from kernelwright.tools.sandbox.tensor_share import ShareError, open_shared
 from kernelwright.tools.sandbox.timed_sets import TimedSets
 from kernelwright.tools.sandbox.worker import WorkerBase, takes_blobs
@@ -83,11 +85,14 @@ class ReferenceWorker(WorkerBase):
         verdicts = []
         with self.flags.using(self.reference_flags):  # type: ignore[arg-type]
             for item in req["items"]:
-                verdicts.append(self._judge_item(store, item, msg.blobs, tolerances))
+                verdicts.append(self._judge_item(store, item, msg.blobs, tolerances,
+                                                 float64_arbiter=bool(req.get("float64_arbiter", False))))
         return {"verdicts": verdicts, "peak_gpu_bytes": self.peak_gpu_bytes()}
 
-    def _judge_item(self, store: ReferenceStore, item: dict, blobs: list[Any],
-                    tolerances: dict[str, Tolerance]) -> dict[str, Any]:
+    def _judge_item(self, store: ReferenceStore, item: dict, blobs: list[Any], tolerances: dict[str, Tolerance], *,
+                    float64_arbiter: bool = False) -> dict[str, Any]:
+        """`float64_arbiter` (EvalSettings.float64_arbiter): an output that fails is judged again against the
+        Model in float64 on the same inputs (tools.verify.arbiter), made fresh from the seed or the shared ones."""
         started = time.perf_counter()
         try:
             outputs = [open_shared(m, blobs, self.device) for m in item["outputs"]]
@@ -101,6 +106,7 @@ class ReferenceWorker(WorkerBase):
             entry = store.entry(spec, trace=False, fp64_check=False)
             reference = store.outputs(spec)
             noise = entry.fp64_rel_l2
+            exact_inputs: Callable[[], list[Any]] = partial(store.make_inputs, spec)  # the reference's values, fresh
             verdict["mutated_inputs"] = [k for k, v in enumerate(cand_inputs) if isinstance(v, torch.Tensor)
                                          and k < len(entry.input_fingerprints)
                                          and fingerprint(v) != entry.input_fingerprints[k]]
@@ -111,15 +117,21 @@ class ReferenceWorker(WorkerBase):
                 reference = as_output_list(call_user(lambda: model(*given), "Model.forward() on the timed inputs",  # noqa: F821
                                                      self.problem))  # type: ignore[arg-type]
             noise = None
+            exact_inputs = partial(list, given)
             self.sync()
         verdict["output_count"] = [len(outputs), len(reference)]
         if len(outputs) == len(reference):
-            verdict["outputs"] = judge_outputs(outputs, reference, tolerances, noise)
+            float64 = partial(self._float64, exact_inputs, reference) if float64_arbiter else None
+            verdict["outputs"] = judge_outputs(outputs, reference, tolerances, noise, float64)
         if item.get("fingerprints", True):
             verdict["fingerprints"] = [fingerprint(o) for o in outputs]
         verdict["seconds"] = round(time.perf_counter() - started, 4)
         del outputs, given, cand_inputs, reference
         return verdict
+
+    def _float64(self, make_inputs: Callable[[], list[Any]], reference: list[torch.Tensor]) -> Float64Outputs:
+        """The Model in float64 on the inputs `make_inputs` gives (the float64 arbiter's answer)."""
+        return float64_outputs(self.require_model(), make_inputs(), reference, self.device or torch.device("cpu"))
 
     @takes_blobs
     def op_probe(self, req: dict, msg: Any) -> dict:

@@ -49,6 +49,8 @@ class OutputComparison:
     first_bad_index: tuple[int, ...] | None
     rel_l2: float | None
     rel_l2_checked: bool
+    # set when tools.verify.arbiter judged this output against float64: the fp32 reference's rms error, the atol used
+    float64_arbiter: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
