@@ -11,6 +11,7 @@ import torch
 from kernelwright.agents.offline import propose
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_split import (
+    CHUNKED_FROM_K,
     SPLIT_CUDA,
     SPLIT_PYTHON,
     default_mode,
@@ -37,12 +38,12 @@ def test_large_fp32_gemms_default_to_the_split_and_the_plain_gemm_stays_a_choice
     space = plan_space(plan)
     gemm_dims = [d for d in space.dims if d.name.endswith(".GEMM")]
     assert [d.choices for d in gemm_dims] == [("fp32", "tf32x3", "tf32x3k")]
-    assert gemm_dims[0].default == "tf32x3"  # 4096^3: far above the split's break-even
+    assert gemm_dims[0].default == "tf32x3k"  # 4096^3: far above the split's break-even, K at CHUNKED_FROM_K
     assert conservative(space)[gemm_dims[0].name] == "fp32"
     split = render(traced, [plan], space.defaults(), "fused")
     plain = render(traced, [plan], {**space.defaults(), gemm_dims[0].name: "fp32"}, "fused")
-    assert "_kw_linear_tf32x3(" in _forward(split) and "kw_tf32x3_split" in split
-    assert "_kw_linear_tf32x3(" not in _forward(plain) and "kw_tf32x3_split" not in plain
+    assert "_kw_linear_tf32x3k(" in _forward(split) and "kw_tf32x3_split" in split
+    assert "_kw_linear_tf32x3" not in _forward(plain) and "kw_tf32x3_split" not in plain
     assert "torch.ops.aten.linear.default(" in _forward(plain)
 
 
@@ -89,6 +90,16 @@ def test_the_split_is_the_default_only_where_the_gemm_is_compute_bound(rows: int
     assert split_pays(step, "linear") is split
 
 
+@pytest.mark.parametrize("rows, out_features, k, mode", [
+    (1024, 8192, 8192, "tf32x3k"),  # level 2's GEMMs: the whole-K split drifted past 1e-4 here on an H100
+    (4096, 4096, CHUNKED_FROM_K, "tf32x3k"),
+    (4096, 4096, CHUNKED_FROM_K - 1, "tf32x3"),  # shorter sums: the whole-K split (1.5e-5 at K=2048)
+    (64, 8192, 8192, "fp32"),  # memory-bound: no split at all, in pieces or not
+])
+def test_long_k_gemms_sum_the_split_in_pieces_by_default(rows: int, out_features: int, k: int, mode: str) -> None:
+    assert default_mode(_linear(rows, out_features, k), "linear") == mode
+
+
 def _split_python_on_cpu() -> dict[str, Any]:
     """SPLIT_PYTHON's helpers with a torch stand-in for the CUDA split kernel (same layout, same rounding)."""
 
@@ -133,13 +144,13 @@ def test_the_split_in_pieces_of_k_sums_to_the_fp32_gemm(m: int, k: int, n: int) 
 
 
 def test_the_split_in_pieces_of_k_is_a_choice_for_gemms_only_and_renders_its_helper() -> None:
-    """Not yet a default (not yet measured on a GPU); a convolution never offers it (its K is channels x taps)."""
+    """The default at K >= CHUNKED_FROM_K (here 4096); a convolution never offers it (its K is channels x taps)."""
     traced = trace_all(suite_dir() / "12_linear_relu_scale.py")
     plan = plans_for(traced)["fused"][0]
     space = plan_space(plan)
     (dim,) = [d for d in space.dims if d.name.endswith(".GEMM")]
-    assert "tf32x3k" in dim.choices and dim.default == "tf32x3"
-    source = render(traced, [plan], {**space.defaults(), dim.name: "tf32x3k"}, "fused")
+    assert "tf32x3k" in dim.choices and dim.default == "tf32x3k"
+    source = render(traced, [plan], space.defaults(), "fused")
     assert "_kw_linear_tf32x3k(" in _forward(source) and "kw_tf32x3_split" in source
     assert "def _kw_linear_tf32x3k(" in source and "_KW_K_CHUNK = 1024" in source
     conv = plans_for(trace_all(suite_dir() / "44_conv_bn_relu_pool.py"))["fused"][0]

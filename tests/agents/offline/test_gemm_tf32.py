@@ -67,7 +67,7 @@ def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> N
     strict, kernelbench = plans_for(traced)["fused"][0], plans_for(traced, allow_tf32=True)["fused"][0]
     assert not strict.allow_tf32 and kernelbench.allow_tf32
     (strict_dim,), (kb_dim,) = _gemm_dims(strict), _gemm_dims(kernelbench)
-    assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3", "tf32x3k"), "tf32x3")
+    assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3", "tf32x3k"), "tf32x3k")  # K=4096
     assert (kb_dim.choices, kb_dim.default) == (("fp32", "tf32", "tf32x3", "tf32x3k"), "tf32")
     assert conservative(plan_space(kernelbench))[kb_dim.name] == "fp32"
     # the tuner's neighbours of plain TF32 are the other two modes
