@@ -42,11 +42,11 @@ class RunSettings:
     # forms) or "random" (the fused plan at seeded random settings: a proposer with no prior of its own,
     # which is what the archive ablation measures retrieval against).
     offline_start: Literal["variants", "random"] = "variants"
-    # Kernel families of the offline translator still awaiting verification on a GPU, off by default until then:
-    # pure convolutions on its own CUTLASS implicit-GEMM kernels (docs/GEMM.md, "Convolutions"; off, they keep
-    # cuDNN as before), depthwise convolutions and 3-D pools on its pool kernel (off: cuDNN and ATen as before).
-    # A family verified on the GPU machine leaves this switch and is on for everyone.
-    offline_preview: bool = False
+    # The switch for kernel families of the offline translator awaiting verification on a GPU. Every family behind
+    # it so far passed on an H100 (session 15: CUTLASS implicit-GEMM kernels for pure convolutions, docs/GEMM.md
+    # "Convolutions"; depthwise convolutions and 3-D pools on its pool kernel), so it is on; off gives the
+    # candidates of before (cuDNN and ATen there). A new family starts behind it, off, until it passes.
+    offline_preview: bool = True
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate

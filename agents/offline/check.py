@@ -85,7 +85,7 @@ def check_traced(traced: TracedProblem, plans: dict[str, Plan], overrides: dict[
     return check
 
 
-def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1, preview: bool = False) -> PlanCheck:
+def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1, preview: bool = True) -> PlanCheck:
     """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model. `preview`:
     plan as RunSettings.offline_preview does (3-D pools, depthwise convs)."""
     overrides = small_overrides(read_source(path, "problem")) if scale else {}

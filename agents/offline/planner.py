@@ -128,7 +128,7 @@ def _target_name(target: Any) -> str:
 
 class Planner:
     def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-                 attributes: frozenset[str] = frozenset(), preview: bool = False):
+                 attributes: frozenset[str] = frozenset(), preview: bool = True):
         self.program = program
         self.preview = preview  # RunSettings.offline_preview: 3-D pools and depthwise convs get kernels
         self.attributes = attributes  # buffers that are plain tensor attributes in the problem's Model
@@ -645,7 +645,7 @@ def _map(fn: Any, x: Any) -> Any:
 
 
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-               attributes: frozenset[str] = frozenset(), preview: bool = False) -> Plan:
+               attributes: frozenset[str] = frozenset(), preview: bool = True) -> Plan:
     """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
     forward reassigns, registered as buffers only to trace it). `preview` (RunSettings.offline_preview): kernel
     families not yet verified on a GPU (3-D pools, depthwise convs) are planned; off, they stay ATen calls."""

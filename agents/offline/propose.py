@@ -10,7 +10,7 @@ Variants, so that selection can keep the fastest verified one and never lose to 
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
-With `preview=True` (RunSettings.offline_preview, off by default until verified on a GPU), a problem whose only work
+With `preview=True` (RunSettings.offline_preview, on by default since it passed on an H100), a problem whose only work
 is one convolution (conv_plan) likewise gets its own CUTLASS implicit-GEMM kernel (codegen_conv), and 3-D pools
 and depthwise convolutions (depthwise.py) become pool kernels (codegen_pool) wherever they are.
 """
@@ -137,7 +137,7 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
                             constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
 
 
-def plans_for(traced: Sequence[TracedProblem], *, preview: bool = False,
+def plans_for(traced: Sequence[TracedProblem], *, preview: bool = True,
               allow_tf32: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
@@ -175,7 +175,7 @@ class TuningTarget:
         return render(self.traced, self.plans, params, self.variant)
 
 
-def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = False,
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = True,
                   allow_tf32: bool = False) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
     else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`:
@@ -200,7 +200,7 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool | None = None, preview: bool = False,
+            lazy_weights: bool | None = None, preview: bool = True,
             allow_tf32: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model

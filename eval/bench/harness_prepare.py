@@ -94,7 +94,7 @@ def child_budget(cap_bytes: int, jobs: int) -> int:
 
 
 def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
-                passthrough: bool = True, preview: bool = False, allow_tf32: bool = False) -> CandidateEntry:
+                passthrough: bool = True, preview: bool = True, allow_tf32: bool = False) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
     `passthrough` False nothing is written where the translator gives no candidate (the entry says why).
     `preview`: the translator's kernel families still awaiting GPU verification too (RunSettings.offline_preview).
@@ -183,7 +183,7 @@ def meta_input_bytes(module: Any) -> int | None:
         return None
 
 
-def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = False,
+def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = True,
            allow_tf32: bool = False) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.trace import load_problem, weight_bytes

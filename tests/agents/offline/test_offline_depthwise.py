@@ -93,8 +93,8 @@ def test_depthwise_fixture_is_one_kernel_that_matches_the_model(problem: Path) -
     if any(b.target.endswith(".bias") for b in plan.buffers.values()):
         bias = next(n for n, b in plan.buffers.items() if b.target.endswith(".bias"))
         assert any(isinstance(e, Load) and e.layout.buffer == bias for e in step.epilogue.nodes), describe(plan)
-    # without the preview the conv stays the library call (cuDNN), as before
-    assert "host" in [s.kind for s in build_plan(traced.program).steps]
+    # with the preview off the conv stays the library call (cuDNN), as before
+    assert "host" in [s.kind for s in build_plan(traced.program, preview=False).steps]
 
 
 def test_interpreter_catches_a_wrong_depthwise_step() -> None:
@@ -111,11 +111,11 @@ def test_interpreter_catches_a_wrong_depthwise_step() -> None:
 
 def test_propose_gives_a_depthwise_kernel_only_with_the_preview() -> None:
     problem = DEPTHWISE / "dw2d_multiplier_bias.py"
-    before = propose(problem)  # today's behaviour: cuDNN's conv, the bias add a kernel of its own
+    before = propose(problem, preview=False)  # the preview off: cuDNN's conv, the bias add a kernel of its own
     assert before and all("depthwise" not in cuda_of(c.source) for c in before)
-    assert [s.kind if s.kind != "host" else s.target for s in plans_for(trace_all(problem))["fused"][0].steps] == \
-        ["aten.conv2d.default", "elementwise"]
-    candidates = propose(problem, preview=True)
+    assert [s.kind if s.kind != "host" else s.target
+            for s in plans_for(trace_all(problem), preview=False)["fused"][0].steps] == ["aten.conv2d.default", "elementwise"]
+    candidates = propose(problem)  # the preview is on by default
     assert candidates and all(not c.kept_aten_ops for c in candidates)
     cuda = cuda_of(candidates[0].source)
     assert "depthwise pool" in cuda and "(plane / (int)2)" in cuda and "(plane % (int)8)" in cuda
