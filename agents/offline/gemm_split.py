@@ -355,11 +355,19 @@ def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None
     `allow_tf32` (the profile admits TF32's error): plain TF32 above MIN_FLOPS_FOR_TF32, for every kind, grouped
     convolutions included: where cuDNN takes no tensor cores it runs the same kernel as fp32, so unlike the
     split's tripled channels plain TF32 costs nothing there (the dense conv above took 0.18 ms in TF32), and a
-    memory-bound GEMM moves the same bytes either way. The split and fp32 stay choices for the tuner."""
+    memory-bound GEMM moves the same bytes either way. The split and fp32 stay choices for the tuner.
+
+    A dense convolution takes the split above MIN_FLOPS_FOR_SPLIT without split_pays()'s roofline: cuDNN's fp32
+    convolutions ran far below the fp32 roofline on an H100 (level2/15's conv_transpose3d, 7.2 GFLOP: 2.5 ms, about
+    4% of the SIMT peak, where the roofline called it memory-bound and kept fp32, and the problem ran at 0.44x of
+    eager), and the split was the faster on every dense shape measured (1.2x-4.4x). The split leaves the output's
+    bytes as they are and triples only the input's. The first generation's fused_scalar variant keeps fp32, so the
+    bench still measures both."""
     if allow_tf32:
         return "tf32" if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else "fp32"
-    if kind in CONV_KINDS and _groups(step) != 1:
-        return "fp32"
+    if kind in CONV_KINDS:
+        dense = _groups(step) == 1
+        return SPLIT if dense and gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_SPLIT else "fp32"
     if not split_pays(step, kind, buffers):
         return "fp32"
     return CHUNKED if kind in CHUNKED_HELPER_FOR and _operands(step, kind)[0][-1] >= CHUNKED_FROM_K else SPLIT
