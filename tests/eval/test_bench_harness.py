@@ -250,12 +250,12 @@ def test_prepare_only_on_kernelbench_dev_problems(tmp_path: Path) -> None:
     level1 = KERNELBENCH / "level1"
     if not level1.is_dir():
         pytest.skip(f"KernelBench dev split not found at {level1}")
-    # a convolution is still a library call with nothing around it (GEMMs have kernels of their own now)
+    # a convolution has a kernel of its own too since offline_preview is on by default (CUTLASS implicit GEMM)
     relu, conv = level1 / "19_ReLU.py", level1 / "63_conv_standard_2D__square_input__square_kernel.py"
     assert bh.main(["--problems", str(relu), str(conv), "--out", str(tmp_path), "--prepare-only"]) == 0
     entries = read_manifest(tmp_path / "candidates")
-    assert (entries["19_ReLU"].kind, entries[conv.stem].kind) == ("offline", "passthrough")
-    assert "library call" in entries[conv.stem].why
+    assert (entries["19_ReLU"].kind, entries[conv.stem].kind) == ("offline", "offline")
+    assert "kw_conv" in candidate_path(tmp_path / "candidates", conv.stem).read_text()
     # 19_ReLU's input is 6.4 GB; preparing it stayed far inside the 4 GB budget.
     assert entries["19_ReLU"].input_bytes == 4096 * 393216 * 4 and entries["19_ReLU"].peak_rss_bytes < 2 << 30
     for name in entries:
