@@ -25,6 +25,10 @@ def bench_command(
                                                          "its own: its levelN subfolders)"),
     out: Path = typer.Option(Path("bench"), help="results folder: one row per problem, each run, the table"),
     resume: bool = typer.Option(False, "--resume", help="continue the bench in --out: finished problems are not redone"),
+    redo: list[str] = typer.Option([], "--redo", help="with --resume: measure this problem again though it has a row "
+                                                      "(its key, e.g. level2/15_ConvTranspose3d_BatchNorm_Subtract, or "
+                                                      "its file's stem; repeatable); its old row stays until the new "
+                                                      "one replaces it"),
     summary: Path | None = typer.Option(None, "--summary", help="rebuild and print the table of this results folder "
                                                                 "(runs nothing)"),
     gpus: str | None = typer.Option(None, help="GPUs to deal the problems over, e.g. 0,1 (default: every visible GPU)"),
@@ -75,7 +79,7 @@ def bench_command(
         return
     options, job = _options(paths or [], out, resume, gpus, translate_only, jobs, precision, model, critic_model,
                             generations, candidates, population, max_candidates, max_minutes, max_tokens, max_cost,
-                            timeout_minutes, archive, config_file, executor, address, lanes_per_gpu)
+                            timeout_minutes, archive, config_file, executor, address, lanes_per_gpu, redo)
     _run(console, paths or [], options, job)
 
 
@@ -83,7 +87,7 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
              precision: str | None, model: list[str], critic_model: str | None, generations: int, candidates: int,
              population: int, max_candidates: int, max_minutes: float, max_tokens: int, max_cost: float,
              timeout_minutes: float | None, archive: Path | None, config_file: Path | None, executor: str | None,
-             address: str | None, lanes_per_gpu: int = 1) -> tuple[Any, Any]:
+             address: str | None, lanes_per_gpu: int = 1, redo: list[str] | None = None) -> tuple[Any, Any]:
     from kernelwright.agents.llm import ModelSettings
     from kernelwright.config import ConfigError, load_config
     from kernelwright.eval.bench.gpu_split import parse_gpus
@@ -106,7 +110,8 @@ def _options(paths: list[Path], out: Path, resume: bool, gpus: str | None, trans
                  critic_model=ModelSettings.from_spec(critic_model, "--critic-model") if critic_model else None,
                  archive=archive, timeout_s=timeout_s or None)
     options = BenchOptions(out, resume=resume, gpus=tuple(dict.fromkeys(parse_gpus(gpus))) if gpus is not None else None,
-                           translate_only=translate_only, jobs=jobs, lanes_per_gpu=lanes_per_gpu)
+                           translate_only=translate_only, jobs=jobs, lanes_per_gpu=lanes_per_gpu,
+                           redo=tuple(redo or ()))
     return options, job
 
 
@@ -127,9 +132,12 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     title = f"kernelwright bench ({options.out})"
     live = Live(progress.table(title), console=console, refresh_per_second=2) if console.is_terminal else None
     lock = threading.Lock()
+    measured: set[str] = set()  # problems finished in this call (a stop's resume command still names the --redo rest)
 
     def on_event(event: Any) -> None:
         with lock:
+            if event.kind == "finished":
+                measured.add(event.problem.key)
             progress.apply(event)
             if live is not None:
                 live.update(progress.table(title))
@@ -143,7 +151,7 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     except KeyboardInterrupt:
         if live is not None:
             live.stop()
-        resume = _resume_command(paths, options.out)
+        resume = _resume_command(paths, options.out, [k for k in plan.again if k not in measured])
         fail(f"stopped: {progress.done} of {len(plan.problems)} problems are finished and saved in {options.out}; "
              f"continue with `{resume}`", EXIT_INTERRUPTED)
     finally:
@@ -152,7 +160,8 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
     print_table(console, outcome.table, search_line(options.out))
     console.print(escape("table: " + ", ".join(str(f) for f in outcome.files)), soft_wrap=True)
     if outcome.environment is not None:
-        fail(f"{outcome.environment}. Once fixed, continue with `{_resume_command(paths, options.out)}`", EXIT_ERROR)
+        rest = [k for k in plan.again if k not in measured]
+        fail(f"{outcome.environment}. Once fixed, continue with `{_resume_command(paths, options.out, rest)}`", EXIT_ERROR)
     if stopped := [r.key for r in outcome.table.rows if r.failure == "llm"]:
         fail(f"{len(stopped)} problem(s) stopped by the LLM ({', '.join(stopped[:3])}); once it answers, continue "
              "with --resume (their runs go on from their checkpoints)", EXIT_NO_LLM)
@@ -162,8 +171,10 @@ def _run(console: Console, paths: list[Path], options: Any, job: Any) -> None:
         raise typer.Exit(EXIT_NEEDS_GPU)
 
 
-def _resume_command(paths: list[Path], out: Path) -> str:
-    return f"kernelwright bench {' '.join(shlex.quote(str(p)) for p in paths)} --out {shlex.quote(str(out))} --resume"
+def _resume_command(paths: list[Path], out: Path, again: list[str] | None = None) -> str:
+    """The command that goes on: `again`, the --redo problems not yet measured again."""
+    redo = "".join(f" --redo {shlex.quote(k)}" for k in again or ())
+    return f"kernelwright bench {' '.join(shlex.quote(str(p)) for p in paths)} --out {shlex.quote(str(out))} --resume{redo}"
 
 
 def _budget_text(job: Any) -> str:

@@ -58,6 +58,8 @@ class BenchOptions:
     # problems run at once on each GPU: lanes share it through its gate (tools.measure.gpu_gate), so they overlap
     # only their CPU-only and untimed work, never a timing; like --gpus, not a search setting (a resume may change it)
     lanes_per_gpu: int = 1
+    # with resume: problems to measure again though they have a row (a key such as level2/15_X, or a file's stem)
+    redo: tuple[str, ...] = ()
 
     @property
     def mode(self) -> BenchMode:
@@ -118,6 +120,7 @@ class BenchPlan:
     finished: int  # problems with a row already (skipped)
     search: SearchSettings | None = None  # what every row is made with (None for --translate-only)
     redo: tuple[str, ...] = ()  # problems whose old row recorded the environment's failure: run again
+    again: tuple[str, ...] = ()  # problems the user asked to measure again (--redo): their rows stay until replaced
 
     def start_line(self) -> str:
         """What the bench is about to do: '25 problems (0 finished before, redoing 25 problems that failed for
@@ -126,6 +129,8 @@ class BenchPlan:
         if self.redo:
             before += f", redoing {len(self.redo)} problem{'s' if len(self.redo) != 1 else ''} that failed for the " \
                       "environment"
+        if self.again:
+            before += f", measuring {len(self.again)} again as asked"
         lanes = ", ".join(lane.name for lane in self.lanes)
         return f"{len(self.problems)} problems ({before}) on {lanes}; results in {self.options.out}"
 
@@ -138,6 +143,8 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
                visible: Callable[[], list[str]] | None = None) -> BenchPlan:
     """Everything checked before a problem runs: the paths, the results folder, the GPUs and the models.
     InputFileError / BenchError / LLMUnavailable say what is wrong; nothing is written then."""
+    if options.redo and not options.resume:
+        raise BenchError("--redo measures problems of the bench in --out again: pass --resume too", where=str(options.out))
     problems = find_problems(paths)
     out = options.out
     if out.exists() and not out.is_dir():
@@ -167,8 +174,24 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
     finished = store.finished()
     keys = {p.key for p in problems}
     redo = tuple(sorted(row.key for row in store.failed_for_environment() if row.key in keys))
+    again = _asked_again(options, problems)
     return BenchPlan(tuple(str(p) for p in paths), problems, lanes, options, job, models,
-                     sum(1 for p in problems if p.key in finished), search, redo)
+                     sum(1 for p in problems if p.key in finished and p.key not in again), search, redo, again)
+
+
+def _asked_again(options: BenchOptions, problems: Sequence[BenchProblem]) -> tuple[str, ...]:
+    """The keys `--redo` names: each name a problem's key (level2/15_X) or its file's stem, among the paths given."""
+    keys: list[str] = []
+    for name in options.redo:
+        matches = [p.key for p in problems if name in (p.key, p.path.stem, p.path.name)]
+        if not matches:
+            raise BenchError("--redo names no problem among the paths given (name one as level2/15_X or by its "
+                             "file's stem)", where=name)
+        if len(matches) > 1:
+            raise BenchError(f"--redo names {len(matches)} problems ({', '.join(matches)}): name one by its key",
+                             where=name)
+        keys.append(matches[0])
+    return tuple(dict.fromkeys(keys))
 
 
 def _check_same_search(asked: SearchSettings, recorded: SearchSettings, out: Path) -> None:
@@ -269,7 +292,7 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
 
     try:
         result = run_problems(plan.problems, plan.store, solve, plan.lanes, mode=options.mode, precision=job.precision,
-                              stop=stop, on_event=event)
+                              stop=stop, on_event=event, again=frozenset(plan.again))
     finally:
         close = getattr(solve, "close", None)  # the graph solver's waiting problem processes
         if close is not None:

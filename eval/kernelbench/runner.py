@@ -76,14 +76,16 @@ class BenchRun:
 
 def run_problems(problems: Sequence[BenchProblem], store: ResultStore, solve: Solve, lanes: Sequence[Lane], *,
                  mode: BenchMode, precision: str = "strict", stop: threading.Event | None = None,
-                 on_event: Callable[[BenchEvent], None] | None = None) -> BenchRun:
-    """Solve every problem without a finished row, on `lanes` at once; the rows of all of them."""
+                 on_event: Callable[[BenchEvent], None] | None = None, again: frozenset[str] = frozenset()) -> BenchRun:
+    """Solve every problem without a finished row, and those in `again` (keys: `--redo`) whatever their row, on
+    `lanes` at once; the rows of all of them. A problem run again keeps its old row until the new one replaces it,
+    so a stop before it is reached loses nothing."""
     stop = stop or threading.Event()
     emit = on_event or (lambda event: None)
     done = store.finished()
     pending: queue.Queue[BenchProblem] = queue.Queue()
     for problem in problems:
-        if problem.key in done:
+        if problem.key in done and problem.key not in again:
             emit(BenchEvent("skipped", problem, row=done[problem.key]))
         else:
             pending.put(problem)

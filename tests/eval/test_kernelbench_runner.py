@@ -71,6 +71,30 @@ def test_resume_skips_finished_problems_and_never_redoes_them(tmp_path: Path) ->
     assert {r.key for r in again.rows} == {p.key for p in problems}
 
 
+def test_a_problem_asked_again_keeps_its_old_row_until_the_new_one_replaces_it(tmp_path: Path) -> None:
+    problems = _problems(tmp_path / "kb", {"level1": ["1_a", "2_b"]})
+    store = ResultStore(tmp_path / "out")
+    for problem in problems:
+        store.write(_row(problem, Lane("gpu0", "0"), speedup=9.0))
+    stop = threading.Event()
+
+    def stopped(problem: BenchProblem, lane: Lane, stop_: threading.Event) -> ProblemRow | None:
+        stop.set()
+        return None  # stopped before it finished: no new row
+
+    run_problems(problems, store, stopped, [Lane("gpu0", "0")], mode="run", stop=stop, again=frozenset({"level1/2_b"}))
+    assert store.finished()["level1/2_b"].speedup_vs_eager == 9.0  # a stop loses nothing
+    solved: list[str] = []
+
+    def solve(problem: BenchProblem, lane: Lane, stop_: threading.Event) -> ProblemRow:
+        solved.append(problem.key)
+        return _row(problem, lane, speedup=1.1)
+
+    result = run_problems(problems, store, solve, [Lane("gpu0", "0")], mode="run", again=frozenset({"level1/2_b"}))
+    assert solved == ["level1/2_b"] and result.solved == 1
+    assert store.finished()["level1/2_b"].speedup_vs_eager == 1.1 and store.finished()["level1/1_a"].speedup_vs_eager == 9.0
+
+
 def test_a_failing_problem_is_recorded_with_its_reason_and_the_bench_goes_on(tmp_path: Path) -> None:
     problems = _problems(tmp_path / "kb", {"level1": ["1_crash", "2_bad", "3_fine"]})
     store = ResultStore(tmp_path / "out")

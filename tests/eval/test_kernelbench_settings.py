@@ -156,3 +156,47 @@ def test_the_settings_line_names_the_models_and_every_limit() -> None:
     assert settings.describe() == (f"Search: models gpt-4.1, o3 (critic: o3), 2 generations x 8 candidates, "
                                    f"population 6, at most $3 per problem, archive {Path('arch').resolve()}")
     assert SearchSettings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+
+
+def test_redo_measures_named_problems_again_by_key_or_stem_and_keeps_the_others(tmp_path: Path,
+                                                                             solved: list[str]) -> None:
+    paths = _problems(tmp_path / "kb", "1_a", "2_b", "3_c")
+    out = tmp_path / "out"
+    _bench(paths, out, _job())
+    solved.clear()
+    plan = plan_bench(paths, BenchOptions(out, resume=True, redo=("2_b", "level1/3_c", "3_c")), _job(),
+                      visible=lambda: ["0"])
+    assert plan.again == ("level1/2_b", "level1/3_c")  # a stem and a key; the same problem twice is once
+    assert "3 problems (1 finished before, measuring 2 again as asked)" in plan.start_line()
+    run_bench(plan)
+    assert solved == ["level1/2_b", "level1/3_c"]
+    assert {r.key for r in ResultStore(out).rows()} == {"level1/1_a", "level1/2_b", "level1/3_c"}
+
+
+@pytest.mark.parametrize(("redo", "resume", "says"), [
+    (("2_b",), False, "--redo measures problems of the bench in --out again: pass --resume too"),
+    (("9_zz",), True, "9_zz: --redo names no problem among the paths given"),
+])
+def test_redo_without_resume_or_naming_no_problem_is_refused_and_nothing_is_run(
+        tmp_path: Path, solved: list[str], redo: tuple[str, ...], resume: bool, says: str) -> None:
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths, out, _job())
+    solved.clear()
+    with pytest.raises(BenchError) as info:
+        plan_bench(paths, BenchOptions(out, resume=resume, redo=redo), _job(), visible=lambda: ["0"])
+    assert says in str(info.value) and solved == []
+
+
+def test_redo_of_a_stem_that_two_levels_share_asks_for_the_key(tmp_path: Path, solved: list[str]) -> None:
+    root = tmp_path / "kb"
+    for level in ("level1", "level2"):
+        (root / level).mkdir(parents=True)
+        (root / level / "1_a.py").write_text("# a problem the fake solver never reads\n")
+    paths = [root / "level1", root / "level2"]
+    out = tmp_path / "out"
+    _bench(paths, out, _job())
+    with pytest.raises(BenchError, match=r"names 2 problems \(level1/1_a, level2/1_a\): name one by its key"):
+        plan_bench(paths, BenchOptions(out, resume=True, redo=("1_a",)), _job(), visible=lambda: ["0"])
+    assert plan_bench(paths, BenchOptions(out, resume=True, redo=("level2/1_a",)), _job(),
+                      visible=lambda: ["0"]).again == ("level2/1_a",)

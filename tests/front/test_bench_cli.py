@@ -63,6 +63,23 @@ def test_a_results_folder_is_continued_only_with_resume_and_the_same_mode(tmp_pa
                "--resume continues it only with the same mode and profile")
 
 
+def test_redo_is_bad_input_without_resume_and_when_it_names_no_problem(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, text = _bench(str(TINY), "--out", str(out), "--translate-only", "--redo", "tiny_relu")
+    _bad_input(code, text, f"{out}: --redo measures problems of the bench in --out again: pass --resume too")
+    assert not out.exists()
+    code, text = _bench(str(TINY), "--out", str(out), "--translate-only", "--resume", "--redo", "no_such")
+    _bad_input(code, text, "no_such: --redo names no problem among the paths given")
+
+
+def test_a_stops_resume_command_names_the_redo_problems_not_yet_measured_again() -> None:
+    from kernelwright.bench_cli import _resume_command
+
+    assert _resume_command([Path("kb/level2")], Path("out"), ["level2/15_x", "level2/8_y"]) == \
+        "kernelwright bench kb/level2 --out out --resume --redo level2/15_x --redo level2/8_y"
+    assert _resume_command([Path("kb/level2")], Path("out")) == "kernelwright bench kb/level2 --out out --resume"
+
+
 def test_resume_with_other_search_flags_is_refused_naming_each_and_keeps_the_folder(tmp_path: Path) -> None:
     out = tmp_path / "out"
     row = ResultStore(out).write(ProblemRow("misc/tiny_relu", "misc", str(TINY), "run", "compiled"))
