@@ -205,7 +205,7 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model
     too large to build in memory; None: decided by its size, see trace_problem). `preview`: the kernel
-    families awaiting GPU verification too (RunSettings.offline_preview; plans_for says which; off: as before).
+    families behind RunSettings.offline_preview too (on by default; plans_for says which; off: as before).
     `allow_tf32`: the run's precision profile admits plain TF32 (PrecisionProfile.allows_tf32): fp32 GEMMs and
     convolutions default to it (gemm_split); off, the candidates are those of the strict profile.
 

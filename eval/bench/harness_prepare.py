@@ -97,7 +97,7 @@ def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: fl
                 passthrough: bool = True, preview: bool = True, allow_tf32: bool = False) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
     `passthrough` False nothing is written where the translator gives no candidate (the entry says why).
-    `preview`: the translator's kernel families still awaiting GPU verification too (RunSettings.offline_preview).
+    `preview`: the translator's kernel families behind RunSettings.offline_preview (on by default) too.
     `allow_tf32`: the precision profile the candidate will be judged under admits plain TF32
     (PrecisionProfile.allows_tf32)."""
     started = time.perf_counter()
