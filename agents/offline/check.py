@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import Plan
 from kernelwright.agents.offline.planner import build_plan
@@ -85,7 +86,8 @@ def check_traced(traced: TracedProblem, plans: dict[str, Plan], overrides: dict[
     return check
 
 
-def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1, preview: bool = True) -> PlanCheck:
+def check_problem(path: str | Path, *, scale: bool = True, variant: int = -1,
+                  preview: bool = RunSettings.offline_preview) -> PlanCheck:
     """Trace (scaled down unless `scale` is False), plan both ways, interpret, compare with Model. `preview`:
     plan as RunSettings.offline_preview does (3-D pools, depthwise convs)."""
     overrides = small_overrides(read_source(path, "problem")) if scale else {}

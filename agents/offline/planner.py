@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 
 import torch
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.offline.depthwise import NotDepthwise, depthwise_window, grouped_conv
 from kernelwright.agents.offline.ir import (
     Buffer,
@@ -128,7 +129,7 @@ def _target_name(target: Any) -> str:
 
 class Planner:
     def __init__(self, program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-                 attributes: frozenset[str] = frozenset(), preview: bool = True):
+                 attributes: frozenset[str] = frozenset(), preview: bool):
         self.program = program
         self.preview = preview  # RunSettings.offline_preview: 3-D pools and depthwise convs get kernels
         self.attributes = attributes  # buffers that are plain tensor attributes in the problem's Model
@@ -645,7 +646,7 @@ def _map(fn: Any, x: Any) -> Any:
 
 
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
-               attributes: frozenset[str] = frozenset(), preview: bool = True) -> Plan:
+               attributes: frozenset[str] = frozenset(), preview: bool = RunSettings.offline_preview) -> Plan:
     """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
     forward reassigns, registered as buffers only to trace it). `preview` (RunSettings.offline_preview): kernel
     families not yet verified on a GPU (3-D pools, depthwise convs) are planned; off, they stay ATen calls."""

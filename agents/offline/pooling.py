@@ -41,7 +41,7 @@ def is_pool(target: str) -> bool:
     return _FAMILY.fullmatch(target.partition(".")[0]) is not None
 
 
-def supported_pool(target: str, *, preview: bool = True) -> tuple[PoolKind, int, tuple[str, ...]]:
+def supported_pool(target: str, *, preview: bool) -> tuple[PoolKind, int, tuple[str, ...]]:
     """(pool kind, spatial dims, argument names) of a supported op; NotPoolable saying why for any other.
     `preview` (RunSettings.offline_preview): 3-D pools too."""
     op, _, overload = target.partition(".")
@@ -72,7 +72,7 @@ def as_pool_axes(values: tuple[int, ...], nd: int, fill: int) -> tuple[int, ...]
 
 
 def pool_window(target: str, args: tuple[Any, ...], kwargs: dict[str, Any], in_shape: tuple[int, ...],
-                out_shape: tuple[int, ...], dtype: str, *, preview: bool = True) -> PoolWindow:
+                out_shape: tuple[int, ...], dtype: str, *, preview: bool) -> PoolWindow:
     """The window of `target` on an input of `in_shape` giving `out_shape`; NotPoolable when unsupported."""
     kind, nd, names = supported_pool(target, preview=preview)
     op = target.partition(".")[0]

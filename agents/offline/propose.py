@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.agents.offline.codegen_conv import conv_kernel
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, elementwise_kernel
 from kernelwright.agents.offline.codegen_gemm import gemm_kernel
@@ -137,7 +138,7 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
                             constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
 
 
-def plans_for(traced: Sequence[TracedProblem], *, preview: bool = True,
+def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.offline_preview,
               allow_tf32: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
@@ -175,7 +176,7 @@ class TuningTarget:
         return render(self.traced, self.plans, params, self.variant)
 
 
-def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = True,
+def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = RunSettings.offline_preview,
                   allow_tf32: bool = False) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
     else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`:
@@ -200,7 +201,7 @@ def trace_all(problem_path: str | Path, *, lazy_weights: bool | None = None) -> 
 
 def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any] | None = None, *,
             variants: tuple[str, ...] = VARIANTS, traced: Sequence[TracedProblem] | None = None,
-            lazy_weights: bool | None = None, preview: bool = True,
+            lazy_weights: bool | None = None, preview: bool = RunSettings.offline_preview,
             allow_tf32: bool = False) -> list[GeneratedCandidate]:
     """Candidates for the problem, one per variant that has a custom kernel; OfflineUnsupported when none.
     `lazy_weights`: trace a Model built without initialising its weights (the same candidate, for a Model

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.eval.bench.passthrough_candidate import passthrough_source
 from kernelwright.tools.procenv import scrubbed_env
 from kernelwright.tools.sandbox.resources import tree_memory
@@ -94,7 +95,8 @@ def child_budget(cap_bytes: int, jobs: int) -> int:
 
 
 def prepare_one(problem: Path, folder: Path, *, budget_bytes: int, timeout_s: float,
-                passthrough: bool = True, preview: bool = True, allow_tf32: bool = False) -> CandidateEntry:
+                passthrough: bool = True, preview: bool = RunSettings.offline_preview,
+                allow_tf32: bool = False) -> CandidateEntry:
     """Write <folder>/<problem>.py (offline first variant, else passthrough) and return its entry; with
     `passthrough` False nothing is written where the translator gives no candidate (the entry says why).
     `preview`: the translator's kernel families behind RunSettings.offline_preview (on by default) too.
@@ -183,7 +185,7 @@ def meta_input_bytes(module: Any) -> int | None:
         return None
 
 
-def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool = True,
+def _child(problem: Path, out: Path, result_file: Path, budget_bytes: int, preview: bool,
            allow_tf32: bool = False) -> None:
     from kernelwright.agents.offline import OfflineUnsupported, propose
     from kernelwright.agents.offline.trace import load_problem, weight_bytes

@@ -56,7 +56,7 @@ def _translate_remote(problem: BenchProblem, source: Bundle, settings: EvalSetti
 
 
 def ray_translate_solver(out: Path, settings: EvalSettings, *, lanes: int = 1, precision: str = "strict",
-                         preview: bool = True) -> Solve:
+                         preview: bool) -> Solve:
     """translate_only.translate_solver's work as Ray CPU tasks; rows and candidates land in `out` as there."""
     import ray
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from kernelwright.agents.context import RunSettings
 from kernelwright.eval.bench.harness_prepare import candidate_path, child_budget, prepare_one
 from kernelwright.eval.kernelbench.problems import BenchProblem
 from kernelwright.eval.kernelbench.rows import ProblemRow, first_error_line
@@ -28,7 +29,7 @@ PREPARE_TIMEOUT_S = 900.0
 
 
 def translate_solver(out: Path, settings: EvalSettings, *, lanes: int = 1, precision: str = "strict",
-                     preview: bool = True) -> Solve:
+                     preview: bool) -> Solve:
     """`settings`: the job's (its build, pre-check and jail, as a graph run's builds take them). `preview`:
     RunSettings.offline_preview (the config's [agents] offline_preview), as a graph run would take it."""
 
@@ -40,7 +41,7 @@ def translate_solver(out: Path, settings: EvalSettings, *, lanes: int = 1, preci
 
 
 def translate_and_build(problem: BenchProblem, folder: Path, settings: EvalSettings, *, lanes: int = 1,
-                        precision: str = "strict", preview: bool = True) -> ProblemRow:
+                        precision: str = "strict", preview: bool = RunSettings.offline_preview) -> ProblemRow:
     """One problem's translate-only row; its candidate (where the translator gives one) goes to `folder`, built
     with `settings`' build, pre-check and jail."""
     from kernelwright.tools.harness.precompile import build_candidate
