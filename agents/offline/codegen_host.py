@@ -20,13 +20,16 @@ from kernelwright.agents.offline.conv_layout import (
     channels_last_args,
 )
 from kernelwright.agents.offline.gemm_split import (
+    FP32,
     SPLIT_LAUNCHER,
     SPLIT_MODES,
     SPLIT_SPEC,
+    TF32,
     gemm_kind,
     gemm_python,
     host_call_expr,
     uses_split,
+    uses_tf32,
 )
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
@@ -91,7 +94,7 @@ def _layout_expr(layout: Layout, buffers: dict[str, Buffer] | None = None) -> st
     return f"torch.as_strided({layout.buffer}, {tuple(layout.shape)}, {tuple(layout.strides)}, {layout.offset})"
 
 
-def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp32",
+def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = FP32,
                layout: str = CONTIGUOUS) -> list[str]:
     def lit(v: Any) -> str:
         if isinstance(v, Layout):
@@ -104,7 +107,7 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = "fp3
     args = [lit(a) for a in step.args] + [f"{k}={lit(v)}" for k, v in step.kwargs]
     channels_last = layout == CHANNELS_LAST  # conv_layout gives only plain convolutions (no kwargs) this choice
     call = f"torch.ops.{step.target}({', '.join(channels_last_args(args) if channels_last else args)})"
-    if gemm_mode in (*SPLIT_MODES, "tf32") and (kind := gemm_kind(step, buffers)):
+    if gemm_mode in (*SPLIT_MODES, TF32) and (kind := gemm_kind(step, buffers)):
         call = host_call_expr(kind, args, step.target, gemm_mode, channels_last=channels_last)
     outs = [b for b in step.outputs]
     if len(outs) == 1:
@@ -164,7 +167,7 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
             body.append(f"{buf.name} = self.kw_ref.get_buffer({buf.target!r}).contiguous()")
     for step in plan.steps:
         if isinstance(step, HostStep):
-            body.extend(_host_call(step, buffers, gemm_modes.get(step.name, "fp32"),
+            body.extend(_host_call(step, buffers, gemm_modes.get(step.name, FP32),
                                    gemm_modes.get(step.name + LAYOUT_SUFFIX, CONTIGUOUS)))
             continue
         if isinstance(step, RecurrentStep):
@@ -206,7 +209,7 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
     TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
     split_used = uses_split(modes)
-    tf32_used = any(m == "tf32" for per_shape in modes for m in per_shape.values())
+    tf32_used = uses_tf32(modes)
     cl_used = any(m == CHANNELS_LAST for per_shape in modes for m in per_shape.values())
     main = shapes[0][0]
     params = list(forward_params)

@@ -43,9 +43,10 @@ from kernelwright.agents.offline.conv_layout import channels_last_args
 from kernelwright.agents.offline.conv_plan import CONV_TARGETS
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
 
+FP32, TF32 = "fp32", "tf32"  # the library GEMM itself: plain fp32, or with TF32 allowed (profiles that admit it)
 SPLIT, CHUNKED = "tf32x3", "tf32x3k"  # the split over the whole K, and summed in pieces of K
-MODES = ("fp32", SPLIT, CHUNKED)  # the choices under a profile that keeps fp32 accuracy (strict)
-TF32_MODES = ("fp32", "tf32", SPLIT, CHUNKED)  # where the profile allows plain TF32 (between fp32 and the split)
+MODES = (FP32, SPLIT, CHUNKED)  # the choices under a profile that keeps fp32 accuracy (strict)
+TF32_MODES = (FP32, TF32, SPLIT, CHUNKED)  # where the profile allows plain TF32 (between fp32 and the split)
 SPLIT_MODES = (SPLIT, CHUNKED)  # the modes whose candidates need the split kernel and its helpers
 K_CHUNK = 1024  # the K of each tensor-core sum in "tf32x3k" (the split triples it)
 # From this K on, a GEMM that takes the split sums it in pieces by default: at K=8192 the whole-K split drifted past
@@ -364,12 +365,12 @@ def default_mode(step: HostStep, kind: str, buffers: Mapping[str, Buffer] | None
     bytes as they are and triples only the input's. The first generation's fused_scalar variant keeps fp32, so the
     bench still measures both."""
     if allow_tf32:
-        return "tf32" if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else "fp32"
+        return TF32 if gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_TF32 else FP32
     if kind in CONV_KINDS:
         dense = _groups(step) == 1
-        return SPLIT if dense and gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_SPLIT else "fp32"
+        return SPLIT if dense and gemm_flops(step, kind, buffers) >= MIN_FLOPS_FOR_SPLIT else FP32
     if not split_pays(step, kind, buffers):
-        return "fp32"
+        return FP32
     return CHUNKED if kind in CHUNKED_HELPER_FOR and _operands(step, kind)[0][-1] >= CHUNKED_FROM_K else SPLIT
 
 
@@ -384,7 +385,7 @@ def host_call_expr(kind: str, args: list[str], target: str, mode: str = SPLIT, *
     channels-last memory (conv_layout) before the library call."""
     if mode == CHUNKED and kind in CHUNKED_HELPER_FOR:
         return f"{CHUNKED_HELPER_FOR[kind]}({', '.join(args)})"
-    if mode == "tf32":
+    if mode == TF32:
         return f"_kw_tf32_call({', '.join([f'torch.ops.{target}'] + (channels_last_args(args) if channels_last else args))})"
     lead = [f"torch.ops.{target}"] if kind in CONV_KINDS else []
     return f"{HELPER_FOR[kind]}({', '.join(lead + args + (['cl=True'] if channels_last else []))})"
@@ -393,7 +394,16 @@ def host_call_expr(kind: str, args: list[str], target: str, mode: str = SPLIT, *
 def uses_split(modes: Iterable[Mapping[str, str]]) -> bool:
     """Whether any shape's steps take a split mode (gemm_modes' dicts): the candidate then needs the split kernel
     (SPLIT_CUDA) and its Python helpers."""
-    return any(m in SPLIT_MODES for per_shape in modes for m in per_shape.values())
+    return _uses(modes, SPLIT_MODES)
+
+
+def uses_tf32(modes: Iterable[Mapping[str, str]]) -> bool:
+    """Whether any shape's steps take plain TF32: the candidate then needs the TF32 block and call helpers."""
+    return _uses(modes, (TF32,))
+
+
+def _uses(modes: Iterable[Mapping[str, str]], wanted: tuple[str, ...]) -> bool:
+    return any(m in wanted for per_shape in modes for m in per_shape.values())
 
 
 def gemm_python(split_used: bool, tf32_used: bool) -> str:
@@ -411,5 +421,5 @@ def gemm_modes(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
         if isinstance(step, HostStep) and (kind := gemm_kind(step, plan.buffers)):
             default = default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)
             mode = str(params.get(f"{step.name}.GEMM", default))
-            out[step.name] = mode if mode in mode_choices(plan.allow_tf32, kind) else "fp32"
+            out[step.name] = mode if mode in mode_choices(plan.allow_tf32, kind) else FP32
     return out

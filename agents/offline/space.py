@@ -18,7 +18,7 @@ from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAU
 from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
-from kernelwright.agents.offline.gemm_split import default_mode, gemm_kind, mode_choices
+from kernelwright.agents.offline.gemm_split import FP32, default_mode, gemm_kind, mode_choices
 from kernelwright.agents.offline.ir import (
     SCANS,
     Buffer,
@@ -150,5 +150,5 @@ def conservative(space: TuneSpace) -> dict[str, Any]:
         elif d.name.endswith((".CACHE", ".TWOPASS")):
             out[d.name] = 0
         elif d.name.endswith(".GEMM"):
-            out[d.name] = "fp32"  # the library's own fp32 GEMM
+            out[d.name] = FP32  # the library's own fp32 GEMM
     return out
