@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from kernelwright.agents.offline.attention import decompose_wide_fp32_attention
 from kernelwright.agents.offline.recurrent import recurrent_ops_whole, restore_aten_targets
 from kernelwright.tools.errors import KernelwrightError
 from kernelwright.tools.problem.files import SourceFile, call_user, check_source, import_file
@@ -41,7 +42,7 @@ KEEP_WHOLE = (
     _aten.max_pool1d.default, _aten.max_pool2d.default, _aten.max_pool3d.default,
     _aten.avg_pool1d.default, _aten.avg_pool2d.default, _aten.avg_pool3d.default,
     _aten.adaptive_avg_pool2d.default, _aten.adaptive_avg_pool1d.default,
-    _aten.scaled_dot_product_attention.default,  # flash / cuDNN attention: far faster than its decomposition
+    _aten.scaled_dot_product_attention.default,  # flash / cuDNN attention; fp32 with a wide head: see attention.py
     # Recurrent layers: one RecurrentStep (a persistent kernel per layer) or the cuDNN call; decomposed, a
     # 512-step 6-layer LSTM becomes ~50k ops (minutes to trace and plan, thousands of kernels).
     _aten.lstm.input, _aten.gru.input, _aten.rnn_tanh.input, _aten.rnn_relu.input,
@@ -136,6 +137,7 @@ def _export(model: torch.nn.Module, inputs: list[Any]) -> tuple[Any, tuple[str, 
     table = torch.export.default_decompositions()
     for op in KEEP_WHOLE:
         table.pop(op, None)
+    table[_aten.scaled_dot_product_attention.default] = decompose_wide_fp32_attention  # NotImplemented: kept whole
     with torch.no_grad(), recurrent_ops_whole():
         while True:
             try:

@@ -8,12 +8,15 @@
 # it, `cp -r eval/measured/bench_kb_h100 runs/bench_kb` before the call, pass the same flags (bench.json records them:
 # --generations 1, and KERNELWRIGHT_HARNESS__PROFILE=false before the command), and copy bench.json, results/ and
 # summary.* back after unpacking.
+# BENCH_DIR=runs/bench_kb1 before the command picks another folder (one per table: a folder's bench.json fixes its
+# settings, e.g. level 1 runs with the offline_preview families that level 3's table ran without).
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 LIMIT=${1:?seconds}; TARGET=${2:?problem folder or file}; shift 2
-timeout --signal=INT --kill-after=30 "$LIMIT" python3 -P -m kernelwright.cli bench "$TARGET" --out runs/bench_kb \
-  --resume "$@" 2>&1 | grep --line-buffered -v "\[debug\|\[info " > "$OUT/bench_kb.log"
-tar czf "$OUT/bench_kb.tgz" runs/bench_kb
-cp runs/bench_kb/summary.md "$OUT/" 2>/dev/null
-tail -30 "$OUT/bench_kb.log"
+DIR=${BENCH_DIR:-runs/bench_kb}; NAME=$(basename "$DIR")
+timeout --signal=INT --kill-after=30 "$LIMIT" python3 -P -m kernelwright.cli bench "$TARGET" --out "$DIR" \
+  --resume "$@" 2>&1 | grep --line-buffered -v "\[debug\|\[info " > "$OUT/$NAME.log"
+tar czf "$OUT/$NAME.tgz" "$DIR"
+cp "$DIR/summary.md" "$OUT/" 2>/dev/null
+tail -30 "$OUT/$NAME.log"
