@@ -29,8 +29,10 @@ def bench_command(
                                                       "(its key, e.g. level2/15_ConvTranspose3d_BatchNorm_Subtract, or "
                                                       "its file's stem; repeatable); its old row stays until the new "
                                                       "one replaces it"),
-    summary: Path | None = typer.Option(None, "--summary", help="rebuild and print the table of this results folder "
-                                                                "(runs nothing)"),
+    summary: list[Path] = typer.Option([], "--summary", help="rebuild and print the table of this results folder "
+                                                             "(runs nothing); repeated, one table of several "
+                                                             "folders' rows (e.g. a folder per level), written to "
+                                                             "--out, a folder of its own"),
     gpus: str | None = typer.Option(None, help="GPUs to deal the problems over, e.g. 0,1 (default: every visible GPU)"),
     lanes_per_gpu: int = typer.Option(1, min=1, help="problems run at once on each GPU, each on its own share of the "
                                                      "cores: they overlap start-up, builds and checks, while every "
@@ -72,10 +74,10 @@ def bench_command(
 
     console = Console()
     configure_logging(level=log_level)
-    if summary is not None:
+    if summary:
         if paths:
             fail("--summary DIR rebuilds the table of a results folder; it takes no problem paths", EXIT_BAD_INPUT)
-        _summary(console, summary)
+        _summary(console, summary, out)
         return
     options, job = _options(paths or [], out, resume, gpus, translate_only, jobs, precision, model, critic_model,
                             generations, candidates, population, max_candidates, max_minutes, max_tokens, max_cost,
@@ -185,14 +187,25 @@ def _budget_text(job: Any) -> str:
     return ", ".join(p for p in parts if p) or "no limits"
 
 
-def _summary(console: Console, folder: Path) -> None:
-    from kernelwright.eval.kernelbench.bench import rebuild_summary, search_line
+def _summary(console: Console, folders: list[Path], out: Path) -> None:
+    """One folder: its table rebuilt in place; several: their rows in one table, written to `out`."""
+    from kernelwright.eval.kernelbench.bench import (
+        combine_summaries,
+        combined_search_line,
+        rebuild_summary,
+        search_line,
+    )
 
     try:
-        table, files = rebuild_summary(folder)
+        if len(folders) == 1:
+            table, files = rebuild_summary(folders[0])
+            search = search_line(folders[0])
+        else:
+            table, files = combine_summaries(folders, out)
+            search = combined_search_line(folders)
     except KernelwrightError as exc:
         fail(exc, EXIT_BAD_INPUT)
-    print_table(console, table, search_line(folder))
+    print_table(console, table, search)
     console.print(escape("table: " + ", ".join(str(f) for f in files)), soft_wrap=True)
 
 

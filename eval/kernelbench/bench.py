@@ -25,7 +25,7 @@ from kernelwright.eval.kernelbench.environment import EnvironmentFailure
 from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
-from kernelwright.eval.kernelbench.rows import BenchMode, ResultStore
+from kernelwright.eval.kernelbench.rows import BenchMode, ProblemRow, ResultStore
 from kernelwright.eval.kernelbench.runner import BenchEvent, BenchRun, Lane, Solve, run_problems
 from kernelwright.eval.kernelbench.search import SearchSettings, flags_text
 from kernelwright.eval.kernelbench.table import BenchTable, summarise
@@ -327,20 +327,79 @@ def rebuild_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
     return write_summary(out)
 
 
+def combine_summaries(folders: Sequence[Path], out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
+    """`--summary DIR --summary DIR2 ... --out NEW`: one table of the rows of several benches (e.g. one folder per
+    level, each made with its own settings), written to NEW, whose search line names each folder's settings and the
+    levels it holds. BenchError where a folder holds no rows, two hold the same problem, or NEW holds a bench (its
+    own table would be overwritten)."""
+    owner: dict[str, Path] = {}
+    rows: list[ProblemRow] = []
+    for folder in folders:
+        if not folder.is_dir():
+            raise BenchError("no such results folder", where=str(folder))
+        found = ResultStore(folder).rows()
+        if not found:
+            raise BenchError("no bench results here (expected results/<level>/<problem>.json)", where=str(folder))
+        for row in found:
+            if row.key in owner:
+                raise BenchError(f"{row.key} has a row in two of the folders ({owner[row.key]} and {folder}): a "
+                                 "combined table takes each problem from one bench", where=str(folder))
+            owner[row.key] = folder
+        rows += found
+    modes = {m.mode for f in folders if (m := BenchManifest.read(f)) is not None}
+    if len(modes) > 1:
+        raise BenchError("the folders hold benches of both modes (translate-only and measured): their rows do not "
+                         "make one table", where=", ".join(str(f) for f in folders))
+    if out.resolve() in {f.resolve() for f in folders} or ResultStore(out).rows() or BenchManifest.read(out):
+        raise BenchError("--out of a combined table must be a folder of its own, not a bench (its table would be "
+                         "overwritten)", where=str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    table = summarise(rows)
+    title = title_for(table)
+    search = combined_search_line(folders)
+    data = {"benches": {str(f): (m.to_dict() if (m := BenchManifest.read(f)) else None) for f in folders},
+            "search": search, **table.to_dict()}
+    return table, _write_tables(out, table, title, search, data)
+
+
+def combined_search_line(folders: Sequence[Path]) -> str:
+    """The search settings of several benches, each with the levels its rows hold and its folder, and for each
+    after the first the settings that differ from the first's (the one-line description leaves most out)."""
+    manifests = [BenchManifest.read(f) for f in folders]
+    first = manifests[0].search if manifests[0] is not None else None
+    parts = []
+    for folder, manifest in zip(folders, manifests, strict=True):
+        levels = ", ".join(sorted({r.level for r in ResultStore(folder).rows()}, key=natural_key))
+        part = f"{levels} ({folder}): {search_line(folder)}"
+        search = manifest.search if manifest is not None else None
+        if first is not None and search is not None and search is not first:
+            differences = search.differences(first)
+            if differences:
+                part += " (unlike " + str(folders[0]) + ": " + ", ".join(
+                    f"{d.name} {d.asked} (there {d.recorded})" for d in differences) + ")"
+        parts.append(part)
+    return "; ".join(parts)
+
+
 def write_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
     """The table of every row in <out>/results: summary.md, summary.json and report.html."""
-    from kernelwright.eval.report.bench_page import render_bench_page
-
     table = summarise(ResultStore(out).rows())
     title = title_for(table)
     manifest = BenchManifest.read(out)
     search = search_line(out)
     data = {"bench": manifest.to_dict() if manifest else None, "search": search, **table.to_dict()}
+    return table, _write_tables(out, table, title, search, data)
+
+
+def _write_tables(out: Path, table: BenchTable, title: str, search: str, data: dict[str, Any]) -> tuple[Path, ...]:
+    """summary.md, summary.json (`data`) and report.html in `out`, each replaced whole."""
+    from kernelwright.eval.report.bench_page import render_bench_page
+
     files = (out / SUMMARY_MD, out / SUMMARY_JSON, out / PAGE_FILE)
     _replace(files[0], markdown(table, title, search))
     _replace(files[1], json.dumps(data, indent=2, default=str))
     _replace(files[2], render_bench_page(table, title, out, search))
-    return table, files
+    return files
 
 
 def _replace(path: Path, text: str) -> None:

@@ -200,3 +200,46 @@ def test_redo_of_a_stem_that_two_levels_share_asks_for_the_key(tmp_path: Path, s
         plan_bench(paths, BenchOptions(out, resume=True, redo=("1_a",)), _job(), visible=lambda: ["0"])
     assert plan_bench(paths, BenchOptions(out, resume=True, redo=("level2/1_a",)), _job(),
                       visible=lambda: ["0"]).again == ("level2/1_a",)
+
+
+def _level_problems(root: Path, level: str, *stems: str) -> list[Path]:
+    (root / level).mkdir(parents=True, exist_ok=True)
+    paths = [root / level / f"{stem}.py" for stem in stems]
+    for path in paths:
+        path.write_text("# a problem the fake solver never reads\n")
+    return paths
+
+
+def test_several_benches_make_one_table_that_names_each_ones_settings(tmp_path: Path, solved: list[str]) -> None:
+    kb = tmp_path / "kb"
+    first, second = tmp_path / "l1", tmp_path / "l2"
+    _bench(_level_problems(kb, "level1", "1_a", "2_b"), first, _job(generations=1))
+    _bench(_level_problems(kb, "level2", "1_c"), second, _job(generations=2))
+    out = tmp_path / "all"
+    table, files = bench.combine_summaries([first, second], out)
+    assert [r.key for r in table.rows] == ["level1/1_a", "level1/2_b", "level2/1_c"]
+    assert {lv.level for lv in table.levels} >= {"level1", "level2"} and all(f.parent == out for f in files)
+    md = (out / "summary.md").read_text()
+    assert f"level1 ({first}): {LINE}" in md
+    assert f"level2 ({second}): {LINE.replace('1 generation', '2 generations')} (unlike {first}: --generations 2 " \
+           "(there 1))" in md
+    assert set(json.loads((out / "summary.json").read_text())["benches"]) == {str(first), str(second)}
+
+
+def test_a_combined_table_refuses_a_problem_in_two_benches_and_an_out_that_holds_a_bench(tmp_path: Path,
+                                                                                        solved: list[str]) -> None:
+    kb = tmp_path / "kb"
+    first, second = tmp_path / "a", tmp_path / "b"
+    paths = _level_problems(kb, "level1", "1_a", "2_b")
+    _bench(paths, first, _job())
+    _bench(paths[:1], second, _job())
+    before = {p: p.read_bytes() for p in first.rglob("*") if p.is_file()}
+    with pytest.raises(BenchError, match="level1/1_a has a row in two of the folders"):  # which one counts?
+        bench.combine_summaries([first, second], tmp_path / "all")
+    third = tmp_path / "c"
+    _bench(_level_problems(kb, "level2", "1_c"), third, _job())
+    with pytest.raises(BenchError, match="must be a folder of its own"):
+        bench.combine_summaries([third, first], first)
+    assert {p: p.read_bytes() for p in first.rglob("*") if p.is_file()} == before
+    with pytest.raises(BenchError, match="no such results folder"):
+        bench.combine_summaries([first, tmp_path / "missing"], tmp_path / "all")

@@ -131,6 +131,23 @@ def test_summary_rebuilds_the_table_of_a_results_folder(tmp_path: Path) -> None:
     _bad_input(code, out, "--summary DIR rebuilds the table of a results folder; it takes no problem paths")
 
 
+def test_summary_of_several_folders_is_one_table_written_to_out(tmp_path: Path) -> None:
+    ResultStore(tmp_path / "l1").write(ProblemRow("level1/1_a", "level1", "/kb/level1/1_a.py", "run", "verified",
+                                                  candidate=True, compiled=True, verified=True, speedup_vs_eager=2.0))
+    ResultStore(tmp_path / "l3").write(ProblemRow("level3/9_c", "level3", "/kb/level3/9_c.py", "run", "verified",
+                                                  candidate=True, compiled=True, verified=True, speedup_vs_eager=1.5))
+    code, out = _bench("--summary", str(tmp_path / "l1"), "--summary", str(tmp_path / "l3"), "--out",
+                       str(tmp_path / "all"))
+    assert code == EXIT_PASSED, out
+    assert f"level1 ({tmp_path / 'l1'}): Search settings: not recorded" in out.replace("\n", "")
+    md = (tmp_path / "all" / "summary.md").read_text()
+    assert "| all | 2 | 2 (100%) |" in md and "level3/9_c" in md
+    assert not (tmp_path / "l1" / "summary.md").exists()  # the folders are read, not written
+    code, out = _bench("--summary", str(tmp_path / "l1"), "--summary", str(tmp_path / "l3"), "--out",
+                       str(tmp_path / "l1"))
+    _bad_input(code, out, "must be a folder of its own")
+
+
 @pytest.mark.nvcc
 def test_without_a_gpu_the_full_job_compiles_each_problem_as_run_does_and_says_so(tmp_path: Path) -> None:
     out = tmp_path / "bench"
