@@ -143,8 +143,7 @@ class HarnessConfig(_Section):
     float64_arbiter: bool = Field(
         default=_default(EvalSettings, "float64_arbiter"),
         description="judge an output that fails again against the Model run in float64, atol widened by 10x the fp32 "
-                    "reference's own rms error there (for problems whose outputs cancel; tools/verify/arbiter.py). "
-                    "Off until verified on a GPU")
+                    "reference's own rms error there (for problems whose outputs cancel; tools/verify/arbiter.py)")
     code_check: bool = Field(default=_default(EvalSettings, "code_check"),
                              description="the static pre-check of candidate Python (imports and calls outside an "
                                          "allow-list: forbidden_code) before any worker loads it; statements the "

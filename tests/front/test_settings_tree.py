@@ -32,7 +32,7 @@ DISTINCT: dict[str, Any] = {
     "harness.eager_baseline": False, "harness.strict_baseline": False, "harness.compile_baseline": False,
     "harness.compile_mode": "reduce-overhead", "harness.autotune_baseline": True, "harness.call_timeout_s": 30.0,
     "harness.load_timeout_s": 31.0, "harness.host_memory_limit_gb": 2.5, "harness.sanitize": True,
-    "harness.profile": False, "harness.code_check": False, "harness.isolation": "off", "harness.float64_arbiter": True,
+    "harness.profile": False, "harness.code_check": False, "harness.isolation": "off", "harness.float64_arbiter": False,
     "timing.warmup_ms": 1.5, "timing.rep_ms": 12.5, "timing.min_trials": 9, "timing.max_total_ms": 900.0,
     "timing.flush_l2": False, "timing.cuda_graph": True, "timing.input_sets": 2,
     "compile.arch": "sm_80", "compile.timeout_s": 77.0, "compile.cache_dir": "/tmp/kw-elsewhere",

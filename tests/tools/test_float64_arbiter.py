@@ -92,9 +92,9 @@ def test_the_harness_verifies_the_reordered_sum_only_with_the_arbiter_and_never_
         assert (reordered.status, reordered.reason) == ("rejected", "wrong_output")
 
 
-def test_the_setting_is_off_by_default_and_reaches_the_harness_from_the_config(tmp_path: Path) -> None:
+def test_the_setting_is_on_by_default_and_reaches_the_harness_from_the_config(tmp_path: Path) -> None:
     from kernelwright.config import load_config
 
-    assert EvalSettings().float64_arbiter is False
-    assert load_config(env={}).eval_settings().float64_arbiter is False
-    assert load_config(env={"KERNELWRIGHT_HARNESS__FLOAT64_ARBITER": "1"}).eval_settings().float64_arbiter is True
+    assert EvalSettings().float64_arbiter is True
+    assert load_config(env={}).eval_settings().float64_arbiter is True
+    assert load_config(env={"KERNELWRIGHT_HARNESS__FLOAT64_ARBITER": "0"}).eval_settings().float64_arbiter is False

@@ -86,8 +86,9 @@ class EvalSettings:
     unseen_shape: bool = True  # verify at one other input size when get_inputs() scales
     judge_timing: bool = True  # judge outputs produced while timing, refilled inputs, and first calls
     # An output that fails is judged again against the Model in float64, atol widened by the fp32 reference's own
-    # rms error there (tools.verify.arbiter): for problems whose outputs cancel. Off until verified on a GPU.
-    float64_arbiter: bool = False
+    # rms error there (tools.verify.arbiter): for problems whose outputs cancel. On since it verified KernelBench's
+    # level2/14 (8192 GEMM outputs summed per row) on an H100, which no candidate passed without it.
+    float64_arbiter: bool = True
     fresh_calls: int = 3
     timed_samples: int = 2  # timed calls drawn at random whose outputs are judged too (besides the last)
     host_memory_limit_gb: float | None = 8.0  # the evaluation's workers together (PSS)
