@@ -42,6 +42,10 @@ class RunSettings:
     # forms) or "random" (the fused plan at seeded random settings: a proposer with no prior of its own,
     # which is what the archive ablation measures retrieval against).
     offline_start: Literal["variants", "random"] = "variants"
+    # "variants" start: fill the first generation's slots the variants leave empty (a pure GEMM has one variant,
+    # so with one generation its default tile was all that was ever measured) with the fused plan's settings one
+    # step from its defaults, each tunable moved up a choice first, then down. Off until a bench has measured it.
+    offline_fill: bool = False
     # The switch for kernel families of the offline translator awaiting verification on a GPU. Every family behind
     # it so far passed on an H100 (session 15: CUTLASS implicit-GEMM kernels for pure convolutions, docs/GEMM.md
     # "Convolutions"; depthwise convolutions and 3-D pools on its pool kernel), so it is on; off gives the

@@ -117,10 +117,52 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
         keep(_store(ctx, cand.source, generation, cand.variant, cand.params, list(cand.kept_aten_ops), parents=[]))
     for record in archived_candidates(state, ctx):
         keep(record)
+    free = ctx.settings.candidates_per_generation - len(records)
     if ctx.settings.offline_start == "random":
-        for record in random_candidates(state, ctx, ctx.settings.candidates_per_generation - len(records)):
+        for record in random_candidates(state, ctx, free):
+            keep(record)
+    elif ctx.settings.offline_fill:
+        for record in neighbour_candidates(state, ctx, free, taken={*known, *records}):
             keep(record)
     return {"candidates": records}
+
+
+def default_neighbours(space: Any) -> list[dict[str, Any]]:
+    """The fused plan's settings one step from its defaults: every tunable moved to its next choice (a tile list
+    is ordered with the likeliest alternatives first), then every one moved to its previous choice."""
+    defaults = space.defaults()
+    out: list[dict[str, Any]] = []
+    for step in (1, -1):
+        for dim in space.dims:
+            at = dim.choices.index(dim.default) + step
+            if 0 <= at < len(dim.choices):
+                out.append({**defaults, dim.name: dim.choices[at]})
+    return out
+
+
+def neighbour_candidates(state: RunState, ctx: KContext, count: int, taken: set[str]) -> list[CandidateRecord]:
+    """Up to `count` candidates of the fused plan at default_neighbours() settings, none whose source is taken."""
+    from kernelwright.agents.offline.propose import tuning_target
+
+    if count <= 0:
+        return []
+    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
+                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
+    if target is None:
+        return []
+    target = replace(target, variant="fused_neighbour")
+    out: list[CandidateRecord] = []
+    for params in default_neighbours(target.space):
+        if len(out) >= count:
+            break
+        source = target.render(params)
+        if candidate_id(source) in taken:
+            continue
+        record = _store(ctx, source, state.get("generation", 0), target.variant, params,
+                        list(target.plans[0].kept_aten_ops), parents=[])
+        taken.add(record["id"])
+        out.append(record)
+    return out
 
 
 def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:

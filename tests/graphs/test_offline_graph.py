@@ -165,6 +165,39 @@ def test_a_random_start_draws_the_fused_plan_and_archive_seeds_come_first(tmp_pa
     assert seeded and filled[:len(seeded)] == seeded  # the archive's settings are tried before random ones
 
 
+def test_fill_puts_the_defaults_neighbours_in_the_slots_the_variants_leave(tmp_path: Path) -> None:
+    from kernelwright.agents.offline import propose
+
+    def first_generation(run_id: str, fill: bool) -> list[dict[str, Any]]:
+        ctx = KContext(llm=None, evaluator=HashSpeedEvaluator(), run_dir=tmp_path / run_id, offline=OfflineSession(),
+                       settings=RunSettings(generations=1, candidates_per_generation=6, profile=False,
+                                            offline_fill=fill))
+        state = make_initial_state(run_id, str(PROBLEM), Budget(generations=1, candidates=50, wall_s=0, tokens=0))
+        final = build_optimize_graph(InMemorySaver()).invoke(state, context=ctx,
+                                                             config={"configurable": {"thread_id": run_id}})
+        return list(final["candidates"].values())
+
+    variants = {c.variant for c in propose(PROBLEM)}
+    plain = first_generation("plain", False)
+    assert {r["variant"] for r in plain} == variants and len(plain) == len(variants) < 6
+    filled = first_generation("filled", True)
+    assert len(filled) == 6 and len({r["id"] for r in filled}) == 6  # every slot, no source twice
+    fused = next(r["params"] for r in filled if r["variant"] == "fused")
+    neighbours = [r["params"] for r in filled if r["variant"] == "fused_neighbour"]
+    assert len(neighbours) == 6 - len(variants)
+    for params in neighbours:  # one tunable moved one step from the fused defaults
+        assert sum(params[k] != fused[k] for k in fused) == 1, (params, fused)
+
+
+def test_default_neighbours_move_each_tunable_up_first_then_down() -> None:
+    from kernelwright.agents.offline.space import TuneDim, TuneSpace
+    from kernelwright.agents.offline_proposer import default_neighbours
+
+    space = TuneSpace((TuneDim("h0.TILE", ("a", "b", "c"), "a"), TuneDim("k1.TPR", (64, 128, 256), 128)))
+    assert default_neighbours(space) == [{"h0.TILE": "b", "k1.TPR": 128}, {"h0.TILE": "a", "k1.TPR": 256},
+                                         {"h0.TILE": "a", "k1.TPR": 64}]
+
+
 def test_seeds_come_from_each_earlier_run_fastest_first_before_any_runs_second() -> None:
     from types import SimpleNamespace
 
