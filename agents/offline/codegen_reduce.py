@@ -21,9 +21,15 @@ from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launch
 from kernelwright.agents.offline.ir import SCANS, Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
 
-REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1}  # 0: chosen from the geometry
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1, "CLUSTER": 0}  # 0: chosen
 TWO_PASS_KINDS = ("softmax", "log_softmax", "layer_norm")
 MAX_CACHED_ITEMS = 32
+# A normalisation row too long for registers is read twice from DRAM (statistics, then the write). Split over a
+# thread-block cluster (sm_90+), each block keeps its slice in shared memory and the blocks merge their partial
+# statistics through distributed shared memory, so the row is read once. Awaiting a GPU: off by default (a tunable
+# the tuner, or agents.offline_fill, may try).
+CLUSTER_CHOICES = (2, 4, 8)  # portable cluster sizes
+CLUSTER_SLICE_BYTES = 200 * 1024  # of the 227 KB of shared memory an H100 block may take
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
 
 
@@ -177,6 +183,10 @@ extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t 
 
 def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
+    cluster = int(p["CLUSTER"])
+    needed = cluster_size(step, 8 if at == "double" else 4)
+    if cluster and needed and cluster >= needed:
+        return _cluster_rows(step, p, it, at, acc, tag, cluster)
     tpr = int(p["TPR"]) or default_tpr(R)
     rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
     items = -(-R // tpr)
@@ -198,6 +208,83 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
 }}"""
     launch = f"""    dim3 block(KW_{tag}_TPR, KW_{tag}_RPB);
     kw_{tag}<<<(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block, 0, stream>>>(p);"""
+    return body, launch
+
+
+def cluster_size(step: ReductionStep, element_bytes: int = 4) -> int:
+    """The smallest cluster whose blocks hold a slice of the row each in shared memory; 0 where the row fits in
+    registers (it is read once already), is no normalisation row, or is too long for any cluster."""
+    if not step.is_normalisation or step.inner != 1 or step.reduction in SCANS:
+        return 0
+    if -(-step.reduce // default_tpr(step.reduce)) <= MAX_CACHED_ITEMS:
+        return 0
+    return next((c for c in CLUSTER_CHOICES if -(-step.reduce // c) * element_bytes <= CLUSTER_SLICE_BYTES), 0)
+
+
+def _cluster_rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str,
+                  cluster: int) -> tuple[str, str]:
+    """One row per cluster of `cluster` blocks: each block reads its slice once into shared memory while pushing
+    it into the accumulator; the blocks' partials are merged through distributed shared memory (every block in
+    the same order, so all get the same statistics); then each writes its slice from shared memory."""
+    O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce extents
+    slice_len = -(-R // cluster)
+    tpr = int(p["TPR"]) or default_tpr(slice_len)
+    push = _push_value(step, "v", at)
+    stats, z = _stats_and_z(step, at)
+    body = f"""#include <cooperative_groups.h>
+#define KW_{tag}_TPR {tpr}
+#define KW_{tag}_CL {cluster}
+#define KW_{tag}_SLICE {slice_len}
+__global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{  // launched in clusters of KW_{tag}_CL
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    extern __shared__ __align__(16) unsigned char kw_{tag}_smem[];
+    {at}* cache = reinterpret_cast<{at}*>(kw_{tag}_smem);
+    __shared__ {acc} part;
+    const int lane = threadIdx.x;
+    const {it} row = ({it})(blockIdx.x / KW_{tag}_CL);
+    const int start = (int)cluster.block_rank() * KW_{tag}_SLICE;
+    const int stop = min((int){R}, start + KW_{tag}_SLICE);
+    {acc} a; a.init();
+#pragma unroll 4
+    for (int r = start + lane; r < stop; r += KW_{tag}_TPR) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        cache[r - start] = v;
+        a.push({push}, r);
+    }}
+    a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, 1>(a);
+    if (lane == 0) part = a;
+    cluster.sync();
+    a.init();
+    for (unsigned b = 0; b < KW_{tag}_CL; ++b) a.merge(*cluster.map_shared_rank(&part, b));
+    cluster.sync();  // no block leaves (freeing its shared memory) before every block has read its partial
+{_indent(stats, 4)}
+#pragma unroll 4
+    for (int r = start + lane; r < stop; r += KW_{tag}_TPR) {{
+        const {at} v = cache[r - start];
+        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
+    }}
+#else
+    __trap();  // clusters need sm_90: the harness rejects this setting on an older GPU
+#endif
+}}"""
+    launch = f"""    const int smem = KW_{tag}_SLICE * (int)sizeof({at});
+    cudaFuncSetAttribute(kw_{tag}, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    cudaLaunchConfig_t cfg = {{}};
+    cfg.gridDim = dim3((unsigned)({O}LL * KW_{tag}_CL));
+    cfg.blockDim = dim3(KW_{tag}_TPR);
+    cfg.dynamicSmemBytes = (size_t)smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeClusterDimension;
+    attr[0].val.clusterDim.x = KW_{tag}_CL;
+    attr[0].val.clusterDim.y = 1;
+    attr[0].val.clusterDim.z = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    const cudaError_t launched = cudaLaunchKernelEx(&cfg, kw_{tag}, p);
+    if (launched != cudaSuccess) return (int)launched;  // e.g. no room for a cluster of this size"""
     return body, launch
 
 

@@ -15,7 +15,13 @@ from kernelwright.agents.offline.codegen_conv import conv_dims
 from kernelwright.agents.offline.codegen_gemm import gemm_dims
 from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
-from kernelwright.agents.offline.codegen_reduce import TWO_PASS_KINDS, default_cy, default_split, default_tpr
+from kernelwright.agents.offline.codegen_reduce import (
+    TWO_PASS_KINDS,
+    cluster_size,
+    default_cy,
+    default_split,
+    default_tpr,
+)
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import FP32, default_mode, gemm_kind, mode_choices
@@ -116,6 +122,8 @@ def plan_space(plan: Plan) -> TuneSpace:
                 tprs = tuple(t for t in (32, 64, 128, 256, 512, 1024) if t <= limit) or (32,)
                 dims.append(TuneDim(f"{step.name}.TPR", tprs, min(default_tpr(step.reduce), tprs[-1])))
                 dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
+                if cluster := cluster_size(step):
+                    dims.append(TuneDim(f"{step.name}.CLUSTER", (0, cluster), 0))
                 if step.is_normalisation:
                     dims.append(TuneDim(f"{step.name}.CACHE", (1, 0), 1))
                     if step.reduction in TWO_PASS_KINDS:
