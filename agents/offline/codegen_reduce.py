@@ -47,6 +47,18 @@ def default_split(step: ReductionStep) -> int:
     return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
 
 
+def normalisation_split(step: ReductionStep) -> int:
+    """The SPLIT offered to a normalisation with fewer long rows than the GPU has SMs (KernelBench's layer norm:
+    16 rows of 4M, so one block a row leaves 116 of 132 SMs idle): partial statistics from many blocks a row,
+    then blocks that merge their row's partials and write their chunk. 0: not offered (enough rows, short rows).
+    Off by default (SPLIT 0) until it has run on a GPU."""
+    if not step.is_normalisation or step.inner != 1 or step.reduction in SCANS:
+        return 0
+    if step.outer >= 132 or step.reduce < 65536:
+        return 0
+    return max(2, min(1024, -(-528 // step.outer), step.reduce // 16384))
+
+
 def default_cy(step: ReductionStep) -> int:
     """Threads along the reduced dim per 32-wide column tile: enough blocks x threads to fill an H100-class
     GPU (~270k threads) without more y-threads than reduced elements."""
@@ -152,9 +164,12 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
 {_indent(stores, 4)}
 }}
 """
-    split = int(p["SPLIT"]) if p["SPLIT"] else default_split(step)
-    if step.is_normalisation or I != 1:
+    if I != 1:
         split = 0
+    elif step.is_normalisation:  # only where normalisation_split offers it, and only when asked (not yet GPU-run)
+        split = int(p["SPLIT"]) if normalisation_split(step) else 0
+    else:
+        split = int(p["SPLIT"]) if p["SPLIT"] else default_split(step)
     c_params, spec = launcher_signature(plist)
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
     if step.reduction in SCANS:
@@ -409,7 +424,6 @@ def _split(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str
     tpr = 256
     chunk = -(-R // split)
     push = _push_value(step, "v", at)
-    value, index = _final(step, at)
     body = f"""#define KW_{tag}_SPLIT {split}
 #define KW_{tag}_CHUNK {chunk}
 __global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
@@ -425,7 +439,11 @@ __global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
     }}
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
     if (threadIdx.x == 0) reinterpret_cast<{acc}*>(p.scratch)[blockIdx.x] = a;
-}}
+}}"""
+    if step.is_normalisation:
+        return _split_apply(step, it, at, acc, tag, tpr, body)
+    value, index = _final(step, at)
+    body += f"""
 __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
     const {it} row = blockIdx.x;
     {acc} a; a.init();
@@ -435,6 +453,31 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
 }}"""
     launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
     kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"""
+    return body, launch
+
+
+def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str) -> tuple[str, str]:
+    """A normalisation's second kernel after the partials (`part`): as many blocks as the first, each merging its
+    row's partials in one order (so every block of a row gets the same statistics) and writing its chunk."""
+    O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce extents
+    stats, z = _stats_and_z(step, at)
+    body = part + f"""
+__global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
+    const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
+    const {it} start = (({it})blockIdx.x % KW_{tag}_SPLIT) * ({it})KW_{tag}_CHUNK;
+    {it} stop = start + ({it})KW_{tag}_CHUNK;
+    if (stop > ({it}){R}) stop = ({it}){R};
+    {acc} a; a.init();
+    for (int s = threadIdx.x; s < KW_{tag}_SPLIT; s += {tpr}) a.merge(reinterpret_cast<const {acc}*>(p.scratch)[row * KW_{tag}_SPLIT + s]);
+    a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
+{_indent(stats, 4)}
+    for ({it} r = start + threadIdx.x; r < stop; r += {tpr}) {{
+        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
+        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
+    }}
+}}"""
+    launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
+    kw_{tag}_apply<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"""
     return body, launch
 
 

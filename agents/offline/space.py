@@ -21,6 +21,7 @@ from kernelwright.agents.offline.codegen_reduce import (
     default_cy,
     default_split,
     default_tpr,
+    normalisation_split,
 )
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
@@ -124,6 +125,8 @@ def plan_space(plan: Plan) -> TuneSpace:
                 dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
                 if cluster := cluster_size(step):
                     dims.append(TuneDim(f"{step.name}.CLUSTER", (0, cluster), 0))
+                if split := normalisation_split(step):
+                    dims.append(TuneDim(f"{step.name}.SPLIT", (0, split), 0))
                 if step.is_normalisation:
                     dims.append(TuneDim(f"{step.name}.CACHE", (1, 0), 1))
                     if step.reduction in TWO_PASS_KINDS:

@@ -1,0 +1,86 @@
+"""Normalisation rows too long for registers (agents/offline/codegen_reduce.py), two tunables off by default until
+a GPU has run them: CLUSTER (a row split over a thread-block cluster, its slices kept in shared memory, so it is
+read once) and SPLIT (few long rows: partial statistics from many blocks a row, then blocks that merge them and
+write). Each is offered only where it applies, compiles with nvcc for sm_90a on CPU, and on a GPU is verified by
+the real harness beside the default kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kernelwright.agents.offline.codegen_reduce import CLUSTER_SLICE_BYTES, cluster_size, normalisation_split
+from kernelwright.agents.offline.ir import Dag, ReductionStep
+from kernelwright.agents.offline.propose import trace_all, tuning_target
+from kernelwright.tools.compile.nvcc import NvccCompiler
+from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+from support.offline import FIXTURES, build_options_of, cuda_of
+
+LONG_ROWS = FIXTURES / "offline" / "long_rows.py"
+TUNABLES = ("CLUSTER", "SPLIT")
+
+
+def _row(reduction: str, reduce: int, outer: int = 4) -> ReductionStep:
+    empty = Dag((outer, reduce), ())
+    return ReductionStep("k0", reduction, outer, reduce, 1, empty, empty, ())  # type: ignore[arg-type]
+
+
+def _rendered(problem: Path, tunable: str) -> tuple[str, str, dict[str, int]]:
+    """The fused plan at its defaults, and with `tunable` on for every step that offers it."""
+    target = tuning_target(trace_all(problem), "fused")
+    assert target is not None
+    on = {d.name: d.choices[-1] for d in target.space.dims if d.name.endswith(f".{tunable}")}
+    return target.render({}), target.render(on), on
+
+
+def test_only_long_normalisation_rows_that_fit_a_cluster_get_the_cluster() -> None:
+    assert cluster_size(_row("softmax", 70000)) == 2  # 69 items a thread: read twice by default
+    assert cluster_size(_row("softmax", 393216)) == 8  # 1.5 MB rows: 192 KB a block
+    assert cluster_size(_row("softmax", 8 * CLUSTER_SLICE_BYTES // 4 + 4)) == 0  # fits no portable cluster
+    assert cluster_size(_row("softmax", 4096)) == 0  # cached in registers: read once already
+    assert cluster_size(_row("sum", 70000)) == 0  # a plain reduction reads its row once
+
+
+def test_only_few_long_normalisation_rows_get_the_split() -> None:
+    assert normalisation_split(_row("layer_norm", 4 * 1024 * 1024, outer=16)) == 33  # KernelBench's layer norm
+    assert normalisation_split(_row("layer_norm", 4 * 1024 * 1024, outer=896)) == 0  # rows enough to fill the GPU
+    assert normalisation_split(_row("softmax", 4096, outer=4)) == 0  # short rows
+    assert normalisation_split(_row("sum", 70000, outer=4)) == 0  # plain reductions split by default already
+
+
+@pytest.mark.nvcc
+@pytest.mark.parametrize("tunable", TUNABLES)
+def test_the_kernels_compile_for_sm_90a(tmp_path: Path, tunable: str) -> None:
+    default, tuned, on = _rendered(LONG_ROWS, tunable)
+    assert len(on) == 3  # softmax, log-softmax, layer norm
+    marker = "cudaLaunchAttributeClusterDimension" if tunable == "CLUSTER" else "_apply<<<"
+    assert marker in tuned and marker not in default
+    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=1)
+    (result,) = compiler.compile_many([(cuda_of(tuned) + _ERROR_HELPER, build_options_of(tuned, "sm_90a"))])
+    assert not isinstance(result, Exception), result
+    assert result.artifact.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.nvcc
+@pytest.mark.timeout(900)
+def test_the_harness_verifies_both_and_times_them(tmp_path: Path, build_cache: Path) -> None:
+    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.measure.timing import BenchSettings
+    from kernelwright.tools.sandbox.pool import WorkerOptions
+
+    default = _rendered(LONG_ROWS, "CLUSTER")[0]
+    sources = {"default": default, **{t: _rendered(LONG_ROWS, t)[1] for t in TUNABLES}}
+    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
+                            bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
+    reports = {}
+    with Evaluator(LONG_ROWS, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
+        for name, source in sources.items():
+            path = tmp_path / f"{name}.py"
+            path.write_text(source)
+            reports[name] = ev.evaluate(path)
+    for name, report in reports.items():
+        print(f"long_rows {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
+    for name in TUNABLES:
+        assert reports[name].status == "passed", (name, reports[name].reason, reports[name].message)
