@@ -18,10 +18,11 @@ import random
 import re
 import threading
 import warnings
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -29,6 +30,9 @@ from kernelwright.agents.context import KContext
 from kernelwright.agents.run_state import CandidateRecord, RunState
 from kernelwright.tools.run_folder import CandidateMeta, RunFolder
 from kernelwright.tools.source_hash import candidate_id
+
+if TYPE_CHECKING:
+    from kernelwright.agents.offline.space import TuneSpace
 
 log = structlog.get_logger(__name__)
 AGENT = "offline"
@@ -127,21 +131,26 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
     return {"candidates": records}
 
 
-def default_neighbours(space: Any) -> list[dict[str, Any]]:
-    """The fused plan's settings one step from its defaults: every tunable moved to its next choice (a tile list
-    is ordered with the likeliest alternatives first), then every one moved to its previous choice."""
-    defaults = space.defaults()
-    out: list[dict[str, Any]] = []
-    for step in (1, -1):
-        for dim in space.dims:
-            at = dim.choices.index(dim.default) + step
-            if 0 <= at < len(dim.choices):
-                out.append({**defaults, dim.name: dim.choices[at]})
-    return out
-
-
 def neighbour_candidates(state: RunState, ctx: KContext, count: int, taken: set[str]) -> list[CandidateRecord]:
-    """Up to `count` candidates of the fused plan at default_neighbours() settings, none whose source is taken."""
+    """Up to `count` candidates of the fused plan one tunable step from its defaults (TuneSpace.neighbours_up_first),
+    none whose source is taken."""
+    return _fused_plan_candidates(state, ctx, "fused_neighbour", lambda space: space.neighbours_up_first(
+        space.defaults()), count, taken)
+
+
+def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:
+    """`count` distinct settings of the fused plan, drawn with a seed of the problem (not the run), so two
+    runs of one problem draw the same sequence and differ only by what else they start from."""
+    rng = random.Random(f"{ctx.settings.seed}:{Path(state['problem_path']).name}:start")
+    return _fused_plan_candidates(state, ctx, "fused_sampled",
+                                  lambda space: (space.sample(rng) for _ in range(8 * count)), count, set())
+
+
+def _fused_plan_candidates(state: RunState, ctx: KContext, variant: str,
+                           settings: Callable[[TuneSpace], Iterable[dict[str, Any]]], count: int,
+                           taken: set[str]) -> list[CandidateRecord]:
+    """Up to `count` candidates of the fused plan (as `variant`) at the settings `settings` yields from its space,
+    in that order, none whose source is in `taken` (which each one joins)."""
     from kernelwright.agents.offline.propose import tuning_target
 
     if count <= 0:
@@ -150,9 +159,9 @@ def neighbour_candidates(state: RunState, ctx: KContext, count: int, taken: set[
                            preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
     if target is None:
         return []
-    target = replace(target, variant="fused_neighbour")
+    target = replace(target, variant=variant)
     out: list[CandidateRecord] = []
-    for params in default_neighbours(target.space):
+    for params in settings(target.space):
         if len(out) >= count:
             break
         source = target.render(params)
@@ -163,30 +172,6 @@ def neighbour_candidates(state: RunState, ctx: KContext, count: int, taken: set[
         taken.add(record["id"])
         out.append(record)
     return out
-
-
-def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:
-    """`count` distinct settings of the fused plan, drawn with a seed of the problem (not the run), so two
-    runs of one problem draw the same sequence and differ only by what else they start from."""
-    from kernelwright.agents.offline.propose import tuning_target
-
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
-    if target is None or count <= 0:
-        return []
-    target = replace(target, variant="fused_sampled")
-    rng = random.Random(f"{ctx.settings.seed}:{Path(state['problem_path']).name}:start")
-    out: dict[str, CandidateRecord] = {}
-    for _ in range(8 * count):
-        if len(out) >= count:
-            break
-        params = target.space.sample(rng)
-        source = target.render(params)
-        if candidate_id(source) not in out:
-            record = _store(ctx, source, state.get("generation", 0), target.variant, params,
-                            list(target.plans[0].kept_aten_ops), parents=[])
-            out[record["id"]] = record
-    return list(out.values())
 
 
 def archived_settings(record: Any) -> dict[str, Any]:

@@ -67,18 +67,24 @@ class TuneSpace:
         return {d.name: rng.choice(d.choices) for d in self.dims}
 
     def neighbours(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Settings one step away: one dim moved to an adjacent choice."""
-        out = []
-        for d in self.dims:
-            current = params.get(d.name, d.default)
-            pos = d.choices.index(current) if current in d.choices else d.choices.index(d.default)
-            for step in (-1, 1):
-                if 0 <= pos + step < len(d.choices):
-                    out.append({**params, d.name: d.choices[pos + step]})
-        return out
+        """Settings one step away: one dim moved to an adjacent choice, dim by dim (down, then up)."""
+        return [moved for d in self.dims for step in (-1, 1) if (moved := _moved(params, d, step)) is not None]
+
+    def neighbours_up_first(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The same settings, every dim moved up a choice first (a choice list puts the likeliest alternative
+        to its default next, e.g. GEMM tiles), then every dim moved down."""
+        return [moved for step in (1, -1) for d in self.dims if (moved := _moved(params, d, step)) is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {d.name: {"choices": list(d.choices), "default": d.default} for d in self.dims}
+
+
+def _moved(params: Mapping[str, Any], d: TuneDim, step: int) -> dict[str, Any] | None:
+    """`params` with dim `d` moved `step` choices from its value (its default where unset or off the list);
+    None past either end."""
+    current = params.get(d.name, d.default)
+    pos = (d.choices.index(current) if current in d.choices else d.choices.index(d.default)) + step
+    return {**params, d.name: d.choices[pos]} if 0 <= pos < len(d.choices) else None
 
 
 def _vec_choices(step: ElementwiseStep, buffers: Mapping[str, Buffer]) -> tuple[int, ...]:

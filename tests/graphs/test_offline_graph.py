@@ -191,10 +191,9 @@ def test_fill_puts_the_defaults_neighbours_in_the_slots_the_variants_leave(tmp_p
 
 def test_default_neighbours_move_each_tunable_up_first_then_down() -> None:
     from kernelwright.agents.offline.space import TuneDim, TuneSpace
-    from kernelwright.agents.offline_proposer import default_neighbours
 
     space = TuneSpace((TuneDim("h0.TILE", ("a", "b", "c"), "a"), TuneDim("k1.TPR", (64, 128, 256), 128)))
-    assert default_neighbours(space) == [{"h0.TILE": "b", "k1.TPR": 128}, {"h0.TILE": "a", "k1.TPR": 256},
+    assert space.neighbours_up_first(space.defaults()) == [{"h0.TILE": "b", "k1.TPR": 128}, {"h0.TILE": "a", "k1.TPR": 256},
                                          {"h0.TILE": "a", "k1.TPR": 64}]
 
 
