@@ -47,14 +47,18 @@ def default_split(step: ReductionStep) -> int:
     return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
 
 
+def _normalisation_rows(step: ReductionStep) -> bool:
+    """A softmax, log-softmax, layer or RMS norm along contiguous rows (scans count as normalisations but keep
+    their own kernel), the shape both long-row tunables apply to."""
+    return step.is_normalisation and step.inner == 1 and step.reduction not in SCANS
+
+
 def normalisation_split(step: ReductionStep) -> int:
     """The SPLIT offered to a normalisation with fewer long rows than the GPU has SMs (KernelBench's layer norm:
     16 rows of 4M, so one block a row leaves 116 of 132 SMs idle): partial statistics from many blocks a row,
     then blocks that merge their row's partials and write their chunk. 0: not offered (enough rows, short rows).
     Off by default (SPLIT 0) until it has run on a GPU."""
-    if not step.is_normalisation or step.inner != 1 or step.reduction in SCANS:
-        return 0
-    if step.outer >= 132 or step.reduce < 65536:
+    if not _normalisation_rows(step) or step.outer >= 132 or step.reduce < 65536:
         return 0
     return max(2, min(1024, -(-528 // step.outer), step.reduce // 16384))
 
@@ -229,9 +233,7 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
 def cluster_size(step: ReductionStep, element_bytes: int = 4) -> int:
     """The smallest cluster whose blocks hold a slice of the row each in shared memory; 0 where the row fits in
     registers (it is read once already), is no normalisation row, or is too long for any cluster."""
-    if not step.is_normalisation or step.inner != 1 or step.reduction in SCANS:
-        return 0
-    if -(-step.reduce // default_tpr(step.reduce)) <= MAX_CACHED_ITEMS:
+    if not _normalisation_rows(step) or -(-step.reduce // default_tpr(step.reduce)) <= MAX_CACHED_ITEMS:
         return 0
     return next((c for c in CLUSTER_CHOICES if -(-step.reduce // c) * element_bytes <= CLUSTER_SLICE_BYTES), 0)
 
