@@ -189,20 +189,15 @@ def _budget_text(job: Any) -> str:
 
 def _summary(console: Console, folders: list[Path], out: Path) -> None:
     """One folder: its table rebuilt in place; several: their rows in one table, written to `out`."""
-    from kernelwright.eval.kernelbench.bench import (
-        combine_summaries,
-        combined_search_line,
-        rebuild_summary,
-        search_line,
-    )
+    from kernelwright.eval.kernelbench.bench import combine_summaries, rebuild_summary, search_line
 
     try:
         if len(folders) == 1:
             table, files = rebuild_summary(folders[0])
             search = search_line(folders[0])
         else:
-            table, files = combine_summaries(folders, out)
-            search = combined_search_line(folders)
+            combined = combine_summaries(folders, out)
+            table, files, search = combined.table, combined.files, combined.search
     except KernelwrightError as exc:
         fail(exc, EXIT_BAD_INPUT)
     print_table(console, table, search)

@@ -105,7 +105,10 @@ def _read_search(data: Any) -> SearchSettings | None:
 
 def search_line(out: Path) -> str:
     """The search settings of the bench in `out`, as its table states them."""
-    manifest = BenchManifest.read(out)
+    return _search_text(BenchManifest.read(out))
+
+
+def _search_text(manifest: BenchManifest | None) -> str:
     return manifest.search_text() if manifest is not None else SEARCH_NOT_RECORDED
 
 
@@ -327,13 +330,20 @@ def rebuild_summary(out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
     return write_summary(out)
 
 
-def combine_summaries(folders: Sequence[Path], out: Path) -> tuple[BenchTable, tuple[Path, ...]]:
+@dataclass(frozen=True)
+class CombinedSummary:
+    table: BenchTable
+    files: tuple[Path, ...]
+    search: str  # combined_search_line's: each folder's levels and settings
+
+
+def combine_summaries(folders: Sequence[Path], out: Path) -> CombinedSummary:
     """`--summary DIR --summary DIR2 ... --out NEW`: one table of the rows of several benches (e.g. one folder per
     level, each made with its own settings), written to NEW, whose search line names each folder's settings and the
     levels it holds. BenchError where a folder holds no rows, two hold the same problem, or NEW holds a bench (its
-    own table would be overwritten)."""
+    own table would be overwritten). Each folder's rows and manifest are read once."""
     owner: dict[str, Path] = {}
-    rows: list[ProblemRow] = []
+    benches: list[tuple[Path, BenchManifest | None, list[ProblemRow]]] = []
     for folder in folders:
         if not folder.is_dir():
             raise BenchError("no such results folder", where=str(folder))
@@ -345,37 +355,36 @@ def combine_summaries(folders: Sequence[Path], out: Path) -> tuple[BenchTable, t
                 raise BenchError(f"{row.key} has a row in two of the folders ({owner[row.key]} and {folder}): a "
                                  "combined table takes each problem from one bench", where=str(folder))
             owner[row.key] = folder
-        rows += found
-    modes = {m.mode for f in folders if (m := BenchManifest.read(f)) is not None}
-    if len(modes) > 1:
+        benches.append((folder, BenchManifest.read(folder), found))
+    if len({m.mode for _, m, _ in benches if m is not None}) > 1:
         raise BenchError("the folders hold benches of both modes (translate-only and measured): their rows do not "
                          "make one table", where=", ".join(str(f) for f in folders))
     if out.resolve() in {f.resolve() for f in folders} or ResultStore(out).rows() or BenchManifest.read(out):
         raise BenchError("--out of a combined table must be a folder of its own, not a bench (its table would be "
                          "overwritten)", where=str(out))
     out.mkdir(parents=True, exist_ok=True)
-    table = summarise(rows)
-    title = title_for(table)
-    search = combined_search_line(folders)
-    data = {"benches": {str(f): (m.to_dict() if (m := BenchManifest.read(f)) else None) for f in folders},
-            "search": search, **table.to_dict()}
-    return table, _write_tables(out, table, title, search, data)
+    table = summarise([row for _, _, rows in benches for row in rows])
+    search = combined_search_line(benches)
+    data = {"benches": {str(f): (m.to_dict() if m else None) for f, m, _ in benches}, "search": search,
+            **table.to_dict()}
+    return CombinedSummary(table, _write_tables(out, table, title_for(table), search, data), search)
 
 
-def combined_search_line(folders: Sequence[Path]) -> str:
-    """The search settings of several benches, each with the levels its rows hold and its folder, and for each
-    after the first the settings that differ from the first's (the one-line description leaves most out)."""
-    manifests = [BenchManifest.read(f) for f in folders]
-    first = manifests[0].search if manifests[0] is not None else None
+def combined_search_line(benches: Sequence[tuple[Path, BenchManifest | None, Sequence[ProblemRow]]]) -> str:
+    """The search settings of several benches (folder, manifest, rows), each with the levels its rows hold and its
+    folder, and for each after the first the settings that differ from the first's (the one-line description
+    leaves most out)."""
+    first_folder, first_manifest, _ = benches[0]
+    first = first_manifest.search if first_manifest is not None else None
     parts = []
-    for folder, manifest in zip(folders, manifests, strict=True):
-        levels = ", ".join(sorted({r.level for r in ResultStore(folder).rows()}, key=natural_key))
-        part = f"{levels} ({folder}): {search_line(folder)}"
+    for folder, manifest, rows in benches:
+        levels = ", ".join(sorted({r.level for r in rows}, key=natural_key))
+        part = f"{levels} ({folder}): {_search_text(manifest)}"
         search = manifest.search if manifest is not None else None
         if first is not None and search is not None and search is not first:
             differences = search.differences(first)
             if differences:
-                part += " (unlike " + str(folders[0]) + ": " + ", ".join(
+                part += " (unlike " + str(first_folder) + ": " + ", ".join(
                     f"{d.name} {d.asked} (there {d.recorded})" for d in differences) + ")"
         parts.append(part)
     return "; ".join(parts)

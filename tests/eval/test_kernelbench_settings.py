@@ -216,7 +216,8 @@ def test_several_benches_make_one_table_that_names_each_ones_settings(tmp_path: 
     _bench(_level_problems(kb, "level1", "1_a", "2_b"), first, _job(generations=1))
     _bench(_level_problems(kb, "level2", "1_c"), second, _job(generations=2))
     out = tmp_path / "all"
-    table, files = bench.combine_summaries([first, second], out)
+    combined = bench.combine_summaries([first, second], out)
+    table, files = combined.table, combined.files
     assert [r.key for r in table.rows] == ["level1/1_a", "level1/2_b", "level2/1_c"]
     assert {lv.level for lv in table.levels} >= {"level1", "level2"} and all(f.parent == out for f in files)
     md = (out / "summary.md").read_text()
@@ -224,6 +225,7 @@ def test_several_benches_make_one_table_that_names_each_ones_settings(tmp_path: 
     assert f"level2 ({second}): {LINE.replace('1 generation', '2 generations')} (unlike {first}: --generations 2 " \
            "(there 1))" in md
     assert set(json.loads((out / "summary.json").read_text())["benches"]) == {str(first), str(second)}
+    assert combined.search in md
 
 
 def test_a_combined_table_refuses_a_problem_in_two_benches_and_an_out_that_holds_a_bench(tmp_path: Path,
