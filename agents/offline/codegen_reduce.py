@@ -31,6 +31,8 @@ MAX_CACHED_ITEMS = 32
 CLUSTER_CHOICES = (2, 4, 8)  # portable cluster sizes
 CLUSTER_SLICE_BYTES = 200 * 1024  # of the 227 KB of shared memory an H100 block may take
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
+SMS = 132  # an H100's SMs: the split paths aim at BLOCKS_TO_FILL blocks, four an SM
+BLOCKS_TO_FILL = 4 * SMS
 
 
 def default_tpr(reduce: int) -> int:
@@ -42,9 +44,9 @@ def default_tpr(reduce: int) -> int:
 
 def default_split(step: ReductionStep) -> int:
     """Split long rows across blocks when there are too few rows to fill the GPU (plain reductions only)."""
-    if step.is_normalisation or step.inner != 1 or step.outer >= 264 or step.reduce < 16384:
+    if step.is_normalisation or step.inner != 1 or step.outer >= 2 * SMS or step.reduce < 16384:
         return 0
-    return max(2, min(1024, -(-528 // step.outer), step.reduce // 4096))
+    return max(2, min(1024, -(-BLOCKS_TO_FILL // step.outer), step.reduce // 4096))
 
 
 def _normalisation_rows(step: ReductionStep) -> bool:
@@ -58,9 +60,9 @@ def normalisation_split(step: ReductionStep) -> int:
     16 rows of 4M, so one block a row leaves 116 of 132 SMs idle): partial statistics from many blocks a row,
     then blocks that merge their row's partials and write their chunk. 0: not offered (enough rows, short rows).
     Off by default (SPLIT 0) until it has run on a GPU."""
-    if not _normalisation_rows(step) or step.outer >= 132 or step.reduce < 65536:
+    if not _normalisation_rows(step) or step.outer >= SMS or step.reduce < 65536:
         return 0
-    return max(2, min(1024, -(-528 // step.outer), step.reduce // 16384))
+    return max(2, min(1024, -(-BLOCKS_TO_FILL // step.outer), step.reduce // 16384))
 
 
 def default_cy(step: ReductionStep) -> int:
