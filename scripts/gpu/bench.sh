@@ -10,6 +10,10 @@
 # summary.* back after unpacking.
 # BENCH_DIR=runs/bench_kb1 before the command picks another folder (one per table: a folder's bench.json fixes its
 # settings, e.g. level 1 runs with the offline_preview families that level 3's table ran without).
+# Level 1 goes on in runs/bench_kb1f (offline_fill on; eval/measured/bench_kb1f_h100), with the problems that neither
+# level-1 folder holds: copy the folder to runs/bench_kb1f, then, on either machine,
+#   ls runs/kb/level1/*.py | grep -v -F -f <(ls eval/measured/bench_kb1*_h100/results/*/*.json | xargs -n1 basename | sed 's|^|/|; s|json$|py|')
+# lists them (pass them after the first path argument, as the folder's bench.json records).
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
