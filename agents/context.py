@@ -44,8 +44,10 @@ class RunSettings:
     offline_start: Literal["variants", "random"] = "variants"
     # "variants" start: fill the first generation's slots the variants leave empty (a pure GEMM has one variant,
     # so with one generation its default tile was all that was ever measured) with the fused plan's settings one
-    # step from its defaults, each tunable moved up a choice first, then down. Off until a bench has measured it.
-    offline_fill: bool = False
+    # step from its defaults, each tunable moved up a choice first, then down. On since session 17: on an H100 it
+    # took level1/40 (layer norm, 16 long rows) from 2.49x to 14.6x over eager (the SPLIT neighbour) and the square
+    # GEMM from 1.32x to 1.37x (the next tile), and never lost (the best of more candidates; eval/BENCHMARKS.md).
+    offline_fill: bool = True
     # The switch for kernel families of the offline translator awaiting verification on a GPU. Every family behind
     # it so far passed on an H100 (session 15: CUTLASS implicit-GEMM kernels for pure convolutions, docs/GEMM.md
     # "Convolutions"; depthwise convolutions and 3-D pools on its pool kernel), so it is on; off gives the
