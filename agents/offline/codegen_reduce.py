@@ -26,13 +26,18 @@ TWO_PASS_KINDS = ("softmax", "log_softmax", "layer_norm")
 MAX_CACHED_ITEMS = 32
 # A normalisation row too long for registers is read twice from DRAM (statistics, then the write). Split over a
 # thread-block cluster (sm_90+), each block keeps its slice in shared memory and the blocks merge their partial
-# statistics through distributed shared memory, so the row is read once. Awaiting a GPU: off by default (a tunable
-# the tuner, or agents.offline_fill, may try).
+# statistics through distributed shared memory, so the row is read once. Off in the defaults (a tunable the tuner,
+# or agents.offline_fill, tries): it passed on an H100 but lost to the plain kernel on level1/23's softmax.
 CLUSTER_CHOICES = (2, 4, 8)  # portable cluster sizes
 CLUSTER_SLICE_BYTES = 200 * 1024  # of the 227 KB of shared memory an H100 block may take
 SCRATCH_PER_ACC = 32  # bytes; every accumulator struct fits
 SMS = 132  # an H100's SMs: the split paths aim at BLOCKS_TO_FILL blocks, four an SM
 BLOCKS_TO_FILL = 4 * SMS
+# Loads a thread issues before it uses any, in a loop over a row or column too long for registers. Without it, the
+# branches of an online push (a new maximum) and stores that may alias the input keep one load in flight per thread
+# (seen in the SASS of level1/23's softmax: each load waits on the previous element's push), which leaves a
+# long-row kernel latency-bound, below the DRAM bandwidth. Each thread still pushes its elements in the same order.
+LOAD_BATCH = 4
 
 
 def default_tpr(reduce: int) -> int:
@@ -59,7 +64,7 @@ def normalisation_split(step: ReductionStep) -> int:
     """The SPLIT offered to a normalisation with fewer long rows than the GPU has SMs (KernelBench's layer norm:
     16 rows of 4M, so one block a row leaves 116 of 132 SMs idle): partial statistics from many blocks a row,
     then blocks that merge their row's partials and write their chunk. 0: not offered (enough rows, short rows).
-    Off by default (SPLIT 0) until it has run on a GPU."""
+    Off in the defaults (SPLIT 0; the fill's first neighbour tries it): 14.6x over eager on level1/40 on an H100."""
     if not _normalisation_rows(step) or step.outer >= SMS or step.reduce < 65536:
         return 0
     return max(2, min(1024, -(-BLOCKS_TO_FILL // step.outer), step.reduce // 16384))
@@ -266,12 +271,8 @@ __global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{  // launc
     const int start = (int)cluster.block_rank() * KW_{tag}_SLICE;
     const int stop = min((int){R}, start + KW_{tag}_SLICE);
     {acc} a; a.init();
-#pragma unroll 4
-    for (int r = start + lane; r < stop; r += KW_{tag}_TPR) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        cache[r - start] = v;
-        a.push({push}, r);
-    }}
+{_strided_loop("int", "start + lane", "stop", f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+               f"cache[r - start] = v; a.push({push}, r);")}
     a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, 1>(a);
     if (lane == 0) part = a;
     cluster.sync();
@@ -307,6 +308,23 @@ __global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{  // launc
     return body, launch
 
 
+def _strided_loop(ty: str, start: str, stop: str, stride: str, at: str, value: str, use: str) -> str:
+    """`for (ty r = start; r < stop; r += stride) { const at v = value; use }`, with LOAD_BATCH values loaded before
+    any is used (see LOAD_BATCH); `value` and `use` name the index `r`, `use` the value `v`. Indented 4."""
+    b = LOAD_BATCH
+    return f"""    {{
+        {ty} r0 = {start};
+        for (; r0 + ({ty})({b - 1}) * ({stride}) < {stop}; r0 += ({ty})({b}) * ({stride})) {{
+            {at} vs[{b}];
+#pragma unroll
+            for (int u = 0; u < {b}; ++u) {{ const {ty} r = r0 + ({ty})u * ({stride}); vs[u] = {value}; }}
+#pragma unroll
+            for (int u = 0; u < {b}; ++u) {{ const {ty} r = r0 + ({ty})u * ({stride}); const {at} v = vs[u]; {use} }}
+        }}
+        for ({ty} r = r0; r < {stop}; r += {stride}) {{ const {at} v = {value}; {use} }}
+    }}"""
+
+
 def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached: bool) -> tuple[str, str]:
     """One accumulator over the row (online where the kind has one), merged across the block; normalisations
     then write from the cached values or re-read the row."""
@@ -320,10 +338,8 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
         if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
     }}"""
     else:
-        load = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        a.push({push}, r);
-    }}"""
+        load = _strided_loop("int", "lane", str(R), f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+                             f"a.push({push}, r);")
     gather = f"""    {acc} a; a.init();
 {load}
     a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
@@ -338,10 +354,8 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
         if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
     }}"""
     else:
-        write = f"""    for (int r = lane; r < {R}; r += KW_{tag}_TPR) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
-    }}"""
+        write = _strided_loop("int", "lane", str(R), f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+                              f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")
     return gather, _indent(stats, 4) + "\n" + write
 
 
@@ -388,14 +402,12 @@ def _columns(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: s
     O, R, I = step.outer, step.reduce, step.inner  # noqa: E741 - outer, reduce, inner extents
     cy = max(1, min(int(p["CY"]) or default_cy(step), 32))
     push = _push_value(step, "v", at)
+    element = f"(o * ({it}){R} + r) * ({it}){I} + i"
     if step.is_normalisation:
         stats, z = _stats_and_z(step, at)
-        finish = _indent(stats, 4) + f"""
-    if (live) for (int r = threadIdx.y; r < {R}; r += KW_{tag}_CY) {{
-        const {it} l = (o * ({it}){R} + r) * ({it}){I} + i;
-        const {at} v = kw_{tag}_pro(p, l);
-        kw_{tag}_epi(p, l, 0, 0, {z});
-    }}"""
+        finish = _indent(stats, 4) + "\n    if (live)\n" + _strided_loop(
+            "int", "(int)threadIdx.y", str(R), f"KW_{tag}_CY", at, f"kw_{tag}_pro(p, {element})",
+            f"kw_{tag}_epi(p, {element}, 0, 0, {z});")
     else:
         value, index = _final(step, at)
         finish = f"    if (live && threadIdx.y == 0) kw_{tag}_epi(p, o * ({it}){I} + i, {value}, {index}, 0);"
@@ -406,10 +418,9 @@ __global__ void __launch_bounds__(32 * KW_{tag}_CY) kw_{tag}(P_{tag} p) {{
     const {it} i = ({it})(blockIdx.x % {tiles}) * 32 + threadIdx.x;
     const bool live = i < ({it}){I};
     {acc} a; a.init();
-    if (live) for (int r = threadIdx.y; r < {R}; r += KW_{tag}_CY) {{
-        const {at} v = kw_{tag}_pro(p, (o * ({it}){R} + r) * ({it}){I} + i);
-        a.push({push}, r);
-    }}
+    if (live)
+{_strided_loop("int", "(int)threadIdx.y", str(R), f"KW_{tag}_CY", at, f"kw_{tag}_pro(p, {element})",
+               f"a.push({push}, r);")}
     __shared__ {acc} part[KW_{tag}_CY][32];
     part[threadIdx.y][threadIdx.x] = a;
     __syncthreads();
@@ -437,10 +448,8 @@ __global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
     {it} stop = start + ({it})KW_{tag}_CHUNK;
     if (stop > ({it}){R}) stop = ({it}){R};
     {acc} a; a.init();
-    for ({it} r = start + threadIdx.x; r < stop; r += {tpr}) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        a.push({push}, (long long)r);
-    }}
+{_strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+               f"a.push({push}, (long long)r);")}
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
     if (threadIdx.x == 0) reinterpret_cast<{acc}*>(p.scratch)[blockIdx.x] = a;
 }}"""
@@ -475,10 +484,8 @@ __global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
     for (int s = threadIdx.x; s < KW_{tag}_SPLIT; s += {tpr}) a.merge(reinterpret_cast<const {acc}*>(p.scratch)[row * KW_{tag}_SPLIT + s]);
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
 {_indent(stats, 4)}
-    for ({it} r = start + threadIdx.x; r < stop; r += {tpr}) {{
-        const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r);
-        kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});
-    }}
+{_strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+               f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")}
 }}"""
     launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
     kw_{tag}_apply<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"""

@@ -6,6 +6,7 @@ the real harness beside the default kernels."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,29 @@ def test_the_harness_verifies_both_and_times_them(tmp_path: Path, build_cache: P
         print(f"long_rows {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
     for name in TUNABLES:
         assert reports[name].status == "passed", (name, reports[name].reason, reports[name].message)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a host C++ compiler")
+@pytest.mark.parametrize("start, stop, stride", [(0, 0, 4), (0, 3, 4), (1, 17, 4), (0, 16, 1), (5, 1000, 7),
+                                                  (3, 15, 3), (2, 14, 3), (0, 1, 1024)])
+def test_the_batched_loop_visits_each_index_once_in_order(tmp_path: Path, start: int, stop: int, stride: int) -> None:
+    """The long-row and column loops load LOAD_BATCH elements before using any (codegen_reduce.LOAD_BATCH); built as
+    host C++, the loop must still visit start, start + stride, ... < stop, each once and in that order (a thread's
+    pushes keep their order, so results do not change)."""
+    import subprocess
+
+    from kernelwright.agents.offline.codegen_reduce import _strided_loop
+
+    loop = _strided_loop("long long", str(start), str(stop), str(stride), "long long", "r * 10", "seen.push_back(v);")
+    program = tmp_path / "loop.cpp"
+    program.write_text("#include <cstdio>\n#include <vector>\nint main() {\n    std::vector<long long> seen;\n"
+                       + loop.replace("#pragma unroll", "") + "\n"
+                       "    for (long long x : seen) std::printf(\"%lld \", x);\n    return 0;\n}\n")
+    subprocess.run(["g++", "-O1", "-o", str(tmp_path / "loop"), str(program)], check=True, capture_output=True)
+    printed = subprocess.run([str(tmp_path / "loop")], check=True, capture_output=True, text=True).stdout.split()
+    assert [int(x) for x in printed] == [r * 10 for r in range(start, stop, stride)]
+
+
+def test_long_rows_load_a_batch_before_pushing() -> None:
+    default, _, _ = _rendered(LONG_ROWS, "CLUSTER")
+    assert "vs[u] = kw_" in cuda_of(default) and "const float v = vs[u];" in cuda_of(default)
