@@ -6,7 +6,9 @@ NHWC tensor per group and the weight -> one KRSC filter per group (redone every 
 inputs is kept; these copies also write the zero channels that pad a count the operand copies cannot align, the
 zeros of a zero-inserted input and a flipped filter, see conv_plan.ConvLaunch), one implicit GEMM per group
 into an NHWC buffer, and the result back to NCHW with the bias added on that pass. fp32 runs CUTLASS's 3xTF32
-arithmetic (OpMultiplyAddFastF32, fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation.
+arithmetic (OpMultiplyAddFastF32, fp32 accuracy, as codegen_gemm), bf16/fp16 natively with fp32 accumulation. Where
+the precision profile admits TF32 (Plan.allow_tf32: the kernelbench profile, under which eager's cuDNN convolutions
+run in TF32 too), an fp32 conv has the GEMM path's MATH tunable, plain TF32 by default (a third of the split's MMAs).
 A batch whose tensors exceed CUTLASS's 2 GiB per-tensor limit runs in slices of whole images.
 
 As for GEMMs, the source depends only on the configuration (dtype, operator, 2-D or 3-D, stride support,
@@ -24,10 +26,13 @@ from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.codegen_gemm import (
     GEMM_HEADERS,
     MATH,
+    MATH_CHOICES,
     SMALL_TILE,
     SMEM_LIMIT,
     STAGE_CHOICES,
+    MathMode,
     Tile,
+    math_mode,
     smem_opt_in,
 )
 from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch
@@ -42,12 +47,17 @@ def default_tile(launch: ConvLaunch) -> str:
     return SMALL_TILE[launch.dtype] if launch.out_channels <= 64 else MATH[launch.dtype].tiles[0]
 
 
-def conv_dims(step: ConvStep, buffers: Mapping[str, Buffer]) -> list[tuple[str, tuple[Any, ...], Any]]:
-    """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims)."""
+def conv_dims(step: ConvStep, buffers: Mapping[str, Buffer],
+              allow_tf32: bool = False) -> list[tuple[str, tuple[Any, ...], Any]]:
+    """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims). `allow_tf32`
+    (Plan.allow_tf32): an fp32 conv also gets MATH (plain TF32, the default, or the split), as an fp32 GEMM does."""
     launch = conv_launch(step, buffers)
     mode = MATH[launch.dtype]
-    return [(f"{step.name}.TILE", mode.tiles, default_tile(launch)),
-            (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
+    dims: list[tuple[str, tuple[Any, ...], Any]] = [(f"{step.name}.TILE", mode.tiles, default_tile(launch)),
+                                                    (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
+    if allow_tf32 and launch.dtype == "float32":
+        dims.append((f"{step.name}.MATH", MATH_CHOICES, MATH_CHOICES[0]))
+    return dims
 
 
 def scratch_layout(launch: ConvLaunch) -> tuple[int, int, int, int]:
@@ -63,9 +73,11 @@ def scratch_layout(launch: ConvLaunch) -> tuple[int, int, int, int]:
     return offsets[0], offsets[1], offsets[2], at
 
 
-def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any]) -> StepKernel:
+def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any],
+                allow_tf32: bool = False) -> StepKernel:
+    """`allow_tf32` (Plan.allow_tf32): an fp32 conv may run as plain TF32 (its MATH tunable, TF32 by default)."""
     launch = conv_launch(step, buffers)
-    mode = MATH[launch.dtype]
+    mode = math_mode(launch.dtype, params, allow_tf32)
     tile_text = str(params.get("TILE", default_tile(launch)))
     tile = Tile.parse(tile_text if tile_text in mode.tiles else default_tile(launch))
     stages = int(params.get("STAGES", mode.default_stages))
@@ -83,7 +95,7 @@ def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[s
     spec = f"{ptr}, {ptr}, {ptr}, {ptr}, " + ", ".join(["i64"] * (len(numbers) + 3)) + ", i64, u8*"
     args = (step.input.buffer, step.weight.buffer, step.bias.buffer if step.bias else step.weight.buffer,
             step.outputs[0].buffer, *(str(v) for v in numbers), str(x_at), str(w_at), str(y_at), str(scratch))
-    return StepKernel(step.name, _source(name, launch, tile, stages, iterator), name, spec, args,
+    return StepKernel(step.name, _source(name, launch, mode, tile, stages, iterator), name, spec, args,
                       scratch_bytes=scratch, headers=GEMM_HEADERS)
 
 
@@ -309,8 +321,7 @@ _PROBLEM_3D = """        const cutlass::conv::Conv3dProblemSize problem(nb, (int
             (int)stride_w, (int)dil_d, (int)dil_h, (int)dil_w, cutlass::conv::Mode::kCrossCorrelation);"""
 
 
-def _source(name: str, launch: ConvLaunch, tile: Tile, stages: int, iterator: str) -> str:
-    mode = MATH[launch.dtype]
+def _source(name: str, launch: ConvLaunch, mode: MathMode, tile: Tile, stages: int, iterator: str) -> str:
     im, in_, ik = mode.instruction
     three = launch.dims == 3
     strided_dgrad = launch.operator == "dgrad" and launch.stride_support == "strided" and not three
@@ -325,7 +336,8 @@ def _source(name: str, launch: ConvLaunch, tile: Tile, stages: int, iterator: st
                    "cutlass::Tensor4DCoord((int)k, (int)r, (int)s, (int)c)",
                    "cutlass::Tensor4DCoord((int)nb, (int)p, (int)q, (int)k)")
     what = "a transposed convolution as the data gradient of a convolution" if launch.operator == "dgrad" else "a convolution"
-    math = "3xTF32: fp32 accuracy" if launch.dtype == "float32" else f"{launch.dtype}, fp32 accumulation"
+    math = {"f32x3": "3xTF32: fp32 accuracy", "tf32": "plain TF32: the precision profile allows it"}.get(
+        mode.tag, f"{launch.dtype}, fp32 accumulation")
     return _COMMON + _TEMPLATE.format(
         name=name, dtype=launch.dtype, dims=launch.dims, operator=launch.operator, what=what, math=math,
         Operator="Fprop" if launch.operator == "fprop" else "Dgrad", element=mode.element,

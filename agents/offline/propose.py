@@ -103,7 +103,7 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
         if isinstance(step, GemmStep):
             out.append(gemm_kernel(step, plan.buffers, per_step.get(step.name, {}), plan.allow_tf32))
         elif isinstance(step, ConvStep):
-            out.append(conv_kernel(step, plan.buffers, per_step.get(step.name, {})))
+            out.append(conv_kernel(step, plan.buffers, per_step.get(step.name, {}), plan.allow_tf32))
         elif isinstance(step, ElementwiseStep):
             out.append(elementwise_kernel(step, plan.buffers, per_step.get(step.name, {})))
         elif isinstance(step, ReductionStep):

@@ -101,7 +101,8 @@ def plan_space(plan: Plan) -> TuneSpace:
             dims += [TuneDim(name, choices, default)
                      for name, choices, default in gemm_dims(step, plan.buffers, plan.allow_tf32)]
         elif isinstance(step, ConvStep):
-            dims += [TuneDim(name, choices, default) for name, choices, default in conv_dims(step, plan.buffers)]
+            dims += [TuneDim(name, choices, default)
+                     for name, choices, default in conv_dims(step, plan.buffers, plan.allow_tf32)]
         elif isinstance(step, HostStep):
             if kind := gemm_kind(step, plan.buffers):
                 dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32, kind),

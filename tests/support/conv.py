@@ -16,8 +16,9 @@ def fixture_conv_problems() -> list[Path]:
     return sorted(CONV_FIXTURES.glob("*.py"))
 
 
-def propose_conv(problem: Path, params: dict[str, Any] | None = None) -> Sequence[Any]:
-    """The candidates with RunSettings.offline_preview on (pure convolutions get kernels of their own)."""
+def propose_conv(problem: Path, params: dict[str, Any] | None = None, allow_tf32: bool = False) -> Sequence[Any]:
+    """The candidates with RunSettings.offline_preview on (pure convolutions get kernels of their own); `allow_tf32`:
+    under a precision profile that admits TF32 (the kernelbench one)."""
     from kernelwright.agents.offline import propose
 
-    return propose(problem, params=params, preview=True)
+    return propose(problem, params=params, preview=True, allow_tf32=allow_tf32)

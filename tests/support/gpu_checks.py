@@ -14,7 +14,7 @@ from kernelwright.tools.harness.results import EvalReport
 from kernelwright.tools.measure.timing import BenchSettings
 from kernelwright.tools.problem.files import check_source, import_file
 from kernelwright.tools.sandbox.pool import WorkerOptions
-from kernelwright.tools.verify.compare import DEFAULT_TOLERANCES
+from kernelwright.tools.verify.precision import precision_profile
 
 
 def run_against_float64(problem: Path, candidate: Path, name: str, calls: int = 1) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -34,9 +34,10 @@ def run_against_float64(problem: Path, candidate: Path, name: str, calls: int = 
     return outs, ref
 
 
-def assert_close_to_float64(out: torch.Tensor, ref: torch.Tensor) -> None:
-    """Every element within the harness's per-dtype tolerance of the float64 reference, the worst one named."""
-    tol = DEFAULT_TOLERANCES[str(out.dtype).removeprefix("torch.")]
+def assert_close_to_float64(out: torch.Tensor, ref: torch.Tensor, profile: str = "strict") -> None:
+    """Every element within the precision profile's per-dtype tolerance of the float64 reference (strict: the
+    harness's defaults), the worst one named."""
+    tol = precision_profile(profile).tolerances[str(out.dtype).removeprefix("torch.")]
     assert out.shape == ref.shape, (tuple(out.shape), tuple(ref.shape))
     err = (out.double() - ref).abs()
     bound = tol.atol + tol.rtol * ref.abs()

@@ -1,7 +1,8 @@
 """The candidates' own convolutions (offline_preview on) on a GPU: every fixture of tests/fixtures/conv against a
 float64 reference at the harness's per-element tolerances, and the fp32 2-D, 3-D, transposed, padded-channel,
 grouped and zero-inserted transposed fixtures through the real harness with kernel usage showing the candidate's
-own conv kernel and no cuDNN. Not run yet (no GPU where they were written)."""
+own conv kernel and no cuDNN; and the plain TF32 convs a TF32-admitting profile gets (kernelbench) against float64
+at that profile's tolerance (not run on a GPU yet)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def test_conv_fixtures_match_float64(problem: Path, cache_env: Path, tmp_path: P
                                             calls=2)
     assert torch.equal(out, again)  # nothing derived from the inputs is kept between calls
     assert_close_to_float64(out, ref)
+
+
+@pytest.mark.parametrize("name", ["conv2d_bias", "conv3d_fp32", "conv_transpose2d_strided"])
+def test_plain_tf32_convs_match_float64_at_the_kernelbench_tolerance(name: str, cache_env: Path, tmp_path: Path) -> None:
+    (cand,) = propose_conv(FIXTURES[name], allow_tf32=True)
+    assert "_tf32_" in cand.source
+    (out,), ref = run_against_float64(FIXTURES[name], cand.write(tmp_path / "candidate.py"), f"conv_tf32_{name}")
+    assert_close_to_float64(out, ref, profile="kernelbench")
 
 
 HARNESS = ["conv2d_bias", "conv3d_fp32", "conv_transpose2d_strided", "conv3d_c3", "conv_transpose3d_grouped",

@@ -148,6 +148,22 @@ def test_the_tuners_space_has_tiles_and_stages() -> None:
     assert other.source != cand.source and MATH["bfloat16"].tiles[3].split("_")[0] in other.source
 
 
+def test_where_the_profile_admits_tf32_an_fp32_conv_runs_plain_tf32_and_may_ask_for_the_split() -> None:
+    from support.offline import cuda_of
+
+    split, plain = "cutlass::arch::OpMultiplyAddFastF32", "cutlass::arch::OpMultiplyAdd,"
+    (strict,) = propose_conv(FIXTURES["conv3d_fp32"])
+    assert split in cuda_of(strict.source) and "tf32" not in cuda_of(strict.source)
+    assert not [d for d in strict.space.dims if d.name.endswith(".MATH")]
+    (tf32,) = propose_conv(FIXTURES["conv3d_fp32"], allow_tf32=True)
+    assert {d.name: (d.choices, d.default) for d in tf32.space.dims}["h0.MATH"] == (("tf32", "f32x3"), "tf32")
+    assert plain in cuda_of(tf32.source) and split not in cuda_of(tf32.source) and "_tf32_" in cuda_of(tf32.source)
+    (asked,) = propose_conv(FIXTURES["conv3d_fp32"], params={"h0.MATH": "f32x3"}, allow_tf32=True)
+    assert cuda_of(asked.source) == cuda_of(strict.source)
+    (bf16,) = propose_conv(FIXTURES["conv2d_bf16_dilated"], allow_tf32=True)  # only fp32 has the choice
+    assert not [d for d in bf16.space.dims if d.name.endswith(".MATH")]
+
+
 def test_with_the_preview_off_a_conv_without_bias_gets_no_candidate_as_before() -> None:
     with pytest.raises(OfflineUnsupported, match="nothing to generate: every op is a library call") as info:
         propose(FIXTURES["conv3d_fp32"], preview=False)
