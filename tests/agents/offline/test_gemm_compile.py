@@ -91,3 +91,19 @@ def test_every_tile_of_the_tuners_space_compiles_without_spills(problem_name: st
     sources = [target.render({**target.space.defaults(), "h0.TILE": tile}) for tile in tiles]
     for result in _build(sources, arch_cache):
         _assert_no_spills(result)
+
+
+def test_the_sm90_split_gemm_builds_without_spills(arch_cache: Path) -> None:
+    """The Hopper 3xTF32-as-one-TF32-GEMM kernel (agents/offline/gemm_sm90_split.py): CUTLASS 3.x's collective
+    builders instantiate a TF32 wgmma kernel for sm_90a, and it and both split copies hold their registers."""
+    from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_CUDA
+    from kernelwright.tools.compile.header_libraries import build_options
+    from kernelwright.tools.compile.nvcc import NvccOptions
+
+    includes, flags = build_options(("cutlass",))
+    result = NvccCompiler(cache_dir=arch_cache).compile(SM90_SPLIT_CUDA + _ERROR_HELPER, NvccOptions(
+        arch=BUILD_ARCH, include_dirs=includes, extra_flags=flags))
+    names = [r.name for r in result.resources]
+    assert "kw_sm90_split_rows" in names and "kw_sm90_split_cols" in names
+    assert [n for n in names if "GemmUniversal" in n and "TF32" in n], names  # the wgmma TF32 kernel
+    assert not [r.name[:80] for r in result.resources if r.spill_store_bytes]
