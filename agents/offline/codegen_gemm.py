@@ -18,9 +18,10 @@ A matrix-vector product (N = 1 with contiguous matrix rows, or M = 1 with contig
 memory-bound: a block per output row streams the row with 16-byte loads and reduces in registers and shared
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
-Tunables, per step: TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial
-split-K slices, for few output tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for
-matrix-vector steps TPR (threads per row).
+Tunables, per step: MAIN (fp32 at fp32 accuracy only: "sm80", this kernel, or "sm90", the Hopper split of
+gemm_sm90_split, one TF32 wgmma GEMM over split operands; first, off in the defaults until a GPU has measured it),
+TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial split-K slices, for few output
+tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for matrix-vector steps TPR (threads per row).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.gemm_plan import GemmLaunch, gemm_launch
+from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC
+from kernelwright.agents.offline.gemm_sm90_split import k_piece as sm90_k_piece
+from kernelwright.agents.offline.gemm_sm90_split import scratch_bytes as sm90_scratch_bytes
 from kernelwright.agents.offline.ir import Buffer, GemmStep
 from kernelwright.agents.offline.ops import SPEC, STORAGE_CTYPE
 
@@ -95,6 +99,10 @@ TF32_MATH = MathMode("tf32", "float", (16, 8, 8), "cutlass::arch::OpMultiplyAdd"
                      MATH["float32"].default_stages)
 MATH_CHOICES = ("tf32", "f32x3")  # an fp32 GEMM's MATH tunable under a TF32-allowing profile, the default first
 STAGE_CHOICES = (3, 4, 5)
+# An fp32 GEMM's main loop at fp32 accuracy: CUTLASS 2.x's SM80 3xTF32 kernel (the default, tiles and stages tunable)
+# or the Hopper split (gemm_sm90_split: one TF32 wgmma GEMM over split operands, one fixed configuration). First in
+# the GEMM's tunables, so agents.offline_fill's first neighbour tries it. Not yet run on a GPU: not the default.
+MAIN_CHOICES = ("sm80", "sm90")
 SPLITK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 TPR_CHOICES = (64, 128, 256, 512, 1024)
 SMALL_TILE = {"float32": "64x64x16_32x32x16", "bfloat16": "64x64x32_32x32x32", "float16": "64x64x32_32x32x32"}
@@ -156,8 +164,10 @@ def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer],
         return [(f"{step.name}.TPR", TPR_CHOICES, default_tpr(launch))]
     mode = MATH[launch.dtype]
     tile = default_tile(launch)
-    dims: list[tuple[str, tuple[Any, ...], Any]] = [(f"{step.name}.TILE", mode.tiles, tile),
-                                                    (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
+    dims: list[tuple[str, tuple[Any, ...], Any]] = []
+    if sm90_split_fits(launch, allow_tf32):
+        dims.append((f"{step.name}.MAIN", MAIN_CHOICES, MAIN_CHOICES[0]))
+    dims += [(f"{step.name}.TILE", mode.tiles, tile), (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
     splits = split_choices(launch)
     if len(splits) > 1:
         dims.append((f"{step.name}.SPLITK", splits, default_split(launch, Tile.parse(tile))))
@@ -174,7 +184,27 @@ def gemm_kernel(step: GemmStep, buffers: Mapping[str, Buffer], params: Mapping[s
     launch = launch_of(step, buffers)
     if launch.gemv:
         return _gemv_kernel(step, launch, params)
+    if params.get("MAIN") == "sm90" and sm90_split_fits(launch, allow_tf32):
+        return _sm90_split_kernel(step, launch)
     return _cutlass_kernel(step, launch, params, allow_tf32)
+
+
+def sm90_split_fits(launch: GemmLaunch, allow_tf32: bool = False) -> bool:
+    """Whether the Hopper split (gemm_sm90_split) can run this GEMM: fp32 at fp32 accuracy (a TF32-admitting
+    profile has plain TF32 instead), no triangle, C rows 16-byte aligned (TMA)."""
+    return (launch.dtype == "float32" and not allow_tf32 and not launch.gemv and not launch.triangle
+            and launch.ldc % 4 == 0 and launch.stride_c % 4 == 0)
+
+
+def _sm90_split_kernel(step: GemmStep, launch: GemmLaunch) -> StepKernel:
+    a_row, a_col = (launch.a.ld, 1) if launch.a.order == "row" else (1, launch.a.ld)
+    b_row, b_col = (launch.b.ld, 1) if launch.b.order == "row" else (1, launch.b.ld)
+    numbers = (launch.m, launch.n, launch.k, launch.batch, a_row, a_col, launch.stride_a, launch.offset_a,
+               b_row, b_col, launch.stride_b, launch.offset_b, launch.ldc, launch.stride_c, sm90_k_piece(launch.k))
+    scratch = sm90_scratch_bytes(launch.m, launch.n, launch.k, launch.batch)
+    return StepKernel(step.name, SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC,
+                      (step.a.buffer, step.b.buffer, step.outputs[0].buffer, *(str(v) for v in numbers), str(scratch)),
+                      scratch_bytes=scratch, headers=GEMM_HEADERS)
 
 
 def _cutlass_kernel(step: GemmStep, launch: GemmLaunch, params: Mapping[str, Any], allow_tf32: bool) -> StepKernel:

@@ -148,9 +148,36 @@ def test_the_tuner_searches_tile_shapes_stages_and_split_k() -> None:
 @needs_level1
 def test_a_batched_gemm_has_no_split_k_and_a_matrix_vector_product_tunes_its_threads() -> None:
     batched = plan_space(plans_for(traced_lazily(LEVEL1 / "3_Batched_matrix_multiplication.py"))["fused"][0])
-    assert {d.name for d in batched.dims} == {"h0.TILE", "h0.STAGES"}
+    assert {d.name for d in batched.dims} == {"h0.MAIN", "h0.TILE", "h0.STAGES"}
     gemv = plan_space(plans_for(traced_lazily(LEVEL1 / "4_Matrix_vector_multiplication_.py"))["fused"][0])
     assert [(d.name, d.default) for d in gemv.dims] == [("h0.TPR", 512)]
+
+
+def test_an_fp32_gemm_may_take_the_hopper_split_first_and_only_where_it_fits() -> None:
+    """MAIN (codegen_gemm.MAIN_CHOICES): the SM80 3xTF32 kernel by default, the Hopper split (gemm_sm90_split) as
+    the first tunable, so the fill's first neighbour tries it; bf16, TF32-admitting profiles and triangles have none."""
+    from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_LAUNCHER, padded_k3, scratch_bytes
+    from kernelwright.agents.offline.space import TuneSpace
+
+    square = next(p for p in fixture_gemm_problems() if p.stem == "square_fp32")
+    target = tuning_target(traced_lazily(square), "fused")
+    assert target is not None
+    assert (target.space.dims[0].name, target.space.dims[0].choices, target.space.dims[0].default) == (
+        "h0.MAIN", ("sm80", "sm90"), "sm80")
+    assert TuneSpace.neighbours_up_first(target.space, target.space.defaults())[0]["h0.MAIN"] == "sm90"
+    default, hopper = target.render(target.space.defaults()), target.render({"h0.MAIN": "sm90"})
+    assert "kw_gemm_f32x3" in cuda_of(default) and SM90_SPLIT_LAUNCHER not in cuda_of(default)
+    assert f"extern \"C\" int {SM90_SPLIT_LAUNCHER}(" in cuda_of(hopper) and "kw_gemm_f32x3" not in cuda_of(hopper)
+    call = re.search(rf"{SM90_SPLIT_LAUNCHER}\((.*?)\)", traced_forward(hopper))
+    assert call, traced_forward(hopper)
+    # A (4096, 4096) @ B (4096, 4096), both row-major: strides (4096, 1) and (4096, 1), C's ldc 4096, the scratch
+    assert ", 4096, 4096, 4096, 1, 4096, 1, " in call.group(1)
+    assert f", 4096, 0, 1024, {scratch_bytes(4096, 4096, 4096)}, _kw_scratch" in call.group(1)  # ldc, no batch, kc
+    assert padded_k3(4095) == 12288 and padded_k3(4096) == 12288 and padded_k3(1) == 4
+    for name, tf32 in (("bf16_matmul", False), ("square_fp32", True), ("lower_band", False)):
+        problem = next(p for p in fixture_gemm_problems() if p.stem == name)
+        plans = plans_for(traced_lazily(problem), allow_tf32=tf32)["fused"]
+        assert not [d for d in plan_space(plans[0]).dims if d.name.endswith(".MAIN")], name
 
 
 def test_one_gemm_configuration_is_one_source_whatever_the_sizes(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """The Hopper split GEMM (agents/offline/gemm_sm90_split.py: 3xTF32 as one TF32 wgmma GEMM over a tripled K) on a
-GPU: against float64 at the strict fp32 tolerance (a square GEMM, a padded K with an odd M and a row stride, a
-batch), a shape CUTLASS cannot implement refused with its code, and its time printed beside eager's fp32 GEMM and
+GPU: against float64 at the strict fp32 tolerance on positive inputs (a square GEMM, a padded K with an odd M
+and a row stride, a batch, K in pieces with a short last one; B row- and column-major), a shape CUTLASS cannot implement refused with its code, and its time printed beside eager's fp32 GEMM and
 cuBLAS in plain TF32 (run with -s; a figure, not an assertion). Not run on a GPU yet."""
 
 from __future__ import annotations
@@ -26,29 +26,34 @@ def lib() -> Any:
     return load_cuda(SM90_SPLIT_CUDA, {SM90_SPLIT_LAUNCHER: SM90_SPLIT_SPEC}, headers=("cutlass",))
 
 
-def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int) -> torch.Tensor:
-    """C = A @ B with A the first k columns of each row of a_store (batch, m, lda) and B (batch, k, n) contiguous."""
-    from kernelwright.agents.offline.gemm_sm90_split import scratch_bytes
+def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int, b_transposed: bool = False) -> torch.Tensor:
+    """C = A @ B with A the first k columns of each row of a_store (batch, m, lda) and B (batch, k, n) contiguous, or
+    with b_transposed, B = b.transpose(1, 2) for b (batch, n, k) contiguous (a column-major B)."""
+    from kernelwright.agents.offline.gemm_sm90_split import k_piece, scratch_bytes
 
     batch, m, lda = a_store.shape
-    n = b.shape[-1]
+    n = b.shape[1] if b_transposed else b.shape[-1]
+    b_row, b_col = (1, k) if b_transposed else (n, 1)
     c = torch.empty(batch, m, n, device="cuda")
     scratch = torch.empty(scratch_bytes(m, n, k, batch), dtype=torch.uint8, device="cuda")
-    lib.kw_sm90_split_gemm(a_store, b, c, m, n, k, batch, lda, m * lda, n, k * n, n, m * n, scratch, scratch.numel())
+    lib.kw_sm90_split_gemm(a_store, b, c, m, n, k, batch, lda, 1, m * lda, 0, b_row, b_col, k * n, 0, n, m * n,
+                           k_piece(k), scratch.numel(), scratch)
     return c
 
 
 @pytest.mark.parametrize("m, n, k, lda, batch", [(4096, 4096, 4096, 4096, 1), (1001, 1024, 999, 1003, 1),
-                                                 (3, 512, 256, 256, 2)])
+                                                 (3, 512, 256, 256, 2), (256, 512, 5921, 5921, 2)])
 def test_the_split_gemm_matches_float64_at_the_strict_tolerance(lib: Any, m: int, n: int, k: int, lda: int,
                                                                  batch: int) -> None:
     torch.manual_seed(0)
-    a_store = torch.randn(batch, m, lda, device="cuda")
-    b = torch.randn(batch, k, n, device="cuda")
+    a_store = torch.rand(batch, m, lda, device="cuda")  # KernelBench's positive inputs: the sums grow with K
+    b = torch.rand(batch, k, n, device="cuda")
     out = _split_gemm(lib, a_store, b, k)
     ref = torch.matmul(a_store[:, :, :k].double(), b.double())
     assert_close_to_float64(out, ref)
     assert torch.equal(out, _split_gemm(lib, a_store, b, k))  # nothing kept between calls changes the result
+    b_t = b.transpose(1, 2).contiguous()  # the same B, column-major
+    assert torch.equal(_split_gemm(lib, a_store, b_t, k, b_transposed=True), out)
 
 
 def test_a_shape_cutlass_cannot_implement_is_refused_with_its_code(lib: Any) -> None:
