@@ -21,6 +21,10 @@ from kernelwright.agents.llm import ModelPlan
 from kernelwright.graphs.run import RunBudget
 
 NOT_COMPARED = frozenset({"eval_concurrency", "gpu_description", "gpu_arch"})  # RunSettings fields; why: above
+# RunSettings fields added after manifests were first written, each with the behaviour a manifest without it was
+# made with (the setting did not exist: its feature was off). Not the current default: when a default changes, an
+# old folder must still read as what made its rows, so a resume under the new default is refused, not mixed in.
+ABSENT_MEANS: dict[str, Any] = {"offline_fill": False}
 OFFLINE = ModelPlan().describe()  # "offline translator + tuner", as the run and the bench's start line say it
 
 
@@ -75,11 +79,12 @@ class SearchSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSettings:
-        """As to_dict wrote it; a setting this version does not know is dropped, one it lacks takes its default.
-        TypeError/ValueError/KeyError for data that is no settings record."""
+        """As to_dict wrote it; a setting this version does not know is dropped, one it lacks takes what its absence
+        meant (ABSENT_MEANS), else its default. TypeError/ValueError/KeyError for data that is no settings record."""
         run_known = {f.name for f in fields(RunSettings)}
         run: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(data["run"]).items()
                                if k in run_known}  # JSON keeps tuples (temperatures) as lists
+        run = {**ABSENT_MEANS, **run}
         budget_known = {f.name for f in fields(RunBudget)}
         return cls(RunSettings(**run), RunBudget(**{k: v for k, v in dict(data["budget"]).items() if k in budget_known}),
                    tuple(str(m) for m in data.get("models") or ()), data.get("critic"), data.get("archive"))

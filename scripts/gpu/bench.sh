@@ -6,8 +6,9 @@
 # repo root here and carry it again to go on. runs/kb is a copy of ../shared/kernelbench (levels 1-3).
 # The H100 table in progress is kept in eval/measured/bench_kb_h100 (bench.json, results/, summary): to go on with
 # it, `cp -r eval/measured/bench_kb_h100 runs/bench_kb` before the call, pass the same flags (bench.json records them:
-# --generations 1, and KERNELWRIGHT_HARNESS__PROFILE=false before the command), and copy bench.json, results/ and
-# summary.* back after unpacking.
+# --generations 1, and KERNELWRIGHT_HARNESS__PROFILE=false KERNELWRIGHT_AGENTS__OFFLINE_PREVIEW=false
+# KERNELWRIGHT_AGENTS__OFFLINE_FILL=0 before the command: that folder predates both defaults), and copy bench.json,
+# results/ and summary.* back after unpacking.
 # BENCH_DIR=runs/bench_kb1 before the command picks another folder (one per table: a folder's bench.json fixes its
 # settings, e.g. level 1 runs with the offline_preview families that level 3's table ran without).
 # Level 1 goes on in runs/bench_kb1f (offline_fill on; eval/measured/bench_kb1f_h100), with the problems that neither

@@ -138,6 +138,27 @@ def test_an_old_manifest_without_search_settings_still_summarises_and_resumes(tm
     assert json.loads((out / "bench.json").read_text()) == {**old, "paths": [str(paths[0]), str(paths[1])]}
 
 
+def test_a_setting_a_manifest_predates_reads_as_what_made_its_rows_not_as_todays_default(tmp_path: Path,
+                                                                                     solved: list[str]) -> None:
+    """A folder written before offline_fill existed was made without the fill: it reads as off (ABSENT_MEANS), so a
+    resume under today's default (on) is refused naming it, and one with it off goes on."""
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths[:1], out, _job())
+    data = json.loads((out / "bench.json").read_text())
+    del data["search"]["run"]["offline_fill"]  # as the folders of sessions 13-16 were written
+    (out / "bench.json").write_text(json.dumps(data))
+    manifest = BenchManifest.read(out)
+    assert manifest is not None and manifest.search is not None and manifest.search.run.offline_fill is False
+    assert RunSettings().offline_fill is True
+    with pytest.raises(BenchError, match=r"run setting offline_fill True \(recorded: False\)"):
+        _bench(paths, out, _job(), resume=True)
+    off = RunJob(RunSetup(run_settings=RunSettings(generations=1, offline_fill=False)),
+                 RunBudget(candidates=200, wall_s=1800.0))
+    _bench(paths, out, off, resume=True)
+    assert solved == ["level1/1_a", "level1/2_b"]
+
+
 def test_a_difference_is_named_as_the_user_sets_it() -> None:
     recorded = SearchSettings(RunSettings(), RunBudget(), ("gpt-4.1",), None, "/arch")
     asked = replace(recorded, run=replace(recorded.run, crossover_rate=0.5, eval_concurrency=8), models=(),
