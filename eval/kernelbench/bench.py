@@ -1,8 +1,8 @@
 """A bench end to end, for the front door: plan it (problems, lanes, models, the results folder), run it, and
 write its table.
 
-    <out>/bench.json        what the folder holds (mode, precision profile, search settings, paths): a resume
-                            continues the same bench
+    <out>/bench.json        what the folder holds (mode, precision profile, search and harness settings, paths):
+                            a resume continues the same bench
     <out>/results/<level>/<problem>.json   one row per finished problem (rows.ResultStore)
     <out>/runs/<level>-<problem>/          each problem's run folder (mode "run")
     <out>/candidates/<level>/<problem>.py  each problem's candidate (--translate-only)
@@ -23,6 +23,7 @@ from typing import Any
 from kernelwright.agents.llm import ModelPlan
 from kernelwright.eval.kernelbench.environment import EnvironmentFailure
 from kernelwright.eval.kernelbench.full_job import RunJob, graph_solver
+from kernelwright.eval.kernelbench.harness_settings import HarnessSettings
 from kernelwright.eval.kernelbench.markdown import markdown
 from kernelwright.eval.kernelbench.problems import BenchProblem, find_problems, natural_key
 from kernelwright.eval.kernelbench.rows import BenchMode, ProblemRow, ResultStore
@@ -75,16 +76,20 @@ class BenchManifest:
     # The settings every row of a full bench is made with; None for --translate-only (no search), and for a
     # manifest written before they were recorded (unknown: such a folder resumes without the comparison).
     search: SearchSettings | None = None
+    # How every row is judged and timed (harness_settings); None as for search, and for a manifest from before them.
+    harness: HarnessSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["harness"] = self.harness.to_dict() if self.harness is not None else None
+        return data
 
     @classmethod
     def read(cls, out: Path) -> BenchManifest | None:
         try:
             data = json.loads((out / MANIFEST_FILE).read_text())
             return cls(data["mode"], data["precision"], tuple(data.get("paths") or ()), data.get("started", ""),
-                       _read_search(data.get("search")))
+                       _read_search(data.get("search")), HarnessSettings.from_dict(data.get("harness")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
@@ -122,6 +127,7 @@ class BenchPlan:
     models: str  # which models the runs use, or why offline (nothing for --translate-only)
     finished: int  # problems with a row already (skipped)
     search: SearchSettings | None = None  # what every row is made with (None for --translate-only)
+    harness: HarnessSettings | None = None  # how every row is judged and timed (None for --translate-only)
     redo: tuple[str, ...] = ()  # problems whose old row recorded the environment's failure: run again
     again: tuple[str, ...] = ()  # problems the user asked to measure again (--redo): their rows stay until replaced
 
@@ -167,19 +173,22 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
         job = replace(job, setup=replace(job.setup, executor=executor))
     else:
         lanes = _lanes(options, visible)
-    models, search = "", None
+    models, search, harness = "", None, None
     if not options.translate_only:
         model_plan = _model_plan(job)
         models = model_plan.describe()
         search = SearchSettings.of(job.setup.run_settings, job.budget, model_plan, job.archive)
+        harness = HarnessSettings.of(job.setup.eval_settings)
         if manifest is not None and manifest.search is not None:
             _check_same_search(search, manifest.search, out)
+        if manifest is not None and manifest.harness is not None:
+            _check_same_harness(harness, manifest.harness, out)
     finished = store.finished()
     keys = {p.key for p in problems}
     redo = tuple(sorted(row.key for row in store.failed_for_environment() if row.key in keys))
     again = _asked_again(options, problems)
     return BenchPlan(tuple(str(p) for p in paths), problems, lanes, options, job, models,
-                     sum(1 for p in problems if p.key in finished and p.key not in again), search, redo, again)
+                     sum(1 for p in problems if p.key in finished and p.key not in again), search, harness, redo, again)
 
 
 def _asked_again(options: BenchOptions, problems: Sequence[BenchProblem]) -> tuple[str, ...]:
@@ -205,6 +214,17 @@ def _check_same_search(asked: SearchSettings, recorded: SearchSettings, out: Pat
                          + "; ".join(d.text() for d in differences) + ". --resume continues it only with the same "
                          f"settings (flags: {flags_text(recorded)}, and the same --config); or choose another --out "
                          "for the new settings", where=str(out))
+
+
+def _check_same_harness(asked: HarnessSettings, recorded: HarnessSettings, out: Path) -> None:
+    """One table, one judge and one timer: a resume with other harness settings would mix rows judged under both."""
+    differences = asked.differences(recorded)
+    if differences:
+        raise BenchError("this folder's bench was judged and timed with other harness settings, and one table must "
+                         "not mix them: " + "; ".join(d.text() for d in differences) + ". --resume continues it only "
+                         "with the same settings (the config file's [harness] and [timing], or their "
+                         "KERNELWRIGHT_HARNESS__* / KERNELWRIGHT_TIMING__* variables); or choose another --out",
+                         where=str(out))
 
 
 def _mode_text(mode: BenchMode) -> str:
@@ -277,7 +297,7 @@ def run_bench(plan: BenchPlan, *, on_event: Callable[[BenchEvent], None] | None 
     manifest = BenchManifest.read(out)
     if manifest is None:
         manifest = BenchManifest(options.mode, job.precision, plan.paths, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                 plan.search)
+                                 plan.search, plan.harness)
         (out / MANIFEST_FILE).write_text(json.dumps(manifest.to_dict(), indent=2))
     elif not set(plan.paths) <= set(manifest.paths):  # a resume that adds paths (the next level): the folder holds them all
         data = json.loads((out / MANIFEST_FILE).read_text())  # the rest as written: an old one gains no fields

@@ -159,6 +159,40 @@ def test_a_setting_a_manifest_predates_reads_as_what_made_its_rows_not_as_todays
     assert solved == ["level1/1_a", "level1/2_b"]
 
 
+def test_the_harness_settings_are_recorded_and_a_resume_under_others_is_refused(tmp_path: Path,
+                                                                                solved: list[str]) -> None:
+    from kernelwright.tools.harness.evaluate import EvalSettings
+    from kernelwright.tools.measure.timing import BenchSettings
+
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths[:1], out, _job())
+    recorded = json.loads((out / "bench.json").read_text())["harness"]
+    assert recorded["float64_arbiter"] is True and recorded["n_trials"] == 5 and recorded["timing.flush_l2"] is True
+    assert "call_timeout_s" not in recorded and "isolation" not in recorded  # where and how long, not what a row says
+
+    def job(settings: EvalSettings) -> RunJob:
+        return RunJob(RunSetup(run_settings=RunSettings(generations=1), eval_settings=settings),
+                      RunBudget(candidates=200, wall_s=1800.0))
+
+    other = EvalSettings(float64_arbiter=False, bench=BenchSettings(cuda_graph=True), call_timeout_s=5.0)
+    with pytest.raises(BenchError) as info:
+        _bench(paths, out, job(other), resume=True)
+    text = str(info.value)
+    assert "judged and timed with other harness settings" in text
+    assert "harness setting float64_arbiter False (recorded: True)" in text
+    assert "timing setting cuda_graph True (recorded: False)" in text and "call_timeout" not in text
+    _bench(paths, out, job(EvalSettings(call_timeout_s=5.0)), resume=True)  # a timeout is no difference
+    assert solved == ["level1/1_a", "level1/2_b"]
+    data = json.loads((out / "bench.json").read_text())
+    del data["harness"]  # as every folder before session 17 was written
+    (out / "bench.json").write_text(json.dumps(data))
+    manifest = BenchManifest.read(out)
+    assert manifest is not None and manifest.harness is None
+    _bench(_problems(tmp_path / "kb", "3_c"), out, job(other), resume=True)  # unknown: nothing to compare with
+    assert solved[-1] == "level1/3_c"
+
+
 def test_a_difference_is_named_as_the_user_sets_it() -> None:
     recorded = SearchSettings(RunSettings(), RunBudget(), ("gpt-4.1",), None, "/arch")
     asked = replace(recorded, run=replace(recorded.run, crossover_rate=0.5, eval_concurrency=8), models=(),
