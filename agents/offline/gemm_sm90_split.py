@@ -28,7 +28,7 @@ SM90_SPLIT_LAUNCHER = "kw_sm90_split_gemm"
 # a, b, c; m, n, k, batch; A's row, column and batch strides and offset; B's row (k), column (n) and batch strides and
 # offset; ldc and C's batch stride (elements); the K of each piece; the scratch size in bytes, then the scratch
 # buffer (the candidate's)
-SM90_SPLIT_SPEC = "f32*, f32*, f32*, " + ", ".join(["i64"] * 18) + ", u8*"
+SM90_SPLIT_SPEC = "f32*, f32*, f32*, " + ", ".join(["i64"] * 16) + ", u8*"
 WORKSPACE_BYTES = 1 << 20  # CUTLASS's own workspace (tile scheduler), after the split operands; checked at launch
 
 
