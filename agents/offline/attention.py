@@ -3,8 +3,8 @@
 Flash attention has no fp32 kernel, so PyTorch runs fp32 `scaled_dot_product_attention` on a fused SIMT kernel
 (memory-efficient attention) or on its math path: 4*L*S*D fp32 FLOPs per head on CUDA cores. Decomposed, the two
 GEMMs can run on tensor cores at fp32 accuracy (the 3xTF32 split, where gemm_split's roofline estimate says it
-pays; the tuner tries it otherwise) and the softmax is a kernel of the candidate's own; the price is the L*S score matrix going through DRAM (about 16 bytes per score: written, read,
-the probabilities written, read). Per score the fused kernel spends ~4*D/fp32_rate and the decomposition
+pays; the tuner tries it otherwise) and the softmax is a kernel of the candidate's own; the price is the L*S score
+matrix going through DRAM (about 16 bytes per score: written, read, the probabilities written, read). Per score the fused kernel spends ~4*D/fp32_rate and the decomposition
 ~4*D/split_rate + 16/bandwidth; on an H100 (fp32 ~60 TFLOP/s, the split ~150, DRAM ~3 TB/s) the decomposition
 wins from a head dim of about 200 on, so it is taken from 256: a narrow head (64, 128: the transformers of
 KernelBench level 3) keeps the fused kernel. Other cases (dropout, grouped-query heads, half precision: flash
