@@ -179,10 +179,8 @@ def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,
         models = model_plan.describe()
         search = SearchSettings.of(job.setup.run_settings, job.budget, model_plan, job.archive)
         harness = HarnessSettings.of(job.setup.eval_settings)
-        if manifest is not None and manifest.search is not None:
-            _check_same_search(search, manifest.search, out)
-        if manifest is not None and manifest.harness is not None:
-            _check_same_harness(harness, manifest.harness, out)
+        if manifest is not None:
+            _check_same_settings(search, harness, manifest, out)
     finished = store.finished()
     keys = {p.key for p in problems}
     redo = tuple(sorted(row.key for row in store.failed_for_environment() if row.key in keys))
@@ -206,25 +204,23 @@ def _asked_again(options: BenchOptions, problems: Sequence[BenchProblem]) -> tup
     return tuple(dict.fromkeys(keys))
 
 
-def _check_same_search(asked: SearchSettings, recorded: SearchSettings, out: Path) -> None:
-    """One table, one budget: a resume with other search settings would mix rows made under both."""
-    differences = asked.differences(recorded)
-    if differences:
-        raise BenchError("this folder's bench was made with other search settings, and one table must not mix them: "
-                         + "; ".join(d.text() for d in differences) + ". --resume continues it only with the same "
-                         f"settings (flags: {flags_text(recorded)}, and the same --config); or choose another --out "
-                         "for the new settings", where=str(out))
-
-
-def _check_same_harness(asked: HarnessSettings, recorded: HarnessSettings, out: Path) -> None:
-    """One table, one judge and one timer: a resume with other harness settings would mix rows judged under both."""
-    differences = asked.differences(recorded)
-    if differences:
-        raise BenchError("this folder's bench was judged and timed with other harness settings, and one table must "
-                         "not mix them: " + "; ".join(d.text() for d in differences) + ". --resume continues it only "
-                         "with the same settings (the config file's [harness] and [timing], or their "
-                         "KERNELWRIGHT_HARNESS__* / KERNELWRIGHT_TIMING__* variables); or choose another --out",
-                         where=str(out))
+def _check_same_settings(search: SearchSettings, harness: HarnessSettings, manifest: BenchManifest,
+                         out: Path) -> None:
+    """One table, one budget, one judge and one timer: a resume with other search or harness settings would mix rows
+    made under both. Every difference of both kinds is named in one error (settings a manifest predates: unknown)."""
+    parts = []
+    if manifest.search is not None and (differences := search.differences(manifest.search)):
+        parts.append("was made with other search settings, and one table must not mix them: "
+                     + "; ".join(d.text() for d in differences) + ". --resume continues it only with the same "
+                     f"settings (flags: {flags_text(manifest.search)}, and the same --config)")
+    if manifest.harness is not None and (differences := harness.differences(manifest.harness)):
+        parts.append("was judged and timed with other harness settings, and one table must not mix them: "
+                     + "; ".join(d.text() for d in differences) + ". --resume continues it only with the same "
+                     "settings (the config file's [harness] and [timing], or their KERNELWRIGHT_HARNESS__* / "
+                     "KERNELWRIGHT_TIMING__* variables)")
+    if parts:
+        raise BenchError("this folder's bench " + "; and it ".join(parts) + "; or choose another --out for the new "
+                         "settings", where=str(out))
 
 
 def _mode_text(mode: BenchMode) -> str:

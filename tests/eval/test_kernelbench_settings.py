@@ -182,6 +182,12 @@ def test_the_harness_settings_are_recorded_and_a_resume_under_others_is_refused(
     assert "judged and timed with other harness settings" in text
     assert "harness setting float64_arbiter False (recorded: True)" in text
     assert "timing setting cuda_graph True (recorded: False)" in text and "call_timeout" not in text
+    both = RunJob(RunSetup(run_settings=RunSettings(generations=2), eval_settings=other),
+                  RunBudget(candidates=200, wall_s=1800.0))
+    with pytest.raises(BenchError) as info:  # every difference of both kinds in one error, not one kind per try
+        _bench(paths, out, both, resume=True)
+    assert "--generations 2 (recorded: 1)" in str(info.value)
+    assert "harness setting float64_arbiter False (recorded: True)" in str(info.value)
     _bench(paths, out, job(EvalSettings(call_timeout_s=5.0)), resume=True)  # a timeout is no difference
     assert solved == ["level1/1_a", "level1/2_b"]
     data = json.loads((out / "bench.json").read_text())
