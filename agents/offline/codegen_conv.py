@@ -33,6 +33,7 @@ from kernelwright.agents.offline.codegen_gemm import (
     MathMode,
     Tile,
     math_mode,
+    math_text,
     smem_opt_in,
 )
 from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch
@@ -336,8 +337,7 @@ def _source(name: str, launch: ConvLaunch, mode: MathMode, tile: Tile, stages: i
                    "cutlass::Tensor4DCoord((int)k, (int)r, (int)s, (int)c)",
                    "cutlass::Tensor4DCoord((int)nb, (int)p, (int)q, (int)k)")
     what = "a transposed convolution as the data gradient of a convolution" if launch.operator == "dgrad" else "a convolution"
-    math = {"f32x3": "3xTF32: fp32 accuracy", "tf32": "plain TF32: the precision profile allows it"}.get(
-        mode.tag, f"{launch.dtype}, fp32 accumulation")
+    math = math_text(mode, launch.dtype)
     return _COMMON + _TEMPLATE.format(
         name=name, dtype=launch.dtype, dims=launch.dims, operator=launch.operator, what=what, math=math,
         Operator="Fprop" if launch.operator == "fprop" else "Dgrad", element=mode.element,

@@ -33,7 +33,7 @@ from typing import Any
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.gemm_plan import GemmLaunch, gemm_launch
 from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC
-from kernelwright.agents.offline.gemm_sm90_split import k_piece as sm90_k_piece
+from kernelwright.agents.offline.gemm_sm90_split import pieces as sm90_pieces
 from kernelwright.agents.offline.gemm_sm90_split import scratch_bytes as sm90_scratch_bytes
 from kernelwright.agents.offline.ir import Buffer, GemmStep
 from kernelwright.agents.offline.ops import SPEC, STORAGE_CTYPE
@@ -155,6 +155,12 @@ def math_mode(dtype: str, params: Mapping[str, Any], allow_tf32: bool = False) -
     return MATH[dtype]
 
 
+def math_text(mode: MathMode, dtype: str) -> str:
+    """The arithmetic a kernel's source comment names (GEMMs and convolutions alike)."""
+    return {"f32x3": "3xTF32: fp32 accuracy", "tf32": "TF32 operands, fp32 accumulation"}.get(
+        mode.tag, f"{dtype}, fp32 accumulation")
+
+
 def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer],
               allow_tf32: bool = False) -> list[tuple[str, tuple[Any, ...], Any]]:
     """(name, choices, default) of the step's tunables (space.plan_space wraps them as TuneDims). `allow_tf32`
@@ -200,7 +206,7 @@ def _sm90_split_kernel(step: GemmStep, launch: GemmLaunch) -> StepKernel:
     a_row, a_col = (launch.a.ld, 1) if launch.a.order == "row" else (1, launch.a.ld)
     b_row, b_col = (launch.b.ld, 1) if launch.b.order == "row" else (1, launch.b.ld)
     numbers = (launch.m, launch.n, launch.k, launch.batch, a_row, a_col, launch.stride_a, launch.offset_a,
-               b_row, b_col, launch.stride_b, launch.offset_b, launch.ldc, launch.stride_c, sm90_k_piece(launch.k))
+               b_row, b_col, launch.stride_b, launch.offset_b, launch.ldc, launch.stride_c, *sm90_pieces(launch.k))
     scratch = sm90_scratch_bytes(launch.m, launch.n, launch.k, launch.batch)
     return StepKernel(step.name, SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC,
                       (step.a.buffer, step.b.buffer, step.outputs[0].buffer, *(str(v) for v in numbers), str(scratch)),
@@ -320,8 +326,7 @@ extern "C" int {name}(const {storage}* a, const {storage}* b, {storage}* c, long
 
 def _cutlass_source(name: str, launch: GemmLaunch, mode: MathMode, tile: Tile, stages: int) -> str:
     im, in_, ik = mode.instruction
-    math = {"f32x3": "3xTF32: fp32 accuracy", "tf32": "TF32 operands, fp32 accumulation"}.get(
-        mode.tag, f"{launch.dtype}, fp32 accumulation")
+    math = math_text(mode, launch.dtype)
     return _COMMON + _CUTLASS_TEMPLATE.format(
         name=name, dtype=launch.dtype, order_a=launch.a.order, order_b=launch.b.order, math=math,
         element=mode.element, layout_a=_layout(launch.a.order), layout_b=_layout(launch.b.order),
