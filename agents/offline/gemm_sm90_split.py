@@ -26,9 +26,9 @@ from kernelwright.agents.offline.gemm_split import CHUNKED_FROM_K, K_CHUNK
 
 SM90_SPLIT_LAUNCHER = "kw_sm90_split_gemm"
 # a, b, c; m, n, k, batch; A's row, column and batch strides and offset; B's row (k), column (n) and batch strides and
-# offset; ldc and C's batch stride (elements); the K of each piece; the scratch size in bytes, then the scratch
-# buffer (the candidate's)
-SM90_SPLIT_SPEC = "f32*, f32*, f32*, " + ", ".join(["i64"] * 16) + ", u8*"
+# offset; ldc and C's batch stride (elements); the K of each piece and its split row length (pieces()); the scratch
+# size in bytes, then the scratch buffer (the candidate's)
+SM90_SPLIT_SPEC = "f32*, f32*, f32*, " + ", ".join(["i64"] * 17) + ", u8*"
 WORKSPACE_BYTES = 1 << 20  # CUTLASS's own workspace (tile scheduler), after the split operands; checked at launch
 
 
@@ -44,10 +44,16 @@ def padded_k3(k: int) -> int:
     return -(-3 * k // 4) * 4
 
 
+def pieces(k: int) -> tuple[int, int]:
+    """The launcher's K of each piece and its split row length (the one place that pads it)."""
+    piece = k_piece(k)
+    return piece, padded_k3(piece)
+
+
 def scratch_bytes(m: int, n: int, k: int, batch: int = 1) -> int:
     """Bytes of scratch the launcher needs: A3 and B3 (each piece padded alike), and CUTLASS's workspace."""
-    piece = k_piece(k)
-    return batch * -(-k // piece) * (m + n) * padded_k3(piece) * 4 + WORKSPACE_BYTES
+    piece, row = pieces(k)
+    return batch * -(-k // piece) * (m + n) * row * 4 + WORKSPACE_BYTES
 
 
 SM90_SPLIT_CUDA = r"""#include <cutlass/cutlass.h>
@@ -138,15 +144,16 @@ static typename KwSplitKernel::Arguments kw_sm90_split_args(const float* a3, con
         {{1.0f, beta}, c, scs, c, sd}};
 }
 
-// C[p] = A[p] @ B[p], K in pieces of kc (each piece's GEMM adds into C after the first). Returns 0, a CUDA error, or:
+// C[p] = A[p] @ B[p], K in pieces of kc, each split into rows of k3p (3 kc padded; the caller's pieces()) whose GEMM
+// adds into C after the first. Returns 0, a CUDA error, or:
 // -1 CUTLASS cannot implement the shape (e.g. ldc not a multiple of 4), -2 the scratch buffer is too small, -3
 // CUTLASS's workspace set-up failed.
 extern "C" int kw_sm90_split_gemm(const float* a, const float* bm, float* c, long long m, long long n, long long k,
                                   long long batch, long long a_row, long long a_col, long long a_batch,
                                   long long a_offset, long long b_row, long long b_col, long long b_batch,
-                                  long long b_offset, long long ldc, long long c_batch, long long kc,
+                                  long long b_offset, long long ldc, long long c_batch, long long kc, long long k3p,
                                   long long scratch_bytes, unsigned char* scratch, cudaStream_t stream) {
-    const long long pieces = (k + kc - 1) / kc, k3p = (3 * kc + 3) / 4 * 4;
+    const long long pieces = (k + kc - 1) / kc;
     float* a3 = reinterpret_cast<float*>(scratch);
     float* b3 = a3 + batch * pieces * m * k3p;
     unsigned char* workspace = reinterpret_cast<unsigned char*>(b3 + batch * pieces * n * k3p);

@@ -172,14 +172,14 @@ def test_an_fp32_gemm_may_take_the_hopper_split_first_and_only_where_it_fits() -
     assert call, traced_forward(hopper)
     # A (4096, 4096) @ B (4096, 4096), both row-major: strides (4096, 1) and (4096, 1), C's ldc 4096, the scratch
     assert ", 4096, 4096, 4096, 1, 4096, 1, " in call.group(1)
-    assert f", 4096, 0, 1024, {scratch_bytes(4096, 4096, 4096)}, _kw_scratch" in call.group(1)  # ldc, no batch, kc
+    assert f", 4096, 0, 1024, 3072, {scratch_bytes(4096, 4096, 4096)}, _kw_scratch" in call.group(1)  # ldc, kc, row
     assert padded_k3(4095) == 12288 and padded_k3(4096) == 12288 and padded_k3(1) == 4
     # the launcher's spec, the call's arguments (the scratch pointer last) and the C signature agree in count
     spec = re.search(rf"'{SM90_SPLIT_LAUNCHER}': '([^']*)'", hopper)
     signature = re.search(rf'extern "C" int {SM90_SPLIT_LAUNCHER}\((.*?)\)\s*{{', hopper, re.S)
     assert spec and signature
     params = [p for p in signature.group(1).split(",") if "cudaStream_t" not in p]
-    assert len(spec.group(1).split(",")) == len(call.group(1).split(",")) == len(params) == 20
+    assert len(spec.group(1).split(",")) == len(call.group(1).split(",")) == len(params) == 21
     for name, tf32 in (("bf16_matmul", False), ("square_fp32", True), ("lower_band", False)):
         problem = next(p for p in fixture_gemm_problems() if p.stem == name)
         plans = plans_for(traced_lazily(problem), allow_tf32=tf32)["fused"]

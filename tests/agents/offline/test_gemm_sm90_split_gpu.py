@@ -29,7 +29,7 @@ def lib() -> Any:
 def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int, b_transposed: bool = False) -> torch.Tensor:
     """C = A @ B with A the first k columns of each row of a_store (batch, m, lda) and B (batch, k, n) contiguous, or
     with b_transposed, B = b.transpose(1, 2) for b (batch, n, k) contiguous (a column-major B)."""
-    from kernelwright.agents.offline.gemm_sm90_split import k_piece, scratch_bytes
+    from kernelwright.agents.offline.gemm_sm90_split import pieces, scratch_bytes
 
     batch, m, lda = a_store.shape
     n = b.shape[1] if b_transposed else b.shape[-1]
@@ -37,7 +37,7 @@ def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int, b_tran
     c = torch.empty(batch, m, n, device="cuda")
     scratch = torch.empty(scratch_bytes(m, n, k, batch), dtype=torch.uint8, device="cuda")
     lib.kw_sm90_split_gemm(a_store, b, c, m, n, k, batch, lda, 1, m * lda, 0, b_row, b_col, k * n, 0, n, m * n,
-                           k_piece(k), scratch.numel(), scratch)
+                           *pieces(k), scratch.numel(), scratch)
     return c
 
 
