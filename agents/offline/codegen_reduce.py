@@ -177,7 +177,7 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
 """
     if I != 1:
         split = 0
-    elif step.is_normalisation:  # only where normalisation_split offers it, and only when asked (not yet GPU-run)
+    elif step.is_normalisation:  # only where normalisation_split offers it, and only when asked (off in the defaults)
         split = int(p["SPLIT"]) if normalisation_split(step) else 0
     else:
         split = int(p["SPLIT"]) if p["SPLIT"] else default_split(step)
