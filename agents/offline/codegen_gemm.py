@@ -19,7 +19,7 @@ memory-bound: a block per output row streams the row with 16-byte loads and redu
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
 Tunables, per step: MAIN (fp32 at fp32 accuracy only: "sm80", this kernel, or "sm90", the Hopper split of
-gemm_sm90_split, one TF32 wgmma GEMM over split operands; first, off in the defaults until a GPU has measured it),
+gemm_sm90_split, one TF32 wgmma GEMM over split operands; the fill's first neighbour, won 1 of 5 GEMMs on an H100),
 TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial split-K slices, for few output
 tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for matrix-vector steps TPR (threads per row).
 """

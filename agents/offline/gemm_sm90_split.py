@@ -14,11 +14,12 @@ either order, with batch strides and offsets), each row of 3K padded to a multip
 16-byte strides), into the candidate's scratch buffer; the copies move (M + N) * K * 4 * 4 bytes, small beside the
 GEMM's 6 * M * N * K flops at the sizes where this pays.
 
-Status: built for sm_90a in CI and not yet run on a GPU; nothing proposes it yet. tests/agents/offline/
-test_gemm_sm90_split_gpu.py checks it against float64 at the strict fp32 tolerance and prints its time beside eager's
-fp32 GEMM and cuBLAS in plain TF32. codegen_gemm offers it as an fp32 GEMM's MAIN tunable ("sm90"), off in the
-defaults. Limits: fp32 only, C row-major with ldc a multiple of 4 (the launcher returns -1 where CUTLASS cannot
-implement the shape), no triangle."""
+Status: run on an H100 (session 18): tests/agents/offline/test_gemm_sm90_split_gpu.py passed against float64 at the
+strict fp32 tolerance on four shapes, 1.41x over eager's fp32 GEMM on 4096^3 (73 TFLOP/s; three TF32 products would
+take ~0.55x of its time). codegen_gemm offers it as an fp32 GEMM's MAIN tunable ("sm90"), which the fill tries first:
+on KernelBench's fp32 GEMMs it won one of five (eval/BENCHMARKS.md). Limits: fp32 only, C row-major with ldc, C's batch
+stride and C's address 16-byte aligned (the launcher returns -1 otherwise, or where CUTLASS cannot implement the
+shape), no triangle."""
 
 from __future__ import annotations
 
@@ -158,6 +159,9 @@ extern "C" int kw_sm90_split_gemm(const float* a, const float* bm, float* c, lon
     float* b3 = a3 + batch * pieces * m * k3p;
     unsigned char* workspace = reinterpret_cast<unsigned char*>(b3 + batch * pieces * n * k3p);
     auto args = kw_sm90_split_args(a3, b3, c, m, n, k3p, batch, pieces, ldc, c_batch, 0.0f);
+    // C's rows must start 16 bytes apart (the epilogue's vector stores). Checked here: CUTLASS's can_implement let a
+    // row of 1001 floats through on the H100 (session 18), and its epilogue stores assume the alignment it declared.
+    if (ldc % 4 != 0 || c_batch % 4 != 0 || (reinterpret_cast<unsigned long long>(c) & 15) != 0) return -1;
     if (!KwSplitKernel::can_implement(args)) return -1;
     if ((long long)(workspace - scratch) + (long long)KwSplitKernel::get_workspace_size(args) > scratch_bytes) return -2;
     const unsigned k_tiles = (unsigned)((k + 31) / 32);

@@ -1,7 +1,9 @@
 """The Hopper split GEMM (agents/offline/gemm_sm90_split.py: 3xTF32 as one TF32 wgmma GEMM over a tripled K) on a
 GPU: against float64 at the strict fp32 tolerance on positive inputs (a square GEMM, a padded K with an odd M
-and a row stride, a batch, K in pieces with a short last one; B row- and column-major), a shape CUTLASS cannot implement refused with its code, and its time printed beside eager's fp32 GEMM and
-cuBLAS in plain TF32 (run with -s; a figure, not an assertion). Not run on a GPU yet."""
+and a row stride, a batch, K in pieces with a short last one; B row- and column-major), a C whose rows are not 16-byte aligned refused with its code, and its time printed beside
+eager's fp32 GEMM and cuBLAS in plain TF32 (run with -s; a figure, not an assertion). Run on an H100 in session 18 (eval/BENCHMARKS.md);
+the refusal test failed there (CUTLASS's own check let the row of 1001 floats through) and the launcher now checks it
+itself, not yet rerun on a GPU."""
 
 from __future__ import annotations
 
