@@ -517,28 +517,68 @@ def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str)
     tpr = int(p.get("TPR") or 0) or min(1024, max(64, 1 << max(0, (-(-R // 8) - 1).bit_length())))
     tpr = max(32, tpr)
     items = int(p.get("ITEMS") or 8)
+    staged = bool(int(p.get("STAGE") or 0)) and scan_stage_fits(tpr, items, at)
     if prod:  # no inverse to subtract a thread's own run with (zeros): the previous lane's inclusive product
         exclusive = [f"{at} excl = __shfl_up_sync(KW_FULL, inc, 1);", f"if (lane == 0) excl = {one};"]
         offset = "carry * before * excl"
     else:
         exclusive, offset = [], "carry + before + inc - run"
     excl_text = "".join(f"\n        {line}" for line in exclusive)
-    body = f"""#define KW_{tag}_TPR {tpr}
-#define KW_{tag}_ITEMS {items}
-__global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
-    const {it} row = blockIdx.x;
-    __shared__ {at} warp_total[KW_{tag}_TPR / 32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    {at} carry = {one};
-    for (int base = 0; base < {R}; base += KW_{tag}_TPR * KW_{tag}_ITEMS) {{
-        const int start = base + (int)threadIdx.x * KW_{tag}_ITEMS;
+    scanned = "offset * v[k]" if prod else "offset + v[k]"
+    element = f"row * ({it}){R} + r"
+    if staged:  # striped through shared memory: every warp load and store is one contiguous run of the row
+        stage_decl = f"\n    __shared__ {at} stage[KW_{tag}_SLOT(KW_{tag}_TPR * KW_{tag}_ITEMS)];"
+        gather = f"""        {at} x[KW_{tag}_ITEMS];
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            const int r = base + k * KW_{tag}_TPR + (int)threadIdx.x;
+            x[k] = r < {R} ? kw_{tag}_pro(p, {element}) : ({at}){one};
+        }}
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) stage[KW_{tag}_SLOT(k * KW_{tag}_TPR + (int)threadIdx.x)] = x[k];
+        __syncthreads();
+        const int own = (int)threadIdx.x * KW_{tag}_ITEMS;
+        {at} run = {one}, v[KW_{tag}_ITEMS];
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            run {mul} stage[KW_{tag}_SLOT(own + k)];
+            v[k] = run;
+        }}"""
+        # each thread rewrites only the slots it read; the next tile's striped writes touch only the slots the
+        # same thread reads back here, so no barrier closes the tile
+        scatter = f"""#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) stage[KW_{tag}_SLOT(own + k)] = {scanned};
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            const int r = base + k * KW_{tag}_TPR + (int)threadIdx.x;
+            if (r < {R}) kw_{tag}_epi(p, {element}, 0, 0, stage[KW_{tag}_SLOT(k * KW_{tag}_TPR + (int)threadIdx.x)]);
+        }}"""
+        slot = f"\n#define KW_{tag}_SLOT(j) ((j) + (j) / 32)  // a pad word every 32: blocked reads skip bank conflicts"
+    else:  # each thread loads its own ITEMS consecutive elements (warp accesses strided by ITEMS)
+        stage_decl, slot = "", ""
+        gather = f"""        const int start = base + (int)threadIdx.x * KW_{tag}_ITEMS;
         {at} run = {one}, v[KW_{tag}_ITEMS];
 #pragma unroll
         for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
             const int r = start + k;
-            run {mul} r < {R} ? kw_{tag}_pro(p, row * ({it}){R} + r) : ({at}){one};
+            run {mul} r < {R} ? kw_{tag}_pro(p, {element}) : ({at}){one};
             v[k] = run;
-        }}
+        }}"""
+        scatter = f"""#pragma unroll
+        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
+            const int r = start + k;
+            if (r < {R}) kw_{tag}_epi(p, {element}, 0, 0, {scanned});
+        }}"""
+    body = f"""#define KW_{tag}_TPR {tpr}
+#define KW_{tag}_ITEMS {items}{slot}
+__global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
+    const {it} row = blockIdx.x;
+    __shared__ {at} warp_total[KW_{tag}_TPR / 32];{stage_decl}
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    {at} carry = {one};
+    for (int base = 0; base < {R}; base += KW_{tag}_TPR * KW_{tag}_ITEMS) {{
+{gather}
         {at} inc = run;
 #pragma unroll
         for (int off = 1; off < 32; off <<= 1) {{
@@ -555,12 +595,15 @@ __global__ void __launch_bounds__(KW_{tag}_TPR) kw_{tag}(P_{tag} p) {{
         }}
         __syncthreads();
         const {at} offset = {offset};
-#pragma unroll
-        for (int k = 0; k < KW_{tag}_ITEMS; ++k) {{
-            const int r = start + k;
-            if (r < {R}) kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {"offset * v[k]" if prod else "offset + v[k]"});
-        }}
+{scatter}
         carry {mul} tile;
     }}
 }}"""
     return body, f"    kw_{tag}<<<(unsigned){O}, KW_{tag}_TPR, 0, stream>>>(p);"
+
+
+def scan_stage_fits(tpr: int, items: int, at: str) -> bool:
+    """Whether a row scan's tile, padded a word every 32, fits the 48 KB of static shared memory a block may
+    declare (the STAGE tunable falls back to direct loads where it does not)."""
+    n = tpr * items
+    return (n + n // 32) * (8 if at == "double" else 4) <= 48 * 1024

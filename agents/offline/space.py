@@ -116,8 +116,9 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
             if step.reduction in SCANS:
-                if step.inner == 1:
-                    dims += [TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
+                if step.inner == 1:  # STAGE first: the fill's first neighbour (off until a GPU has measured it)
+                    dims += [TuneDim(f"{step.name}.STAGE", (0, 1), 0),
+                             TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
                              TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
             elif step.inner != 1:
                 dims.append(TuneDim(f"{step.name}.CY", (1, 2, 4, 8, 16, 32), default_cy(step)))
