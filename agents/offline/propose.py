@@ -7,6 +7,8 @@ Variants, so that selection can keep the fastest verified one and never lose to 
   chains (the epilogues after library ops included) and pools are fused kernels;
 - fused_channels_last (only when asked for, see CHANNELS_LAST_VARIANT): fused, with its library convolutions run
   channels-last (conv_layout), where it has any.
+A variant that writes the same code as an earlier one (tools.source_hash.candidate_id: the header docstring naming the
+variant does not count) is left out, so the run's first generation measures distinct kernels.
 
 A pure matrix-multiplication problem (gemm_plan) gets a plan whose GEMMs are kernels of the candidate's own
 (codegen_gemm: CUTLASS tensor cores, or a matrix-vector kernel); it has one variant (fused_scalar is the same).
@@ -52,6 +54,7 @@ from kernelwright.agents.offline.planner import PlanningError, build_plan
 from kernelwright.agents.offline.space import TuneSpace, conservative, params_by_step, plan_space
 from kernelwright.agents.offline.trace import TracedProblem, TraceFailure, n_variants, trace_problem
 from kernelwright.tools.errors import KernelwrightError
+from kernelwright.tools.source_hash import candidate_id
 
 log = structlog.get_logger(__name__)
 
@@ -252,9 +255,9 @@ def propose(problem_path: str | Path, form: Any = None, params: Mapping[str, Any
             problems.append(f"{variant}: internal error: {type(exc).__name__}: {exc}")
             log.warning("offline_render_failed", problem=where, variant=variant, error=str(exc))
             continue
-        if source in seen:
-            continue
-        seen.add(source)
+        if (cid := candidate_id(source)) in seen:
+            continue  # the same code as an earlier variant's (e.g. fused_scalar where nothing has a vector path)
+        seen.add(cid)
         out.append(GeneratedCandidate(where, variant, source, chosen, space, plan.kept_aten_ops, plan.notes,
                                       plan.summary()))
     if not out:

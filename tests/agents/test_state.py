@@ -41,6 +41,16 @@ def test_candidate_id_ignores_comments_and_layout_not_code() -> None:
     assert len(candidate_id("not python (((")) == 64
 
 
+def test_candidate_id_ignores_docstrings_not_strings_the_code_uses() -> None:
+    body = 'import torch\nSRC = r"""\n__global__ void k(float* x) { x[0] = 1; }\n"""\nclass ModelNew:\n{doc}    pass\n'
+    fused = '"""Generated (variant: fused).\nTunables: k0.TPR=256."""\n' + body.replace("{doc}", "")
+    scalar = '"""Generated (variant: fused_scalar).\nTunables: defaults."""\n' + body.replace("{doc}", '    """A model."""\n')
+    assert candidate_id(fused) == candidate_id(scalar)  # the same code under two headers: one kernel
+    assert candidate_id(fused) != candidate_id(fused.replace('SRC = r"""', 'SRC = "// x" + r"""'))
+    assert candidate_id('X = "a"\n') != candidate_id('X = "b"\n')  # an assigned string is code
+    assert candidate_id('"a".join(x)\n') != candidate_id('"b".join(x)\n')  # so is a string that starts an expression
+
+
 def test_every_candidate_status_has_its_place_wherever_statuses_are_shown() -> None:
     """One status vocabulary (agents.run_state.CandidateStatus, the harness's verdicts plus pending and
     screened_out): the trace view styles and marks each, the report orders each, the run reader counts each

@@ -177,14 +177,26 @@ def test_fill_puts_the_defaults_neighbours_in_the_slots_the_variants_leave(tmp_p
                                                              config={"configurable": {"thread_id": run_id}})
         return list(final["candidates"].values())
 
-    variants = {c.variant for c in propose(PROBLEM)}
+    from kernelwright.agents.offline.propose import trace_all, tuning_target
+    from kernelwright.tools.source_hash import candidate_id
+
+    proposed = propose(PROBLEM)
+    variants = {c.variant for c in proposed}
     plain = first_generation("plain", False)
     assert {r["variant"] for r in plain} == variants and len(plain) == len(variants) < 6
+    # the kernels the fill can add: neighbours whose code differs from every variant's and from each other's (a
+    # move the kernel ignores writes the same code under another header, measured once)
+    target = tuning_target(trace_all(PROBLEM), "fused")
+    assert target is not None
+    new_code = {candidate_id(target.render(n)) for n in target.space.neighbours_up_first(target.space.defaults())}
+    new_code -= {candidate_id(c.source) for c in proposed}
+    assert len(new_code) >= 2
     filled = first_generation("filled", True)
-    assert len(filled) == 6 and len({r["id"] for r in filled}) == 6  # every slot, no source twice
+    expected = min(6, len(variants) + len(new_code))
+    assert len(filled) == expected and len({r["id"] for r in filled}) == expected  # every slot it can fill, no code twice
     fused = next(r["params"] for r in filled if r["variant"] == "fused")
     neighbours = [r["params"] for r in filled if r["variant"] == "fused_neighbour"]
-    assert len(neighbours) == 6 - len(variants)
+    assert len(neighbours) == expected - len(variants)
     for params in neighbours:  # one tunable moved one step from the fused defaults
         assert sum(params[k] != fused[k] for k in fused) == 1, (params, fused)
 
