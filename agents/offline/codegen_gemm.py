@@ -18,8 +18,9 @@ A matrix-vector product (N = 1 with contiguous matrix rows, or M = 1 with contig
 memory-bound: a block per output row streams the row with 16-byte loads and reduces in registers and shared
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
-Tunables, per step: MAIN (fp32 at fp32 accuracy only: "sm80", this kernel, or "sm90", the Hopper split of
-gemm_sm90_split, one TF32 wgmma GEMM over split operands; the fill's first neighbour, won 1 of 5 GEMMs on an H100),
+Tunables, per step: MAIN (fp32 at fp32 accuracy only: "sm80", this kernel, or one of gemm_sm90_split's configurations
+("sm90", "sm90c", "sm90w"), the Hopper split, one TF32 wgmma GEMM over split operands; "sm90" is the fill's first
+neighbour and won 1 of 5 GEMMs on an H100),
 TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial split-K slices, for few output
 tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for matrix-vector steps TPR (threads per row).
 """
@@ -32,7 +33,12 @@ from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
 from kernelwright.agents.offline.gemm_plan import GemmLaunch, gemm_launch
-from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC
+from kernelwright.agents.offline.gemm_sm90_split import (
+    SM90_CONFIGS,
+    SM90_SPLIT_SPEC,
+    sm90_split_cuda,
+    sm90_split_launcher,
+)
 from kernelwright.agents.offline.gemm_sm90_split import pieces as sm90_pieces
 from kernelwright.agents.offline.gemm_sm90_split import scratch_bytes as sm90_scratch_bytes
 from kernelwright.agents.offline.ir import Buffer, GemmStep
@@ -100,9 +106,10 @@ TF32_MATH = MathMode("tf32", "float", (16, 8, 8), "cutlass::arch::OpMultiplyAdd"
 MATH_CHOICES = ("tf32", "f32x3")  # an fp32 GEMM's MATH tunable under a TF32-allowing profile, the default first
 STAGE_CHOICES = (3, 4, 5)
 # An fp32 GEMM's main loop at fp32 accuracy: CUTLASS 2.x's SM80 3xTF32 kernel (the default, tiles and stages tunable)
-# or the Hopper split (gemm_sm90_split: one TF32 wgmma GEMM over split operands, one fixed configuration). First in
-# the GEMM's tunables, so agents.offline_fill's first neighbour tries it. Not yet run on a GPU: not the default.
-MAIN_CHOICES = ("sm80", "sm90")
+# or the Hopper split (gemm_sm90_split: one TF32 wgmma GEMM over split operands, in one of its SM90_CONFIGS). First
+# in the GEMM's tunables, so agents.offline_fill's first neighbour tries "sm90". On an H100 (session 18) it won one
+# of KernelBench's five fp32 GEMMs it met: not the default.
+MAIN_CHOICES = ("sm80", *SM90_CONFIGS)
 SPLITK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 TPR_CHOICES = (64, 128, 256, 512, 1024)
 SMALL_TILE = {"float32": "64x64x16_32x32x16", "bfloat16": "64x64x32_32x32x32", "float16": "64x64x32_32x32x32"}
@@ -190,8 +197,8 @@ def gemm_kernel(step: GemmStep, buffers: Mapping[str, Buffer], params: Mapping[s
     launch = launch_of(step, buffers)
     if launch.gemv:
         return _gemv_kernel(step, launch, params)
-    if params.get("MAIN") == "sm90" and sm90_split_fits(launch, allow_tf32):
-        return _sm90_split_kernel(step, launch)
+    if params.get("MAIN") in SM90_CONFIGS and sm90_split_fits(launch, allow_tf32):
+        return _sm90_split_kernel(step, launch, str(params["MAIN"]))
     return _cutlass_kernel(step, launch, params, allow_tf32)
 
 
@@ -202,13 +209,14 @@ def sm90_split_fits(launch: GemmLaunch, allow_tf32: bool = False) -> bool:
             and launch.ldc % 4 == 0 and launch.stride_c % 4 == 0)
 
 
-def _sm90_split_kernel(step: GemmStep, launch: GemmLaunch) -> StepKernel:
+def _sm90_split_kernel(step: GemmStep, launch: GemmLaunch, main: str) -> StepKernel:
     a_row, a_col = (launch.a.ld, 1) if launch.a.order == "row" else (1, launch.a.ld)
     b_row, b_col = (launch.b.ld, 1) if launch.b.order == "row" else (1, launch.b.ld)
     numbers = (launch.m, launch.n, launch.k, launch.batch, a_row, a_col, launch.stride_a, launch.offset_a,
                b_row, b_col, launch.stride_b, launch.offset_b, launch.ldc, launch.stride_c, *sm90_pieces(launch.k))
     scratch = sm90_scratch_bytes(launch.m, launch.n, launch.k, launch.batch)
-    return StepKernel(step.name, SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC,
+    config = SM90_CONFIGS[main]
+    return StepKernel(step.name, sm90_split_cuda(config), sm90_split_launcher(config), SM90_SPLIT_SPEC,
                       (step.a.buffer, step.b.buffer, step.outputs[0].buffer, *(str(v) for v in numbers), str(scratch)),
                       scratch_bytes=scratch, headers=GEMM_HEADERS)
 

@@ -23,6 +23,8 @@ shape), no triangle."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kernelwright.agents.offline.gemm_split import CHUNKED_FROM_K, K_CHUNK
 
 SM90_SPLIT_LAUNCHER = "kw_sm90_split_gemm"
@@ -31,6 +33,53 @@ SM90_SPLIT_LAUNCHER = "kw_sm90_split_gemm"
 # size in bytes, then the scratch buffer (the candidate's)
 SM90_SPLIT_SPEC = "f32*, f32*, f32*, " + ", ".join(["i64"] * 17) + ", u8*"
 WORKSPACE_BYTES = 1 << 20  # CUTLASS's own workspace (tile scheduler), after the split operands; checked at launch
+
+
+@dataclass(frozen=True, slots=True)
+class Sm90Config:
+    """One configuration of the TF32 wgmma GEMM: CTA tile (M, N, K in TF32 elements), cluster (M, N) and CUTLASS's
+    kernel schedule ("auto": the collective builders choose; "cooperative": two consumer warpgroups share a tile).
+    `suffix` keeps each configuration's names apart in one candidate. (A pingpong schedule, the warpgroups
+    alternating 128x128 tiles, spilled registers in CUTLASS 4.2's TF32 build: not offered.)"""
+    tile: tuple[int, int, int]
+    cluster: tuple[int, int]
+    schedule: str
+    suffix: str
+
+
+# MAIN choices of codegen_gemm (the name is the tunable's value). "sm90" is the configuration measured first (1.41x
+# over eager on 4096^3, session 18: about 55% of cuBLAS's TF32 rate per product); the others are the shapes CUTLASS's
+# own Hopper TF32 GEMMs favour, offered so a GPU can compare them (tests/agents/offline/test_gemm_sm90_split_gpu.py).
+SM90_CONFIGS = {
+    "sm90": Sm90Config((128, 128, 32), (1, 2), "auto", ""),
+    "sm90c": Sm90Config((256, 128, 32), (2, 1), "cooperative", "_c256"),
+    "sm90w": Sm90Config((128, 256, 32), (1, 2), "cooperative", "_c128w"),
+}
+_SCHEDULES = {  # kernel schedule, epilogue schedule
+    "auto": ("cutlass::gemm::collective::KernelScheduleAuto", "cutlass::epilogue::collective::EpilogueScheduleAuto"),
+    "cooperative": ("cutlass::gemm::KernelTmaWarpSpecializedCooperative",
+                    "cutlass::epilogue::TmaWarpSpecializedCooperative"),
+}
+
+
+def sm90_split_launcher(config: Sm90Config) -> str:
+    return SM90_SPLIT_LAUNCHER.replace("kw_sm90_split", f"kw_sm90{config.suffix}_split")
+
+
+def sm90_split_cuda(config: Sm90Config) -> str:
+    """The source of one configuration: SM90_SPLIT_CUDA with its tile, cluster and schedules, and every name it
+    defines suffixed (two configurations may meet in one candidate, one per GEMM step)."""
+    m, n, k = config.tile
+    schedule, epilogue = _SCHEDULES[config.schedule]
+    text = (SM90_SPLIT_CUDA
+            .replace("Shape<_128, _128, _32>", f"Shape<_{m}, _{n}, _{k}>")
+            .replace("Shape<_1, _2, _1>", f"Shape<_{config.cluster[0]}, _{config.cluster[1]}, _1>")
+            .replace("cutlass::gemm::collective::KernelScheduleAuto", schedule)
+            .replace("cutlass::epilogue::collective::EpilogueScheduleAuto", epilogue))
+    if not config.suffix:
+        return text
+    return (text.replace("kw_sm90_split", f"kw_sm90{config.suffix}_split").replace("KwSplit", f"KwSplit{config.suffix}")
+            .replace("kw_tf32_rn", f"kw_tf32_rn{config.suffix}"))
 
 
 def k_piece(k: int) -> int:

@@ -93,17 +93,21 @@ def test_every_tile_of_the_tuners_space_compiles_without_spills(problem_name: st
         _assert_no_spills(result)
 
 
-def test_the_sm90_split_gemm_builds_without_spills(arch_cache: Path) -> None:
-    """The Hopper 3xTF32-as-one-TF32-GEMM kernel (agents/offline/gemm_sm90_split.py), as a candidate with MAIN=sm90
-    carries it: CUTLASS 3.x's collective builders instantiate a TF32 wgmma kernel for sm_90a; it and the split copy
-    hold their registers, and both are found by their plain names in the library (what the kernel policy counts as
-    the candidate's own)."""
+@pytest.mark.parametrize("main", ["sm90", "sm90c", "sm90w"])
+def test_the_sm90_split_gemm_builds_without_spills(main: str, arch_cache: Path) -> None:
+    """The Hopper 3xTF32-as-one-TF32-GEMM kernel (agents/offline/gemm_sm90_split.py) in each configuration, as a
+    candidate with MAIN set to it carries it: CUTLASS 3.x's collective builders instantiate a TF32 wgmma kernel for
+    sm_90a; it and the split copy hold their registers, and both are found by their plain names in the library (what
+    the kernel policy counts as the candidate's own)."""
+    from kernelwright.agents.offline.gemm_sm90_split import SM90_CONFIGS
     from kernelwright.agents.offline.propose import tuning_target
 
     target = tuning_target(traced_lazily(next(p for p in fixture_gemm_problems() if p.stem == "square_fp32")), "fused")
     assert target is not None
-    (result,) = _build([target.render({"h0.MAIN": "sm90"})], arch_cache)
+    (result,) = _build([target.render({"h0.MAIN": main})], arch_cache)
+    suffix = SM90_CONFIGS[main].suffix
+    kernels = {f"kw_sm90{suffix}_split_operand", f"kw_sm90{suffix}_split_tf32_gemm"}  # the split copy, the GEMM
     names = {r.name for r in result.resources}
-    assert {"kw_sm90_split_operand", "kw_sm90_split_tf32_gemm"} <= names, names  # the split copy, the wgmma GEMM
+    assert kernels <= names, names
     assert not [r.name[:80] for r in result.resources if r.spill_store_bytes]
-    assert {"kw_sm90_split_operand", "kw_sm90_split_tf32_gemm"} <= library_symbols([str(result.artifact)])
+    assert kernels <= library_symbols([str(result.artifact)])

@@ -1,31 +1,38 @@
 """The Hopper split GEMM (agents/offline/gemm_sm90_split.py: 3xTF32 as one TF32 wgmma GEMM over a tripled K) on a
-GPU: against float64 at the strict fp32 tolerance on positive inputs (a square GEMM, a padded K with an odd M
-and a row stride, a batch, K in pieces with a short last one; B row- and column-major), a C whose rows are not 16-byte aligned refused with its code, and its time printed beside
-eager's fp32 GEMM and cuBLAS in plain TF32 (run with -s; a figure, not an assertion). Run on an H100 in session 18 (eval/BENCHMARKS.md);
-the refusal test failed there (CUTLASS's own check let the row of 1001 floats through) and the launcher now checks it
-itself, not yet rerun on a GPU."""
+GPU, in every configuration of SM90_CONFIGS: against float64 at the strict fp32 tolerance on positive inputs (a
+square GEMM, a padded K with an odd M and a row stride, a batch, K in pieces with a short last one; B row- and
+column-major), a C whose rows are not 16-byte aligned refused with its code, and its time printed beside eager's
+fp32 GEMM and cuBLAS in plain TF32 (run with -s; a figure, not an assertion). Run on an H100 in session 18 with
+"sm90" alone (eval/BENCHMARKS.md): the refusal test failed there (CUTLASS's own check let the row of 1001 floats
+through), so the launcher now checks it itself; that, "sm90c" and "sm90w" have not run on a GPU yet."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import torch
 
+from kernelwright.agents.offline.gemm_sm90_split import SM90_CONFIGS
 from support.gpu_checks import assert_close_to_float64
 from support.tf32 import cuda_ms, strict_backend_flags
 
 pytestmark = [pytest.mark.gpu, pytest.mark.nvcc]
 
 
-@pytest.fixture(scope="module")
-def lib() -> Any:
-    from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_CUDA, SM90_SPLIT_LAUNCHER, SM90_SPLIT_SPEC
+@pytest.fixture(scope="module", params=list(SM90_CONFIGS))
+def lib(request: pytest.FixtureRequest) -> Any:
+    """The launcher of one configuration (gemm_sm90_split.SM90_CONFIGS), built alone."""
+    from kernelwright.agents.offline.gemm_sm90_split import SM90_SPLIT_SPEC, sm90_split_cuda, sm90_split_launcher
     from kernelwright.tools.compile.raw_kernel import load_cuda
 
     if torch.cuda.get_device_capability() < (9, 0):
         pytest.skip("wgmma needs sm_90")
-    return load_cuda(SM90_SPLIT_CUDA, {SM90_SPLIT_LAUNCHER: SM90_SPLIT_SPEC}, headers=("cutlass",))
+    config = SM90_CONFIGS[request.param]
+    launcher = sm90_split_launcher(config)
+    built = load_cuda(sm90_split_cuda(config), {launcher: SM90_SPLIT_SPEC}, headers=("cutlass",))
+    return SimpleNamespace(name=request.param, launch=getattr(built, launcher))
 
 
 def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int, b_transposed: bool = False) -> torch.Tensor:
@@ -38,8 +45,8 @@ def _split_gemm(lib: Any, a_store: torch.Tensor, b: torch.Tensor, k: int, b_tran
     b_row, b_col = (1, k) if b_transposed else (n, 1)
     c = torch.empty(batch, m, n, device="cuda")
     scratch = torch.empty(scratch_bytes(m, n, k, batch), dtype=torch.uint8, device="cuda")
-    lib.kw_sm90_split_gemm(a_store, b, c, m, n, k, batch, lda, 1, m * lda, 0, b_row, b_col, k * n, 0, n, m * n,
-                           *pieces(k), scratch.numel(), scratch)
+    lib.launch(a_store, b, c, m, n, k, batch, lda, 1, m * lda, 0, b_row, b_col, k * n, 0, n, m * n, *pieces(k),
+               scratch.numel(), scratch)
     return c
 
 
@@ -78,7 +85,7 @@ def test_the_split_gemm_time_beside_eager_and_plain_tf32(lib: Any) -> None:
         torch.set_float32_matmul_precision(saved)
     t_split = cuda_ms(lambda: _split_gemm(lib, a, b, k))
     flops = 2 * m * n * k
-    print(f"\nsm90 split GEMM {m}x{n}x{k}: eager fp32 {t_eager:.3f} ms ({flops / t_eager / 1e9:.0f} TFLOP/s), cuBLAS "
+    print(f"\n{lib.name} split GEMM {m}x{n}x{k}: eager fp32 {t_eager:.3f} ms ({flops / t_eager / 1e9:.0f} TFLOP/s), cuBLAS "
           f"TF32 {t_tf32:.3f} ms, split {t_split:.3f} ms ({flops / t_split / 1e9:.0f} TFLOP/s at fp32 accuracy): "
           f"{t_eager / t_split:.2f}x over eager")
     assert t_split > 0
