@@ -15,6 +15,7 @@ from kernelwright.agents.offline.cuda_common import (
     launcher_signature,
     params_for,
     struct_text,
+    vector_name,
 )
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load
 from kernelwright.agents.offline.ops import STORAGE_CTYPE
@@ -46,23 +47,24 @@ def elementwise_kernel(step: ElementwiseStep, buffers: Mapping[str, Buffer], par
     # Operands read in order with a vector-aligned offset come in as vectors.
     vector_loads = {i: e for i, e in loads if vec > 1 and is_linear(e.layout) and e.layout.offset % vec == 0
                     and e.layout.numel == n}
-    vec_bufs = {e.layout.buffer: (e.dtype, e.layout.offset) for e in vector_loads.values()}
+    vec_reads = {vector_name(e): e for e in vector_loads.values()}
 
     scalar_lines, scalar_names = emit_dag(dag, "l", it)
     scalar_body = scalar_lines + [f"p.{o.buffer}[l] = KwStore<{STORAGE_CTYPE[buffers[o.buffer].dtype]}>::of({scalar_names[o.node]});"
                                   for o in step.outputs]
-    vec_lines, vec_names = emit_dag(dag, "l", it, load_override=lambda i, e: f"kw_cvt(in_{e.layout.buffer}.v[j])"
+    vec_lines, vec_names = emit_dag(dag, "l", it, load_override=lambda i, e: f"kw_cvt({vector_name(e)}.v[j])"
                                     if i in vector_loads else None)
     vec_body = vec_lines + [f"out_{o.buffer}.v[j] = KwStore<{STORAGE_CTYPE[buffers[o.buffer].dtype]}>::of({vec_names[o.node]});"
                             for o in step.outputs]
     V = f"KW_{tag}_VEC"
-    vec_in = [f"const KwVec<{STORAGE_CTYPE[dt]}, {V}> in_{b} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[dt]}, {V}>*>(p.{b} + base + ({it}){off});"
-              for b, (dt, off) in vec_bufs.items()]
+    vec_in = [f"const KwVec<{STORAGE_CTYPE[e.dtype]}, {V}> {name} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[e.dtype]}, "
+              f"{V}>*>(p.{e.layout.buffer} + base + ({it}){e.layout.offset});" for name, e in vec_reads.items()]
     vec_out_decl = [f"KwVec<{STORAGE_CTYPE[dt]}, {V}> out_{b};" for b, dt in outputs]
     vec_out_store = [f"*reinterpret_cast<KwVec<{STORAGE_CTYPE[dt]}, {V}>*>(p.{b} + base) = out_{b};" for b, dt in outputs]
     c_params, spec = launcher_signature(plist)
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
-    aligned = " && ".join([f"kw_aligned({b} + {off}, {V} * (int)sizeof({STORAGE_CTYPE[dt]}))" for b, (dt, off) in vec_bufs.items()]
+    aligned = " && ".join([f"kw_aligned({e.layout.buffer} + {e.layout.offset}, {V} * (int)sizeof({STORAGE_CTYPE[e.dtype]}))"
+                           for e in vec_reads.values()]
                           + [f"kw_aligned({b}, {V} * (int)sizeof({STORAGE_CTYPE[dt]}))" for b, dt in outputs]) or "true"
     source = f"""
 // ---- {tag}: fused elementwise over {list(dag.shape)} ({n} elements)

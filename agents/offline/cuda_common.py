@@ -181,6 +181,13 @@ def is_linear(layout: Layout) -> bool:
     return len(dims) == 0 and total_numel(layout.shape) == 1 or (len(dims) == 1 and dims[0][1] == 1)
 
 
+def vector_name(load: Load) -> str:
+    """The register a vectorised in-order load reads from: one per buffer and offset (a buffer may be read at two
+    offsets in one loop, e.g. the two halves of x.chunk(2, dim=0))."""
+    offset = load.layout.offset
+    return f"in_{load.layout.buffer}" + (f"_{offset}" if offset else "")
+
+
 @dataclass(frozen=True)
 class Param:
     """A kernel parameter (one buffer) in the step's parameter struct."""

@@ -20,7 +20,8 @@ FAST = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
 PROBLEMS = [FIXTURES / "problems" / n for n in ("relu_affine_shapes.py", "softmax_rows.py", "linear_softmax.py",
                                                "near_zero.py")]
 PROBLEMS += [FIXTURES / "offline" / n for n in ("normalisations.py", "reductions_any_dim.py", "views_broadcast.py",
-                                               "losses.py", "scans.py", "scan_products.py", "wide_attention.py")]
+                                               "losses.py", "scans.py", "scan_products.py", "wide_attention.py",
+                                               "vector_offsets.py")]
 SUITE_PICKS = ("07_broadcast_affine", "11_cumsum", "08_cast_chain", "14_linear_bias_softmax", "21_conv2d_groupnorm_relu_mean_bf16",
                "24_conv2d_channel_softmax", "27_log_softmax_dim1_bf16", "29_rms_norm_bf16", "35_argmin_dim0")
 PROBLEMS += [p for p in (suite_dir() / f"{name}.py" for name in SUITE_PICKS) if p.exists()]
