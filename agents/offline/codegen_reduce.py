@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
-from kernelwright.agents.offline.cuda_common import emit_dag, index_type, launcher_signature, params_for, struct_text
+from kernelwright.agents.offline.cuda_common import (
+    emit_dag,
+    index_type,
+    is_linear,
+    launcher_signature,
+    params_for,
+    struct_text,
+    vector_name,
+)
 from kernelwright.agents.offline.ir import SCANS, Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
 
@@ -190,7 +198,8 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
     elif I != 1:
         body, launch = _columns(step, p, it, at, acc, tag)
     elif split:
-        body, launch = _split(step, p, it, at, acc, tag, split)
+        vectors = split_vector_loads(step) if int(p.get("VEC") or 1) > 1 else {}
+        body, launch = _split(step, it, at, acc, tag, split, vectors)
         c_params += (", " if c_params else "") + "unsigned char* scratch"
         spec += (", " if spec else "") + "u8*"
         assign += "\n    p.scratch = scratch;"
@@ -436,22 +445,40 @@ __global__ void __launch_bounds__(32 * KW_{tag}_CY) kw_{tag}(P_{tag} p) {{
     return body, launch
 
 
-def _split(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str, split: int) -> tuple[str, str]:
+def _split(step: ReductionStep, it: str, at: str, acc: str, tag: str, split: int,
+           vectors: Mapping[int, Load]) -> tuple[str, str]:
+    """Few long rows: SPLIT blocks a row push a chunk each into a partial, then one block a row merges them (or, for a
+    normalisation, every block merges them and writes its chunk: _split_apply). With `vectors` (split_vector_loads:
+    the VEC tunable), those prologue loads come in VEC_WIDTH at a time where every such pointer is aligned (a
+    template flag the launcher picks), the chunks rounded to VEC_WIDTH elements."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
     tpr = 256
     chunk = -(-R // split)
+    if vectors:
+        chunk = -(-chunk // VEC_WIDTH) * VEC_WIDTH
     push = _push_value(step, "v", at)
-    body = f"""#define KW_{tag}_SPLIT {split}
+    scalar_loop = _strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at,
+                                f"kw_{tag}_pro(p, row * ({it}){R} + r)", f"a.push({push}, (long long)r);")
+    template, flag, loop = "", "", scalar_loop
+    helper = ""
+    if vectors:
+        helper = _vector_prologue(step, it, at, tag, vectors)
+        template, flag = "template <bool KW_VEC>\n", "<KW_VEC>"
+        loop = f"""    if constexpr (KW_VEC) {{
+{_vector_loop(R, it, at, tag, tpr, push)}
+    }} else {{
+{_indent(scalar_loop.splitlines(), 4)}
+    }}"""
+    body = f"""{helper}#define KW_{tag}_SPLIT {split}
 #define KW_{tag}_CHUNK {chunk}
-__global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
+{template}__global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
     const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
     const {it} part = ({it})blockIdx.x % KW_{tag}_SPLIT;
     const {it} start = part * ({it})KW_{tag}_CHUNK;
     {it} stop = start + ({it})KW_{tag}_CHUNK;
     if (stop > ({it}){R}) stop = ({it}){R};
     {acc} a; a.init();
-{_strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
-               f"a.push({push}, (long long)r);")}
+{loop}
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
     if (threadIdx.x == 0) reinterpret_cast<{acc}*>(p.scratch)[blockIdx.x] = a;
 }}"""
@@ -466,9 +493,81 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
     a = kw_block_reduce_x<{acc}, 256, 1>(a);
     if (threadIdx.x == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);
 }}"""
-    launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
+    part = f"kw_{tag}_part{flag}"
+    launch_part = f"    {part}<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"
+    if vectors:
+        aligned = " && ".join(dict.fromkeys(f"kw_aligned(p.{e.layout.buffer} + {e.layout.offset}, {VEC_WIDTH} * "
+                                            f"(int)sizeof(*p.{e.layout.buffer}))" for e in vectors.values()))
+        launch_part = f"""    if ({aligned}) kw_{tag}_part<true><<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
+    else kw_{tag}_part<false><<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"""
+    launch = f"""{launch_part}
     kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"""
     return body, launch
+
+
+# The VEC tunable of a split reduction: loads of VEC_WIDTH elements (16 bytes of fp32), two in flight per operand.
+VEC_WIDTH = 4
+
+
+def split_vector_loads(step: ReductionStep) -> dict[int, Load]:
+    """The prologue loads a split reduction may read VEC_WIDTH at a time: ones that walk their buffer in the
+    reduction's own order (element l at offset + l, offset a multiple of VEC_WIDTH) over all of it. None (empty)
+    where there is no such load, the step is a normalisation (its apply kernel re-reads the row alike) or rows are
+    not a multiple of VEC_WIDTH long (a row's vectors would straddle two rows)."""
+    n = step.outer * step.reduce
+    if not default_split(step) or step.reduce % VEC_WIDTH:  # default_split: plain reductions of long rows only
+        return {}
+    return {i: e for i, e in enumerate(step.prologue.nodes) if isinstance(e, Load) and is_linear(e.layout)
+            and e.layout.offset % VEC_WIDTH == 0 and e.layout.numel == n}
+
+
+def _vector_prologue(step: ReductionStep, it: str, at: str, tag: str, vectors: Mapping[int, Load]) -> str:
+    """kw_<tag>_pro<W>(p, base, out): the prologue at base .. base + W - 1, its `vectors` loaded as one KwVec each
+    (W = VEC_WIDTH), the other loads element by element."""
+    w = VEC_WIDTH
+    reads = {vector_name(e): e for e in vectors.values()}
+    vec_in = [f"const KwVec<{STORAGE_CTYPE[e.dtype]}, {w}> {n} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[e.dtype]}, "
+              f"{w}>*>(p.{e.layout.buffer} + base + ({it}){e.layout.offset});" for n, e in reads.items()]
+    lines, names = emit_dag(step.prologue, "l", it, prefix="x",
+                            load_override=lambda i, e: f"kw_cvt({vector_name(e)}.v[j])" if i in vectors else None)
+    return f"""__device__ __forceinline__ void kw_{tag}_pro{w}(const P_{tag}& p, {it} base, {at} out[{w}]) {{
+{_indent(vec_in, 4)}
+#pragma unroll
+    for (int j = 0; j < {w}; ++j) {{
+        const {it} l = base + j;
+{_indent(lines, 8)}
+        out[j] = ({at}){names[-1]};
+    }}
+}}
+"""
+
+
+def _vector_loop(reduce: int, it: str, at: str, tag: str, tpr: int, push: str) -> str:
+    """The part kernel's loop over [start, stop) of `row` with kw_<tag>_pro<W>: each thread W consecutive elements,
+    W * tpr apart, two vectors in flight, pushed in order. start and stop must be multiples of W (chunks are
+    rounded to W, and rows are W-aligned: split_vector_loads). Indented 8."""
+    w, stride = VEC_WIDTH, f"({it})({VEC_WIDTH} * {tpr})"
+
+    def push_all(x: str, first: str) -> str:
+        return (f"for (int j = 0; j < {w}; ++j) {{ const {it} r = {first} + j; const {at} v = {x}[j]; "
+                f"a.push({push}, (long long)r); }}")
+
+    return f"""        {it} r0 = start + ({it}){w} * ({it})threadIdx.x;
+        for (; r0 + {stride} < stop; r0 += 2 * {stride}) {{
+            {at} x0[{w}], x1[{w}];
+            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0, x0);
+            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0 + {stride}, x1);
+#pragma unroll
+            {push_all("x0", "r0")}
+#pragma unroll
+            {push_all("x1", f"r0 + {stride}")}
+        }}
+        if (r0 < stop) {{
+            {at} x0[{w}];
+            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0, x0);
+#pragma unroll
+            {push_all("x0", "r0")}
+        }}"""
 
 
 def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str) -> tuple[str, str]:

@@ -17,11 +17,13 @@ from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import (
     TWO_PASS_KINDS,
+    VEC_WIDTH,
     cluster_size,
     default_cy,
     default_split,
     default_tpr,
     normalisation_split,
+    split_vector_loads,
 )
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
@@ -125,6 +127,8 @@ def plan_space(plan: Plan) -> TuneSpace:
             elif default_split(step):
                 base = default_split(step)
                 choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
+                if split_vector_loads(step):  # first: the fill's first neighbour (off until a GPU has measured it)
+                    dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
                 dims.append(TuneDim(f"{step.name}.SPLIT", choices, base))
             else:
                 limit = max(32, 1 << max(0, (step.reduce - 1).bit_length()))
