@@ -20,14 +20,20 @@ from kernelwright.agents.offline.codegen_elementwise import StepKernel, _indent
 from kernelwright.agents.offline.cuda_common import (
     emit_dag,
     index_type,
-    is_linear,
     launcher_signature,
     params_for,
     struct_text,
-    vector_name,
 )
 from kernelwright.agents.offline.ir import SCANS, Buffer, Load, ReductionStep
 from kernelwright.agents.offline.ops import STORAGE_CTYPE, lit
+from kernelwright.agents.offline.reduce_vectors import (
+    VEC_WIDTH,
+    aligned_check,
+    vector_loads,
+    vector_loop,
+    vector_prologue,
+    with_scalar_fallback,
+)
 
 REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1, "CLUSTER": 0}  # 0: chosen
 TWO_PASS_KINDS = ("softmax", "log_softmax", "layer_norm")
@@ -62,6 +68,18 @@ def default_split(step: ReductionStep) -> int:
     if step.is_normalisation or step.inner != 1 or step.outer >= 2 * SMS or step.reduce < 16384:
         return 0
     return max(2, min(1024, -(-BLOCKS_TO_FILL // step.outer), step.reduce // 4096))
+
+
+def vec_offered(step: ReductionStep) -> bool:
+    """Whether the VEC tunable applies (reduce_vectors.vector_loads has loads for it, and a loop streams them): a split
+    reduction or normalisation, a normalisation row too long to cache in registers, or a plain row reduction of at
+    least 2 x VEC_WIDTH elements a thread."""
+    if step.reduction in SCANS or not vector_loads(step):
+        return False
+    if default_split(step) or normalisation_split(step):
+        return True
+    items = -(-step.reduce // default_tpr(step.reduce))
+    return items > MAX_CACHED_ITEMS if step.is_normalisation else items >= 2 * VEC_WIDTH
 
 
 def _normalisation_rows(step: ReductionStep) -> bool:
@@ -193,19 +211,19 @@ __device__ __forceinline__ void kw_{tag}_epi(const P_{tag}& p, {it} q, {at} valu
         split = int(p["SPLIT"]) if p["SPLIT"] else default_split(step)
     c_params, spec = launcher_signature(plist)
     assign = "\n".join(f"    p.{q.buffer} = {q.buffer};" for q in plist)
+    vectors = vector_loads(step) if int(p.get("VEC") or 1) > 1 else {}  # the VEC tunable: reduce_vectors
     if step.reduction in SCANS:
         body, launch = _scan(step, p, it, at, tag)
     elif I != 1:
         body, launch = _columns(step, p, it, at, acc, tag)
     elif split:
-        vectors = split_vector_loads(step) if int(p.get("VEC") or 1) > 1 else {}
         body, launch = _split(step, it, at, acc, tag, split, vectors)
         c_params += (", " if c_params else "") + "unsigned char* scratch"
         spec += (", " if spec else "") + "u8*"
         assign += "\n    p.scratch = scratch;"
         helpers = helpers.replace(f"struct P_{tag} {{", f"struct P_{tag} {{\n    unsigned char* scratch;", 1)
     else:
-        body, launch = _rows(step, p, it, at, acc, tag)
+        body, launch = _rows(step, p, it, at, acc, tag, vectors)
     source = f"""{helpers}{body}
 extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t stream) {{
     P_{tag} p;
@@ -218,7 +236,10 @@ extern "C" int kw_launch_{tag}({c_params}{", " if c_params else ""}cudaStream_t 
                       scratch_bytes=O * split * SCRATCH_PER_ACC if split else 0)
 
 
-def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str) -> tuple[str, str]:
+def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str, tag: str,
+          vectors: Mapping[int, Load]) -> tuple[str, str]:
+    """A block (or with RPB, a warp) a row. `vectors` (the VEC tunable) apply to rows too long to cache, streamed
+    once or twice (statistics, then the write) by the one-pass kernel."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
     cluster = int(p["CLUSTER"])
     needed = cluster_size(step, 8 if at == "double" else 4)
@@ -228,15 +249,17 @@ def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str,
     rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
     items = -(-R // tpr)
     cached = step.is_normalisation and items <= MAX_CACHED_ITEMS and bool(int(p["CACHE"]))
+    if cached:
+        vectors = {}  # a cached row is read once, in registers
     if cached and step.reduction in TWO_PASS_KINDS and bool(int(p["TWOPASS"])):
         gather, finish = _two_pass_from_registers(step, it, at, tag)
     else:
-        gather, finish = _one_pass(step, it, at, acc, tag, cached)
-    body = f"""#define KW_{tag}_TPR {tpr}
+        gather, finish = _one_pass(step, it, at, acc, tag, cached, vectors)
+    body = f"""{vector_prologue(step, it, at, tag, vectors) if vectors else ""}#define KW_{tag}_TPR {tpr}
 #define KW_{tag}_RPB {rpb}
 #define KW_{tag}_ITEMS {items}
 #define KW_{tag}_CACHED {int(cached)}
-__global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} p) {{
+{_template(vectors)}__global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} p) {{
     const int lane = threadIdx.x;
     const {it} row = ({it})blockIdx.x * KW_{tag}_RPB + threadIdx.y;
     if (row >= ({it}){O}) return;  // uniform per block when TPR > 32 (RPB is 1 then)
@@ -244,7 +267,7 @@ __global__ void __launch_bounds__(KW_{tag}_TPR * KW_{tag}_RPB) kw_{tag}(P_{tag} 
 {finish}
 }}"""
     launch = f"""    dim3 block(KW_{tag}_TPR, KW_{tag}_RPB);
-    kw_{tag}<<<(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block, 0, stream>>>(p);"""
+{_launch(f"kw_{tag}", f"(unsigned)(({O}LL + KW_{tag}_RPB - 1) / KW_{tag}_RPB), block", vectors)}"""
     return body, launch
 
 
@@ -336,9 +359,10 @@ def _strided_loop(ty: str, start: str, stop: str, stride: str, at: str, value: s
     }}"""
 
 
-def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached: bool) -> tuple[str, str]:
+def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached: bool,
+              vectors: Mapping[int, Load]) -> tuple[str, str]:
     """One accumulator over the row (online where the kind has one), merged across the block; normalisations
-    then write from the cached values or re-read the row."""
+    then write from the cached values or re-read the row (VEC_WIDTH at a time with `vectors`, uncached only)."""
     R = step.reduce
     push = _push_value(step, "v", at)
     if cached:
@@ -349,8 +373,8 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
         if (r < {R}) {{ const {at} v = kw_{tag}_pro(p, row * ({it}){R} + r); vals[k] = v; a.push({push}, r); }}
     }}"""
     else:
-        load = _strided_loop("int", "lane", str(R), f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
-                             f"a.push({push}, r);")
+        load = _row_loop("int", "lane", f"{VEC_WIDTH} * lane", str(R), f"KW_{tag}_TPR", f"row * ({it}){R}", at, tag,
+                         f"a.push({push}, r);", vectors)
     gather = f"""    {acc} a; a.init();
 {load}
     a = kw_block_reduce_x<{acc}, KW_{tag}_TPR, KW_{tag}_RPB>(a);"""
@@ -365,8 +389,8 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
         if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
     }}"""
     else:
-        write = _strided_loop("int", "lane", str(R), f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
-                              f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")
+        write = _row_loop("int", "lane", f"{VEC_WIDTH} * lane", str(R), f"KW_{tag}_TPR", f"row * ({it}){R}", at, tag,
+                          f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", vectors)
     return gather, _indent(stats, 4) + "\n" + write
 
 
@@ -448,30 +472,19 @@ __global__ void __launch_bounds__(32 * KW_{tag}_CY) kw_{tag}(P_{tag} p) {{
 def _split(step: ReductionStep, it: str, at: str, acc: str, tag: str, split: int,
            vectors: Mapping[int, Load]) -> tuple[str, str]:
     """Few long rows: SPLIT blocks a row push a chunk each into a partial, then one block a row merges them (or, for a
-    normalisation, every block merges them and writes its chunk: _split_apply). With `vectors` (split_vector_loads:
-    the VEC tunable), those prologue loads come in VEC_WIDTH at a time where every such pointer is aligned (a
-    template flag the launcher picks), the chunks rounded to VEC_WIDTH elements."""
+    normalisation, every block merges them and writes its chunk: _split_apply). With `vectors` (reduce_vectors: the
+    VEC tunable), those prologue loads come VEC_WIDTH at a time, the chunks rounded to VEC_WIDTH elements."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce, inner extents
     tpr = 256
     chunk = -(-R // split)
     if vectors:
         chunk = -(-chunk // VEC_WIDTH) * VEC_WIDTH
     push = _push_value(step, "v", at)
-    scalar_loop = _strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at,
-                                f"kw_{tag}_pro(p, row * ({it}){R} + r)", f"a.push({push}, (long long)r);")
-    template, flag, loop = "", "", scalar_loop
-    helper = ""
-    if vectors:
-        helper = _vector_prologue(step, it, at, tag, vectors)
-        template, flag = "template <bool KW_VEC>\n", "<KW_VEC>"
-        loop = f"""    if constexpr (KW_VEC) {{
-{_vector_loop(R, it, at, tag, tpr, push)}
-    }} else {{
-{_indent(scalar_loop.splitlines(), 4)}
-    }}"""
-    body = f"""{helper}#define KW_{tag}_SPLIT {split}
+    loop = _row_loop(it, "start + threadIdx.x", f"start + ({it}){VEC_WIDTH} * ({it})threadIdx.x", "stop", str(tpr),
+                     f"row * ({it}){R}", at, tag, f"a.push({push}, (long long)r);", vectors)
+    body = f"""{vector_prologue(step, it, at, tag, vectors) if vectors else ""}#define KW_{tag}_SPLIT {split}
 #define KW_{tag}_CHUNK {chunk}
-{template}__global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
+{_template(vectors)}__global__ void __launch_bounds__({tpr}) kw_{tag}_part(P_{tag} p) {{
     const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
     const {it} part = ({it})blockIdx.x % KW_{tag}_SPLIT;
     const {it} start = part * ({it})KW_{tag}_CHUNK;
@@ -482,8 +495,9 @@ def _split(step: ReductionStep, it: str, at: str, acc: str, tag: str, split: int
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
     if (threadIdx.x == 0) reinterpret_cast<{acc}*>(p.scratch)[blockIdx.x] = a;
 }}"""
+    launch_part = _launch(f"kw_{tag}_part", f"(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}", vectors)
     if step.is_normalisation:
-        return _split_apply(step, it, at, acc, tag, tpr, body)
+        return _split_apply(step, it, at, acc, tag, tpr, body, launch_part, vectors)
     value, index = _final(step, at)
     body += f"""
 __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
@@ -493,90 +507,20 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
     a = kw_block_reduce_x<{acc}, 256, 1>(a);
     if (threadIdx.x == 0) kw_{tag}_epi(p, row, {value}, {index}, 0);
 }}"""
-    part = f"kw_{tag}_part{flag}"
-    launch_part = f"    {part}<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"
-    if vectors:
-        aligned = " && ".join(dict.fromkeys(f"kw_aligned(p.{e.layout.buffer} + {e.layout.offset}, {VEC_WIDTH} * "
-                                            f"(int)sizeof(*p.{e.layout.buffer}))" for e in vectors.values()))
-        launch_part = f"""    if ({aligned}) kw_{tag}_part<true><<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
-    else kw_{tag}_part<false><<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"""
-    launch = f"""{launch_part}
-    kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"""
-    return body, launch
+    return body, f"{launch_part}\n    kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"
 
 
-# The VEC tunable of a split reduction: loads of VEC_WIDTH elements (16 bytes of fp32), two in flight per operand.
-VEC_WIDTH = 4
-
-
-def split_vector_loads(step: ReductionStep) -> dict[int, Load]:
-    """The prologue loads a split reduction may read VEC_WIDTH at a time: ones that walk their buffer in the
-    reduction's own order (element l at offset + l, offset a multiple of VEC_WIDTH) over all of it. None (empty)
-    where there is no such load, the step is a normalisation (its apply kernel re-reads the row alike) or rows are
-    not a multiple of VEC_WIDTH long (a row's vectors would straddle two rows)."""
-    n = step.outer * step.reduce
-    if not default_split(step) or step.reduce % VEC_WIDTH:  # default_split: plain reductions of long rows only
-        return {}
-    return {i: e for i, e in enumerate(step.prologue.nodes) if isinstance(e, Load) and is_linear(e.layout)
-            and e.layout.offset % VEC_WIDTH == 0 and e.layout.numel == n}
-
-
-def _vector_prologue(step: ReductionStep, it: str, at: str, tag: str, vectors: Mapping[int, Load]) -> str:
-    """kw_<tag>_pro<W>(p, base, out): the prologue at base .. base + W - 1, its `vectors` loaded as one KwVec each
-    (W = VEC_WIDTH), the other loads element by element."""
-    w = VEC_WIDTH
-    reads = {vector_name(e): e for e in vectors.values()}
-    vec_in = [f"const KwVec<{STORAGE_CTYPE[e.dtype]}, {w}> {n} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[e.dtype]}, "
-              f"{w}>*>(p.{e.layout.buffer} + base + ({it}){e.layout.offset});" for n, e in reads.items()]
-    lines, names = emit_dag(step.prologue, "l", it, prefix="x",
-                            load_override=lambda i, e: f"kw_cvt({vector_name(e)}.v[j])" if i in vectors else None)
-    return f"""__device__ __forceinline__ void kw_{tag}_pro{w}(const P_{tag}& p, {it} base, {at} out[{w}]) {{
-{_indent(vec_in, 4)}
-#pragma unroll
-    for (int j = 0; j < {w}; ++j) {{
-        const {it} l = base + j;
-{_indent(lines, 8)}
-        out[j] = ({at}){names[-1]};
-    }}
-}}
-"""
-
-
-def _vector_loop(reduce: int, it: str, at: str, tag: str, tpr: int, push: str) -> str:
-    """The part kernel's loop over [start, stop) of `row` with kw_<tag>_pro<W>: each thread W consecutive elements,
-    W * tpr apart, two vectors in flight, pushed in order. start and stop must be multiples of W (chunks are
-    rounded to W, and rows are W-aligned: split_vector_loads). Indented 8."""
-    w, stride = VEC_WIDTH, f"({it})({VEC_WIDTH} * {tpr})"
-
-    def push_all(x: str, first: str) -> str:
-        return (f"for (int j = 0; j < {w}; ++j) {{ const {it} r = {first} + j; const {at} v = {x}[j]; "
-                f"a.push({push}, (long long)r); }}")
-
-    return f"""        {it} r0 = start + ({it}){w} * ({it})threadIdx.x;
-        for (; r0 + {stride} < stop; r0 += 2 * {stride}) {{
-            {at} x0[{w}], x1[{w}];
-            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0, x0);
-            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0 + {stride}, x1);
-#pragma unroll
-            {push_all("x0", "r0")}
-#pragma unroll
-            {push_all("x1", f"r0 + {stride}")}
-        }}
-        if (r0 < stop) {{
-            {at} x0[{w}];
-            kw_{tag}_pro{w}(p, row * ({it}){reduce} + r0, x0);
-#pragma unroll
-            {push_all("x0", "r0")}
-        }}"""
-
-
-def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str) -> tuple[str, str]:
-    """A normalisation's second kernel after the partials (`part`): as many blocks as the first, each merging its
-    row's partials in one order (so every block of a row gets the same statistics) and writing its chunk."""
+def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str, launch_part: str,
+                 vectors: Mapping[int, Load]) -> tuple[str, str]:
+    """A normalisation's second kernel after the partials (`part`, launched by `launch_part`): as many blocks as the
+    first, each merging its row's partials in one order (so every block of a row gets the same statistics) and
+    writing its chunk (re-read VEC_WIDTH at a time with `vectors`, as the first read it)."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce extents
     stats, z = _stats_and_z(step, at)
+    write = _row_loop(it, "start + threadIdx.x", f"start + ({it}){VEC_WIDTH} * ({it})threadIdx.x", "stop", str(tpr),
+                      f"row * ({it}){R}", at, tag, f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", vectors)
     body = part + f"""
-__global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
+{_template(vectors)}__global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
     const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
     const {it} start = (({it})blockIdx.x % KW_{tag}_SPLIT) * ({it})KW_{tag}_CHUNK;
     {it} stop = start + ({it})KW_{tag}_CHUNK;
@@ -585,12 +529,33 @@ __global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
     for (int s = threadIdx.x; s < KW_{tag}_SPLIT; s += {tpr}) a.merge(reinterpret_cast<const {acc}*>(p.scratch)[row * KW_{tag}_SPLIT + s]);
     a = kw_block_reduce_x<{acc}, {tpr}, 1>(a);
 {_indent(stats, 4)}
-{_strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
-               f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")}
+{write}
 }}"""
-    launch = f"""    kw_{tag}_part<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);
-    kw_{tag}_apply<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"""
-    return body, launch
+    return body, f"{launch_part}\n{_launch(f'kw_{tag}_apply', f'(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}', vectors)}"
+
+
+def _row_loop(ty: str, scalar_first: str, vector_first: str, stop: str, threads: str, row_base: str, at: str, tag: str,
+              use: str, vectors: Mapping[int, Load]) -> str:
+    """A thread's loop over its part of a row (`use` naming the element `r` and its prologue value `v`): one
+    element per load, LOAD_BATCH in flight (_strided_loop), or with `vectors` also VEC_WIDTH at a time from
+    `vector_first` (reduce_vectors.vector_loop), the kernel's KW_VEC flag choosing."""
+    scalar = _strided_loop(ty, scalar_first, stop, threads, at, f"kw_{tag}_pro(p, {row_base} + r)", use)
+    if not vectors:
+        return scalar
+    return with_scalar_fallback(vector_loop(ty, vector_first, stop, threads, row_base, at, tag, use), scalar)
+
+
+def _template(vectors: Mapping[int, Load]) -> str:
+    return "template <bool KW_VEC>\n" if vectors else ""
+
+
+def _launch(kernel: str, config: str, vectors: Mapping[int, Load]) -> str:
+    """`kernel<<<config, 0, stream>>>(p)`, or with `vectors` its vector instance where the operands are aligned and
+    its scalar one otherwise."""
+    if not vectors:
+        return f"    {kernel}<<<{config}, 0, stream>>>(p);"
+    return (f"    if ({aligned_check(vectors)}) {kernel}<true><<<{config}, 0, stream>>>(p);\n"
+            f"    else {kernel}<false><<<{config}, 0, stream>>>(p);")
 
 
 def _scan(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, tag: str) -> tuple[str, str]:

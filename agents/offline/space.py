@@ -17,13 +17,12 @@ from kernelwright.agents.offline.codegen_pool import POOL_DEFAULTS
 from kernelwright.agents.offline.codegen_recurrent import IMPLS, RECURRENT_DEFAULTS
 from kernelwright.agents.offline.codegen_reduce import (
     TWO_PASS_KINDS,
-    VEC_WIDTH,
     cluster_size,
     default_cy,
     default_split,
     default_tpr,
     normalisation_split,
-    split_vector_loads,
+    vec_offered,
 )
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
@@ -41,6 +40,7 @@ from kernelwright.agents.offline.ir import (
     RecurrentStep,
     ReductionStep,
 )
+from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
@@ -127,10 +127,12 @@ def plan_space(plan: Plan) -> TuneSpace:
             elif default_split(step):
                 base = default_split(step)
                 choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
-                if split_vector_loads(step):  # first: the fill's first neighbour (off until a GPU has measured it)
+                if vec_offered(step):  # first: the fill's first neighbour (off until a GPU has measured it)
                     dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
                 dims.append(TuneDim(f"{step.name}.SPLIT", choices, base))
             else:
+                if vec_offered(step):  # as above
+                    dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
                 limit = max(32, 1 << max(0, (step.reduce - 1).bit_length()))
                 tprs = tuple(t for t in (32, 64, 128, 256, 512, 1024) if t <= limit) or (32,)
                 dims.append(TuneDim(f"{step.name}.TPR", tprs, min(default_tpr(step.reduce), tprs[-1])))

@@ -1,10 +1,11 @@
-"""Split reductions' VEC tunable (agents/offline/codegen_reduce.py `_split`): the part kernel reads the prologue's
-in-order operands four elements at a time (one 16-byte load each for fp32, two in flight), instead of one element
-per load. KernelBench's losses (full reductions of two 4 GB operands) ran at 1.25x-1.44x of the DRAM floor with
-scalar loads, torch.compile 1.3x-1.6x faster. Off by default, the first tunable of its step (the fill tries it);
-offered only where a load walks its buffer in order with a 4-aligned offset and rows are a multiple of 4 long; the
-launcher falls back to scalar loads for a misaligned pointer. The loop's coverage is checked in host C++, the kernels
-compile with nvcc for sm_90a on CPU, and on a GPU the real harness verifies them beside the defaults."""
+"""Reductions' VEC tunable (agents/offline/reduce_vectors.py, used by codegen_reduce): the loops that stream long rows
+(split reductions and normalisations, uncached normalisation rows, long plain rows) read the prologue's in-order
+operands four elements at a time (one 16-byte load each for fp32, two in flight), instead of one element per load.
+KernelBench's losses and long-row normalisations ran at 1.25x-2.9x of the DRAM floor with scalar loads. Off by
+default, the first tunable of its step (the fill tries it); offered only where a load walks its buffer in order with
+a 4-aligned offset and rows are a multiple of 4 long; the launcher falls back to scalar loads for a misaligned
+pointer. The loop's coverage is checked in host C++, the kernels compile with nvcc for sm_90a on CPU, and on a GPU
+the real harness verifies them beside the defaults."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from kernelwright.agents.offline.codegen_reduce import VEC_WIDTH, _vector_loop, split_vector_loads
+from kernelwright.agents.offline.codegen_reduce import vec_offered
 from kernelwright.agents.offline.ir import ReductionStep
 from kernelwright.agents.offline.propose import plans_for, trace_all, tuning_target
+from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH, vector_loop
 from kernelwright.tools.compile.nvcc import NvccCompiler
 from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
 from support.offline import FIXTURES, build_options_of, cuda_of
 
 LOSSES = FIXTURES / "offline" / "losses.py"
+LONG_ROWS = FIXTURES / "offline" / "long_rows.py"
 VECTOR_OFFSETS = FIXTURES / "offline" / "vector_offsets.py"
 
 
@@ -31,27 +34,40 @@ def _rendered(problem: Path) -> tuple[str, str, list[str]]:
     target = tuning_target(trace_all(problem), "fused")
     assert target is not None
     defaults = target.space.defaults()
-    vec = [name for name in defaults if name.endswith(".VEC") and name.split(".")[0] in _split_steps(problem)]
+    vec = [name for name in defaults if name.endswith(".VEC") and name.split(".")[0] in _vec_steps(problem)]
     return target.render(defaults), target.render({**defaults, **{name: VEC_WIDTH for name in vec}}), vec
 
 
-def _split_steps(problem: Path) -> set[str]:
+def _vec_steps(problem: Path) -> set[str]:
     plan = plans_for(trace_all(problem))["fused"][0]
-    return {s.name for s in plan.steps if isinstance(s, ReductionStep) and split_vector_loads(s)}
+    return {s.name for s in plan.steps if isinstance(s, ReductionStep) and vec_offered(s)}
 
 
-def test_split_reductions_with_in_order_loads_offer_vec_first_and_off() -> None:
-    target = tuning_target(trace_all(LOSSES), "fused")
+@pytest.mark.parametrize("problem", [LOSSES, LONG_ROWS], ids=lambda p: p.stem)
+def test_long_reductions_with_in_order_loads_offer_vec_first_and_off(problem: Path) -> None:
+    target = tuning_target(trace_all(problem), "fused")
     assert target is not None
-    plan = plans_for(trace_all(LOSSES))["fused"][0]
-    reductions = [s for s in plan.steps if isinstance(s, ReductionStep)]
     names = [d.name for d in target.space.dims]
-    offered = {n.split(".")[0] for n in names if n.endswith(".VEC") and n.split(".")[0] in {s.name for s in reductions}}
-    assert offered and offered == _split_steps(LOSSES)  # mse, smooth L1, cosine, KL, huber, hinge: split with VEC
+    offered = {n.split(".")[0] for n in names if n.endswith(".VEC") and not n.startswith(tuple(_elementwise(problem)))}
+    assert offered and offered == _vec_steps(problem)
     for step in offered:
-        assert names.index(f"{step}.VEC") + 1 == names.index(f"{step}.SPLIT")  # before its SPLIT: moved up first
-        assert target.space.defaults()[f"{step}.VEC"] == 1
-    assert not [s for s in reductions if s.is_normalisation and split_vector_loads(s)]  # softmaxes re-read rows
+        own = [n for n in names if n.startswith(step + ".")]
+        assert own[0] == f"{step}.VEC" and target.space.defaults()[own[0]] == 1  # first of its step's, and off
+
+
+def test_vec_is_offered_where_a_loop_streams_in_order_loads() -> None:
+    steps = {s.name: s for s in plans_for(trace_all(LOSSES))["fused"][0].steps if isinstance(s, ReductionStep)}
+    kinds = {name: (s.reduction, s.outer, s.reduce, vec_offered(s)) for name, s in steps.items()}
+    assert any(k[0] == "sum" and k[1] == 1 and k[3] for k in kinds.values()), kinds  # a full reduction (split)
+    assert any(k[0] in ("softmax", "log_softmax") and k[3] for k in kinds.values()), kinds  # uncached 40000-long rows
+    short = {s.name: vec_offered(s) for s in plans_for(trace_all(FIXTURES / "offline" / "normalisations.py"))["fused"][0]
+             .steps if isinstance(s, ReductionStep) and s.reduce <= 4096}
+    assert short and not any(short.values())  # rows cached in registers or short: nothing streams them
+
+
+def _elementwise(problem: Path) -> set[str]:
+    plan = plans_for(trace_all(problem))["fused"][0]
+    return {s.name + "." for s in plan.steps if not isinstance(s, ReductionStep)}
 
 
 def test_one_buffer_read_at_two_offsets_gets_a_vector_for_each() -> None:
@@ -73,10 +89,11 @@ def test_one_buffer_read_at_two_offsets_gets_a_vector_for_each() -> None:
                                                  (400, 36, 2)])
 def test_the_vector_loop_pushes_every_element_of_each_chunk_once_in_order(tmp_path: Path, reduce: int, chunk: int,
                                                                            tpr: int) -> None:
-    """_vector_loop's text with a prologue that returns each element's own linear index, run in host C++ for two
+    """vector_loop's text with a prologue that returns each element's own linear index, run in host C++ for two
     rows, every part (chunks of `chunk`, a multiple of 4) and every thread: each thread pushes its elements in
     increasing order, each element's value is its index, and every element of every row is pushed once."""
-    loop = _vector_loop(reduce, "long long", "long long", "t", tpr, "v")
+    loop = vector_loop("long long", "start + 4 * (long long)threadIdx.x", "stop", str(tpr), f"row * (long long){reduce}",
+                       "long long", "t", "a.push(v, r);")
     program = tmp_path / "loop.cpp"
     program.write_text(f"""#include <cstdio>
 #include <vector>
@@ -114,9 +131,10 @@ int main() {{
 
 
 @pytest.mark.nvcc
-def test_the_vector_kernels_compile_for_sm_90a(tmp_path: Path) -> None:
-    default, vec, names = _rendered(LOSSES)
-    assert names and "_part<true>" in vec and "_part<true>" not in default
+@pytest.mark.parametrize("problem", [LOSSES, LONG_ROWS], ids=lambda p: p.stem)
+def test_the_vector_kernels_compile_for_sm_90a(tmp_path: Path, problem: Path) -> None:
+    default, vec, names = _rendered(problem)
+    assert names and "<true><<<" in vec and "<true><<<" not in default
     assert vec.count("_pro4(const P_") == len(names)  # one vector prologue per VEC step
     compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=1)
     (result,) = compiler.compile_many([(cuda_of(vec) + _ERROR_HELPER, build_options_of(vec, "sm_90a"))])
@@ -132,14 +150,17 @@ def test_the_harness_verifies_the_vector_loads_and_times_them(tmp_path: Path, bu
     from kernelwright.tools.measure.timing import BenchSettings
     from kernelwright.tools.sandbox.pool import WorkerOptions
 
-    default, vec, _ = _rendered(LOSSES)
     settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
                             bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
-    reports = {}
-    with Evaluator(LOSSES, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
-        for name, source in (("default", default), ("VEC", vec)):
-            path = tmp_path / f"{name}.py"
-            path.write_text(source)
-            reports[name] = ev.evaluate(path)
-            print(f"losses {name}: {reports[name].status} {reports[name].reason} {reports[name].speedup_vs_eager}")
-    assert reports["VEC"].status == "passed", (reports["VEC"].reason, reports["VEC"].message)
+    failed = []
+    for problem in (LOSSES, LONG_ROWS):
+        default, vec, _ = _rendered(problem)
+        with Evaluator(problem, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
+            for name, source in (("default", default), ("VEC", vec)):
+                path = tmp_path / f"{problem.stem}_{name}.py"
+                path.write_text(source)
+                report = ev.evaluate(path)
+                print(f"{problem.stem} {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
+                if report.status != "passed":
+                    failed.append((problem.stem, name, report.reason, report.message))
+    assert not failed, failed
