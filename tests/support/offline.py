@@ -78,3 +78,37 @@ def failed_builds(sources: dict[str, str], cache_dir: Path, arch: str = "sm_90a"
 def kernel_names(source: str) -> set[str]:
     """The kw_ kernels (__global__ functions) a candidate's CUDA defines."""
     return set(re.findall(r"__global__ void (?:__launch_bounds__\(.*?\) )?(kw_\w+)\(", cuda_of(source)))
+
+
+def assert_builds_for_sm_90a(source: str, cache_dir: Path) -> None:
+    """A candidate file's CUDA (with load_cuda's error helper and its header libraries) built by real nvcc for
+    sm_90a; the build's error otherwise."""
+    from kernelwright.tools.compile.nvcc import NvccCompiler
+    from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
+
+    (result,) = NvccCompiler(cache_dir=cache_dir, jobs=1).compile_many(
+        [(cuda_of(source) + _ERROR_HELPER, build_options_of(source, BUILD_ARCH))])
+    assert not isinstance(result, Exception), result
+    assert result.artifact.exists()
+
+
+def harness_failures(problem: Path, sources: dict[str, str], tmp_path: Path, build_cache: Path) -> list[tuple[Any, ...]]:
+    """Each candidate source (by label) of `problem` through the real harness on a GPU, with short timing; prints
+    each verdict and speedup over eager (run pytest with -s to see them) and returns (problem, label, reason,
+    message) for those that did not pass."""
+    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
+    from kernelwright.tools.measure.timing import BenchSettings
+    from kernelwright.tools.sandbox.pool import WorkerOptions
+
+    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
+                            bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
+    failed = []
+    with Evaluator(problem, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
+        for label, source in sources.items():
+            path = tmp_path / f"{problem.stem}_{label}.py"
+            path.write_text(source)
+            report = ev.evaluate(path)
+            print(f"{problem.stem} {label}: {report.status} {report.reason} {report.speedup_vs_eager}")
+            if report.status != "passed":
+                failed.append((problem.stem, label, report.reason, report.message))
+    return failed

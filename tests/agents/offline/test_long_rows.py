@@ -14,9 +14,7 @@ import pytest
 from kernelwright.agents.offline.codegen_reduce import CLUSTER_SLICE_BYTES, cluster_size, normalisation_split
 from kernelwright.agents.offline.ir import Dag, ReductionStep
 from kernelwright.agents.offline.propose import trace_all, tuning_target
-from kernelwright.tools.compile.nvcc import NvccCompiler
-from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
-from support.offline import FIXTURES, build_options_of, cuda_of
+from support.offline import FIXTURES, assert_builds_for_sm_90a, cuda_of, harness_failures
 
 LONG_ROWS = FIXTURES / "offline" / "long_rows.py"
 TUNABLES = ("CLUSTER", "SPLIT")
@@ -57,34 +55,16 @@ def test_the_kernels_compile_for_sm_90a(tmp_path: Path, tunable: str) -> None:
     assert len(on) == 3  # softmax, log-softmax, layer norm
     marker = "cudaLaunchAttributeClusterDimension" if tunable == "CLUSTER" else "_apply<<<"
     assert marker in tuned and marker not in default
-    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=1)
-    (result,) = compiler.compile_many([(cuda_of(tuned) + _ERROR_HELPER, build_options_of(tuned, "sm_90a"))])
-    assert not isinstance(result, Exception), result
-    assert result.artifact.exists()
+    assert_builds_for_sm_90a(tuned, tmp_path / "cache")
 
 
 @pytest.mark.gpu
 @pytest.mark.nvcc
 @pytest.mark.timeout(900)
 def test_the_harness_verifies_both_and_times_them(tmp_path: Path, build_cache: Path) -> None:
-    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-    from kernelwright.tools.measure.timing import BenchSettings
-    from kernelwright.tools.sandbox.pool import WorkerOptions
-
-    default = _rendered(LONG_ROWS, "CLUSTER")[0]
-    sources = {"default": default, **{t: _rendered(LONG_ROWS, t)[1] for t in TUNABLES}}
-    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
-                            bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
-    reports = {}
-    with Evaluator(LONG_ROWS, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
-        for name, source in sources.items():
-            path = tmp_path / f"{name}.py"
-            path.write_text(source)
-            reports[name] = ev.evaluate(path)
-    for name, report in reports.items():
-        print(f"long_rows {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
-    for name in TUNABLES:
-        assert reports[name].status == "passed", (name, reports[name].reason, reports[name].message)
+    sources = {"default": _rendered(LONG_ROWS, "CLUSTER")[0], **{t: _rendered(LONG_ROWS, t)[1] for t in TUNABLES}}
+    failed = harness_failures(LONG_ROWS, sources, tmp_path, build_cache)
+    assert not [f for f in failed if f[1] in TUNABLES], failed
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs a host C++ compiler")

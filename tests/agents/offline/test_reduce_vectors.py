@@ -20,9 +20,7 @@ from kernelwright.agents.offline.codegen_reduce import vec_offered
 from kernelwright.agents.offline.ir import ReductionStep
 from kernelwright.agents.offline.propose import plans_for, trace_all, tuning_target
 from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH, vector_loop
-from kernelwright.tools.compile.nvcc import NvccCompiler
-from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
-from support.offline import FIXTURES, build_options_of, cuda_of
+from support.offline import FIXTURES, assert_builds_for_sm_90a, cuda_of, harness_failures
 
 LOSSES = FIXTURES / "offline" / "losses.py"
 LONG_ROWS = FIXTURES / "offline" / "long_rows.py"
@@ -136,31 +134,15 @@ def test_the_vector_kernels_compile_for_sm_90a(tmp_path: Path, problem: Path) ->
     default, vec, names = _rendered(problem)
     assert names and "<true><<<" in vec and "<true><<<" not in default
     assert vec.count("_pro4(const P_") == len(names)  # one vector prologue per VEC step
-    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=1)
-    (result,) = compiler.compile_many([(cuda_of(vec) + _ERROR_HELPER, build_options_of(vec, "sm_90a"))])
-    assert not isinstance(result, Exception), result
-    assert result.artifact.exists()
+    assert_builds_for_sm_90a(vec, tmp_path / "cache")
 
 
 @pytest.mark.gpu
 @pytest.mark.nvcc
 @pytest.mark.timeout(900)
 def test_the_harness_verifies_the_vector_loads_and_times_them(tmp_path: Path, build_cache: Path) -> None:
-    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-    from kernelwright.tools.measure.timing import BenchSettings
-    from kernelwright.tools.sandbox.pool import WorkerOptions
-
-    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
-                            bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
     failed = []
     for problem in (LOSSES, LONG_ROWS):
         default, vec, _ = _rendered(problem)
-        with Evaluator(problem, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
-            for name, source in (("default", default), ("VEC", vec)):
-                path = tmp_path / f"{problem.stem}_{name}.py"
-                path.write_text(source)
-                report = ev.evaluate(path)
-                print(f"{problem.stem} {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
-                if report.status != "passed":
-                    failed.append((problem.stem, name, report.reason, report.message))
+        failed += harness_failures(problem, {"default": default, "VEC": vec}, tmp_path, build_cache)
     assert not failed, failed

@@ -13,9 +13,7 @@ import pytest
 
 from kernelwright.agents.offline.codegen_reduce import scan_stage_fits
 from kernelwright.agents.offline.propose import trace_all, tuning_target
-from kernelwright.tools.compile.nvcc import NvccCompiler
-from kernelwright.tools.compile.raw_kernel import _ERROR_HELPER
-from support.offline import FIXTURES, build_options_of, cuda_of
+from support.offline import FIXTURES, assert_builds_for_sm_90a, harness_failures
 
 SCANS = (FIXTURES / "offline" / "scans.py", FIXTURES / "offline" / "scan_products.py")
 
@@ -56,31 +54,15 @@ def test_a_tile_too_big_for_static_shared_memory_falls_back_to_direct_loads() ->
 def test_the_staged_scan_compiles_for_sm_90a(tmp_path: Path, problem: Path) -> None:
     default, staged = _rendered(problem)
     assert "stage[" in staged and "stage[" not in default
-    compiler = NvccCompiler(cache_dir=tmp_path / "cache", jobs=1)
-    (result,) = compiler.compile_many([(cuda_of(staged) + _ERROR_HELPER, build_options_of(staged, "sm_90a"))])
-    assert not isinstance(result, Exception), result
-    assert result.artifact.exists()
+    assert_builds_for_sm_90a(staged, tmp_path / "cache")
 
 
 @pytest.mark.gpu
 @pytest.mark.nvcc
 @pytest.mark.timeout(900)
 def test_the_harness_verifies_the_staged_scans_and_times_them(tmp_path: Path, build_cache: Path) -> None:
-    from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
-    from kernelwright.tools.measure.timing import BenchSettings
-    from kernelwright.tools.sandbox.pool import WorkerOptions
-
-    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
-                            bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
     failed = []
     for problem in SCANS:
         default, staged = _rendered(problem)
-        with Evaluator(problem, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
-            for name, source in (("default", default), ("STAGE", staged)):
-                path = tmp_path / f"{problem.stem}_{name}.py"
-                path.write_text(source)
-                report = ev.evaluate(path)
-                print(f"{problem.stem} {name}: {report.status} {report.reason} {report.speedup_vs_eager}")
-                if report.status != "passed":
-                    failed.append((problem.stem, name, report.reason, report.message))
+        failed += harness_failures(problem, {"default": default, "STAGE": staged}, tmp_path, build_cache)
     assert not failed, failed
