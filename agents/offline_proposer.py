@@ -132,10 +132,14 @@ def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
 
 
 def neighbour_candidates(state: RunState, ctx: KContext, count: int, taken: set[str]) -> list[CandidateRecord]:
-    """Up to `count` candidates of the fused plan one tunable step from its defaults (TuneSpace.neighbours_up_first),
-    none whose source is taken."""
-    return _fused_plan_candidates(state, ctx, "fused_neighbour", lambda space: space.neighbours_up_first(
-        space.defaults()), count, taken)
+    """Up to `count` candidates of the fused plan near its defaults: every staged switch on at once
+    (TuneSpace.switched_on), then one tunable step at a time (TuneSpace.neighbours_up_first), none whose code is
+    taken."""
+    def settings(space: TuneSpace) -> list[dict[str, Any]]:
+        defaults = space.defaults()
+        return [s for s in (space.switched_on(defaults),) if s] + space.neighbours_up_first(defaults)
+
+    return _fused_plan_candidates(state, ctx, "fused_neighbour", settings, count, taken)
 
 
 def random_candidates(state: RunState, ctx: KContext, count: int) -> list[CandidateRecord]:

@@ -42,6 +42,9 @@ from kernelwright.agents.offline.ir import (
 )
 from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 
+# Tunables whose first choice is "off" and whose next switches a staged code path on (codegen_reduce's VEC for
+# reductions, a row scan's STAGE): the fill tries them all at once first (TuneSpace.switched_on).
+SWITCHES = ("VEC", "STAGE")
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 
@@ -76,6 +79,16 @@ class TuneSpace:
         """The same settings, every dim moved up a choice first (a choice list puts the likeliest alternative
         to its default next, e.g. GEMM tiles), then every dim moved down."""
         return [moved for step in (1, -1) for d in self.dims if (moved := _moved(params, d, step)) is not None]
+
+    def switched_on(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """`params` with every SWITCHES tunable moved up from its first choice (off) at once, or None where none
+        is there to move. One candidate then tries a staged code path in every step that offers it, where moving
+        them one at a time would spend a slot per step."""
+        moved = dict(params)
+        for d in self.dims:
+            if d.name.rsplit(".", 1)[-1] in SWITCHES and params.get(d.name, d.default) == d.choices[0]:
+                moved[d.name] = d.choices[1]
+        return moved if moved != dict(params) else None
 
     def to_dict(self) -> dict[str, Any]:
         return {d.name: {"choices": list(d.choices), "default": d.default} for d in self.dims}

@@ -209,6 +209,19 @@ def test_default_neighbours_move_each_tunable_up_first_then_down() -> None:
                                          {"h0.TILE": "a", "k1.TPR": 64}]
 
 
+def test_the_fill_switches_every_staged_path_on_at_once_first() -> None:
+    """TuneSpace.switched_on: every VEC/STAGE tunable at its first choice (off) moves to the next, others stay; the
+    fill's first neighbour (offline_proposer.neighbour_candidates) is that move, where there is one."""
+    from kernelwright.agents.offline.space import TuneDim, TuneSpace
+
+    space = TuneSpace((TuneDim("k0.VEC", (1, 4), 1), TuneDim("k0.SPLIT", (2, 4), 4), TuneDim("k1.STAGE", (0, 1), 0),
+                       TuneDim("k2.VEC", (1, 2, 4), 4), TuneDim("k3.VEC", (1, 4), 1)))
+    assert space.switched_on(space.defaults()) == {"k0.VEC": 4, "k0.SPLIT": 4, "k1.STAGE": 1, "k2.VEC": 4,
+                                                   "k3.VEC": 4}  # k2's VEC (an elementwise width) is on already
+    assert space.switched_on({**space.defaults(), "k0.VEC": 4, "k1.STAGE": 1, "k3.VEC": 4}) is None
+    assert TuneSpace((TuneDim("h0.TILE", ("a", "b"), "a"),)).switched_on({"h0.TILE": "a"}) is None
+
+
 def test_seeds_come_from_each_earlier_run_fastest_first_before_any_runs_second() -> None:
     from types import SimpleNamespace
 

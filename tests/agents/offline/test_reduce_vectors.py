@@ -51,6 +51,9 @@ def test_long_reductions_with_in_order_loads_offer_vec_first_and_off(problem: Pa
     for step in offered:
         own = [n for n in names if n.startswith(step + ".")]
         assert own[0] == f"{step}.VEC" and target.space.defaults()[own[0]] == 1  # first of its step's, and off
+    defaults = target.space.defaults()
+    switched = target.space.switched_on(defaults)  # the fill's first candidate: every step's VEC on at once
+    assert switched and {n for n in switched if switched[n] != defaults[n]} == {f"{s}.VEC" for s in offered}
 
 
 def test_vec_is_offered_where_a_loop_streams_in_order_loads() -> None:
