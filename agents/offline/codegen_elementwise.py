@@ -16,6 +16,7 @@ from kernelwright.agents.offline.cuda_common import (
     params_for,
     struct_text,
     vector_name,
+    vector_read,
 )
 from kernelwright.agents.offline.ir import Buffer, ElementwiseStep, Load
 from kernelwright.agents.offline.ops import STORAGE_CTYPE
@@ -57,8 +58,7 @@ def elementwise_kernel(step: ElementwiseStep, buffers: Mapping[str, Buffer], par
     vec_body = vec_lines + [f"out_{o.buffer}.v[j] = KwStore<{STORAGE_CTYPE[buffers[o.buffer].dtype]}>::of({vec_names[o.node]});"
                             for o in step.outputs]
     V = f"KW_{tag}_VEC"
-    vec_in = [f"const KwVec<{STORAGE_CTYPE[e.dtype]}, {V}> {name} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[e.dtype]}, "
-              f"{V}>*>(p.{e.layout.buffer} + base + ({it}){e.layout.offset});" for name, e in vec_reads.items()]
+    vec_in = [vector_read(e, V, it) for e in vec_reads.values()]
     vec_out_decl = [f"KwVec<{STORAGE_CTYPE[dt]}, {V}> out_{b};" for b, dt in outputs]
     vec_out_store = [f"*reinterpret_cast<KwVec<{STORAGE_CTYPE[dt]}, {V}>*>(p.{b} + base) = out_{b};" for b, dt in outputs]
     c_params, spec = launcher_signature(plist)

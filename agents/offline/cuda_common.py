@@ -188,6 +188,14 @@ def vector_name(load: Load) -> str:
     return f"in_{load.layout.buffer}" + (f"_{offset}" if offset else "")
 
 
+def vector_read(load: Load, width: str, it: str) -> str:
+    """The statement that loads `width` elements of an in-order operand from index `base` into its register
+    (vector_name), as one KwVec."""
+    ctype = STORAGE_CTYPE[load.dtype]
+    return (f"const KwVec<{ctype}, {width}> {vector_name(load)} = *reinterpret_cast<const KwVec<{ctype}, {width}>*>"
+            f"(p.{load.layout.buffer} + base + ({it}){load.layout.offset});")
+
+
 @dataclass(frozen=True)
 class Param:
     """A kernel parameter (one buffer) in the step's parameter struct."""

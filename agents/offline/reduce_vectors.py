@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kernelwright.agents.offline.codegen_elementwise import _indent
-from kernelwright.agents.offline.cuda_common import emit_dag, is_linear, vector_name
+from kernelwright.agents.offline.cuda_common import emit_dag, is_linear, vector_name, vector_read
 from kernelwright.agents.offline.ir import Load, ReductionStep
-from kernelwright.agents.offline.ops import STORAGE_CTYPE
 
 VEC_WIDTH = 4
 
@@ -36,9 +35,7 @@ def vector_prologue(step: ReductionStep, it: str, at: str, tag: str, vectors: Ma
     """kw_<tag>_pro<W>(p, base, out): the prologue at base .. base + W - 1 (W = VEC_WIDTH), its `vectors` loaded as
     one KwVec each (one per buffer and offset), the other loads element by element."""
     w = VEC_WIDTH
-    reads = {vector_name(e): e for e in vectors.values()}
-    vec_in = [f"const KwVec<{STORAGE_CTYPE[e.dtype]}, {w}> {name} = *reinterpret_cast<const KwVec<{STORAGE_CTYPE[e.dtype]}, "
-              f"{w}>*>(p.{e.layout.buffer} + base + ({it}){e.layout.offset});" for name, e in reads.items()]
+    vec_in = [vector_read(e, str(w), it) for e in {vector_name(e): e for e in vectors.values()}.values()]
     lines, names = emit_dag(step.prologue, "l", it, prefix="x",
                             load_override=lambda i, e: f"kw_cvt({vector_name(e)}.v[j])" if i in vectors else None)
     return f"""__device__ __forceinline__ void kw_{tag}_pro{w}(const P_{tag}& p, {it} base, {at} out[{w}]) {{

@@ -130,6 +130,8 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
+            if vec_offered(step):  # first of the step's: the fill's first neighbour (off until a GPU has measured it)
+                dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
             if step.reduction in SCANS:
                 if step.inner == 1:  # STAGE first: the fill's first neighbour (off until a GPU has measured it)
                     dims += [TuneDim(f"{step.name}.STAGE", (0, 1), 0),
@@ -140,12 +142,8 @@ def plan_space(plan: Plan) -> TuneSpace:
             elif default_split(step):
                 base = default_split(step)
                 choices = tuple(sorted({max(2, base // 4), max(2, base // 2), base, base * 2}))
-                if vec_offered(step):  # first: the fill's first neighbour (off until a GPU has measured it)
-                    dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
                 dims.append(TuneDim(f"{step.name}.SPLIT", choices, base))
             else:
-                if vec_offered(step):  # as above
-                    dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
                 limit = max(32, 1 << max(0, (step.reduce - 1).bit_length()))
                 tprs = tuple(t for t in (32, 64, 128, 256, 512, 1024) if t <= limit) or (32,)
                 dims.append(TuneDim(f"{step.name}.TPR", tprs, min(default_tpr(step.reduce), tprs[-1])))
