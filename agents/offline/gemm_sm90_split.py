@@ -16,8 +16,10 @@ GEMM's 6 * M * N * K flops at the sizes where this pays.
 
 Status: run on an H100 (session 18): tests/agents/offline/test_gemm_sm90_split_gpu.py passed against float64 at the
 strict fp32 tolerance on four shapes, 1.41x over eager's fp32 GEMM on 4096^3 (73 TFLOP/s; three TF32 products would
-take ~0.55x of its time). codegen_gemm offers it as an fp32 GEMM's MAIN tunable ("sm90"), which the fill tries first:
-on KernelBench's fp32 GEMMs it won one of five (eval/BENCHMARKS.md). Limits: fp32 only, C row-major with ldc, C's batch
+take ~0.55x of its time). codegen_gemm offers it as an fp32 GEMM's MAIN tunable ("sm90"), which the fill tried first:
+on KernelBench's fp32 GEMMs it won one of five (eval/BENCHMARKS.md). Session 19: all three SM90_CONFIGS passed the
+same tests, including the refusal of an unaligned C row; the cooperative 128x256 and 256x128 tiles took 1.57x and
+1.56x over eager on 4096^3, so they come first now (not yet run in the bench). Limits: fp32 only, C row-major with ldc, C's batch
 stride and C's address 16-byte aligned (the launcher returns -1 otherwise, or where CUTLASS cannot implement the
 shape), no triangle."""
 
@@ -47,13 +49,13 @@ class Sm90Config:
     suffix: str
 
 
-# MAIN choices of codegen_gemm (the name is the tunable's value). "sm90" is the configuration measured first (1.41x
-# over eager on 4096^3, session 18: about 55% of cuBLAS's TF32 rate per product); the others are the shapes CUTLASS's
-# own Hopper TF32 GEMMs favour, offered so a GPU can compare them (tests/agents/offline/test_gemm_sm90_split_gpu.py).
+# MAIN choices of codegen_gemm (the name is the tunable's value), fastest first as measured on an H100 (session 19,
+# 4096^3 at the strict tolerance; eager fp32 2.65 ms): "sm90w" 1.685 ms (1.57x over eager), "sm90c" 1.706 ms (1.56x),
+# "sm90" 1.892 ms (1.41x); cuBLAS in plain TF32 took 0.343 ms. The first is agents.offline_fill's first neighbour.
 SM90_CONFIGS = {
-    "sm90": Sm90Config((128, 128, 32), (1, 2), "auto", ""),
-    "sm90c": Sm90Config((256, 128, 32), (2, 1), "cooperative", "_c256"),
     "sm90w": Sm90Config((128, 256, 32), (1, 2), "cooperative", "_c128w"),
+    "sm90c": Sm90Config((256, 128, 32), (2, 1), "cooperative", "_c256"),
+    "sm90": Sm90Config((128, 128, 32), (1, 2), "auto", ""),
 }
 _SCHEDULES = {  # kernel schedule, epilogue schedule
     "auto": ("cutlass::gemm::collective::KernelScheduleAuto", "cutlass::epilogue::collective::EpilogueScheduleAuto"),

@@ -163,8 +163,8 @@ def test_an_fp32_gemm_may_take_the_hopper_split_first_and_only_where_it_fits() -
     target = tuning_target(traced_lazily(square), "fused")
     assert target is not None
     assert (target.space.dims[0].name, target.space.dims[0].choices, target.space.dims[0].default) == (
-        "h0.MAIN", ("sm80", "sm90", "sm90c", "sm90w"), "sm80")
-    assert TuneSpace.neighbours_up_first(target.space, target.space.defaults())[0]["h0.MAIN"] == "sm90"
+        "h0.MAIN", ("sm80", "sm90w", "sm90c", "sm90"), "sm80")
+    assert TuneSpace.neighbours_up_first(target.space, target.space.defaults())[0]["h0.MAIN"] == "sm90w"
     default, hopper = target.render(target.space.defaults()), target.render({"h0.MAIN": "sm90"})
     assert "kw_gemm_f32x3" in cuda_of(default) and SM90_SPLIT_LAUNCHER not in cuda_of(default)
     assert f"extern \"C\" int {SM90_SPLIT_LAUNCHER}(" in cuda_of(hopper) and "kw_gemm_f32x3" not in cuda_of(hopper)
