@@ -42,9 +42,11 @@ from kernelwright.agents.offline.ir import (
 )
 from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 
-# Tunables whose first choice is "off" and whose next switches a staged code path on (codegen_reduce's VEC for
-# reductions, a row scan's STAGE): the fill tries them all at once first (TuneSpace.switched_on).
-SWITCHES = ("VEC", "STAGE")
+# Tunables whose first choice is "off" and whose next switches a staged code path on (a row scan's STAGE): the fill
+# tries them all at once first (TuneSpace.switched_on). codegen_reduce's VEC was one until an H100 measured it
+# (session 19, fixtures losses and long_rows: 2.53x -> 1.35x and 1.36x -> 1.00x over eager with every VEC on): it
+# stays a tunable the fill reaches one step at a time.
+SWITCHES = ("STAGE",)
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 
@@ -130,10 +132,10 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
-            if vec_offered(step):  # first of the step's: the fill's first neighbour (off until a GPU has measured it)
+            if vec_offered(step):  # first of the step's: the fill's first neighbour (off: slower on the H100 fixtures)
                 dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
             if step.reduction in SCANS:
-                if step.inner == 1:  # STAGE first: the fill's first neighbour (off until a GPU has measured it)
+                if step.inner == 1:  # STAGE first: the fill's first neighbour (off until KernelBench's scans measure it)
                     dims += [TuneDim(f"{step.name}.STAGE", (0, 1), 0),
                              TuneDim(f"{step.name}.TPR", (128, 256, 512, 1024), 256),
                              TuneDim(f"{step.name}.ITEMS", (4, 8, 16), 8)]
