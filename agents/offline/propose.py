@@ -36,7 +36,7 @@ from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
 from kernelwright.agents.offline.conv_layout import CHANNELS_LAST, conv_layouts, layout_dims
-from kernelwright.agents.offline.conv_plan import conv_plan
+from kernelwright.agents.offline.conv_plan import conv_plan, pointwise_as_matmul
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes, uses_split
@@ -144,12 +144,15 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.offline_preview,
               allow_tf32: bool = False) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
-    `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel, and 3-D
+    `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel (a pointwise one
+    a GEMM: conv_plan.pointwise_as_matmul), and 3-D
     pools and depthwise convolutions get pool kernels (codegen_pool). `allow_tf32` (the run's
     PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32 GEMMs (Plan.allow_tf32)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
-    gemms = [gemm_plan(p) for p in fused]  # a pure matrix-multiplication problem: GEMMs of the candidate's own
+    # a pure matrix-multiplication problem (with `preview`, pointwise convolutions count as matmuls): GEMMs of the
+    # candidate's own
+    gemms = [gemm_plan(pointwise_as_matmul(p) if preview else p) for p in fused]
     convs = [conv_plan(p) for p in fused] if preview else []  # a pure convolution problem, when asked for
     if all(g is not None for g in gemms):
         fused = [g for g in gemms if g is not None]

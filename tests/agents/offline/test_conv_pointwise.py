@@ -1,0 +1,102 @@
+"""Pointwise convolutions (every kernel extent 1, stride 1, no padding, groups or bias) as the candidate's own GEMM
+(conv_plan.pointwise_as_matmul, with RunSettings.offline_preview): weight (K, C) @ input (N, C, spatial) in the
+tensors' own NCHW memory, where the implicit-GEMM path copies both to channels-last and back (level1/87 on an H100:
+the copies were 24 of its 31 ms). Other convolutions keep their plans."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from kernelwright.agents.offline.interp import interpret
+from kernelwright.agents.offline.ir import ConvStep, GemmStep, HostStep
+from kernelwright.agents.offline.propose import plans_for, propose, trace_all
+from support.gemm import traced_forward
+from support.offline import assert_builds_for_sm_90a
+
+_TEMPLATE = '''import torch
+import torch.nn as nn
+
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = {layer}
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def get_inputs():
+    return [torch.rand({shape}, dtype={dtype})]
+
+
+def get_init_inputs():
+    return []
+'''
+
+
+def _problem(tmp_path: Path, layer: str, shape: str, dtype: str = "torch.float32") -> Path:
+    path = tmp_path / "problem.py"
+    path.write_text(_TEMPLATE.format(layer=layer, shape=shape, dtype=dtype))
+    return path
+
+
+@pytest.mark.parametrize(("layer", "shape", "dtype"), [
+    ("nn.Conv2d(8, 16, 1, bias=False)", "2, 8, 6, 10", "torch.float32"),
+    ("nn.Conv1d(8, 12, kernel_size=1, bias=False)", "3, 8, 20", "torch.float32"),
+    ("nn.Conv3d(4, 8, (1, 1, 1), bias=False, dilation=2)", "2, 4, 3, 5, 6", "torch.float32"),
+    ("nn.Conv2d(16, 8, 1, bias=False).to(torch.bfloat16)", "2, 16, 4, 8", "torch.bfloat16"),
+])
+def test_a_pointwise_conv_is_a_gemm_over_nchw_that_agrees_with_the_model(tmp_path: Path, layer: str, shape: str,
+                                                                       dtype: str) -> None:
+    """The interpreter computes the GemmStep from its own views (weight rows shared by every image, each image's
+    channels x pixels): a wrong stride or role is a mismatch with the Model."""
+    (traced,) = trace_all(_problem(tmp_path, layer, shape, dtype))
+    (plan,) = plans_for([traced], preview=True)["fused"]
+    (step,) = plan.steps
+    assert isinstance(step, GemmStep)
+    x = traced.inputs[0]
+    assert step.batch == x.shape[0] and step.a.strides[0] == 0  # the weight, shared by every image
+    assert step.mnk == (step.a.shape[1], x[0, 0].numel(), x.shape[1])  # K out channels x pixels, over C
+    (got,) = interpret(plan, traced.model, traced.inputs, dict(traced.program.constants))
+    with torch.no_grad():
+        want = traced.model(*traced.inputs)
+    tol = 1e-2 if want.dtype == torch.bfloat16 else 1e-5
+    assert got.shape == want.shape and got.dtype == want.dtype
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize(("layer", "why"), [
+    ("nn.Conv2d(8, 16, 1)", "a bias"),
+    ("nn.Conv2d(8, 16, 1, stride=2, bias=False)", "a stride"),
+    ("nn.Conv2d(8, 16, 1, padding=1, bias=False)", "padding"),
+    ("nn.Conv2d(8, 16, 1, groups=2, bias=False)", "groups"),
+    ("nn.Conv2d(8, 16, 3, bias=False)", "a 3x3 kernel"),
+    ("nn.ConvTranspose2d(8, 16, 1, bias=False)", "transposed"),
+])
+def test_other_convolutions_keep_their_plans(tmp_path: Path, layer: str, why: str) -> None:
+    (traced,) = trace_all(_problem(tmp_path, layer, "2, 8, 6, 10"))
+    plan = plans_for([traced], preview=True)["fused"][0]
+    assert not any(isinstance(s, GemmStep) for s in plan.steps), why
+    assert any(isinstance(s, ConvStep) or (isinstance(s, HostStep) and "conv" in s.target) for s in plan.steps), why
+
+
+def test_with_the_preview_off_a_pointwise_conv_keeps_its_library_call(tmp_path: Path) -> None:
+    (traced,) = trace_all(_problem(tmp_path, "nn.Conv2d(8, 16, 1, bias=False)", "2, 8, 6, 10"))
+    (plan,) = plans_for([traced], preview=False)["fused"]
+    assert [s.target for s in plan.steps if isinstance(s, HostStep)] == ["aten.conv2d.default"]
+
+
+@pytest.mark.nvcc
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")
+def test_the_pointwise_candidate_launches_its_gemm_and_builds_for_sm_90a(tmp_path: Path) -> None:
+    problem = _problem(tmp_path, "nn.Conv2d(64, 128, 1, bias=False)", "4, 64, 32, 32")
+    (cand,) = propose(problem, preview=True)
+    forward = traced_forward(cand.source)
+    assert "torch.ops.aten.conv" not in forward and "kw_conv" not in cand.source
+    assert "kw_gemm_f32x3" in cand.source and cand.kept_aten_ops == ()
+    assert_builds_for_sm_90a(cand.source, tmp_path / "cache")
