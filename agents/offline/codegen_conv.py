@@ -100,6 +100,31 @@ def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[s
                       scratch_bytes=scratch, headers=GEMM_HEADERS)
 
 
+CONV_COPY_INDEX = r"""
+struct KwConvCopyIn {
+    long long n, groups, used, channels;  // images, groups, real and padded channels per group
+    long long sd, sh, sw;                 // the source's spatial size
+    long long dd, dh, dw;                 // the destination's (zero-inserted: (source - 1) * stride + 1)
+    long long zd, zh, zw;                 // zero-insertion strides (1: a plain copy)
+};
+
+// Where destination element (channel r, spatial index c) of one image comes from in that image's source: an offset,
+// or -1 for a zero (a padded channel, or a sample the zero insertion adds). Without zero insertion the spatial index
+// is the source's. With it, the index is taken apart in 32 bits (one image's spatial size is far below 2^32:
+// conv_plan's tensor limit): 64-bit divisions, nine an element, made this copy compute-bound (level1/87 on an H100:
+// 16 ms for 4 GB, about 6x its DRAM time). Host code too, so a C++ test checks it (test_conv_copy_index.py).
+__host__ __device__ __forceinline__ long long kw_conv_copy_source(const KwConvCopyIn& m, long long r, long long c) {
+    if (r >= m.used) return -1;
+    const long long src_sp = m.sd * m.sh * m.sw;
+    if (m.zd == 1 && m.zh == 1 && m.zw == 1) return r * src_sp + c;
+    const unsigned dw = (unsigned)m.dw, dh = (unsigned)m.dh, zw = (unsigned)m.zw, zh = (unsigned)m.zh,
+                   zd = (unsigned)m.zd, cc = (unsigned)c;
+    const unsigned x = cc % dw, y = (cc / dw) % dh, z = cc / (dw * dh);
+    if (x % zw != 0 || y % zh != 0 || z % zd != 0) return -1;
+    return r * src_sp + (long long)(((z / zd) * (unsigned)m.sh + y / zh) * (unsigned)m.sw + x / zw);
+}
+"""  # also compiled as host C++ by tests/agents/offline/test_conv_copy_index.py
+
 _COMMON = r"""
 #include <cutlass/cutlass.h>
 #include <cutlass/conv/conv2d_problem_size.h>
@@ -116,13 +141,7 @@ _COMMON = r"""
 // channels): channels past `used` are zeros, and with zero insertion (stride > 1) so is every position off the
 // stride lattice. 32x32 tiles of (channel, position) through shared memory (both sides coalesced when nothing is
 // inserted); tiles on the grid's x, the (group, image) pair on y.
-struct KwConvCopyIn {
-    long long n, groups, used, channels;  // images, groups, real and padded channels per group
-    long long sd, sh, sw;                 // the source's spatial size
-    long long dd, dh, dw;                 // the destination's (zero-inserted: (source - 1) * stride + 1)
-    long long zd, zh, zw;                 // zero-insertion strides (1: a plain copy)
-};
-
+""" + CONV_COPY_INDEX + r"""
 template <typename T>
 __global__ void kw_conv_copy_in(const T* __restrict__ in, T* __restrict__ out, KwConvCopyIn m, long long b0,
                                 long long col_tiles) {
@@ -134,11 +153,8 @@ __global__ void kw_conv_copy_in(const T* __restrict__ in, T* __restrict__ out, K
     for (int i = threadIdx.y; i < 32; i += 8) {
         const long long r = r0 + i, c = c0 + threadIdx.x;
         if (r < rows && c < cols) {
-            T v = KwStore<T>::of(0.0f);
-            const long long x = c % m.dw, y = (c / m.dw) % m.dh, z = c / (m.dw * m.dh);
-            if (r < m.used && x % m.zw == 0 && y % m.zh == 0 && z % m.zd == 0)
-                v = src[r * src_sp + ((z / m.zd) * m.sh + y / m.zh) * m.sw + x / m.zw];
-            tile[i][threadIdx.x] = v;
+            const long long at = kw_conv_copy_source(m, r, c);
+            tile[i][threadIdx.x] = at < 0 ? KwStore<T>::of(0.0f) : src[at];
         }
     }
     __syncthreads();
