@@ -330,6 +330,8 @@ class Evaluator:
                                           n_sets=s.n_timing_sets, settings=s.bench.to_dict(),
                                           compile_mode=s.compile_mode if target == "compiled" else None)
                     out[target] = {**reply.header["stats"], "flags": reply.header.get("flags")}
+                    if reply.header.get("released_reference_bytes"):  # it needed the kept outputs' room (with_room)
+                        out[target]["released_reference_bytes"] = reply.header["released_reference_bytes"]
                 except KernelwrightError as exc:
                     out[target] = {"error": exc.to_dict()}
                     if not worker.alive:

@@ -67,6 +67,14 @@ class ReferenceStore:
     def kept_bytes(self) -> int:
         return sum(e.output_bytes for e in self.entries.values() if e.outputs is not None)
 
+    def release_outputs(self) -> int:
+        """Drop every kept output (outputs() recomputes them on demand), for a timing that needs the room; the
+        bytes released."""
+        released = self.kept_bytes()
+        for entry in self.entries.values():
+            entry.outputs = None
+        return released
+
     def entry(self, spec: InputSpec, *, trace: bool, fp64_check: bool) -> ReferenceEntry:
         if spec not in self.entries:
             self.entries[spec] = self._compute(spec, trace=trace, fp64_check=fp64_check)
