@@ -15,6 +15,10 @@
 # level-1 folder holds: copy the folder to runs/bench_kb1f, then, on either machine,
 #   ls runs/kb/level1/*.py | grep -v -F -f <(ls eval/measured/bench_kb1*_h100/results/*/*.json | xargs -n1 basename | sed 's|^|/|; s|json$|py|')
 # lists them (pass them after the first path argument, as the folder's bench.json records).
+# --lanes-per-gpu 2 (not a search setting: a resume may add it) ran level 2 at ~24 s a problem on an H100, where one
+# lane took ~45 s (session 19). The `--precision kernelbench` tables (KernelBench's tolerance, TF32 allowed as in
+# PyTorch's defaults) go in folders of their own, e.g. BENCH_DIR=runs/bench_kbk with `--precision kernelbench`
+# (a folder's profile is fixed by its bench.json; --resume refuses another).
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
