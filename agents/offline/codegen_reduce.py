@@ -361,8 +361,8 @@ def _strided_loop(ty: str, start: str, stop: str, stride: str, at: str, value: s
 
 def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached: bool,
               vectors: Mapping[int, Load]) -> tuple[str, str]:
-    """One accumulator over the row (online where the kind has one), merged across the block; normalisations
-    then write from the cached values or re-read the row (VEC_WIDTH at a time with `vectors`, uncached only)."""
+    """One accumulator over the row (online where the kind has one), merged across the block (VEC_WIDTH at a time
+    with `vectors`, uncached only); normalisations then write from the cached values or re-read the row."""
     R = step.reduce
     push = _push_value(step, "v", at)
     if cached:
@@ -388,9 +388,11 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
         const int r = lane + k * KW_{tag}_TPR;
         if (r < {R}) {{ const {at} v = vals[k]; kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z}); }}
     }}"""
-    else:
+    else:  # one element per load and store whatever VEC says: a thread's W consecutive values stored one by one
+        # made each warp store span 512 bytes, and with every VEC on the H100 fixtures ran 0.53x-0.73x of the
+        # defaults (session 19); the statistics' loop keeps the vector loads
         write = _row_loop("int", "lane", f"{VEC_WIDTH} * lane", str(R), f"KW_{tag}_TPR", f"row * ({it}){R}", at, tag,
-                          f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", vectors)
+                          f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", {})
     return gather, _indent(stats, 4) + "\n" + write
 
 
@@ -514,13 +516,13 @@ def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr:
                  vectors: Mapping[int, Load]) -> tuple[str, str]:
     """A normalisation's second kernel after the partials (`part`, launched by `launch_part`): as many blocks as the
     first, each merging its row's partials in one order (so every block of a row gets the same statistics) and
-    writing its chunk (re-read VEC_WIDTH at a time with `vectors`, as the first read it)."""
+    writing its chunk, one element per load and store whatever VEC says (as _one_pass's write)."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce extents
     stats, z = _stats_and_z(step, at)
     write = _row_loop(it, "start + threadIdx.x", f"start + ({it}){VEC_WIDTH} * ({it})threadIdx.x", "stop", str(tpr),
-                      f"row * ({it}){R}", at, tag, f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", vectors)
+                      f"row * ({it}){R}", at, tag, f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", {})
     body = part + f"""
-{_template(vectors)}__global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
+__global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
     const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
     const {it} start = (({it})blockIdx.x % KW_{tag}_SPLIT) * ({it})KW_{tag}_CHUNK;
     {it} stop = start + ({it})KW_{tag}_CHUNK;
@@ -531,7 +533,7 @@ def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr:
 {_indent(stats, 4)}
 {write}
 }}"""
-    return body, f"{launch_part}\n{_launch(f'kw_{tag}_apply', f'(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}', vectors)}"
+    return body, f"{launch_part}\n{_launch(f'kw_{tag}_apply', f'(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}', {})}"
 
 
 def _row_loop(ty: str, scalar_first: str, vector_first: str, stop: str, threads: str, row_base: str, at: str, tag: str,

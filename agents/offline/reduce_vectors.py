@@ -6,7 +6,8 @@ KernelBench's long rows (losses over 4 GB operands, normalisations over rows of 
 1.25x-2.9x of the DRAM floor. Here each thread loads VEC_WIDTH consecutive elements of each in-order operand as one
 KwVec (16 bytes of fp32), two vectors in flight, and pushes them in order. Other loads of the prologue (broadcasts,
 gathers) stay element by element. The kernels that use it (a template flag the launcher sets from the pointers'
-alignment) keep the scalar loop for a misaligned pointer."""
+alignment) keep the scalar loop for a misaligned pointer. Only loops that accumulate use it: a normalisation's write
+loop stays scalar (codegen_reduce._one_pass says why)."""
 
 from __future__ import annotations
 

@@ -67,6 +67,20 @@ def test_vec_is_offered_where_a_loop_streams_in_order_loads() -> None:
     assert short and not any(short.values())  # rows cached in registers or short: nothing streams them
 
 
+@pytest.mark.parametrize("problem", [LOSSES, LONG_ROWS], ids=lambda p: p.stem)
+def test_with_vec_on_only_the_accumulating_loops_load_vectors_and_every_write_stays_scalar(problem: Path) -> None:
+    """A thread's four consecutive values stored one by one made each warp store span 512 bytes: with VEC on, a
+    normalisation's write loop (its own kernel for a split row, or the row kernel's second loop) stays the default
+    scalar loop, and the vector prologue feeds accumulators only."""
+    _, vec, names = _rendered(problem)
+    source = cuda_of(vec)
+    assert names and re.search(r"a\.push\(v, \(?(long long\)?)?r\)?;", source)
+    uses = [line for line in source.splitlines() if re.search(r"\bx[01]\[j\]", line)]
+    assert uses and all("a.push(" in line and "_epi(" not in line for line in uses), uses
+    if problem == LONG_ROWS:
+        assert "kw_k0_epi(p, row * (int)70000 + r" in source  # the write: one element per store
+
+
 def _elementwise(problem: Path) -> set[str]:
     plan = plans_for(trace_all(problem))["fused"][0]
     return {s.name + "." for s in plan.steps if not isinstance(s, ReductionStep)}
