@@ -7,16 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from kernelwright.agents.offline.codegen_gemm import MATH, STAGE_CHOICES
 from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch, conv_plan
-from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import ConvStep, HostStep
 from kernelwright.agents.offline.planner import build_plan
 from kernelwright.agents.offline.propose import OfflineUnsupported, plans_for, propose, trace_all
 from kernelwright.agents.offline.trace import trace_problem
-from support.conv import fixture_conv_problems, propose_conv
+from support.conv import assert_interpreted_like_the_model, fixture_conv_problems, one_layer_problem, propose_conv
 from support.gemm import traced_forward
 
 FIXTURES = {p.stem: p for p in fixture_conv_problems()}
@@ -38,12 +36,7 @@ def test_the_conv_plan_agrees_with_the_model(problem: Path) -> None:
     (plan,) = plans_for([traced], preview=True)["fused"]
     (step,) = plan.steps
     assert isinstance(step, ConvStep)
-    (got,) = interpret(plan, traced.model, traced.inputs, dict(traced.program.constants))
-    with torch.no_grad():
-        want = traced.model(*traced.inputs)
-    tol = 1e-2 if want.dtype == torch.bfloat16 else 1e-4
-    assert got.shape == want.shape and got.dtype == want.dtype
-    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+    assert_interpreted_like_the_model(plan, traced)
 
 
 @pytest.mark.parametrize("problem", fixture_conv_problems(), ids=lambda p: p.stem)
@@ -178,33 +171,9 @@ def test_with_the_preview_off_a_conv_with_bias_keeps_cudnn_and_adds_a_bias_kerne
         assert "torch.ops.aten.conv2d.default(" in forward and "kw_conv" not in cand.source
 
 
-def _plan_of(source: str, tmp_path: Path) -> object:
-    path = tmp_path / "problem.py"
-    path.write_text(source)
+def _plan_of(path: Path) -> object:
     traced = trace_problem(path)
     return build_plan(traced.program, preview=False)  # every conv a library call, for conv_plan to take or leave
-
-
-_TEMPLATE = '''import torch
-import torch.nn as nn
-
-
-class Model(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = {layer}
-
-    def forward(self, x):
-        return {expr}
-
-
-def get_inputs():
-    return [torch.rand({shape})]
-
-
-def get_init_inputs():
-    return []
-'''
 
 
 @pytest.mark.parametrize(("layer", "expr", "shape", "why"), [
@@ -220,7 +189,7 @@ def get_init_inputs():
     ("nn.Conv3d(3, 32, 3)", "self.conv(x)", "2, 3, 8, 8, 8", "3 channels in 3-D: padded, fine"),
 ])
 def test_what_keeps_its_library_conv(layer: str, expr: str, shape: str, why: str, tmp_path: Path) -> None:
-    plan = _plan_of(_TEMPLATE.format(layer=layer, expr=expr, shape=shape), tmp_path)
+    plan = _plan_of(one_layer_problem(tmp_path / "problem.py", layer, shape, expr=expr))
     result = conv_plan(plan)  # type: ignore[arg-type]
     if "fine" in why:
         assert result is not None and isinstance(result.steps[0], ConvStep)

@@ -9,40 +9,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
-from kernelwright.agents.offline.interp import interpret
 from kernelwright.agents.offline.ir import ConvStep, GemmStep, HostStep
 from kernelwright.agents.offline.propose import plans_for, propose, trace_all
+from support.conv import assert_interpreted_like_the_model, one_layer_problem
 from support.gemm import traced_forward
 from support.offline import assert_builds_for_sm_90a
 
-_TEMPLATE = '''import torch
-import torch.nn as nn
-
-
-class Model(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = {layer}
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-def get_inputs():
-    return [torch.rand({shape}, dtype={dtype})]
-
-
-def get_init_inputs():
-    return []
-'''
-
 
 def _problem(tmp_path: Path, layer: str, shape: str, dtype: str = "torch.float32") -> Path:
-    path = tmp_path / "problem.py"
-    path.write_text(_TEMPLATE.format(layer=layer, shape=shape, dtype=dtype))
-    return path
+    return one_layer_problem(tmp_path / "problem.py", layer, shape, dtype=dtype)
 
 
 @pytest.mark.parametrize(("layer", "shape", "dtype"), [
@@ -62,12 +38,7 @@ def test_a_pointwise_conv_is_a_gemm_over_nchw_that_agrees_with_the_model(tmp_pat
     x = traced.inputs[0]
     assert step.batch == x.shape[0] and step.a.strides[0] == 0  # the weight, shared by every image
     assert step.mnk == (step.a.shape[1], x[0, 0].numel(), x.shape[1])  # K out channels x pixels, over C
-    (got,) = interpret(plan, traced.model, traced.inputs, dict(traced.program.constants))
-    with torch.no_grad():
-        want = traced.model(*traced.inputs)
-    tol = 1e-2 if want.dtype == torch.bfloat16 else 1e-5
-    assert got.shape == want.shape and got.dtype == want.dtype
-    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+    assert_interpreted_like_the_model(plan, traced)
 
 
 @pytest.mark.parametrize(("layer", "why"), [
