@@ -71,3 +71,25 @@ def test_the_pointwise_candidate_launches_its_gemm_and_builds_for_sm_90a(tmp_pat
     assert "torch.ops.aten.conv" not in forward and "kw_conv" not in cand.source
     assert "kw_gemm_f32x3" in cand.source and cand.kept_aten_ops == ()
     assert_builds_for_sm_90a(cand.source, tmp_path / "cache")
+
+
+@pytest.mark.gpu
+@pytest.mark.nvcc
+@pytest.mark.timeout(900)
+def test_the_harness_verifies_the_pointwise_gemm_and_times_it(tmp_path: Path, build_cache: Path) -> None:
+    """On a GPU: the pointwise candidate (the GEMM over NCHW) and, for comparison, the implicit-GEMM conv it
+    replaces (the conv plan of the same problem) both pass the real harness; their speedups over eager print."""
+    from kernelwright.agents.offline.conv_plan import conv_plan
+    from kernelwright.agents.offline.planner import build_plan
+    from kernelwright.agents.offline.propose import render
+    from support.offline import harness_failures
+
+    problem = _problem(tmp_path, "nn.Conv2d(64, 128, 1, bias=False)", "8, 64, 256, 256")
+    (gemm,) = propose(problem, preview=True)
+    traced = trace_all(problem)
+    conv = conv_plan(build_plan(traced[0].program, preview=True))
+    assert conv is not None
+    implicit = render(traced, [conv], {}, "fused")
+    failed = harness_failures(problem, {"pointwise GEMM": gemm.source, "implicit-GEMM conv": implicit}, tmp_path,
+                              build_cache)
+    assert not failed, failed
