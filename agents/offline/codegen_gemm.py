@@ -18,7 +18,7 @@ A matrix-vector product (N = 1 with contiguous matrix rows, or M = 1 with contig
 memory-bound: a block per output row streams the row with 16-byte loads and reduces in registers and shared
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
-Tunables, per step: MAIN (fp32 at fp32 accuracy only: "sm80", this kernel, or one of gemm_sm90_split's configurations
+Tunables, per step: MAIN (fp32 at fp32 accuracy and compute-bound only: "sm80", this kernel, or one of gemm_sm90_split's configurations
 ("sm90w", "sm90c", "sm90"), the Hopper split, one TF32 wgmma GEMM over split operands, fastest first on an H100;
 the first is the fill's first neighbour),
 TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial split-K slices, for few output
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernelwright.agents.offline.codegen_elementwise import StepKernel
-from kernelwright.agents.offline.gemm_plan import GemmLaunch, gemm_launch
+from kernelwright.agents.offline.gemm_plan import ELEMENT_BYTES, GemmLaunch, gemm_launch
 from kernelwright.agents.offline.gemm_sm90_split import (
     SM90_CONFIGS,
     SM90_SPLIT_SPEC,
@@ -111,6 +111,9 @@ STAGE_CHOICES = (3, 4, 5)
 # (session 18) "sm90" won one of KernelBench's five fp32 GEMMs it met: not the default. "sm90w" and "sm90c" were
 # 11% faster than it on 4096^3 (session 19) but have not yet run in the bench.
 MAIN_CHOICES = ("sm80", *SM90_CONFIGS)
+# Below this many flops per byte of A, B and C, MAIN is not offered (sm90_split_may_pay): well under the TF32 tensor
+# cores' ridge (~140 on an H100) and above KernelBench's memory-bound GEMMs (small K: 32, tall-skinny: 16).
+SM90_MIN_FLOPS_PER_BYTE = 64
 SPLITK_CHOICES = (1, 2, 4, 8, 16, 32, 64)
 TPR_CHOICES = (64, 128, 256, 512, 1024)
 SMALL_TILE = {"float32": "64x64x16_32x32x16", "bfloat16": "64x64x32_32x32x32", "float16": "64x64x32_32x32x32"}
@@ -179,7 +182,7 @@ def gemm_dims(step: GemmStep, buffers: Mapping[str, Buffer],
     mode = MATH[launch.dtype]
     tile = default_tile(launch)
     dims: list[tuple[str, tuple[Any, ...], Any]] = []
-    if sm90_split_fits(launch, allow_tf32):
+    if sm90_split_fits(launch, allow_tf32) and sm90_split_may_pay(launch):
         dims.append((f"{step.name}.MAIN", MAIN_CHOICES, MAIN_CHOICES[0]))
     dims += [(f"{step.name}.TILE", mode.tiles, tile), (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
     splits = split_choices(launch)
@@ -208,6 +211,16 @@ def sm90_split_fits(launch: GemmLaunch, allow_tf32: bool = False) -> bool:
     profile has plain TF32 instead), no triangle, C rows 16-byte aligned (TMA)."""
     return (launch.dtype == "float32" and not allow_tf32 and not launch.gemv and not launch.triangle
             and launch.ldc % 4 == 0 and launch.stride_c % 4 == 0)
+
+
+def sm90_split_may_pay(launch: GemmLaunch) -> bool:
+    """Whether MAIN offers the Hopper split: only where the GEMM is compute-bound (SM90_MIN_FLOPS_PER_BYTE flops per
+    byte of A, B and C). It copies both operands, tripled, into scratch before its main loop; a memory-bound GEMM
+    (small K, tall-skinny) gains nothing from a faster main loop and pays the copies, and its scratch can grow past
+    the operands themselves (a pointwise conv of level1/87 as a GEMM, 21 flops a byte: 12.9 GB)."""
+    operand_bytes = ELEMENT_BYTES[launch.dtype] * launch.batch * (
+        launch.m * launch.k + launch.k * launch.n + launch.m * launch.n)
+    return launch.flops >= SM90_MIN_FLOPS_PER_BYTE * operand_bytes
 
 
 def _sm90_split_kernel(step: GemmStep, launch: GemmLaunch, main: str) -> StepKernel:

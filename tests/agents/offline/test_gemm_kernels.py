@@ -153,6 +153,32 @@ def test_a_batched_gemm_has_no_split_k_and_a_matrix_vector_product_tunes_its_thr
     assert [(d.name, d.default) for d in gemv.dims] == [("h0.TPR", 512)]
 
 
+def test_the_hopper_split_is_offered_only_to_compute_bound_gemms() -> None:
+    """codegen_gemm.sm90_split_may_pay: at SM90_MIN_FLOPS_PER_BYTE flops per byte of A, B and C or more. The split
+    copies both operands, tripled, to scratch: a memory-bound GEMM only pays for the copies."""
+    from dataclasses import replace
+
+    from kernelwright.agents.offline.codegen_gemm import SM90_MIN_FLOPS_PER_BYTE, sm90_split_may_pay
+
+    square = next(p for p in fixture_gemm_problems() if p.stem == "square_fp32")
+    (plan,) = plans_for([trace_problem(square)])["fused"]
+    (step,) = plan.steps
+    launch = gemm_launch(step, plan.buffers)
+    assert launch is not None and launch.flops / (4 * 3 * 4096 ** 2) > SM90_MIN_FLOPS_PER_BYTE
+    assert sm90_split_may_pay(launch)  # 4096^3: 683 flops a byte
+    assert sm90_split_may_pay(replace(launch, m=512, n=2048, k=1024, batch=128))  # level1/3: 146
+    assert not sm90_split_may_pay(replace(launch, m=32768, n=32768, k=64))  # level1/7, small K: 32
+    assert not sm90_split_may_pay(replace(launch, m=32768, n=32768, k=32))  # level1/9, tall-skinny: 16
+    assert not sm90_split_may_pay(replace(launch, m=128, n=1 << 20, k=64, batch=16))  # level1/87 as a GEMM: 21
+
+
+@needs_level1
+def test_memory_bound_level1_gemms_get_no_main_tunable() -> None:
+    for name in ("7_Matmul_with_small_K_dimension_.py", "9_Tall_skinny_matrix_multiplication_.py"):
+        space = plan_space(plans_for(traced_lazily(LEVEL1 / name))["fused"][0])
+        assert "h0.MAIN" not in {d.name for d in space.dims}, name
+
+
 def test_an_fp32_gemm_may_take_the_hopper_split_first_and_only_where_it_fits() -> None:
     """MAIN (codegen_gemm.MAIN_CHOICES): the SM80 3xTF32 kernel by default, the Hopper split (gemm_sm90_split) as
     the first tunable, so the fill's first neighbour tries it; bf16, TF32-admitting profiles and triangles have none."""
