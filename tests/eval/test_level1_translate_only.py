@@ -33,5 +33,7 @@ def test_level1_gets_a_compiled_candidate_for_at_least_76_of_80_problems(tmp_pat
     with_candidate = [r for r in rows if r.candidate]
     assert len(with_candidate) >= 76, sorted(r.key for r in rows if not r.candidate)
     assert all(r.compiled for r in with_candidate), [(r.key, r.reason) for r in with_candidate if not r.compiled]
-    implicit_gemm = [r for r in with_candidate if "conv" in r.key and "depthwise" not in r.key]
+    implicit_gemm = [r for r in with_candidate if "conv" in r.key and not ("depthwise" in r.key or "pointwise" in r.key)]
     assert len(implicit_gemm) >= 20 and all("kw_conv" in Path(str(r.kernel)).read_text() for r in implicit_gemm)
+    pointwise = [r for r in with_candidate if "pointwise" in r.key]  # a GEMM over NCHW (conv_plan.pointwise_as_matmul)
+    assert pointwise and all("kw_gemm" in Path(str(r.kernel)).read_text() for r in pointwise)
