@@ -18,9 +18,9 @@ A matrix-vector product (N = 1 with contiguous matrix rows, or M = 1 with contig
 memory-bound: a block per output row streams the row with 16-byte loads and reduces in registers and shared
 memory, at the DRAM floor instead of a tensor-core tile that would be mostly padding.
 
-Tunables, per step: MAIN (fp32 at fp32 accuracy and compute-bound only: "sm80", this kernel, or one of gemm_sm90_split's configurations
-("sm90w", "sm90c", "sm90"), the Hopper split, one TF32 wgmma GEMM over split operands, fastest first on an H100;
-the first is the fill's first neighbour),
+Tunables, per step: MAIN (fp32 at fp32 accuracy, compute-bound only: "sm80", this kernel, or one of
+gemm_sm90_split's configurations ("sm90w", "sm90c", "sm90"), the Hopper split, one TF32 wgmma GEMM over split
+operands, fastest first on an H100; the first is the fill's first neighbour),
 TILE (threadblock and warp tile), STAGES (cp.async pipeline depth), SPLITK (serial split-K slices, for few output
 tiles over a long K), MATH (fp32 under a TF32-allowing profile only); for matrix-vector steps TPR (threads per row).
 """

@@ -19,9 +19,9 @@ strict fp32 tolerance on four shapes, 1.41x over eager's fp32 GEMM on 4096^3 (73
 take ~0.55x of its time). codegen_gemm offers it as an fp32 GEMM's MAIN tunable ("sm90"), which the fill tried first:
 on KernelBench's fp32 GEMMs it won one of five (eval/BENCHMARKS.md). Session 19: all three SM90_CONFIGS passed the
 same tests, including the refusal of an unaligned C row; the cooperative 128x256 and 256x128 tiles took 1.57x and
-1.56x over eager on 4096^3, so they come first now (not yet run in the bench). Limits: fp32 only, C row-major with ldc, C's batch
-stride and C's address 16-byte aligned (the launcher returns -1 otherwise, or where CUTLASS cannot implement the
-shape), no triangle."""
+1.56x over eager on 4096^3, so they come first now (not yet run in the bench). Limits: fp32 only, C row-major with
+ldc, C's batch stride and C's address 16-byte aligned (the launcher returns -1 otherwise, or where CUTLASS cannot
+implement the shape), no triangle."""
 
 from __future__ import annotations
 
