@@ -146,8 +146,8 @@ def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.of
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel (a
     pointwise one a GEMM: conv_plan.pointwise_as_matmul), and 3-D pools and depthwise convolutions get pool kernels
-    (codegen_pool). `allow_tf32` (the run's
-    PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32 GEMMs (Plan.allow_tf32)."""
+    (codegen_pool). `allow_tf32` (the run's PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32
+    GEMMs (Plan.allow_tf32)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
     # a pure matrix-multiplication problem (with `preview`, pointwise convolutions count as matmuls): GEMMs of the
