@@ -391,8 +391,8 @@ def _one_pass(step: ReductionStep, it: str, at: str, acc: str, tag: str, cached:
     else:  # one element per load and store whatever VEC says: a thread's W consecutive values stored one by one
         # made each warp store span 512 bytes, and with every VEC on the H100 fixtures ran 0.53x-0.73x of the
         # defaults (session 19); the statistics' loop keeps the vector loads
-        write = _row_loop("int", "lane", f"{VEC_WIDTH} * lane", str(R), f"KW_{tag}_TPR", f"row * ({it}){R}", at, tag,
-                          f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", {})
+        write = _strided_loop("int", "lane", str(R), f"KW_{tag}_TPR", at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+                              f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")
     return gather, _indent(stats, 4) + "\n" + write
 
 
@@ -499,7 +499,7 @@ def _split(step: ReductionStep, it: str, at: str, acc: str, tag: str, split: int
 }}"""
     launch_part = _launch(f"kw_{tag}_part", f"(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}", vectors)
     if step.is_normalisation:
-        return _split_apply(step, it, at, acc, tag, tpr, body, launch_part, vectors)
+        return _split_apply(step, it, at, acc, tag, tpr, body, launch_part)
     value, index = _final(step, at)
     body += f"""
 __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
@@ -512,15 +512,15 @@ __global__ void __launch_bounds__(256) kw_{tag}_merge(P_{tag} p) {{
     return body, f"{launch_part}\n    kw_{tag}_merge<<<(unsigned){O}, 256, 0, stream>>>(p);"
 
 
-def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str, launch_part: str,
-                 vectors: Mapping[int, Load]) -> tuple[str, str]:
+def _split_apply(step: ReductionStep, it: str, at: str, acc: str, tag: str, tpr: int, part: str,
+                 launch_part: str) -> tuple[str, str]:
     """A normalisation's second kernel after the partials (`part`, launched by `launch_part`): as many blocks as the
     first, each merging its row's partials in one order (so every block of a row gets the same statistics) and
     writing its chunk, one element per load and store whatever VEC says (as _one_pass's write)."""
     O, R = step.outer, step.reduce  # noqa: E741 - outer, reduce extents
     stats, z = _stats_and_z(step, at)
-    write = _row_loop(it, "start + threadIdx.x", f"start + ({it}){VEC_WIDTH} * ({it})threadIdx.x", "stop", str(tpr),
-                      f"row * ({it}){R}", at, tag, f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});", {})
+    write = _strided_loop(it, "start + threadIdx.x", "stop", str(tpr), at, f"kw_{tag}_pro(p, row * ({it}){R} + r)",
+                          f"kw_{tag}_epi(p, row * ({it}){R} + r, 0, 0, {z});")
     body = part + f"""
 __global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
     const {it} row = ({it})blockIdx.x / KW_{tag}_SPLIT;
@@ -533,7 +533,7 @@ __global__ void __launch_bounds__({tpr}) kw_{tag}_apply(P_{tag} p) {{
 {_indent(stats, 4)}
 {write}
 }}"""
-    return body, f"{launch_part}\n{_launch(f'kw_{tag}_apply', f'(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}', {})}"
+    return body, f"{launch_part}\n    kw_{tag}_apply<<<(unsigned)({O}LL * KW_{tag}_SPLIT), {tpr}, 0, stream>>>(p);"
 
 
 def _row_loop(ty: str, scalar_first: str, vector_first: str, stop: str, threads: str, row_base: str, at: str, tag: str,
