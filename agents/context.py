@@ -53,6 +53,9 @@ class RunSettings:
     # "Convolutions"; depthwise convolutions and 3-D pools on its pool kernel), so it is on; off gives the
     # candidates of before (cuDNN and ATen there). A new family starts behind it, off, until it passes.
     offline_preview: bool = True
+    # The fill's switch and the tuner's tunable launch.GRAPH: a candidate of a launch-bound forward (small inputs)
+    # replays it as one CUDA graph (agents/offline/graph_launch.py). Off until an H100 measures it.
+    offline_graphs: bool = False
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate

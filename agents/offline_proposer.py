@@ -94,6 +94,16 @@ def _trace_quietly(problem_path: str) -> list[Any]:
             raise OfflineUnsupported(f"cannot trace the problem: {exc.message}", where=problem_path) from None
 
 
+def _tuning_target(state: RunState, ctx: KContext, variant: str) -> Any:
+    """propose.tuning_target for the run's problem under the run's settings (the translator's kernel families, the
+    precision profile's TF32, CUDA graphs)."""
+    from kernelwright.agents.offline.propose import tuning_target
+
+    return tuning_target(ctx.offline.traced_problem(state["problem_path"]), variant,
+                         preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32,
+                         graphs=ctx.settings.offline_graphs)
+
+
 def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:
     """The first generation as pending candidates; an unsupported problem becomes an error record.
 
@@ -155,12 +165,9 @@ def _fused_plan_candidates(state: RunState, ctx: KContext, variant: str,
                            taken: set[str]) -> list[CandidateRecord]:
     """Up to `count` candidates of the fused plan (as `variant`) at the settings `settings` yields from its space,
     in that order, none whose source is in `taken` (which each one joins)."""
-    from kernelwright.agents.offline.propose import tuning_target
-
     if count <= 0:
         return []
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
+    target = _tuning_target(state, ctx, "fused")
     if target is None:
         return []
     target = replace(target, variant=variant)
@@ -233,7 +240,6 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     """Candidates at the tunable settings of similar verified offline kernels in the archive (best first)."""
     if ctx.archive is None or not state.get("functional"):
         return []
-    from kernelwright.agents.offline.propose import tuning_target
     from kernelwright.memory.prompting import retrieve_examples
 
     # Two kernels a run, from a wide pool: every kernel of a run shares its problem's similarity, so plain
@@ -241,8 +247,7 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
     hits = retrieve_examples(ctx.archive, state["functional"], k=4 * ctx.settings.candidates_per_generation,
                              gpu_arch=ctx.settings.gpu_arch, diversity=0.0, pool=SEED_POOL, per_run=2)
     hits = seed_order(hits)
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), "fused",
-                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
+    target = _tuning_target(state, ctx, "fused")
     if target is None:
         return []
     dims = target.space.to_dict()
@@ -268,16 +273,13 @@ def archived_candidates(state: RunState, ctx: KContext) -> list[CandidateRecord]
 
 def offline_tune(state: RunState, ctx: KContext) -> dict[str, Any]:
     """New settings of the best verified offline candidate's tunables (local search, then random samples)."""
-    from kernelwright.agents.offline.propose import tuning_target
-
     known = state.get("candidates") or {}
     passed = [r for r in known.values() if r.get("status") == "passed" and r.get("agent") == AGENT
               and r.get("speedup_vs_eager") and r.get("variant")]
     if not passed:
         return offline_candidates(state, ctx) if not known else {}
     best = max(passed, key=lambda r: r["speedup_vs_eager"])  # type: ignore[arg-type, return-value]
-    target = tuning_target(ctx.offline.traced_problem(state["problem_path"]), best["variant"],
-                           preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32)
+    target = _tuning_target(state, ctx, best["variant"])
     if target is None or target.space.size() <= 1:
         return {}
     space = target.space

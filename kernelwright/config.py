@@ -206,6 +206,7 @@ class AgentsConfig(_Section):
     repair_rounds: int = Field(default=_default(RunSettings, "repair_rounds"), ge=0)
     offline_preview: bool = _default(RunSettings, "offline_preview")  # KERNELWRIGHT_AGENTS__OFFLINE_PREVIEW
     offline_fill: bool = _default(RunSettings, "offline_fill")  # first-generation slots: the defaults' neighbours
+    offline_graphs: bool = _default(RunSettings, "offline_graphs")  # a CUDA graph per forward, as a tunable
     # evaluations in flight in one run: with several GPUs (local or Ray), at least one per GPU keeps each busy
     eval_concurrency: int = Field(default=_default(RunSettings, "eval_concurrency"), ge=1)
 
@@ -341,7 +342,8 @@ class KernelwrightConfig(_Section):
         return RunSettings(**{"temperatures": a.temperatures, "temperature_schedule": a.temperature_schedule,
                               "screen": a.screen, "crossover_rate": a.crossover_rate,
                               "repair_rounds": a.repair_rounds, "offline_preview": a.offline_preview,
-                              "offline_fill": a.offline_fill, "eval_concurrency": a.eval_concurrency,
+                              "offline_fill": a.offline_fill, "offline_graphs": a.offline_graphs,
+                              "eval_concurrency": a.eval_concurrency,
                               "profile": self.harness.profile, **explicit})
 
 

@@ -31,6 +31,7 @@ from kernelwright.agents.offline.gemm_split import (
     uses_split,
     uses_tf32,
 )
+from kernelwright.agents.offline.graph_launch import GRAPH_METHOD
 from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan, RecurrentStep
 from kernelwright.tools.problem.literals import python_literal
 
@@ -202,11 +203,12 @@ def _forward_body(plan: Plan, kernels: Sequence[StepKernel], params: list[str], 
 
 def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, problem_source: str,
                      forward_params: Sequence[str], constants: dict[str, torch.Tensor], header: str,
-                     cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = ()) -> str:
+                     cuda_source: str, gemm_modes: Sequence[Mapping[str, str]] = (), graph: bool = False) -> str:
     """One ModelNew serving every traced input shape (get_inputs and each get_input_variants entry): forward
     dispatches on the input shapes to the plan specialised for them (other shapes run the problem's module). `gemm_modes` (per shape: host step ->
     "fp32" | "tf32x3" | "tf32x3k" | "tf32") picks the 3xTF32 path (cuda_source must then hold gemm_split's kernel) or plain
-    TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last."""
+    TF32 for fp32 GEMMs; its "<step>.LAYOUT" keys (conv_layout.conv_layouts) run those convolutions channels-last.
+    `graph`: each shape whose plan allows it (Plan.graph_launch) replays its forward as a CUDA graph (graph_launch)."""
     modes = list(gemm_modes) + [{}] * (len(shapes) - len(gemm_modes))
     split_used = uses_split(modes)
     tf32_used = uses_tf32(modes)
@@ -233,9 +235,15 @@ def candidate_source(shapes: Sequence[tuple[Plan, Sequence[StepKernel]]], *, pro
     for index, (plan, kernels) in enumerate(shapes):
         shapes_key = tuple(plan.buffers[b].shape for b in plan.user_inputs if b is not None)
         dispatch.append(f"if _kw_key == {shapes_key!r}:")
-        dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
+        if graph and plan.graph_launch:
+            dispatch.append(f"    return self._kw_graphed({index}, self._kw_forward_{index}, ({''.join(p + ', ' for p in params)}))")
+        else:
+            dispatch.append(f"    return self._kw_forward_{index}({', '.join(params)})")
         body = _forward_body(plan, kernels, params, index, constant_attr, modes[index])
         methods.append(f"    def _kw_forward_{index}(self, {', '.join(params)}):\n" + "\n".join("        " + line for line in body))
+    if graph and any(plan.graph_launch for plan, _ in shapes):
+        init_lines.append("        self._kw_graphs = {}  # traced shape -> (dtypes and devices, CUDA graph, its inputs, its outputs)")
+        methods.append(GRAPH_METHOD)
     # Shapes it was not traced at (a batch size the harness tries, a user's other input): the problem's own
     # module computes them, so the candidate is right everywhere and fast where it was built.
     dispatch.append(f"return self.kw_ref({', '.join(params)})")

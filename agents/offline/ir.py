@@ -380,6 +380,9 @@ class Plan:
     # The run's precision profile admits plain TF32 for fp32 GEMMs and convolutions (PrecisionProfile.allows_tf32,
     # passed down by plans_for): a further GEMM mode for the tuner (gemm_split).
     allow_tf32: bool = False
+    # A CUDA graph may replay the forward (RunSettings.offline_graphs and graph_launch.graph_offered, set by
+    # plans_for): the tunable launch.GRAPH.
+    graph_launch: bool = False
 
     def mutated(self, buf: Buffer) -> bool:
         return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)

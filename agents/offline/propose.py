@@ -40,6 +40,7 @@ from kernelwright.agents.offline.conv_plan import conv_plan, pointwise_as_matmul
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
 from kernelwright.agents.offline.gemm_split import SPLIT_CUDA, gemm_modes, uses_split
+from kernelwright.agents.offline.graph_launch import GRAPH_DIM, graph_offered
 from kernelwright.agents.offline.ir import (
     ConvStep,
     ElementwiseStep,
@@ -138,16 +139,18 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
     for t in traced:
         constants.update(dict(t.program.constants))
     return candidate_source(shapes, problem_source=traced[0].source.text, forward_params=traced[0].forward_params,
-                            constants=constants, header=header, cuda_source=cuda, gemm_modes=modes)
+                            constants=constants, header=header, cuda_source=cuda, gemm_modes=modes,
+                            graph=bool(params.get(GRAPH_DIM)))
 
 
 def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.offline_preview,
-              allow_tf32: bool = False) -> dict[str, list[Plan]]:
+              allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel (a
     pointwise one a GEMM: conv_plan.pointwise_as_matmul), and 3-D pools and depthwise convolutions get pool kernels
     (codegen_pool). `allow_tf32` (the run's PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32
-    GEMMs (Plan.allow_tf32)."""
+    GEMMs (Plan.allow_tf32). `graphs` (RunSettings.offline_graphs): plans a CUDA graph can replay get the tunable
+    launch.GRAPH (Plan.graph_launch, graph_launch.graph_offered)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
     # a pure matrix-multiplication problem (with `preview`, pointwise convolutions count as matmuls): GEMMs of the
@@ -165,6 +168,9 @@ def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.of
                                     for i, t in enumerate(traced)]
     if allow_tf32:
         plans = {variant: [replace(p, allow_tf32=True) for p in shape_plans] for variant, shape_plans in plans.items()}
+    if graphs:
+        plans = {variant: [replace(p, graph_launch=graph_offered(p)) for p in shape_plans]
+                 for variant, shape_plans in plans.items()}
     return plans
 
 
@@ -183,12 +189,12 @@ class TuningTarget:
 
 
 def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = RunSettings.offline_preview,
-                  allow_tf32: bool = False) -> TuningTarget | None:
+                  allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
-    else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`:
-    as plans_for takes them."""
+    else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`,
+    `graphs`: as plans_for takes them."""
     plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
-    plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32).get(plan_key)
+    plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32, graphs=graphs).get(plan_key)
     if not plans:
         return None
     return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")

@@ -27,6 +27,7 @@ from kernelwright.agents.offline.codegen_reduce import (
 from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import FP32, default_mode, gemm_kind, mode_choices
+from kernelwright.agents.offline.graph_launch import GRAPH_DIM
 from kernelwright.agents.offline.ir import (
     SCANS,
     Buffer,
@@ -45,8 +46,9 @@ from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 # Tunables whose first choice is "off" and whose next switches a staged code path on (a row scan's STAGE): the fill
 # tries them all at once first (TuneSpace.switched_on). codegen_reduce's VEC was one until an H100 measured it
 # (session 19, fixtures losses and long_rows: 2.53x -> 1.35x and 1.36x -> 1.00x over eager with every VEC on): it
-# stays a tunable the fill reaches one step at a time.
-SWITCHES = ("STAGE",)
+# stays a tunable the fill reaches one step at a time. A CUDA graph of the whole forward (launch.GRAPH, where
+# offline_graphs offers it) is one too: one slot tries it with the staged paths.
+SWITCHES = ("STAGE", "GRAPH")
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 
@@ -164,6 +166,8 @@ def plan_space(plan: Plan) -> TuneSpace:
         elif isinstance(step, RecurrentStep):
             dims += [TuneDim(f"{step.name}.IMPL", IMPLS, RECURRENT_DEFAULTS["IMPL"]),
                      TuneDim(f"{step.name}.THREADS", (128, 256, 512), RECURRENT_DEFAULTS["THREADS"])]
+    if plan.graph_launch:  # last: the steps' dims keep their order, and so the fill its neighbours
+        dims.append(TuneDim(GRAPH_DIM, (0, 1), 0))
     return TuneSpace(tuple(dims))
 
 

@@ -159,6 +159,24 @@ def test_a_setting_a_manifest_predates_reads_as_what_made_its_rows_not_as_todays
     assert solved == ["level1/1_a", "level1/2_b"]
 
 
+def test_a_folder_from_before_cuda_graphs_resumes_with_them_off_and_refuses_them_on(tmp_path: Path,
+                                                                                  solved: list[str]) -> None:
+    """Every measured folder predates offline_graphs: it reads as off, today's default, and a run with graphs on
+    must go to a folder of its own."""
+    paths = _problems(tmp_path / "kb", "1_a", "2_b")
+    out = tmp_path / "out"
+    _bench(paths[:1], out, _job())
+    data = json.loads((out / "bench.json").read_text())
+    del data["search"]["run"]["offline_graphs"]
+    (out / "bench.json").write_text(json.dumps(data))
+    graphs = RunJob(RunSetup(run_settings=RunSettings(generations=1, offline_graphs=True)),
+                    RunBudget(candidates=200, wall_s=1800.0))
+    with pytest.raises(BenchError, match=r"run setting offline_graphs True \(recorded: False\)"):
+        _bench(paths, out, graphs, resume=True)
+    _bench(paths, out, _job(), resume=True)
+    assert solved == ["level1/1_a", "level1/2_b"]
+
+
 def test_the_harness_settings_are_recorded_and_a_resume_under_others_is_refused(tmp_path: Path,
                                                                                 solved: list[str]) -> None:
     from kernelwright.tools.harness.evaluate import EvalSettings
