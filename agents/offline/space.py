@@ -43,12 +43,13 @@ from kernelwright.agents.offline.ir import (
 )
 from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 
-# Tunables whose first choice is "off" and whose next switches a staged code path on (a row scan's STAGE): the fill
-# tries them all at once first (TuneSpace.switched_on). codegen_reduce's VEC was one until an H100 measured it
-# (session 19, fixtures losses and long_rows: 2.53x -> 1.35x and 1.36x -> 1.00x over eager with every VEC on): it
-# stays a tunable the fill reaches one step at a time. A CUDA graph of the whole forward (launch.GRAPH, where
-# offline_graphs offers it) is one too: one slot tries it with the staged paths.
-SWITCHES = ("STAGE", "GRAPH")
+# Tunables whose first choice is "off" and whose next switches a staged code path on (a row scan's STAGE, a long
+# reduction's VEC, a CUDA graph of the whole forward where offline_graphs offers launch.GRAPH): the fill tries them
+# all at once first (TuneSpace.switched_on). VEC left this list for a session after an H100 measured it slower
+# (session 19: fixtures losses and long_rows 2.53x -> 1.35x and 1.36x -> 1.00x over eager), when its write loops
+# stored vectors element by element; with scalar write loops it measured faster on both (session 20: 1.38x -> 2.45x
+# and 1.38x -> 1.53x), so it is back.
+SWITCHES = ("STAGE", "VEC", "GRAPH")
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 
@@ -90,7 +91,8 @@ class TuneSpace:
         them one at a time would spend a slot per step."""
         moved = dict(params)
         for d in self.dims:
-            if d.name.rsplit(".", 1)[-1] in SWITCHES and params.get(d.name, d.default) == d.choices[0]:
+            if (d.name.rsplit(".", 1)[-1] in SWITCHES and len(d.choices) > 1
+                    and params.get(d.name, d.default) == d.choices[0]):
                 moved[d.name] = d.choices[1]
         return moved if moved != dict(params) else None
 
@@ -134,7 +136,7 @@ def plan_space(plan: Plan) -> TuneSpace:
                      TuneDim(f"{step.name}.VEC", vecs, max(vecs)),
                      TuneDim(f"{step.name}.BPS", (2, 4, 8, 16, 32), 8)]
         elif isinstance(step, ReductionStep):
-            if vec_offered(step):  # first of the step's: the fill's first neighbour (off: slower on the H100 fixtures)
+            if vec_offered(step):  # first of the step's, off (a switch: the fill tries it with the other staged paths)
                 dims.append(TuneDim(f"{step.name}.VEC", (1, VEC_WIDTH), 1))
             if step.reduction in SCANS:
                 if step.inner == 1:  # STAGE first: the fill's first neighbour (off until KernelBench's scans measure it)

@@ -210,16 +210,18 @@ def test_default_neighbours_move_each_tunable_up_first_then_down() -> None:
 
 
 def test_the_fill_switches_every_staged_path_on_at_once_first() -> None:
-    """TuneSpace.switched_on: every STAGE tunable at its first choice (off) moves to the next, others stay (VEC
-    included: no longer a switch); the fill's first neighbour (offline_proposer.neighbour_candidates) is that move,
-    where there is one."""
+    """TuneSpace.switched_on: every STAGE, VEC and GRAPH tunable at its first choice (off) moves to the next, others
+    stay; the fill's first neighbour (offline_proposer.neighbour_candidates) is that move, where there is one."""
     from kernelwright.agents.offline.space import TuneDim, TuneSpace
 
     space = TuneSpace((TuneDim("k0.STAGE", (0, 1), 0), TuneDim("k0.SPLIT", (2, 4), 4), TuneDim("k1.VEC", (1, 4), 1),
                        TuneDim("k2.STAGE", (0, 1), 1), TuneDim("k3.STAGE", (0, 1), 0)))
-    assert space.switched_on(space.defaults()) == {"k0.STAGE": 1, "k0.SPLIT": 4, "k1.VEC": 1, "k2.STAGE": 1,
+    assert space.switched_on(space.defaults()) == {"k0.STAGE": 1, "k0.SPLIT": 4, "k1.VEC": 4, "k2.STAGE": 1,
                                                    "k3.STAGE": 1}  # k2's STAGE is on already
-    assert space.switched_on({**space.defaults(), "k0.STAGE": 1, "k3.STAGE": 1}) is None
+    assert space.switched_on({**space.defaults(), "k0.STAGE": 1, "k1.VEC": 4, "k3.STAGE": 1}) is None
+    # an elementwise step's VEC defaults to its widest (last) choice: nothing to switch; one choice: nothing either
+    assert TuneSpace((TuneDim("k0.VEC", (1, 2, 4), 4), TuneDim("k1.VEC", (1,), 1))).switched_on(
+        {"k0.VEC": 4, "k1.VEC": 1}) is None
     assert TuneSpace((TuneDim("h0.TILE", ("a", "b"), "a"),)).switched_on({"h0.TILE": "a"}) is None
 
 
