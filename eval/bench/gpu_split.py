@@ -37,15 +37,50 @@ def without_option(argv: Sequence[str], *names: str) -> list[str]:
     return out
 
 
-def cpu_shares(n: int) -> list[list[int] | None]:
-    """This process's cores cut into n contiguous shares (None each where affinity is not available)."""
-    if not hasattr(os, "sched_getaffinity") or n <= 0:
+def cpu_shares(n: int, *, cpus: Sequence[int] | None = None,
+               siblings: Callable[[int], Sequence[int]] | None = None) -> list[list[int] | None]:
+    """This process's cores (or `cpus`) cut into n shares of whole physical cores (None each where affinity is not
+    available). SMT siblings stay in one share: a lane timing a launch-bound network (a batch-2 ResNet18 is dozens
+    of kernel launches a call) would otherwise share a physical core with another lane's builds, and its launches,
+    and so its timings, would slow down with them. With fewer physical cores than shares, logical CPUs are cut
+    instead. `siblings` (for tests): a CPU's SMT siblings, itself included; the kernel's topology by default."""
+    if cpus is None:
+        if not hasattr(os, "sched_getaffinity") or n <= 0:
+            return [None] * max(n, 0)
+        cpus = sorted(os.sched_getaffinity(0))
+    if n <= 0 or len(cpus) < n:
         return [None] * max(n, 0)
-    cores = sorted(os.sched_getaffinity(0))
+    cores = physical_cores(cpus, siblings or _smt_siblings)
     if len(cores) < n:
-        return [None] * n
+        cores = [[c] for c in sorted(cpus)]
     size = len(cores) // n
-    return [cores[i * size:(i + 1) * size] for i in range(n)]
+    return [sorted(c for core in cores[i * size:(i + 1) * size] for c in core) for i in range(n)]
+
+
+def physical_cores(cpus: Sequence[int], siblings: Callable[[int], Sequence[int]]) -> list[list[int]]:
+    """`cpus` grouped by physical core (each group the SMT siblings among `cpus`), in order of their lowest CPU."""
+    mine, seen, out = set(cpus), set(), []
+    for cpu in sorted(mine):
+        if cpu in seen:
+            continue
+        group = sorted(({cpu} | set(siblings(cpu))) & mine)
+        seen.update(group)
+        out.append(group)
+    return out
+
+
+def _smt_siblings(cpu: int) -> list[int]:
+    """The CPUs sharing `cpu`'s physical core, from sysfs ("0,8" or "0-1"); just `cpu` where it cannot be read."""
+    try:
+        text = open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read().strip()
+    except OSError:
+        return [cpu]
+    out: list[int] = []
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        if low.strip().isdigit():
+            out.extend(range(int(low), int(high) + 1) if high.strip().isdigit() else [int(low)])
+    return out or [cpu]
 
 
 def _spawn(command: list[str], env: dict[str, str], cores: Sequence[int] | None) -> subprocess.Popen[bytes]:

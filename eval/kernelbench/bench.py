@@ -140,12 +140,25 @@ class BenchPlan:
                       "environment"
         if self.again:
             before += f", measuring {len(self.again)} again as asked"
-        lanes = ", ".join(lane.name for lane in self.lanes)
+        # several lanes on one host: which CPUs each has (whole physical cores: gpu_split.cpu_shares)
+        cores = len(self.lanes) > 1 and all(lane.cores for lane in self.lanes)
+        lanes = ", ".join(lane.name + (f" (CPUs {_cpu_list(lane.cores or ())})" if cores else "") for lane in self.lanes)
         return f"{len(self.problems)} problems ({before}) on {lanes}; results in {self.options.out}"
 
     @property
     def store(self) -> ResultStore:
         return ResultStore(self.options.out)
+
+
+def _cpu_list(cpus: Sequence[int]) -> str:
+    """CPUs as the kernel writes them: 0-3,8-11."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][-1] + 1:
+            runs[-1].append(cpu)
+        else:
+            runs.append([cpu])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def plan_bench(paths: Sequence[str | Path], options: BenchOptions, job: RunJob,

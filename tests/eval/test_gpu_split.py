@@ -5,7 +5,14 @@ from __future__ import annotations
 import os
 import sys
 
-from kernelwright.eval.bench.gpu_split import cpu_shares, parse_gpus, round_robin, run_on_gpus, without_option
+from kernelwright.eval.bench.gpu_split import (
+    cpu_shares,
+    parse_gpus,
+    physical_cores,
+    round_robin,
+    run_on_gpus,
+    without_option,
+)
 
 
 def test_round_robin_and_option_removal() -> None:
@@ -23,6 +30,25 @@ def test_core_shares_do_not_overlap_and_stay_within_this_process() -> None:
         return
     mine = os.sched_getaffinity(0)
     assert all(s and set(s) <= mine for s in shares) and not set(shares[0]) & set(shares[1])
+
+
+def test_core_shares_keep_smt_siblings_together() -> None:
+    """16 logical CPUs on 8 cores, siblings (i, i + 8) as cloud hosts number them: contiguous logical shares would
+    split every core between two lanes; each share holds whole cores instead."""
+    def paired(cpu: int) -> list[int]:
+        return [cpu % 8, cpu % 8 + 8]
+
+    two = cpu_shares(2, cpus=range(16), siblings=paired)
+    assert two == [[0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]]
+    three = cpu_shares(3, cpus=range(16), siblings=paired)
+    assert [len(s or []) for s in three] == [4, 4, 4]  # two cores each; the spare core is left out, as before
+    for share in three:
+        assert share is not None and all(paired(c)[0] in share and paired(c)[1] in share for c in share)
+    # more shares than cores: logical CPUs, as without SMT
+    assert cpu_shares(3, cpus=[0, 1, 2, 3], siblings=lambda c: [c - c % 2, c - c % 2 + 1]) == [[0], [1], [2]]
+    assert cpu_shares(2, cpus=range(4), siblings=lambda c: [c]) == [[0, 1], [2, 3]]
+    # a sibling outside this process's CPUs is not added
+    assert physical_cores([0, 1, 8], paired) == [[0, 8], [1]]
 
 
 def test_children_get_their_gpu_and_the_same_interpreter_and_all_are_waited_for() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,11 @@ def test_a_resume_may_change_the_lanes_per_gpu(tmp_path: Path, monkeypatch: pyte
     run_bench(plan_bench(paths[:1], BenchOptions(out), RunJob(RunSetup()), visible=lambda: ["0"]))
     manifest = json.loads((out / "bench.json").read_text())
     plan = plan_bench(paths, BenchOptions(out, resume=True, lanes_per_gpu=2), RunJob(RunSetup()), visible=lambda: ["0"])
-    assert plan.start_line().endswith(f"on gpu0.1, gpu0.2; results in {out}")
+    assert [lane.name for lane in plan.lanes] == ["gpu0.1", "gpu0.2"]
+    # each lane's CPUs are named (whole physical cores: gpu_split.cpu_shares), as the kernel writes CPU lists
+    shown = replace(plan, lanes=[Lane("gpu0.1", "0", (0, 1, 2, 3, 8, 9, 10, 11)), Lane("gpu0.2", "0", (4, 5, 7, 12))])
+    assert shown.start_line().endswith(f"on gpu0.1 (CPUs 0-3,8-11), gpu0.2 (CPUs 4-5,7,12); results in {out}")
+    assert replace(plan, lanes=[Lane("gpu0", "0", (0, 1))]).start_line().endswith(f"on gpu0; results in {out}")
     run_bench(plan)
     assert solved[0] == ("level1/1_a", "gpu0") and solved[1][0] == "level1/2_b" and solved[1][1].startswith("gpu0.")
     assert json.loads((out / "bench.json").read_text()) == {**manifest, "paths": [str(p) for p in paths]}
