@@ -161,7 +161,19 @@ def zero_inserted(step: ConvStep) -> bool:
     return step.transposed and max(step.stride) > 1 and max(step.dilation) > 1
 
 
-def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer]) -> ConvLaunch:
+def zero_insertion_offered(step: ConvStep) -> bool:
+    """A 3-D strided transposed conv that CUTLASS would run as a dgrad may run as the zero-inserted fprop instead
+    (the tunable ZI, codegen_conv.conv_dims): CUTLASS's 3-D strided dgrad has only the analytic iterator, which took
+    95-98% of level1/72, 73 and 77 on an H100 (73: 28.7 ms, where cuDNN took 11.9 ms in fp32), while the fprop runs
+    the optimized one over an input eight times larger, most of it zeros. Which wins is measured. Needs the fprop's
+    padding, d * (k - 1) - p, to be non-negative in every dim."""
+    return (step.transposed and step.dims == 3 and max(step.stride) > 1 and not zero_inserted(step)
+            and all(d * (t - 1) - p >= 0 for d, t, p in zip(step.dilation, step.weight.shape[2:], step.padding)))
+
+
+def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer], *, zero_insert: bool = False) -> ConvLaunch:
+    """How CUTLASS runs the step. `zero_insert` (the tunable ZI, where zero_insertion_offered): the zero-inserted
+    fprop in place of the strided dgrad."""
     dtype = buffers[step.input.buffer].dtype
     out_shape = buffers[step.outputs[0].buffer].shape
     groups = step.groups
@@ -169,7 +181,7 @@ def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer]) -> ConvLaunch:
     out_ch, out_sp = out_shape[1] // groups, tuple(out_shape[2:])
     kernel = tuple(step.weight.shape[2:])
     ones = (1,) * step.dims
-    flip = zero_inserted(step)
+    flip = zero_inserted(step) or (zero_insert and zero_insertion_offered(step))
     operator: Literal["fprop", "dgrad"]
     if flip:  # conv(zero_insert(x, s), flip(w) with C_in and C_out swapped, stride 1, padding d * (k - 1) - p)
         operator, c, k, zpq, zero = "fprop", in_ch, out_ch, out_sp, step.stride
@@ -197,13 +209,15 @@ def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer]) -> ConvLaunch:
                       groups, c, k, _three(in_sp, 1), _three(zero, 1), flip)
 
 
-def run_conv(step: ConvStep, buffers: Mapping[str, Buffer], mem: dict[str, torch.Tensor]) -> None:
+def run_conv(step: ConvStep, buffers: Mapping[str, Buffer], mem: dict[str, torch.Tensor], *,
+             zero_insert: bool = False) -> None:
     """The interpreter's conv, in float64 from conv_launch's numbers and as the kernels run it: the input copied
     per group with its zero channels (and inserted zeros), the filter per group (padded; flipped and its channel
     roles swapped for a zero-inserted transposed conv), one conv per group (as a 3-D one) with CUTLASS's
     semantics (padding on the near side, the output size given), the real channels copied back and the bias
-    added. A wrong size, padding, stride, dilation, operand role or group offset is a mismatch with the Model."""
-    launch = conv_launch(step, buffers)
+    added. A wrong size, padding, stride, dilation, operand role or group offset is a mismatch with the Model.
+    `zero_insert`: as conv_launch takes it."""
+    launch = conv_launch(step, buffers, zero_insert=zero_insert)
     g, n = launch.groups, launch.n
     x = mem[step.input.buffer].to(torch.float64).reshape(n, g, launch.in_used, *launch.src)
     x = F.pad(x, (0, 0, 0, 0, 0, 0, 0, launch.in_channels - launch.in_used))
