@@ -48,8 +48,9 @@ from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 # all at once first (TuneSpace.switched_on). VEC left this list for a session after an H100 measured it slower
 # (session 19: fixtures losses and long_rows 2.53x -> 1.35x and 1.36x -> 1.00x over eager), when its write loops
 # stored vectors element by element; with scalar write loops it measured faster on both (session 20: 1.38x -> 2.45x
-# and 1.38x -> 1.53x), so it is back.
-SWITCHES = ("STAGE", "VEC", "GRAPH")
+# and 1.38x -> 1.53x), so it is back. A 3-D strided transposed conv's ZI (the zero-inserted fprop in place of the
+# strided dgrad) is one too: which of the two is faster has not been measured.
+SWITCHES = ("STAGE", "VEC", "GRAPH", "ZI")
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 

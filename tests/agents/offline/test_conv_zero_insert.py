@@ -19,6 +19,7 @@ from kernelwright.agents.offline.codegen_conv import conv_dims
 from kernelwright.agents.offline.conv_plan import conv_launch, run_conv, zero_insertion_offered
 from kernelwright.agents.offline.ir import ConvStep
 from kernelwright.agents.offline.propose import plans_for, propose, trace_all
+from kernelwright.agents.offline.space import plan_space
 from support.conv import assert_interpreted_like_the_model, one_layer_problem
 from support.gemm import traced_forward
 from support.offline import assert_builds_for_sm_90a
@@ -45,6 +46,8 @@ def test_a_3d_strided_transposed_conv_offers_the_zero_inserted_fprop_and_both_ag
     step, plan, traced = _step(tmp_path, layer, shape)
     assert zero_insertion_offered(step)
     assert (f"{step.name}.ZI", (0, 1), 0) in conv_dims(step, plan.buffers)  # type: ignore[attr-defined]
+    space = plan_space(plan)  # type: ignore[arg-type]
+    assert space.switched_on(space.defaults()) == {**space.defaults(), f"{step.name}.ZI": 1}  # the fill's first slot
     dgrad, fprop = (conv_launch(step, plan.buffers, zero_insert=z) for z in (False, True))  # type: ignore[attr-defined]
     assert dgrad.operator == "dgrad" and not dgrad.flip
     assert fprop.operator == "fprop" and fprop.flip and fprop.stride_support == "unity" and fprop.fits_a_kernel
