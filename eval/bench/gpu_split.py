@@ -50,7 +50,7 @@ def cpu_shares(n: int, *, cpus: Sequence[int] | None = None,
         cpus = sorted(os.sched_getaffinity(0))
     if n <= 0 or len(cpus) < n:
         return [None] * max(n, 0)
-    cores = physical_cores(cpus, siblings or _smt_siblings)
+    cores = physical_cores(cpus, siblings or smt_siblings)
     if len(cores) < n:
         cores = [[c] for c in sorted(cpus)]
     size = len(cores) // n
@@ -69,7 +69,7 @@ def physical_cores(cpus: Sequence[int], siblings: Callable[[int], Sequence[int]]
     return out
 
 
-def _smt_siblings(cpu: int) -> list[int]:
+def smt_siblings(cpu: int) -> list[int]:
     """The CPUs sharing `cpu`'s physical core, from sysfs ("0,8" or "0-1"); just `cpu` where it cannot be read."""
     try:
         text = open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read().strip()
