@@ -20,7 +20,7 @@ if ! "$VPY" -c "import torch" >/dev/null 2>&1; then
     "$VPY" -m pip install -q --no-warn-conflicts torch==2.13.0
   fi
 fi
-if ! "$VPY" -c "import kernelwright.tools, pytest, structlog, typer, pydantic, langchain_openai, langgraph, langgraph.checkpoint.sqlite, selenium, mypy, ruff, ray" >/dev/null 2>&1 \
+if ! "$VPY" -c "import kernelwright.tools, pytest, xdist, structlog, typer, pydantic, langchain_openai, langgraph, langgraph.checkpoint.sqlite, selenium, mypy, ruff, ray" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.kernelwright-installed ]; then
   "$VPY" -m pip install -q --no-warn-conflicts -e '.[dev,ray]'
   "$VPY" scripts/check_install.py 'kernelwright[dev,ray]'
