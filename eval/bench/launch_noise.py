@@ -46,7 +46,7 @@ def _spin(cpu: int) -> None:
 
 
 @contextmanager
-def spinning(cpus: Sequence[int]) -> Iterator[list[multiprocessing.Process]]:
+def spinning(cpus: Sequence[int]) -> Iterator[list[Any]]:
     """One busy process pinned to each CPU for the duration of the block."""
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_spin, args=(cpu,), daemon=True) for cpu in cpus]
@@ -110,10 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, busy in plan.items():
         with spinning(busy):
             rounds[name] = [bench(call, BenchSettings()).median_ms for _ in range(args.rounds)]
-    result = {"problem": str(args.problem), "timing_cpu": cpu, "busy_cpus": plan, "conditions": summarise(rounds)}
+    summary = summarise(rounds)
+    result = {"problem": str(args.problem), "timing_cpu": cpu, "busy_cpus": plan, "conditions": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    for name, row in result["conditions"].items():
+    for name, row in summary.items():
         print(f"{name:12s} median {row['median_ms']:.3f} ms  spread {row['spread']:.0%}  over idle {row['over_idle']:.2f}x"
               f"  busy CPUs {plan[name]}")
     return 0
