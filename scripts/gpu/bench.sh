@@ -18,7 +18,11 @@
 # --lanes-per-gpu 2 (not a search setting: a resume may add it) ran level 2 at ~24 s a problem on an H100, where one
 # lane took ~45 s (session 19). The `--precision kernelbench` tables (KernelBench's tolerance, TF32 allowed as in
 # PyTorch's defaults) go in folders of their own, e.g. BENCH_DIR=runs/bench_kbk with `--precision kernelbench`
-# (a folder's profile is fixed by its bench.json; --resume refuses another).
+# (a folder's profile is fixed by its bench.json; --resume refuses another). Level 3 under that profile goes on in
+# runs/bench_kbk (eval/measured/bench_kbk_h100, 23 of 40 in session 20, three lanes). CUDA graphs
+# (KERNELWRIGHT_AGENTS__OFFLINE_GRAPHS=1, a compared setting) need a folder of their own too, e.g. runs/bench_kbkg.
+# Whether lanes disturb launch-bound timings: python3 -P -m kernelwright.eval.bench.launch_noise
+# runs/kb/level3/9_ResNet18.py --out $OUT/noise.json (after `source scripts/gpu/env.sh`; about a minute).
 set -uo pipefail
 source scripts/gpu/env.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
