@@ -47,8 +47,9 @@ def graph_offered(plan: Plan) -> bool:
 GRAPH_METHOD = '''    def _kw_graphed(self, index, forward, args):
         # One CUDA graph per traced shape (kernelwright.agents.offline.graph_launch): inputs are copied into the
         # graph's own, the graph replays, and the call returns copies of its outputs.
-        if not all(a.is_cuda for a in args):
+        if not all(a.is_cuda for a in args) or len({a.device for a in args}) != 1:
             return forward(*args)
+        device = args[0].device  # a graph is captured and replayed on its inputs' GPU, whichever is current
         key = tuple((a.dtype, a.device) for a in args)
         entry = self._kw_graphs.get(index)
         if entry is not None and entry[0] == key:
@@ -57,7 +58,8 @@ GRAPH_METHOD = '''    def _kw_graphed(self, index, forward, args):
                 return forward(*args)
             for static, a in zip(statics, args):
                 static.copy_(a)
-            graph.replay()
+            with torch.cuda.device(device):
+                graph.replay()
             if isinstance(captured, torch.Tensor):
                 return captured.clone()
             return type(captured)(t.clone() for t in captured)
@@ -67,7 +69,7 @@ GRAPH_METHOD = '''    def _kw_graphed(self, index, forward, args):
                 statics = [a.clone() for a in args]
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+                with torch.cuda.device(device), torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     captured = forward(*statics)
             except Exception:  # an op that waits on the host cannot be captured
                 graph, statics, captured = None, None, None

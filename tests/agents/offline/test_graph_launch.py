@@ -8,6 +8,7 @@ back to plain launches."""
 from __future__ import annotations
 
 import ast
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -156,8 +157,12 @@ def _graphed_module(fail_capture: bool) -> tuple[Any, list[str]]:
 
         return Recording(graph, capture_error_mode)
 
+    def device(where: torch.device) -> contextlib.AbstractContextManager[None]:
+        log.append(f"on {where}")
+        return contextlib.nullcontext()
+
     fake_torch = SimpleNamespace(**{name: getattr(torch, name) for name in ("no_grad", "inference_mode", "Tensor")},
-                                 cuda=SimpleNamespace(CUDAGraph=make_graph, graph=capture))
+                                 cuda=SimpleNamespace(CUDAGraph=make_graph, graph=capture, device=device))
     namespace: dict[str, Any] = {"torch": fake_torch}
     exec("class Graphed:\n" + GRAPH_METHOD, namespace)  # noqa: S102 (the generated method itself is under test)
     module = namespace["Graphed"]()
@@ -171,10 +176,10 @@ def test_the_graph_method_replays_on_copies_of_each_calls_inputs_and_returns_cop
     module, log = _graphed_module(fail_capture=False)
     first, second, third = (module.to_cuda(torch.full((4,), float(v))) for v in (1, 5, 7))
     out1 = module._kw_graphed(0, module.forward, (first,))
-    assert torch.equal(out1, torch.full((4,), 2.0)) and log == ["forward", "capture", "forward"]
+    assert torch.equal(out1, torch.full((4,), 2.0)) and log == ["forward", "on cpu", "capture", "forward"]
     out2 = module._kw_graphed(0, module.forward, (second,))
     out3 = module._kw_graphed(0, module.forward, (third,))
-    assert log[-2:] == ["replay", "replay"]  # no plain forward after the capture
+    assert log[-4:] == ["on cpu", "replay", "on cpu", "replay"]  # no plain forward after the capture; on the inputs' device
     assert torch.equal(out2, torch.full((4,), 10.0)) and torch.equal(out3, torch.full((4,), 14.0))
     # each call's output is its own: the next replay did not overwrite it, and the inputs were not touched
     assert torch.equal(out2, torch.full((4,), 10.0)) and torch.equal(second, torch.full((4,), 5.0))
@@ -185,10 +190,19 @@ def test_a_failed_capture_leaves_the_shape_on_plain_launches_and_cpu_tensors_nev
     x = module.to_cuda(torch.ones(3))
     assert torch.equal(module._kw_graphed(0, module.forward, (x,)), torch.full((3,), 2.0))
     assert torch.equal(module._kw_graphed(0, module.forward, (x * 3,)), torch.full((3,), 6.0))
-    assert log == ["forward", "capture", "forward"]  # the capture failed once; then plain launches
+    assert log == ["forward", "on cpu", "capture", "forward"]  # the capture failed once; then plain launches
     module, log = _graphed_module(fail_capture=False)
     assert torch.equal(module._kw_graphed(0, module.forward, (torch.ones(2),)), torch.full((2,), 2.0))
     assert log == ["forward"]
+
+    class Elsewhere(torch.Tensor):  # claims a second GPU
+        is_cuda = True  # type: ignore[assignment]
+        device = torch.device("cuda", 1)  # type: ignore[assignment]
+
+    module, log = _graphed_module(fail_capture=False)
+    mixed = (module.to_cuda(torch.ones(2)), torch.ones(2).as_subclass(Elsewhere))
+    module._kw_graphed(0, lambda a, b: log.append("forward"), mixed)
+    assert log == ["forward"]  # inputs on two devices: no graph
 
 
 RESNET18 = KERNELBENCH / "level3" / "9_ResNet18.py"
