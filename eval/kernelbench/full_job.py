@@ -8,6 +8,7 @@ a problem whose run was stopped before it finished (Ctrl-C, an LLM outage) conti
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -168,6 +169,7 @@ def row_from_run(problem: BenchProblem, result: RunResult, precision: str) -> Pr
         gpu_s=round(sum(float(r.get("seconds") or 0.0) for r in on_gpu), 2), evaluations=len(evaluated),
         tokens=int(spent.get("tokens") or 0), cost_usd=float(spent.get("cost_usd") or 0.0),
         run_dir=str(result.run_dir), kernel=str(result.best_kernel) if result.best_kernel else None,
+        cuda_graph=_replays_a_graph(best) if best is not None else None,
         **(_headroom(best) if best is not None else {}))
 
 
@@ -216,6 +218,19 @@ def _headroom(best: dict[str, Any]) -> dict[str, Any]:
     return {"library_share": float(share) if isinstance(share, (int, float)) else None,
             "floor_ratio": float(ratio) if isinstance(ratio, (int, float)) else None,
             "floor_bound": str(floor["roofline_bound"]) if floor.get("roofline_bound") else None}
+
+
+# What a source that captures a CUDA graph calls (torch's two capture APIs, and the graph object): a label for the
+# table, not a check; the harness's checks are the same for graphed kernels (docs/KERNEL_POLICY.md).
+_GRAPH_CAPTURE = re.compile(r"\bCUDAGraph\s*\(|\bcuda\.graph\s*\(|\bmake_graphed_callables\s*\(")
+
+
+def _replays_a_graph(best: dict[str, Any]) -> bool | None:
+    """Whether the best kernel's source captures a CUDA graph; None where the source cannot be read."""
+    try:
+        return bool(_GRAPH_CAPTURE.search(Path(str(best.get("source_path") or "")).read_text()))
+    except OSError:
+        return None
 
 
 def _report(record: dict[str, Any]) -> CandidateReport | None:

@@ -17,7 +17,8 @@ NO_GPU_NOTE = ("no GPU was visible: each run compiled its candidates and stopped
 FLOOR_NOTE = ("x floor: the verified kernel's median time over its problem's roofline floor on that card (bytes that "
               "must move at the measured copy bandwidth, or FLOPs at the datasheet peak for the dtype, whichever is "
               "longer; memory or compute says which); 1.00x is at the floor. library: the share of its GPU time in "
-              "library kernels (cuBLAS, cuDNN, CUTLASS; docs/KERNEL_POLICY.md).")
+              "library kernels (cuBLAS, cuDNN, CUTLASS; docs/KERNEL_POLICY.md); \"CUDA graph\" there: the kernel "
+              "replays its launches as a CUDA graph, where eager and torch.compile's default mode launch each kernel.")
 
 
 def no_gpu_note(table: BenchTable) -> str:
@@ -84,6 +85,11 @@ def _stats(stats: SpeedupStats) -> list[object]:
             times(stats.geomean_correct)]
 
 
+def library_cell(row: ProblemRow) -> str:
+    """'86.4%', or '86.4%, CUDA graph' for a kernel that replays a graph."""
+    return percent(row.library_share) + (", CUDA graph" if row.cuda_graph else "")
+
+
 def floor_cell(row: ProblemRow) -> str:
     """'3.20x (memory)': the verified kernel's time over its roofline floor and what bounds the floor."""
     if row.floor_ratio is None:
@@ -113,7 +119,7 @@ def problem_rows(rows: Sequence[ProblemRow], without_gpu: bool = False) -> tuple
     yes = {True: "yes", False: "no"}
     return headers, [[r.key, r.status if not r.failure else f"failed ({r.failure})", yes[r.candidate],
                       yes[r.compiled], "-" if without_gpu else yes[r.verified],
-                      times(r.speedup_vs_eager), times(r.speedup_vs_compile), floor_cell(r), percent(r.library_share),
+                      times(r.speedup_vs_eager), times(r.speedup_vs_compile), floor_cell(r), library_cell(r),
                       f"{r.wall_s:.0f}", r.reason or "-"]
                      for r in rows]
 

@@ -57,6 +57,8 @@ class ProblemRow:
     library_share: float | None = None  # share of the best kernel's GPU time in library kernels (docs/KERNEL_POLICY.md)
     floor_ratio: float | None = None  # the best kernel's median time over the problem's roofline floor (1.0: at it)
     floor_bound: str | None = None  # what sets that floor: "memory" (bytes) or "compute" (FLOPs)
+    # the best kernel replays its launches as a CUDA graph (its source captures one; docs/KERNEL_POLICY.md)
+    cuda_graph: bool | None = None
 
     @property
     def finished(self) -> bool:

@@ -171,6 +171,19 @@ def test_a_bench_row_carries_the_library_share_and_the_roofline_ratio_into_the_t
     assert "x floor: the verified kernel's median time over its problem's roofline floor" in text
 
 
+def test_a_kernel_that_replays_a_cuda_graph_says_so_in_its_row(tmp_path: Path) -> None:
+    best = _best_with_report(tmp_path, {"status": "passed", "kernel_usage": {"library_time_share": 0.5}})
+    problem = BenchProblem("level3/9_net", "level3", tmp_path / "9_net.py")
+    plain = row_from_run(problem, RunResult("run", tmp_path / "run", best, {"candidates": {"abc": best}}), "strict")
+    assert plain.cuda_graph is False
+    Path(best["source_path"]).write_text("g = torch.cuda.CUDAGraph()\nwith torch.cuda.graph(g):\n    pass\n")
+    row = row_from_run(problem, RunResult("run", tmp_path / "run", best, {"candidates": {"abc": best}}), "strict")
+    assert row.cuda_graph is True and ProblemRow.from_dict(row.to_dict()) == row
+    assert "| 50.0%, CUDA graph |" in markdown(summarise([row]))
+    assert "| 50.0% |" in markdown(summarise([plain]))
+    assert ProblemRow.from_dict({k: v for k, v in row.to_dict().items() if k != "cuda_graph"}).cuda_graph is None
+
+
 def test_a_report_without_roofline_or_trace_leaves_the_columns_empty(tmp_path: Path) -> None:
     best = _best_with_report(tmp_path, {"status": "passed", "floor": {"output_bytes": 1, "floor_ms": 0.0}})
     row = row_from_run(BenchProblem("level1/2_x", "level1", tmp_path / "2_x.py"),
