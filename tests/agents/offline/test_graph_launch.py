@@ -128,7 +128,7 @@ class _FakeCapture:
         return None
 
 
-def _graphed_module(fail_capture: bool) -> tuple[Any, list[str]]:
+def _graphed_module(fail_capture: bool, profiling: list[bool] | None = None) -> tuple[Any, list[str]]:
     """GRAPH_METHOD in a module whose forward doubles its input, with torch.cuda's graph replaced by a recorder
     that runs the captured forward again on replay, and tensors that claim to be on CUDA."""
     log: list[str] = []
@@ -161,8 +161,10 @@ def _graphed_module(fail_capture: bool) -> tuple[Any, list[str]]:
         log.append(f"on {where}")
         return contextlib.nullcontext()
 
+    profiler = SimpleNamespace(_profiler_enabled=lambda: bool(profiling and profiling[0]))
     fake_torch = SimpleNamespace(**{name: getattr(torch, name) for name in ("no_grad", "inference_mode", "Tensor")},
-                                 cuda=SimpleNamespace(CUDAGraph=make_graph, graph=capture, device=device))
+                                 cuda=SimpleNamespace(CUDAGraph=make_graph, graph=capture, device=device),
+                                 _C=SimpleNamespace(_autograd=profiler))
     namespace: dict[str, Any] = {"torch": fake_torch}
     exec("class Graphed:\n" + GRAPH_METHOD, namespace)  # noqa: S102 (the generated method itself is under test)
     module = namespace["Graphed"]()
@@ -203,6 +205,18 @@ def test_a_failed_capture_leaves_the_shape_on_plain_launches_and_cpu_tensors_nev
     mixed = (module.to_cuda(torch.ones(2)), torch.ones(2).as_subclass(Elsewhere))
     module._kw_graphed(0, lambda a, b: log.append("forward"), mixed)
     assert log == ["forward"]  # inputs on two devices: no graph
+
+
+def test_calls_under_a_profiler_run_plainly_and_the_first_call_outside_one_captures() -> None:
+    profiling = [True]
+    module, log = _graphed_module(fail_capture=False, profiling=profiling)
+    for v in (1.0, 2.0):
+        assert torch.equal(module._kw_graphed(0, module.forward, (module.to_cuda(torch.full((2,), v)),)),
+                           torch.full((2,), 2 * v))
+    assert log == ["forward", "forward"] and module._kw_graphs == {}  # traced calls: plain launches, no capture
+    profiling[0] = False
+    module._kw_graphed(0, module.forward, (module.to_cuda(torch.ones(2)),))
+    assert log[2:] == ["forward", "on cpu", "capture", "forward"]
 
 
 RESNET18 = KERNELBENCH / "level3" / "9_ResNet18.py"
