@@ -36,7 +36,7 @@ from kernelwright.agents.offline.codegen_gemm import (
     math_text,
     smem_opt_in,
 )
-from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch, zero_insertion_offered
+from kernelwright.agents.offline.conv_plan import ConvLaunch, conv_launch, zero_insertion_fits
 from kernelwright.agents.offline.gemm_plan import ELEMENT_BYTES
 from kernelwright.agents.offline.ir import Buffer, ConvStep
 from kernelwright.agents.offline.ops import SPEC, STORAGE_CTYPE
@@ -58,7 +58,7 @@ def conv_dims(step: ConvStep, buffers: Mapping[str, Buffer],
                                                     (f"{step.name}.STAGES", STAGE_CHOICES, mode.default_stages)]
     if allow_tf32 and launch.dtype == "float32":
         dims.append((f"{step.name}.MATH", MATH_CHOICES, MATH_CHOICES[0]))
-    if zero_insertion_offered(step) and conv_launch(step, buffers, zero_insert=True).fits_a_kernel:
+    if zero_insertion_fits(step, buffers):
         dims.append((f"{step.name}.ZI", (0, 1), 0))  # the dgrad by default: the zero-inserted fprop is measured
     return dims
 
@@ -79,9 +79,8 @@ def scratch_layout(launch: ConvLaunch) -> tuple[int, int, int, int]:
 def conv_kernel(step: ConvStep, buffers: Mapping[str, Buffer], params: Mapping[str, Any],
                 allow_tf32: bool = False) -> StepKernel:
     """`allow_tf32` (Plan.allow_tf32): an fp32 conv may run as plain TF32 (its MATH tunable, TF32 by default). ZI
-    (conv_plan.zero_insertion_offered): a 3-D strided transposed conv as the zero-inserted fprop."""
-    zero_insert = bool(params.get("ZI")) and conv_launch(step, buffers, zero_insert=True).fits_a_kernel
-    launch = conv_launch(step, buffers, zero_insert=zero_insert)
+    (conv_plan.zero_insertion_fits): a 3-D strided transposed conv as the zero-inserted fprop."""
+    launch = conv_launch(step, buffers, zero_insert=bool(params.get("ZI")) and zero_insertion_fits(step, buffers))
     mode = math_mode(launch.dtype, params, allow_tf32)
     tile_text = str(params.get("TILE", default_tile(launch)))
     tile = Tile.parse(tile_text if tile_text in mode.tiles else default_tile(launch))

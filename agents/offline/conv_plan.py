@@ -171,6 +171,11 @@ def zero_insertion_offered(step: ConvStep) -> bool:
             and all(d * (t - 1) - p >= 0 for d, t, p in zip(step.dilation, step.weight.shape[2:], step.padding)))
 
 
+def zero_insertion_fits(step: ConvStep, buffers: Mapping[str, Buffer]) -> bool:
+    """Whether the step may take ZI: offered, and its zero-inserted launch fits a kernel (the larger input too)."""
+    return zero_insertion_offered(step) and conv_launch(step, buffers, zero_insert=True).fits_a_kernel
+
+
 def conv_launch(step: ConvStep, buffers: Mapping[str, Buffer], *, zero_insert: bool = False) -> ConvLaunch:
     """How CUTLASS runs the step. `zero_insert` (the tunable ZI, where zero_insertion_offered): the zero-inserted
     fprop in place of the strided dgrad."""
