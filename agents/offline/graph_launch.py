@@ -3,8 +3,8 @@ RunSettings.offline_graphs, off until an H100 measures it).
 
 Why: KernelBench's whole networks run at small batches (ResNet18 at batch 2), where a call is dozens of short
 kernels and the host's launch time, not the GPU, sets its length. On an H100 (session 20, kernelbench profile) level
-3's verified candidates ran at a median of 23x their roofline floor, ResNet18 at 114x, and the same candidate's
-timings swung by a third with the load on the host. A graph launches the whole forward at once.
+3's verified candidates ran at a median of 23x their roofline floor, ResNet18 at 114x, and two of its candidates
+differing only in the first convolution's mode timed 1.81 and 2.61 ms: the host, not the GPU, set those times. A graph launches the whole forward at once.
 
 What the candidate does (`GRAPH_METHOD`, a method of ModelNew): the first call at a traced shape outside a
 profiler runs the forward as usual (its result is the call's), then captures one graph of it over copies of the

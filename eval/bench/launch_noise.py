@@ -2,9 +2,9 @@
 
     python -m kernelwright.eval.bench.launch_noise PROBLEM.py --out FILE.json [--rounds 5]
 
-Why: on an H100 the same batch-2 ResNet18 candidate timed 1.81 ms and 2.61 ms in two evaluations of one run, and
-eager's strict timing had p20 1.87 ms against a median of 2.48 ms (session 20, three bench lanes). Such a call is
-dozens of short kernel launches, so its time is the host's. The bench now gives each lane whole physical cores
+Why: on an H100 two batch-2 ResNet18 candidates differing only in the first convolution's mode timed 1.81 ms and
+2.61 ms in one run, and eager's strict timing had p20 1.87 ms against a median of 2.48 ms (session 20, three bench
+lanes). Such a call is dozens of short kernel launches, so its time is the host's. The bench now gives each lane whole physical cores
 (eval.bench.gpu_split.cpu_shares); this probe says whether that is the part that matters.
 
 The process pins itself to one CPU and times the problem's eager forward (tools.measure.timing.bench, as the
@@ -17,7 +17,6 @@ median and spread; the table printed compares each condition's median with idle'
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import multiprocessing
 import os
@@ -62,13 +61,12 @@ def spinning(cpus: Sequence[int]) -> Iterator[list[Any]]:
 
 
 def _eager_call(problem: Path) -> Callable[[], object]:
+    """The problem's eager forward on the GPU, its file checked and imported as the harness does (ProblemError)."""
     import torch
 
-    spec = importlib.util.spec_from_file_location("launch_noise_problem", problem)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"error: cannot import {problem}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from kernelwright.tools.problem.files import check_source, import_file
+
+    module = import_file(check_source(problem, "problem"), "kw_launch_noise_problem")
     model = module.Model(*module.get_init_inputs()).cuda().eval()
     inputs = [x.cuda() if isinstance(x, torch.Tensor) else x for x in module.get_inputs()]
 
@@ -99,12 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.problem.is_file():
         print(f"error: no problem file at {args.problem}", file=sys.stderr)
         return 2
+    from kernelwright.tools.errors import ProblemError
     from kernelwright.tools.measure.timing import BenchSettings, bench
 
+    try:
+        call = _eager_call(args.problem)
+    except ProblemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     cpus = sorted(os.sched_getaffinity(0))
     cpu = cpus[0]
     os.sched_setaffinity(0, [cpu])
-    call = _eager_call(args.problem)
     plan = conditions(cpu, cpus, smt_siblings)
     rounds: dict[str, list[float]] = {}
     for name, busy in plan.items():

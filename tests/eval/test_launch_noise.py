@@ -45,3 +45,11 @@ def test_summary_compares_each_condition_with_idle() -> None:
 def test_a_missing_problem_is_refused_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "none.py"), "--out", str(tmp_path / "o.json")]) == 2
     assert "no problem file" in capsys.readouterr().err
+
+
+def test_a_file_that_is_no_problem_is_refused_with_exit_2_and_the_loaders_message(tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("class Model:\n    pass\n")  # no get_inputs, no get_init_inputs
+    assert main([str(bad), "--out", str(tmp_path / "o.json")]) == 2
+    assert "get_inputs" in capsys.readouterr().err and not (tmp_path / "o.json").exists()
