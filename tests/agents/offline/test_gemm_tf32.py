@@ -68,11 +68,19 @@ def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> N
     assert not strict.allow_tf32 and kernelbench.allow_tf32
     (strict_dim,), (kb_dim,) = _gemm_dims(strict), _gemm_dims(kernelbench)
     assert (strict_dim.choices, strict_dim.default) == (("fp32", "tf32x3", "tf32x3k"), "tf32x3k")  # K=4096
-    assert (kb_dim.choices, kb_dim.default) == (("fp32", "tf32", "tf32x3", "tf32x3k"), "tf32")
+    assert (kb_dim.choices, kb_dim.default) == (("tf32x3", "tf32x3k", "fp32", "tf32"), "tf32")
     assert conservative(plan_space(kernelbench))[kb_dim.name] == "fp32"
-    # the tuner's neighbours of plain TF32 are the other two modes
-    moved = {p[kb_dim.name] for p in plan_space(kernelbench).neighbours({kb_dim.name: "tf32"})} - {"tf32"}
-    assert moved == {"fp32", "tf32x3"}
+    # plain TF32 is the last choice: the fill's up-first moves spend no slot on a mode that only adds accuracy,
+    # and the tuner's one neighbour of it is fp32; fp32's (a small GEMM's default) first is TF32
+    space = plan_space(kernelbench)
+    moved = {p[kb_dim.name] for p in space.neighbours({kb_dim.name: "tf32"})} - {"tf32"}
+    assert moved == {"fp32"}
+    defaults = space.defaults()
+    fill = space.neighbours_up_first(defaults)
+    gemm_moves = [i for i, p in enumerate(fill) if p[kb_dim.name] != "tf32"]
+    ups = sum(1 for d in space.dims if defaults[d.name] != d.choices[-1])  # every dim's up move, GEMM's none
+    assert [fill[i][kb_dim.name] for i in gemm_moves] == ["fp32"] and gemm_moves[0] >= ups
+    assert space.neighbours_up_first({**space.defaults(), kb_dim.name: "fp32"})[0][kb_dim.name] == "tf32"
     # every mode renders under kernelbench; the split's kernel only where a step takes it
     for mode in kb_dim.choices:
         source = render(traced, [kernelbench], {**plan_space(kernelbench).defaults(), kb_dim.name: mode}, "fused")
@@ -80,6 +88,19 @@ def test_plan_space_offers_plain_tf32_only_under_a_profile_that_allows_it() -> N
         assert ("_kw_linear_tf32x3(" in _forward(source)) is (mode == "tf32x3")
         assert ("_kw_linear_tf32x3k(" in _forward(source)) is (mode == "tf32x3k")
         assert ("kw_tf32x3_split" in source) is (mode in ("tf32x3", "tf32x3k"))
+
+
+def test_a_convolutions_first_fill_move_under_kernelbench_is_its_layout_not_a_slower_gemm_mode() -> None:
+    """The up-first fill's first setting of a conv chain: channels-last for the convolution (a plan whose conv
+    takes TF32 by default), where before it spent the slot on the split (three convolutions)."""
+    traced = trace_all(suite_dir() / "20_conv2d_relu_avgpool.py")
+    plan = plans_for(traced, allow_tf32=True)["fused"][0]
+    space = plan_space(plan)
+    (dim,) = _gemm_dims(plan)
+    assert space.defaults()[dim.name] == "tf32"
+    first = space.neighbours_up_first(space.defaults())[0]
+    changed = {k: v for k, v in first.items() if v != space.defaults()[k]}
+    assert changed == {dim.name.replace(".GEMM", ".LAYOUT"): "channels_last"}
 
 
 def test_a_strict_plan_never_renders_plain_tf32_even_when_asked() -> None:
@@ -94,7 +115,7 @@ def test_a_strict_plan_never_renders_plain_tf32_even_when_asked() -> None:
 
 def test_the_tuning_target_carries_the_profile() -> None:
     traced = trace_all(suite_dir() / "16_bmm_bias_silu.py")
-    for allow, choices in ((False, ("fp32", "tf32x3", "tf32x3k")), (True, ("fp32", "tf32", "tf32x3", "tf32x3k"))):
+    for allow, choices in ((False, ("fp32", "tf32x3", "tf32x3k")), (True, ("tf32x3", "tf32x3k", "fp32", "tf32"))):
         target = tuning_target(traced, "fused", allow_tf32=allow)
         assert target is not None and all(p.allow_tf32 is allow for p in target.plans)
         assert [d.choices for d in target.space.dims if d.name.endswith(".GEMM")] == [choices]
