@@ -56,6 +56,10 @@ class RunSettings:
     # The fill's switch and the tuner's tunable launch.GRAPH: a candidate of a launch-bound forward (small inputs)
     # replays it as one CUDA graph (agents/offline/graph_launch.py). Off until an H100 measures it.
     offline_graphs: bool = False
+    # The tunable LAYOUT's third choice: a library convolution's output stays channels-last and the kernels after it
+    # read it there (agents/offline/conv_layout.py), where inductor wins level 2's 2-D convolutions under the
+    # kernelbench profile (level2/32: torch.compile 3.18 ms, our best 4.86 ms). Off until an H100 measures it.
+    offline_channels_last_kept: bool = False
     screen: bool = True  # the critic screens each candidate before it is compiled
     screen_blocks: bool = True  # a failed screen skips evaluation (recorded as screened_out)
     profile: bool = True  # profile the generation's best verified candidate

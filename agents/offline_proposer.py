@@ -96,12 +96,13 @@ def _trace_quietly(problem_path: str) -> list[Any]:
 
 def _tuning_target(state: RunState, ctx: KContext, variant: str) -> Any:
     """propose.tuning_target for the run's problem under the run's settings (the translator's kernel families, the
-    precision profile's TF32, CUDA graphs)."""
+    precision profile's TF32, CUDA graphs, convolution outputs kept channels-last)."""
     from kernelwright.agents.offline.propose import tuning_target
 
     return tuning_target(ctx.offline.traced_problem(state["problem_path"]), variant,
                          preview=ctx.settings.offline_preview, allow_tf32=ctx.offline.allow_tf32,
-                         graphs=ctx.settings.offline_graphs)
+                         graphs=ctx.settings.offline_graphs,
+                         kept_layouts=ctx.settings.offline_channels_last_kept)
 
 
 def offline_candidates(state: RunState, ctx: KContext) -> dict[str, Any]:

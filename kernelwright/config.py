@@ -207,6 +207,8 @@ class AgentsConfig(_Section):
     offline_preview: bool = _default(RunSettings, "offline_preview")  # KERNELWRIGHT_AGENTS__OFFLINE_PREVIEW
     offline_fill: bool = _default(RunSettings, "offline_fill")  # first-generation slots: the defaults' neighbours
     offline_graphs: bool = _default(RunSettings, "offline_graphs")  # a CUDA graph per forward, as a tunable
+    # a convolution's output kept channels-last for the kernels after it (LAYOUT "channels_last_kept")
+    offline_channels_last_kept: bool = _default(RunSettings, "offline_channels_last_kept")
     # evaluations in flight in one run: with several GPUs (local or Ray), at least one per GPU keeps each busy
     eval_concurrency: int = Field(default=_default(RunSettings, "eval_concurrency"), ge=1)
 
@@ -343,6 +345,7 @@ class KernelwrightConfig(_Section):
                               "screen": a.screen, "crossover_rate": a.crossover_rate,
                               "repair_rounds": a.repair_rounds, "offline_preview": a.offline_preview,
                               "offline_fill": a.offline_fill, "offline_graphs": a.offline_graphs,
+                              "offline_channels_last_kept": a.offline_channels_last_kept,
                               "eval_concurrency": a.eval_concurrency,
                               "profile": self.harness.profile, **explicit})
 

@@ -111,6 +111,8 @@ def _host_call(step: HostStep, buffers: dict[str, Buffer], gemm_mode: str = FP32
     if gemm_mode in (*SPLIT_MODES, TF32) and (kind := gemm_kind(step, buffers)):
         call = host_call_expr(kind, args, step.target, gemm_mode, channels_last=channels_last)
     outs = [b for b in step.outputs]
+    if len(outs) == 1 and step.keeps_channels_last:  # read channels-last after it (conv_layout.kept_plan)
+        return [f"{outs[0]} = _kw_cl({call})"]
     if len(outs) == 1:
         return [f"{outs[0]} = {call}.contiguous()" if outs[0] else call]
     lines = [f"_kw_r = {call}"]

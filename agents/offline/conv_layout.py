@@ -10,17 +10,43 @@ after it (one pass over the output). Whether that pays depends on the shape, so 
 "<step>.LAYOUT", "contiguous" by default, which the tuner may change; the translator's `fused_channels_last`
 variant (asked for by name: propose.CHANNELS_LAST_VARIANT) sets every such step to channels-last. Measured on an
 H100 it lost to contiguous on every level-2 problem tried, so the first generation no longer includes it.
+
+A third choice, "channels_last_kept" (behind RunSettings.offline_channels_last_kept, off until an H100 measures
+it), drops that pass back: the output stays channels-last (HostStep.keeps_channels_last) and every later read of
+it goes through a layout re-expressed over channels-last storage (layout_remap), as inductor keeps a convolution's
+output channels-last for the fused kernel after it. Offered only where every read of the output can be so
+re-expressed, by a step whose kernel reads through layouts (elementwise, reduction, pool) or on the host, and where
+nothing else writes it and forward does not return it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
 
 from kernelwright.agents.offline.conv_plan import CONV_TARGETS
-from kernelwright.agents.offline.ir import Buffer, HostStep, Layout, Plan
+from kernelwright.agents.offline.ir import (
+    Buffer,
+    ConvStep,
+    Dag,
+    ElementwiseStep,
+    GemmStep,
+    HostStep,
+    Layout,
+    Load,
+    Plan,
+    PoolStep,
+    RecurrentStep,
+    ReductionStep,
+    Step,
+)
+from kernelwright.agents.offline.layout_remap import remap_channels_last
 
-CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
+CONTIGUOUS, CHANNELS_LAST, CHANNELS_LAST_KEPT = "contiguous", "channels_last", "channels_last_kept"
 LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)  # the default first
+# Where the kept output is offered: right after the default, so the fill's up-first move tries it first.
+KEPT_LAYOUTS = (CONTIGUOUS, CHANNELS_LAST_KEPT, CHANNELS_LAST)
 LAYOUT_SUFFIX = ".LAYOUT"
 # 2-D and 3-D convolutions, transposed or not (channels-last has no 1-D form)
 _TARGETS = frozenset(target for target, (dims, _) in CONV_TARGETS.items() if dims in (2, 3))
@@ -57,8 +83,116 @@ def layout_dims(plan: Plan) -> list[str]:
 
 
 def conv_layouts(plan: Plan, params: Mapping[str, object]) -> dict[str, str]:
-    """"<step>.LAYOUT" -> "channels_last" for each step `params` puts there (contiguous ones are left out)."""
-    return {name: CHANNELS_LAST for name in layout_dims(plan) if params.get(name) == CHANNELS_LAST}
+    """"<step>.LAYOUT" -> "channels_last" for each step `params` puts there or keeps there (its operands go
+    channels-last either way; contiguous ones are left out)."""
+    return {name: CHANNELS_LAST for name in layout_dims(plan)
+            if params.get(name) in (CHANNELS_LAST, CHANNELS_LAST_KEPT)}
+
+
+def layout_choices(plan: Plan, step: HostStep) -> tuple[str, ...]:
+    """The choices of the step's LAYOUT tunable: with the kept output where the plan allows it
+    (Plan.channels_last_kept) and this step's output can stay channels-last (kept_plan)."""
+    if plan.channels_last_kept and kept_plan(plan, step.name) is not None:
+        return KEPT_LAYOUTS
+    return LAYOUTS
+
+
+def with_kept_layouts(plan: Plan, params: Mapping[str, object]) -> Plan:
+    """`plan` with the output of each step whose LAYOUT `params` sets to "channels_last_kept" kept channels-last
+    (kept_plan). A plan without Plan.channels_last_kept (an archived setting reaching a run with the setting off),
+    or a step where it is not possible, keeps the contiguous output; its operands still go channels-last, as for
+    "channels_last" (conv_layouts)."""
+    if not plan.channels_last_kept:
+        return plan
+    for step in plan.steps:
+        if isinstance(step, HostStep) and (name := layout_dim(step, plan.buffers)) \
+                and params.get(name) == CHANNELS_LAST_KEPT:
+            plan = kept_plan(plan, step.name) or plan
+    return plan
+
+
+class _NotKept(Exception):
+    """A read or write of the output that a channels-last output cannot serve."""
+
+
+def kept_plan(plan: Plan, step_name: str) -> Plan | None:
+    """The plan with host step `step_name`'s output kept channels-last and every read of it re-expressed over
+    that storage; None where that is not possible (the module's docstring says when)."""
+    step = next((s for s in plan.steps if s.name == step_name), None)
+    if not isinstance(step, HostStep) or layout_dim(step, plan.buffers) is None or step.keeps_channels_last:
+        return None
+    out = step.outputs[0]
+    if out is None:
+        return None
+    shape = plan.buffers[out].shape
+
+    def remap(layout: Layout) -> Layout:
+        if layout.buffer != out:
+            return layout
+        moved = remap_channels_last(layout, shape)
+        if moved is None:
+            raise _NotKept
+        return moved
+
+    if any(isinstance(o, Layout) and o.buffer == out for o in plan.outputs) or \
+            any(v.buffer == out for _, v in plan.state_updates):
+        return None  # forward returns it or leaves it as state: it stays contiguous
+    try:
+        steps = tuple(replace(s, keeps_channels_last=True) if s is step else _reads_remapped(s, out, remap)
+                      for s in plan.steps)
+    except _NotKept:
+        return None
+    return replace(plan, steps=steps)
+
+
+def _reads_remapped(step: Step, out: str, remap: Callable[[Layout], Layout]) -> Step:
+    """`step` with its reads of `out` through `remap`; _NotKept where it writes `out` or reads it in a kernel that
+    does not read through layouts."""
+    if _writes(step, out):
+        raise _NotKept
+    if isinstance(step, ElementwiseStep):
+        return replace(step, dag=_dag(step.dag, remap))
+    if isinstance(step, ReductionStep):
+        return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
+    if isinstance(step, PoolStep):
+        if step.weight is not None and step.weight.buffer == out:
+            raise _NotKept
+        return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
+    if isinstance(step, HostStep):  # as_strided views over the channels-last storage (codegen_host)
+        return replace(step, args=_args(step.args, remap),
+                       kwargs=tuple((k, _args(v, remap)) for k, v in step.kwargs))
+    if isinstance(step, (GemmStep, ConvStep, RecurrentStep)):  # their kernels read fixed layouts
+        if any(layout.buffer == out for layout in _step_layouts(step)):
+            raise _NotKept
+        return step
+    raise _NotKept
+
+
+def _writes(step: Step, out: str) -> bool:
+    if isinstance(step, (HostStep, RecurrentStep)):
+        return out in step.outputs
+    return any(o.buffer == out for o in step.outputs)
+
+
+def _dag(dag: Dag, remap: Callable[[Layout], Layout]) -> Dag:
+    return replace(dag, nodes=tuple(replace(e, layout=remap(e.layout)) if isinstance(e, Load) else e
+                                    for e in dag.nodes))
+
+
+def _args(value: Any, remap: Callable[[Layout], Layout]) -> Any:
+    if isinstance(value, Layout):
+        return remap(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_args(v, remap) for v in value)
+    return value
+
+
+def _step_layouts(step: GemmStep | ConvStep | RecurrentStep) -> list[Layout]:
+    if isinstance(step, GemmStep):
+        return [step.a, step.b]
+    if isinstance(step, ConvStep):
+        return [layout for layout in (step.input, step.weight, step.bias) if layout is not None]
+    return [step.input, *step.hx, *step.params]
 
 
 def channels_last_args(args: list[str]) -> list[str]:

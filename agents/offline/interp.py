@@ -53,6 +53,10 @@ def initial_memory(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
     return mem
 
 
+def _channels_last(t: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+
+
 def view(mem: Mapping[str, torch.Tensor], layout: Layout) -> torch.Tensor:
     return torch.as_strided(mem[layout.buffer], layout.shape, layout.strides, layout.offset)
 
@@ -213,7 +217,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         results = list(result) if isinstance(result, (tuple, list)) else [result]
         for name, value in zip(step.outputs, results):
             if name is not None:  # an output the graph does not use
-                mem[name] = value.contiguous()
+                mem[name] = value.contiguous(memory_format=_channels_last(value)) if step.keeps_channels_last \
+                    else value.contiguous()
     else:
         raise TypeError(f"unknown step {type(step).__name__}")
 

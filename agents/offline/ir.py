@@ -265,6 +265,9 @@ class HostStep:
     outputs: tuple[str | None, ...]  # buffers for tensor outputs, in the op's output order (None: not a tensor)
     library: bool
     kind: Literal["host"] = "host"
+    # A convolution whose output stays channels-last (conv_layout.kept_plan): later reads go through layouts
+    # re-expressed over that storage.
+    keeps_channels_last: bool = False
 
 
 RecurrentCell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -383,6 +386,9 @@ class Plan:
     # A CUDA graph may replay the forward (RunSettings.offline_graphs and graph_launch.graph_offered, set by
     # plans_for): the tunable launch.GRAPH.
     graph_launch: bool = False
+    # A convolution's output may stay channels-last (RunSettings.offline_channels_last_kept, set by plans_for):
+    # the LAYOUT tunable's choice conv_layout.CHANNELS_LAST_KEPT.
+    channels_last_kept: bool = False
 
     def mutated(self, buf: Buffer) -> bool:
         return buf.origin in ("buffer", "attribute") and any(t == buf.target for t, _ in self.state_updates)

@@ -35,7 +35,7 @@ from kernelwright.agents.offline.codegen_host import HostEmitError, candidate_so
 from kernelwright.agents.offline.codegen_pool import pool_kernel
 from kernelwright.agents.offline.codegen_recurrent import recurrent_kernel
 from kernelwright.agents.offline.codegen_reduce import reduction_kernel
-from kernelwright.agents.offline.conv_layout import CHANNELS_LAST, conv_layouts, layout_dims
+from kernelwright.agents.offline.conv_layout import CHANNELS_LAST, conv_layouts, layout_dims, with_kept_layouts
 from kernelwright.agents.offline.conv_plan import conv_plan, pointwise_as_matmul
 from kernelwright.agents.offline.cuda_common import PRELUDE
 from kernelwright.agents.offline.gemm_plan import gemm_plan
@@ -121,6 +121,7 @@ def kernels_for(plan: Plan, params: Mapping[str, Any]) -> list[StepKernel]:
 
 def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mapping[str, Any], variant: str) -> str:
     """The candidate file: the first plan (get_inputs' shapes) takes `params`; other shapes use defaults."""
+    plans = [with_kept_layouts(plan, params) if i == 0 else plan for i, plan in enumerate(plans)]
     shapes = [(plan, kernels_for(plan, params if i == 0 else {})) for i, plan in enumerate(plans)]
     modes = [gemm_modes(plan, params if i == 0 else {}) | conv_layouts(plan, params if i == 0 else {})
              for i, plan in enumerate(plans)]
@@ -144,13 +145,16 @@ def render(traced: Sequence[TracedProblem], plans: Sequence[Plan], params: Mappi
 
 
 def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.offline_preview,
-              allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs) -> dict[str, list[Plan]]:
+              allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs,
+              kept_layouts: bool = RunSettings.offline_channels_last_kept) -> dict[str, list[Plan]]:
     """Per variant, one plan per traced input shape (aten_reductions only when it differs from fused).
     `preview` (RunSettings.offline_preview): a pure convolution problem gets its own implicit-GEMM kernel (a
     pointwise one a GEMM: conv_plan.pointwise_as_matmul), and 3-D pools and depthwise convolutions get pool kernels
     (codegen_pool). `allow_tf32` (the run's PrecisionProfile.allows_tf32): every plan admits plain TF32 for its fp32
     GEMMs (Plan.allow_tf32). `graphs` (RunSettings.offline_graphs): plans a CUDA graph can replay get the tunable
-    launch.GRAPH (Plan.graph_launch, graph_launch.graph_offered)."""
+    launch.GRAPH (Plan.graph_launch, graph_launch.graph_offered). `kept_layouts`
+    (RunSettings.offline_channels_last_kept): a convolution's LAYOUT may keep its output channels-last
+    (Plan.channels_last_kept, conv_layout.kept_plan)."""
     fused = [build_plan(t.program, prefix=_prefix(i), attributes=frozenset(t.attributes), preview=preview)
              for i, t in enumerate(traced)]
     # a pure matrix-multiplication problem (with `preview`, pointwise convolutions count as matmuls): GEMMs of the
@@ -171,6 +175,9 @@ def plans_for(traced: Sequence[TracedProblem], *, preview: bool = RunSettings.of
     if graphs:
         plans = {variant: [replace(p, graph_launch=graph_offered(p)) for p in shape_plans]
                  for variant, shape_plans in plans.items()}
+    if kept_layouts:
+        plans = {variant: [replace(p, channels_last_kept=True) for p in shape_plans]
+                 for variant, shape_plans in plans.items()}
     return plans
 
 
@@ -189,12 +196,14 @@ class TuningTarget:
 
 
 def tuning_target(traced: Sequence[TracedProblem], best_variant: str, *, preview: bool = RunSettings.offline_preview,
-                  allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs) -> TuningTarget | None:
+                  allow_tf32: bool = False, graphs: bool = RunSettings.offline_graphs,
+                  kept_layouts: bool = RunSettings.offline_channels_last_kept) -> TuningTarget | None:
     """The plan behind `best_variant` (aten_reductions, tuned or not, keeps its ATen reductions; everything
     else tunes the fused plan), or None when that plan does not exist for this problem. `preview`, `allow_tf32`,
-    `graphs`: as plans_for takes them."""
+    `graphs`, `kept_layouts`: as plans_for takes them."""
     plan_key = "aten_reductions" if best_variant.startswith("aten_reductions") else "fused"
-    plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32, graphs=graphs).get(plan_key)
+    plans = plans_for(traced, preview=preview, allow_tf32=allow_tf32, graphs=graphs,
+                      kept_layouts=kept_layouts).get(plan_key)
     if not plans:
         return None
     return TuningTarget(traced, plans, plan_space(plans[0]), f"{plan_key}_tuned")

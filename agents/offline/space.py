@@ -24,7 +24,7 @@ from kernelwright.agents.offline.codegen_reduce import (
     normalisation_split,
     vec_offered,
 )
-from kernelwright.agents.offline.conv_layout import LAYOUTS, layout_dim
+from kernelwright.agents.offline.conv_layout import CHANNELS_LAST_KEPT, LAYOUTS, layout_choices, layout_dim
 from kernelwright.agents.offline.cuda_common import is_linear
 from kernelwright.agents.offline.gemm_split import FP32, default_mode, gemm_kind, mode_choices
 from kernelwright.agents.offline.graph_launch import GRAPH_DIM
@@ -51,6 +51,9 @@ from kernelwright.agents.offline.reduce_vectors import VEC_WIDTH
 # and 1.38x -> 1.53x), so it is back. A 3-D strided transposed conv's ZI (the zero-inserted fprop in place of the
 # strided dgrad) is one too: which of the two is faster has not been measured.
 SWITCHES = ("STAGE", "VEC", "GRAPH", "ZI")
+# A convolution's LAYOUT whose second choice keeps its output channels-last (offline_channels_last_kept) switches the
+# same way: one candidate then keeps every convolution's output channels-last, so a network's convolutions hand
+# each other channels-last tensors with no copy between them (conv_layout), as inductor runs a whole network.
 _ELEMENT_BYTES = {"float64": 8, "int64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2, "int16": 2}
 
 
@@ -92,13 +95,17 @@ class TuneSpace:
         them one at a time would spend a slot per step."""
         moved = dict(params)
         for d in self.dims:
-            if (d.name.rsplit(".", 1)[-1] in SWITCHES and len(d.choices) > 1
-                    and params.get(d.name, d.default) == d.choices[0]):
+            if _is_switch(d) and params.get(d.name, d.default) == d.choices[0]:
                 moved[d.name] = d.choices[1]
         return moved if moved != dict(params) else None
 
     def to_dict(self) -> dict[str, Any]:
         return {d.name: {"choices": list(d.choices), "default": d.default} for d in self.dims}
+
+
+def _is_switch(d: TuneDim) -> bool:
+    """A SWITCHES tunable, or a LAYOUT whose next choice keeps the output channels-last."""
+    return len(d.choices) > 1 and (d.name.rsplit(".", 1)[-1] in SWITCHES or d.choices[1] == CHANNELS_LAST_KEPT)
 
 
 def _moved(params: Mapping[str, Any], d: TuneDim, step: int) -> dict[str, Any] | None:
@@ -130,7 +137,7 @@ def plan_space(plan: Plan) -> TuneSpace:
                 dims.append(TuneDim(f"{step.name}.GEMM", mode_choices(plan.allow_tf32, kind),
                                     default_mode(step, kind, plan.buffers, allow_tf32=plan.allow_tf32)))
             if layout := layout_dim(step, plan.buffers):
-                dims.append(TuneDim(layout, LAYOUTS, LAYOUTS[0]))
+                dims.append(TuneDim(layout, layout_choices(plan, step), LAYOUTS[0]))
         elif isinstance(step, ElementwiseStep):
             vecs = _vec_choices(step, plan.buffers)
             dims += [TuneDim(f"{step.name}.BLOCK", (128, 256, 512, 1024), 256),

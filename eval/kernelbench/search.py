@@ -24,7 +24,7 @@ NOT_COMPARED = frozenset({"eval_concurrency", "gpu_description", "gpu_arch"})  #
 # RunSettings fields added after manifests were first written, each with the behaviour a manifest without it was
 # made with (the setting did not exist: its feature was off). Not the current default: when a default changes, an
 # old folder must still read as what made its rows, so a resume under the new default is refused, not mixed in.
-ABSENT_MEANS: dict[str, Any] = {"offline_fill": False, "offline_graphs": False}
+ABSENT_MEANS: dict[str, Any] = {"offline_fill": False, "offline_graphs": False, "offline_channels_last_kept": False}
 OFFLINE = ModelPlan().describe()  # "offline translator + tuner", as the run and the bench's start line say it
 
 

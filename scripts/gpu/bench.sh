@@ -20,7 +20,10 @@
 # PyTorch's defaults) go in folders of their own, e.g. BENCH_DIR=runs/bench_kbk with `--precision kernelbench`
 # (a folder's profile is fixed by its bench.json; --resume refuses another). Level 3 under that profile goes on in
 # runs/bench_kbk (eval/measured/bench_kbk_h100, 23 of 40 in session 20, three lanes). CUDA graphs
-# (KERNELWRIGHT_AGENTS__OFFLINE_GRAPHS=1, a compared setting) need a folder of their own too, e.g. runs/bench_kbkg.
+# (KERNELWRIGHT_AGENTS__OFFLINE_GRAPHS=1, a compared setting) need a folder of their own too, e.g. runs/bench_kbkg;
+# so do kept channels-last convolution outputs (KERNELWRIGHT_AGENTS__OFFLINE_CHANNELS_LAST_KEPT=1, runs/bench_kbkcl).
+# Level 2 under the kernelbench profile goes on in runs/bench_kbk2 (eval/measured/bench_kbk2_h100, 28 of 80 in
+# session 21, three lanes); level 3's (runs/bench_kbk) is complete.
 # Whether lanes disturb launch-bound timings: python3 -P -m kernelwright.eval.bench.launch_noise
 # runs/kb/level3/9_ResNet18.py --out $OUT/noise.json (after `source scripts/gpu/env.sh`; about a minute).
 set -uo pipefail

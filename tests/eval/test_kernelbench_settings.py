@@ -159,20 +159,21 @@ def test_a_setting_a_manifest_predates_reads_as_what_made_its_rows_not_as_todays
     assert solved == ["level1/1_a", "level1/2_b"]
 
 
-def test_a_folder_from_before_cuda_graphs_resumes_with_them_off_and_refuses_them_on(tmp_path: Path,
-                                                                                  solved: list[str]) -> None:
-    """Every measured folder predates offline_graphs: it reads as off, today's default, and a run with graphs on
-    must go to a folder of its own."""
+@pytest.mark.parametrize("setting", ["offline_graphs", "offline_channels_last_kept"])
+def test_a_folder_from_before_a_switch_resumes_with_it_off_and_refuses_it_on(tmp_path: Path, solved: list[str],
+                                                                            setting: str) -> None:
+    """Every measured folder predates offline_graphs and offline_channels_last_kept: a folder without one reads
+    as off, today's default, and a run with it on must go to a folder of its own."""
     paths = _problems(tmp_path / "kb", "1_a", "2_b")
     out = tmp_path / "out"
     _bench(paths[:1], out, _job())
     data = json.loads((out / "bench.json").read_text())
-    del data["search"]["run"]["offline_graphs"]
+    del data["search"]["run"][setting]
     (out / "bench.json").write_text(json.dumps(data))
-    graphs = RunJob(RunSetup(run_settings=RunSettings(generations=1, offline_graphs=True)),
-                    RunBudget(candidates=200, wall_s=1800.0))
-    with pytest.raises(BenchError, match=r"run setting offline_graphs True \(recorded: False\)"):
-        _bench(paths, out, graphs, resume=True)
+    switched = RunJob(RunSetup(run_settings=RunSettings(generations=1, **{setting: True})),
+                      RunBudget(candidates=200, wall_s=1800.0))
+    with pytest.raises(BenchError, match=rf"run setting {setting} True \(recorded: False\)"):
+        _bench(paths, out, switched, resume=True)
     _bench(paths, out, _job(), resume=True)
     assert solved == ["level1/1_a", "level1/2_b"]
 

@@ -40,7 +40,7 @@ DISTINCT: dict[str, Any] = {
     "agents.proposers": [{"model": "p"}], "agents.critic": {"model": "c"}, "agents.temperatures": [0.4],
     "agents.temperature_schedule": "fixed", "agents.screen": False, "agents.crossover_rate": 0.15,
     "agents.repair_rounds": 0, "agents.offline_preview": False, "agents.offline_fill": False, "agents.offline_graphs": True,
-    "agents.eval_concurrency": 5,
+    "agents.offline_channels_last_kept": True, "agents.eval_concurrency": 5,
     "executor.kind": "ray", "executor.address": "10.0.0.1:6379", "executor.actors": 3, "executor.retries": 5,
     "budget.cost_usd": 2.5, "budget.tokens": 1000,
     "runs_dir": "elsewhere", "log_level": "info",

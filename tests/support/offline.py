@@ -92,20 +92,21 @@ def assert_builds_for_sm_90a(source: str, cache_dir: Path) -> None:
     assert result.artifact.exists()
 
 
-def harness_failures(problem: Path, sources: dict[str, str], tmp_path: Path, build_cache: Path) -> list[tuple[Any, ...]]:
-    """Each candidate source (by label) of `problem` through the real harness on a GPU, with short timing; prints
-    each verdict and speedup over eager (run pytest with -s to see them) and returns (problem, label, reason,
-    message) for those that did not pass."""
+def harness_failures(problem: Path, sources: dict[str, str], tmp_path: Path, build_cache: Path,
+                     precision: str = "strict") -> list[tuple[Any, ...]]:
+    """Each candidate source (by label) of `problem` through the real harness on a GPU, with short timing, under
+    the precision profile `precision`; prints each verdict and speedup over eager (run pytest with -s to see them)
+    and returns (problem, label, reason, message) for those that did not pass."""
     from kernelwright.tools.harness.evaluate import EvalSettings, Evaluator
     from kernelwright.tools.measure.timing import BenchSettings
     from kernelwright.tools.sandbox.pool import WorkerOptions
 
-    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False,
+    settings = EvalSettings(call_timeout_s=60.0, compile_baseline=False, precision=precision,
                             bench=BenchSettings(rep_ms=50.0, min_trials=30, max_total_ms=2000.0))
     failed = []
     with Evaluator(problem, settings, WorkerOptions(env={"KERNELWRIGHT_CACHE_DIR": str(build_cache)})) as ev:
         for label, source in sources.items():
-            path = tmp_path / f"{problem.stem}_{label}.py"
+            path = tmp_path / f"{problem.stem}_{label}.py".replace(" ", "_")
             path.write_text(source)
             report = ev.evaluate(path)
             print(f"{problem.stem} {label}: {report.status} {report.reason} {report.speedup_vs_eager}")
