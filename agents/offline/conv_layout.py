@@ -16,7 +16,10 @@ it), drops that pass back: the output stays channels-last (HostStep.keeps_channe
 it goes through a layout re-expressed over channels-last storage (layout_remap), as inductor keeps a convolution's
 output channels-last for the fused kernel after it. Offered only where every read of the output can be so
 re-expressed, by a step whose kernel reads through layouts (elementwise, reduction, pool) or on the host, and where
-nothing else writes it and forward does not return it.
+nothing else writes it and it is not the Model's state (forward may return it: a channels-last tensor of the same
+values, as torch.compile returns). An elementwise step that reads such an output then runs
+in channels-last order and keeps its own outputs channels-last too (follow_channels_last), so a network's
+convolutions and the activations and residual adds between them stay in one layout.
 """
 
 from __future__ import annotations
@@ -99,16 +102,17 @@ def layout_choices(plan: Plan, step: HostStep) -> tuple[str, ...]:
 
 def with_kept_layouts(plan: Plan, params: Mapping[str, object]) -> Plan:
     """`plan` with the output of each step whose LAYOUT `params` sets to "channels_last_kept" kept channels-last
-    (kept_plan). A plan without Plan.channels_last_kept (an archived setting reaching a run with the setting off),
-    or a step where it is not possible, keeps the contiguous output; its operands still go channels-last, as for
-    "channels_last" (conv_layouts)."""
+    (kept_plan), and the elementwise steps after them following (follow_channels_last). A plan without
+    Plan.channels_last_kept (an archived setting reaching a run with the setting off), or a step where it is not
+    possible, keeps the contiguous output; its operands still go channels-last, as for "channels_last"
+    (conv_layouts)."""
     if not plan.channels_last_kept:
         return plan
     for step in plan.steps:
         if isinstance(step, HostStep) and (name := layout_dim(step, plan.buffers)) \
                 and params.get(name) == CHANNELS_LAST_KEPT:
             plan = kept_plan(plan, step.name) or plan
-    return plan
+    return follow_channels_last(plan)
 
 
 class _NotKept(Exception):
@@ -118,51 +122,98 @@ class _NotKept(Exception):
 def kept_plan(plan: Plan, step_name: str) -> Plan | None:
     """The plan with host step `step_name`'s output kept channels-last and every read of it re-expressed over
     that storage; None where that is not possible (the module's docstring says when)."""
-    step = next((s for s in plan.steps if s.name == step_name), None)
+    index = next((i for i, s in enumerate(plan.steps) if s.name == step_name), None)
+    step = plan.steps[index] if index is not None else None
     if not isinstance(step, HostStep) or layout_dim(step, plan.buffers) is None or step.keeps_channels_last:
         return None
     out = step.outputs[0]
     if out is None:
         return None
-    shape = plan.buffers[out].shape
+    return _stored_channels_last(plan, index, [out], replace(step, keeps_channels_last=True))
+
+
+def follow_channels_last(plan: Plan) -> Plan:
+    """Each elementwise step that reads an output kept channels-last runs in channels-last order and keeps its
+    own outputs so (ElementwiseStep.writes_channels_last), where they can be (as a kept convolution's): its reads
+    of that output and its writes are then both in storage order, and a convolution after it (ResNet's conv, ReLU,
+    conv) gets channels-last operands with no copy."""
+    kept = {s.outputs[0] for s in plan.steps if isinstance(s, HostStep) and s.keeps_channels_last}
+    for index in range(len(plan.steps)):
+        step = plan.steps[index]
+        if not (isinstance(step, ElementwiseStep) and kept and len(step.dag.shape) in (4, 5)
+                and not step.writes_channels_last and any(b in kept for b in _dag_buffers(step.dag))):
+            continue
+        outs = list(dict.fromkeys(o.buffer for o in step.outputs))
+        if any(plan.buffers[b].shape != step.dag.shape for b in outs):
+            continue
+        moved = _stored_channels_last(plan, index, outs, channels_last_order(step))
+        if moved is not None:
+            plan = moved
+            kept.update(outs)
+    return plan
+
+
+def channels_last_order(step: ElementwiseStep) -> ElementwiseStep:
+    """`step` iterating its (N, C, *spatial) shape as (N, *spatial, C): every load's layout permuted the same way,
+    so each output, written at the iteration's linear index, is that buffer's channels-last storage."""
+    rank = len(step.dag.shape)
+    perm = (0, *range(2, rank), 1)
+
+    def permuted(layout: Layout) -> Layout:
+        return Layout(layout.buffer, tuple(layout.shape[p] for p in perm), tuple(layout.strides[p] for p in perm),
+                      layout.offset)
+
+    dag = Dag(tuple(step.dag.shape[p] for p in perm),
+              tuple(replace(e, layout=permuted(e.layout)) if isinstance(e, Load) else e for e in step.dag.nodes))
+    return replace(step, dag=dag, writes_channels_last=True)
+
+
+def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step) -> Plan | None:
+    """The plan with step `index` replaced by `writer` (which stores `outs` channels-last) and every other step's
+    reads of `outs`, and forward's outputs that are views of them, re-expressed over that storage; None where one
+    cannot be, another step writes one of them, or forward leaves one as state. An output forward returns is then
+    a channels-last tensor of the same shape and values, as torch.compile returns a convolution network's."""
+    if any(v.buffer in outs for _, v in plan.state_updates):
+        return None  # the Model's state keeps its layout
 
     def remap(layout: Layout) -> Layout:
-        if layout.buffer != out:
+        if layout.buffer not in outs:
             return layout
-        moved = remap_channels_last(layout, shape)
+        moved = remap_channels_last(layout, plan.buffers[layout.buffer].shape)
         if moved is None:
             raise _NotKept
         return moved
 
-    if any(isinstance(o, Layout) and o.buffer == out for o in plan.outputs) or \
-            any(v.buffer == out for _, v in plan.state_updates):
-        return None  # forward returns it or leaves it as state: it stays contiguous
     try:
-        steps = tuple(replace(s, keeps_channels_last=True) if s is step else _reads_remapped(s, out, remap)
-                      for s in plan.steps)
+        steps = tuple(writer if i == index else _reads_remapped(s, outs, remap) for i, s in enumerate(plan.steps))
+        outputs = tuple(remap(o) if isinstance(o, Layout) else o for o in plan.outputs)
     except _NotKept:
         return None
-    return replace(plan, steps=steps)
+    return replace(plan, steps=steps, outputs=outputs)
 
 
-def _reads_remapped(step: Step, out: str, remap: Callable[[Layout], Layout]) -> Step:
-    """`step` with its reads of `out` through `remap`; _NotKept where it writes `out` or reads it in a kernel that
+def _dag_buffers(dag: Dag) -> set[str]:
+    return {e.layout.buffer for e in dag.nodes if isinstance(e, Load)}
+
+
+def _reads_remapped(step: Step, outs: list[str], remap: Callable[[Layout], Layout]) -> Step:
+    """`step` with its reads of `outs` through `remap`; _NotKept where it writes one or reads one in a kernel that
     does not read through layouts."""
-    if _writes(step, out):
+    if any(_writes(step, out) for out in outs):
         raise _NotKept
     if isinstance(step, ElementwiseStep):
         return replace(step, dag=_dag(step.dag, remap))
     if isinstance(step, ReductionStep):
         return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
     if isinstance(step, PoolStep):
-        if step.weight is not None and step.weight.buffer == out:
+        if step.weight is not None and step.weight.buffer in outs:
             raise _NotKept
         return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
     if isinstance(step, HostStep):  # as_strided views over the channels-last storage (codegen_host)
         return replace(step, args=_args(step.args, remap),
                        kwargs=tuple((k, _args(v, remap)) for k, v in step.kwargs))
     if isinstance(step, (GemmStep, ConvStep, RecurrentStep)):  # their kernels read fixed layouts
-        if any(layout.buffer == out for layout in _step_layouts(step)):
+        if any(layout.buffer in outs for layout in _step_layouts(step)):
             raise _NotKept
         return step
     raise _NotKept

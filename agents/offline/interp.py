@@ -181,7 +181,12 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
     if isinstance(step, ElementwiseStep):
         values = eval_dag(step.dag, mem)
         for out in step.outputs:
-            _store(mem, plan, out.buffer, values[out.node])
+            if step.writes_channels_last:  # values in (N, *spatial, C) order: the buffer's channels-last storage
+                value = values[out.node].expand(step.dag.shape).movedim(-1, 1)
+                buf = plan.buffers[out.buffer]
+                mem[out.buffer] = value.to(TORCH_DTYPE[buf.dtype]).contiguous(memory_format=_channels_last(value))
+            else:
+                _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, ReductionStep):
         x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape)
         x = x.reshape(step.outer, step.reduce, step.inner)

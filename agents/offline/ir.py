@@ -149,6 +149,9 @@ class ElementwiseStep:
     dag: Dag
     outputs: tuple[StepOutput, ...]
     kind: Literal["elementwise"] = "elementwise"
+    # Its iteration shape is its outputs' (N, C, *spatial) in channels-last order (conv_layout.follow_channels_last):
+    # each output holds its buffer's channels-last storage.
+    writes_channels_last: bool = False
 
 
 ReductionKind = Literal["sum", "mean", "max", "min", "argmax", "argmin", "max_with_index", "min_with_index",

@@ -25,7 +25,7 @@ from kernelwright.agents.offline.conv_layout import (
     layout_dims,
     with_kept_layouts,
 )
-from kernelwright.agents.offline.ir import HostStep, Layout, contiguous_strides
+from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Layout, contiguous_strides
 from kernelwright.agents.offline.layout_remap import channels_last_strides, remap_channels_last
 from kernelwright.agents.offline.propose import plans_for, trace_all, tuning_target
 from kernelwright.agents.offline.space import plan_space
@@ -138,16 +138,44 @@ def test_the_setting_off_offers_no_kept_output_and_renders_what_it_did_before() 
     assert {d.name: d.default for d in space.dims}[dim] == CONTIGUOUS
 
 
-def test_an_output_forward_returns_stays_contiguous() -> None:
-    traced = trace_all(suite_dir() / "20_conv2d_relu_avgpool.py")
-    plan = plans_for(traced, allow_tf32=True, kept_layouts=True)["fused"][0]
+def test_an_output_forward_returns_is_returned_channels_last_with_the_same_values() -> None:
+    """A conv chain whose activation writes forward's output: the activation follows the kept convolution and the
+    candidate returns its output through channels-last strides."""
+    path = _kb("level2", "4_Conv2d_Mish_Mish")
+    overrides = small_overrides(read_source(path, "problem"))
+    traced = trace_problem(path, overrides=overrides)
+    plan = plans_for([traced], allow_tf32=True, kept_layouts=True)["fused"][0]
     (dim,) = layout_dims(plan)
+    kept = with_kept_layouts(plan, {dim: CHANNELS_LAST_KEPT})
+    (activation,) = [s for s in kept.steps if isinstance(s, ElementwiseStep)]
+    assert activation.writes_channels_last
+    (out,) = kept.outputs
+    assert isinstance(out, Layout) and out.strides == channels_last_strides(out.shape)
+    assert check_traced(traced, {"kept": kept}, overrides).passed
+    # the Model's state keeps its layout: a plan whose conv output is written back as state keeps it contiguous
     conv = next(s for s in plan.steps if s.name == dim.split(".")[0])
     assert isinstance(conv, HostStep) and conv.outputs[0] is not None
     shape = plan.buffers[conv.outputs[0]].shape
-    returned = replace(plan, outputs=(Layout(conv.outputs[0], shape, contiguous_strides(shape)),))
-    assert kept_plan(returned, conv.name) is None
-    assert kept_plan(plan, conv.name) is not None
+    stateful = replace(plan, state_updates=(("x", Layout(conv.outputs[0], shape, contiguous_strides(shape))),))
+    assert kept_plan(stateful, conv.name) is None and kept_plan(plan, conv.name) is not None
+
+
+def test_activations_between_convolutions_follow_them_so_a_network_stays_channels_last() -> None:
+    """ResNet's basic block: every activation and the residual add run in channels-last order, so each
+    convolution gets channels-last operands from the step before it (no copy in the candidate)."""
+    path = _kb("level3", "8_ResNetBasicBlock")
+    traced = trace_all(path)
+    target = tuning_target(traced, "fused", allow_tf32=True, kept_layouts=True)
+    assert target is not None
+    plan = target.plans[0]
+    dims = layout_dims(plan)
+    kept = with_kept_layouts(plan, {d: CHANNELS_LAST_KEPT for d in dims})
+    activations = [s for s in kept.steps if isinstance(s, ElementwiseStep)]
+    assert activations and all(s.writes_channels_last for s in activations)
+    source = target.render({**target.space.defaults(), **{d: CHANNELS_LAST_KEPT for d in dims}})
+    forward = source.split("class ModelNew", 1)[1]
+    assert ".contiguous()" not in "".join(line for line in forward.splitlines() if "_kw_cl(" in line)
+    assert forward.count("_kw_cl(") >= 2 * len(dims)  # each convolution's operands and its output
 
 
 @pytest.mark.nvcc
