@@ -136,17 +136,29 @@ def follow_channels_last(plan: Plan) -> Plan:
     """Each elementwise step that reads an output kept channels-last runs in channels-last order and keeps its
     own outputs so (ElementwiseStep.writes_channels_last), where they can be (as a kept convolution's): its reads
     of that output and its writes are then both in storage order, and a convolution after it (ResNet's conv, ReLU,
-    conv) gets channels-last operands with no copy."""
+    conv) gets channels-last operands with no copy. So does a host op over kept outputs (a concatenation): its
+    result is taken channels-last."""
     kept = {s.outputs[0] for s in plan.steps if isinstance(s, HostStep) and s.keeps_channels_last}
     for index in range(len(plan.steps)):
         step = plan.steps[index]
-        if not (isinstance(step, ElementwiseStep) and kept and len(step.dag.shape) in (4, 5)
-                and not step.writes_channels_last and any(b in kept for b in _dag_buffers(step.dag))):
+        if not kept:
+            return plan
+        if isinstance(step, ElementwiseStep) and len(step.dag.shape) in (4, 5) and not step.writes_channels_last \
+                and any(b in kept for b in _dag_buffers(step.dag)):
+            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
+            if any(plan.buffers[b].shape != step.dag.shape for b in outs):
+                continue
+            writer: Step = channels_last_order(step)
+        elif isinstance(step, HostStep) and not step.keeps_channels_last and len(step.outputs) == 1 \
+                and step.outputs[0] is not None and len(plan.buffers[step.outputs[0]].shape) in (4, 5) \
+                and any(b in kept for b in _arg_buffers(step)):
+            # a host op over kept outputs (DenseNet's concatenation): its result taken channels-last, which
+            # torch's own ops mostly give for channels-last operands (else _kw_cl copies it once)
+            outs = [step.outputs[0]]
+            writer = replace(step, keeps_channels_last=True)
+        else:
             continue
-        outs = list(dict.fromkeys(o.buffer for o in step.outputs))
-        if any(plan.buffers[b].shape != step.dag.shape for b in outs):
-            continue
-        moved = _stored_channels_last(plan, index, outs, channels_last_order(step))
+        moved = _stored_channels_last(plan, index, outs, writer)
         if moved is not None:
             plan = moved
             kept.update(outs)
@@ -190,6 +202,21 @@ def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step)
     except _NotKept:
         return None
     return replace(plan, steps=steps, outputs=outputs)
+
+
+def _arg_buffers(step: HostStep) -> set[str]:
+    found: set[str] = set()
+
+    def visit(value: Any) -> None:
+        if isinstance(value, Layout):
+            found.add(value.buffer)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v)
+
+    visit(step.args)
+    visit(tuple(v for _, v in step.kwargs))
+    return found
 
 
 def _dag_buffers(dag: Dag) -> set[str]:

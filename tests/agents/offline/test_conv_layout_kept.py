@@ -105,7 +105,8 @@ def test_every_convolution_of_a_kernelbench_chain_may_keep_its_output_and_the_pl
     space = {d.name: d for d in plan_space(plan).dims}
     assert dims and all(space[d].choices == KEPT_LAYOUTS for d in dims)
     kept = with_kept_layouts(plan, {d: CHANNELS_LAST_KEPT for d in dims})
-    assert sum(isinstance(s, HostStep) and s.keeps_channels_last for s in kept.steps) == len(dims)
+    convs = [s for s in kept.steps if isinstance(s, HostStep) and f"{s.name}.LAYOUT" in dims]
+    assert len(convs) == len(dims) and all(s.keeps_channels_last for s in convs)
     assert kept != plan
     check = check_traced(traced, {"kept": kept, "contiguous": plan}, overrides)
     assert check.passed, check.results
@@ -176,6 +177,22 @@ def test_activations_between_convolutions_follow_them_so_a_network_stays_channel
     forward = source.split("class ModelNew", 1)[1]
     assert ".contiguous()" not in "".join(line for line in forward.splitlines() if "_kw_cl(" in line)
     assert forward.count("_kw_cl(") >= 2 * len(dims)  # each convolution's operands and its output
+
+
+def test_a_concatenation_of_kept_outputs_is_taken_channels_last_and_what_reads_it_follows() -> None:
+    """DenseNet's dense block: each layer concatenates the block's features; the concatenation's result is taken
+    channels-last, and the batch norm and ReLU reading it follow."""
+    path = _kb("level3", "14_DenseNet121DenseBlock")
+    overrides = small_overrides(read_source(path, "problem"))
+    traced = trace_problem(path, overrides=overrides)
+    plan = plans_for([traced], allow_tf32=True, kept_layouts=True)["fused"][0]
+    dims = layout_dims(plan)
+    kept = with_kept_layouts(plan, {d: CHANNELS_LAST_KEPT for d in dims})
+    cats = [s for s in kept.steps if isinstance(s, HostStep) and "cat" in s.target]
+    assert cats and all(s.keeps_channels_last for s in cats)
+    followers = [s for s in kept.steps if isinstance(s, ElementwiseStep) and s.writes_channels_last]
+    assert len(followers) >= len(dims) - 1
+    assert check_traced(traced, {"kept": kept}, overrides).passed
 
 
 @pytest.mark.nvcc
