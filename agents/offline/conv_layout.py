@@ -123,7 +123,9 @@ def kept_plan(plan: Plan, step_name: str) -> Plan | None:
     """The plan with host step `step_name`'s output kept channels-last and every read of it re-expressed over
     that storage; None where that is not possible (the module's docstring says when)."""
     index = next((i for i, s in enumerate(plan.steps) if s.name == step_name), None)
-    step = plan.steps[index] if index is not None else None
+    if index is None:
+        return None
+    step = plan.steps[index]
     if not isinstance(step, HostStep) or layout_dim(step, plan.buffers) is None or step.keeps_channels_last:
         return None
     out = step.outputs[0]

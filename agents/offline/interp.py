@@ -183,8 +183,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         for out in step.outputs:
             if step.writes_channels_last:  # values in (N, *spatial, C) order: the buffer's channels-last storage
                 value = values[out.node].expand(step.dag.shape).movedim(-1, 1)
-                buf = plan.buffers[out.buffer]
-                mem[out.buffer] = value.to(TORCH_DTYPE[buf.dtype]).contiguous(memory_format=_channels_last(value))
+                dtype = TORCH_DTYPE[plan.buffers[out.buffer].dtype]
+                mem[out.buffer] = value.to(dtype).contiguous(memory_format=_channels_last(value))
             else:
                 _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, ReductionStep):
