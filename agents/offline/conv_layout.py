@@ -58,8 +58,11 @@ _TARGETS = frozenset(target for target, (dims, _) in CONV_TARGETS.items() if dim
 CHANNELS_LAST_PYTHON = '''
 
 def _kw_cl(t):
-    """t in channels-last memory (same values and shape): the layout cuDNN's tensor-core convolutions use."""
-    return t.contiguous(memory_format=torch.channels_last if t.dim() == 4 else torch.channels_last_3d)
+    """t in channels-last memory (same values and shape): the layout cuDNN's tensor-core convolutions use. At
+    storage offset 0: the steps after a kept output read it through torch.as_strided, whose offset is absolute."""
+    fmt = torch.channels_last if t.dim() == 4 else torch.channels_last_3d
+    out = t.contiguous(memory_format=fmt)
+    return out if out.storage_offset() == 0 else out.clone(memory_format=fmt)
 '''
 
 

@@ -18,6 +18,7 @@ from kernelwright.agents.offline.check import check_traced, small_overrides
 from kernelwright.agents.offline.conv_layout import (
     CHANNELS_LAST,
     CHANNELS_LAST_KEPT,
+    CHANNELS_LAST_PYTHON,
     CONTIGUOUS,
     KEPT_LAYOUTS,
     LAYOUTS,
@@ -77,6 +78,22 @@ def test_two_view_dims_that_together_carry_into_the_next_buffer_dim_are_refused(
     layout = Layout("b", (3, 3), (1, 1), 0)  # x[i + j] along W of a (2, 2, 2, 4) buffer: reaches W index 4
     assert remap_channels_last(layout, (2, 2, 2, 4)) is None
     assert remap_channels_last(Layout("b", (2, 2), (1, 1), 0), (2, 2, 2, 4)) is not None
+
+
+def test_a_kept_output_starts_its_storage_so_absolute_strided_reads_find_it() -> None:
+    """The steps after a kept output read it through torch.as_strided (an absolute storage offset): the candidate's
+    _kw_cl gives it at offset 0 even where the op returned a channels-last view further into a storage."""
+    helpers: dict[str, object] = {"torch": torch}
+    exec(CHANNELS_LAST_PYTHON, helpers)
+    make_kept = helpers["_kw_cl"]
+    assert callable(make_kept)
+    view = torch.arange(4 * 3 * 5 * 6, dtype=torch.float32).reshape(4, 3, 5, 6) \
+        .contiguous(memory_format=torch.channels_last)[1:3]
+    assert view.storage_offset() > 0 and view.is_contiguous(memory_format=torch.channels_last)
+    kept = make_kept(view)
+    assert kept.storage_offset() == 0
+    read = torch.as_strided(kept, view.shape, channels_last_strides(tuple(view.shape)), 0)
+    assert torch.equal(read, view)
 
 
 def _kb(level: str, stem: str) -> Path:
