@@ -43,6 +43,7 @@ from kernelwright.agents.offline.ir import (
     RecurrentStep,
     ReductionStep,
     Step,
+    map_args,
 )
 from kernelwright.agents.offline.layout_remap import remap_channels_last
 
@@ -212,15 +213,12 @@ def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step)
 def _arg_buffers(step: HostStep) -> set[str]:
     found: set[str] = set()
 
-    def visit(value: Any) -> None:
+    def note(value: Any) -> Any:
         if isinstance(value, Layout):
             found.add(value.buffer)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v)
+        return value
 
-    visit(step.args)
-    visit(tuple(v for _, v in step.kwargs))
+    map_args(note, (step.args, tuple(v for _, v in step.kwargs)))
     return found
 
 
@@ -263,11 +261,7 @@ def _dag(dag: Dag, remap: Callable[[Layout], Layout]) -> Dag:
 
 
 def _args(value: Any, remap: Callable[[Layout], Layout]) -> Any:
-    if isinstance(value, Layout):
-        return remap(value)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_args(v, remap) for v in value)
-    return value
+    return map_args(lambda v: remap(v) if isinstance(v, Layout) else v, value)
 
 
 def _step_layouts(step: GemmStep | ConvStep | RecurrentStep) -> list[Layout]:

@@ -27,6 +27,7 @@ from kernelwright.agents.offline.ir import (
     RecurrentStep,
     ReductionStep,
     Special,
+    map_args,
 )
 from kernelwright.agents.offline.ops import PRIMITIVES, TORCH_DTYPE, compute_dtype, operand_dtype
 
@@ -216,8 +217,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         run_conv(step, plan.buffers, mem)
     elif isinstance(step, HostStep):
         conv = lambda v: view(mem, v) if isinstance(v, Layout) else v  # noqa: E731
-        args = _map(conv, step.args)
-        kwargs = {k: _map(conv, v) for k, v in step.kwargs}
+        args = map_args(conv, step.args)
+        kwargs = {k: map_args(conv, v) for k, v in step.kwargs}
         result = resolve_op(step.target)(*args, **kwargs)
         results = list(result) if isinstance(result, (tuple, list)) else [result]
         for name, value in zip(step.outputs, results):
@@ -278,7 +279,3 @@ def interpret(plan: Plan, model: torch.nn.Module, inputs: Sequence[Any],
     return [view(mem, o) if isinstance(o, Layout) else torch.tensor(o.value) for o in plan.outputs]
 
 
-def _map(fn: Any, x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return type(x)(_map(fn, v) for v in x)
-    return fn(x)

@@ -257,6 +257,14 @@ class PoolStep:
     kind: Literal["pool"] = "pool"
 
 
+def map_args(fn: Any, value: Any) -> Any:
+    """`value` (a host argument: a literal, a Layout, or lists/tuples of those) with `fn` applied to each leaf,
+    its lists and tuples kept as they are."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_args(fn, v) for v in value)
+    return fn(value)
+
+
 @dataclass(frozen=True, slots=True)
 class HostStep:
     """A host-side ATen call: a library op (cuBLAS/cuDNN GEMM or conv) or an op kept as ATen."""

@@ -15,6 +15,8 @@ that order, channels-last: the spatial dims are, channels and batch are not.
 
 from __future__ import annotations
 
+from math import prod
+
 from kernelwright.agents.offline.ir import Layout, contiguous_strides
 
 
@@ -22,14 +24,7 @@ def channels_last_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
     """The strides of a 4-D or 5-D tensor of `shape` in channels-last memory (torch.channels_last(_3d))."""
     n, c, *spatial = shape
     spatial_strides = contiguous_strides(tuple(spatial))
-    return (c * prod_of(spatial), 1, *(s * c for s in spatial_strides))
-
-
-def prod_of(sizes: list[int] | tuple[int, ...]) -> int:
-    out = 1
-    for s in sizes:
-        out *= s
-    return out
+    return (c * prod(spatial), 1, *(s * c for s in spatial_strides))
 
 
 def remap_channels_last(layout: Layout, shape: tuple[int, ...]) -> Layout | None:
@@ -40,7 +35,7 @@ def remap_channels_last(layout: Layout, shape: tuple[int, ...]) -> Layout | None
     if layout.numel == 0:  # reads nothing: any strides do
         return Layout(layout.buffer, layout.shape, (0,) * len(layout.shape), 0)
     old, new = contiguous_strides(shape), channels_last_strides(shape)
-    if not 0 <= layout.offset < prod_of(shape):
+    if not 0 <= layout.offset < prod(shape):
         return None
     digits = [(layout.offset // old[d]) % shape[d] for d in range(len(shape))]
     reach = list(digits)  # the largest digit any element of the view reaches, per buffer dim

@@ -40,6 +40,7 @@ from kernelwright.agents.offline.ir import (
     StepOutput,
     contiguous_strides,
     expand_layout,
+    map_args,
 )
 from kernelwright.agents.offline.lowering import IDENTITY, LOWERINGS
 from kernelwright.agents.offline.ops import PRIMITIVES
@@ -473,8 +474,8 @@ class Planner:
                 self.notes.append(f"{name}: {exc}; kept as the library call")
         conv = lambda v: self.materialise(v).layout if isinstance(v, (Real, Lazy)) else (  # noqa: E731
             self.materialise(v).layout if isinstance(v, Scalar) else v)
-        host_args = _map(conv, args)
-        host_kwargs = tuple((k, _map(conv, v)) for k, v in kwargs.items())
+        host_args = map_args(conv, args)
+        host_kwargs = tuple((k, map_args(conv, v)) for k, v in kwargs.items())
         index = len(self.slots)
         val = node.meta.get("val")
         metas = list(val) if isinstance(val, (tuple, list)) else [val]
@@ -639,10 +640,6 @@ def _flatten(x: Any) -> list[Any]:
     return [x]
 
 
-def _map(fn: Any, x: Any) -> Any:
-    if isinstance(x, (list, tuple)):
-        return type(x)(_map(fn, v) for v in x)
-    return fn(x)
 
 
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
