@@ -45,7 +45,8 @@ from kernelwright.agents.offline.ir import (
     Step,
     map_args,
 )
-from kernelwright.agents.offline.layout_remap import remap_channels_last
+from kernelwright.agents.offline.layout_remap import channels_last_perm, permuted_dag, remap_channels_last
+from kernelwright.agents.offline.reduction_order import reduction_channels_last_order
 
 CONTIGUOUS, CHANNELS_LAST, CHANNELS_LAST_KEPT = "contiguous", "channels_last", "channels_last_kept"
 LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)  # the default first
@@ -155,6 +156,18 @@ def follow_channels_last(plan: Plan) -> Plan:
             if any(plan.buffers[b].shape != step.dag.shape for b in outs):
                 continue
             writer: Step = channels_last_order(step)
+        elif isinstance(step, ReductionStep) and any(b in kept for b in _dag_buffers(step.prologue)):
+            # a reduction over kept outputs walks their storage in order (reduction_order)
+            reordered = reduction_channels_last_order(step)
+            if reordered is None:
+                continue
+            if not reordered.writes_channels_last:  # its outputs and epilogue are as they were
+                plan = replace(plan, steps=(*plan.steps[:index], reordered, *plan.steps[index + 1:]))
+                continue
+            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
+            if any(plan.buffers[b].shape != step.prologue.shape for b in outs):
+                continue
+            writer = reordered
         elif isinstance(step, HostStep) and not step.keeps_channels_last and len(step.outputs) == 1 \
                 and step.outputs[0] is not None and len(plan.buffers[step.outputs[0]].shape) in (4, 5) \
                 and any(b in kept for b in _arg_buffers(step)):
@@ -174,16 +187,8 @@ def follow_channels_last(plan: Plan) -> Plan:
 def channels_last_order(step: ElementwiseStep) -> ElementwiseStep:
     """`step` iterating its (N, C, *spatial) shape as (N, *spatial, C): every load's layout permuted the same way,
     so each output, written at the iteration's linear index, is that buffer's channels-last storage."""
-    rank = len(step.dag.shape)
-    perm = (0, *range(2, rank), 1)
-
-    def permuted(layout: Layout) -> Layout:
-        return Layout(layout.buffer, tuple(layout.shape[p] for p in perm), tuple(layout.strides[p] for p in perm),
-                      layout.offset)
-
-    dag = Dag(tuple(step.dag.shape[p] for p in perm),
-              tuple(replace(e, layout=permuted(e.layout)) if isinstance(e, Load) else e for e in step.dag.nodes))
-    return replace(step, dag=dag, writes_channels_last=True)
+    return replace(step, dag=permuted_dag(step.dag, channels_last_perm(len(step.dag.shape))),
+                   writes_channels_last=True)
 
 
 def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step) -> Plan | None:

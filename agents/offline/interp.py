@@ -182,10 +182,8 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
     if isinstance(step, ElementwiseStep):
         values = eval_dag(step.dag, mem)
         for out in step.outputs:
-            if step.writes_channels_last:  # values in (N, *spatial, C) order: the buffer's channels-last storage
-                value = values[out.node].expand(step.dag.shape).movedim(-1, 1)
-                dtype = TORCH_DTYPE[plan.buffers[out.buffer].dtype]
-                mem[out.buffer] = value.to(dtype).contiguous(memory_format=_channels_last(value))
+            if step.writes_channels_last:
+                _store_channels_last(mem, plan, out.buffer, values[out.node].expand(step.dag.shape))
             else:
                 _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, ReductionStep):
@@ -194,7 +192,10 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         specials = {k: v.reshape(step.epilogue.shape) for k, v in reduce_values(step, x).items()}
         values = eval_dag(step.epilogue, mem, specials)
         for out in step.outputs:
-            _store(mem, plan, out.buffer, values[out.node])
+            if step.writes_channels_last:
+                _store_channels_last(mem, plan, out.buffer, values[out.node].expand(step.epilogue.shape))
+            else:
+                _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, PoolStep):
         w = step.window
         x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape).reshape(w.planes, *w.in_size)
@@ -227,6 +228,13 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
                     else value.contiguous()
     else:
         raise TypeError(f"unknown step {type(step).__name__}")
+
+
+def _store_channels_last(mem: dict[str, torch.Tensor], plan: Plan, buffer: str, value: torch.Tensor) -> None:
+    """`value` in (N, *spatial, C) order (a step that writes channels-last) stored as the buffer's channels-last
+    storage."""
+    value = value.movedim(-1, 1)
+    mem[buffer] = value.to(TORCH_DTYPE[plan.buffers[buffer].dtype]).contiguous(memory_format=_channels_last(value))
 
 
 def run_recurrent(step: RecurrentStep, x: torch.Tensor, hx: list[torch.Tensor],

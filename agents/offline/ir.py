@@ -176,6 +176,9 @@ class ReductionStep:
     outputs: tuple[StepOutput, ...]
     attrs: tuple[tuple[str, Any], ...] = ()  # eps, correction, ord
     kind: Literal["reduction"] = "reduction"
+    # A normalisation iterating its (N, C, *spatial) shape in channels-last order (reduction_order): each output
+    # holds its buffer's channels-last storage, as ElementwiseStep.writes_channels_last.
+    writes_channels_last: bool = False
 
     def attr(self, name: str, default: Any = None) -> Any:
         return dict(self.attrs).get(name, default)

@@ -15,9 +15,10 @@ that order, channels-last: the spatial dims are, channels and batch are not.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 
-from kernelwright.agents.offline.ir import Layout, contiguous_strides
+from kernelwright.agents.offline.ir import Dag, Layout, Load, contiguous_strides
 
 
 def channels_last_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -81,3 +82,19 @@ def _walk(stride: int, size: int, shape: tuple[int, ...], old: tuple[int, ...], 
         if walked - 1 + digits[inner] < shape[inner]:
             reach[inner] += walked - 1
             return new[d]
+
+
+def channels_last_perm(rank: int) -> tuple[int, ...]:
+    """The dims of an (N, C, *spatial) shape in channels-last storage order: (N, *spatial, C)."""
+    return (0, *range(2, rank), 1)
+
+
+def permuted_dag(dag: Dag, perm: tuple[int, ...]) -> Dag:
+    """`dag` iterated in the dim order `perm`: its shape and every load's layout permuted alike, so node values
+    are the same at each logical coordinate and only the linear iteration order changes."""
+    def permuted(layout: Layout) -> Layout:
+        return Layout(layout.buffer, tuple(layout.shape[p] for p in perm), tuple(layout.strides[p] for p in perm),
+                      layout.offset)
+
+    return Dag(tuple(dag.shape[p] for p in perm),
+               tuple(replace(e, layout=permuted(e.layout)) if isinstance(e, Load) else e for e in dag.nodes))
