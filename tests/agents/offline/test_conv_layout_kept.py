@@ -229,13 +229,13 @@ def test_kept_candidates_build_with_nvcc(tmp_path: Path) -> None:
 @pytest.mark.timeout(900)
 def test_the_harness_verifies_kept_outputs_beside_contiguous_ones_and_times_both(tmp_path: Path,
                                                                                 build_cache: Path) -> None:
-    """level2/4 (a conv, then activations that follow it), level2/32 (a conv, then a min over channels read
-    through the kept layout) and level3/18 (SqueezeNet: convolutions, activations and concatenations, torch.compile's
+    """level2/4 (a conv, then activations that follow it), level2/32 (a conv, then a min over channels: rows
+    along the stored channels), level2/17 (an instance norm: columns over neighbouring channels) and level3/18 (SqueezeNet: convolutions, activations and concatenations, torch.compile's
     largest lead on level 3), each with its convolutions' outputs contiguous, round-tripped and kept, under the
     kernelbench profile; speedups over eager print (run with -s)."""
     failed = []
     for level, stem in (("level2", "4_Conv2d_Mish_Mish"), ("level2", "32_Conv2d_Scaling_Min"),
-                        ("level3", "18_SqueezeNet")):
+                        ("level2", "17_Conv2d_InstanceNorm_Divide"), ("level3", "18_SqueezeNet")):
         path = _kb(level, stem)
         # the kernelbench profile: where torch.compile's channels-last convolutions lead (eval/BENCHMARKS.md)
         target = tuning_target(trace_all(path), "fused", allow_tf32=True, kept_layouts=True)
