@@ -215,9 +215,10 @@ def test_a_concatenation_of_kept_outputs_is_taken_channels_last_and_what_reads_i
 @pytest.mark.nvcc
 @pytest.mark.timeout(900)
 def test_kept_candidates_build_with_nvcc(tmp_path: Path) -> None:
-    """The kernels after a kept convolution read through strided layouts (no vector loads there): their CUDA
-    builds for sm_90a, a conv chain's and a network's."""
-    for level, stem in (("level2", "32_Conv2d_Scaling_Min"), ("level3", "17_SqueezeNetFireModule")):
+    """The kernels after a kept convolution read through strided layouts: their CUDA builds for sm_90a, a conv
+    chain's (a min over channels as rows, an instance norm as columns that write channels-last) and a network's."""
+    for level, stem in (("level2", "32_Conv2d_Scaling_Min"), ("level2", "17_Conv2d_InstanceNorm_Divide"),
+                        ("level3", "17_SqueezeNetFireModule")):
         target = tuning_target(trace_all(_kb(level, stem)), "fused", allow_tf32=True, kept_layouts=True)
         assert target is not None
         kept = {d: CHANNELS_LAST_KEPT for d in layout_dims(target.plans[0])}
