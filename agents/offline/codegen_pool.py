@@ -112,17 +112,24 @@ def _divide(step: PoolStep, at: str) -> list[str]:
 
 def _output_position(step: PoolStep, it: str) -> list[str]:
     """From the output index q: the window's first input position along each axis, `l0` (the start of the
-    input plane the window reads) and, for a depthwise window, `wb` (the start of the output channel's filter)."""
+    input plane the window reads) and, for a depthwise window, `wb` (the start of the output channel's filter).
+    q walks (planes, *spatial), or (N, *spatial, C) for a step that writes channels-last."""
     w = step.window
     (OH, OW), (SH, SW), (PH, PW) = w.out_size[-2:], w.stride[-2:], w.padding[-2:]
+    lines, at, plane = [], "q", "plane"
+    if step.writes_channels_last:  # q walks (N, *spatial, C): the channel first, then the position in its plane
+        C = step.prologue.shape[1]
+        lines, at, plane = [f"const {it} c = q % {C}, qs = q / {C};"], "qs", "n"
     if len(w.in_size) == 2:
-        lines = [f"const {it} ow = q % {OW}, r = q / {OW}, oh = r % {OH}, plane = r / {OH};",
-                 f"const int ih0 = (int)oh * {SH} - {PH}, iw0 = (int)ow * {SW} - {PW};"]
+        lines += [f"const {it} ow = {at} % {OW}, r = {at} / {OW}, oh = r % {OH}, {plane} = r / {OH};",
+                  f"const int ih0 = (int)oh * {SH} - {PH}, iw0 = (int)ow * {SW} - {PW};"]
     else:
         OD, SD, PD = w.out_size[0], w.stride[0], w.padding[0]
-        lines = [f"const {it} ow = q % {OW}, r = q / {OW}, oh = r % {OH}, rd = r / {OH}, od = rd % {OD}, "
-                 f"plane = rd / {OD};",
-                 f"const int id0 = (int)od * {SD} - {PD}, ih0 = (int)oh * {SH} - {PH}, iw0 = (int)ow * {SW} - {PW};"]
+        lines += [f"const {it} ow = {at} % {OW}, r = {at} / {OW}, oh = r % {OH}, rd = r / {OH}, od = rd % {OD}, "
+                  f"{plane} = rd / {OD};",
+                  f"const int id0 = (int)od * {SD} - {PD}, ih0 = (int)oh * {SH} - {PH}, iw0 = (int)ow * {SW} - {PW};"]
+    if step.writes_channels_last:
+        lines.append(f"const {it} plane = n * ({it}){step.prologue.shape[1]} + c;")
     source_plane = "plane" if w.multiplier == 1 else f"(plane / ({it}){w.multiplier})"
     lines.append(f"const {it} l0 = {source_plane} * ({it}){prod(w.in_size)};")
     if step.weight is not None:

@@ -20,7 +20,7 @@ nothing else writes it and it is not the Model's state (forward may return it: a
 values, as torch.compile returns). An elementwise step that reads such an output then runs
 in channels-last order and keeps its own outputs channels-last too (follow_channels_last), so a network's
 convolutions and the activations and residual adds between them stay in one layout. A reduction that reads it
-walks its storage in order where that leaves the result alone (reduction_order: a min over channels as rows
+walks its storage in order where that leaves the result alone (storage_order: a min over channels as rows
 along the stored channels, an instance norm as columns over neighbouring channels, writing channels-last).
 """
 
@@ -47,8 +47,12 @@ from kernelwright.agents.offline.ir import (
     Step,
     map_args,
 )
-from kernelwright.agents.offline.layout_remap import channels_last_perm, permuted_dag, remap_channels_last
-from kernelwright.agents.offline.reduction_order import reduction_channels_last_order
+from kernelwright.agents.offline.layout_remap import remap_channels_last
+from kernelwright.agents.offline.storage_order import (
+    elementwise_channels_last_order,
+    pool_channels_last_order,
+    reduction_channels_last_order,
+)
 
 CONTIGUOUS, CHANNELS_LAST, CHANNELS_LAST_KEPT = "contiguous", "channels_last", "channels_last_kept"
 LAYOUTS = (CONTIGUOUS, CHANNELS_LAST)  # the default first
@@ -146,7 +150,7 @@ def follow_channels_last(plan: Plan) -> Plan:
     own outputs so (ElementwiseStep.writes_channels_last), where they can be (as a kept convolution's): its reads
     of that output and its writes are then both in storage order, and a convolution after it (ResNet's conv, ReLU,
     conv) gets channels-last operands with no copy. So does a host op over kept outputs (a concatenation): its
-    result is taken channels-last. A reduction over them iterates in storage order where reduction_order allows;
+    result is taken channels-last. A reduction over them iterates in storage order where storage_order allows;
     a normalisation's outputs are then kept channels-last as well."""
     kept = {s.outputs[0] for s in plan.steps if isinstance(s, HostStep) and s.keeps_channels_last}
     for index in range(len(plan.steps)):
@@ -158,9 +162,9 @@ def follow_channels_last(plan: Plan) -> Plan:
             outs = list(dict.fromkeys(o.buffer for o in step.outputs))
             if any(plan.buffers[b].shape != step.dag.shape for b in outs):
                 continue
-            writer: Step = channels_last_order(step)
+            writer: Step = elementwise_channels_last_order(step)
         elif isinstance(step, ReductionStep) and any(b in kept for b in _dag_buffers(step.prologue)):
-            # a reduction over kept outputs walks their storage in order (reduction_order)
+            # a reduction over kept outputs walks their storage in order (storage_order)
             reordered = reduction_channels_last_order(step)
             if reordered is None:
                 continue
@@ -171,6 +175,12 @@ def follow_channels_last(plan: Plan) -> Plan:
             if any(plan.buffers[b].shape != step.prologue.shape for b in outs):
                 continue
             writer = reordered
+        elif isinstance(step, PoolStep) and any(b in kept for b in _dag_buffers(step.prologue)) \
+                and (pool := pool_channels_last_order(step)) is not None:
+            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
+            if any(plan.buffers[b].shape != step.epilogue.shape for b in outs):
+                continue
+            writer = pool
         elif isinstance(step, HostStep) and not step.keeps_channels_last and len(step.outputs) == 1 \
                 and step.outputs[0] is not None and len(plan.buffers[step.outputs[0]].shape) in (4, 5) \
                 and any(b in kept for b in _arg_buffers(step)):
@@ -185,13 +195,6 @@ def follow_channels_last(plan: Plan) -> Plan:
             plan = moved
             kept.update(outs)
     return plan
-
-
-def channels_last_order(step: ElementwiseStep) -> ElementwiseStep:
-    """`step` iterating its (N, C, *spatial) shape as (N, *spatial, C): every load's layout permuted the same way,
-    so each output, written at the iteration's linear index, is that buffer's channels-last storage."""
-    return replace(step, dag=permuted_dag(step.dag, channels_last_perm(len(step.dag.shape))),
-                   writes_channels_last=True)
 
 
 def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step) -> Plan | None:

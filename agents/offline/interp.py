@@ -200,13 +200,19 @@ def run_step(plan: Plan, step: Any, mem: dict[str, torch.Tensor]) -> None:
         w = step.window
         x = eval_dag(step.prologue, mem)[-1].expand(step.prologue.shape).reshape(w.planes, *w.in_size)
         weight = view(mem, step.weight) if step.weight is not None else None
-        value = pool_values(w, x, weight).reshape(step.epilogue.shape)
+        value = pool_values(w, x, weight)
+        if step.writes_channels_last:  # outputs in (N, *spatial, C) order
+            value = value.reshape(*step.prologue.shape[:2], *w.out_size).movedim(1, -1)
+        value = value.reshape(step.epilogue.shape)
         out_dtype = next((e.dtype for e in step.epilogue.nodes if isinstance(e, Special)), "float32")
         if out_dtype in ("float16", "bfloat16"):
             value = value.to(TORCH_DTYPE[out_dtype])  # the pooled value is rounded once, as eager stores it
         values = eval_dag(step.epilogue, mem, {"value": value})
         for out in step.outputs:
-            _store(mem, plan, out.buffer, values[out.node])
+            if step.writes_channels_last:
+                _store_channels_last(mem, plan, out.buffer, values[out.node].expand(step.epilogue.shape))
+            else:
+                _store(mem, plan, out.buffer, values[out.node])
     elif isinstance(step, RecurrentStep):
         outs = run_recurrent(step, view(mem, step.input), [view(mem, h) for h in step.hx],
                              [view(mem, w) for w in step.params])

@@ -176,7 +176,7 @@ class ReductionStep:
     outputs: tuple[StepOutput, ...]
     attrs: tuple[tuple[str, Any], ...] = ()  # eps, correction, ord
     kind: Literal["reduction"] = "reduction"
-    # A normalisation iterating its (N, C, *spatial) shape in channels-last order (reduction_order): each output
+    # A normalisation iterating its (N, C, *spatial) shape in channels-last order (storage_order): each output
     # holds its buffer's channels-last storage, as ElementwiseStep.writes_channels_last.
     writes_channels_last: bool = False
 
@@ -258,6 +258,9 @@ class PoolStep:
     outputs: tuple[StepOutput, ...]
     weight: Layout | None = None
     kind: Literal["pool"] = "pool"
+    # One thread per output in (N, *spatial, C) order over an (N, C, *spatial) input, its epilogue permuted alike
+    # (storage_order.pool_channels_last_order): each output holds its buffer's channels-last storage.
+    writes_channels_last: bool = False
 
 
 def map_args(fn: Any, value: Any) -> Any:

@@ -26,7 +26,14 @@ from kernelwright.agents.offline.conv_layout import (
     layout_dims,
     with_kept_layouts,
 )
-from kernelwright.agents.offline.ir import ElementwiseStep, HostStep, Layout, contiguous_strides
+from kernelwright.agents.offline.ir import (
+    ElementwiseStep,
+    HostStep,
+    Layout,
+    PoolStep,
+    ReductionStep,
+    contiguous_strides,
+)
 from kernelwright.agents.offline.layout_remap import channels_last_strides, remap_channels_last
 from kernelwright.agents.offline.propose import plans_for, trace_all, tuning_target
 from kernelwright.agents.offline.space import plan_space
@@ -103,12 +110,15 @@ def _kb(level: str, stem: str) -> Path:
     return path
 
 
-# Conv chains of level 2 whose convolution feeds each kind of step (elementwise, channel reduction, norm, pools,
-# a 3-D transposed conv) and level-3 networks whose convolutions feed each other, residual adds and concatenations.
+# Conv chains of level 2 whose convolution feeds each kind of step (elementwise, channel reduction, norm, softmax,
+# 2-D and 3-D pools, a 3-D transposed conv) and level-3 networks whose convolutions feed each other, residual adds and concatenations.
 KERNELBENCH_CHAINS = [("level2", "32_Conv2d_Scaling_Min"), ("level2", "4_Conv2d_Mish_Mish"),
                       ("level2", "17_Conv2d_InstanceNorm_Divide"), ("level2", "85_Conv2d_GroupNorm_Scale_MaxPool_Clamp"),
                       ("level2", "34_ConvTranspose3d_LayerNorm_GELU_Scaling"), ("level3", "8_ResNetBasicBlock"),
-                      ("level3", "17_SqueezeNetFireModule"), ("level3", "14_DenseNet121DenseBlock")]
+                      ("level3", "17_SqueezeNetFireModule"), ("level3", "14_DenseNet121DenseBlock"),
+                      ("level2", "35_Conv2d_Subtract_HardSwish_MaxPool_Mish"),
+                      ("level2", "50_ConvTranspose3d_Scaling_AvgPool_BiasAdd_Scaling"),
+                      ("level2", "49_ConvTranspose3d_Softmax_Sigmoid"), ("level3", "45_UNetSoftmax")]
 
 
 @pytest.mark.parametrize("level,stem", KERNELBENCH_CHAINS, ids=[s for _, s in KERNELBENCH_CHAINS])
@@ -216,8 +226,10 @@ def test_a_concatenation_of_kept_outputs_is_taken_channels_last_and_what_reads_i
 @pytest.mark.timeout(900)
 def test_kept_candidates_build_with_nvcc(tmp_path: Path) -> None:
     """The kernels after a kept convolution read through strided layouts: their CUDA builds for sm_90a, a conv
-    chain's (a min over channels as rows, an instance norm as columns that write channels-last) and a network's."""
+    chain's (a min over channels as rows, an instance norm as columns that write channels-last, a 3-D pool in
+    channels-last order) and a network's (SqueezeNet's 2-D max pools)."""
     for level, stem in (("level2", "32_Conv2d_Scaling_Min"), ("level2", "17_Conv2d_InstanceNorm_Divide"),
+                        ("level2", "50_ConvTranspose3d_Scaling_AvgPool_BiasAdd_Scaling"),
                         ("level3", "17_SqueezeNetFireModule")):
         target = tuning_target(trace_all(_kb(level, stem)), "fused", allow_tf32=True, kept_layouts=True)
         assert target is not None
@@ -248,3 +260,23 @@ def test_the_harness_verifies_kept_outputs_beside_contiguous_ones_and_times_both
                                          ("kept", CHANNELS_LAST_KEPT))}
         failed += harness_failures(path, sources, tmp_path, build_cache, precision="kernelbench")
     assert not failed, failed
+
+
+FOLLOWERS = [("level2", "35_Conv2d_Subtract_HardSwish_MaxPool_Mish", "pool"),
+             ("level2", "50_ConvTranspose3d_Scaling_AvgPool_BiasAdd_Scaling", "pool"),
+             ("level2", "32_Conv2d_Scaling_Min", "rows"), ("level2", "17_Conv2d_InstanceNorm_Divide", "normalisation"),
+             ("level2", "49_ConvTranspose3d_Softmax_Sigmoid", "normalisation")]
+
+
+@pytest.mark.parametrize("level,stem,kind", FOLLOWERS, ids=[s for _, s, _ in FOLLOWERS])
+def test_pools_and_reductions_over_a_kept_output_walk_its_storage_in_order(level: str, stem: str, kind: str) -> None:
+    """The step after the kept convolution iterates channels fastest (storage_order): a pool or a normalisation
+    then writes channels-last, a min over channels becomes rows along the stored channels."""
+    traced = trace_all(_kb(level, stem))
+    plan = plans_for(traced, allow_tf32=True, kept_layouts=True)["fused"][0]
+    kept = with_kept_layouts(plan, {d: CHANNELS_LAST_KEPT for d in layout_dims(plan)})
+    (follower,) = [s for s in kept.steps if isinstance(s, (PoolStep, ReductionStep))]
+    if kind == "rows":
+        assert isinstance(follower, ReductionStep) and follower.inner == 1 and not follower.writes_channels_last
+    else:
+        assert follower.writes_channels_last

@@ -1,4 +1,4 @@
-"""A reduction over a channels-last input iterated in storage order (reduction_order): on every block of reduced
+"""A reduction over a channels-last input iterated in storage order (storage_order): on every block of reduced
 dims of a 4-D and a 5-D shape and every kind of reduction, the interpreter's result over channels-last storage
 equals the contiguous step's wherever the reorder is offered, and it is refused exactly where it would change
 the result's order or meaning."""
@@ -24,7 +24,7 @@ from kernelwright.agents.offline.ir import (
     contiguous_strides,
 )
 from kernelwright.agents.offline.layout_remap import remap_channels_last
-from kernelwright.agents.offline.reduction_order import ORDER_SENSITIVE, reduced_dims, reduction_channels_last_order
+from kernelwright.agents.offline.storage_order import ORDER_SENSITIVE, reduced_dims, reduction_channels_last_order
 
 SHAPES = [(2, 3, 4, 5), (2, 3, 2, 4, 5)]
 KINDS = ["sum", "max", "argmax", "min_with_index", "logsumexp", "var", "softmax", "layer_norm", "cumsum"]

@@ -1,13 +1,18 @@
-"""A reduction over a channels-last input, iterated in that input's storage order.
+"""Steps over channels-last inputs, iterated in those inputs' storage order.
 
-A reduction's threads walk its prologue's logical shape: the linear index (o * reduce + r) * inner + i. Over a
-convolution output kept channels-last (conv_layout.CHANNELS_LAST_KEPT) that order strides by the channel count:
-a min over channels (level2/32) reads every element from another sector, an instance norm's rows over H x W
-(level2/17) step C elements at a time. Iterating the shape as (N, *spatial, C) instead, with outer, reduce and
-inner derived again, walks the storage in order: the min over channels becomes rows along stored channels, the
-instance norm's sums columns over neighbouring channels.
+A convolution output kept channels-last (conv_layout.CHANNELS_LAST_KEPT) holds element (n, c, s...) at
+n*C*S + s_linear*C + c. A kernel whose threads walk the logical (N, C, *spatial) order reads it C elements apart.
+Each function here gives the step iterating (N, *spatial, C) instead, so neighbouring threads read neighbouring
+channels:
+- an elementwise step, whose outputs are then written in that order: their channels-last storage
+  (ElementwiseStep.writes_channels_last);
+- a pool, one thread per output in (N, *out spatial, C) order, writing its outputs channels-last the same way
+  (PoolStep.writes_channels_last);
+- a reduction (its threads walk the linear index (o * reduce + r) * inner + i), with outer, reduce and inner
+  derived again: a min over channels (level2/32) becomes rows along stored channels, an instance norm's rows over
+  H x W (level2/17) columns over neighbouring channels.
 
-That order is taken only where it leaves the reduction's meaning alone:
+A reduction takes that order only where it leaves the meaning alone:
 - the reduced dims still form one block (size-1 dims aside), so outer/reduce/inner exist;
 - a reduction whose result depends on the order inside that block (an arg-min's index, a scan) keeps that order;
 - a reduction with one value per output position enumerates those positions in their old order, so its outputs
@@ -21,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from math import prod
 
-from kernelwright.agents.offline.ir import SCANS, ReductionStep
+from kernelwright.agents.offline.ir import SCANS, ElementwiseStep, PoolStep, ReductionStep
 from kernelwright.agents.offline.layout_remap import channels_last_perm, permuted_dag
 
 # Reductions whose result depends on the order of the reduced elements (an index into them, a prefix).
@@ -74,3 +79,23 @@ def reduction_channels_last_order(step: ReductionStep) -> ReductionStep | None:
     if step.is_normalisation:
         return replace(moved, epilogue=permuted_dag(step.epilogue, perm), writes_channels_last=True)
     return moved
+
+
+def elementwise_channels_last_order(step: ElementwiseStep) -> ElementwiseStep:
+    """`step` iterating its (N, C, *spatial) shape as (N, *spatial, C): every load's layout permuted the same way,
+    so each output, written at the iteration's linear index, is that buffer's channels-last storage."""
+    return replace(step, dag=permuted_dag(step.dag, channels_last_perm(len(step.dag.shape))),
+                   writes_channels_last=True)
+
+
+def pool_channels_last_order(step: PoolStep) -> PoolStep | None:
+    """`step` with one thread per output in (N, *spatial, C) order and its epilogue permuted alike, so it reads
+    neighbouring channels together and writes its outputs channels-last; None for a pool that is not over the
+    spatial dims of an (N, C, *spatial) input (a depthwise one, a 1-D one) or already so."""
+    w, shape = step.window, step.prologue.shape
+    if step.writes_channels_last or step.weight is not None or w.multiplier != 1 or len(shape) not in (4, 5) \
+            or w.spatial_dims != len(shape) - 2 or w.planes != shape[0] * shape[1] \
+            or step.epilogue.shape != (shape[0], shape[1], *w.out_size):
+        return None
+    return replace(step, epilogue=permuted_dag(step.epilogue, channels_last_perm(len(shape))),
+                   writes_channels_last=True)
