@@ -172,7 +172,7 @@ def follow_channels_last(plan: Plan) -> Plan:
                 plan = replace(plan, steps=(*plan.steps[:index], reordered, *plan.steps[index + 1:]))
                 continue
             outs = list(dict.fromkeys(o.buffer for o in step.outputs))
-            if any(plan.buffers[b].shape != step.prologue.shape for b in outs):
+            if any(plan.buffers[b].shape != step.epilogue.shape for b in outs):
                 continue
             writer = reordered
         elif isinstance(step, PoolStep) and any(b in kept for b in _dag_buffers(step.prologue)) \

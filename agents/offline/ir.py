@@ -176,8 +176,9 @@ class ReductionStep:
     outputs: tuple[StepOutput, ...]
     attrs: tuple[tuple[str, Any], ...] = ()  # eps, correction, ord
     kind: Literal["reduction"] = "reduction"
-    # A normalisation iterating its (N, C, *spatial) shape in channels-last order (storage_order): each output
-    # holds its buffer's channels-last storage, as ElementwiseStep.writes_channels_last.
+    # It iterates its (N, C, *spatial) shape in channels-last order and writes at that order's index
+    # (storage_order.reduction_channels_last_order: a normalisation, or a reduction keeping its reduced dims):
+    # each output holds its buffer's channels-last storage, as ElementwiseStep.writes_channels_last.
     writes_channels_last: bool = False
 
     def attr(self, name: str, default: Any = None) -> Any:

@@ -18,7 +18,9 @@ A reduction takes that order only where it leaves the meaning alone:
 - a reduction with one value per output position enumerates those positions in their old order, so its outputs
   and epilogue stay as they were; a normalisation (one value per input element) writes its outputs at the new
   linear index, which is their channels-last storage (ReductionStep.writes_channels_last), and its epilogue is
-  permuted alike.
+  permuted alike. So does a reduction whose positions come in another order (a mean over depth, level2/13) where
+  its output keeps the reduced dims (size 1): the new order of its positions is that output's channels-last
+  storage.
 """
 
 from __future__ import annotations
@@ -69,14 +71,18 @@ def reduction_channels_last_order(step: ReductionStep) -> ReductionStep | None:
     if step.reduction in ORDER_SENSITIVE and block != sorted(block):
         return None
     positions = [d for d in order if d not in reduced]
-    if not step.is_normalisation and positions != sorted(positions):
-        return None  # its output positions would come in another order
-    if step.is_normalisation and step.epilogue.shape != shape:
+    # one output per input element, or per position with the reduced dims kept (size 1): writable channels-last
+    whole = step.epilogue.shape == shape if step.is_normalisation \
+        else step.epilogue.shape == tuple(1 if d in reduced else n for d, n in enumerate(shape))
+    if step.is_normalisation and not whole:
         return None
+    in_order = positions == sorted(positions)
+    if not step.is_normalisation and not in_order and not whole:
+        return None  # its output positions would come in another order, and no layout of the output holds them
     outer = prod(shape[d] for d in order[:first])
     inner = prod(shape[d] for d in order[first + len(block):])
     moved = replace(step, outer=outer, inner=inner, prologue=permuted_dag(step.prologue, perm))
-    if step.is_normalisation:
+    if step.is_normalisation or not in_order:
         return replace(moved, epilogue=permuted_dag(step.epilogue, perm), writes_channels_last=True)
     return moved
 
