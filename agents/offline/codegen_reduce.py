@@ -35,7 +35,7 @@ from kernelwright.agents.offline.reduce_vectors import (
     with_scalar_fallback,
 )
 
-REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 1, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1, "CLUSTER": 0}  # 0: chosen
+REDUCTION_DEFAULTS = {"TPR": 0, "RPB": 0, "CY": 0, "SPLIT": 0, "CACHE": 1, "TWOPASS": 1, "CLUSTER": 0}  # 0: chosen
 TWO_PASS_KINDS = ("softmax", "log_softmax", "layer_norm")
 MAX_CACHED_ITEMS = 32
 # A normalisation row too long for registers is read twice from DRAM (statistics, then the write). Split over a
@@ -61,6 +61,13 @@ def default_tpr(reduce: int) -> int:
         if reduce <= tpr * 8:
             return tpr
     return 1024
+
+
+def default_rpb(reduce: int) -> int:
+    """Rows per block of a warp-per-row reduction where no RPB is asked for (the tuner's default too): four short
+    rows share a block, since an SM holds at most 32 blocks and 32-thread blocks would fill half its warp slots.
+    A row reduction that channels-last order made of a column one (storage_order) has no RPB of its own."""
+    return 4 if reduce <= 256 else 1
 
 
 def default_split(step: ReductionStep) -> int:
@@ -246,7 +253,7 @@ def _rows(step: ReductionStep, p: Mapping[str, Any], it: str, at: str, acc: str,
     if cluster and needed and cluster >= needed:
         return _cluster_rows(step, p, it, at, acc, tag, cluster)
     tpr = int(p["TPR"]) or default_tpr(R)
-    rpb = int(p["RPB"]) if tpr == 32 else 1  # several rows per block only for warp-per-row
+    rpb = (int(p["RPB"]) or default_rpb(R)) if tpr == 32 else 1  # several rows per block only for warp-per-row
     items = -(-R // tpr)
     cached = step.is_normalisation and items <= MAX_CACHED_ITEMS and bool(int(p["CACHE"]))
     if cached:

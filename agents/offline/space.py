@@ -19,6 +19,7 @@ from kernelwright.agents.offline.codegen_reduce import (
     TWO_PASS_KINDS,
     cluster_size,
     default_cy,
+    default_rpb,
     default_split,
     default_tpr,
     normalisation_split,
@@ -161,7 +162,7 @@ def plan_space(plan: Plan) -> TuneSpace:
                 limit = max(32, 1 << max(0, (step.reduce - 1).bit_length()))
                 tprs = tuple(t for t in (32, 64, 128, 256, 512, 1024) if t <= limit) or (32,)
                 dims.append(TuneDim(f"{step.name}.TPR", tprs, min(default_tpr(step.reduce), tprs[-1])))
-                dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), 4 if step.reduce <= 256 else 1))
+                dims.append(TuneDim(f"{step.name}.RPB", (1, 2, 4, 8), default_rpb(step.reduce)))
                 if cluster := cluster_size(step):
                     dims.append(TuneDim(f"{step.name}.CLUSTER", (0, cluster), 0))
                 if split := normalisation_split(step):
