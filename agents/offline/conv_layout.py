@@ -19,9 +19,10 @@ re-expressed, by a step whose kernel reads through layouts (elementwise, reducti
 nothing else writes it and it is not the Model's state (forward may return it: a channels-last tensor of the same
 values, as torch.compile returns). An elementwise step that reads such an output then runs
 in channels-last order and keeps its own outputs channels-last too (follow_channels_last), so a network's
-convolutions and the activations and residual adds between them stay in one layout. A reduction that reads it
-walks its storage in order where that leaves the result alone (storage_order: a min over channels as rows
-along the stored channels, an instance norm as columns over neighbouring channels, writing channels-last).
+convolutions and the activations and residual adds between them stay in one layout. A pool that reads it runs
+in channels-last order too, and a reduction walks its storage in order where that leaves the result alone
+(storage_order: a min over channels as rows along the stored channels, an instance norm as columns over
+neighbouring channels, writing channels-last).
 """
 
 from __future__ import annotations
@@ -150,8 +151,9 @@ def follow_channels_last(plan: Plan) -> Plan:
     own outputs so (ElementwiseStep.writes_channels_last), where they can be (as a kept convolution's): its reads
     of that output and its writes are then both in storage order, and a convolution after it (ResNet's conv, ReLU,
     conv) gets channels-last operands with no copy. So does a host op over kept outputs (a concatenation): its
-    result is taken channels-last. A reduction over them iterates in storage order where storage_order allows;
-    a normalisation's outputs are then kept channels-last as well."""
+    result is taken channels-last. A pool over them runs in channels-last order and keeps its outputs so; a
+    reduction iterates in storage order where storage_order allows, its outputs kept channels-last where it
+    writes in that order (a normalisation, or a reduction keeping its reduced dims)."""
     kept = {s.outputs[0] for s in plan.steps if isinstance(s, HostStep) and s.keeps_channels_last}
     for index in range(len(plan.steps)):
         step = plan.steps[index]
