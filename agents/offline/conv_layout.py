@@ -47,6 +47,7 @@ from kernelwright.agents.offline.ir import (
     ReductionStep,
     Step,
     map_args,
+    map_loads,
 )
 from kernelwright.agents.offline.layout_remap import remap_channels_last
 from kernelwright.agents.offline.storage_order import (
@@ -161,8 +162,8 @@ def follow_channels_last(plan: Plan) -> Plan:
             return plan
         if isinstance(step, ElementwiseStep) and len(step.dag.shape) in (4, 5) and not step.writes_channels_last \
                 and any(b in kept for b in _dag_buffers(step.dag)):
-            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
-            if any(plan.buffers[b].shape != step.dag.shape for b in outs):
+            outs = _outputs_shaped(plan, step, step.dag.shape)
+            if outs is None:
                 continue
             writer: Step = elementwise_channels_last_order(step)
         elif isinstance(step, ReductionStep) and any(b in kept for b in _dag_buffers(step.prologue)):
@@ -173,14 +174,14 @@ def follow_channels_last(plan: Plan) -> Plan:
             if not reordered.writes_channels_last:  # its outputs and epilogue are as they were
                 plan = replace(plan, steps=(*plan.steps[:index], reordered, *plan.steps[index + 1:]))
                 continue
-            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
-            if any(plan.buffers[b].shape != step.epilogue.shape for b in outs):
+            outs = _outputs_shaped(plan, step, step.epilogue.shape)
+            if outs is None:
                 continue
             writer = reordered
         elif isinstance(step, PoolStep) and any(b in kept for b in _dag_buffers(step.prologue)) \
                 and (pool := pool_channels_last_order(step)) is not None:
-            outs = list(dict.fromkeys(o.buffer for o in step.outputs))
-            if any(plan.buffers[b].shape != step.epilogue.shape for b in outs):
+            outs = _outputs_shaped(plan, step, step.epilogue.shape)
+            if outs is None:
                 continue
             writer = pool
         elif isinstance(step, HostStep) and not step.keeps_channels_last and len(step.outputs) == 1 \
@@ -197,6 +198,14 @@ def follow_channels_last(plan: Plan) -> Plan:
             plan = moved
             kept.update(outs)
     return plan
+
+
+def _outputs_shaped(plan: Plan, step: ElementwiseStep | ReductionStep | PoolStep,
+                    shape: tuple[int, ...]) -> list[str] | None:
+    """The buffers `step` writes, each once, where all of them have the shape it iterates (so writing them in its
+    channels-last order is their channels-last storage); None where one does not."""
+    outs = list(dict.fromkeys(o.buffer for o in step.outputs))
+    return None if any(plan.buffers[b].shape != shape for b in outs) else outs
 
 
 def _stored_channels_last(plan: Plan, index: int, outs: list[str], writer: Step) -> Plan | None:
@@ -245,13 +254,13 @@ def _reads_remapped(step: Step, outs: list[str], remap: Callable[[Layout], Layou
     if any(_writes(step, out) for out in outs):
         raise _NotKept
     if isinstance(step, ElementwiseStep):
-        return replace(step, dag=_dag(step.dag, remap))
+        return replace(step, dag=map_loads(step.dag, remap))
     if isinstance(step, ReductionStep):
-        return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
+        return replace(step, prologue=map_loads(step.prologue, remap), epilogue=map_loads(step.epilogue, remap))
     if isinstance(step, PoolStep):
         if step.weight is not None and step.weight.buffer in outs:
             raise _NotKept
-        return replace(step, prologue=_dag(step.prologue, remap), epilogue=_dag(step.epilogue, remap))
+        return replace(step, prologue=map_loads(step.prologue, remap), epilogue=map_loads(step.epilogue, remap))
     if isinstance(step, HostStep):  # as_strided views over the channels-last storage (codegen_host)
         return replace(step, args=_args(step.args, remap),
                        kwargs=tuple((k, _args(v, remap)) for k, v in step.kwargs))
@@ -266,11 +275,6 @@ def _writes(step: Step, out: str) -> bool:
     if isinstance(step, (HostStep, RecurrentStep)):
         return out in step.outputs
     return any(o.buffer == out for o in step.outputs)
-
-
-def _dag(dag: Dag, remap: Callable[[Layout], Layout]) -> Dag:
-    return replace(dag, nodes=tuple(replace(e, layout=remap(e.layout)) if isinstance(e, Load) else e
-                                    for e in dag.nodes))
 
 
 def _args(value: Any, remap: Callable[[Layout], Layout]) -> Any:

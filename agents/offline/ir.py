@@ -17,7 +17,8 @@ decomposition, broadcasting, dims and op order that the CUDA is written from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from math import prod
 from typing import Any, Literal
 
@@ -262,6 +263,12 @@ class PoolStep:
     # One thread per output in (N, *spatial, C) order over an (N, C, *spatial) input, its epilogue permuted alike
     # (storage_order.pool_channels_last_order): each output holds its buffer's channels-last storage.
     writes_channels_last: bool = False
+
+
+def map_loads(dag: Dag, fn: Callable[[Layout], Layout], shape: tuple[int, ...] | None = None) -> Dag:
+    """`dag` with every load's layout through `fn` (and its iteration shape `shape`, where given)."""
+    return Dag(dag.shape if shape is None else shape,
+               tuple(replace(e, layout=fn(e.layout)) if isinstance(e, Load) else e for e in dag.nodes))
 
 
 def map_args(fn: Any, value: Any) -> Any:

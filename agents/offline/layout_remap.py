@@ -15,10 +15,9 @@ that order, channels-last: the spatial dims are, channels and batch are not.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from math import prod
 
-from kernelwright.agents.offline.ir import Dag, Layout, Load, contiguous_strides
+from kernelwright.agents.offline.ir import Dag, Layout, contiguous_strides, map_loads
 
 
 def channels_last_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -96,5 +95,4 @@ def permuted_dag(dag: Dag, perm: tuple[int, ...]) -> Dag:
         return Layout(layout.buffer, tuple(layout.shape[p] for p in perm), tuple(layout.strides[p] for p in perm),
                       layout.offset)
 
-    return Dag(tuple(dag.shape[p] for p in perm),
-               tuple(replace(e, layout=permuted(e.layout)) if isinstance(e, Load) else e for e in dag.nodes))
+    return map_loads(dag, permuted, tuple(dag.shape[p] for p in perm))

@@ -640,8 +640,6 @@ def _flatten(x: Any) -> list[Any]:
     return [x]
 
 
-
-
 def build_plan(program: Any, *, fuse_reductions: bool = True, prefix: str = "",
                attributes: frozenset[str] = frozenset(), preview: bool = RunSettings.offline_preview) -> Plan:
     """`attributes`: buffers of the program that are plain tensor attributes of the problem's Model (state
